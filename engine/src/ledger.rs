@@ -1,0 +1,450 @@
+//! One shard's ledger: a deterministic state machine without I/O.
+//!
+//! Every replica applies the same log entries in the same order and reaches byte-identical
+//! state. Nothing here reads a clock, a random number or the iteration order of a hash map.
+//!
+//! # State hash
+//! Each account contributes `xxh3_128(canonical account bytes)`; the shard keeps the sum of the
+//! contributions modulo 2^128 (a multiset hash), so an update costs O(1): subtract the account's
+//! old contribution, add its new one. Canonical account bytes: address (32) ‖ nonce high (u64 LE)
+//! ‖ nonce window (u64 LE) ‖ for each asset with a non-zero balance, ascending: asset (u32 LE) ‖
+//! balance (u64 LE). The shard's state hash is `xxh3_128(shard u32 ‖ applied index u64 ‖
+//! account sum u128 ‖ inbound watermark u64 per source shard)`, all little-endian. Replicas at
+//! the same applied index compare it.
+//!
+//! # Replay protection
+//! Per account, a sliding window over nonces (RFC 4303's anti-replay window): the highest
+//! accepted nonce `H` and a 64-bit bitmap whose bit `i` says whether `H - i` was accepted. A nonce
+//! above `H` slides the window; one within 64 below `H` is accepted once; older ones are
+//! `NONCE_TOO_OLD`. A nonce is consumed only by a transfer that applies (`OK`): a transfer
+//! rejected for funds may be resubmitted, and applies at most once.
+
+use crate::genesis::Genesis;
+use crate::record::{Address, Record};
+use crate::result::ResultCode;
+use crate::shard::{shard_of, ShardId};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
+use xxhash_rust::xxh3::xxh3_128;
+
+pub const NATIVE_ASSET: u32 = 0;
+/// Nonces older than this below the highest accepted one are rejected as too old.
+pub const NONCE_WINDOW: u64 = 64;
+/// Upper bound on assets per chain (bounds per-account balance lists).
+pub const ASSETS_MAX: usize = 1024;
+
+/// One account. 32 bytes: most accounts hold only the native asset, kept inline; other assets
+/// live in a small sorted side list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    pub nonce_high: u64,
+    pub nonce_window: u64,
+    pub native: u64,
+    pub others: Option<Box<Vec<(u32, u64)>>>,
+}
+
+impl Account {
+    pub fn balance(&self, asset: u32) -> u64 {
+        if asset == NATIVE_ASSET {
+            return self.native;
+        }
+        match &self.others {
+            Some(list) => match list.binary_search_by_key(&asset, |e| e.0) {
+                Ok(i) => list[i].1,
+                Err(_) => 0,
+            },
+            None => 0,
+        }
+    }
+
+    fn balance_mut(&mut self, asset: u32) -> &mut u64 {
+        if asset == NATIVE_ASSET {
+            return &mut self.native;
+        }
+        let list = self.others.get_or_insert_with(Default::default);
+        let i = match list.binary_search_by_key(&asset, |e| e.0) {
+            Ok(i) => i,
+            Err(i) => {
+                list.insert(i, (asset, 0));
+                i
+            }
+        };
+        &mut list[i].1
+    }
+
+    /// Non-zero balances in ascending asset order.
+    pub fn balances(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let native = (self.native != 0).then_some((NATIVE_ASSET, self.native));
+        native.into_iter().chain(
+            self.others
+                .iter()
+                .flat_map(|l| l.iter().copied())
+                .filter(|e| e.1 != 0),
+        )
+    }
+
+    /// Whether `nonce` would be accepted now; does not consume it.
+    pub fn check_nonce(&self, nonce: u64) -> Result<(), ResultCode> {
+        if nonce > self.nonce_high {
+            return Ok(());
+        }
+        let distance = self.nonce_high - nonce;
+        if distance >= NONCE_WINDOW {
+            return Err(ResultCode::NonceTooOld);
+        }
+        if self.nonce_window & (1u64 << distance) != 0 {
+            return Err(ResultCode::NonceReplayed);
+        }
+        Ok(())
+    }
+
+    fn consume_nonce(&mut self, nonce: u64) {
+        debug_assert!(self.check_nonce(nonce).is_ok());
+        if nonce > self.nonce_high {
+            let shift = nonce - self.nonce_high;
+            self.nonce_window = if shift >= NONCE_WINDOW {
+                0
+            } else {
+                self.nonce_window << shift
+            };
+            self.nonce_window |= 1;
+            self.nonce_high = nonce;
+        } else {
+            self.nonce_window |= 1u64 << (self.nonce_high - nonce);
+        }
+    }
+
+    /// The account's contribution to the state hash.
+    fn hash(&self, address: &Address) -> u128 {
+        let mut bytes = [0u8; 32 + 16 + 12];
+        bytes[..32].copy_from_slice(&address.0);
+        bytes[32..40].copy_from_slice(&self.nonce_high.to_le_bytes());
+        bytes[40..48].copy_from_slice(&self.nonce_window.to_le_bytes());
+        if self.others.is_none() {
+            if self.native == 0 {
+                return xxh3_128(&bytes[..48]);
+            }
+            bytes[48..52].copy_from_slice(&NATIVE_ASSET.to_le_bytes());
+            bytes[52..60].copy_from_slice(&self.native.to_le_bytes());
+            return xxh3_128(&bytes);
+        }
+        let mut long = bytes[..48].to_vec();
+        for (asset, amount) in self.balances() {
+            long.extend_from_slice(&asset.to_le_bytes());
+            long.extend_from_slice(&amount.to_le_bytes());
+        }
+        xxh3_128(&long)
+    }
+}
+
+/// A credit owed by a source shard to an account of another shard, produced when the source
+/// applies a cross-shard transfer (debit side) and credited when the destination's own log says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Log index of the source shard's entry that produced it.
+    pub source_index: u64,
+    pub to: Address,
+    pub asset: u32,
+    pub amount: u64,
+}
+
+/// Checks that need no state; done at admission (before consensus) and again at apply.
+pub fn precheck(record: &Record, chain_id: u32, assets: &[u32]) -> Result<(), ResultCode> {
+    if !record.has_domain_tag() {
+        return Err(ResultCode::Malformed);
+    }
+    if record.chain_id() != chain_id {
+        return Err(ResultCode::WrongChain);
+    }
+    if record.amount() == 0 {
+        return Err(ResultCode::ZeroAmount);
+    }
+    if record.from_bytes() == &record.0[52..84] {
+        return Err(ResultCode::SelfTransfer);
+    }
+    if assets.binary_search(&record.asset()).is_err() {
+        return Err(ResultCode::UnknownAsset);
+    }
+    Ok(())
+}
+
+type AccountMap = HashMap<Address, Account, foldhash::fast::RandomState>;
+
+/// The state of one shard.
+pub struct ShardState {
+    shard: ShardId,
+    shard_count: u32,
+    chain_id: u32,
+    /// Sorted list of assets that exist (from genesis).
+    assets: Vec<u32>,
+    accounts: AccountMap,
+    account_hash_sum: u128,
+    applied_index: u64,
+    /// Per source shard: highest source log index whose receipts have been credited here.
+    inbound_watermark: Vec<u64>,
+    /// Per destination shard: receipts produced here and not yet known to be durably credited
+    /// there (kept so that the destination can replay them after a restart).
+    outbox: Vec<VecDeque<Receipt>>,
+}
+
+impl std::fmt::Debug for ShardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardState")
+            .field("shard", &self.shard)
+            .field("accounts", &self.accounts.len())
+            .field("applied_index", &self.applied_index)
+            .finish()
+    }
+}
+
+impl ShardState {
+    /// An empty shard (no accounts).
+    pub fn empty(shard: ShardId, shard_count: u32, chain_id: u32, assets: Vec<u32>) -> ShardState {
+        assert!(shard < shard_count);
+        assert!(!assets.is_empty() && assets.len() <= ASSETS_MAX);
+        assert!(assets.windows(2).all(|w| w[0] < w[1]), "assets sorted");
+        ShardState {
+            shard,
+            shard_count,
+            chain_id,
+            assets,
+            accounts: AccountMap::default(),
+            account_hash_sum: 0,
+            applied_index: 0,
+            inbound_watermark: vec![0; shard_count as usize],
+            outbox: (0..shard_count).map(|_| VecDeque::new()).collect(),
+        }
+    }
+
+    /// The shard as genesis creates it: the allocations whose address it owns.
+    pub fn from_genesis(genesis: &Genesis, shard: ShardId, shard_count: u32) -> ShardState {
+        let mut state = ShardState::empty(shard, shard_count, genesis.chain_id, genesis.assets());
+        let mine = genesis
+            .allocations
+            .iter()
+            .filter(|a| shard_of(&a.address, shard_count) == shard);
+        state.accounts.reserve(mine.clone().count());
+        for a in mine {
+            state.credit(a.address, a.asset, a.amount);
+        }
+        state
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+    pub fn chain_id(&self) -> u32 {
+        self.chain_id
+    }
+    pub fn assets(&self) -> &[u32] {
+        &self.assets
+    }
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+    pub fn account(&self, address: &Address) -> Option<&Account> {
+        self.accounts.get(address)
+    }
+    pub fn inbound_watermark(&self, source: ShardId) -> u64 {
+        self.inbound_watermark[source as usize]
+    }
+    pub fn outbox(&self, destination: ShardId) -> &VecDeque<Receipt> {
+        &self.outbox[destination as usize]
+    }
+
+    /// Reserve room for `additional` accounts, so that apply does not resize on the hot path.
+    pub fn reserve_accounts(&mut self, additional: usize) {
+        self.accounts.reserve(additional);
+    }
+
+    /// Sum of balances of `asset` held by this shard's accounts (for conservation checks).
+    pub fn supply_held(&self, asset: u32) -> u128 {
+        self.accounts.values().map(|a| a.balance(asset) as u128).sum()
+    }
+
+    /// Sum of `asset` in receipts that left this shard but are not yet credited at the
+    /// destination according to `credited_through(destination)`.
+    pub fn supply_in_flight(&self, asset: u32, credited_through: impl Fn(ShardId) -> u64) -> u128 {
+        let mut total = 0u128;
+        for (d, queue) in self.outbox.iter().enumerate() {
+            let mark = credited_through(d as ShardId);
+            total += queue
+                .iter()
+                .filter(|r| r.asset == asset && r.source_index > mark)
+                .map(|r| r.amount as u128)
+                .sum::<u128>();
+        }
+        total
+    }
+
+    pub fn state_hash(&self) -> u128 {
+        let mut bytes = Vec::with_capacity(4 + 8 + 16 + 8 * self.inbound_watermark.len());
+        bytes.extend_from_slice(&self.shard.to_le_bytes());
+        bytes.extend_from_slice(&self.applied_index.to_le_bytes());
+        bytes.extend_from_slice(&self.account_hash_sum.to_le_bytes());
+        for w in &self.inbound_watermark {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        xxh3_128(&bytes)
+    }
+
+    /// Marks log index `index` as applied (for entries that carry no transfers, too).
+    pub fn set_applied_index(&mut self, index: u64) {
+        assert!(index >= self.applied_index, "apply goes forward");
+        self.applied_index = index;
+    }
+
+    /// Applies one transfer from log entry `index`. The signature was verified before the
+    /// transfer entered the log; everything else is checked here. Cross-shard transfers debit
+    /// here and push a receipt to the outbox (and to `receipts_out` for delivery).
+    pub fn apply_transfer(&mut self, index: u64, record: &Record) -> ResultCode {
+        assert!(index >= self.applied_index, "apply goes forward");
+        if let Err(code) = precheck(record, self.chain_id, &self.assets) {
+            return code;
+        }
+        let from = record.from();
+        if shard_of(&from, self.shard_count) != self.shard {
+            // The router never sends this; a bad proposal must still apply deterministically.
+            return ResultCode::Malformed;
+        }
+        let asset = record.asset();
+        let amount = record.amount();
+        let Some(account) = self.accounts.get_mut(&from) else {
+            return ResultCode::InsufficientFunds;
+        };
+        if let Err(code) = account.check_nonce(record.nonce()) {
+            return code;
+        }
+        if account.balance(asset) < amount {
+            return ResultCode::InsufficientFunds;
+        }
+        let old_hash = account.hash(&from);
+        *account.balance_mut(asset) -= amount;
+        account.consume_nonce(record.nonce());
+        let new_hash = account.hash(&from);
+        self.account_hash_sum = self
+            .account_hash_sum
+            .wrapping_sub(old_hash)
+            .wrapping_add(new_hash);
+
+        let to = record.to();
+        let destination = shard_of(&to, self.shard_count);
+        if destination == self.shard {
+            self.credit(to, asset, amount);
+        } else {
+            self.outbox[destination as usize].push_back(Receipt {
+                source_index: index,
+                to,
+                asset,
+                amount,
+            });
+        }
+        ResultCode::Ok
+    }
+
+    /// Applies a batch of verified records from entry `index`, writing one code per record.
+    pub fn apply_batch(&mut self, index: u64, records: &[Record], results: &mut Vec<ResultCode>) {
+        results.clear();
+        results.reserve(records.len());
+        for record in records {
+            results.push(self.apply_transfer(index, record));
+        }
+        self.set_applied_index(index);
+    }
+
+    /// Credits the receipts of `source` up to source log index `up_to` (the marker's payload).
+    /// `receipts` are the source's receipts in order; those at or below the watermark were
+    /// credited before and are skipped, so each credits exactly once.
+    pub fn apply_marker<'a>(
+        &mut self,
+        source: ShardId,
+        up_to: u64,
+        receipts: impl IntoIterator<Item = &'a Receipt>,
+    ) -> usize {
+        assert!(source != self.shard && source < self.shard_count);
+        let watermark = self.inbound_watermark[source as usize];
+        if up_to <= watermark {
+            return 0;
+        }
+        let mut credited = 0;
+        let mut previous_index = 0;
+        for receipt in receipts {
+            assert!(receipt.source_index >= previous_index, "receipts in log order");
+            previous_index = receipt.source_index;
+            if receipt.source_index <= watermark {
+                continue;
+            }
+            if receipt.source_index > up_to {
+                break;
+            }
+            assert_eq!(shard_of(&receipt.to, self.shard_count), self.shard);
+            self.credit(receipt.to, receipt.asset, receipt.amount);
+            credited += 1;
+        }
+        self.inbound_watermark[source as usize] = up_to;
+        credited
+    }
+
+    /// Forgets receipts to `destination` up to `source_index`: the destination has credited them
+    /// durably (its snapshot covers them).
+    pub fn prune_outbox(&mut self, destination: ShardId, source_index: u64) {
+        let queue = &mut self.outbox[destination as usize];
+        while queue.front().is_some_and(|r| r.source_index <= source_index) {
+            queue.pop_front();
+        }
+    }
+
+    fn credit(&mut self, to: Address, asset: u32, amount: u64) {
+        let account = self.accounts.entry(to).or_default();
+        let old_hash = account.hash(&to);
+        let balance = account.balance_mut(asset);
+        // Total supply per asset fits in u64 (checked at genesis), so a credit cannot overflow.
+        *balance = balance
+            .checked_add(amount)
+            .expect("invariant: supply per asset fits in u64");
+        let new_hash = account.hash(&to);
+        self.account_hash_sum = self
+            .account_hash_sum
+            .wrapping_sub(old_hash)
+            .wrapping_add(new_hash);
+    }
+
+    /// Accounts in address order (deterministic, for snapshots).
+    pub fn accounts_sorted(&self) -> Vec<(&Address, &Account)> {
+        let mut list: Vec<(&Address, &Account)> = self.accounts.iter().collect();
+        list.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        list
+    }
+
+    /// Rebuilds a shard from its parts (snapshot load). Recomputes the hash sum.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        shard: ShardId,
+        shard_count: u32,
+        chain_id: u32,
+        assets: Vec<u32>,
+        applied_index: u64,
+        accounts: impl ExactSizeIterator<Item = (Address, Account)>,
+        inbound_watermark: Vec<u64>,
+        outbox: Vec<VecDeque<Receipt>>,
+    ) -> ShardState {
+        let mut state = ShardState::empty(shard, shard_count, chain_id, assets);
+        assert_eq!(inbound_watermark.len(), shard_count as usize);
+        assert_eq!(outbox.len(), shard_count as usize);
+        state.applied_index = applied_index;
+        state.inbound_watermark = inbound_watermark;
+        state.outbox = outbox;
+        state.accounts.reserve(accounts.len());
+        for (address, account) in accounts {
+            state.account_hash_sum = state.account_hash_sum.wrapping_add(account.hash(&address));
+            state.accounts.insert(address, account);
+        }
+        state
+    }
+}

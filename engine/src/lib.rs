@@ -1,0 +1,24 @@
+//! Aurigraph ledger engine.
+//!
+//! - [`record`], [`batch`]: the signed transfer record (a contract) and binary batches (rkyv).
+//! - [`verify`]: batched Ed25519 verification.
+//! - [`ledger`]: one shard's deterministic state machine (no I/O).
+//! - [`shard`]: which shard owns an address.
+//! - [`genesis`]: the genesis contract.
+//! - [`state_snapshot`]: a shard's state as an rkyv archive.
+
+pub mod batch;
+pub mod genesis;
+pub mod ledger;
+pub mod record;
+pub mod result;
+pub mod shard;
+pub mod state_snapshot;
+pub mod verify;
+
+pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
+pub use genesis::Genesis;
+pub use ledger::{Account, Receipt, ShardState};
+pub use record::{Address, Record, Transfer, TxHash};
+pub use result::ResultCode;
+pub use shard::{shard_of, ShardId};
