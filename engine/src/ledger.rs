@@ -401,8 +401,15 @@ impl ShardState {
     }
 
     fn credit(&mut self, to: Address, asset: u32, amount: u64) {
-        let account = self.accounts.entry(to).or_default();
-        let old_hash = account.hash(&to);
+        // A new account contributes nothing before it exists (snapshot loads sum the same way).
+        let (account, old_hash) = match self.accounts.entry(to) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                let account = e.into_mut();
+                let hash = account.hash(&to);
+                (account, hash)
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => (e.insert(Account::default()), 0),
+        };
         let balance = account.balance_mut(asset);
         // Total supply per asset fits in u64 (checked at genesis), so a credit cannot overflow.
         *balance = balance
