@@ -283,6 +283,11 @@ impl ShardState {
         total
     }
 
+    /// The multiset hash of the accounts alone (independent of the applied index).
+    pub fn accounts_hash(&self) -> u128 {
+        self.account_hash_sum
+    }
+
     pub fn state_hash(&self) -> u128 {
         let mut bytes = Vec::with_capacity(4 + 8 + 16 + 8 * self.inbound_watermark.len());
         bytes.extend_from_slice(&self.shard.to_le_bytes());

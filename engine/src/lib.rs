@@ -8,10 +8,13 @@
 //! - [`state_snapshot`]: a shard's state as an rkyv archive.
 
 pub mod batch;
+pub mod datadir;
 pub mod genesis;
 pub mod ledger;
 pub mod record;
+pub mod replica;
 pub mod result;
+pub mod runtime;
 pub mod shard;
 pub mod state_snapshot;
 pub mod verify;

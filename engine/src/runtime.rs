@@ -1,0 +1,660 @@
+//! The thread-per-core runtime: one glommio executor per core, pinned, each owning its shards.
+//!
+//! Shard `s` lives on core `s mod cores`, as one task that owns the shard's replica, log and
+//! state. Nothing is shared between cores: every cross-core interaction (a client submission,
+//! an account query, receipts from another shard) is a message on the target shard's bounded
+//! lock-free channel (`async-channel`, whose wakers cross threads; glommio handles foreign
+//! wakes). A shard's loop: drain its channel, verify and propose what arrived as one entry, persist
+//! the raft `Ready` with one group commit (one fdatasync for everything that turn), then apply
+//! what committed and answer the clients. Transfers are answered only after their entry was
+//! fdatasynced and applied.
+
+use crate::datadir::DataDir;
+use crate::genesis::Genesis;
+use crate::ledger::{Account, ShardState};
+use crate::record::{Address, Record};
+use crate::replica::{Outcome, ReceiptDelivery, ReplicaConfig, ShardReplica, SubmitError};
+use crate::shard::{shard_of, ShardId};
+use crate::state_snapshot::{decode_state, encode_state};
+use aurigraph_storage::shard_log::ShardLog;
+use aurigraph_storage::wal::WalConfig;
+use futures::channel::oneshot;
+use glommio::{LocalExecutorBuilder, Placement};
+use raft::eraftpb::ConfState;
+use raft::StateRole;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    /// Executors (one per core). Shards are spread over them.
+    pub cores: usize,
+    /// Pin executor `i` to CPU `i` (bare metal); off lets the OS place them (shared hosts, tests).
+    pub pin_cores: bool,
+    /// Records per consensus entry.
+    pub entry_records_max: usize,
+    /// Records admitted per shard and not yet decided.
+    pub pending_records_max: usize,
+    /// Commands queued per shard channel (back-pressure beyond it).
+    pub shard_queue_depth: usize,
+    /// Take a snapshot (and truncate the log) every this many applied entries.
+    pub snapshot_interval_entries: u64,
+    pub raft_tick: Duration,
+    pub wal_segment_bytes_max: u64,
+    pub wal_staged_bytes_max: usize,
+    /// io_uring registered memory per executor (bounded by RLIMIT_MEMLOCK).
+    pub io_memory_bytes: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, cores: usize) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            node_id: 1,
+            cores: cores.max(1),
+            pin_cores: false,
+            entry_records_max: 8192,
+            pending_records_max: 262_144,
+            shard_queue_depth: 4096,
+            snapshot_interval_entries: 20_000,
+            raft_tick: Duration::from_millis(100),
+            wal_segment_bytes_max: 64 << 20,
+            wal_staged_bytes_max: 32 << 20,
+            io_memory_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A shard's consensus and state figures, for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub shard: ShardId,
+    pub core: usize,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub state_hash: u128,
+    /// Hash of the accounts alone: equal across a restart even though the applied index moves.
+    pub accounts_hash: u128,
+    pub accounts: usize,
+    pub leader_changes: u64,
+    pub pending_records: usize,
+}
+
+/// A fault that stops the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    DataDir(String),
+    #[error("shard {shard}: storage: {source}")]
+    Storage {
+        shard: ShardId,
+        source: aurigraph_storage::StorageError,
+    },
+    #[error("shard {shard}: snapshot state: {message}")]
+    Snapshot { shard: ShardId, message: String },
+    #[error("shard {shard}: consensus: {source}")]
+    Raft { shard: ShardId, source: raft::Error },
+    #[error("could not start executor {core}: {message}")]
+    Executor { core: usize, message: String },
+    #[error("the engine is shut down")]
+    Stopped,
+}
+
+/// Why a submission got no outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitFailure {
+    #[error(transparent)]
+    Rejected(#[from] SubmitError),
+    #[error("shard {0}: the proposal was lost in a leadership change; resubmit (resubmission is harmless)")]
+    Retry(ShardId),
+    #[error("the engine is shutting down")]
+    Stopped,
+}
+
+enum Command {
+    Submit {
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>,
+    },
+    Account {
+        address: Address,
+        reply: oneshot::Sender<Option<Account>>,
+    },
+    Status {
+        reply: oneshot::Sender<ShardStatus>,
+    },
+    Receipts(ReceiptDelivery),
+    Credited {
+        destination: ShardId,
+        up_to: u64,
+    },
+    Shutdown,
+}
+
+/// Handle to a running engine; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    shard_count: u32,
+    cores: usize,
+    chain_id: u32,
+    assets: Vec<u32>,
+    shards: Vec<async_channel::Sender<Command>>,
+    executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
+}
+
+impl Engine {
+    /// Opens (or creates, with `genesis`) the data directory and starts one executor per core.
+    /// Returns once every shard has recovered and is ready for submissions.
+    pub fn start(config: EngineConfig, genesis: Option<&Genesis>) -> Result<Engine, EngineError> {
+        let data_dir = DataDir::open(&config.data_dir, genesis, config.cores as u32)
+            .map_err(EngineError::DataDir)?;
+        let shard_count = data_dir.shard_count;
+        let genesis = Arc::new(data_dir.genesis.clone());
+        let mut senders = Vec::with_capacity(shard_count as usize);
+        let mut receivers: Vec<Vec<(ShardId, async_channel::Receiver<Command>)>> =
+            (0..config.cores).map(|_| Vec::new()).collect();
+        for shard in 0..shard_count {
+            let (tx, rx) = async_channel::bounded(config.shard_queue_depth);
+            senders.push(tx);
+            receivers[shard as usize % config.cores].push((shard, rx));
+        }
+        let senders = Arc::new(senders);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), EngineError>>();
+        let mut executors = Vec::with_capacity(config.cores);
+        for (core, shards) in receivers.into_iter().enumerate() {
+            let placement = if config.pin_cores {
+                Placement::Fixed(core)
+            } else {
+                Placement::Unbound
+            };
+            let config = config.clone();
+            let genesis = genesis.clone();
+            let peers = senders.clone();
+            let ready = ready_tx.clone();
+            let shard_total = shards.len();
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("aurigraph-core-{core}"))
+                .io_memory(config.io_memory_bytes)
+                .spawn(move || async move {
+                    run_core(core, config, genesis, shard_count, shards, peers, ready).await
+                })
+                .map_err(|e| EngineError::Executor {
+                    core,
+                    message: e.to_string(),
+                })?;
+            executors.push((handle, shard_total));
+        }
+        drop(ready_tx);
+        let expected: usize = executors.iter().map(|e| e.1).sum();
+        let executors: Vec<_> = executors.into_iter().map(|e| e.0).collect();
+        let engine = Engine {
+            inner: Arc::new(EngineInner {
+                shard_count,
+                cores: config.cores,
+                chain_id: genesis.chain_id,
+                assets: genesis.assets(),
+                shards: Arc::try_unwrap(senders).unwrap_or_else(|a| (*a).clone()),
+                executors: std::sync::Mutex::new(executors),
+            }),
+        };
+        for _ in 0..expected {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    engine.shutdown();
+                    return Err(error);
+                }
+                Err(_) => {
+                    let error = engine.join_error();
+                    return Err(error.unwrap_or(EngineError::Stopped));
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.inner.shard_count
+    }
+    pub fn cores(&self) -> usize {
+        self.inner.cores
+    }
+    pub fn chain_id(&self) -> u32 {
+        self.inner.chain_id
+    }
+    pub fn assets(&self) -> &[u32] {
+        &self.inner.assets
+    }
+
+    /// Submits records (any shards, any order) and resolves to one outcome per record, in
+    /// order, once every record's entry was fdatasynced and applied (or rejected before).
+    pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+        let shard_count = self.inner.shard_count;
+        let mut per_shard: Vec<Vec<Record>> = vec![Vec::new(); shard_count as usize];
+        let mut positions: Vec<Vec<usize>> = vec![Vec::new(); shard_count as usize];
+        for (i, r) in records.iter().enumerate() {
+            let s = shard_of(&r.from(), shard_count) as usize;
+            per_shard[s].push(*r);
+            positions[s].push(i);
+        }
+        let mut waits = Vec::new();
+        for (s, group) in per_shard.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.inner.shards[s]
+                .send(Command::Submit {
+                    records: group,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| SubmitFailure::Stopped)?;
+            waits.push((s, rx));
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+        for (s, rx) in waits {
+            let got = rx.await.map_err(|_| SubmitFailure::Stopped)??;
+            for (k, outcome) in got.into_iter().enumerate() {
+                outcomes[positions[s][k]] = Some(outcome);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every record answered"))
+            .collect())
+    }
+
+    /// The account as its shard holds it now.
+    pub async fn account(&self, address: Address) -> Result<Option<Account>, EngineError> {
+        let s = shard_of(&address, self.inner.shard_count) as usize;
+        let (tx, rx) = oneshot::channel();
+        self.inner.shards[s]
+            .send(Command::Account { address, reply: tx })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Consensus and state figures of every shard.
+    pub async fn status(&self) -> Result<Vec<ShardStatus>, EngineError> {
+        let mut out = Vec::with_capacity(self.inner.shards.len());
+        for sender in &self.inner.shards {
+            let (tx, rx) = oneshot::channel();
+            sender
+                .send(Command::Status { reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            out.push(rx.await.map_err(|_| EngineError::Stopped)?);
+        }
+        Ok(out)
+    }
+
+    /// Stops every shard after its current turn (what was acknowledged is durable already) and
+    /// joins the executors. Idempotent.
+    pub fn shutdown(&self) -> Option<EngineError> {
+        for sender in &self.inner.shards {
+            let _ = sender.try_send(Command::Shutdown);
+            if sender.is_full() {
+                let _ = futures::executor::block_on(sender.send(Command::Shutdown));
+            }
+        }
+        self.join_error()
+    }
+
+    fn join_error(&self) -> Option<EngineError> {
+        let handles: Vec<_> = std::mem::take(&mut *self.inner.executors.lock().unwrap());
+        let mut first = None;
+        for handle in handles {
+            let result = match handle.join() {
+                Ok(r) => r,
+                Err(e) => Err(EngineError::Executor {
+                    core: 0,
+                    message: e.to_string(),
+                }),
+            };
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        first
+    }
+}
+
+async fn run_core(
+    core: usize,
+    config: EngineConfig,
+    genesis: Arc<Genesis>,
+    shard_count: u32,
+    shards: Vec<(ShardId, async_channel::Receiver<Command>)>,
+    peers: Arc<Vec<async_channel::Sender<Command>>>,
+    ready: std::sync::mpsc::Sender<Result<(), EngineError>>,
+) -> Result<(), EngineError> {
+    let mut tasks = Vec::new();
+    for (shard, rx) in shards {
+        let config = config.clone();
+        let genesis = genesis.clone();
+        let peers = peers.clone();
+        let ready = ready.clone();
+        tasks.push(glommio::spawn_local(async move {
+            let opened = open_shard(core, &config, &genesis, shard, shard_count).await;
+            match opened {
+                Ok((replica, log)) => {
+                    let _ = ready.send(Ok(()));
+                    let result = ShardDriver {
+                        core,
+                        config,
+                        replica,
+                        log,
+                        rx,
+                        peers,
+                        waiting: std::collections::HashMap::new(),
+                        undelivered: std::collections::VecDeque::new(),
+                        last_snapshot_index: 0,
+                    }
+                    .run()
+                    .await;
+                    if let Err(error) = &result {
+                        tracing::error!(shard, %error, "shard stopped");
+                    }
+                    result
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    let _ = ready.send(Err(error));
+                    Err(EngineError::DataDir(message))
+                }
+            }
+        }));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        if let Err(e) = task.await {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn open_shard(
+    core: usize,
+    config: &EngineConfig,
+    genesis: &Genesis,
+    shard: ShardId,
+    shard_count: u32,
+) -> Result<(ShardReplica, ShardLog), EngineError> {
+    let dir = DataDir::shard_dir(&config.data_dir, shard);
+    let wal = WalConfig {
+        dir: dir.join("wal"),
+        segment_bytes_max: config.wal_segment_bytes_max,
+        staged_bytes_max: config.wal_staged_bytes_max,
+    };
+    let initial_conf = ConfState {
+        voters: vec![config.node_id],
+        ..Default::default()
+    };
+    let (log, snapshot) = ShardLog::open(&dir, initial_conf, wal)
+        .await
+        .map_err(|source| EngineError::Storage { shard, source })?;
+    let state = match snapshot {
+        Some(bytes) => decode_state(&bytes).map_err(|e| EngineError::Snapshot {
+            shard,
+            message: e.to_string(),
+        })?,
+        None => ShardState::from_genesis(genesis, shard, shard_count),
+    };
+    if state.shard() != shard || state.shard_count() != shard_count {
+        return Err(EngineError::Snapshot {
+            shard,
+            message: format!(
+                "snapshot is of shard {} of {}, expected shard {shard} of {shard_count}",
+                state.shard(),
+                state.shard_count()
+            ),
+        });
+    }
+    let mut replica_config = ReplicaConfig::new(config.node_id, shard);
+    replica_config.entry_records_max = config.entry_records_max;
+    replica_config.pending_records_max = config.pending_records_max;
+    let replica = ShardReplica::new(replica_config, log.storage(), state)
+        .map_err(|source| EngineError::Raft { shard, source })?;
+    tracing::info!(shard, core, applied = replica.state().applied_index(), accounts = replica.state().account_count(), "shard recovered");
+    Ok((replica, log))
+}
+
+/// The I/O edge of one shard: channel in, log and channels out.
+struct ShardDriver {
+    core: usize,
+    config: EngineConfig,
+    replica: ShardReplica,
+    log: ShardLog,
+    rx: async_channel::Receiver<Command>,
+    peers: Arc<Vec<async_channel::Sender<Command>>>,
+    waiting: std::collections::HashMap<u64, oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>>,
+    /// Messages to other shards that found their channel full; retried every turn. Never
+    /// awaited: two shards waiting on each other's full channels would deadlock.
+    undelivered: std::collections::VecDeque<(ShardId, Command)>,
+    last_snapshot_index: u64,
+}
+
+/// Commands taken from the channel per turn (bounds one turn's work and latency).
+const COMMANDS_PER_TURN_MAX: usize = 1024;
+
+impl ShardDriver {
+    async fn run(mut self) -> Result<(), EngineError> {
+        let shard = self.replica.shard();
+        self.last_snapshot_index = self.replica.state().applied_index();
+        let mut next_tick = Instant::now() + self.config.raft_tick;
+        loop {
+            let idle = !self.replica.raw_node().has_ready() && !self.replica.has_admitted();
+            if idle {
+                let wait = next_tick.saturating_duration_since(Instant::now());
+                let recv = pin!(self.rx.recv());
+                let sleep = pin!(glommio::timer::sleep(wait));
+                match futures::future::select(recv, sleep).await {
+                    futures::future::Either::Left((Ok(command), _)) => {
+                        if self.handle(command) {
+                            break;
+                        }
+                    }
+                    futures::future::Either::Left((Err(_), _)) => break,
+                    futures::future::Either::Right(_) => {}
+                }
+            }
+            let mut stop = false;
+            for _ in 0..COMMANDS_PER_TURN_MAX {
+                match self.rx.try_recv() {
+                    Ok(command) => {
+                        if self.handle(command) {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.replica.raw_node_mut().tick();
+                next_tick = Instant::now() + self.config.raft_tick;
+            }
+            self.replica.propose_admitted();
+            self.process_ready().await?;
+            self.answer();
+            self.deliver_receipts();
+            self.snapshot_if_due().await?;
+            if stop {
+                break;
+            }
+        }
+        // Everything acknowledged is already durable; answer what is left honestly.
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(SubmitFailure::Stopped));
+        }
+        tracing::info!(shard, "shard stopped");
+        Ok(())
+    }
+
+    /// Returns true on shutdown.
+    fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Submit { records, reply } => match self.replica.submit(&records) {
+                Ok(ticket) => {
+                    self.waiting.insert(ticket, reply);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Command::Account { address, reply } => {
+                let _ = reply.send(self.replica.state().account(&address).cloned());
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Receipts(delivery) => self.replica.receive_receipts(delivery),
+            Command::Credited {
+                destination,
+                up_to,
+            } => self.replica.receipts_credited(destination, up_to),
+            Command::Shutdown => return true,
+        }
+        false
+    }
+
+    fn status(&self) -> ShardStatus {
+        let node = self.replica.raw_node();
+        let raft = &node.raft;
+        ShardStatus {
+            shard: self.replica.shard(),
+            core: self.core,
+            role: match raft.state {
+                StateRole::Leader => "LEADER",
+                StateRole::Follower => "FOLLOWER",
+                StateRole::Candidate => "CANDIDATE",
+                StateRole::PreCandidate => "PRE_CANDIDATE",
+            },
+            term: raft.term,
+            leader_id: self.replica.leader_id(),
+            commit_index: raft.raft_log.committed,
+            applied_index: self.replica.state().applied_index(),
+            last_index: raft.raft_log.last_index(),
+            state_hash: self.replica.state().state_hash(),
+            accounts_hash: self.replica.state().accounts_hash(),
+            accounts: self.replica.state().account_count(),
+            leader_changes: self.replica.leader_changes(),
+            pending_records: self.replica.pending_records(),
+        }
+    }
+
+    async fn process_ready(&mut self) -> Result<(), EngineError> {
+        let shard = self.replica.shard();
+        if !self.replica.raw_node().has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.replica.raw_node_mut().ready();
+        // Messages to other validators: none in a single-validator group (replication adds a
+        // transport); raft-rs produces none when it is the only voter.
+        debug_assert!(ready.messages().is_empty());
+        let committed = ready.take_committed_entries();
+        self.replica.apply_committed(committed);
+        self.log
+            .stage(ready.entries(), ready.hs())
+            .map_err(|source| EngineError::Storage { shard, source })?;
+        // One fdatasync for everything staged this turn; nothing is acknowledged before it.
+        self.log
+            .sync()
+            .await
+            .map_err(|source| EngineError::Storage { shard, source })?;
+        let mut light = self.replica.raw_node_mut().advance(ready);
+        let committed = light.take_committed_entries();
+        self.replica.apply_committed(committed);
+        self.replica.advance_apply();
+        Ok(())
+    }
+
+    fn answer(&mut self) {
+        for (ticket, outcomes) in self.replica.take_completed() {
+            if let Some(reply) = self.waiting.remove(&ticket) {
+                let _ = reply.send(Ok(outcomes));
+            }
+        }
+        let shard = self.replica.shard();
+        for ticket in self.replica.take_failed() {
+            if let Some(reply) = self.waiting.remove(&ticket) {
+                let _ = reply.send(Err(SubmitFailure::Retry(shard)));
+            }
+        }
+    }
+
+    fn deliver_receipts(&mut self) {
+        for delivery in self.replica.take_deliveries() {
+            self.undelivered
+                .push_back((delivery.destination, Command::Receipts(delivery)));
+        }
+        while let Some((destination, command)) = self.undelivered.pop_front() {
+            match self.peers[destination as usize].try_send(command) {
+                Ok(()) => {}
+                Err(async_channel::TrySendError::Full(command)) => {
+                    self.undelivered.push_front((destination, command));
+                    break;
+                }
+                Err(async_channel::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    async fn snapshot_if_due(&mut self) -> Result<(), EngineError> {
+        let applied = self.replica.state().applied_index();
+        if applied < self.last_snapshot_index + self.config.snapshot_interval_entries {
+            return Ok(());
+        }
+        self.snapshot().await
+    }
+
+    async fn snapshot(&mut self) -> Result<(), EngineError> {
+        let shard = self.replica.shard();
+        let state = self.replica.state();
+        let applied = state.applied_index();
+        let node = self.replica.raw_node();
+        let term = node.raft.raft_log.term(applied).unwrap_or(node.raft.term);
+        let conf = node.raft.prs().conf().to_conf_state();
+        let data = encode_state(state);
+        let watermarks: Vec<(ShardId, u64)> = (0..state.shard_count())
+            .filter(|&s| s != shard)
+            .map(|s| (s, state.inbound_watermark(s)))
+            .collect();
+        self.log
+            .save_snapshot(applied, term, conf, data)
+            .await
+            .map_err(|source| EngineError::Storage { shard, source })?;
+        self.last_snapshot_index = applied;
+        // Our credits up to these watermarks are durable now: the sources may forget them.
+        for (source, up_to) in watermarks {
+            if up_to > 0 {
+                let command = Command::Credited {
+                    destination: shard,
+                    up_to,
+                };
+                self.undelivered.push_back((source, command));
+            }
+        }
+        tracing::debug!(shard, applied, "snapshot saved");
+        Ok(())
+    }
+}

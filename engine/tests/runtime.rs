@@ -1,0 +1,168 @@
+//! The thread-per-core runtime end to end: executors, raft, the WAL, apply, cross-shard receipts,
+//! restart from the log and from snapshots.
+
+use aurigraph_engine::genesis::{Allocation, Genesis};
+use aurigraph_engine::record::{address_of, Address, Record, Transfer};
+use aurigraph_engine::result::ResultCode;
+use aurigraph_engine::runtime::{Engine, EngineConfig};
+use aurigraph_engine::shard::shard_of;
+use ed25519_dalek::SigningKey;
+use futures::executor::block_on;
+
+const CHAIN: u32 = 7;
+const SHARDS: u32 = 2;
+
+fn keys(n: usize) -> Vec<SigningKey> {
+    (0..n).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect()
+}
+
+fn genesis(keys: &[SigningKey]) -> Genesis {
+    let mut allocations: Vec<Allocation> = keys
+        .iter()
+        .map(|k| Allocation { address: address_of(k), asset: 0, amount: 1_000_000 })
+        .collect();
+    allocations.sort_by_key(|a| a.address);
+    Genesis { chain_id: CHAIN, shards: Some(SHARDS), allocations }
+}
+
+fn transfer(key: &SigningKey, to: Address, amount: u64, nonce: u64) -> Record {
+    Transfer { chain_id: CHAIN, from: address_of(key), to, asset: 0, amount, nonce }.sign(key)
+}
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir, 2);
+    c.raft_tick = std::time::Duration::from_millis(20);
+    c
+}
+
+fn balance(engine: &Engine, a: Address) -> u64 {
+    block_on(engine.account(a)).unwrap().map_or(0, |acc| acc.balance(0))
+}
+
+/// Waits until every cross-shard receipt has been credited (markers are proposed asynchronously).
+fn settle(engine: &Engine, expect: &[(Address, u64)]) {
+    for _ in 0..500 {
+        if expect.iter().all(|&(a, b)| balance(engine, a) == b) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let got: Vec<u64> = expect.iter().map(|&(a, _)| balance(engine, a)).collect();
+    panic!("balances did not settle: expected {expect:?}, got {got:?}");
+}
+
+#[test]
+fn transfers_commit_apply_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(6);
+    let g = genesis(&keys);
+    let (same, cross) = {
+        let a = &keys[0];
+        let s = shard_of(&address_of(a), SHARDS);
+        let same = keys[1..].iter().find(|k| shard_of(&address_of(k), SHARDS) == s).unwrap();
+        let cross = keys[1..].iter().find(|k| shard_of(&address_of(k), SHARDS) != s).unwrap();
+        (address_of(same), address_of(cross))
+    };
+    let sender = &keys[0];
+    let engine = Engine::start(config(dir.path()), Some(&g)).unwrap();
+    assert_eq!(engine.shard_count(), SHARDS);
+
+    let records = vec![
+        transfer(sender, same, 10, 1),
+        transfer(sender, cross, 20, 2),
+        transfer(sender, cross, 20, 2),              // replay of the same signed transfer
+        transfer(sender, cross, 5_000_000, 3),       // too much
+        transfer(sender, address_of(sender), 1, 4),  // self
+    ];
+    let mut bad_sig = transfer(sender, same, 1, 5);
+    bad_sig.0[150] ^= 1;
+    let mut all = records.clone();
+    all.push(bad_sig);
+    let outcomes = block_on(engine.submit(all.clone())).unwrap();
+    let codes: Vec<ResultCode> = outcomes.iter().map(|o| o.result).collect();
+    assert_eq!(
+        codes,
+        vec![
+            ResultCode::Ok,
+            ResultCode::Ok,
+            ResultCode::NonceReplayed,
+            ResultCode::InsufficientFunds,
+            ResultCode::SelfTransfer,
+            ResultCode::BadSignature
+        ]
+    );
+    for (o, r) in outcomes.iter().zip(&all) {
+        assert_eq!(o.tx_hash, r.tx_hash());
+    }
+    assert!(outcomes[0].block > 0 && outcomes[4].block == 0);
+
+    let expect = [(address_of(sender), 1_000_000 - 30), (same, 1_000_010), (cross, 1_000_020)];
+    settle(&engine, &expect);
+    let hashes: Vec<u128> = block_on(engine.status()).unwrap().iter().map(|s| s.accounts_hash).collect();
+    let status = block_on(engine.status()).unwrap();
+    assert!(status.iter().all(|s| s.role == "LEADER" && s.leader_id == Some(1)));
+    assert!(engine.shutdown().is_none());
+
+    // Restart from the log: same balances, same state hashes.
+    let engine = Engine::start(config(dir.path()), None).unwrap();
+    settle(&engine, &expect);
+    let again: Vec<u128> = block_on(engine.status()).unwrap().iter().map(|s| s.accounts_hash).collect();
+    assert_eq!(hashes, again);
+    // The replay window survived: the same transfer again is a replay.
+    let o = block_on(engine.submit(vec![records[0]])).unwrap();
+    assert_eq!(o[0].result, ResultCode::NonceReplayed);
+    assert!(engine.shutdown().is_none());
+}
+
+#[test]
+fn many_cross_shard_transfers_conserve_supply_across_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(8);
+    let g = genesis(&keys);
+    let mut c = config(dir.path());
+    c.snapshot_interval_entries = 5; // snapshot and truncate often
+    let engine = Engine::start(c.clone(), Some(&g)).unwrap();
+    let mut nonce = vec![0u64; keys.len()];
+    let mut expected: Vec<u64> = vec![1_000_000; keys.len()];
+    for round in 0..30 {
+        let mut batch = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let j = (i + round + 1) % keys.len();
+            if j == i {
+                continue;
+            }
+            nonce[i] += 1;
+            batch.push((i, j, transfer(k, address_of(&keys[j]), 7 + i as u64, nonce[i])));
+        }
+        let outcomes = block_on(engine.submit(batch.iter().map(|b| b.2).collect())).unwrap();
+        for ((i, j, _), o) in batch.iter().zip(outcomes) {
+            assert_eq!(o.result, ResultCode::Ok);
+            expected[*i] -= 7 + *i as u64;
+            expected[*j] += 7 + *i as u64;
+        }
+    }
+    let expect: Vec<(Address, u64)> =
+        keys.iter().map(address_of).zip(expected.iter().copied()).collect();
+    settle(&engine, &expect);
+    assert!(engine.shutdown().is_none());
+    let snaps = std::fs::read_dir(dir.path().join("shards/0000/snap")).unwrap().count();
+    assert!(snaps >= 1, "snapshots were taken");
+
+    let engine = Engine::start(c, None).unwrap();
+    settle(&engine, &expect);
+    let total: u64 = expect.iter().map(|&(a, _)| balance(&engine, a)).sum();
+    assert_eq!(total, 1_000_000 * keys.len() as u64);
+    assert!(engine.shutdown().is_none());
+}
+
+#[test]
+fn refuses_a_different_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(2);
+    let engine = Engine::start(config(dir.path()), Some(&genesis(&keys))).unwrap();
+    assert!(engine.shutdown().is_none());
+    let mut other = genesis(&keys);
+    other.chain_id = 8;
+    let err = Engine::start(config(dir.path()), Some(&other)).err().unwrap();
+    assert!(err.to_string().contains("differs"), "{err}");
+}

@@ -1,0 +1,401 @@
+//! The on-disk record format of the write-ahead log. Pure functions, no I/O.
+//!
+//! A segment file is a sequence of records. Every record starts at a 32-byte aligned offset and
+//! occupies `32 + align_up(len, 32)` bytes; the bytes between the end of the payload and the next
+//! 32-byte boundary are zero (and checked to be zero on read, so that no byte of a record escapes
+//! verification).
+//!
+//! Header, 32 bytes, little-endian:
+//!
+//! | offset | size | field      | meaning                                                         |
+//! |--------|------|------------|-----------------------------------------------------------------|
+//! | 0      | 4    | `len`      | payload bytes (excluding the header and the zero padding)       |
+//! | 4      | 4    | `crc32c`   | CRC32C over header bytes 8..32 followed by the `len` payload bytes |
+//! | 8      | 1    | `kind`     | 1 = Entry, 2 = HardState, 3 = Pad                               |
+//! | 9      | 1    | `flags`    | bit 0 = last record of its group commit; other bits must be 0   |
+//! | 10     | 2    | `reserved` | must be 0                                                       |
+//! | 12     | 4    | `group`    | group-commit sequence number (wrapping, monotonic across restarts) |
+//! | 16     | 8    | `index`    | Raft entry index (0 for HardState and Pad)                      |
+//! | 24     | 8    | `term`     | Raft entry term (0 for HardState and Pad)                       |
+//!
+//! Payloads:
+//! - Entry: `[entry_type u8][0u8; 3][context_len u32][context bytes][data bytes]`, where
+//!   `entry_type` is raft's `EntryType` as a number (0 Normal, 1 ConfChange, 2 ConfChangeV2).
+//!   raft's deprecated `sync_log` flag is not stored.
+//! - HardState: `[term u64][vote u64][commit u64]`.
+//! - Pad: zeros. A Pad record fills a group commit up to the next 4096-byte boundary.
+//!
+//! A group commit is a run of records with the same `group`, the last one flagged; it always ends
+//! on a `BLOCK_BYTES` boundary, so a complete group never shares a block with the next one.
+
+use raft::eraftpb::{Entry, EntryType, HardState};
+
+pub const HEADER_BYTES: usize = 32;
+pub const RECORD_ALIGN_BYTES: usize = 32;
+/// Every group commit ends on a multiple of this. It is at least the O_DIRECT alignment of any
+/// device we support (512 or 4096), so a group is always a whole number of direct-I/O blocks.
+pub const BLOCK_BYTES: usize = 4096;
+
+pub const FLAG_GROUP_END: u8 = 1;
+
+pub const ENTRY_PAYLOAD_FIXED_BYTES: usize = 8;
+pub const HARD_STATE_PAYLOAD_BYTES: usize = 24;
+
+/// An entry payload must fit the u32 `len` field. (The staging bound is usually far smaller.)
+pub const PAYLOAD_BYTES_MAX: usize = u32::MAX as usize - RECORD_ALIGN_BYTES;
+
+const _: () = assert!(BLOCK_BYTES % RECORD_ALIGN_BYTES == 0);
+const _: () = assert!(HEADER_BYTES == RECORD_ALIGN_BYTES);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    Entry = 1,
+    HardState = 2,
+    Pad = 3,
+}
+
+impl RecordKind {
+    fn from_u8(v: u8) -> Option<RecordKind> {
+        match v {
+            1 => Some(RecordKind::Entry),
+            2 => Some(RecordKind::HardState),
+            3 => Some(RecordKind::Pad),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub len: u32,
+    pub crc: u32,
+    pub kind: RecordKind,
+    pub flags: u8,
+    pub group: u32,
+    pub index: u64,
+    pub term: u64,
+}
+
+impl Header {
+    pub fn is_group_end(&self) -> bool {
+        self.flags & FLAG_GROUP_END != 0
+    }
+
+    /// Serializes the header. The crc field is written as given.
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut out = [0u8; HEADER_BYTES];
+        out[0..4].copy_from_slice(&self.len.to_le_bytes());
+        out[4..8].copy_from_slice(&self.crc.to_le_bytes());
+        out[8] = self.kind as u8;
+        out[9] = self.flags;
+        // out[10..12]: reserved, zero.
+        out[12..16].copy_from_slice(&self.group.to_le_bytes());
+        out[16..24].copy_from_slice(&self.index.to_le_bytes());
+        out[24..32].copy_from_slice(&self.term.to_le_bytes());
+        out
+    }
+}
+
+pub const fn align_up(value: usize, alignment: usize) -> usize {
+    assert!(alignment.is_power_of_two());
+    (value + alignment - 1) & !(alignment - 1)
+}
+
+/// Total bytes a record with `payload_bytes` of payload occupies on disk.
+pub const fn record_bytes(payload_bytes: usize) -> usize {
+    HEADER_BYTES + align_up(payload_bytes, RECORD_ALIGN_BYTES)
+}
+
+pub fn entry_payload_bytes(entry: &Entry) -> usize {
+    ENTRY_PAYLOAD_FIXED_BYTES + entry.context.len() + entry.data.len()
+}
+
+/// The record checksum, from the CRC of the payload alone. Splitting it this way lets us set the
+/// group-end flag on an already staged record without re-reading its (possibly large) payload.
+pub fn record_crc(header: &[u8; HEADER_BYTES], payload_crc: u32, payload_bytes: usize) -> u32 {
+    let header_crc = crc32c::crc32c(&header[8..HEADER_BYTES]);
+    crc32c::crc32c_combine(header_crc, payload_crc, payload_bytes)
+}
+
+fn entry_type_to_u8(entry_type: EntryType) -> u8 {
+    match entry_type {
+        EntryType::EntryNormal => 0,
+        EntryType::EntryConfChange => 1,
+        EntryType::EntryConfChangeV2 => 2,
+    }
+}
+
+fn entry_type_from_u8(v: u8) -> Option<EntryType> {
+    match v {
+        0 => Some(EntryType::EntryNormal),
+        1 => Some(EntryType::EntryConfChange),
+        2 => Some(EntryType::EntryConfChangeV2),
+        _ => None,
+    }
+}
+
+/// The fixed 8-byte prefix of an Entry payload.
+pub fn entry_payload_prefix(entry: &Entry) -> [u8; ENTRY_PAYLOAD_FIXED_BYTES] {
+    assert!(entry.context.len() <= u32::MAX as usize);
+    let mut prefix = [0u8; ENTRY_PAYLOAD_FIXED_BYTES];
+    prefix[0] = entry_type_to_u8(entry.entry_type);
+    prefix[4..8].copy_from_slice(&(entry.context.len() as u32).to_le_bytes());
+    prefix
+}
+
+pub fn hard_state_payload(hard_state: &HardState) -> [u8; HARD_STATE_PAYLOAD_BYTES] {
+    let mut payload = [0u8; HARD_STATE_PAYLOAD_BYTES];
+    payload[0..8].copy_from_slice(&hard_state.term.to_le_bytes());
+    payload[8..16].copy_from_slice(&hard_state.vote.to_le_bytes());
+    payload[16..24].copy_from_slice(&hard_state.commit.to_le_bytes());
+    payload
+}
+
+/// A record that passed every check, borrowed from the segment bytes.
+#[derive(Debug)]
+pub struct RecordView<'a> {
+    pub header: Header,
+    /// Offset of the payload within the segment bytes.
+    pub payload_offset: usize,
+    pub payload: &'a [u8],
+    /// Bytes the whole record occupies (header, payload, padding).
+    pub record_bytes: usize,
+}
+
+/// Why bytes at an offset are not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// What a torn write (or the end of the log) can leave behind: the recovery rule decides
+    /// whether it is a torn tail or corruption.
+    Invalid(&'static str),
+    /// The checksum matched but the contents are impossible. A torn write cannot produce this, so
+    /// it is always corruption.
+    Malformed(&'static str),
+}
+
+impl DecodeError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Invalid(reason) | DecodeError::Malformed(reason) => reason,
+        }
+    }
+}
+
+/// Decodes and verifies the record at `offset` of `bytes` (a whole segment file).
+pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError> {
+    assert!(offset % RECORD_ALIGN_BYTES == 0);
+    if offset + HEADER_BYTES > bytes.len() {
+        return Err(DecodeError::Invalid("record header extends past end of file"));
+    }
+    let header = &bytes[offset..offset + HEADER_BYTES];
+    if header.iter().all(|b| *b == 0) {
+        return Err(DecodeError::Invalid("zero header"));
+    }
+    let len = u32::from_le_bytes(header[0..4].try_into().unwrap());
+    let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+    let kind =
+        RecordKind::from_u8(header[8]).ok_or(DecodeError::Invalid("unknown record kind"))?;
+    let flags = header[9];
+    if flags & !FLAG_GROUP_END != 0 {
+        return Err(DecodeError::Invalid("unknown flag bits"));
+    }
+    if header[10] != 0 || header[11] != 0 {
+        return Err(DecodeError::Invalid("reserved bytes not zero"));
+    }
+    let group = u32::from_le_bytes(header[12..16].try_into().unwrap());
+    let index = u64::from_le_bytes(header[16..24].try_into().unwrap());
+    let term = u64::from_le_bytes(header[24..32].try_into().unwrap());
+
+    let payload_bytes = len as usize;
+    if payload_bytes > PAYLOAD_BYTES_MAX {
+        return Err(DecodeError::Invalid("impossible payload length"));
+    }
+    let total_bytes = record_bytes(payload_bytes);
+    if total_bytes > bytes.len() - offset {
+        return Err(DecodeError::Invalid("record extends past end of file"));
+    }
+    let payload_offset = offset + HEADER_BYTES;
+    let payload = &bytes[payload_offset..payload_offset + payload_bytes];
+    let header_array: &[u8; HEADER_BYTES] = header.try_into().unwrap();
+    if record_crc(header_array, crc32c::crc32c(payload), payload_bytes) != crc {
+        return Err(DecodeError::Invalid("checksum mismatch"));
+    }
+    let padding = &bytes[payload_offset + payload_bytes..offset + total_bytes];
+    if padding.iter().any(|b| *b != 0) {
+        return Err(DecodeError::Invalid("record padding not zero"));
+    }
+
+    match kind {
+        RecordKind::Entry => {
+            if payload_bytes < ENTRY_PAYLOAD_FIXED_BYTES {
+                return Err(DecodeError::Malformed("entry payload shorter than its prefix"));
+            }
+            if entry_type_from_u8(payload[0]).is_none() {
+                return Err(DecodeError::Malformed("unknown entry type"));
+            }
+            if payload[1..4].iter().any(|b| *b != 0) {
+                return Err(DecodeError::Malformed("entry prefix padding not zero"));
+            }
+            let context_bytes = u32::from_le_bytes(payload[4..8].try_into().unwrap()) as usize;
+            if context_bytes > payload_bytes - ENTRY_PAYLOAD_FIXED_BYTES {
+                return Err(DecodeError::Malformed("entry context longer than payload"));
+            }
+            if index == 0 {
+                return Err(DecodeError::Malformed("entry index 0"));
+            }
+        }
+        RecordKind::HardState => {
+            if payload_bytes != HARD_STATE_PAYLOAD_BYTES {
+                return Err(DecodeError::Malformed("hard state payload of wrong length"));
+            }
+            if index != 0 || term != 0 {
+                return Err(DecodeError::Malformed("hard state record with index or term"));
+            }
+        }
+        RecordKind::Pad => {
+            if index != 0 || term != 0 {
+                return Err(DecodeError::Malformed("pad record with index or term"));
+            }
+            if payload.iter().any(|b| *b != 0) {
+                return Err(DecodeError::Malformed("pad payload not zero"));
+            }
+        }
+    }
+
+    Ok(RecordView {
+        header: Header {
+            len,
+            crc,
+            kind,
+            flags,
+            group,
+            index,
+            term,
+        },
+        payload_offset,
+        payload,
+        record_bytes: total_bytes,
+    })
+}
+
+/// Builds the raft Entry of a verified Entry record. `segment` is the whole segment file, so the
+/// entry's context and data are zero-copy slices of it.
+pub fn decode_entry(segment: &bytes::Bytes, record: &RecordView<'_>) -> Entry {
+    assert_eq!(record.header.kind, RecordKind::Entry);
+    let payload = record.payload;
+    // decode() verified both of these; a failure here is a bug, not bad disk data.
+    let entry_type = entry_type_from_u8(payload[0]).expect("verified by decode");
+    let context_bytes = u32::from_le_bytes(payload[4..8].try_into().unwrap()) as usize;
+    let context_start = record.payload_offset + ENTRY_PAYLOAD_FIXED_BYTES;
+    let data_start = context_start + context_bytes;
+    let data_end = record.payload_offset + payload.len();
+    assert!(data_start <= data_end);
+
+    let mut entry = Entry::default();
+    entry.entry_type = entry_type;
+    entry.index = record.header.index;
+    entry.term = record.header.term;
+    entry.context = segment.slice(context_start..data_start);
+    entry.data = segment.slice(data_start..data_end);
+    entry
+}
+
+pub fn decode_hard_state(record: &RecordView<'_>) -> HardState {
+    assert_eq!(record.header.kind, RecordKind::HardState);
+    let payload = record.payload;
+    assert_eq!(payload.len(), HARD_STATE_PAYLOAD_BYTES);
+    let mut hard_state = HardState::default();
+    hard_state.term = u64::from_le_bytes(payload[0..8].try_into().unwrap());
+    hard_state.vote = u64::from_le_bytes(payload[8..16].try_into().unwrap());
+    hard_state.commit = u64::from_le_bytes(payload[16..24].try_into().unwrap());
+    hard_state
+}
+
+/// True when `a` comes at least `distance` groups after `b` in wrapping (serial number)
+/// arithmetic. Group numbers are u32 and wrap; within one segment they never span 2^31.
+pub fn group_at_least(a: u32, b: u32, distance: u32) -> bool {
+    let diff = a.wrapping_sub(b) as i32;
+    assert!(distance < i32::MAX as u32);
+    diff >= distance as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode_record(kind: RecordKind, flags: u8, group: u32, payload: &[u8]) -> Vec<u8> {
+        let (index, term) = match kind {
+            RecordKind::Entry => (7, 3),
+            _ => (0, 0),
+        };
+        let mut header = Header {
+            len: payload.len() as u32,
+            crc: 0,
+            kind,
+            flags,
+            group,
+            index,
+            term,
+        };
+        let bytes = header.encode();
+        header.crc = record_crc(&bytes, crc32c::crc32c(payload), payload.len());
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(payload);
+        out.resize(record_bytes(payload.len()), 0);
+        out
+    }
+
+    #[test]
+    fn header_round_trip() {
+        let mut entry = Entry::default();
+        entry.entry_type = EntryType::EntryConfChange;
+        entry.context = bytes::Bytes::from_static(b"ctx");
+        entry.data = bytes::Bytes::from_static(b"hello world");
+        let mut payload = entry_payload_prefix(&entry).to_vec();
+        payload.extend_from_slice(b"ctxhello world");
+        let record = encode_record(RecordKind::Entry, FLAG_GROUP_END, 42, &payload);
+        assert_eq!(record.len(), 64);
+
+        let segment = bytes::Bytes::from(record);
+        let view = decode(&segment, 0).unwrap();
+        assert_eq!(view.header.group, 42);
+        assert!(view.header.is_group_end());
+        let decoded = decode_entry(&segment, &view);
+        assert_eq!(decoded.entry_type, EntryType::EntryConfChange);
+        assert_eq!(&decoded.context[..], b"ctx");
+        assert_eq!(&decoded.data[..], b"hello world");
+        assert_eq!((decoded.index, decoded.term), (7, 3));
+    }
+
+    #[test]
+    fn every_byte_is_verified() {
+        let mut hard_state = HardState::default();
+        hard_state.term = 5;
+        hard_state.vote = 2;
+        hard_state.commit = 9;
+        let record = encode_record(RecordKind::HardState, 0, 1, &hard_state_payload(&hard_state));
+        assert_eq!(decode_hard_state(&decode(&record, 0).unwrap()), hard_state);
+        for i in 0..record.len() {
+            let mut bad = record.clone();
+            bad[i] ^= 0x10;
+            assert!(decode(&bad, 0).is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn zero_and_short_inputs_are_invalid() {
+        assert_eq!(decode(&[0u8; 64], 0).unwrap_err(), DecodeError::Invalid("zero header"));
+        assert!(matches!(decode(&[1u8; 16], 0), Err(DecodeError::Invalid(_))));
+        let record = encode_record(RecordKind::Pad, FLAG_GROUP_END, 0, &[0u8; 100]);
+        assert!(matches!(decode(&record[..96], 0), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn wrapping_group_order() {
+        assert!(group_at_least(5, 3, 2));
+        assert!(!group_at_least(5, 4, 2));
+        assert!(group_at_least(1, u32::MAX, 2));
+        assert!(!group_at_least(u32::MAX, 1, 1));
+    }
+}

@@ -1,0 +1,483 @@
+//! Per-shard segmented write-ahead log: the Raft log, on disk.
+//!
+//! Records (see [`crate::record`] for the byte layout) are staged into a bounded buffer by the
+//! synchronous `stage_*` calls, and written as one group commit by [`Wal::commit`]: one
+//! `write_at` through glommio's O_DIRECT `DmaFile` (io_uring), then one `fdatasync`. Nothing is
+//! acknowledged before that fdatasync returned.
+//!
+//! Segment files are named `NNNNNNNNNNNNNNNNNNNN.wal` (20-digit sequence number). A group is
+//! written to the active (last) segment unless it would push that segment past
+//! `segment_bytes_max`, in which case a new segment is started first: a group never spans two
+//! segments, and a segment exceeds the maximum only when one group alone does.
+//!
+//! Recovery (in [`Wal::open`]) is described in `recovery.rs`.
+
+mod recovery;
+mod segment;
+mod staging;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use glommio::io::{Directory, DmaFile, OpenOptions};
+use raft::eraftpb::{Entry, HardState};
+
+use crate::error::StorageError;
+use crate::fs_util;
+use crate::record::BLOCK_BYTES;
+
+pub use recovery::TornTail;
+use segment::SegmentInfo;
+use staging::Staging;
+
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    /// Directory of this shard's segment files (created if missing).
+    pub dir: PathBuf,
+    /// A new segment is started rather than grow the active one past this. Multiple of 4096.
+    pub segment_bytes_max: u64,
+    /// Bound on the bytes staged for one group commit. Multiple of 4096.
+    pub staged_bytes_max: usize,
+}
+
+impl WalConfig {
+    pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+    pub const STAGED_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+
+    pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
+        WalConfig {
+            dir: dir.into(),
+            segment_bytes_max: Self::SEGMENT_BYTES_MAX_DEFAULT,
+            staged_bytes_max: Self::STAGED_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StorageError> {
+        let block = BLOCK_BYTES as u64;
+        if self.segment_bytes_max < block || self.segment_bytes_max % block != 0 {
+            return Err(StorageError::Invalid(format!(
+                "segment_bytes_max {} must be a non-zero multiple of {BLOCK_BYTES}",
+                self.segment_bytes_max
+            )));
+        }
+        if self.staged_bytes_max < BLOCK_BYTES || self.staged_bytes_max % BLOCK_BYTES != 0 {
+            return Err(StorageError::Invalid(format!(
+                "staged_bytes_max {} must be a non-zero multiple of {BLOCK_BYTES}",
+                self.staged_bytes_max
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for WalConfig {
+    fn default() -> WalConfig {
+        WalConfig::new(PathBuf::new())
+    }
+}
+
+/// What one group commit did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Bytes written to the segment, padding included (a multiple of 4096; 0: nothing staged).
+    pub bytes_written: u64,
+    /// Records written, the closing Pad record included.
+    pub records: u32,
+    /// The group-commit sequence number of this group.
+    pub group: u32,
+    pub write_duration: Duration,
+    pub fsync_duration: Duration,
+    /// Whether this group started a new segment.
+    pub segment_rolled: bool,
+}
+
+/// The log as found on disk by [`Wal::open`].
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Entries of all complete group commits, after conflict truncation, in index order
+    /// (contiguous). After a snapshot was installed past the end of the log, they start after it.
+    pub entries: Vec<Entry>,
+    /// The last hard state written, if any.
+    pub hard_state: Option<HardState>,
+    /// Group number the next commit will use.
+    pub next_group: u32,
+    pub segment_count: usize,
+    /// What was cut off the last segment, if a crash interrupted a group commit.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Running totals, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    pub groups_committed: u64,
+    pub bytes_written: u64,
+    pub segments_rolled: u64,
+    pub segments_deleted: u64,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    /// Kept open to fsync the directory after creating or deleting segments.
+    directory: Directory,
+    segment_bytes_max: u64,
+    /// Oldest first; the back one is the active segment. Never empty.
+    segments: VecDeque<SegmentInfo>,
+    active: DmaFile,
+    staging: Staging,
+    /// The last durable hard state and the segment holding it: compaction must not delete it.
+    hard_state_durable: Option<(HardState, u64)>,
+    poisoned: bool,
+    stats: WalStats,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `config.dir` and recovers it. Must run inside a
+    /// glommio executor. Reads the segments with std::fs: start-up only.
+    pub async fn open(config: WalConfig) -> Result<(Wal, Recovered), StorageError> {
+        config.validate()?;
+        fs_util::create_dir_durable(&config.dir)?;
+        let outcome = recovery::recover(&config.dir)?;
+
+        let dir = config.dir.clone();
+        let directory = Directory::open(&dir)
+            .await
+            .map_err(|e| StorageError::glommio("opening directory", &dir, e))?;
+        let mut segments: VecDeque<SegmentInfo> = outcome.segments.into();
+        let active = match segments.back() {
+            Some(last) => open_segment(&last.path, false).await?,
+            None => {
+                let path = dir.join(segment::segment_file_name(0));
+                let file = open_segment(&path, true).await?;
+                sync_directory(&directory, &dir).await?;
+                segments.push_back(SegmentInfo {
+                    seq: 0,
+                    path,
+                    bytes: 0,
+                    entry_index_max: None,
+                });
+                file
+            }
+        };
+        let next_group = outcome.last_group.map_or(0, |group| group.wrapping_add(1));
+        let hard_state_durable = match (&outcome.hard_state, outcome.hard_state_seq) {
+            (Some(hard_state), Some(seq)) => Some((hard_state.clone(), seq)),
+            (None, None) => None,
+            _ => unreachable!("hard state and its segment are recovered together"),
+        };
+
+        let recovered = Recovered {
+            entries: outcome.entries,
+            hard_state: outcome.hard_state,
+            next_group,
+            segment_count: segments.len(),
+            torn_tail: outcome.torn_tail,
+        };
+        let wal = Wal {
+            dir,
+            directory,
+            segment_bytes_max: config.segment_bytes_max,
+            segments,
+            active,
+            staging: Staging::new(config.staged_bytes_max, next_group),
+            hard_state_durable,
+            poisoned: false,
+            stats: WalStats::default(),
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Bytes that staging these would take; lets a caller split a batch that does not fit.
+    pub fn bytes_needed(entries: &[Entry], hard_state: Option<&HardState>) -> usize {
+        Staging::bytes_needed(entries, hard_state)
+    }
+
+    /// Copies `entries` into the staging buffer: all of them, or (on `StagingFull`) none.
+    /// No I/O; durable only after the next [`Wal::commit`].
+    pub fn stage_entries(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.staging.stage_entries(entries)
+    }
+
+    /// Stages a hard state. No I/O; durable only after the next [`Wal::commit`].
+    pub fn stage_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.staging.stage_hard_state(hard_state)
+    }
+
+    /// Fails with `StagingFull`, staging nothing, unless both fit.
+    pub fn stage(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.staging
+            .check_room(Staging::bytes_needed(entries, hard_state))?;
+        self.staging.stage_entries(entries)?;
+        if let Some(hard_state) = hard_state {
+            self.staging.stage_hard_state(hard_state)?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything staged as one group commit and returns after its fdatasync. With
+    /// nothing staged it does nothing. Any I/O error poisons the WAL.
+    pub async fn commit(&mut self) -> Result<CommitStats, StorageError> {
+        self.check_poisoned()?;
+        if self.staging.is_empty() {
+            return Ok(CommitStats::default());
+        }
+        self.commit_group().await
+    }
+
+    async fn commit_group(&mut self) -> Result<CommitStats, StorageError> {
+        let result = self.commit_group_inner().await;
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    async fn commit_group_inner(&mut self) -> Result<CommitStats, StorageError> {
+        self.staging.seal();
+        let group = self.staging.group();
+        let group_bytes = self.staging.sealed_bytes().len() as u64;
+        assert!(group_bytes > 0 && group_bytes % BLOCK_BYTES as u64 == 0);
+
+        let active_bytes = self.active_segment().bytes;
+        let segment_rolled = active_bytes > 0 && active_bytes + group_bytes > self.segment_bytes_max;
+        if segment_rolled {
+            self.roll().await?;
+        }
+        let offset = self.active_segment().bytes;
+        assert!(offset % BLOCK_BYTES as u64 == 0);
+
+        // One copy into a DMA buffer from the executor's registered io_memory pool (a buddy
+        // allocator, no syscall when it fits). A DmaBuffer cannot be re-grown after
+        // `trim_to_size`, so one fixed buffer cannot serve writes of varying sizes.
+        let sealed = self.staging.sealed_bytes();
+        let mut buffer = self.active.alloc_dma_buffer(sealed.len());
+        buffer.as_bytes_mut().copy_from_slice(sealed);
+
+        let path = self.active_segment().path.clone();
+        let write_start = Instant::now();
+        let written = self
+            .active
+            .write_at(buffer, offset)
+            .await
+            .map_err(|e| StorageError::glommio("writing group commit to", &path, e))?;
+        if written as u64 != group_bytes {
+            return Err(StorageError::io(
+                "writing group commit to",
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {group_bytes} bytes at offset {offset}"),
+                ),
+            ));
+        }
+        let write_duration = write_start.elapsed();
+        let fsync_start = Instant::now();
+        self.active
+            .fdatasync()
+            .await
+            .map_err(|e| StorageError::glommio("fdatasync of", &path, e))?;
+        let fsync_duration = fsync_start.elapsed();
+
+        // Durable from here on.
+        let records = self.staging.records();
+        let entry_index_max = self.staging.entry_index_max();
+        let hard_state = self.staging.hard_state_last().cloned();
+        let segment = self.segments.back_mut().unwrap();
+        segment.bytes += group_bytes;
+        if let Some(index) = entry_index_max {
+            segment.entry_index_max = Some(segment.entry_index_max.map_or(index, |m| m.max(index)));
+        }
+        if let Some(hard_state) = hard_state {
+            self.hard_state_durable = Some((hard_state, segment.seq));
+        }
+        self.staging.reset(group.wrapping_add(1));
+        self.stats.groups_committed += 1;
+        self.stats.bytes_written += group_bytes;
+
+        Ok(CommitStats {
+            bytes_written: group_bytes,
+            records,
+            group,
+            write_duration,
+            fsync_duration,
+            segment_rolled,
+        })
+    }
+
+    /// Starts a new, empty active segment.
+    async fn roll(&mut self) -> Result<(), StorageError> {
+        let seq = self.active_segment().seq + 1;
+        let path = self.dir.join(segment::segment_file_name(seq));
+        let file = open_segment(&path, true).await?;
+        // The new name must be durable before a group in it is acknowledged.
+        sync_directory(&self.directory, &self.dir).await?;
+        let previous = std::mem::replace(&mut self.active, file);
+        let previous_path = self.active_segment().path.clone();
+        previous
+            .close()
+            .await
+            .map_err(|e| StorageError::glommio("closing", &previous_path, e))?;
+        self.segments.push_back(SegmentInfo {
+            seq,
+            path,
+            bytes: 0,
+            entry_index_max: None,
+        });
+        self.stats.segments_rolled += 1;
+        Ok(())
+    }
+
+    /// Deletes the oldest segments whose every entry index is `<= index_upto` (never the active
+    /// one), then fsyncs the directory. Returns how many were deleted.
+    ///
+    /// Before deleting the segment that holds the latest hard state, that hard state is written
+    /// again (with anything already staged) as a group commit, so a restart still finds it; the
+    /// same happens when the active segment is still empty, so the group numbering survives.
+    pub async fn compact(&mut self, index_upto: u64) -> Result<usize, StorageError> {
+        self.check_poisoned()?;
+        let candidates = self.segments.len() - 1;
+        let delete_count = self
+            .segments
+            .iter()
+            .take(candidates)
+            .take_while(|segment| segment.entry_index_max.map_or(true, |max| max <= index_upto))
+            .count();
+        if delete_count == 0 {
+            return Ok(0);
+        }
+        let first_kept_seq = self.segments[delete_count].seq;
+        let hard_state_deleted = self
+            .hard_state_durable
+            .as_ref()
+            .is_some_and(|(_, seq)| *seq < first_kept_seq);
+        if hard_state_deleted || self.active_segment().bytes == 0 {
+            if hard_state_deleted && self.staging.hard_state_last().is_none() {
+                let (hard_state, _) = self.hard_state_durable.clone().unwrap();
+                if let Err(StorageError::StagingFull { .. }) =
+                    self.staging.stage_hard_state(&hard_state)
+                {
+                    self.commit().await?;
+                    self.staging.stage_hard_state(&hard_state)?;
+                }
+            }
+            // With nothing staged this writes a group of one Pad record.
+            self.commit_group().await?;
+        }
+
+        for _ in 0..delete_count {
+            let segment = self.segments.front().unwrap();
+            assert!(segment.seq < first_kept_seq);
+            assert!(segment.seq != self.active_segment().seq);
+            // Oldest first: if the file system reorders nothing (ext4's journal does not), a
+            // crash leaves a contiguous run of segments. A blocking unlink on the reactor thread:
+            // rare and short.
+            std::fs::remove_file(&segment.path)
+                .map_err(|e| StorageError::io("deleting segment", &segment.path, e))?;
+            self.segments.pop_front();
+            self.stats.segments_deleted += 1;
+        }
+        if let Err(e) = sync_directory(&self.directory, &self.dir).await {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(delete_count)
+    }
+
+    /// Closes the active segment. Dropping a `Wal` also closes it, asynchronously.
+    pub async fn close(self) -> Result<(), StorageError> {
+        let path = self.active_segment().path.clone();
+        self.active
+            .close()
+            .await
+            .map_err(|e| StorageError::glommio("closing", &path, e))?;
+        self.directory
+            .close()
+            .await
+            .map_err(|e| StorageError::glommio("closing directory", &self.dir, e))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn staged_bytes(&self) -> usize {
+        self.staging.staged_bytes()
+    }
+
+    pub fn staged_bytes_max(&self) -> usize {
+        self.staging.staged_bytes_max()
+    }
+
+    pub fn staged_bytes_free(&self) -> usize {
+        self.staging.staged_bytes_max() - self.staging.staged_bytes()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Paths of the segment files, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    /// Group number of the next commit.
+    pub fn next_group(&self) -> u32 {
+        self.staging.group()
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    fn active_segment(&self) -> &SegmentInfo {
+        self.segments.back().expect("a WAL always has an active segment")
+    }
+
+    fn check_poisoned(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+}
+
+async fn open_segment(path: &Path, create: bool) -> Result<DmaFile, StorageError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if create {
+        options.create_new(true);
+    }
+    let file = options
+        .dma_open(path)
+        .await
+        .map_err(|e| StorageError::glommio("opening segment", path, e))?;
+    let alignment = file.alignment();
+    if alignment == 0 || BLOCK_BYTES as u64 % alignment != 0 {
+        return Err(StorageError::Invalid(format!(
+            "{}: direct I/O alignment {alignment} does not divide {BLOCK_BYTES}",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// glommio issues fdatasync on the directory descriptor; for a directory that flushes its
+/// entries, which is what makes a created or deleted name durable.
+async fn sync_directory(directory: &Directory, dir: &Path) -> Result<(), StorageError> {
+    directory
+        .sync()
+        .await
+        .map_err(|e| StorageError::glommio("syncing directory", dir, e))
+}
