@@ -9,7 +9,7 @@
 //! old contribution, add its new one. Canonical account bytes: address (32) ‖ nonce high (u64 LE)
 //! ‖ nonce window (u64 LE) ‖ for each asset with a non-zero balance, ascending: asset (u32 LE) ‖
 //! balance (u64 LE). The shard's state hash is `xxh3_128(shard u32 ‖ applied index u64 ‖
-//! account sum u128 ‖ inbound watermark u64 per source shard)`, all little-endian. Replicas at
+//! account sum u128 ‖ last block hash (32 bytes) ‖ inbound watermark u64 per source shard)`, all little-endian. Replicas at
 //! the same applied index compare it.
 //!
 //! # Replay protection
@@ -185,6 +185,8 @@ pub struct ShardState {
     /// Per destination shard: receipts produced here and not yet known to be durably credited
     /// there (kept so that the destination can replay them after a restart).
     outbox: Vec<VecDeque<Receipt>>,
+    /// Hash of the last block (log entry with a payload) applied: chains the shard's blocks.
+    block_hash: [u8; 32],
 }
 
 impl std::fmt::Debug for ShardState {
@@ -213,6 +215,7 @@ impl ShardState {
             applied_index: 0,
             inbound_watermark: vec![0; shard_count as usize],
             outbox: (0..shard_count).map(|_| VecDeque::new()).collect(),
+            block_hash: [0; 32],
         }
     }
 
@@ -283,6 +286,25 @@ impl ShardState {
         total
     }
 
+    pub fn block_hash(&self) -> [u8; 32] {
+        self.block_hash
+    }
+
+    /// Chains a block: `hash = SHA-256(previous hash ‖ shard u32 ‖ height u64 ‖ term u64 ‖
+    /// payload)`, integers little-endian. Returns (previous, new).
+    pub fn chain_block(&mut self, height: u64, term: u64, payload: &[u8]) -> ([u8; 32], [u8; 32]) {
+        use sha2::{Digest, Sha256};
+        let previous = self.block_hash;
+        let mut h = Sha256::new();
+        h.update(previous);
+        h.update(self.shard.to_le_bytes());
+        h.update(height.to_le_bytes());
+        h.update(term.to_le_bytes());
+        h.update(payload);
+        self.block_hash = h.finalize().into();
+        (previous, self.block_hash)
+    }
+
     /// The multiset hash of the accounts alone (independent of the applied index).
     pub fn accounts_hash(&self) -> u128 {
         self.account_hash_sum
@@ -293,6 +315,7 @@ impl ShardState {
         bytes.extend_from_slice(&self.shard.to_le_bytes());
         bytes.extend_from_slice(&self.applied_index.to_le_bytes());
         bytes.extend_from_slice(&self.account_hash_sum.to_le_bytes());
+        bytes.extend_from_slice(&self.block_hash);
         for w in &self.inbound_watermark {
             bytes.extend_from_slice(&w.to_le_bytes());
         }
@@ -445,6 +468,7 @@ impl ShardState {
         accounts: impl ExactSizeIterator<Item = (Address, Account)>,
         inbound_watermark: Vec<u64>,
         outbox: Vec<VecDeque<Receipt>>,
+        block_hash: [u8; 32],
     ) -> ShardState {
         let mut state = ShardState::empty(shard, shard_count, chain_id, assets);
         assert_eq!(inbound_watermark.len(), shard_count as usize);
@@ -452,6 +476,7 @@ impl ShardState {
         state.applied_index = applied_index;
         state.inbound_watermark = inbound_watermark;
         state.outbox = outbox;
+        state.block_hash = block_hash;
         state.accounts.reserve(accounts.len());
         for (address, account) in accounts {
             state.account_hash_sum = state.account_hash_sum.wrapping_add(account.hash(&address));

@@ -22,6 +22,8 @@ pub mod verify;
 pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
 pub use genesis::Genesis;
 pub use ledger::{Account, Receipt, ShardState};
+pub use replica::{BlockHeader, Outcome, TxStatus};
+pub use runtime::{CoreService, Engine, EngineConfig, EngineError, ShardStatus, SubmitFailure};
 pub use record::{Address, Record, Transfer, TxHash};
 pub use result::ResultCode;
 pub use shard::{shard_of, ShardId};

@@ -40,6 +40,30 @@ pub struct Outcome {
     pub block: u64,
 }
 
+/// What the node knows of a transfer in its recent window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Admitted, signature checks passed or pending, not yet decided by the log.
+    Pending { shard: ShardId },
+    Decided(Outcome),
+}
+
+/// A block: one applied log entry that carries a payload (transfers or markers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub shard: ShardId,
+    /// The entry's log index.
+    pub height: u64,
+    pub hash: [u8; 32],
+    pub prev_hash: [u8; 32],
+    pub tx_count: u32,
+    pub term: u64,
+    /// The shard's state hash right after this block applied.
+    pub state_hash: u128,
+    /// Wall-clock time this replica applied it (local, not part of any hash).
+    pub timestamp_ms: u64,
+}
+
 /// Why a submission was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -62,6 +86,10 @@ pub struct ReplicaConfig {
     pub heartbeat_tick: usize,
     pub max_inflight_msgs: usize,
     pub max_size_per_msg_bytes: u64,
+    /// Transfers remembered for `GET /transactions/{txHash}` (oldest forgotten first).
+    pub recent_transactions_max: usize,
+    /// Block headers remembered for `GET /blocks/{shard}/{height}`.
+    pub recent_blocks_max: usize,
 }
 
 impl ReplicaConfig {
@@ -75,6 +103,8 @@ impl ReplicaConfig {
             heartbeat_tick: 2,
             max_inflight_msgs: 256,
             max_size_per_msg_bytes: 8 << 20,
+            recent_transactions_max: 262_144,
+            recent_blocks_max: 4096,
         }
     }
 }
@@ -131,8 +161,16 @@ pub struct ShardReplica {
     deliveries: Vec<ReceiptDelivery>,
     /// Outbox length per destination already delivered.
     delivered_len: Vec<usize>,
+    /// Highest `up_to` told to each destination.
+    delivered_up_to: Vec<u64>,
     leader_changes: u64,
     last_leader: u64,
+    recent_transactions: HashMap<TxHash, TxStatus>,
+    recent_order: VecDeque<TxHash>,
+    recent_blocks: VecDeque<BlockHeader>,
+    hashes: Vec<TxHash>,
+    /// Wall-clock of the current apply call (supplied by the I/O edge).
+    now_ms: u64,
 }
 
 /// A slog drain that forwards raft-rs's logs to `tracing` at debug level.
@@ -194,8 +232,14 @@ impl ShardReplica {
             failed: Vec::new(),
             deliveries: Vec::new(),
             delivered_len: vec![0; shard_count],
+            delivered_up_to: vec![0; shard_count],
             leader_changes: 0,
             last_leader: 0,
+            recent_transactions: HashMap::new(),
+            recent_order: VecDeque::new(),
+            recent_blocks: VecDeque::new(),
+            hashes: Vec::new(),
+            now_ms: 0,
             state,
         };
         // Receipts that survived in the snapshot's outbox are delivered again: the destination
@@ -277,6 +321,8 @@ impl ShardReplica {
                 Ok(()) => {
                     self.admitted.push((ticket_id, slot as u32, *record));
                     ticket.missing += 1;
+                    let shard = self.config.shard;
+                    self.remember(record.tx_hash(), TxStatus::Pending { shard });
                 }
             }
         }
@@ -289,12 +335,70 @@ impl ShardReplica {
         Ok(ticket_id)
     }
 
-    fn rejected(&self, record: &Record, code: ResultCode) -> Outcome {
-        Outcome {
+    fn rejected(&mut self, record: &Record, code: ResultCode) -> Outcome {
+        let outcome = Outcome {
             tx_hash: record.tx_hash(),
             result: code,
             shard: self.config.shard,
             block: 0,
+        };
+        self.remember(outcome.tx_hash, TxStatus::Decided(outcome));
+        outcome
+    }
+
+    /// Records a transfer's status in the bounded recent window.
+    fn remember(&mut self, hash: TxHash, status: TxStatus) {
+        if self.config.recent_transactions_max == 0 {
+            return;
+        }
+        if self.recent_transactions.insert(hash, status).is_none() {
+            self.recent_order.push_back(hash);
+            while self.recent_order.len() > self.config.recent_transactions_max {
+                let old = self.recent_order.pop_front().expect("non-empty");
+                self.recent_transactions.remove(&old);
+            }
+        }
+    }
+
+    /// A transfer's status, if it is in the recent window.
+    pub fn transaction(&self, hash: &TxHash) -> Option<TxStatus> {
+        self.recent_transactions.get(hash).copied()
+    }
+
+    /// A block header, if it is in the recent window.
+    pub fn block(&self, height: u64) -> Option<BlockHeader> {
+        let first = self.recent_blocks.front()?.height;
+        if height < first {
+            return None;
+        }
+        // Heights are increasing but not contiguous (raft's own entries are not blocks).
+        self.recent_blocks
+            .binary_search_by_key(&height, |b| b.height)
+            .ok()
+            .map(|i| self.recent_blocks[i])
+    }
+
+    pub fn latest_block(&self) -> Option<BlockHeader> {
+        self.recent_blocks.back().copied()
+    }
+
+    fn push_block(&mut self, entry: &Entry, tx_count: u32) {
+        let (prev_hash, hash) = self.state.chain_block(entry.index, entry.term, &entry.data);
+        if self.config.recent_blocks_max == 0 {
+            return;
+        }
+        self.recent_blocks.push_back(BlockHeader {
+            shard: self.config.shard,
+            height: entry.index,
+            hash,
+            prev_hash,
+            tx_count,
+            term: entry.term,
+            state_hash: self.state.state_hash(),
+            timestamp_ms: self.now_ms,
+        });
+        while self.recent_blocks.len() > self.config.recent_blocks_max {
+            self.recent_blocks.pop_front();
         }
     }
 
@@ -404,7 +508,9 @@ impl ShardReplica {
 
     /// Applies committed entries in log order; stops at a marker whose receipts have not all
     /// arrived, and resumes on the next call (after [`ShardReplica::receive_receipts`]).
-    pub fn apply_committed(&mut self, entries: Vec<Entry>) {
+    /// `now_ms` is the wall clock, used only for block timestamps (never in state).
+    pub fn apply_committed(&mut self, entries: Vec<Entry>, now_ms: u64) {
+        self.now_ms = now_ms;
         self.apply_queue.extend(entries);
         while let Some(entry) = self.apply_queue.front() {
             if !self.markers_ready(entry) {
@@ -485,13 +591,26 @@ impl ShardReplica {
                 };
                 match decode_batch(&entry.data) {
                     Ok(view) => {
+                        let records = view.records();
                         let mut results = std::mem::take(&mut self.results);
-                        self.state.apply_batch(index, view.records(), &mut results);
+                        let mut hashes = std::mem::take(&mut self.hashes);
+                        self.state.apply_batch(index, records, &mut results);
+                        hashes.clear();
+                        hashes.extend(records.iter().map(Record::tx_hash));
+                        for (i, &tx_hash) in hashes.iter().enumerate() {
+                            let outcome = Outcome {
+                                tx_hash,
+                                result: results[i],
+                                shard: self.config.shard,
+                                block: index,
+                            };
+                            self.remember(tx_hash, TxStatus::Decided(outcome));
+                        }
                         if let Some(slots) = slots {
                             assert_eq!(slots.len(), results.len(), "proposal matches entry");
                             for (i, (ticket, slot)) in slots.into_iter().enumerate() {
                                 let outcome = Outcome {
-                                    tx_hash: view.records()[i].tx_hash(),
+                                    tx_hash: hashes[i],
                                     result: results[i],
                                     shard: self.config.shard,
                                     block: index,
@@ -499,7 +618,9 @@ impl ShardReplica {
                                 self.resolve(ticket, slot, outcome);
                             }
                         }
+                        self.push_block(entry, records.len() as u32);
                         self.results = results;
+                        self.hashes = hashes;
                     }
                     Err(error) => {
                         // Only a faulty proposer can commit this; every replica skips it alike.
@@ -530,6 +651,7 @@ impl ShardReplica {
                     }
                 }
                 self.state.set_applied_index(index);
+                self.push_block(entry, 0);
             }
             _ => {
                 tracing::warn!(shard = self.config.shard, index, kind, "unknown entry kind skipped");
@@ -576,6 +698,26 @@ impl ShardReplica {
         std::mem::take(&mut self.deliveries)
     }
 
+    /// Tells every other shard how far this one has applied, even without new receipts. A
+    /// destination that restarted may be waiting at a marker for exactly that (its log says
+    /// "receipts up to i" while our last receipt for it is older than i). Called on the raft
+    /// tick, so it costs at most one small message per destination per tick.
+    pub fn announce_progress(&mut self) {
+        let applied = self.state.applied_index();
+        for d in 0..self.state.shard_count() {
+            if d == self.config.shard || self.delivered_up_to[d as usize] >= applied {
+                continue;
+            }
+            self.delivered_up_to[d as usize] = applied;
+            self.deliveries.push(ReceiptDelivery {
+                source: self.config.shard,
+                destination: d,
+                up_to: applied,
+                receipts: Vec::new(),
+            });
+        }
+    }
+
     fn queue_new_receipts(&mut self, destination: ShardId) {
         if destination == self.config.shard {
             return;
@@ -587,6 +729,7 @@ impl ShardReplica {
         }
         let receipts: Vec<Receipt> = outbox.iter().skip(already).copied().collect();
         self.delivered_len[destination as usize] = outbox.len();
+        self.delivered_up_to[destination as usize] = self.state.applied_index();
         self.deliveries.push(ReceiptDelivery {
             source: self.config.shard,
             destination,

@@ -13,7 +13,10 @@ use crate::datadir::DataDir;
 use crate::genesis::Genesis;
 use crate::ledger::{Account, ShardState};
 use crate::record::{Address, Record};
-use crate::replica::{Outcome, ReceiptDelivery, ReplicaConfig, ShardReplica, SubmitError};
+use crate::replica::{
+    BlockHeader, Outcome, ReceiptDelivery, ReplicaConfig, ShardReplica, SubmitError, TxStatus,
+};
+use crate::record::TxHash;
 use crate::shard::{shard_of, ShardId};
 use crate::state_snapshot::{decode_state, encode_state};
 use aurigraph_storage::shard_log::ShardLog;
@@ -23,7 +26,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use raft::eraftpb::ConfState;
 use raft::StateRole;
 use std::path::PathBuf;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,7 +53,16 @@ pub struct EngineConfig {
     pub wal_staged_bytes_max: usize,
     /// io_uring registered memory per executor (bounded by RLIMIT_MEMLOCK).
     pub io_memory_bytes: usize,
+    /// Transfers remembered per shard for lookups by hash.
+    pub recent_transactions_per_shard: usize,
+    /// Block headers remembered per shard.
+    pub recent_blocks_per_shard: usize,
 }
+
+/// A service run on every core next to its shards (the HTTP server): called inside executor
+/// `core` once the engine is ready; the future runs as a task of that executor.
+pub type CoreService =
+    Arc<dyn Fn(usize, Engine) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>, cores: usize) -> EngineConfig {
@@ -66,6 +79,8 @@ impl EngineConfig {
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,
             io_memory_bytes: 1 << 20,
+            recent_transactions_per_shard: 262_144,
+            recent_blocks_per_shard: 4096,
         }
     }
 }
@@ -125,9 +140,21 @@ enum Command {
         records: Vec<Record>,
         reply: oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>,
     },
+    SubmitDetached {
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<(), SubmitFailure>>,
+    },
     Account {
         address: Address,
         reply: oneshot::Sender<Option<Account>>,
+    },
+    Transaction {
+        hash: TxHash,
+        reply: oneshot::Sender<Option<TxStatus>>,
+    },
+    Block {
+        height: Option<u64>,
+        reply: oneshot::Sender<Option<BlockHeader>>,
     },
     Status {
         reply: oneshot::Sender<ShardStatus>,
@@ -147,6 +174,7 @@ pub struct Engine {
 }
 
 struct EngineInner {
+    node_id: u64,
     shard_count: u32,
     cores: usize,
     chain_id: u32,
@@ -159,6 +187,15 @@ impl Engine {
     /// Opens (or creates, with `genesis`) the data directory and starts one executor per core.
     /// Returns once every shard has recovered and is ready for submissions.
     pub fn start(config: EngineConfig, genesis: Option<&Genesis>) -> Result<Engine, EngineError> {
+        Engine::start_with_services(config, genesis, None)
+    }
+
+    /// Like [`Engine::start`], and runs `service` on every core once the shards are ready.
+    pub fn start_with_services(
+        config: EngineConfig,
+        genesis: Option<&Genesis>,
+        service: Option<CoreService>,
+    ) -> Result<Engine, EngineError> {
         let data_dir = DataDir::open(&config.data_dir, genesis, config.cores as u32)
             .map_err(EngineError::DataDir)?;
         let shard_count = data_dir.shard_count;
@@ -171,9 +208,21 @@ impl Engine {
             senders.push(tx);
             receivers[shard as usize % config.cores].push((shard, rx));
         }
-        let senders = Arc::new(senders);
+        let engine = Engine {
+            inner: Arc::new(EngineInner {
+                node_id: config.node_id,
+                shard_count,
+                cores: config.cores,
+                chain_id: genesis.chain_id,
+                assets: genesis.assets(),
+                shards: senders,
+                executors: std::sync::Mutex::new(Vec::new()),
+            }),
+        };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), EngineError>>();
-        let mut executors = Vec::with_capacity(config.cores);
+        // Executors wait for this before starting their services: every shard must be ready.
+        let (go_tx, go_rx) = async_channel::bounded::<bool>(config.cores);
+        let mut expected = 0;
         for (core, shards) in receivers.into_iter().enumerate() {
             let placement = if config.pin_cores {
                 Placement::Fixed(core)
@@ -182,48 +231,59 @@ impl Engine {
             };
             let config = config.clone();
             let genesis = genesis.clone();
-            let peers = senders.clone();
             let ready = ready_tx.clone();
-            let shard_total = shards.len();
-            let handle = LocalExecutorBuilder::new(placement)
+            let go = go_rx.clone();
+            let service = service.clone();
+            let handle = engine.clone();
+            expected += shards.len();
+            let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("aurigraph-core-{core}"))
                 .io_memory(config.io_memory_bytes)
                 .spawn(move || async move {
-                    run_core(core, config, genesis, shard_count, shards, peers, ready).await
-                })
-                .map_err(|e| EngineError::Executor {
-                    core,
-                    message: e.to_string(),
-                })?;
-            executors.push((handle, shard_total));
+                    run_core(core, config, genesis, shards, handle, ready, go, service).await
+                });
+            match spawned {
+                Ok(join) => engine.inner.executors.lock().unwrap().push(join),
+                Err(e) => {
+                    engine.shutdown();
+                    return Err(EngineError::Executor {
+                        core,
+                        message: e.to_string(),
+                    });
+                }
+            }
         }
         drop(ready_tx);
-        let expected: usize = executors.iter().map(|e| e.1).sum();
-        let executors: Vec<_> = executors.into_iter().map(|e| e.0).collect();
-        let engine = Engine {
-            inner: Arc::new(EngineInner {
-                shard_count,
-                cores: config.cores,
-                chain_id: genesis.chain_id,
-                assets: genesis.assets(),
-                shards: Arc::try_unwrap(senders).unwrap_or_else(|a| (*a).clone()),
-                executors: std::sync::Mutex::new(executors),
-            }),
-        };
+        let mut failure = None;
         for _ in 0..expected {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
-                    engine.shutdown();
-                    return Err(error);
+                    failure = Some(error);
+                    break;
                 }
                 Err(_) => {
-                    let error = engine.join_error();
-                    return Err(error.unwrap_or(EngineError::Stopped));
+                    failure = Some(EngineError::Stopped);
+                    break;
                 }
             }
         }
+        let ok = failure.is_none();
+        for _ in 0..config.cores {
+            let _ = go_tx.try_send(ok);
+        }
+        if let Some(error) = failure {
+            let joined = engine.shutdown();
+            return Err(match error {
+                EngineError::Stopped => joined.unwrap_or(EngineError::Stopped),
+                other => other,
+            });
+        }
         Ok(engine)
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
     }
 
     pub fn shard_count(&self) -> u32 {
@@ -289,6 +349,90 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)
     }
 
+    /// Queues records for consensus and returns their hashes once every owning shard admitted
+    /// them (the `?wait=false` path); their outcomes appear in [`Engine::transaction`].
+    pub async fn submit_detached(&self, records: Vec<Record>) -> Result<Vec<TxHash>, SubmitFailure> {
+        let shard_count = self.inner.shard_count;
+        let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
+        let mut per_shard: Vec<Vec<Record>> = vec![Vec::new(); shard_count as usize];
+        for r in records {
+            per_shard[shard_of(&r.from(), shard_count) as usize].push(r);
+        }
+        let mut waits = Vec::new();
+        for (s, group) in per_shard.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.inner.shards[s]
+                .send(Command::SubmitDetached {
+                    records: group,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| SubmitFailure::Stopped)?;
+            waits.push(rx);
+        }
+        for rx in waits {
+            rx.await.map_err(|_| SubmitFailure::Stopped)??;
+        }
+        Ok(hashes)
+    }
+
+    /// A transfer's status if it is within the recent window of its shard.
+    pub async fn transaction(&self, hash: TxHash) -> Result<Option<TxStatus>, EngineError> {
+        // The hash does not say which shard holds it: ask them all, prefer a decided status.
+        let mut found = None;
+        for sender in &self.inner.shards {
+            let (tx, rx) = oneshot::channel();
+            sender
+                .send(Command::Transaction { hash, reply: tx })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            match rx.await.map_err(|_| EngineError::Stopped)? {
+                Some(TxStatus::Decided(o)) => return Ok(Some(TxStatus::Decided(o))),
+                Some(pending) => found = Some(pending),
+                None => {}
+            }
+        }
+        Ok(found)
+    }
+
+    /// A block of `shard` at `height`, if within the recent window.
+    pub async fn block(&self, shard: ShardId, height: u64) -> Result<Option<BlockHeader>, EngineError> {
+        let Some(sender) = self.inner.shards.get(shard as usize) else {
+            return Ok(None);
+        };
+        let (tx, rx) = oneshot::channel();
+        sender
+            .send(Command::Block {
+                height: Some(height),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// The latest block of every shard that has one.
+    pub async fn latest_blocks(&self) -> Result<Vec<BlockHeader>, EngineError> {
+        let mut out = Vec::new();
+        for sender in &self.inner.shards {
+            let (tx, rx) = oneshot::channel();
+            sender
+                .send(Command::Block {
+                    height: None,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| EngineError::Stopped)?;
+            if let Some(b) = rx.await.map_err(|_| EngineError::Stopped)? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
     /// Consensus and state figures of every shard.
     pub async fn status(&self) -> Result<Vec<ShardStatus>, EngineError> {
         let mut out = Vec::with_capacity(self.inner.shards.len());
@@ -334,20 +478,23 @@ impl Engine {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_core(
     core: usize,
     config: EngineConfig,
     genesis: Arc<Genesis>,
-    shard_count: u32,
     shards: Vec<(ShardId, async_channel::Receiver<Command>)>,
-    peers: Arc<Vec<async_channel::Sender<Command>>>,
+    engine: Engine,
     ready: std::sync::mpsc::Sender<Result<(), EngineError>>,
+    go: async_channel::Receiver<bool>,
+    service: Option<CoreService>,
 ) -> Result<(), EngineError> {
+    let shard_count = engine.shard_count();
     let mut tasks = Vec::new();
     for (shard, rx) in shards {
         let config = config.clone();
         let genesis = genesis.clone();
-        let peers = peers.clone();
+        let peers = engine.clone();
         let ready = ready.clone();
         tasks.push(glommio::spawn_local(async move {
             let opened = open_shard(core, &config, &genesis, shard, shard_count).await;
@@ -380,6 +527,11 @@ async fn run_core(
             }
         }));
     }
+    drop(ready);
+    if let (Ok(true), Some(service)) = (go.recv().await, service) {
+        glommio::spawn_local(service(core, engine.clone())).detach();
+    }
+    drop(engine);
     let mut first_error = None;
     for task in tasks {
         if let Err(e) = task.await {
@@ -432,6 +584,8 @@ async fn open_shard(
     let mut replica_config = ReplicaConfig::new(config.node_id, shard);
     replica_config.entry_records_max = config.entry_records_max;
     replica_config.pending_records_max = config.pending_records_max;
+    replica_config.recent_transactions_max = config.recent_transactions_per_shard;
+    replica_config.recent_blocks_max = config.recent_blocks_per_shard;
     let replica = ShardReplica::new(replica_config, log.storage(), state)
         .map_err(|source| EngineError::Raft { shard, source })?;
     tracing::info!(shard, core, applied = replica.state().applied_index(), accounts = replica.state().account_count(), "shard recovered");
@@ -445,7 +599,7 @@ struct ShardDriver {
     replica: ShardReplica,
     log: ShardLog,
     rx: async_channel::Receiver<Command>,
-    peers: Arc<Vec<async_channel::Sender<Command>>>,
+    peers: Engine,
     waiting: std::collections::HashMap<u64, oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>>,
     /// Messages to other shards that found their channel full; retried every turn. Never
     /// awaited: two shards waiting on each other's full channels would deadlock.
@@ -491,6 +645,7 @@ impl ShardDriver {
             }
             if Instant::now() >= next_tick {
                 self.replica.raw_node_mut().tick();
+                self.replica.announce_progress();
                 next_tick = Instant::now() + self.config.raft_tick;
             }
             self.replica.propose_admitted();
@@ -521,6 +676,20 @@ impl ShardDriver {
                     let _ = reply.send(Err(error.into()));
                 }
             },
+            Command::SubmitDetached { records, reply } => {
+                let result = self.replica.submit(&records).map(|_| ()).map_err(Into::into);
+                let _ = reply.send(result);
+            }
+            Command::Transaction { hash, reply } => {
+                let _ = reply.send(self.replica.transaction(&hash));
+            }
+            Command::Block { height, reply } => {
+                let block = match height {
+                    Some(h) => self.replica.block(h),
+                    None => self.replica.latest_block(),
+                };
+                let _ = reply.send(block);
+            }
             Command::Account { address, reply } => {
                 let _ = reply.send(self.replica.state().account(&address).cloned());
             }
@@ -572,18 +741,16 @@ impl ShardDriver {
         // transport); raft-rs produces none when it is the only voter.
         debug_assert!(ready.messages().is_empty());
         let committed = ready.take_committed_entries();
-        self.replica.apply_committed(committed);
+        self.replica.apply_committed(committed, now_ms());
+        // One group commit (one fdatasync; more only if the entries overflow the staging
+        // buffer) for everything this turn produced; nothing is acknowledged before it.
         self.log
-            .stage(ready.entries(), ready.hs())
-            .map_err(|source| EngineError::Storage { shard, source })?;
-        // One fdatasync for everything staged this turn; nothing is acknowledged before it.
-        self.log
-            .sync()
+            .persist(ready.entries(), ready.hs())
             .await
             .map_err(|source| EngineError::Storage { shard, source })?;
         let mut light = self.replica.raw_node_mut().advance(ready);
         let committed = light.take_committed_entries();
-        self.replica.apply_committed(committed);
+        self.replica.apply_committed(committed, now_ms());
         self.replica.advance_apply();
         Ok(())
     }
@@ -608,7 +775,7 @@ impl ShardDriver {
                 .push_back((delivery.destination, Command::Receipts(delivery)));
         }
         while let Some((destination, command)) = self.undelivered.pop_front() {
-            match self.peers[destination as usize].try_send(command) {
+            match self.peers.inner.shards[destination as usize].try_send(command) {
                 Ok(()) => {}
                 Err(async_channel::TrySendError::Full(command)) => {
                     self.undelivered.push_front((destination, command));
@@ -657,4 +824,11 @@ impl ShardDriver {
         tracing::debug!(shard, applied, "snapshot saved");
         Ok(())
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

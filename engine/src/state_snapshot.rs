@@ -20,6 +20,7 @@ struct StateArchive {
     accounts: Vec<AccountArchive>,
     inbound_watermark: Vec<u64>,
     outbox: Vec<Vec<ReceiptArchive>>,
+    block_hash: [u8; 32],
 }
 
 #[derive(Archive, Serialize)]
@@ -87,6 +88,7 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
                     .collect()
             })
             .collect(),
+        block_hash: state.block_hash(),
     };
     rkyv::to_bytes::<rkyv::rancor::Error>(&archive)
         .expect("archiving to memory cannot fail")
@@ -156,5 +158,6 @@ pub fn decode_state(bytes: &[u8]) -> Result<ShardState, StateSnapshotError> {
         accounts,
         a.inbound_watermark.iter().map(|w| w.to_native()).collect(),
         outbox,
+        a.block_hash,
     ))
 }

@@ -48,7 +48,8 @@ fn settle(engine: &Engine, expect: &[(Address, u64)]) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let got: Vec<u64> = expect.iter().map(|&(a, _)| balance(engine, a)).collect();
-    panic!("balances did not settle: expected {expect:?}, got {got:?}");
+    let status = block_on(engine.status()).unwrap();
+    panic!("balances did not settle: expected {expect:?}, got {got:?}; {status:#?}");
 }
 
 #[test]
@@ -144,6 +145,7 @@ fn many_cross_shard_transfers_conserve_supply_across_snapshots() {
     let expect: Vec<(Address, u64)> =
         keys.iter().map(address_of).zip(expected.iter().copied()).collect();
     settle(&engine, &expect);
+    eprintln!("phase 1 settled");
     assert!(engine.shutdown().is_none());
     let snaps = std::fs::read_dir(dir.path().join("shards/0000/snap")).unwrap().count();
     assert!(snaps >= 1, "snapshots were taken");
