@@ -406,28 +406,49 @@ impl ShardReplica {
     /// valid records as entries of at most `entry_records_max` records. Also proposes markers
     /// for receipts that arrived from other shards.
     pub fn propose_admitted(&mut self) {
-        if !self.admitted.is_empty() {
-            let admitted = std::mem::take(&mut self.admitted);
+        let admitted = self.take_admitted();
+        if !admitted.is_empty() {
             let records: Vec<Record> = admitted.iter().map(|a| a.2).collect();
-            self.verifier.verify(&records, &mut self.valid);
-            let mut slots: Vec<(u64, u32)> = Vec::with_capacity(self.config.entry_records_max);
-            for (i, &(ticket, slot, record)) in admitted.iter().enumerate() {
-                if !self.valid[i] {
-                    let outcome = self.rejected(&record, ResultCode::BadSignature);
-                    self.resolve(ticket, slot, outcome);
-                    continue;
-                }
-                self.builder.push(&record);
-                slots.push((ticket, slot));
-                if self.builder.is_full() {
-                    self.propose_batch(&mut slots);
-                }
+            let mut valid = std::mem::take(&mut self.valid);
+            self.verifier.verify(&records, &mut valid);
+            self.propose_verified(admitted, &valid);
+            self.valid = valid;
+        }
+        self.propose_markers();
+    }
+
+    /// Takes this turn's admitted records `(ticket, slot, record)` so that the caller can verify
+    /// their signatures in slices (yielding between them: a core must not stall its other
+    /// tasks for a whole batch) and hand them back to [`ShardReplica::propose_verified`].
+    pub fn take_admitted(&mut self) -> Vec<(u64, u32, Record)> {
+        std::mem::take(&mut self.admitted)
+    }
+
+    /// Proposes the admitted records whose signature is valid (`valid[i]` for `admitted[i]`)
+    /// as entries of at most `entry_records_max` records; answers the others `BAD_SIGNATURE`.
+    /// Then proposes markers for receipts that arrived from other shards.
+    pub fn propose_verified(&mut self, mut admitted: Vec<(u64, u32, Record)>, valid: &[bool]) {
+        assert_eq!(admitted.len(), valid.len());
+        let mut slots: Vec<(u64, u32)> = Vec::with_capacity(self.config.entry_records_max);
+        for (i, &(ticket, slot, record)) in admitted.iter().enumerate() {
+            if !valid[i] {
+                let outcome = self.rejected(&record, ResultCode::BadSignature);
+                self.resolve(ticket, slot, outcome);
+                continue;
             }
-            if !self.builder.is_empty() {
+            self.builder.push(&record);
+            slots.push((ticket, slot));
+            if self.builder.is_full() {
                 self.propose_batch(&mut slots);
             }
+        }
+        if !self.builder.is_empty() {
+            self.propose_batch(&mut slots);
+        }
+        // Keep the allocation for the next turn.
+        admitted.clear();
+        if self.admitted.is_empty() {
             self.admitted = admitted;
-            self.admitted.clear();
         }
         self.propose_markers();
     }

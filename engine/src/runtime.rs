@@ -19,6 +19,7 @@ use crate::replica::{
 use crate::record::TxHash;
 use crate::shard::{shard_of, ShardId};
 use crate::state_snapshot::{decode_state, encode_state};
+use crate::verify::SignatureVerifier;
 use aurigraph_storage::shard_log::ShardLog;
 use aurigraph_storage::wal::WalConfig;
 use futures::channel::oneshot;
@@ -511,6 +512,7 @@ async fn run_core(
                         waiting: std::collections::HashMap::new(),
                         undelivered: std::collections::VecDeque::new(),
                         last_snapshot_index: 0,
+                        verifier: SignatureVerifier::default(),
                     }
                     .run()
                     .await;
@@ -605,7 +607,11 @@ struct ShardDriver {
     /// awaited: two shards waiting on each other's full channels would deadlock.
     undelivered: std::collections::VecDeque<(ShardId, Command)>,
     last_snapshot_index: u64,
+    verifier: SignatureVerifier,
 }
+
+/// Signatures verified between two chances for the core's other tasks to run.
+const VERIFY_SLICE_RECORDS: usize = 256;
 
 /// Commands taken from the channel per turn (bounds one turn's work and latency).
 const COMMANDS_PER_TURN_MAX: usize = 1024;
@@ -648,7 +654,7 @@ impl ShardDriver {
                 self.replica.announce_progress();
                 next_tick = Instant::now() + self.config.raft_tick;
             }
-            self.replica.propose_admitted();
+            self.verify_and_propose().await;
             self.process_ready().await?;
             self.answer();
             self.deliver_receipts();
@@ -663,6 +669,23 @@ impl ShardDriver {
         }
         tracing::info!(shard, "shard stopped");
         Ok(())
+    }
+
+    /// Verifies this turn's admitted signatures in slices, yielding to the core's other tasks
+    /// between slices when the scheduler asks, then proposes them.
+    async fn verify_and_propose(&mut self) {
+        let admitted = self.replica.take_admitted();
+        let mut valid = Vec::with_capacity(admitted.len());
+        let mut slice_valid = Vec::new();
+        let mut records = Vec::with_capacity(VERIFY_SLICE_RECORDS);
+        for slice in admitted.chunks(VERIFY_SLICE_RECORDS) {
+            records.clear();
+            records.extend(slice.iter().map(|a| a.2));
+            self.verifier.verify(&records, &mut slice_valid);
+            valid.extend_from_slice(&slice_valid);
+            glommio::yield_if_needed().await;
+        }
+        self.replica.propose_verified(admitted, &valid);
     }
 
     /// Returns true on shutdown.
