@@ -6,7 +6,8 @@ use crate::error::StorageError;
 
 /// fsync a directory, making the names created, renamed or deleted in it durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
-    let handle = std::fs::File::open(dir).map_err(|e| StorageError::io("opening directory", dir, e))?;
+    let handle =
+        std::fs::File::open(dir).map_err(|e| StorageError::io("opening directory", dir, e))?;
     handle
         .sync_all()
         .map_err(|e| StorageError::io("syncing directory", dir, e))

@@ -44,7 +44,7 @@ pub const HARD_STATE_PAYLOAD_BYTES: usize = 24;
 /// An entry payload must fit the u32 `len` field. (The staging bound is usually far smaller.)
 pub const PAYLOAD_BYTES_MAX: usize = u32::MAX as usize - RECORD_ALIGN_BYTES;
 
-const _: () = assert!(BLOCK_BYTES % RECORD_ALIGN_BYTES == 0);
+const _: () = assert!(BLOCK_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 const _: () = assert!(HEADER_BYTES == RECORD_ALIGN_BYTES);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,9 +184,11 @@ impl DecodeError {
 
 /// Decodes and verifies the record at `offset` of `bytes` (a whole segment file).
 pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError> {
-    assert!(offset % RECORD_ALIGN_BYTES == 0);
+    assert!(offset.is_multiple_of(RECORD_ALIGN_BYTES));
     if offset + HEADER_BYTES > bytes.len() {
-        return Err(DecodeError::Invalid("record header extends past end of file"));
+        return Err(DecodeError::Invalid(
+            "record header extends past end of file",
+        ));
     }
     let header = &bytes[offset..offset + HEADER_BYTES];
     if header.iter().all(|b| *b == 0) {
@@ -194,8 +196,7 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
     }
     let len = u32::from_le_bytes(header[0..4].try_into().unwrap());
     let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
-    let kind =
-        RecordKind::from_u8(header[8]).ok_or(DecodeError::Invalid("unknown record kind"))?;
+    let kind = RecordKind::from_u8(header[8]).ok_or(DecodeError::Invalid("unknown record kind"))?;
     let flags = header[9];
     if flags & !FLAG_GROUP_END != 0 {
         return Err(DecodeError::Invalid("unknown flag bits"));
@@ -229,7 +230,9 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
     match kind {
         RecordKind::Entry => {
             if payload_bytes < ENTRY_PAYLOAD_FIXED_BYTES {
-                return Err(DecodeError::Malformed("entry payload shorter than its prefix"));
+                return Err(DecodeError::Malformed(
+                    "entry payload shorter than its prefix",
+                ));
             }
             if entry_type_from_u8(payload[0]).is_none() {
                 return Err(DecodeError::Malformed("unknown entry type"));
@@ -250,7 +253,9 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
                 return Err(DecodeError::Malformed("hard state payload of wrong length"));
             }
             if index != 0 || term != 0 {
-                return Err(DecodeError::Malformed("hard state record with index or term"));
+                return Err(DecodeError::Malformed(
+                    "hard state record with index or term",
+                ));
             }
         }
         RecordKind::Pad => {
@@ -279,37 +284,36 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
     })
 }
 
-/// Builds the raft Entry of a verified Entry record. `segment` is the whole segment file, so the
-/// entry's context and data are zero-copy slices of it.
-pub fn decode_entry(segment: &bytes::Bytes, record: &RecordView<'_>) -> Entry {
+/// Builds the raft Entry of a verified Entry record. Context and data are copied out: slicing the
+/// segment buffer instead would keep a whole segment in memory for one live entry.
+pub fn decode_entry(record: &RecordView<'_>) -> Entry {
     assert_eq!(record.header.kind, RecordKind::Entry);
     let payload = record.payload;
     // decode() verified both of these; a failure here is a bug, not bad disk data.
     let entry_type = entry_type_from_u8(payload[0]).expect("verified by decode");
     let context_bytes = u32::from_le_bytes(payload[4..8].try_into().unwrap()) as usize;
-    let context_start = record.payload_offset + ENTRY_PAYLOAD_FIXED_BYTES;
-    let data_start = context_start + context_bytes;
-    let data_end = record.payload_offset + payload.len();
-    assert!(data_start <= data_end);
+    let (context, data) = payload[ENTRY_PAYLOAD_FIXED_BYTES..].split_at(context_bytes);
 
-    let mut entry = Entry::default();
-    entry.entry_type = entry_type;
-    entry.index = record.header.index;
-    entry.term = record.header.term;
-    entry.context = segment.slice(context_start..data_start);
-    entry.data = segment.slice(data_start..data_end);
-    entry
+    Entry {
+        entry_type,
+        index: record.header.index,
+        term: record.header.term,
+        context: bytes::Bytes::copy_from_slice(context),
+        data: bytes::Bytes::copy_from_slice(data),
+        ..Entry::default()
+    }
 }
 
 pub fn decode_hard_state(record: &RecordView<'_>) -> HardState {
     assert_eq!(record.header.kind, RecordKind::HardState);
     let payload = record.payload;
     assert_eq!(payload.len(), HARD_STATE_PAYLOAD_BYTES);
-    let mut hard_state = HardState::default();
-    hard_state.term = u64::from_le_bytes(payload[0..8].try_into().unwrap());
-    hard_state.vote = u64::from_le_bytes(payload[8..16].try_into().unwrap());
-    hard_state.commit = u64::from_le_bytes(payload[16..24].try_into().unwrap());
-    hard_state
+    HardState {
+        term: u64::from_le_bytes(payload[0..8].try_into().unwrap()),
+        vote: u64::from_le_bytes(payload[8..16].try_into().unwrap()),
+        commit: u64::from_le_bytes(payload[16..24].try_into().unwrap()),
+        ..HardState::default()
+    }
 }
 
 /// True when `a` comes at least `distance` groups after `b` in wrapping (serial number)
@@ -348,20 +352,21 @@ mod tests {
 
     #[test]
     fn header_round_trip() {
-        let mut entry = Entry::default();
-        entry.entry_type = EntryType::EntryConfChange;
-        entry.context = bytes::Bytes::from_static(b"ctx");
-        entry.data = bytes::Bytes::from_static(b"hello world");
+        let entry = Entry {
+            entry_type: EntryType::EntryConfChange,
+            context: bytes::Bytes::from_static(b"ctx"),
+            data: bytes::Bytes::from_static(b"hello world"),
+            ..Entry::default()
+        };
         let mut payload = entry_payload_prefix(&entry).to_vec();
         payload.extend_from_slice(b"ctxhello world");
         let record = encode_record(RecordKind::Entry, FLAG_GROUP_END, 42, &payload);
         assert_eq!(record.len(), 64);
 
-        let segment = bytes::Bytes::from(record);
-        let view = decode(&segment, 0).unwrap();
+        let view = decode(&record, 0).unwrap();
         assert_eq!(view.header.group, 42);
         assert!(view.header.is_group_end());
-        let decoded = decode_entry(&segment, &view);
+        let decoded = decode_entry(&view);
         assert_eq!(decoded.entry_type, EntryType::EntryConfChange);
         assert_eq!(&decoded.context[..], b"ctx");
         assert_eq!(&decoded.data[..], b"hello world");
@@ -370,11 +375,18 @@ mod tests {
 
     #[test]
     fn every_byte_is_verified() {
-        let mut hard_state = HardState::default();
-        hard_state.term = 5;
-        hard_state.vote = 2;
-        hard_state.commit = 9;
-        let record = encode_record(RecordKind::HardState, 0, 1, &hard_state_payload(&hard_state));
+        let hard_state = HardState {
+            term: 5,
+            vote: 2,
+            commit: 9,
+            ..HardState::default()
+        };
+        let record = encode_record(
+            RecordKind::HardState,
+            0,
+            1,
+            &hard_state_payload(&hard_state),
+        );
         assert_eq!(decode_hard_state(&decode(&record, 0).unwrap()), hard_state);
         for i in 0..record.len() {
             let mut bad = record.clone();
@@ -385,10 +397,19 @@ mod tests {
 
     #[test]
     fn zero_and_short_inputs_are_invalid() {
-        assert_eq!(decode(&[0u8; 64], 0).unwrap_err(), DecodeError::Invalid("zero header"));
-        assert!(matches!(decode(&[1u8; 16], 0), Err(DecodeError::Invalid(_))));
+        assert_eq!(
+            decode(&[0u8; 64], 0).unwrap_err(),
+            DecodeError::Invalid("zero header")
+        );
+        assert!(matches!(
+            decode(&[1u8; 16], 0),
+            Err(DecodeError::Invalid(_))
+        ));
         let record = encode_record(RecordKind::Pad, FLAG_GROUP_END, 0, &[0u8; 100]);
-        assert!(matches!(decode(&record[..96], 0), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            decode(&record[..96], 0),
+            Err(DecodeError::Invalid(_))
+        ));
     }
 
     #[test]

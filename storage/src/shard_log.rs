@@ -72,12 +72,15 @@ impl ShardLog {
             None => (MemStorage::new_with_conf_state(initial_conf), 0, 0, None),
         };
 
-        let entries = entries_after_snapshot(&wal_dir, recovered.entries, snapshot_index, snapshot_term)?;
+        let entries =
+            entries_after_snapshot(&wal_dir, recovered.entries, snapshot_index, snapshot_term)?;
         storage
             .wl()
             .append(&entries)
             .map_err(|e| StorageError::Invalid(format!("appending recovered entries: {e}")))?;
-        let last_index = storage.last_index().expect("MemStorage::last_index is infallible");
+        let last_index = storage
+            .last_index()
+            .expect("MemStorage::last_index is infallible");
 
         if let Some(mut hard_state) = recovered.hard_state {
             // A crash between saving a snapshot and persisting the hard state that goes with it
@@ -207,9 +210,11 @@ impl ShardLog {
                 self.snapshot_index
             )));
         }
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..SnapshotMetadata::default()
+        };
         meta.set_conf_state(conf);
 
         let snap_dir = self.snap_dir.clone();
@@ -243,7 +248,7 @@ impl ShardLog {
             return Ok(());
         };
         for pair in entries.windows(2) {
-            if pair[1].index != pair[0].index + 1 {
+            if pair[0].index.checked_add(1) != Some(pair[1].index) {
                 return Err(StorageError::Invalid(format!(
                     "entries not contiguous: {} follows {}",
                     pair[1].index, pair[0].index
@@ -257,7 +262,7 @@ impl ShardLog {
                 first.index
             )));
         }
-        if first.index > last_index + 1 {
+        if first.index > last_index.saturating_add(1) {
             return Err(StorageError::Invalid(format!(
                 "entry {} leaves a gap after the last index {last_index}",
                 first.index
@@ -267,11 +272,15 @@ impl ShardLog {
     }
 
     pub fn first_index(&self) -> u64 {
-        self.storage.first_index().expect("MemStorage::first_index is infallible")
+        self.storage
+            .first_index()
+            .expect("MemStorage::first_index is infallible")
     }
 
     pub fn last_index(&self) -> u64 {
-        self.storage.last_index().expect("MemStorage::last_index is infallible")
+        self.storage
+            .last_index()
+            .expect("MemStorage::last_index is infallible")
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -324,7 +333,7 @@ fn entries_after_snapshot(
         entries.truncate(stale);
     }
     if let Some(first) = entries.first() {
-        if first.index != snapshot_index + 1 {
+        if snapshot_index.checked_add(1) != Some(first.index) {
             return Err(StorageError::corrupt(
                 wal_dir,
                 0,

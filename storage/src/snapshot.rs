@@ -204,7 +204,10 @@ fn read_snapshot_file(path: &Path) -> Result<(SnapshotMetadata, Vec<u8>), Storag
         .map_err(|e| StorageError::io("reading metadata of", path, e))?
         .len();
     if file_bytes < HEADER_BYTES as u64 {
-        return Err(corrupt(0, format!("file of {file_bytes} bytes is shorter than the header")));
+        return Err(corrupt(
+            0,
+            format!("file of {file_bytes} bytes is shorter than the header"),
+        ));
     }
     let mut header = [0u8; HEADER_BYTES];
     file.read_exact(&mut header)
@@ -263,19 +266,23 @@ fn read_snapshot_file(path: &Path) -> Result<(SnapshotMetadata, Vec<u8>), Storag
         .chunks_exact(8)
         .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap()));
     let mut take = |count: u32| -> Vec<u64> { id_values.by_ref().take(count as usize).collect() };
-    let mut conf = ConfState::default();
-    conf.voters = take(counts[0]);
-    conf.learners = take(counts[1]);
-    conf.voters_outgoing = take(counts[2]);
-    conf.learners_next = take(counts[3]);
-    conf.auto_leave = auto_leave;
+    let conf = ConfState {
+        voters: take(counts[0]),
+        learners: take(counts[1]),
+        voters_outgoing: take(counts[2]),
+        learners_next: take(counts[3]),
+        auto_leave,
+        ..ConfState::default()
+    };
 
     if u64_at(16) == 0 {
         return Err(corrupt(16, "snapshot at index 0".into()));
     }
-    let mut meta = SnapshotMetadata::default();
-    meta.index = u64_at(16);
-    meta.term = u64_at(24);
+    let mut meta = SnapshotMetadata {
+        index: u64_at(16),
+        term: u64_at(24),
+        ..SnapshotMetadata::default()
+    };
     meta.set_conf_state(conf);
     Ok((meta, data))
 }
@@ -286,9 +293,18 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(snapshot_file_name(12, SUFFIX), "snap-00000000000000000012.snap");
-        assert_eq!(parse_snapshot_file_name("snap-00000000000000000012.snap"), Some(12));
-        assert_eq!(parse_snapshot_file_name("snap-00000000000000000012.tmp"), None);
+        assert_eq!(
+            snapshot_file_name(12, SUFFIX),
+            "snap-00000000000000000012.snap"
+        );
+        assert_eq!(
+            parse_snapshot_file_name("snap-00000000000000000012.snap"),
+            Some(12)
+        );
+        assert_eq!(
+            parse_snapshot_file_name("snap-00000000000000000012.tmp"),
+            None
+        );
         assert_eq!(parse_snapshot_file_name("snap-12.snap"), None);
     }
 }

@@ -51,7 +51,12 @@ fn fixture() -> Fixture {
         let stats = wal.commit().await.unwrap();
         assert!(!stats.segment_rolled);
         assert_eq!(stats.bytes_written, 8192);
-        (log, last_hard_state, (start, start + stats.bytes_written), stats.group)
+        (
+            log,
+            last_hard_state,
+            (start, start + stats.bytes_written),
+            stats.group,
+        )
     });
     let last_segment = segment_files(&dir).pop().unwrap();
     assert_eq!(file_len(&last_segment), last_group.1);
@@ -96,10 +101,18 @@ impl Fixture {
             Err(err) => panic!("{what}: recovery failed: {err}"),
         };
         assert_entries_eq(&recovered.entries, &self.entries_before);
-        assert_eq!(recovered.hard_state.as_ref(), Some(&self.hard_state_before), "{what}");
+        assert_eq!(
+            recovered.hard_state.as_ref(),
+            Some(&self.hard_state_before),
+            "{what}"
+        );
         assert_eq!(recovered.next_group, self.last_group_number, "{what}");
         let last = segment_files(dir).pop().unwrap();
-        assert_eq!(file_len(&last), self.last_group.0, "{what}: torn tail not cut off");
+        assert_eq!(
+            file_len(&last),
+            self.last_group.0,
+            "{what}: torn tail not cut off"
+        );
         if !append {
             return;
         }
@@ -110,21 +123,29 @@ impl Fixture {
         drop(wal);
 
         let (_, again) = Wal::open(small_config(dir)).await.unwrap();
-        assert!(again.torn_tail.is_none(), "{what}: second recovery found garbage");
+        assert!(
+            again.torn_tail.is_none(),
+            "{what}: second recovery found garbage"
+        );
         let mut expected = self.entries_before.clone();
         model_append(&mut expected, &batch);
         assert_entries_eq(&again.entries, &expected);
-        assert_eq!(again.next_group, self.last_group_number.wrapping_add(1), "{what}");
+        assert_eq!(
+            again.next_group,
+            self.last_group_number.wrapping_add(1),
+            "{what}"
+        );
     }
 }
 
-#[test]
-fn torn_at_every_byte_of_the_last_group() {
+/// Cuts the last segment at every byte offset of `range` (relative to the last group's start).
+fn torn_at_every_byte(range: std::ops::Range<u64>) {
     let fixture = fixture();
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch_dir();
     let (start, end) = fixture.last_group;
+    assert!(start + range.end <= end);
     run(async {
-        for cut in start..end {
+        for cut in start + range.start..start + range.end {
             let (copy, last) = fixture.copy(scratch.path());
             std::fs::OpenOptions::new()
                 .write(true)
@@ -145,6 +166,18 @@ fn torn_at_every_byte_of_the_last_group() {
     });
 }
 
+// The last group is two blocks long; one test per block so that both test threads share the
+// work.
+#[test]
+fn torn_at_every_byte_of_the_last_group_first_block() {
+    torn_at_every_byte(0..4096);
+}
+
+#[test]
+fn torn_at_every_byte_of_the_last_group_second_block() {
+    torn_at_every_byte(4096..8192);
+}
+
 /// Deterministic garbage (xorshift), never a valid record.
 fn garbage(bytes: &mut [u8], seed: u64) {
     let mut state = seed | 1;
@@ -159,7 +192,7 @@ fn garbage(bytes: &mut [u8], seed: u64) {
 #[test]
 fn last_group_tail_overwritten_with_zeros_or_garbage() {
     let fixture = fixture();
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch_dir();
     let (start, end) = fixture.last_group;
     run(async {
         let mut offsets: Vec<u64> = (start..end).step_by(32).collect();
@@ -183,7 +216,11 @@ fn last_group_tail_overwritten_with_zeros_or_garbage() {
                 std::fs::write(&last, &contents).unwrap();
                 let append = offset % 512 == 0;
                 fixture
-                    .check_recovers_without_last_group(&copy, append, &format!("{fill} from {offset}"))
+                    .check_recovers_without_last_group(
+                        &copy,
+                        append,
+                        &format!("{fill} from {offset}"),
+                    )
                     .await;
             }
         }
@@ -195,7 +232,7 @@ fn last_group_loses_one_sector() {
     // Devices may persist the sectors of one write in any order: the group's last sector (with
     // the group-end flag) can survive while an earlier one is lost. Still a torn tail.
     let fixture = fixture();
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch_dir();
     let (start, end) = fixture.last_group;
     run(async {
         for sector_start in (start..end - 512).step_by(512) {
@@ -218,7 +255,7 @@ fn last_group_loses_one_sector() {
 
 #[test]
 fn torn_fresh_segment_and_empty_log() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch_dir();
     run(async {
         // A segment that exists but holds nothing (crash right after a roll, or a new log).
         let dir = scratch.path().join("wal");
@@ -246,7 +283,7 @@ fn bad_record_followed_by_a_later_group_is_corruption() {
     // The other side of the rule: a bad record in the last segment with a complete later group
     // after it. Damage group N-1's first record while group N is intact.
     let fixture = fixture();
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch_dir();
     run(async {
         let (copy, last) = fixture.copy(scratch.path());
         let mut contents = std::fs::read(&last).unwrap();
@@ -259,7 +296,9 @@ fn bad_record_followed_by_a_later_group_is_corruption() {
             matches!(err, StorageError::Corrupt { offset, .. } if offset == previous_start as u64),
             "{err}"
         );
-        assert!(err.to_string().contains(last.file_name().unwrap().to_str().unwrap()));
+        assert!(err
+            .to_string()
+            .contains(last.file_name().unwrap().to_str().unwrap()));
     });
 }
 

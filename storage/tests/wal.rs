@@ -19,9 +19,14 @@ fn round_trip_entries_and_hard_states() {
 
         let mut expected = Vec::new();
         for group in 0..5u64 {
-            let batch = entries(group * 4 + 1..=group * 4 + 4, 1 + group / 2, 100 * group as usize);
+            let batch = entries(
+                group * 4 + 1..=group * 4 + 4,
+                1 + group / 2,
+                100 * group as usize,
+            );
             wal.stage_entries(&batch).unwrap();
-            wal.stage_hard_state(&hard_state(1 + group / 2, 1, group * 4)).unwrap();
+            wal.stage_hard_state(&hard_state(1 + group / 2, 1, group * 4))
+                .unwrap();
             expected.extend(batch);
             let stats = wal.commit().await.unwrap();
             assert_eq!(stats.group, group as u32);
@@ -100,13 +105,23 @@ fn segments_roll_and_stay_bounded() {
         rolls += 1;
         assert_eq!(wal.segment_count(), rolls + 1);
         assert_eq!(wal.stats().segments_rolled, rolls as u64);
+        // Same-size groups reuse their DMA buffer.
+        assert!(wal.stats().dma_buffers_reused >= 38, "{:?}", wal.stats());
 
         let files = segment_files(dir.path());
         assert_eq!(files, wal.segment_paths());
-        assert!(files.len() > 3, "expected several segments, got {}", files.len());
+        assert!(
+            files.len() > 3,
+            "expected several segments, got {}",
+            files.len()
+        );
         let (last, others) = files.split_last().unwrap();
         for file in others {
-            assert!(file_len(file) <= config.segment_bytes_max, "{}", file.display());
+            assert!(
+                file_len(file) <= config.segment_bytes_max,
+                "{}",
+                file.display()
+            );
             assert_eq!(file_len(file) % BLOCK_BYTES as u64, 0);
         }
         assert!(file_len(last) > config.segment_bytes_max);
@@ -134,7 +149,8 @@ fn compaction_deletes_whole_old_segments_only() {
         wal.stage_hard_state(&hard_state(1, 1, 2)).unwrap();
         wal.commit().await.unwrap();
         for group in 1..30u64 {
-            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000)).unwrap();
+            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
+                .unwrap();
             wal.commit().await.unwrap();
         }
         let segments_before = wal.segment_count();
@@ -192,7 +208,10 @@ fn compaction_keeps_entries_above_the_index() {
             copy_dir(dir.path(), copy.path());
             let (_, recovered) = Wal::open(small_config(copy.path())).await.unwrap();
             let first = recovered.entries.first().unwrap().index;
-            assert!(first <= upto + 1, "compact({upto}) dropped entries above it");
+            assert!(
+                first <= upto + 1,
+                "compact({upto}) dropped entries above it"
+            );
             assert_entries_eq(&recovered.entries, &all[first as usize - 1..]);
         }
     });
@@ -229,7 +248,8 @@ async fn write_groups(wal: &mut Wal, groups: u64) -> Vec<(u64, u64)> {
     let mut ranges = Vec::new();
     let mut offset = 0;
     for group in 0..groups {
-        wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 700)).unwrap();
+        wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 700))
+            .unwrap();
         let stats = wal.commit().await.unwrap();
         assert!(!stats.segment_rolled);
         ranges.push((offset, offset + stats.bytes_written));
@@ -251,9 +271,13 @@ fn flipped_byte_in_early_group_is_corruption_with_file_and_offset() {
         // Group 1's second record: records are 32 + align_up(8 + 700 + ctx, 32) bytes; find it by
         // parsing the first record's length.
         let group_start = ranges[1].0 as usize;
-        let first_len = u32::from_le_bytes(pristine[group_start..group_start + 4].try_into().unwrap());
+        let first_len =
+            u32::from_le_bytes(pristine[group_start..group_start + 4].try_into().unwrap());
         let second_record = group_start + 32 + (first_len as usize).div_ceil(32) * 32;
-        for (what, byte) in [("header", second_record + 20), ("payload", second_record + 100)] {
+        for (what, byte) in [
+            ("header", second_record + 20),
+            ("payload", second_record + 100),
+        ] {
             let mut damaged = pristine.clone();
             damaged[byte] ^= 0x01;
             std::fs::write(&segment, &damaged).unwrap();
@@ -294,7 +318,8 @@ fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
     run(async {
         let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
         for group in 0..30u64 {
-            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000)).unwrap();
+            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
+                .unwrap();
             wal.commit().await.unwrap();
         }
         drop(wal);
@@ -303,12 +328,18 @@ fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
         let sealed = &files[1];
         let length = file_len(sealed);
         // Cutting the last block of a non-last segment looks like a torn tail, but is not one.
-        let file = std::fs::OpenOptions::new().write(true).open(sealed).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(sealed)
+            .unwrap();
         file.set_len(length - 100).unwrap();
         let err = Wal::open(small_config(dir.path())).await.err().unwrap();
         let message = err.to_string();
         assert!(matches!(err, StorageError::Corrupt { .. }), "{message}");
-        assert!(message.contains(sealed.file_name().unwrap().to_str().unwrap()), "{message}");
+        assert!(
+            message.contains(sealed.file_name().unwrap().to_str().unwrap()),
+            "{message}"
+        );
 
         // A missing middle segment is refused too.
         std::fs::remove_file(sealed).unwrap();
@@ -323,16 +354,60 @@ fn group_numbers_are_checked_across_segments() {
     run(async {
         let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
         for group in 0..30u64 {
-            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000)).unwrap();
+            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
+                .unwrap();
             wal.commit().await.unwrap();
         }
         drop(wal);
         // Swapping two sealed segments keeps every record valid but breaks the group sequence.
         let files = segment_files(dir.path());
-        let (a, b) = (std::fs::read(&files[0]).unwrap(), std::fs::read(&files[1]).unwrap());
+        let (a, b) = (
+            std::fs::read(&files[0]).unwrap(),
+            std::fs::read(&files[1]).unwrap(),
+        );
         std::fs::write(&files[0], &b).unwrap();
         std::fs::write(&files[1], &a).unwrap();
         let err = Wal::open(small_config(dir.path())).await.err().unwrap();
         assert!(err.to_string().contains("group"), "{err}");
+    });
+}
+
+#[test]
+fn compaction_after_a_torn_roll_keeps_hard_state_and_group_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    run(async {
+        let (mut wal, _) = Wal::open(config.clone()).await.unwrap();
+        // Four two-block groups per segment: group 8 starts segment 2, alone.
+        for group in 0..9u64 {
+            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
+                .unwrap();
+            wal.stage_hard_state(&hard_state(1, 1, group * 3)).unwrap();
+            wal.commit().await.unwrap();
+        }
+        drop(wal);
+        // A crash right after rolling to a new segment: its only group never made it.
+        let last = segment_files(dir.path()).pop().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+
+        let (mut wal, recovered) = Wal::open(config.clone()).await.unwrap();
+        let next_group = recovered.next_group;
+        assert_eq!(next_group, 8);
+        // Every segment but the (empty) active one goes; first the hard state and the group
+        // sequence are anchored in the active segment.
+        assert!(wal.compact(u64::MAX).await.unwrap() >= 1);
+        assert_eq!(segment_files(dir.path()), vec![last.clone()]);
+        assert!(file_len(&last) > 0);
+        drop(wal);
+
+        let (_, recovered) = Wal::open(config).await.unwrap();
+        assert!(recovered.entries.is_empty());
+        assert_eq!(recovered.hard_state, Some(hard_state(1, 1, 21)));
+        assert_eq!(recovered.next_group, next_group.wrapping_add(1));
     });
 }

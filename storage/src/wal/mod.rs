@@ -12,12 +12,14 @@
 //!
 //! Recovery (in [`Wal::open`]) is described in `recovery.rs`.
 
+mod dma_cache;
 mod recovery;
 mod segment;
 mod staging;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::io::{Directory, DmaFile, OpenOptions};
@@ -27,6 +29,7 @@ use crate::error::StorageError;
 use crate::fs_util;
 use crate::record::BLOCK_BYTES;
 
+use dma_cache::DmaCache;
 pub use recovery::TornTail;
 use segment::SegmentInfo;
 use staging::Staging;
@@ -55,13 +58,14 @@ impl WalConfig {
 
     fn validate(&self) -> Result<(), StorageError> {
         let block = BLOCK_BYTES as u64;
-        if self.segment_bytes_max < block || self.segment_bytes_max % block != 0 {
+        if self.segment_bytes_max < block || !self.segment_bytes_max.is_multiple_of(block) {
             return Err(StorageError::Invalid(format!(
                 "segment_bytes_max {} must be a non-zero multiple of {BLOCK_BYTES}",
                 self.segment_bytes_max
             )));
         }
-        if self.staged_bytes_max < BLOCK_BYTES || self.staged_bytes_max % BLOCK_BYTES != 0 {
+        if self.staged_bytes_max < BLOCK_BYTES || !self.staged_bytes_max.is_multiple_of(BLOCK_BYTES)
+        {
             return Err(StorageError::Invalid(format!(
                 "staged_bytes_max {} must be a non-zero multiple of {BLOCK_BYTES}",
                 self.staged_bytes_max
@@ -114,6 +118,9 @@ pub struct WalStats {
     pub bytes_written: u64,
     pub segments_rolled: u64,
     pub segments_deleted: u64,
+    /// Commits whose DMA buffer was reused / had to be allocated.
+    pub dma_buffers_reused: u64,
+    pub dma_buffers_allocated: u64,
 }
 
 pub struct Wal {
@@ -125,6 +132,7 @@ pub struct Wal {
     segments: VecDeque<SegmentInfo>,
     active: DmaFile,
     staging: Staging,
+    dma_cache: DmaCache,
     /// The last durable hard state and the segment holding it: compaction must not delete it.
     hard_state_durable: Option<(HardState, u64)>,
     poisoned: bool,
@@ -180,6 +188,7 @@ impl Wal {
             segments,
             active,
             staging: Staging::new(config.staged_bytes_max, next_group),
+            dma_cache: DmaCache::default(),
             hard_state_durable,
             poisoned: false,
             stats: WalStats::default(),
@@ -243,30 +252,34 @@ impl Wal {
         self.staging.seal();
         let group = self.staging.group();
         let group_bytes = self.staging.sealed_bytes().len() as u64;
-        assert!(group_bytes > 0 && group_bytes % BLOCK_BYTES as u64 == 0);
+        assert!(group_bytes > 0 && group_bytes.is_multiple_of(BLOCK_BYTES as u64));
 
         let active_bytes = self.active_segment().bytes;
-        let segment_rolled = active_bytes > 0 && active_bytes + group_bytes > self.segment_bytes_max;
+        let segment_rolled =
+            active_bytes > 0 && active_bytes + group_bytes > self.segment_bytes_max;
         if segment_rolled {
             self.roll().await?;
         }
         let offset = self.active_segment().bytes;
-        assert!(offset % BLOCK_BYTES as u64 == 0);
+        assert!(offset.is_multiple_of(BLOCK_BYTES as u64));
 
-        // One copy into a DMA buffer from the executor's registered io_memory pool (a buddy
-        // allocator, no syscall when it fits). A DmaBuffer cannot be re-grown after
-        // `trim_to_size`, so one fixed buffer cannot serve writes of varying sizes.
+        // One copy into a DMA buffer (see dma_cache.rs for why not stage into one directly).
         let sealed = self.staging.sealed_bytes();
-        let mut buffer = self.active.alloc_dma_buffer(sealed.len());
+        let mut buffer = self.dma_cache.take(&self.active, sealed.len());
         buffer.as_bytes_mut().copy_from_slice(sealed);
 
         let path = self.active_segment().path.clone();
         let write_start = Instant::now();
+        let buffer = Rc::new(buffer);
         let written = self
             .active
-            .write_at(buffer, offset)
+            .write_rc_at(buffer.clone(), offset)
             .await
             .map_err(|e| StorageError::glommio("writing group commit to", &path, e))?;
+        // The reactor dropped its reference when the write completed.
+        if let Ok(buffer) = Rc::try_unwrap(buffer) {
+            self.dma_cache.give_back(buffer);
+        }
         if written as u64 != group_bytes {
             return Err(StorageError::io(
                 "writing group commit to",
@@ -347,7 +360,7 @@ impl Wal {
             .segments
             .iter()
             .take(candidates)
-            .take_while(|segment| segment.entry_index_max.map_or(true, |max| max <= index_upto))
+            .take_while(|segment| segment.entry_index_max.is_none_or(|max| max <= index_upto))
             .count();
         if delete_count == 0 {
             return Ok(0);
@@ -434,7 +447,11 @@ impl Wal {
     }
 
     pub fn stats(&self) -> WalStats {
-        self.stats
+        WalStats {
+            dma_buffers_reused: self.dma_cache.hits,
+            dma_buffers_allocated: self.dma_cache.misses,
+            ..self.stats
+        }
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -442,7 +459,9 @@ impl Wal {
     }
 
     fn active_segment(&self) -> &SegmentInfo {
-        self.segments.back().expect("a WAL always has an active segment")
+        self.segments
+            .back()
+            .expect("a WAL always has an active segment")
     }
 
     fn check_poisoned(&self) -> Result<(), StorageError> {
@@ -464,7 +483,7 @@ async fn open_segment(path: &Path, create: bool) -> Result<DmaFile, StorageError
         .await
         .map_err(|e| StorageError::glommio("opening segment", path, e))?;
     let alignment = file.alignment();
-    if alignment == 0 || BLOCK_BYTES as u64 % alignment != 0 {
+    if alignment == 0 || !(BLOCK_BYTES as u64).is_multiple_of(alignment) {
         return Err(StorageError::Invalid(format!(
             "{}: direct I/O alignment {alignment} does not divide {BLOCK_BYTES}",
             path.display()

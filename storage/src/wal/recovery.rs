@@ -22,7 +22,6 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use raft::eraftpb::{Entry, HardState};
 
 use crate::error::StorageError;
@@ -65,7 +64,7 @@ struct Replay {
 impl Replay {
     fn apply_entry(&mut self, entry: Entry) {
         match self.entries.last() {
-            Some(last) if entry.index == last.index + 1 => {}
+            Some(last) if last.index.checked_add(1) == Some(entry.index) => {}
             Some(last) if entry.index <= last.index => {
                 // Raft conflict overwrite: the new entry replaces the suffix from its index on.
                 let first_index = self.entries[0].index;
@@ -83,7 +82,7 @@ impl Replay {
         debug_assert!(self
             .entries
             .windows(2)
-            .all(|pair| pair[1].index == pair[0].index + 1));
+            .all(|pair| pair[0].index.checked_add(1) == Some(pair[1].index)));
     }
 }
 
@@ -109,8 +108,8 @@ pub(crate) fn recover(dir: &Path) -> Result<RecoveryOutcome, StorageError> {
 
     for (position, (seq, path)) in listed.iter().enumerate() {
         let is_last = position + 1 == listed.len();
+        // One segment in memory at a time (bounded by segment_bytes_max plus one group).
         let contents = std::fs::read(path).map_err(|e| StorageError::io("reading", path, e))?;
-        let contents = Bytes::from(contents);
         let expect_group = last_group.map(|group| group.wrapping_add(1));
         let scan = scan_segment(path, *seq, &contents, expect_group, is_last, &mut replay)?;
 
@@ -158,7 +157,7 @@ pub(crate) fn recover(dir: &Path) -> Result<RecoveryOutcome, StorageError> {
 fn scan_segment(
     path: &Path,
     seq: u64,
-    contents: &Bytes,
+    contents: &[u8],
     expect_group: Option<u32>,
     is_last: bool,
     replay: &mut Replay,
@@ -197,7 +196,7 @@ fn scan_segment(
         }
         match header.kind {
             RecordKind::Entry => {
-                pending.push(Pending::Entry(record::decode_entry(contents, &record)));
+                pending.push(Pending::Entry(record::decode_entry(&record)));
             }
             RecordKind::HardState => {
                 pending.push(Pending::HardState(record::decode_hard_state(&record)));
@@ -209,7 +208,7 @@ fn scan_segment(
         previous = Some(header);
 
         if header.is_group_end() {
-            if offset % BLOCK_BYTES != 0 {
+            if !offset.is_multiple_of(BLOCK_BYTES) {
                 return Err(StorageError::corrupt(
                     path,
                     record_offset as u64,
@@ -263,7 +262,10 @@ fn scan_segment(
                     "segment ends inside a group commit",
                 ));
             }
-            Some((contents.len(), "end of file inside a group commit".to_string()))
+            Some((
+                contents.len(),
+                "end of file inside a group commit".to_string(),
+            ))
         }
         None => None,
     };

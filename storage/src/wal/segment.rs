@@ -79,6 +79,9 @@ mod tests {
         assert_eq!(parse_segment_file_name("7.wal"), None);
         assert_eq!(parse_segment_file_name("0000000000000000000x.wal"), None);
         assert_eq!(parse_segment_file_name("00000000000000000007.tmp"), None);
-        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
     }
 }

@@ -27,36 +27,41 @@ pub fn entry(index: u64, term: u64, data_bytes: usize) -> Entry {
 }
 
 pub fn entry_salted(index: u64, term: u64, data_bytes: usize, salt: u8) -> Entry {
-    let mut entry = Entry::default();
-    entry.index = index;
-    entry.term = term;
-    entry.entry_type = if index % 7 == 0 {
-        EntryType::EntryConfChange
-    } else {
-        EntryType::EntryNormal
-    };
     let seed = (index as u8) ^ (term as u8).rotate_left(3) ^ salt;
-    entry.data = Bytes::from(
-        (0..data_bytes)
+    Entry {
+        index,
+        term,
+        entry_type: if index.is_multiple_of(7) {
+            EntryType::EntryConfChange
+        } else {
+            EntryType::EntryNormal
+        },
+        data: (0..data_bytes)
             .map(|i| seed.wrapping_add(i as u8))
-            .collect::<Vec<u8>>(),
-    );
-    if index % 3 == 0 {
-        entry.context = Bytes::from(format!("ctx-{index}-{term}"));
+            .collect::<Vec<u8>>()
+            .into(),
+        context: if index.is_multiple_of(3) {
+            Bytes::from(format!("ctx-{index}-{term}"))
+        } else {
+            Bytes::new()
+        },
+        ..Entry::default()
     }
-    entry
 }
 
 pub fn entries(indexes: std::ops::RangeInclusive<u64>, term: u64, data_bytes: usize) -> Vec<Entry> {
-    indexes.map(|index| entry(index, term, data_bytes)).collect()
+    indexes
+        .map(|index| entry(index, term, data_bytes))
+        .collect()
 }
 
 pub fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    let mut hard_state = HardState::default();
-    hard_state.term = term;
-    hard_state.vote = vote;
-    hard_state.commit = commit;
-    hard_state
+    HardState {
+        term,
+        vote,
+        commit,
+        ..HardState::default()
+    }
 }
 
 /// Small bounds so tests roll segments without writing megabytes.
@@ -73,7 +78,11 @@ pub fn assert_entries_eq(actual: &[Entry], expected: &[Entry]) {
     let summary = |entries: &[Entry]| -> Vec<(u64, u64)> {
         entries.iter().map(|e| (e.index, e.term)).collect()
     };
-    assert_eq!(summary(actual), summary(expected), "entry (index, term) lists differ");
+    assert_eq!(
+        summary(actual),
+        summary(expected),
+        "entry (index, term) lists differ"
+    );
     for (a, e) in actual.iter().zip(expected) {
         assert_eq!(a.entry_type, e.entry_type, "entry {} type", e.index);
         assert_eq!(a.context, e.context, "entry {} context", e.index);
@@ -109,6 +118,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
         let dir_entry = dir_entry.unwrap();
         std::fs::copy(dir_entry.path(), to.join(dir_entry.file_name())).unwrap();
     }
+}
+
+/// A scratch directory for tests that recover thousands of damaged copies: on tmpfs when there is
+/// one, because every repair fsyncs and this machine's disk makes each fsync cost milliseconds.
+/// (On tmpfs glommio falls back from O_DIRECT to buffered I/O; the logic under test is the same.
+/// The logs being damaged are written on the real disk, with O_DIRECT.)
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
 }
 
 pub fn file_len(path: &Path) -> u64 {
