@@ -1,0 +1,108 @@
+//! The HTTP API (DESIGN.md section 8): hyper 1.x on glommio, one server per core.
+//!
+//! Every core runs its own accept loop on the same address (`SO_REUSEPORT`: the kernel spreads
+//! connections over the cores), and serves each connection on that core with HTTP/1.1
+//! (keep-alive) or HTTP/2 (h2c with prior knowledge, told apart by the connection preface).
+//!
+//! How a node uses it (inside each core's engine service):
+//! 1. [`bind`]`(&settings)`: the first core of a node checks the address once for the whole node
+//!    (a port taken by anything, another node that also uses `SO_REUSEPORT` included, is an
+//!    error; port 0 is resolved to one free port that every core then shares), then each core
+//!    binds its own `SO_REUSEPORT` listener. [`HttpSettings::bound_addr`] tells the address.
+//! 2. [`serve`]`(listener, core, engine, settings)` until draining.
+//! 3. To stop: set [`HttpSettings::draining`] (cores stop accepting within [`server::DRAIN_POLL`];
+//!    requests already running finish; new requests on open connections get 503
+//!    `SHUTTING_DOWN` with `Connection: close`), wait for [`HttpSettings::in_flight`] to reach
+//!    0, then stop the engine.
+//!
+//! Modules: [`routes`] (endpoints, independent of sockets), [`types`] (wire types, compact
+//! results format), [`error`] (the error shape), [`stats`] (measured figures), [`io`]
+//! (glommio/hyper glue), [`server`] (accept loop, connections), [`openapi`].
+
+pub mod error;
+pub mod io;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod stats;
+pub mod types;
+
+pub use server::{bind, serve};
+pub use stats::Metrics;
+#[allow(unused_imports)] // used by the benchmark client
+pub use types::{decode_compact_results, BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
+
+use aurigraph_engine::batch::BATCH_RECORDS_MAX;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Default listen address (DESIGN.md section 7).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9003";
+/// Default request body limit: 16 MiB (a full binary batch of 65,536 records is 11 MiB).
+pub const DEFAULT_BODY_BYTES_MAX: usize = 16 << 20;
+/// Default connections served at once per core; more are accepted and closed at once.
+pub const DEFAULT_CONNECTIONS_MAX_PER_CORE: usize = 4096;
+/// Default idle time after which a connection with no request running is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How the HTTP layer runs. Cheap to clone: shared parts are `Arc`s, and every core's server
+/// holds a clone of the same settings (so `draining`, `in_flight` and `metrics` are shared).
+#[derive(Clone)]
+pub struct HttpSettings {
+    pub addr: SocketAddr,
+    /// Request bodies larger than this get 413 `PAYLOAD_TOO_LARGE`.
+    pub body_bytes_max: usize,
+    /// Transfers per batch request; more get 413 `TOO_MANY_TRANSFERS`.
+    pub batch_transfers_max: usize,
+    /// Connections served at once per core; beyond it new connections are accepted and closed.
+    pub connections_max_per_core: usize,
+    /// A connection with no request running and no bytes moving for this long is closed
+    /// (bounds idle keep-alive connections and clients that stall mid-request).
+    pub idle_timeout: Duration,
+    pub node_id: u64,
+    pub version: &'static str,
+    /// Set to drain: stop accepting; running requests finish; new requests get 503.
+    pub draining: Arc<AtomicBool>,
+    /// Requests being handled now, over all cores.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Measured figures, over all cores (`/api/v11/stats`, `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The node-wide address check done by the first [`bind`] (shared by the clones of these
+    /// settings): the resolved address, or the error every core reports. Leave as constructed.
+    pub checked_addr: Arc<OnceLock<Result<SocketAddr, (std::io::ErrorKind, String)>>>,
+}
+
+impl HttpSettings {
+    /// Settings with the defaults above (node id 1, this crate's version).
+    pub fn new(addr: SocketAddr) -> HttpSettings {
+        HttpSettings {
+            addr,
+            body_bytes_max: DEFAULT_BODY_BYTES_MAX,
+            batch_transfers_max: BATCH_RECORDS_MAX,
+            connections_max_per_core: DEFAULT_CONNECTIONS_MAX_PER_CORE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            node_id: 1,
+            version: env!("CARGO_PKG_VERSION"),
+            draining: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            metrics: Arc::new(Metrics::default()),
+            checked_addr: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The address the cores listen on, once the first core bound (port 0 resolved).
+    #[allow(dead_code)] // for the node and tests that listen on port 0
+    pub fn bound_addr(&self) -> Option<SocketAddr> {
+        self.checked_addr
+            .get()
+            .and_then(|r| r.as_ref().ok().copied())
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings::new(DEFAULT_ADDR.parse().expect("valid default address"))
+    }
+}

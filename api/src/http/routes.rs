@@ -1,0 +1,1917 @@
+//! Request routing and the endpoints (DESIGN.md section 8). Everything here is independent of
+//! sockets and executors: [`handle`] turns a request into a response using a [`Backend`] (the
+//! engine in production, a fake in the tests below).
+
+use super::error::ApiError;
+use super::stats::Snapshot;
+use super::types::{
+    hex128, iso8601_ms, parse_address, parse_tx_hash, status_of, BatchJson, TransferJson,
+    BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE,
+};
+use super::HttpSettings;
+use aurigraph_engine::batch::{decode_batch, BatchError, BATCH_FOOTER_BYTES};
+use aurigraph_engine::ledger::Account;
+use aurigraph_engine::record::{Address, Record, TxHash, RECORD_BYTES};
+use aurigraph_engine::replica::{BlockHeader, Outcome, TxStatus};
+use aurigraph_engine::runtime::{Engine, EngineError, ShardStatus, SubmitFailure};
+use aurigraph_engine::shard_of;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// What the HTTP layer needs from the ledger (implemented by [`Engine`]).
+pub(crate) trait Backend: Clone + 'static {
+    fn chain_id(&self) -> u32;
+    fn shard_count(&self) -> u32;
+    fn cores(&self) -> usize;
+    fn assets(&self) -> Vec<u32>;
+    fn submit(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>>;
+    fn submit_detached(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<Vec<TxHash>, SubmitFailure>>;
+    fn transaction(
+        &self,
+        hash: TxHash,
+    ) -> impl Future<Output = Result<Option<TxStatus>, EngineError>>;
+    fn account(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = Result<Option<Account>, EngineError>>;
+    fn status(&self) -> impl Future<Output = Result<Vec<ShardStatus>, EngineError>>;
+    fn block(
+        &self,
+        shard: u32,
+        height: u64,
+    ) -> impl Future<Output = Result<Option<BlockHeader>, EngineError>>;
+    fn latest_blocks(&self) -> impl Future<Output = Result<Vec<BlockHeader>, EngineError>>;
+}
+
+impl Backend for Engine {
+    fn chain_id(&self) -> u32 {
+        Engine::chain_id(self)
+    }
+    fn shard_count(&self) -> u32 {
+        Engine::shard_count(self)
+    }
+    fn cores(&self) -> usize {
+        Engine::cores(self)
+    }
+    fn assets(&self) -> Vec<u32> {
+        Engine::assets(self).to_vec()
+    }
+    fn submit(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>> {
+        Engine::submit(self, records)
+    }
+    fn submit_detached(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<Vec<TxHash>, SubmitFailure>> {
+        Engine::submit_detached(self, records)
+    }
+    fn transaction(
+        &self,
+        hash: TxHash,
+    ) -> impl Future<Output = Result<Option<TxStatus>, EngineError>> {
+        Engine::transaction(self, hash)
+    }
+    fn account(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = Result<Option<Account>, EngineError>> {
+        Engine::account(self, address)
+    }
+    fn status(&self) -> impl Future<Output = Result<Vec<ShardStatus>, EngineError>> {
+        Engine::status(self)
+    }
+    fn block(
+        &self,
+        shard: u32,
+        height: u64,
+    ) -> impl Future<Output = Result<Option<BlockHeader>, EngineError>> {
+        Engine::block(self, shard, height)
+    }
+    fn latest_blocks(&self) -> impl Future<Output = Result<Vec<BlockHeader>, EngineError>> {
+        Engine::latest_blocks(self)
+    }
+}
+
+/// What a request handler sees: its core, the ledger, the settings (shared figures included).
+pub(crate) struct Ctx<B> {
+    pub core: usize,
+    pub backend: B,
+    pub settings: HttpSettings,
+}
+
+pub(crate) type HttpResponse = Response<Full<Bytes>>;
+type Answer = Result<HttpResponse, ApiError>;
+
+/// Counts a request in `in_flight` for as long as it is handled (also when its future is
+/// dropped because the client went away).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    Live,
+    Ready,
+}
+
+/// The endpoints; the strings borrow path segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Health(Health),
+    Info,
+    Stats,
+    Submit,
+    SubmitBatch,
+    Transaction(&'a str),
+    Account(&'a str),
+    BlocksLatest,
+    Block(&'a str, &'a str),
+    Validators,
+    Consensus,
+    OpenApi,
+    Metrics,
+}
+
+/// The route of a path and the one method it takes.
+fn route(path: &str) -> Option<(Route<'_>, Method)> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let get = Method::GET;
+    let post = Method::POST;
+    Some(match segments.as_slice() {
+        ["q", "health", "live"] => (Route::Health(Health::Live), get),
+        ["q", "health", "ready"] => (Route::Health(Health::Ready), get),
+        ["metrics"] => (Route::Metrics, get),
+        ["api", "v11", rest @ ..] => match rest {
+            ["health"] => (Route::Health(Health::Ready), get),
+            ["info"] => (Route::Info, get),
+            ["stats"] => (Route::Stats, get),
+            ["transactions"] => (Route::Submit, post),
+            ["transactions", "batch"] => (Route::SubmitBatch, post),
+            ["transactions", hash] => (Route::Transaction(hash), get),
+            ["accounts", address] => (Route::Account(address), get),
+            ["blocks", "latest"] => (Route::BlocksLatest, get),
+            ["blocks", shard, height] => (Route::Block(shard, height), get),
+            ["validators"] => (Route::Validators, get),
+            ["consensus", "status"] => (Route::Consensus, get),
+            ["openapi.json"] => (Route::OpenApi, get),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// Answers one request. Never panics on input; every failure is the contract's error shape.
+pub(crate) async fn handle<B, T>(ctx: &Ctx<B>, request: Request<T>) -> HttpResponse
+where
+    B: Backend,
+    T: Body<Data = Bytes>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _in_flight = InFlight::enter(&ctx.settings.in_flight);
+    if ctx.settings.draining.load(Ordering::SeqCst) {
+        return ApiError::shutting_down().into_response();
+    }
+    match dispatch(ctx, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch<B, T>(ctx: &Ctx<B>, request: Request<T>) -> Answer
+where
+    B: Backend,
+    T: Body<Data = Bytes>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = request.uri().path().to_owned();
+    let Some((route, method)) = route(&path) else {
+        return Err(ApiError::route_not_found(request.method().as_str(), &path));
+    };
+    if request.method() != method {
+        let allow = if method == Method::POST {
+            "POST"
+        } else {
+            "GET"
+        };
+        return Err(ApiError::method_not_allowed(
+            request.method().as_str(),
+            &path,
+            allow,
+        ));
+    }
+    match route {
+        Route::Health(kind) => health(ctx, kind).await,
+        Route::Info => info(ctx).await,
+        Route::Stats => stats(ctx).await,
+        Route::Submit => submit(ctx, request).await,
+        Route::SubmitBatch => submit_batch(ctx, request).await,
+        Route::Transaction(hash) => transaction(ctx, hash).await,
+        Route::Account(address) => account(ctx, address).await,
+        Route::BlocksLatest => blocks_latest(ctx).await,
+        Route::Block(shard, height) => block(ctx, shard, height).await,
+        Route::Validators => validators(ctx).await,
+        Route::Consensus => consensus(ctx).await,
+        Route::OpenApi => Ok(json_response(
+            StatusCode::OK,
+            &super::openapi::document(ctx.settings.version),
+        )),
+        Route::Metrics => metrics(ctx).await,
+    }
+}
+
+fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => bytes_response(status, "application/json", bytes),
+        Err(e) => ApiError::internal(format!("could not encode the answer: {e}")).into_response(),
+    }
+}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies and parameters
+
+/// The media type of the request without parameters, lower case; `None` when absent.
+fn content_type<T>(request: &Request<T>) -> Result<Option<String>, ApiError> {
+    match request.headers().get(CONTENT_TYPE) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::unsupported_media_type("<not text>", "application/json"))?;
+            Ok(Some(
+                text.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase(),
+            ))
+        }
+    }
+}
+
+fn is_json(media: &str) -> bool {
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// Whether the client asked for the compact results format.
+fn wants_compact<T>(request: &Request<T>) -> bool {
+    request.headers().get_all(ACCEPT).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|m| {
+                m.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case(RESULTS_MEDIA_TYPE)
+            })
+        })
+    })
+}
+
+/// `?wait=true|false` (default true).
+fn wait_param<T>(request: &Request<T>) -> Result<bool, ApiError> {
+    let mut wait = true;
+    for pair in request.uri().query().unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == "wait" {
+            wait = match value {
+                "true" | "1" | "" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "query parameter wait={other:?}: expected true or false"
+                    )))
+                }
+            };
+        }
+    }
+    Ok(wait)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes: first by `Content-Length`, then
+/// while reading (`Limited`, for chunked bodies and lying lengths).
+async fn read_body<T>(request: Request<T>, limit: usize) -> Result<Vec<u8>, ApiError>
+where
+    T: Body<Data = Bytes>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = match request.headers().get(CONTENT_LENGTH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::invalid("Content-Length is not a number"))?,
+        ),
+        None => None,
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = std::pin::pin!(Limited::new(request.into_body(), limit));
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::payload_too_large(limit)
+            } else {
+                ApiError::bad_request(
+                    "BODY_READ_FAILED",
+                    format!("could not read the request body: {e}"),
+                )
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers
+
+/// `POST /api/v11/transactions`: one V11 JSON transfer.
+async fn submit<B, T>(ctx: &Ctx<B>, request: Request<T>) -> Answer
+where
+    B: Backend,
+    T: Body<Data = Bytes>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match content_type(&request)? {
+        None => {}
+        Some(media) if is_json(&media) => {}
+        Some(media) => return Err(ApiError::unsupported_media_type(&media, "application/json")),
+    }
+    let wait = wait_param(&request)?;
+    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let transfer: TransferJson =
+        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
+    let record = transfer.to_record(ctx.backend.chain_id(), None)?;
+    if !wait {
+        let hashes = ctx.backend.submit_detached(vec![record]).await?;
+        ctx.settings.metrics.record_detached(ctx.core, 1);
+        let shard = shard_of(&record.from(), ctx.backend.shard_count());
+        let hash = hashes.first().copied().unwrap_or_else(|| record.tx_hash());
+        return Ok(json_response(
+            StatusCode::ACCEPTED,
+            &PendingOut::new(&hash, shard),
+        ));
+    }
+    let admitted = Instant::now();
+    let outcomes = ctx.backend.submit(vec![record]).await?;
+    let Some(outcome) = outcomes.first() else {
+        return Err(ApiError::internal("the engine returned no outcome"));
+    };
+    let ok = outcome.result.is_ok() as u64;
+    ctx.settings
+        .metrics
+        .record_decided(ctx.core, ok, 1 - ok, admitted.elapsed());
+    Ok(json_response(StatusCode::OK, &OutcomeOut::from(outcome)))
+}
+
+/// `POST /api/v11/transactions/batch`: JSON `{"transactions":[…]}` or a binary batch.
+async fn submit_batch<B, T>(ctx: &Ctx<B>, request: Request<T>) -> Answer
+where
+    B: Backend,
+    T: Body<Data = Bytes>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let binary = match content_type(&request)? {
+        None => false,
+        Some(media) if is_json(&media) => false,
+        Some(media) if media == BATCH_MEDIA_TYPE => true,
+        Some(media) => {
+            return Err(ApiError::unsupported_media_type(
+                &media,
+                "application/json or application/vnd.aurigraph.batch",
+            ))
+        }
+    };
+    let wait = wait_param(&request)?;
+    let compact = wants_compact(&request);
+    let max = ctx.settings.batch_transfers_max;
+    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let records = if binary {
+        decode_binary_batch(&body, max)?
+    } else {
+        decode_json_batch(&body, max, ctx.backend.chain_id())?
+    };
+    let count = records.len();
+    if !wait {
+        let shard_count = ctx.backend.shard_count();
+        let shards: Vec<u32> = records
+            .iter()
+            .map(|r| shard_of(&r.from(), shard_count))
+            .collect();
+        let hashes = ctx.backend.submit_detached(records).await?;
+        ctx.settings.metrics.record_detached(ctx.core, count as u64);
+        let results: Vec<PendingOut> = hashes
+            .iter()
+            .zip(shards)
+            .map(|(h, s)| PendingOut::new(h, s))
+            .collect();
+        return Ok(json_response(
+            StatusCode::ACCEPTED,
+            &PendingBatchOut {
+                pending: results.len(),
+                results,
+            },
+        ));
+    }
+    let admitted = Instant::now();
+    let outcomes = ctx.backend.submit(records).await?;
+    let latency = admitted.elapsed();
+    if outcomes.len() != count {
+        return Err(ApiError::internal(format!(
+            "the engine returned {} outcomes for {count} transfers",
+            outcomes.len()
+        )));
+    }
+    let accepted = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let rejected = count - accepted;
+    ctx.settings
+        .metrics
+        .record_decided(ctx.core, accepted as u64, rejected as u64, latency);
+    if compact {
+        return Ok(bytes_response(
+            StatusCode::OK,
+            RESULTS_MEDIA_TYPE,
+            super::types::encode_compact_results(&outcomes),
+        ));
+    }
+    let results: Vec<OutcomeOut> = outcomes.iter().map(OutcomeOut::from).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &BatchOut {
+            results,
+            accepted,
+            rejected,
+        },
+    ))
+}
+
+/// Validates a binary batch (`aurigraph_engine::batch`) and copies its records out.
+fn decode_binary_batch(body: &[u8], max: usize) -> Result<Vec<Record>, ApiError> {
+    // The count follows from the length; refuse oversize batches before validating them.
+    if body.len() >= BATCH_FOOTER_BYTES
+        && (body.len() - BATCH_FOOTER_BYTES).is_multiple_of(RECORD_BYTES)
+    {
+        let count = (body.len() - BATCH_FOOTER_BYTES) / RECORD_BYTES;
+        if count > max {
+            return Err(ApiError::too_many_transfers(count, max));
+        }
+    }
+    match decode_batch(body) {
+        Ok(view) => Ok(view.records().to_vec()),
+        Err(BatchError::TooManyRecords { count, .. }) => {
+            Err(ApiError::too_many_transfers(count, max))
+        }
+        Err(e) => Err(ApiError::bad_request(
+            "INVALID_BATCH",
+            format!("invalid binary batch: {e}"),
+        )),
+    }
+}
+
+fn decode_json_batch(body: &[u8], max: usize, chain_id: u32) -> Result<Vec<Record>, ApiError> {
+    let batch: BatchJson = serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    if batch.transactions.len() > max {
+        return Err(ApiError::too_many_transfers(batch.transactions.len(), max));
+    }
+    if batch.transactions.is_empty() {
+        return Err(ApiError::invalid(
+            "\"transactions\" is empty: a batch holds at least one transfer",
+        ));
+    }
+    batch
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.to_record(chain_id, Some(i)))
+        .collect()
+}
+
+/// A transaction hash serialised as 64 lowercase hex characters without allocating.
+struct Hex32<'a>(&'a [u8; 32]);
+
+impl Serialize for Hex32<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut out).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&out).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeOut<'a> {
+    tx_hash: Hex32<'a>,
+    status: &'static str,
+    result: &'static str,
+    shard: u32,
+    /// The shard's log index that decided it; 0 when it was rejected before consensus.
+    block_number: u64,
+}
+
+impl<'a> From<&'a Outcome> for OutcomeOut<'a> {
+    fn from(o: &'a Outcome) -> OutcomeOut<'a> {
+        OutcomeOut {
+            tx_hash: Hex32(&o.tx_hash.0),
+            status: status_of(o.result),
+            result: o.result.as_str(),
+            shard: o.shard,
+            block_number: o.block,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PendingOut<'a> {
+    tx_hash: Hex32<'a>,
+    status: &'static str,
+    shard: u32,
+}
+
+impl<'a> PendingOut<'a> {
+    fn new(hash: &'a TxHash, shard: u32) -> PendingOut<'a> {
+        PendingOut {
+            tx_hash: Hex32(&hash.0),
+            status: "PENDING",
+            shard,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    results: Vec<OutcomeOut<'a>>,
+    accepted: usize,
+    rejected: usize,
+}
+
+#[derive(Serialize)]
+struct PendingBatchOut<'a> {
+    results: Vec<PendingOut<'a>>,
+    pending: usize,
+}
+
+/// `GET /api/v11/transactions/{txHash}`.
+async fn transaction<B: Backend>(ctx: &Ctx<B>, hash: &str) -> Answer {
+    let hash = parse_tx_hash(hash)?;
+    match ctx.backend.transaction(hash).await? {
+        None => Err(ApiError::not_found(
+            "TRANSACTION_NOT_FOUND",
+            format!(
+                "transaction {hash} is not known to this node: it was never submitted, or it is \
+                 older than the bounded window of recent transactions each shard keeps"
+            ),
+        )),
+        Some(TxStatus::Pending { shard }) => Ok(json_response(
+            StatusCode::OK,
+            &PendingOut::new(&hash, shard),
+        )),
+        Some(TxStatus::Decided(outcome)) => {
+            Ok(json_response(StatusCode::OK, &OutcomeOut::from(&outcome)))
+        }
+    }
+}
+
+/// `GET /api/v11/accounts/{address}`: an address never seen is an empty account (200).
+async fn account<B: Backend>(ctx: &Ctx<B>, address: &str) -> Answer {
+    let address = parse_address(address)?;
+    let account = ctx.backend.account(address).await?.unwrap_or_default();
+    let balances: BTreeMap<String, String> = account
+        .balances()
+        .map(|(asset, amount)| (asset.to_string(), amount.to_string()))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "address": address.to_hex(),
+            "balances": balances,
+            "nonce": account.nonce_high.to_string(),
+        }),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocks
+
+fn block_json(b: &BlockHeader) -> Value {
+    json!({
+        "shard": b.shard,
+        "height": b.height,
+        "hash": hex::encode(b.hash),
+        "prevHash": hex::encode(b.prev_hash),
+        "txCount": b.tx_count,
+        "term": b.term,
+        "stateHash": hex128(b.state_hash),
+        "timestamp": iso8601_ms(b.timestamp_ms),
+        "timestampMs": b.timestamp_ms,
+    })
+}
+
+async fn blocks_latest<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    let blocks = ctx.backend.latest_blocks().await?;
+    let blocks: Vec<Value> = blocks.iter().map(block_json).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "blocks": blocks })))
+}
+
+async fn block<B: Backend>(ctx: &Ctx<B>, shard: &str, height: &str) -> Answer {
+    let shard: u32 = shard
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("shard {shard:?} is not a number")))?;
+    let height: u64 = height
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("height {height:?} is not a number")))?;
+    let shards = ctx.backend.shard_count();
+    if shard >= shards {
+        return Err(ApiError::not_found(
+            "BLOCK_NOT_FOUND",
+            format!(
+                "shard {shard} does not exist: this chain has {shards} shards (0..{})",
+                shards - 1
+            ),
+        ));
+    }
+    match ctx.backend.block(shard, height).await? {
+        Some(b) => Ok(json_response(StatusCode::OK, &block_json(&b))),
+        None => Err(ApiError::not_found(
+            "BLOCK_NOT_FOUND",
+            format!(
+                "block {height} of shard {shard} is not available: not produced yet, or older \
+                 than the bounded window of recent blocks each shard keeps"
+            ),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node, consensus, health, figures
+
+/// Node ids known from this node's view: itself and every shard's leader. (Shard status does
+/// not list the voters; on a single validator this is exactly `[node_id]`.)
+fn validator_ids(node_id: u64, status: &[ShardStatus]) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::iter::once(node_id)
+        .chain(status.iter().filter_map(|s| s.leader_id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The node that leads most shards (ties: the smallest id), if any shard has a leader.
+fn main_leader(status: &[ShardStatus]) -> Option<u64> {
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for id in status.iter().filter_map(|s| s.leader_id) {
+        *counts.entry(id).or_default() += 1;
+    }
+    let best = counts.values().copied().max()?;
+    counts
+        .into_iter()
+        .find(|&(_, c)| c == best)
+        .map(|(id, _)| id)
+}
+
+/// This node's role: the role it has in every shard, or `MIXED`.
+fn node_state(status: &[ShardStatus]) -> &'static str {
+    match status.first() {
+        None => "UNKNOWN",
+        Some(first) if status.iter().all(|s| s.role == first.role) => first.role,
+        Some(_) => "MIXED",
+    }
+}
+
+async fn health<B: Backend>(ctx: &Ctx<B>, kind: Health) -> Answer {
+    let (up, data) = match ctx.backend.status().await {
+        Ok(status) => {
+            let leaders = status.iter().filter(|s| s.leader_id.is_some()).count();
+            let up = kind == Health::Live || leaders == status.len();
+            let data = json!({
+                "shards": status.len(),
+                "leaders": leaders,
+                "appliedIndex": status.iter().map(|s| s.applied_index).sum::<u64>(),
+                "commitIndex": status.iter().map(|s| s.commit_index).sum::<u64>(),
+            });
+            (up, data)
+        }
+        Err(e) => (false, json!({ "error": e.to_string() })),
+    };
+    let word = if up { "UP" } else { "DOWN" };
+    let body = json!({
+        "status": word,
+        "checks": [{ "name": "ledger", "status": word, "data": data }],
+    });
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json_response(code, &body))
+}
+
+async fn info<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    let status = ctx.backend.status().await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "nodeId": ctx.settings.node_id,
+            "version": ctx.settings.version,
+            "chainId": ctx.backend.chain_id(),
+            "shards": ctx.backend.shard_count(),
+            "cores": ctx.backend.cores(),
+            "assets": ctx.backend.assets(),
+            "validators": validator_ids(ctx.settings.node_id, &status),
+        }),
+    ))
+}
+
+fn now_iso() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    iso8601_ms(ms)
+}
+
+/// The V11 `performance` object (plus a few extra measured fields).
+fn performance_json(s: &Snapshot) -> Value {
+    json!({
+        "tps": s.tps,
+        "avgTps": s.avg_tps,
+        "peakTps": s.peak_tps,
+        "totalTransactions": s.confirmed,
+        "rejectedTransactions": s.rejected,
+        "detachedTransactions": s.detached,
+        "p50LatencyMs": s.p50_ms,
+        "p95LatencyMs": s.p95_ms,
+        "p99LatencyMs": s.p99_ms,
+        "p999LatencyMs": s.p999_ms,
+        "maxLatencyMs": s.max_ms,
+        "latencySamples": s.latency_samples,
+        "latencyWindowSeconds": s.latency_window_s,
+        "memoryUsageMb": s.memory_mb,
+        "cpuUsagePercent": s.cpu_percent,
+        "uptimeSeconds": s.uptime_s,
+    })
+}
+
+fn consensus_json(node_id: u64, status: &[ShardStatus]) -> Value {
+    let validators = validator_ids(node_id, status);
+    json!({
+        "currentTerm": status.iter().map(|s| s.term).max().unwrap_or(0),
+        "blockHeight": status.iter().map(|s| s.applied_index).sum::<u64>(),
+        "commitIndex": status.iter().map(|s| s.commit_index).sum::<u64>(),
+        "lastApplied": status.iter().map(|s| s.applied_index).sum::<u64>(),
+        "leaderNodeId": main_leader(status),
+        "validatorCount": validators.len(),
+        "activeValidators": validators.len(),
+        "totalLeaderChanges": status.iter().map(|s| s.leader_changes).sum::<u64>(),
+        "consensusState": node_state(status),
+        "shards": status.len(),
+        "shardsWithLeader": status.iter().filter(|s| s.leader_id.is_some()).count(),
+        "pendingRecords": status.iter().map(|s| s.pending_records).sum::<usize>(),
+    })
+}
+
+async fn stats<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    let status = ctx.backend.status().await?;
+    let snapshot = ctx.settings.metrics.snapshot();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "nodeId": ctx.settings.node_id,
+            "timestamp": now_iso(),
+            "performance": performance_json(&snapshot),
+            "consensus": consensus_json(ctx.settings.node_id, &status),
+        }),
+    ))
+}
+
+fn shard_json(s: &ShardStatus) -> Value {
+    json!({
+        "shard": s.shard,
+        "core": s.core,
+        "role": s.role,
+        "leader": s.leader_id,
+        "term": s.term,
+        "commitIndex": s.commit_index,
+        "appliedIndex": s.applied_index,
+        "lastIndex": s.last_index,
+        "stateHash": hex128(s.state_hash),
+        "accounts": s.accounts,
+        "leaderChanges": s.leader_changes,
+        "pendingRecords": s.pending_records,
+    })
+}
+
+async fn consensus<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    let status = ctx.backend.status().await?;
+    let node_id = ctx.settings.node_id;
+    let shards: Vec<Value> = status.iter().map(shard_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "nodeId": node_id,
+            "state": node_state(&status),
+            "currentTerm": status.iter().map(|s| s.term).max().unwrap_or(0),
+            "commitIndex": status.iter().map(|s| s.commit_index).sum::<u64>(),
+            "appliedIndex": status.iter().map(|s| s.applied_index).sum::<u64>(),
+            "leaderId": main_leader(&status),
+            "clusterSize": validator_ids(node_id, &status).len(),
+            "shards": shards,
+        }),
+    ))
+}
+
+async fn validators<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    let status = ctx.backend.status().await?;
+    let node_id = ctx.settings.node_id;
+    let list: Vec<Value> = validator_ids(node_id, &status)
+        .into_iter()
+        .map(|id| {
+            let leads: Vec<u32> = status
+                .iter()
+                .filter(|s| s.leader_id == Some(id))
+                .map(|s| s.shard)
+                .collect();
+            json!({
+                "nodeId": id,
+                "self": id == node_id,
+                "leaderOf": leads,
+                "status": if id == node_id || !leads.is_empty() { "ACTIVE" } else { "UNKNOWN" },
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "nodeId": node_id, "validatorCount": list.len(), "validators": list }),
+    ))
+}
+
+/// `GET /metrics`: Prometheus text format, the same measured figures.
+async fn metrics<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    use std::fmt::Write;
+    let status = ctx.backend.status().await?;
+    let s = ctx.settings.metrics.snapshot();
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(
+            out,
+            "# HELP aurigraph_{name} {help}\n# TYPE aurigraph_{name} {kind}"
+        );
+        for (labels, value) in samples {
+            let _ = writeln!(out, "aurigraph_{name}{labels} {value}");
+        }
+    };
+    let one = |v: f64| vec![(String::new(), v)];
+    metric(
+        "transactions_confirmed_total",
+        "counter",
+        "Transfers answered with result OK (wait=true).",
+        &one(s.confirmed as f64),
+    );
+    metric(
+        "transactions_rejected_total",
+        "counter",
+        "Transfers answered with a result other than OK.",
+        &one(s.rejected as f64),
+    );
+    metric(
+        "transactions_detached_total",
+        "counter",
+        "Transfers admitted with wait=false.",
+        &one(s.detached as f64),
+    );
+    metric(
+        "tps",
+        "gauge",
+        "Confirmed transfers per second over the last second.",
+        &one(s.tps),
+    );
+    metric(
+        "peak_tps",
+        "gauge",
+        "Highest one-second confirmed-transfer rate since start.",
+        &one(s.peak_tps),
+    );
+    metric(
+        "latency_milliseconds",
+        "gauge",
+        "Admission-to-reply latency quantiles over the recent window.",
+        &[
+            ("{quantile=\"0.5\"}".into(), s.p50_ms),
+            ("{quantile=\"0.95\"}".into(), s.p95_ms),
+            ("{quantile=\"0.99\"}".into(), s.p99_ms),
+            ("{quantile=\"0.999\"}".into(), s.p999_ms),
+            ("{quantile=\"1\"}".into(), s.max_ms),
+        ],
+    );
+    metric(
+        "resident_memory_bytes",
+        "gauge",
+        "Resident set size.",
+        &one(s.memory_mb * 1024.0 * 1024.0),
+    );
+    metric(
+        "cpu_percent",
+        "gauge",
+        "Process CPU use over the last second, percent of the CPUs available.",
+        &one(s.cpu_percent),
+    );
+    metric(
+        "http_requests_in_flight",
+        "gauge",
+        "HTTP requests being handled.",
+        &one(ctx.settings.in_flight.load(Ordering::Relaxed) as f64),
+    );
+    let per_shard = |f: &dyn Fn(&ShardStatus) -> f64| -> Vec<(String, f64)> {
+        status
+            .iter()
+            .map(|st| (format!("{{shard=\"{}\"}}", st.shard), f(st)))
+            .collect()
+    };
+    metric(
+        "shard_term",
+        "gauge",
+        "Raft term of the shard.",
+        &per_shard(&|st| st.term as f64),
+    );
+    metric(
+        "shard_commit_index",
+        "gauge",
+        "Raft commit index of the shard.",
+        &per_shard(&|st| st.commit_index as f64),
+    );
+    metric(
+        "shard_applied_index",
+        "gauge",
+        "Applied index of the shard.",
+        &per_shard(&|st| st.applied_index as f64),
+    );
+    metric(
+        "shard_is_leader",
+        "gauge",
+        "1 when this node leads the shard.",
+        &per_shard(&|st| (st.role == "LEADER") as u8 as f64),
+    );
+    metric(
+        "shard_has_leader",
+        "gauge",
+        "1 when the shard has a known leader.",
+        &per_shard(&|st| st.leader_id.is_some() as u8 as f64),
+    );
+    metric(
+        "shard_leader_changes_total",
+        "counter",
+        "Leader changes seen by the shard.",
+        &per_shard(&|st| st.leader_changes as f64),
+    );
+    metric(
+        "shard_pending_records",
+        "gauge",
+        "Transfers admitted and not yet decided.",
+        &per_shard(&|st| st.pending_records as f64),
+    );
+    metric(
+        "shard_accounts",
+        "gauge",
+        "Accounts held by the shard.",
+        &per_shard(&|st| st.accounts as f64),
+    );
+    Ok(bytes_response(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        out.into_bytes(),
+    ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use aurigraph_engine::batch::encode_batch;
+    use aurigraph_engine::record::Transfer;
+    use aurigraph_engine::replica::SubmitError;
+    use aurigraph_engine::ResultCode;
+    use futures::executor::block_on;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A ledger double: records what was submitted, answers what the test set up.
+    #[derive(Clone, Default)]
+    pub(crate) struct Fake {
+        submitted: Rc<RefCell<Vec<Record>>>,
+        fail: Rc<RefCell<Option<SubmitFailure>>>,
+        no_leader: bool,
+        stopped: bool,
+    }
+
+    impl Fake {
+        fn outcome(r: &Record) -> Outcome {
+            let result = if r.amount() == 0 {
+                ResultCode::ZeroAmount
+            } else {
+                ResultCode::Ok
+            };
+            Outcome {
+                tx_hash: r.tx_hash(),
+                result,
+                shard: shard_of(&r.from(), 2),
+                block: 5,
+            }
+        }
+        fn status_of(&self, shard: u32) -> ShardStatus {
+            ShardStatus {
+                shard,
+                core: shard as usize,
+                role: if self.no_leader && shard == 1 {
+                    "CANDIDATE"
+                } else {
+                    "LEADER"
+                },
+                term: 3 + shard as u64,
+                leader_id: if self.no_leader && shard == 1 {
+                    None
+                } else {
+                    Some(1)
+                },
+                commit_index: 10,
+                applied_index: 9,
+                last_index: 10,
+                state_hash: 0xabc,
+                accounts_hash: 0,
+                accounts: 4,
+                leader_changes: 1,
+                pending_records: 0,
+            }
+        }
+    }
+
+    fn stopped() -> Result<(), EngineError> {
+        Err(EngineError::Stopped)
+    }
+
+    impl Backend for Fake {
+        fn chain_id(&self) -> u32 {
+            7
+        }
+        fn shard_count(&self) -> u32 {
+            2
+        }
+        fn cores(&self) -> usize {
+            2
+        }
+        fn assets(&self) -> Vec<u32> {
+            vec![0]
+        }
+        async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+            if let Some(f) = self.fail.borrow().clone() {
+                return Err(f);
+            }
+            self.submitted.borrow_mut().extend_from_slice(&records);
+            Ok(records.iter().map(Fake::outcome).collect())
+        }
+        async fn submit_detached(
+            &self,
+            records: Vec<Record>,
+        ) -> Result<Vec<TxHash>, SubmitFailure> {
+            if let Some(f) = self.fail.borrow().clone() {
+                return Err(f);
+            }
+            self.submitted.borrow_mut().extend_from_slice(&records);
+            Ok(records.iter().map(Record::tx_hash).collect())
+        }
+        async fn transaction(&self, hash: TxHash) -> Result<Option<TxStatus>, EngineError> {
+            Ok(match hash.0[0] {
+                1 => Some(TxStatus::Pending { shard: 1 }),
+                2 => Some(TxStatus::Decided(Outcome {
+                    tx_hash: hash,
+                    result: ResultCode::NonceReplayed,
+                    shard: 0,
+                    block: 4,
+                })),
+                _ => None,
+            })
+        }
+        async fn account(&self, address: Address) -> Result<Option<Account>, EngineError> {
+            Ok((address.0[0] == 1).then(|| Account {
+                nonce_high: 12,
+                nonce_window: 1,
+                native: 1000,
+                others: Some(Box::new(vec![(3, 5), (4, 0)])),
+            }))
+        }
+        async fn status(&self) -> Result<Vec<ShardStatus>, EngineError> {
+            if self.stopped {
+                stopped()?;
+            }
+            Ok((0..2).map(|s| self.status_of(s)).collect())
+        }
+        async fn block(&self, shard: u32, height: u64) -> Result<Option<BlockHeader>, EngineError> {
+            Ok((height == 9).then_some(BlockHeader {
+                shard,
+                height,
+                hash: [1; 32],
+                prev_hash: [2; 32],
+                tx_count: 3,
+                term: 2,
+                state_hash: 5,
+                timestamp_ms: 1_714_564_800_000,
+            }))
+        }
+        async fn latest_blocks(&self) -> Result<Vec<BlockHeader>, EngineError> {
+            Ok(vec![
+                self.block(0, 9).await?.unwrap(),
+                self.block(1, 9).await?.unwrap(),
+            ])
+        }
+    }
+
+    fn ctx(fake: Fake) -> Ctx<Fake> {
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.version = "test";
+        settings.batch_transfers_max = 3;
+        settings.body_bytes_max = 4096;
+        Ctx {
+            core: 0,
+            backend: fake,
+            settings,
+        }
+    }
+
+    fn request(
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Request<Full<Bytes>> {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            b = b.header(CONTENT_TYPE, ct);
+        }
+        b.body(Full::new(body.into())).unwrap()
+    }
+
+    fn call(ctx: &Ctx<Fake>, req: Request<Full<Bytes>>) -> (StatusCode, hyper::HeaderMap, Bytes) {
+        let response = block_on(handle(ctx, req));
+        let (parts, body) = response.into_parts();
+        let bytes = block_on(body.collect()).unwrap().to_bytes();
+        (parts.status, parts.headers, bytes)
+    }
+
+    fn call_json(ctx: &Ctx<Fake>, req: Request<Full<Bytes>>) -> (StatusCode, Value) {
+        let (status, headers, bytes) = call(ctx, req);
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn get(ctx: &Ctx<Fake>, uri: &str) -> (StatusCode, Value) {
+        call_json(ctx, request("GET", uri, None, Bytes::new()))
+    }
+
+    fn error_code(v: &Value) -> &str {
+        v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error: {v}"))
+    }
+
+    pub(crate) fn key(n: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+    }
+
+    pub(crate) fn signed(n: u8, amount: u64) -> Record {
+        Transfer {
+            chain_id: 7,
+            from: aurigraph_engine::record::address_of(&key(n)),
+            to: Address([9; 32]),
+            asset: 0,
+            amount,
+            nonce: n as u64,
+        }
+        .sign(&key(n))
+    }
+
+    pub(crate) fn transfer_json(r: &Record) -> Value {
+        json!({
+            "fromAddress": r.from().to_hex(),
+            "toAddress": r.to().to_hex(),
+            "amount": r.amount().to_string(),
+            "nonce": r.nonce(),
+            "signature": hex::encode(r.signature()),
+            "transactionType": "TRANSFER",
+        })
+    }
+
+    #[test]
+    fn routes_and_methods() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, "/api/v11/nope");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::NOT_FOUND, "NOT_FOUND")
+        );
+        let (status, v) = get(&c, "/");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::NOT_FOUND, "NOT_FOUND")
+        );
+        let (status, headers, _) = call(&c, request("DELETE", "/api/v11/info", None, Bytes::new()));
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers["allow"], "GET");
+        let (status, headers, body) = call(
+            &c,
+            request("GET", "/api/v11/transactions/batch", None, Bytes::new()),
+        );
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers["allow"], "POST");
+        assert!(String::from_utf8_lossy(&body).contains("METHOD_NOT_ALLOWED"));
+        assert_eq!(
+            route("/api/v11/blocks/1/2"),
+            Some((Route::Block("1", "2"), Method::GET))
+        );
+        assert_eq!(
+            route("/api/v11/health"),
+            Some((Route::Health(Health::Ready), Method::GET))
+        );
+        assert_eq!(route("/api/v11/info/"), None);
+        assert_eq!(c.settings.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn submits_one_transfer() {
+        let fake = Fake::default();
+        let c = ctx(fake.clone());
+        let r = signed(1, 10);
+        let body = transfer_json(&r).to_string();
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions",
+                Some("application/json; charset=utf-8"),
+                body.clone(),
+            ),
+        );
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["txHash"], r.tx_hash().to_hex());
+        assert_eq!(v["status"], "CONFIRMED");
+        assert_eq!(v["result"], "OK");
+        assert_eq!(v["blockNumber"], 5);
+        assert_eq!(v["shard"], shard_of(&r.from(), 2));
+        assert_eq!(
+            fake.submitted.borrow().as_slice(),
+            &[r],
+            "the record is exactly the signed one"
+        );
+        // A decided rejection is still a valid request: 200 with REJECTED.
+        let zero = signed(2, 0);
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions",
+                None,
+                transfer_json(&zero).to_string(),
+            ),
+        );
+        assert_eq!(
+            (status, v["status"].as_str(), v["result"].as_str()),
+            (StatusCode::OK, Some("REJECTED"), Some("ZERO_AMOUNT"))
+        );
+        // wait=false: 202 PENDING.
+        let (status, v) = call_json(
+            &c,
+            request("POST", "/api/v11/transactions?wait=false", None, body),
+        );
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("PENDING"))
+        );
+        assert_eq!(v["txHash"], r.tx_hash().to_hex());
+        let s = c.settings.metrics.snapshot();
+        assert_eq!((s.confirmed, s.rejected, s.detached), (1, 1, 1));
+    }
+
+    #[test]
+    fn bad_transfers_get_precise_errors() {
+        let c = ctx(Fake::default());
+        let post = |body: String, ct: Option<&str>| {
+            call_json(&c, request("POST", "/api/v11/transactions", ct, body))
+        };
+        let good = transfer_json(&signed(1, 10));
+        let (status, v) = post("{\"fromAddress\": ".into(), None);
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "MALFORMED_JSON")
+        );
+        assert!(v["error"]["message"].as_str().unwrap().contains("line 1"));
+        let mut extra = good.clone();
+        extra["gas"] = json!(1);
+        assert_eq!(
+            error_code(&post(extra.to_string(), None).1),
+            "INVALID_REQUEST"
+        );
+        let mut bad = good.clone();
+        bad["fromAddress"] = json!("00");
+        assert_eq!(
+            error_code(&post(bad.to_string(), None).1),
+            "INVALID_ADDRESS"
+        );
+        let mut bad = good.clone();
+        bad["signature"] = json!("00");
+        assert_eq!(
+            error_code(&post(bad.to_string(), None).1),
+            "INVALID_SIGNATURE"
+        );
+        let mut bad = good.clone();
+        bad["transactionType"] = json!("STAKE");
+        assert_eq!(
+            error_code(&post(bad.to_string(), None).1),
+            "INVALID_REQUEST"
+        );
+        let (status, v) = post(good.to_string(), Some("text/plain"));
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+        );
+        let (status, v) = post(" ".repeat(5000), None);
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+        );
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions?wait=maybe",
+                None,
+                good.to_string(),
+            ),
+        );
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+        );
+        assert_eq!(c.settings.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn body_limit_is_enforced_while_reading() {
+        // No Content-Length (as with chunked bodies): Limited stops the read.
+        let c = ctx(Fake::default());
+        let body = http_body_util::StreamBody::new(futures::stream::iter((0..10).map(|_| {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(vec![
+                b' ';
+                1000
+            ])))
+        })));
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v11/transactions")
+            .body(body)
+            .unwrap();
+        let response = block_on(handle(&c, req));
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // A declared length over the limit is refused before reading.
+        let mut req = request("POST", "/api/v11/transactions", None, "{}");
+        req.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(1_000_000u32));
+        assert_eq!(
+            block_on(handle(&c, req)).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn engine_refusals_are_503s() {
+        let fake = Fake::default();
+        let c = ctx(fake.clone());
+        let body = transfer_json(&signed(1, 10)).to_string();
+        let cases = [
+            (
+                SubmitFailure::Rejected(SubmitError::NotLeader {
+                    shard: 0,
+                    leader: Some(2),
+                }),
+                "NOT_LEADER",
+            ),
+            (
+                SubmitFailure::Rejected(SubmitError::Overloaded(0)),
+                "OVERLOADED",
+            ),
+            (SubmitFailure::Retry(0), "RETRY"),
+            (SubmitFailure::Stopped, "SHUTTING_DOWN"),
+        ];
+        for (failure, code) in cases {
+            *fake.fail.borrow_mut() = Some(failure);
+            let (status, headers, bytes) = call(
+                &c,
+                request("POST", "/api/v11/transactions", None, body.clone()),
+            );
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                (status, error_code(&v)),
+                (StatusCode::SERVICE_UNAVAILABLE, code)
+            );
+            if code == "OVERLOADED" {
+                assert_eq!(headers["retry-after"], "1");
+            }
+        }
+    }
+
+    #[test]
+    fn json_batches() {
+        let fake = Fake::default();
+        let c = ctx(fake.clone());
+        let records = [signed(1, 10), signed(2, 0), signed(3, 7)];
+        let body = json!({ "transactions": records.iter().map(transfer_json).collect::<Vec<_>>() })
+            .to_string();
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                Some("application/json"),
+                body.clone(),
+            ),
+        );
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["rejected"].as_u64()),
+            (Some(2), Some(1))
+        );
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 3);
+        for (r, out) in records.iter().zip(results) {
+            assert_eq!(out["txHash"], r.tx_hash().to_hex());
+        }
+        assert_eq!(results[1]["status"], "REJECTED");
+        let (status, v) = call_json(
+            &c,
+            request("POST", "/api/v11/transactions/batch?wait=false", None, body),
+        );
+        assert_eq!(
+            (status, v["pending"].as_u64()),
+            (StatusCode::ACCEPTED, Some(3))
+        );
+        assert_eq!(v["results"][2]["status"], "PENDING");
+        // Over the limit of 3, empty, a bad element (named by index).
+        let four: Vec<Value> = [signed(1, 1), signed(2, 1), signed(3, 1), signed(4, 1)]
+            .iter()
+            .map(transfer_json)
+            .collect();
+        let four = json!({ "transactions": four });
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                None,
+                four.to_string(),
+            ),
+        );
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::PAYLOAD_TOO_LARGE, "TOO_MANY_TRANSFERS")
+        );
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                None,
+                "{\"transactions\":[]}",
+            ),
+        );
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+        );
+        let mut bad =
+            json!({ "transactions": [transfer_json(&records[0]), transfer_json(&records[1])] });
+        bad["transactions"][1]["toAddress"] = json!("xyz");
+        let (_, v) = call_json(
+            &c,
+            request("POST", "/api/v11/transactions/batch", None, bad.to_string()),
+        );
+        assert_eq!(error_code(&v), "INVALID_ADDRESS");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("transactions[1].toAddress"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn binary_batches_and_compact_results() {
+        let fake = Fake::default();
+        let c = ctx(fake.clone());
+        let records = [signed(1, 10), signed(2, 0)];
+        let bytes = encode_batch(&records);
+        let mut req = request(
+            "POST",
+            "/api/v11/transactions/batch",
+            Some(BATCH_MEDIA_TYPE),
+            bytes.clone(),
+        );
+        req.headers_mut().insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.aurigraph.results"),
+        );
+        let (status, headers, body) = call(&c, req);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[CONTENT_TYPE], RESULTS_MEDIA_TYPE);
+        let decoded = super::super::types::decode_compact_results(&body).unwrap();
+        assert_eq!(
+            decoded,
+            vec![(ResultCode::Ok as u8, 5), (ResultCode::ZeroAmount as u8, 5)]
+        );
+        assert_eq!(fake.submitted.borrow().as_slice(), &records);
+        // Without the Accept header: JSON.
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                Some(BATCH_MEDIA_TYPE),
+                bytes.clone(),
+            ),
+        );
+        assert_eq!((status, v["accepted"].as_u64()), (StatusCode::OK, Some(1)));
+        // Broken and oversize batches.
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                Some(BATCH_MEDIA_TYPE),
+                bytes[..100].to_vec(),
+            ),
+        );
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_BATCH")
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("168*N+12"),
+            "{v}"
+        );
+        let mut bad_version = bytes.clone();
+        bad_version[2 * 168] = 9;
+        let (_, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                Some(BATCH_MEDIA_TYPE),
+                bad_version,
+            ),
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("version"),
+            "{v}"
+        );
+        let four = encode_batch(&[signed(1, 1), signed(2, 1), signed(3, 1), signed(4, 1)]);
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                Some(BATCH_MEDIA_TYPE),
+                four,
+            ),
+        );
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::PAYLOAD_TOO_LARGE, "TOO_MANY_TRANSFERS")
+        );
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/transactions/batch",
+                Some("application/octet-stream"),
+                bytes,
+            ),
+        );
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+        );
+    }
+
+    #[test]
+    fn transaction_lookup() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, &format!("/api/v11/transactions/{}", "01".repeat(32)));
+        assert_eq!(
+            (status, v["status"].as_str(), v["shard"].as_u64()),
+            (StatusCode::OK, Some("PENDING"), Some(1))
+        );
+        assert!(v.get("result").is_none());
+        let (status, v) = get(&c, &format!("/api/v11/transactions/{}", "02".repeat(32)));
+        assert_eq!(
+            (status, v["status"].as_str(), v["result"].as_str()),
+            (StatusCode::OK, Some("REJECTED"), Some("NONCE_REPLAYED"))
+        );
+        let (status, v) = get(&c, &format!("/api/v11/transactions/{}", "03".repeat(32)));
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::NOT_FOUND, "TRANSACTION_NOT_FOUND")
+        );
+        assert!(v["error"]["message"].as_str().unwrap().contains("window"));
+        let (status, v) = get(&c, "/api/v11/transactions/xyz");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_TX_HASH")
+        );
+    }
+
+    #[test]
+    fn accounts() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, &format!("/api/v11/accounts/{}", "01".repeat(32)));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            v,
+            json!({"address": "01".repeat(32), "balances": {"0": "1000", "3": "5"}, "nonce": "12"})
+        );
+        let (status, v) = get(&c, &format!("/api/v11/accounts/{}", "05".repeat(32)));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            v,
+            json!({"address": "05".repeat(32), "balances": {}, "nonce": "0"})
+        );
+        let (status, v) = get(&c, "/api/v11/accounts/zz");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_ADDRESS")
+        );
+    }
+
+    #[test]
+    fn blocks() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, "/api/v11/blocks/1/9");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            v,
+            json!({"shard": 1, "height": 9, "hash": "01".repeat(32), "prevHash": "02".repeat(32), "txCount": 3, "term": 2,
+                   "stateHash": format!("{}5", "0".repeat(31)), "timestamp": "2024-05-01T12:00:00.000Z", "timestampMs": 1_714_564_800_000u64})
+        );
+        let (status, v) = get(&c, "/api/v11/blocks/1/8");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::NOT_FOUND, "BLOCK_NOT_FOUND")
+        );
+        let (status, v) = get(&c, "/api/v11/blocks/2/9");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::NOT_FOUND, "BLOCK_NOT_FOUND")
+        );
+        let (status, v) = get(&c, "/api/v11/blocks/x/9");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+        );
+        let (status, v) = get(&c, "/api/v11/blocks/latest");
+        assert_eq!(
+            (status, v["blocks"].as_array().map(Vec::len)),
+            (StatusCode::OK, Some(2))
+        );
+    }
+
+    #[test]
+    fn health_info_stats_consensus() {
+        let c = ctx(Fake::default());
+        for path in ["/api/v11/health", "/q/health/live", "/q/health/ready"] {
+            let (status, v) = get(&c, path);
+            assert_eq!(
+                (status, v["status"].as_str()),
+                (StatusCode::OK, Some("UP")),
+                "{path}"
+            );
+            assert_eq!(v["checks"][0]["name"], "ledger");
+            assert_eq!(v["checks"][0]["data"]["leaders"], 2);
+        }
+        let leaderless = ctx(Fake {
+            no_leader: true,
+            ..Fake::default()
+        });
+        let (status, v) = get(&leaderless, "/q/health/ready");
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("DOWN"))
+        );
+        let (status, _) = get(&leaderless, "/q/health/live");
+        assert_eq!(status, StatusCode::OK);
+        let stopped = ctx(Fake {
+            stopped: true,
+            ..Fake::default()
+        });
+        let (status, v) = get(&stopped, "/q/health/live");
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("DOWN"))
+        );
+
+        let (status, v) = get(&c, "/api/v11/info");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (
+                v["nodeId"].as_u64(),
+                v["chainId"].as_u64(),
+                v["shards"].as_u64()
+            ),
+            (Some(1), Some(7), Some(2))
+        );
+        assert_eq!(v["validators"], json!([1]));
+        assert_eq!(v["version"], "test");
+
+        let (status, v) = get(&c, "/api/v11/stats");
+        assert_eq!(status, StatusCode::OK);
+        for field in [
+            "tps",
+            "avgTps",
+            "peakTps",
+            "totalTransactions",
+            "p50LatencyMs",
+            "p95LatencyMs",
+            "p99LatencyMs",
+            "memoryUsageMb",
+            "cpuUsagePercent",
+        ] {
+            assert!(v["performance"][field].is_number(), "{field}: {v}");
+        }
+        assert!(v["performance"]["memoryUsageMb"].as_f64().unwrap() > 0.0);
+        let consensus = &v["consensus"];
+        assert_eq!(consensus["currentTerm"], 4);
+        assert_eq!(consensus["commitIndex"], 20);
+        assert_eq!(consensus["leaderNodeId"], 1);
+        assert_eq!(consensus["validatorCount"], 1);
+        assert_eq!(consensus["consensusState"], "LEADER");
+        assert_eq!(consensus["totalLeaderChanges"], 2);
+        let (_, v) = get(&leaderless, "/api/v11/stats");
+        assert_eq!(v["consensus"]["consensusState"], "MIXED");
+
+        let (status, v) = get(&c, "/api/v11/consensus/status");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["shards"].as_array().unwrap().len(), 2);
+        assert_eq!(v["shards"][1]["term"], 4);
+        assert_eq!(v["clusterSize"], 1);
+        let (status, v) = get(&c, "/api/v11/validators");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["validators"][0]["leaderOf"], json!([0, 1]));
+        let (status, v) = get(&stopped, "/api/v11/info");
+        assert_eq!(
+            (status, error_code(&v)),
+            (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN")
+        );
+    }
+
+    #[test]
+    fn prometheus_metrics() {
+        let c = ctx(Fake::default());
+        let (status, headers, body) = call(&c, request("GET", "/metrics", None, Bytes::new()));
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("aurigraph_transactions_confirmed_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aurigraph_shard_term{shard=\"1\"} 4\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn openapi_lists_every_endpoint() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, "/api/v11/openapi.json");
+        assert_eq!(status, StatusCode::OK);
+        assert!(v["openapi"].as_str().unwrap().starts_with("3.0"));
+        let paths = v["paths"].as_object().unwrap();
+        for p in [
+            "/api/v11/health",
+            "/q/health/live",
+            "/q/health/ready",
+            "/api/v11/info",
+            "/api/v11/stats",
+            "/api/v11/transactions",
+            "/api/v11/transactions/batch",
+            "/api/v11/transactions/{txHash}",
+            "/api/v11/accounts/{address}",
+            "/api/v11/blocks/latest",
+            "/api/v11/blocks/{shard}/{height}",
+            "/api/v11/validators",
+            "/api/v11/consensus/status",
+            "/api/v11/openapi.json",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+            // Every method of every path is routed with that method.
+            for method in paths[p].as_object().unwrap().keys() {
+                let concrete = p
+                    .replace("{txHash}", &"00".repeat(32))
+                    .replace("{address}", &"00".repeat(32))
+                    .replace("{shard}", "0")
+                    .replace("{height}", "1");
+                let (_, m) = route(&concrete).unwrap_or_else(|| panic!("{p} not routed"));
+                assert_eq!(m.as_str().to_lowercase(), *method, "{p}");
+            }
+        }
+        // Every $ref resolves.
+        let text = v.to_string();
+        for piece in text.split("\"$ref\":\"#/components/").skip(1) {
+            let reference = &piece[..piece.find('"').unwrap()];
+            let (kind, name) = reference.split_once('/').unwrap();
+            assert!(
+                v["components"][kind][name].is_object(),
+                "dangling $ref {reference}"
+            );
+        }
+    }
+
+    #[test]
+    fn draining_refuses_new_requests() {
+        let c = ctx(Fake::default());
+        c.settings.draining.store(true, Ordering::SeqCst);
+        let (status, headers, body) = call(&c, request("GET", "/api/v11/info", None, Bytes::new()));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["connection"], "close");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error_code(&v), "SHUTTING_DOWN");
+    }
+
+    #[test]
+    fn random_inputs_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let c = ctx(Fake::default());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let good = transfer_json(&signed(1, 10)).to_string().into_bytes();
+        for i in 0..500 {
+            let mut body = good.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..body.len());
+                body[at] = rng.gen();
+            }
+            let (path, ct) = if i % 2 == 0 {
+                ("/api/v11/transactions", None)
+            } else {
+                ("/api/v11/transactions/batch", Some(BATCH_MEDIA_TYPE))
+            };
+            let response = block_on(handle(&c, request("POST", path, ct, body)));
+            assert!(
+                response.status().is_success() || response.status().is_client_error(),
+                "{}",
+                response.status()
+            );
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The per-core server: bind, accept loop with a connection limit, and one hyper connection
+//! (HTTP/1.1 keep-alive or HTTP/2) per accepted socket, with an idle watchdog.
+
+use super::io::{Activity, HyperIo, LocalExec};
+use super::routes::{self, Backend, Ctx};
+use super::stats::SAMPLE_PERIOD;
+use super::HttpSettings;
+use aurigraph_engine::runtime::Engine;
+use futures::future::{select, Either};
+use glommio::net::{TcpListener, TcpStream};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How often an accept loop looks at `draining` while no connection arrives.
+pub const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// Concurrent HTTP/2 streams per connection.
+const H2_STREAMS_MAX: u32 = 256;
+/// HTTP/2 flow-control windows: large enough that a binary batch of ~1000 records (168 KiB)
+/// arrives without waiting for window updates.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// Checks that `addr` can be listened on and resolves port 0 to a concrete free port. Binds
+/// without `SO_REUSEPORT`, so it fails while anything listens on the port, another node that
+/// uses `SO_REUSEPORT` included (which the cores' own `SO_REUSEPORT` binds would silently share).
+fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
+    std::net::TcpListener::bind(addr)?.local_addr()
+}
+
+/// Binds this core's listener on `settings.addr` (`SO_REUSEPORT`, set by glommio). The first
+/// core of a node checks the address for the whole node first (see [`check_addr`]); the others
+/// wait for that check and bind the address it resolved. Must run inside a glommio executor.
+/// Errors are the operating system's (e.g. `Address already in use`), without the address.
+pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
+    let checked = settings
+        .checked_addr
+        .get_or_init(|| check_addr(settings.addr).map_err(|e| (e.kind(), e.to_string())));
+    let addr = match checked {
+        Ok(addr) => *addr,
+        Err((kind, message)) => return Err(io::Error::new(*kind, message.clone())),
+    };
+    let listener = TcpListener::bind(addr).map_err(io::Error::from)?;
+    tracing::debug!(%addr, "HTTP listener bound");
+    Ok(listener)
+}
+
+/// Serves connections from `listener` on this core until `settings.draining` is set. Runs as a
+/// local task of the core's glommio executor.
+pub async fn serve(listener: TcpListener, core: usize, engine: Engine, settings: HttpSettings) {
+    run(core, listener, engine, settings).await
+}
+
+/// Decrements the core's open-connection count when a connection task ends.
+struct OpenGuard(Rc<Cell<usize>>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, settings: HttpSettings) {
+    if core == 0 {
+        // One sampler per process derives the windowed figures (tps, peak, CPU, latency).
+        let metrics = settings.metrics.clone();
+        let draining = settings.draining.clone();
+        metrics.sample();
+        glommio::spawn_local(async move {
+            while !draining.load(Ordering::Relaxed) {
+                glommio::timer::sleep(SAMPLE_PERIOD).await;
+                metrics.sample();
+            }
+        })
+        .detach();
+    }
+    let limit = settings.connections_max_per_core.max(1);
+    let draining = settings.draining.clone();
+    let ctx = Rc::new(Ctx {
+        core,
+        backend,
+        settings,
+    });
+    let open = Rc::new(Cell::new(0usize));
+    let mut refused: u64 = 0;
+    // One accept stays pending across the drain polls: dropping an accept that the kernel may
+    // be completing could lose a connection, so it is only dropped when the loop ends.
+    let mut accept = Box::pin(listener.accept());
+    loop {
+        let tick = pin!(glommio::timer::sleep(DRAIN_POLL));
+        let accepted = match select(&mut accept, tick).await {
+            Either::Left((accepted, _)) => {
+                accept = Box::pin(listener.accept());
+                accepted
+            }
+            Either::Right(((), _)) => {
+                if draining.load(Ordering::SeqCst) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => {
+                // EMFILE, ENOBUFS, a connection reset before accept: never fatal; pause briefly
+                // so that a persistent error does not spin.
+                tracing::warn!(core, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if draining.load(Ordering::SeqCst) {
+            break; // dropping the stream closes it
+        }
+        if open.get() >= limit {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    core,
+                    limit,
+                    refused,
+                    "connection limit reached: closing new connections"
+                );
+            }
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let guard = OpenGuard(open.clone());
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let _guard = guard;
+            connection(ctx, stream).await;
+        })
+        .detach();
+    }
+    tracing::debug!(core, "HTTP accept loop stopped (draining)");
+}
+
+/// Serves one connection until it closes, fails, or idles past `idle_timeout`.
+async fn connection<B: Backend>(ctx: Rc<Ctx<B>>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let activity = Rc::new(Activity::default());
+    let idle = ctx.settings.idle_timeout;
+    let served = pin!(serve_connection(ctx, stream, activity.clone()));
+    let watchdog = pin!(watchdog(activity, idle));
+    match select(served, watchdog).await {
+        Either::Left((Err(error), _)) => tracing::debug!(%error, "connection ended with an error"),
+        Either::Left((Ok(()), _)) => {}
+        Either::Right(((), _)) => tracing::debug!("idle connection closed"),
+    }
+}
+
+/// Completes when the connection made no progress for a whole `idle` period while no request
+/// of it was running (so it fires after `idle` to `2 * idle` of idleness).
+async fn watchdog(activity: Rc<Activity>, idle: Duration) {
+    let mut seen = activity.progress.get();
+    loop {
+        glommio::timer::sleep(idle).await;
+        let now = activity.progress.get();
+        if now == seen && activity.in_flight.get() == 0 {
+            return;
+        }
+        seen = now;
+    }
+}
+
+/// Counts a request of this connection as running.
+struct RequestGuard(Rc<Activity>);
+
+impl RequestGuard {
+    fn enter(activity: &Rc<Activity>) -> RequestGuard {
+        activity.in_flight.set(activity.in_flight.get() + 1);
+        RequestGuard(activity.clone())
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get() - 1);
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve_connection<B: Backend>(
+    ctx: Rc<Ctx<B>>,
+    stream: TcpStream,
+    activity: Rc<Activity>,
+) -> Result<(), BoxError> {
+    let mut io = HyperIo::new(stream, activity.clone());
+    let h2 = io.sniff_h2_preface().await?;
+    let service = hyper::service::service_fn(move |request| {
+        let ctx = ctx.clone();
+        let guard = RequestGuard::enter(&activity);
+        async move {
+            let response = routes::handle(&ctx, request).await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    if h2 {
+        hyper::server::conn::http2::Builder::new(LocalExec)
+            .max_concurrent_streams(H2_STREAMS_MAX)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .serve_connection(io, service)
+            .await?;
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            // No hyper timer on glommio: the watchdog above bounds idle and stalled connections.
+            .header_read_timeout(None)
+            .serve_connection(io, service)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::routes::tests::{signed, transfer_json, Fake};
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    /// Starts a server with the fake ledger on one glommio executor; returns its address, the
+    /// settings (to drain it) and the executor's handle.
+    fn start(
+        mut settings: HttpSettings,
+    ) -> (SocketAddr, HttpSettings, glommio::ExecutorJoinHandle<()>) {
+        settings.addr = "127.0.0.1:0".parse().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = settings.clone();
+        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let listener = bind(&inner).unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                run(0, listener, Fake::default(), inner).await;
+            })
+            .unwrap();
+        let addr = rx.recv().unwrap();
+        assert_eq!(
+            settings.bound_addr(),
+            Some(addr),
+            "port 0 resolved once for the node"
+        );
+        (addr, settings, handle)
+    }
+
+    /// Sends one request and reads its HTTP/1.1 response (Content-Length bodies) on a kept-alive
+    /// connection; `None` if the connection closed or failed.
+    fn try_send(
+        stream: &mut StdStream,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Option<(u16, String, String)> {
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
+        let mut data = Vec::new();
+        let mut byte = [0u8; 1];
+        while !data.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).ok()? != 1 {
+                return None;
+            }
+            data.push(byte[0]);
+        }
+        let head = String::from_utf8(data).ok()?;
+        let status: u16 = head.get(9..12)?.parse().ok()?;
+        let length: usize = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })?;
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).ok()?;
+        Some((status, head, String::from_utf8(body).ok()?))
+    }
+
+    fn send(stream: &mut StdStream, method: &str, path: &str, body: &str) -> (u16, String, String) {
+        try_send(stream, method, path, body).expect("a response")
+    }
+
+    #[test]
+    fn serves_http1_keep_alive_h2_and_drains() {
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.connections_max_per_core = 2;
+        let (addr, settings, handle) = start(settings);
+        let mut a = StdStream::connect(addr).unwrap();
+        let (status, _, body) = send(&mut a, "GET", "/api/v11/info", "");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"chainId\":7"), "{body}");
+        // Same connection, a submission, then a 404 and a 405.
+        let transfer = transfer_json(&signed(1, 10)).to_string();
+        let (status, _, body) = send(&mut a, "POST", "/api/v11/transactions", &transfer);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"status\":\"CONFIRMED\""), "{body}");
+        assert_eq!(send(&mut a, "GET", "/nope", "").0, 404);
+        let (status, head, _) = send(&mut a, "PUT", "/api/v11/stats", "");
+        assert_eq!(status, 405);
+        assert!(head.to_ascii_lowercase().contains("allow: get"), "{head}");
+
+        // HTTP/2 with prior knowledge, on the same port.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            for _ in 0..3 {
+                let request = hyper::Request::get(format!("http://{addr}/q/health/ready"))
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                assert_eq!(response.version(), hyper::Version::HTTP_2);
+                let body = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                assert!(String::from_utf8_lossy(&body).contains("\"UP\""));
+            }
+        });
+        drop(runtime);
+
+        // Connection limit of 2 per core: a, b are served, c is closed at once. (The server may
+        // take a moment to see the HTTP/2 connection close: retry b until it is served.)
+        let b = (0..100).find_map(|_| {
+            let mut b = StdStream::connect(addr).unwrap();
+            b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let served = try_send(&mut b, "GET", "/api/v11/health", "").map(|r| r.0);
+            if served.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            served.map(|status| (status, b))
+        });
+        let (status, b) = b.expect("a second connection is served");
+        assert_eq!(status, 200);
+        let mut c = StdStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(c, "GET /api/v11/health HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = [0u8; 64];
+        assert!(
+            matches!(c.read(&mut buf), Ok(0) | Err(_)),
+            "over the limit: closed"
+        );
+        drop(b);
+
+        // Draining: requests on kept-alive connections get 503 SHUTTING_DOWN and a close.
+        settings.draining.store(true, Ordering::SeqCst);
+        let (status, head, body) = send(&mut a, "GET", "/api/v11/info", "");
+        assert_eq!(status, 503);
+        assert!(body.contains("SHUTTING_DOWN"), "{body}");
+        assert!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
+        // The accept loop stops, and with it the executor.
+        handle.join().unwrap();
+        assert_eq!(settings.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_taken_port_is_an_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = HttpSettings::new(taken.local_addr().unwrap());
+        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(move || async move { bind(&s).map(|_| ()).map_err(|e| e.kind()) })
+            .unwrap();
+        assert_eq!(handle.join().unwrap(), Err(io::ErrorKind::AddrInUse));
+    }
+
+    #[test]
+    fn idle_connections_are_closed() {
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.idle_timeout = Duration::from_millis(200);
+        let (addr, settings, handle) = start(settings);
+        let mut a = StdStream::connect(addr).unwrap();
+        assert_eq!(send(&mut a, "GET", "/api/v11/info", "").0, 200);
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        let started = std::time::Instant::now();
+        assert!(matches!(a.read(&mut buf), Ok(0)), "closed by the watchdog");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // A connection that never sends a byte is closed too.
+        let mut silent = StdStream::connect(addr).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(matches!(silent.read(&mut buf), Ok(0)));
+        settings.draining.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+    }
+}

@@ -1,0 +1,386 @@
+//! Measured figures for `GET /api/v11/stats` and `GET /metrics`.
+//!
+//! The hot path (every answered submission) only does relaxed `fetch_add`s on counters of its own
+//! core's slot (cache-line aligned, so cores do not contend): transfers confirmed / rejected, and
+//! the admission-to-reply latency in a log-bucketed histogram. A sampler task (one per process,
+//! on core 0) wakes every second and derives the windowed figures: throughput of the last second,
+//! the peak of those, CPU use of the last second, and a latency snapshot every second so that
+//! percentiles cover the last [`LATENCY_WINDOW`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often the sampler runs; `tps` is over one such window.
+pub const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+/// Latency percentiles cover roughly this much recent time.
+pub const LATENCY_WINDOW: Duration = Duration::from_secs(10);
+
+/// Sub-buckets per power of two: values are kept within 1/16 (6.25 %) of their true value.
+const SUB_BITS: u32 = 4;
+const SUB: u64 = 1 << SUB_BITS;
+/// Largest exponent kept (values are in microseconds: 2^40 µs is about 12 days).
+const EXP_MAX: u32 = 40;
+/// Buckets of the histogram.
+pub const BUCKETS: usize = (SUB + (EXP_MAX - SUB_BITS) as u64 * SUB) as usize;
+
+/// The bucket of a value (exact below 16, then 16 buckets per power of two, clamped at the top).
+pub fn bucket_of(value: u64) -> usize {
+    if value < SUB {
+        return value as usize;
+    }
+    let e = (63 - value.leading_zeros()).min(EXP_MAX - 1);
+    let m = if e == EXP_MAX - 1 && value >> e > 1 {
+        SUB - 1 // beyond the range: the last bucket
+    } else {
+        (value >> (e - SUB_BITS)) - SUB
+    };
+    (SUB + (e - SUB_BITS) as u64 * SUB + m) as usize
+}
+
+/// The midpoint of a bucket's range of values.
+pub fn bucket_value(index: usize) -> f64 {
+    let i = index as u64;
+    if i < SUB {
+        return i as f64;
+    }
+    let e = (i - SUB) / SUB + SUB_BITS as u64;
+    let m = (i - SUB) % SUB;
+    let width = 1u64 << (e - SUB_BITS as u64);
+    ((SUB + m) * width) as f64 + (width as f64 - 1.0) / 2.0
+}
+
+/// The value at quantile `q` (0..=1) of bucket counts, or 0 when empty.
+pub fn quantile(counts: &[u64], q: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (i, &c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return bucket_value(i);
+        }
+    }
+    bucket_value(counts.len() - 1)
+}
+
+/// One core's counters, on their own cache lines.
+#[repr(align(128))]
+struct CoreSlot {
+    confirmed: AtomicU64,
+    rejected: AtomicU64,
+    detached: AtomicU64,
+    latency_us: Box<[AtomicU64]>,
+}
+
+impl CoreSlot {
+    fn new() -> CoreSlot {
+        CoreSlot {
+            confirmed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            detached: AtomicU64::new(0),
+            latency_us: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// Figures derived by the sampler.
+#[derive(Default)]
+struct Sampled {
+    last_at: Option<Instant>,
+    last_confirmed: u64,
+    last_cpu_ticks: Option<u64>,
+    tps: f64,
+    peak_tps: f64,
+    cpu_percent: f64,
+    /// Cumulative latency counts, one per sample, oldest first, covering `LATENCY_WINDOW`.
+    latency_snapshots: VecDeque<(Instant, Vec<u64>)>,
+}
+
+/// Process-wide figures, shared by every core's server (`Arc`).
+pub struct Metrics {
+    started: Instant,
+    slots: Box<[CoreSlot]>,
+    sampled: Mutex<Sampled>,
+}
+
+/// A consistent read of the figures, for the answers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub confirmed: u64,
+    pub rejected: u64,
+    pub detached: u64,
+    pub tps: f64,
+    pub avg_tps: f64,
+    pub peak_tps: f64,
+    pub latency_samples: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub latency_window_s: f64,
+    pub memory_mb: f64,
+    pub cpu_percent: f64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl Metrics {
+    /// `slots` per-core counter slots; core `c` uses slot `c % slots`.
+    pub fn new(slots: usize) -> Metrics {
+        Metrics {
+            started: Instant::now(),
+            slots: (0..slots.max(1)).map(|_| CoreSlot::new()).collect(),
+            sampled: Mutex::new(Sampled::default()),
+        }
+    }
+
+    fn slot(&self, core: usize) -> &CoreSlot {
+        &self.slots[core % self.slots.len()]
+    }
+
+    /// Records transfers answered after consensus: `confirmed` with result OK, `rejected` with
+    /// another result, all of them with the same admission-to-reply `latency`.
+    pub fn record_decided(&self, core: usize, confirmed: u64, rejected: u64, latency: Duration) {
+        let slot = self.slot(core);
+        if confirmed > 0 {
+            slot.confirmed.fetch_add(confirmed, Relaxed);
+        }
+        if rejected > 0 {
+            slot.rejected.fetch_add(rejected, Relaxed);
+        }
+        let n = confirmed + rejected;
+        if n > 0 {
+            let us = latency.as_micros().min(u64::MAX as u128) as u64;
+            slot.latency_us[bucket_of(us)].fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Records transfers admitted with `?wait=false` (their outcome is not seen here).
+    pub fn record_detached(&self, core: usize, count: u64) {
+        self.slot(core).detached.fetch_add(count, Relaxed);
+    }
+
+    fn total(&self, field: impl Fn(&CoreSlot) -> &AtomicU64) -> u64 {
+        self.slots.iter().map(|s| field(s).load(Relaxed)).sum()
+    }
+
+    fn latency_counts(&self) -> Vec<u64> {
+        let mut counts = vec![0u64; BUCKETS];
+        for slot in self.slots.iter() {
+            for (c, a) in counts.iter_mut().zip(slot.latency_us.iter()) {
+                *c += a.load(Relaxed);
+            }
+        }
+        counts
+    }
+
+    /// One sampler step; call every [`SAMPLE_PERIOD`] from one task.
+    pub fn sample(&self) {
+        self.sample_at(Instant::now(), read_cpu_ticks())
+    }
+
+    fn sample_at(&self, now: Instant, cpu_ticks: Option<u64>) {
+        let confirmed = self.total(|s| &s.confirmed);
+        let counts = self.latency_counts();
+        let mut s = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = s.last_at {
+            let elapsed = now.duration_since(last).as_secs_f64();
+            if elapsed > 0.0 {
+                s.tps = (confirmed - s.last_confirmed) as f64 / elapsed;
+                s.peak_tps = s.peak_tps.max(s.tps);
+                if let (Some(before), Some(ticks)) = (s.last_cpu_ticks, cpu_ticks) {
+                    let cpu_s = ticks.saturating_sub(before) as f64 / clock_ticks_per_second();
+                    s.cpu_percent = 100.0 * cpu_s / elapsed / cpus_available() as f64;
+                }
+            }
+        }
+        s.last_at = Some(now);
+        s.last_confirmed = confirmed;
+        s.last_cpu_ticks = cpu_ticks;
+        s.latency_snapshots.push_back((now, counts));
+        // Keep the newest snapshot that is at least LATENCY_WINDOW old as the window's start.
+        while s.latency_snapshots.len() > 1
+            && now.duration_since(s.latency_snapshots[1].0) >= LATENCY_WINDOW
+        {
+            s.latency_snapshots.pop_front();
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let uptime = now.duration_since(self.started).as_secs_f64();
+        let confirmed = self.total(|s| &s.confirmed);
+        let mut counts = self.latency_counts();
+        let s = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
+        // Percentiles over the recent window: now minus the oldest kept snapshot.
+        let window_start = s.latency_snapshots.front();
+        let window = match window_start {
+            Some((at, base)) => {
+                for (c, b) in counts.iter_mut().zip(base) {
+                    *c = c.saturating_sub(*b);
+                }
+                now.duration_since(*at).as_secs_f64()
+            }
+            None => uptime,
+        };
+        let max = counts
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0.0, bucket_value);
+        let ms = |us: f64| (us / 1000.0 * 1000.0).round() / 1000.0;
+        Snapshot {
+            uptime_s: uptime,
+            confirmed,
+            rejected: self.total(|s| &s.rejected),
+            detached: self.total(|s| &s.detached),
+            tps: s.tps,
+            avg_tps: if uptime > 0.0 {
+                confirmed as f64 / uptime
+            } else {
+                0.0
+            },
+            peak_tps: s.peak_tps,
+            latency_samples: counts.iter().sum(),
+            p50_ms: ms(quantile(&counts, 0.50)),
+            p95_ms: ms(quantile(&counts, 0.95)),
+            p99_ms: ms(quantile(&counts, 0.99)),
+            p999_ms: ms(quantile(&counts, 0.999)),
+            max_ms: ms(max),
+            latency_window_s: window,
+            memory_mb: read_rss_bytes().map_or(0.0, |b| b as f64 / (1024.0 * 1024.0)),
+            cpu_percent: s.cpu_percent,
+        }
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (second field, in pages).
+pub fn read_rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * if page > 0 { page as u64 } else { 4096 })
+}
+
+/// utime + stime of this process from `/proc/self/stat`, in clock ticks.
+pub fn read_cpu_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_ticks(&text)
+}
+
+/// Fields 14 and 15 (utime, stime) of `/proc/<pid>/stat`; the command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn parse_cpu_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11); // field 3 is the first after ')'
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPUs this process may run on (affinity and cgroup aware).
+pub fn cpus_available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_precise() {
+        let mut last = 0;
+        for v in (0..100_000u64).chain([1 << 30, (1 << 39) + 5, u64::MAX]) {
+            let b = bucket_of(v);
+            assert!(b >= last || v >= 1 << 30, "{v}");
+            assert!(b < BUCKETS, "{v} -> {b}");
+            last = b;
+            if v < (1 << 39) {
+                let mid = bucket_value(b);
+                assert!(
+                    (mid - v as f64).abs() <= (v as f64 / 16.0).max(0.0) + 0.5,
+                    "{v} -> {mid}"
+                );
+            }
+        }
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+        for v in 0..16 {
+            assert_eq!(bucket_value(bucket_of(v)), v as f64);
+        }
+    }
+
+    #[test]
+    fn quantiles_of_known_distributions() {
+        let mut counts = vec![0u64; BUCKETS];
+        assert_eq!(quantile(&counts, 0.5), 0.0);
+        for v in 1..=1000u64 {
+            counts[bucket_of(v * 1000)] += 1; // 1 ms .. 1000 ms in µs
+        }
+        let p50 = quantile(&counts, 0.5) / 1000.0;
+        let p99 = quantile(&counts, 0.99) / 1000.0;
+        assert!((p50 - 500.0).abs() < 500.0 / 16.0, "{p50}");
+        assert!((p99 - 990.0).abs() < 990.0 / 16.0, "{p99}");
+        assert!(quantile(&counts, 1.0) >= quantile(&counts, 0.999));
+    }
+
+    #[test]
+    fn counters_tps_and_windowed_latency() {
+        let m = Metrics::new(2);
+        let t0 = Instant::now();
+        m.sample_at(t0, Some(0));
+        m.record_decided(0, 900, 100, Duration::from_millis(4));
+        m.record_decided(3, 100, 0, Duration::from_millis(8));
+        m.record_detached(1, 5);
+        m.sample_at(t0 + Duration::from_secs(1), Some(0));
+        let s = m.snapshot();
+        assert_eq!((s.confirmed, s.rejected, s.detached), (1000, 100, 5));
+        assert!((s.tps - 1000.0).abs() < 1e-6, "{}", s.tps);
+        assert!((s.peak_tps - 1000.0).abs() < 1e-6);
+        assert_eq!(s.latency_samples, 1100);
+        assert!((s.p50_ms - 4.0).abs() < 0.3, "{}", s.p50_ms);
+        assert!((s.p99_ms - 8.0).abs() < 0.6, "{}", s.p99_ms);
+        // A quiet second: tps falls to 0, the peak stays.
+        m.sample_at(t0 + Duration::from_secs(2), Some(0));
+        let s = m.snapshot();
+        assert_eq!(s.tps, 0.0);
+        assert!((s.peak_tps - 1000.0).abs() < 1e-6);
+        // Beyond the latency window, old latencies leave the percentiles.
+        for k in 3..15 {
+            m.sample_at(t0 + Duration::from_secs(k), Some(0));
+        }
+        assert_eq!(m.snapshot().latency_samples, 0);
+        assert_eq!(m.snapshot().p99_ms, 0.0);
+    }
+
+    #[test]
+    fn reads_proc() {
+        assert_eq!(
+            parse_cpu_ticks("123 (a b) c) S 1 2 3 4 5 6 7 8 9 10 70 30 0 0"),
+            Some(100)
+        );
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert!(read_rss_bytes().unwrap() > 0);
+        assert!(read_cpu_ticks().is_some());
+    }
+}

@@ -1,0 +1,190 @@
+//! `aurigraph node`: starts the engine (one glommio executor per core) with an HTTP server on
+//! every core, all bound to the same port (SO_REUSEPORT), and stops gracefully on SIGTERM/SIGINT.
+
+use crate::config::{LogFormat, NodeArgs, NodeConfig};
+use crate::http::{self, HttpSettings};
+use crate::keys;
+use aurigraph_engine::datadir::GENESIS_FILE;
+use aurigraph_engine::genesis::{Allocation, Genesis};
+use aurigraph_engine::record::address_of;
+use aurigraph_engine::runtime::{CoreService, Engine, EngineConfig};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Chain id of the development chain created when no genesis is given.
+pub const DEV_CHAIN_ID: u32 = 7;
+pub const DEV_KEY_FILE: &str = "dev-key.json";
+const DEV_FUNDS: u64 = 1_000_000_000_000;
+/// How long a graceful stop waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AURIGRAPH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs a node until SIGTERM or SIGINT.
+pub fn run(args: NodeArgs) -> Result<(), String> {
+    let config = NodeConfig::resolve(&args)?;
+    init_logging(config.log_format);
+    // Block the stop signals before any thread starts, so that every thread inherits the mask
+    // and only `wait_for_stop_signal` receives them.
+    let signals = block_stop_signals();
+    let genesis = genesis_for(&config)?;
+    let draining = Arc::new(AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let settings = HttpSettings {
+        addr: config.http_addr,
+        body_bytes_max: config.body_bytes_max,
+        connections_max_per_core: config.connections_max_per_core,
+        node_id: config.node_id,
+        version: VERSION,
+        draining: draining.clone(),
+        in_flight: in_flight.clone(),
+        ..HttpSettings::new(config.http_addr)
+    };
+    // Each core binds its own listener; the first bind error stops the node with its message.
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let service: CoreService = Arc::new(move |core, engine| {
+        let settings = settings.clone();
+        let bound = bound_tx.clone();
+        Box::pin(async move {
+            match http::bind(&settings) {
+                Ok(listener) => {
+                    let _ = bound.send(Ok(()));
+                    http::serve(listener, core, engine, settings).await;
+                }
+                Err(e) => {
+                    let _ = bound.send(Err(format!("cannot listen on {}: {e}", settings.addr)));
+                }
+            }
+        })
+    });
+    let mut engine_config = EngineConfig::new(&config.data_dir, config.cores);
+    engine_config.node_id = config.node_id;
+    engine_config.pin_cores = config.pin_cores;
+    engine_config.snapshot_interval_entries = config.snapshot_interval_entries;
+    engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
+    let engine = Engine::start_with_services(engine_config, genesis.as_ref(), Some(service))
+        .map_err(|e| e.to_string())?;
+    for _ in 0..config.cores {
+        match bound_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                engine.shutdown();
+                return Err(message);
+            }
+            Err(_) => {
+                engine.shutdown();
+                return Err("the HTTP servers did not start within 10 s".into());
+            }
+        }
+    }
+    tracing::info!(
+        http = %config.http_addr,
+        data_dir = %config.data_dir.display(),
+        chain_id = engine.chain_id(),
+        shards = engine.shard_count(),
+        cores = engine.cores(),
+        "node ready: http://{}/api/v11/health",
+        config.http_addr
+    );
+    let signal = wait_for_stop_signal(signals);
+    tracing::info!(signal, "stopping: draining in-flight requests");
+    draining.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left = in_flight.load(Ordering::SeqCst);
+    if left > 0 {
+        tracing::warn!(left, "requests still in flight after the drain timeout");
+    }
+    match engine.shutdown() {
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Some(error) => Err(format!("stopped with an error: {error}")),
+    }
+}
+
+/// The genesis to create the data directory with: the `--genesis` file, or (when the directory
+/// has no genesis yet) a development genesis funding a new key written into the directory.
+fn genesis_for(config: &NodeConfig) -> Result<Option<Genesis>, String> {
+    if let Some(path) = &config.genesis {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read genesis {}: {e}", path.display()))?;
+        let genesis = Genesis::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(Some(genesis));
+    }
+    if config.data_dir.join(GENESIS_FILE).exists() {
+        return Ok(None);
+    }
+    Ok(Some(development_genesis(&config.data_dir)?))
+}
+
+fn development_genesis(data_dir: &Path) -> Result<Genesis, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let key_path = data_dir.join(DEV_KEY_FILE);
+    let key = if key_path.exists() {
+        keys::read_key(&key_path)?
+    } else {
+        let key = keys::generate();
+        keys::write_key(&key_path, &key, false)?;
+        key
+    };
+    let address = address_of(&key);
+    tracing::info!(
+        key = %key_path.display(),
+        %address,
+        amount = DEV_FUNDS,
+        "development chain: the funded key is {}",
+        key_path.display()
+    );
+    Ok(Genesis {
+        chain_id: DEV_CHAIN_ID,
+        shards: None,
+        allocations: vec![Allocation {
+            address,
+            asset: 0,
+            amount: DEV_FUNDS,
+        }],
+    })
+}
+
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_stop_signal(set: libc::sigset_t) -> &'static str {
+    let mut signal: libc::c_int = 0;
+    // SAFETY: `set` holds blocked signals; sigwait stores the one received.
+    unsafe {
+        libc::sigwait(&set, &mut signal);
+    }
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
