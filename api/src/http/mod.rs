@@ -29,7 +29,8 @@ pub mod types;
 
 pub use server::{bind, serve};
 pub use stats::Metrics;
-#[allow(unused_imports)] // used by the benchmark client
+#[allow(unused_imports)]
+// for clients (client.rs currently has its own decoder of the same format)
 pub use types::{decode_compact_results, BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 
 use aurigraph_engine::batch::BATCH_RECORDS_MAX;

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -33,10 +34,11 @@ fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
     std::net::TcpListener::bind(addr)?.local_addr()
 }
 
-/// Binds this core's listener on `settings.addr` (`SO_REUSEPORT`, set by glommio). The first
-/// core of a node checks the address for the whole node first (see [`check_addr`]); the others
-/// wait for that check and bind the address it resolved. Must run inside a glommio executor.
-/// Errors are the operating system's (e.g. `Address already in use`), without the address.
+/// Binds this core's listener on `settings.addr` (`SO_REUSEPORT`: every core of the node binds
+/// the same address and the kernel spreads connections over them). The first core of a node
+/// checks the address for the whole node first (see [`check_addr`]); the others wait for that
+/// check and bind the address it resolved. Must run inside a glommio executor. Errors are the
+/// operating system's (e.g. `Address already in use`), without the address.
 pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
     let checked = settings
         .checked_addr
@@ -45,9 +47,41 @@ pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
         Ok(addr) => *addr,
         Err((kind, message)) => return Err(io::Error::new(*kind, message.clone())),
     };
-    let listener = TcpListener::bind(addr).map_err(io::Error::from)?;
+    let socket = listen_socket(addr)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket that we own; its ownership moves
+    // into the listener, which closes it on drop.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
     tracing::debug!(%addr, "HTTP listener bound");
     Ok(listener)
+}
+
+/// Pending connections the kernel queues per core (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket with `SO_REUSEPORT` (share the port across cores) and `SO_REUSEADDR`
+/// (rebind while connections of a previous run linger in TIME_WAIT). Close-on-exec, blocking
+/// (glommio accepts through io_uring or a non-blocking attempt of its own).
+fn listen_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
 }
 
 /// Serves connections from `listener` on this core until `settings.draining` is set. Runs as a
