@@ -3,7 +3,7 @@
 //! account beside the raw map's.
 
 use aurigraph_benches::{
-    criterion, genesis_for, measuring, median_ns, per_sec, random_addresses, rss_bytes,
+    criterion, genesis_for, measuring, median_ns, per_sec, random_addresses, rss_bytes, sized,
     Comparison, NonceClock, Summary, TransferPool, Zipf,
 };
 use aurigraph_engine::{Record, ResultCode, ShardState};
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-const ACCOUNTS: usize = 1_000_000;
+const ACCOUNTS_FULL: usize = 1_000_000;
 const BATCH_RECORDS: usize = 8_192;
 /// 122 batches: 999,424 pre-built transfers per workload.
-const BATCHES: usize = 122;
+const BATCHES_FULL: usize = 122;
 const GENESIS_AMOUNT: u64 = 1_000_000_000_000;
 const GROUP: &str = "apply";
 
@@ -77,37 +77,39 @@ impl Cursor {
 fn main() {
     let since = SystemTime::now();
     let mut rng = StdRng::seed_from_u64(0xA991);
+    let accounts = sized(ACCOUNTS_FULL, 10_000);
+    let batches = sized(BATCHES_FULL, 4);
 
     // Inputs for the state come first, so that the RSS growth below is the state alone.
-    let addresses = random_addresses(ACCOUNTS, &mut rng);
+    let addresses = random_addresses(accounts, &mut rng);
     let genesis = genesis_for(&addresses, GENESIS_AMOUNT);
     let before_state = rss_bytes();
     let mut state = ShardState::from_genesis(&genesis, 0, 1);
     let after_state = rss_bytes();
-    assert_eq!(state.account_count(), ACCOUNTS);
-    let mut raw = RawMap::with_capacity_and_hasher(ACCOUNTS, Default::default());
+    assert_eq!(state.account_count(), accounts);
+    let mut raw = RawMap::with_capacity_and_hasher(accounts, Default::default());
     for a in &genesis.allocations {
         raw.insert(a.address.0, a.amount);
     }
     let after_raw = rss_bytes();
     drop(genesis);
 
-    let transfers = BATCHES * BATCH_RECORDS;
+    let transfers = batches * BATCH_RECORDS;
     let mut uniform = TransferPool::generate(&addresses, transfers, BATCH_RECORDS, &mut rng, |r| {
-        r.gen_range(0..ACCOUNTS)
+        r.gen_range(0..accounts)
     });
-    let zipf = Zipf::new(ACCOUNTS, 0.99);
+    let zipf = Zipf::new(accounts, 0.99);
     let mut skewed = TransferPool::generate(&addresses, transfers, BATCH_RECORDS, &mut rng, |r| {
         zipf.sample(r)
     });
     println!(
-        "apply: {ACCOUNTS} accounts, {transfers} pre-built transfers per workload in batches of \
+        "apply: {accounts} accounts, {transfers} pre-built transfers per workload in batches of \
          {BATCH_RECORDS}; busiest sender: {} transfers (uniform), {} (zipf 0.99)",
         uniform.seq_max(),
         skewed.seq_max()
     );
 
-    let mut c = criterion(Duration::from_secs(4));
+    let mut c = criterion(10, Duration::from_secs(4));
     let mut group = c.benchmark_group(GROUP);
     group.throughput(Throughput::Elements(BATCH_RECORDS as u64));
     let mut clock = NonceClock::default();
@@ -165,8 +167,11 @@ fn main() {
         );
     }
 
+    if !measuring() {
+        return;
+    }
     let mut summary = Summary::new();
-    let per_account = |bytes: u64, base: u64| bytes.saturating_sub(base) as f64 / ACCOUNTS as f64;
+    let per_account = |bytes: u64, base: u64| bytes.saturating_sub(base) as f64 / accounts as f64;
     summary.compare(Comparison {
         name: "ledger_rss_bytes_per_account",
         value: per_account(after_state, before_state),
@@ -176,10 +181,8 @@ fn main() {
         unit: " B/account",
         ratio_name: Some("ledger_rss_ratio_vs_raw_hashmap"),
     });
-    if !measuring() {
-        return;
-    }
-    let tps = |bench: &str| median_ns(GROUP, bench, since).map(|ns| per_sec(BATCH_RECORDS as f64, ns));
+    let tps =
+        |bench: &str| median_ns(GROUP, bench, since).map(|ns| per_sec(BATCH_RECORDS as f64, ns));
     for (workload, suffix, ratio_name) in [
         ("uniform", "", "apply_ratio_vs_raw_hashmap"),
         ("zipf099", "_zipf099", "apply_ratio_vs_raw_hashmap_zipf099"),
@@ -195,7 +198,7 @@ fn main() {
             name: &format!("apply_transfers_per_sec_per_core{suffix}"),
             value: ours,
             raw_name: &format!("apply_raw_hashmap_transfers_per_sec_per_core{suffix}"),
-            raw: raw,
+            raw,
             raw_label: "raw hash-map baseline",
             unit: "/s",
             ratio_name: Some(ratio_name),

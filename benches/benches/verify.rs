@@ -88,7 +88,8 @@ fn main() {
         assert_eq!((ours, raw), (RECORDS, RECORDS), "chunk {chunk}");
     }
 
-    let mut c = criterion(Duration::from_secs(3));
+    // 20 samples: the machine is shared, and the median of more samples resists bursts of load.
+    let mut c = criterion(20, Duration::from_secs(4));
     let mut group = c.benchmark_group(GROUP);
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Elements(RECORDS as u64));
@@ -108,7 +109,8 @@ fn main() {
     }
 
     let mut summary = Summary::new();
-    let rate = |bench: String| median_ns(GROUP, &bench, since).map(|ns| per_sec(RECORDS as f64, ns));
+    let rate =
+        |bench: String| median_ns(GROUP, &bench, since).map(|ns| per_sec(RECORDS as f64, ns));
     for &chunk in &chunks {
         let (Some(ours), Some(raw)) = (
             rate(format!("engine_chunk{chunk}")),

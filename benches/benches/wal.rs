@@ -8,8 +8,8 @@
 //! framing (record headers, padding to 4 KiB) as well as its code.
 
 use aurigraph_benches::{
-    criterion, measuring, median_ns, per_sec, random_addresses, scratch_dir, Comparison, Summary,
-    CHAIN_ID,
+    criterion, filesystem_of, measuring, median_ns, per_sec, random_addresses, scratch_dir,
+    Comparison, Summary, CHAIN_ID,
 };
 use aurigraph_engine::record::Transfer;
 use aurigraph_engine::{encode_batch, Record};
@@ -60,10 +60,11 @@ fn entry_template() -> Entry {
             .with_signature(&signature)
         })
         .collect();
-    let mut entry = Entry::default();
-    entry.term = 1;
-    entry.data = encode_batch(&records).into();
-    entry
+    Entry {
+        term: 1,
+        data: encode_batch(&records).into(),
+        ..Default::default()
+    }
 }
 
 /// `count` entries with the next log indexes (cheap: the payload is shared, not copied).
@@ -159,11 +160,17 @@ fn main() {
         .make()
         .expect("start a glommio executor (io_uring)");
     let scratch = scratch_dir("wal-");
-    println!("wal: scratch directory {}", scratch.path().display());
+    println!(
+        "wal: scratch directory {} ({})",
+        scratch.path().display(),
+        filesystem_of(scratch.path())
+    );
     let template = entry_template();
     let entry_bytes = template.data.len();
 
-    let mut c = criterion(Duration::from_secs(3));
+    // 20 samples: fdatasync latency on a shared disk comes in bursts; the median of more samples
+    // resists them.
+    let mut c = criterion(20, Duration::from_secs(4));
     let mut group = c.benchmark_group(GROUP);
     group.sampling_mode(SamplingMode::Flat);
     let mut overhead = Vec::new();
@@ -201,7 +208,9 @@ fn main() {
         });
         executor.run(wal.close()).expect("close the WAL");
 
-        let mut raw_log = executor.run(RawLog::create(&scratch.path().join(format!("raw-group{n}"))));
+        let mut raw_log = executor.run(RawLog::create(
+            &scratch.path().join(format!("raw-group{n}")),
+        ));
         let mut raw = Written::default();
         let mut raw_index = 1u64;
         group.bench_function(format!("raw_dma_group{n}"), |b| {

@@ -70,20 +70,58 @@ pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
         .expect("create scratch dir")
 }
 
+/// The file system type of `path` (statfs), for the printed record of where I/O benches ran.
+/// Panics on tmpfs/ramfs: an I/O benchmark there would measure memory, not a disk.
+pub fn filesystem_of(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: statfs writes into the zeroed struct we pass; the path is a valid C string.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
+    assert_eq!(rc, 0, "statfs {}", path.display());
+    let name = match stat.f_type as u64 {
+        0xEF53 => "ext4".to_string(),
+        0x5846_5342 => "xfs".to_string(),
+        0x9123_683E => "btrfs".to_string(),
+        0x794C_7630 => "overlayfs".to_string(),
+        0x0102_1994 | 0x8584_58F6 => {
+            panic!("{} is on tmpfs/ramfs: not a disk", path.display())
+        }
+        other => format!("file system type {other:#x}"),
+    };
+    name
+}
+
 // ---------------------------------------------------------------------------------------------
 // Criterion
 
-/// Whether this run measures (not `--test`, `--list` or `--profile-time`), i.e. whether the
-/// estimates criterion writes are fresh measurements worth summarising.
+/// Whether this run measures, as criterion decides it: `--bench` given (`cargo bench` passes it;
+/// `cargo test --benches` does not) and none of `--test`, `--list`, `--profile-time`. Only then
+/// are the estimates criterion writes fresh measurements worth summarising.
 pub fn measuring() -> bool {
-    !std::env::args().any(|a| a == "--test" || a == "--list" || a == "--profile-time")
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench")
+        && !args
+            .iter()
+            .any(|a| a == "--test" || a == "--list" || a.starts_with("--profile-time"))
 }
 
-/// Criterion with the modest settings these benches share (command-line flags still override).
-pub fn criterion(measurement: Duration) -> Criterion {
+/// `full` when measuring, else `quick`: `cargo test --benches` runs each bench once, on small
+/// inputs, to check that it works.
+pub fn sized(full: usize, quick: usize) -> usize {
+    if measuring() {
+        full
+    } else {
+        quick
+    }
+}
+
+/// Criterion with the modest settings these benches share: `samples` samples (10 to 20),
+/// `measurement` per bench, 1 s warm-up (command-line flags still override).
+pub fn criterion(samples: usize, measurement: Duration) -> Criterion {
     Criterion::default()
         .output_directory(&criterion_dir())
-        .sample_size(10)
+        .sample_size(samples)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(measurement)
         .without_plots()
@@ -184,7 +222,10 @@ pub fn merge_summary(path: &Path, entries: &[(String, f64)]) -> std::io::Result<
         Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => {
-                eprintln!("{} is not a JSON object; starting it afresh", path.display());
+                eprintln!(
+                    "{} is not a JSON object; starting it afresh",
+                    path.display()
+                );
                 serde_json::Map::new()
             }
         },
@@ -201,7 +242,9 @@ pub fn merge_summary(path: &Path, entries: &[(String, f64)]) -> std::io::Result<
     std::fs::create_dir_all(dir)?;
     let temp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("summary"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("summary"),
         std::process::id()
     ));
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(object))
@@ -294,7 +337,9 @@ impl Zipf {
 
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         let u: f64 = rng.gen();
-        self.cdf.partition_point(|&c| c <= u).min(self.cdf.len() - 1)
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len() - 1)
     }
 }
 
@@ -320,7 +365,7 @@ pub fn genesis_for(addresses: &[Address], amount: u64) -> Genesis {
             amount,
         });
     }
-    allocations.sort_unstable_by(|a, b| a.address.cmp(&b.address));
+    allocations.sort_unstable_by_key(|a| a.address);
     Genesis {
         chain_id: CHAIN_ID,
         shards: Some(1),
@@ -448,7 +493,8 @@ mod tests {
     fn pool_nonces_increase_per_sender_across_rebases() {
         let mut rng = StdRng::seed_from_u64(2);
         let addresses = random_addresses(10, &mut rng);
-        let mut pool = TransferPool::generate(&addresses, 100, 16, &mut rng, |r| r.gen_range(0..10));
+        let mut pool =
+            TransferPool::generate(&addresses, 100, 16, &mut rng, |r| r.gen_range(0..10));
         assert_eq!(pool.len(), 100);
         assert_eq!(pool.batches.len(), 7);
         let mut clock = NonceClock::default();
