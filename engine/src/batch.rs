@@ -40,7 +40,9 @@ pub struct Batch {
 /// Why a batch was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BatchError {
-    #[error("batch is {bytes} bytes: a batch of N records is 168*N+12 bytes, with 1 <= N <= {max}")]
+    #[error(
+        "batch is {bytes} bytes: a batch of N records is 168*N+12 bytes, with 1 <= N <= {max}"
+    )]
     BadLength { bytes: usize, max: usize },
     #[error("batch holds {count} records, more than the limit of {max}")]
     TooManyRecords { count: usize, max: usize },
@@ -83,7 +85,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
         bytes: bytes.len(),
         max: BATCH_RECORDS_MAX,
     };
-    if bytes.len() < BATCH_FOOTER_BYTES || (bytes.len() - BATCH_FOOTER_BYTES) % RECORD_BYTES != 0 {
+    if bytes.len() < BATCH_FOOTER_BYTES
+        || !(bytes.len() - BATCH_FOOTER_BYTES).is_multiple_of(RECORD_BYTES)
+    {
         return Err(length_error);
     }
     let count = (bytes.len() - BATCH_FOOTER_BYTES) / RECORD_BYTES;
@@ -136,7 +140,7 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// `records_max` bounds the batch (at most `BATCH_RECORDS_MAX`); capacity is reserved once.
     pub fn with_capacity(records_max: usize) -> BatchBuilder {
-        assert!(records_max >= 1 && records_max <= BATCH_RECORDS_MAX);
+        assert!((1..=BATCH_RECORDS_MAX).contains(&records_max));
         BatchBuilder {
             bytes: Vec::with_capacity(records_max * RECORD_BYTES + BATCH_FOOTER_BYTES),
             count: 0,
@@ -235,30 +239,48 @@ mod tests {
     #[test]
     fn malformed_batches_get_precise_errors() {
         let good = encode_batch(&[record(1), record(2)]);
-        assert!(matches!(decode_batch(&[]), Err(BatchError::BadLength { .. })));
-        assert!(matches!(decode_batch(&good[..good.len() - 1]), Err(BatchError::BadLength { .. })));
+        assert!(matches!(
+            decode_batch(&[]),
+            Err(BatchError::BadLength { .. })
+        ));
+        assert!(matches!(
+            decode_batch(&good[..good.len() - 1]),
+            Err(BatchError::BadLength { .. })
+        ));
         assert_eq!(decode_batch(&[0u8; 12]).unwrap_err(), BatchError::Empty);
 
         let mut bad_version = good.clone();
         let at = 2 * 168;
         bad_version[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
-        assert_eq!(decode_batch(&bad_version).unwrap_err(), BatchError::BadVersion(9));
+        assert_eq!(
+            decode_batch(&bad_version).unwrap_err(),
+            BatchError::BadVersion(9)
+        );
 
         let mut bad_count = good.clone();
         let at = good.len() - 4;
         bad_count[at..].copy_from_slice(&1u32.to_le_bytes());
-        assert!(matches!(decode_batch(&bad_count), Err(BatchError::CountMismatch { .. })));
+        assert!(matches!(
+            decode_batch(&bad_count),
+            Err(BatchError::CountMismatch { .. })
+        ));
 
         let mut too_long = good.clone();
         too_long[at..].copy_from_slice(&1000u32.to_le_bytes());
-        assert!(matches!(decode_batch(&too_long), Err(BatchError::Archive(_))));
+        assert!(matches!(
+            decode_batch(&too_long),
+            Err(BatchError::Archive(_))
+        ));
 
         let mut bad_pointer = good.clone();
         let at = good.len() - 8;
         bad_pointer[at..at + 4].copy_from_slice(&(-4i32).to_le_bytes());
         assert!(decode_batch(&bad_pointer).is_err());
         bad_pointer[at..at + 4].copy_from_slice(&1_000_000i32.to_le_bytes());
-        assert!(matches!(decode_batch(&bad_pointer), Err(BatchError::Archive(_))));
+        assert!(matches!(
+            decode_batch(&bad_pointer),
+            Err(BatchError::Archive(_))
+        ));
     }
 
     #[test]

@@ -22,7 +22,11 @@ pub struct DataDir {
 impl DataDir {
     /// Opens `dir`; creates it from `genesis` when it holds no genesis yet. `default_shards`
     /// resolves a genesis without `shards`.
-    pub fn open(dir: &Path, genesis: Option<&Genesis>, default_shards: u32) -> Result<DataDir, String> {
+    pub fn open(
+        dir: &Path,
+        genesis: Option<&Genesis>,
+        default_shards: u32,
+    ) -> Result<DataDir, String> {
         let path = dir.join(GENESIS_FILE);
         if path.exists() {
             let text = fs::read_to_string(&path)
@@ -105,11 +109,21 @@ mod tests {
         let d = DataDir::open(dir.path(), Some(&genesis(5)), 2).unwrap();
         assert_eq!(d.shard_count, 2);
         // Same genesis (shards resolved either way): fine. No genesis: fine.
-        assert_eq!(DataDir::open(dir.path(), Some(&genesis(5)), 8).unwrap().shard_count, 2);
+        assert_eq!(
+            DataDir::open(dir.path(), Some(&genesis(5)), 8)
+                .unwrap()
+                .shard_count,
+            2
+        );
         assert!(DataDir::open(dir.path(), None, 8).is_ok());
-        let err = DataDir::open(dir.path(), Some(&genesis(6)), 2).err().unwrap();
+        let err = DataDir::open(dir.path(), Some(&genesis(6)), 2)
+            .err()
+            .unwrap();
         assert!(err.contains("differs"), "{err}");
         let empty = tempfile::tempdir().unwrap();
-        assert!(DataDir::open(empty.path(), None, 2).err().unwrap().contains("no genesis"));
+        assert!(DataDir::open(empty.path(), None, 2)
+            .err()
+            .unwrap()
+            .contains("no genesis"));
     }
 }

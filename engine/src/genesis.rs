@@ -208,7 +208,7 @@ mod tests {
             (r#"{"shards":2}"#.to_string(), "chainId"),
             (r#"{"chainId":7,"shards":0}"#.to_string(), "shards is 0"),
             (
-                format!(r#"{{"chainId":7,"allocations":[{{"address":"xyz","amount":1}}]}}"#),
+                r#"{"chainId":7,"allocations":[{"address":"xyz","amount":1}]}"#.to_string(),
                 "allocation 0",
             ),
             (

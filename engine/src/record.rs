@@ -23,6 +23,7 @@ const OFFSET_NONCE: usize = 96;
 
 /// An account address: the account's Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(transparent)]
 pub struct Address(pub [u8; 32]);
 
 impl Address {
@@ -147,6 +148,18 @@ impl Record {
         Address(*self.from_bytes())
     }
 
+    /// The sender's address viewed in place (no copy).
+    pub fn from_bytes_as_address(&self) -> &Address {
+        // SAFETY: Address is a plain [u8; 32] newtype with the same layout.
+        unsafe { &*(self.0[OFFSET_FROM..OFFSET_TO].as_ptr() as *const Address) }
+    }
+
+    /// The receiver's address viewed in place (no copy).
+    pub fn to_bytes_as_address(&self) -> &Address {
+        // SAFETY: as above.
+        unsafe { &*(self.0[OFFSET_TO..OFFSET_ASSET].as_ptr() as *const Address) }
+    }
+
     pub fn to(&self) -> Address {
         Address(self.0[OFFSET_TO..OFFSET_ASSET].try_into().unwrap())
     }
@@ -261,7 +274,9 @@ mod tests {
     #[test]
     fn address_hex_errors_are_clear() {
         assert!(Address::from_hex("ab").unwrap_err().contains("64 hex"));
-        assert!(Address::from_hex(&"zz".repeat(32)).unwrap_err().contains("hex"));
+        assert!(Address::from_hex(&"zz".repeat(32))
+            .unwrap_err()
+            .contains("hex"));
         let a = Address([0xab; 32]);
         assert_eq!(Address::from_hex(&a.to_hex()).unwrap(), a);
         assert_eq!(Address::from_hex(&a.to_hex().to_uppercase()).unwrap(), a);

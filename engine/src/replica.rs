@@ -44,7 +44,9 @@ pub struct Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxStatus {
     /// Admitted, signature checks passed or pending, not yet decided by the log.
-    Pending { shard: ShardId },
+    Pending {
+        shard: ShardId,
+    },
     Decided(Outcome),
 }
 
@@ -248,7 +250,15 @@ impl ShardReplica {
             replica.queue_new_receipts(d);
         }
         let voters = replica.node.raft.prs().conf().voters().ids().len();
-        if voters == 1 && replica.node.raft.prs().conf().voters().contains(replica.config.node_id) {
+        if voters == 1
+            && replica
+                .node
+                .raft
+                .prs()
+                .conf()
+                .voters()
+                .contains(replica.config.node_id)
+        {
             replica.node.campaign()?;
         }
         Ok(replica)
@@ -307,15 +317,14 @@ impl ShardReplica {
             missing: 0,
         };
         for (slot, record) in records.iter().enumerate() {
-            let stateless = precheck(record, self.state.chain_id(), self.state.assets()).and_then(
-                |()| {
+            let stateless =
+                precheck(record, self.state.chain_id(), self.state.assets()).and_then(|()| {
                     if shard_of(&record.from(), self.state.shard_count()) == self.config.shard {
                         Ok(())
                     } else {
                         Err(ResultCode::Malformed)
                     }
-                },
-            );
+                });
             match stateless {
                 Err(code) => ticket.outcomes[slot] = Some(self.rejected(record, code)),
                 Ok(()) => {
@@ -675,7 +684,12 @@ impl ShardReplica {
                 self.push_block(entry, 0);
             }
             _ => {
-                tracing::warn!(shard = self.config.shard, index, kind, "unknown entry kind skipped");
+                tracing::warn!(
+                    shard = self.config.shard,
+                    index,
+                    kind,
+                    "unknown entry kind skipped"
+                );
                 self.state.set_applied_index(index);
             }
         }

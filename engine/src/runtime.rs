@@ -12,11 +12,11 @@
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
 use crate::ledger::{Account, ShardState};
+use crate::record::TxHash;
 use crate::record::{Address, Record};
 use crate::replica::{
     BlockHeader, Outcome, ReceiptDelivery, ReplicaConfig, ShardReplica, SubmitError, TxStatus,
 };
-use crate::record::TxHash;
 use crate::shard::{shard_of, ShardId};
 use crate::state_snapshot::{decode_state, encode_state};
 use crate::verify::SignatureVerifier;
@@ -26,8 +26,8 @@ use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
 use raft::eraftpb::ConfState;
 use raft::StateRole;
-use std::path::PathBuf;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -352,7 +352,10 @@ impl Engine {
 
     /// Queues records for consensus and returns their hashes once every owning shard admitted
     /// them (the `?wait=false` path); their outcomes appear in [`Engine::transaction`].
-    pub async fn submit_detached(&self, records: Vec<Record>) -> Result<Vec<TxHash>, SubmitFailure> {
+    pub async fn submit_detached(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<TxHash>, SubmitFailure> {
         let shard_count = self.inner.shard_count;
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
         let mut per_shard: Vec<Vec<Record>> = vec![Vec::new(); shard_count as usize];
@@ -400,7 +403,11 @@ impl Engine {
     }
 
     /// A block of `shard` at `height`, if within the recent window.
-    pub async fn block(&self, shard: ShardId, height: u64) -> Result<Option<BlockHeader>, EngineError> {
+    pub async fn block(
+        &self,
+        shard: ShardId,
+        height: u64,
+    ) -> Result<Option<BlockHeader>, EngineError> {
         let Some(sender) = self.inner.shards.get(shard as usize) else {
             return Ok(None);
         };
@@ -590,7 +597,13 @@ async fn open_shard(
     replica_config.recent_blocks_max = config.recent_blocks_per_shard;
     let replica = ShardReplica::new(replica_config, log.storage(), state)
         .map_err(|source| EngineError::Raft { shard, source })?;
-    tracing::info!(shard, core, applied = replica.state().applied_index(), accounts = replica.state().account_count(), "shard recovered");
+    tracing::info!(
+        shard,
+        core,
+        applied = replica.state().applied_index(),
+        accounts = replica.state().account_count(),
+        "shard recovered"
+    );
     Ok((replica, log))
 }
 
@@ -700,7 +713,11 @@ impl ShardDriver {
                 }
             },
             Command::SubmitDetached { records, reply } => {
-                let result = self.replica.submit(&records).map(|_| ()).map_err(Into::into);
+                let result = self
+                    .replica
+                    .submit(&records)
+                    .map(|_| ())
+                    .map_err(Into::into);
                 let _ = reply.send(result);
             }
             Command::Transaction { hash, reply } => {
@@ -720,10 +737,9 @@ impl ShardDriver {
                 let _ = reply.send(self.status());
             }
             Command::Receipts(delivery) => self.replica.receive_receipts(delivery),
-            Command::Credited {
-                destination,
-                up_to,
-            } => self.replica.receipts_credited(destination, up_to),
+            Command::Credited { destination, up_to } => {
+                self.replica.receipts_credited(destination, up_to)
+            }
             Command::Shutdown => return true,
         }
         false

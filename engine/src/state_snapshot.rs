@@ -111,8 +111,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<ShardState, StateSnapshotError> {
     if shard_count == 0 || shard_count > SHARDS_MAX || shard >= shard_count {
         return invalid(format!("shard {shard} of {shard_count}"));
     }
-    if a.inbound_watermark.len() != shard_count as usize || a.outbox.len() != shard_count as usize
-    {
+    if a.inbound_watermark.len() != shard_count as usize || a.outbox.len() != shard_count as usize {
         return invalid("per-shard tables do not match the shard count".into());
     }
     let assets: Vec<u32> = a.assets.iter().map(|x| x.to_native()).collect();

@@ -24,18 +24,37 @@ fn address(i: usize) -> Address {
 fn genesis() -> Genesis {
     let mut allocations = Vec::new();
     for i in 0..ACCOUNTS {
-        allocations.push(Allocation { address: address(i), asset: 0, amount: 1_000 });
+        allocations.push(Allocation {
+            address: address(i),
+            asset: 0,
+            amount: 1_000,
+        });
         if i % 2 == 0 {
-            allocations.push(Allocation { address: address(i), asset: 5, amount: 50 });
+            allocations.push(Allocation {
+                address: address(i),
+                asset: 5,
+                amount: 50,
+            });
         }
     }
-    allocations.sort_by(|a, b| (a.address, a.asset).cmp(&(b.address, b.asset)));
-    Genesis { chain_id: CHAIN, shards: Some(SHARDS), allocations }
+    allocations.sort_by_key(|a| (a.address, a.asset));
+    Genesis {
+        chain_id: CHAIN,
+        shards: Some(SHARDS),
+        allocations,
+    }
 }
 
 fn record(from: usize, to: usize, asset: u32, amount: u64, nonce: u64) -> Record {
-    Transfer { chain_id: CHAIN, from: address(from), to: address(to), asset, amount, nonce }
-        .with_signature(&[0; 64])
+    Transfer {
+        chain_id: CHAIN,
+        from: address(from),
+        to: address(to),
+        asset,
+        amount,
+        nonce,
+    }
+    .with_signature(&[0; 64])
 }
 
 /// All shards of one replica, with a deterministic receipt exchange: markers credit the
@@ -48,7 +67,9 @@ struct Replica {
 impl Replica {
     fn new(g: &Genesis) -> Replica {
         Replica {
-            shards: (0..SHARDS).map(|s| ShardState::from_genesis(g, s, SHARDS)).collect(),
+            shards: (0..SHARDS)
+                .map(|s| ShardState::from_genesis(g, s, SHARDS))
+                .collect(),
             next_index: vec![1; SHARDS as usize],
         }
     }
@@ -67,8 +88,11 @@ impl Replica {
         let up_to = self.shards[source as usize].applied_index();
         let index = self.next_index[destination as usize];
         self.next_index[destination as usize] += 1;
-        let receipts: Vec<Receipt> =
-            self.shards[source as usize].outbox(destination).iter().copied().collect();
+        let receipts: Vec<Receipt> = self.shards[source as usize]
+            .outbox(destination)
+            .iter()
+            .copied()
+            .collect();
         let d = &mut self.shards[destination as usize];
         let credited = d.apply_marker(source, up_to, receipts.iter());
         d.set_applied_index(index);
@@ -83,7 +107,9 @@ impl Replica {
         let mut total = 0;
         for s in &self.shards {
             total += s.supply_held(asset);
-            total += s.supply_in_flight(asset, |d| self.shards[d as usize].inbound_watermark(s.shard()));
+            total += s.supply_in_flight(asset, |d| {
+                self.shards[d as usize].inbound_watermark(s.shard())
+            });
         }
         total
     }
@@ -91,8 +117,17 @@ impl Replica {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Transfer { from: usize, to: usize, asset_five: bool, amount: u64, nonce: u64 },
-    Marker { source: u32, destination: u32 },
+    Transfer {
+        from: usize,
+        to: usize,
+        asset_five: bool,
+        amount: u64,
+        nonce: u64,
+    },
+    Marker {
+        source: u32,
+        destination: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -107,13 +142,22 @@ fn run(replica: &mut Replica, ops: &[Op]) -> Vec<(Record, ResultCode)> {
     let mut outcomes = Vec::new();
     for op in ops {
         match *op {
-            Op::Transfer { from, to, asset_five, amount, nonce } => {
+            Op::Transfer {
+                from,
+                to,
+                asset_five,
+                amount,
+                nonce,
+            } => {
                 let r = record(from, to, if asset_five { 5 } else { 0 }, amount, nonce);
                 let shard = shard_of(&address(from), SHARDS);
                 let results = replica.apply_entry(shard, &[r]);
                 outcomes.push((r, results[0]));
             }
-            Op::Marker { source, destination } if source != destination => {
+            Op::Marker {
+                source,
+                destination,
+            } if source != destination => {
                 replica.apply_marker(source, destination);
             }
             Op::Marker { .. } => {}
@@ -261,8 +305,13 @@ fn stateless_checks_give_their_result_codes() {
         assert_eq!(r.apply_entry(shard, &[rec])[0], expected, "{rec:?}");
     }
     // A sender on another shard is refused deterministically (never routed here).
-    let other = (0..ACCOUNTS).find(|&i| shard_of(&address(i), SHARDS) != shard).unwrap();
-    assert_eq!(r.apply_entry(shard, &[record(other, (other + 1) % ACCOUNTS, 0, 1, 1)])[0], ResultCode::Malformed);
+    let other = (0..ACCOUNTS)
+        .find(|&i| shard_of(&address(i), SHARDS) != shard)
+        .unwrap();
+    assert_eq!(
+        r.apply_entry(shard, &[record(other, (other + 1) % ACCOUNTS, 0, 1, 1)])[0],
+        ResultCode::Malformed
+    );
 }
 
 #[test]
@@ -271,10 +320,20 @@ fn unknown_sender_has_insufficient_funds_and_creates_nothing() {
     let mut r = Replica::new(&g);
     let stranger = Address([0x77; 32]);
     let shard = shard_of(&stranger, SHARDS);
-    let rec = Transfer { chain_id: CHAIN, from: stranger, to: address(0), asset: 0, amount: 1, nonce: 0 }
-        .with_signature(&[0; 64]);
+    let rec = Transfer {
+        chain_id: CHAIN,
+        from: stranger,
+        to: address(0),
+        asset: 0,
+        amount: 1,
+        nonce: 0,
+    }
+    .with_signature(&[0; 64]);
     let before = r.shards[shard as usize].account_count();
-    assert_eq!(r.apply_entry(shard, &[rec])[0], ResultCode::InsufficientFunds);
+    assert_eq!(
+        r.apply_entry(shard, &[rec])[0],
+        ResultCode::InsufficientFunds
+    );
     assert_eq!(r.shards[shard as usize].account_count(), before);
 }
 

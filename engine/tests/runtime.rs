@@ -13,20 +13,38 @@ const CHAIN: u32 = 7;
 const SHARDS: u32 = 2;
 
 fn keys(n: usize) -> Vec<SigningKey> {
-    (0..n).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect()
+    (0..n)
+        .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
+        .collect()
 }
 
 fn genesis(keys: &[SigningKey]) -> Genesis {
     let mut allocations: Vec<Allocation> = keys
         .iter()
-        .map(|k| Allocation { address: address_of(k), asset: 0, amount: 1_000_000 })
+        .map(|k| Allocation {
+            address: address_of(k),
+            asset: 0,
+            amount: 1_000_000,
+        })
         .collect();
     allocations.sort_by_key(|a| a.address);
-    Genesis { chain_id: CHAIN, shards: Some(SHARDS), allocations }
+    Genesis {
+        chain_id: CHAIN,
+        shards: Some(SHARDS),
+        allocations,
+    }
 }
 
 fn transfer(key: &SigningKey, to: Address, amount: u64, nonce: u64) -> Record {
-    Transfer { chain_id: CHAIN, from: address_of(key), to, asset: 0, amount, nonce }.sign(key)
+    Transfer {
+        chain_id: CHAIN,
+        from: address_of(key),
+        to,
+        asset: 0,
+        amount,
+        nonce,
+    }
+    .sign(key)
 }
 
 fn config(dir: &std::path::Path) -> EngineConfig {
@@ -36,7 +54,9 @@ fn config(dir: &std::path::Path) -> EngineConfig {
 }
 
 fn balance(engine: &Engine, a: Address) -> u64 {
-    block_on(engine.account(a)).unwrap().map_or(0, |acc| acc.balance(0))
+    block_on(engine.account(a))
+        .unwrap()
+        .map_or(0, |acc| acc.balance(0))
 }
 
 /// Waits until every cross-shard receipt has been credited (markers are proposed asynchronously).
@@ -60,8 +80,14 @@ fn transfers_commit_apply_and_survive_restart() {
     let (same, cross) = {
         let a = &keys[0];
         let s = shard_of(&address_of(a), SHARDS);
-        let same = keys[1..].iter().find(|k| shard_of(&address_of(k), SHARDS) == s).unwrap();
-        let cross = keys[1..].iter().find(|k| shard_of(&address_of(k), SHARDS) != s).unwrap();
+        let same = keys[1..]
+            .iter()
+            .find(|k| shard_of(&address_of(k), SHARDS) == s)
+            .unwrap();
+        let cross = keys[1..]
+            .iter()
+            .find(|k| shard_of(&address_of(k), SHARDS) != s)
+            .unwrap();
         (address_of(same), address_of(cross))
     };
     let sender = &keys[0];
@@ -71,9 +97,9 @@ fn transfers_commit_apply_and_survive_restart() {
     let records = vec![
         transfer(sender, same, 10, 1),
         transfer(sender, cross, 20, 2),
-        transfer(sender, cross, 20, 2),              // replay of the same signed transfer
-        transfer(sender, cross, 5_000_000, 3),       // too much
-        transfer(sender, address_of(sender), 1, 4),  // self
+        transfer(sender, cross, 20, 2), // replay of the same signed transfer
+        transfer(sender, cross, 5_000_000, 3), // too much
+        transfer(sender, address_of(sender), 1, 4), // self
     ];
     let mut bad_sig = transfer(sender, same, 1, 5);
     bad_sig.0[150] ^= 1;
@@ -97,17 +123,31 @@ fn transfers_commit_apply_and_survive_restart() {
     }
     assert!(outcomes[0].block > 0 && outcomes[4].block == 0);
 
-    let expect = [(address_of(sender), 1_000_000 - 30), (same, 1_000_010), (cross, 1_000_020)];
+    let expect = [
+        (address_of(sender), 1_000_000 - 30),
+        (same, 1_000_010),
+        (cross, 1_000_020),
+    ];
     settle(&engine, &expect);
-    let hashes: Vec<u128> = block_on(engine.status()).unwrap().iter().map(|s| s.accounts_hash).collect();
+    let hashes: Vec<u128> = block_on(engine.status())
+        .unwrap()
+        .iter()
+        .map(|s| s.accounts_hash)
+        .collect();
     let status = block_on(engine.status()).unwrap();
-    assert!(status.iter().all(|s| s.role == "LEADER" && s.leader_id == Some(1)));
+    assert!(status
+        .iter()
+        .all(|s| s.role == "LEADER" && s.leader_id == Some(1)));
     assert!(engine.shutdown().is_none());
 
     // Restart from the log: same balances, same state hashes.
     let engine = Engine::start(config(dir.path()), None).unwrap();
     settle(&engine, &expect);
-    let again: Vec<u128> = block_on(engine.status()).unwrap().iter().map(|s| s.accounts_hash).collect();
+    let again: Vec<u128> = block_on(engine.status())
+        .unwrap()
+        .iter()
+        .map(|s| s.accounts_hash)
+        .collect();
     assert_eq!(hashes, again);
     // The replay window survived: the same transfer again is a replay.
     let o = block_on(engine.submit(vec![records[0]])).unwrap();
@@ -133,7 +173,11 @@ fn many_cross_shard_transfers_conserve_supply_across_snapshots() {
                 continue;
             }
             nonce[i] += 1;
-            batch.push((i, j, transfer(k, address_of(&keys[j]), 7 + i as u64, nonce[i])));
+            batch.push((
+                i,
+                j,
+                transfer(k, address_of(&keys[j]), 7 + i as u64, nonce[i]),
+            ));
         }
         let outcomes = block_on(engine.submit(batch.iter().map(|b| b.2).collect())).unwrap();
         for ((i, j, _), o) in batch.iter().zip(outcomes) {
@@ -142,12 +186,17 @@ fn many_cross_shard_transfers_conserve_supply_across_snapshots() {
             expected[*j] += 7 + *i as u64;
         }
     }
-    let expect: Vec<(Address, u64)> =
-        keys.iter().map(address_of).zip(expected.iter().copied()).collect();
+    let expect: Vec<(Address, u64)> = keys
+        .iter()
+        .map(address_of)
+        .zip(expected.iter().copied())
+        .collect();
     settle(&engine, &expect);
     eprintln!("phase 1 settled");
     assert!(engine.shutdown().is_none());
-    let snaps = std::fs::read_dir(dir.path().join("shards/0000/snap")).unwrap().count();
+    let snaps = std::fs::read_dir(dir.path().join("shards/0000/snap"))
+        .unwrap()
+        .count();
     assert!(snaps >= 1, "snapshots were taken");
 
     let engine = Engine::start(c, None).unwrap();
@@ -165,6 +214,8 @@ fn refuses_a_different_genesis() {
     assert!(engine.shutdown().is_none());
     let mut other = genesis(&keys);
     other.chain_id = 8;
-    let err = Engine::start(config(dir.path()), Some(&other)).err().unwrap();
+    let err = Engine::start(config(dir.path()), Some(&other))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("differs"), "{err}");
 }
