@@ -307,6 +307,62 @@ pub struct Report {
     pub latency_max_us: u64,
     pub late_batches: u64,
     pub lag_max: Duration,
+    /// Raw Ed25519 batch verification measured in this run (see [`measure_verify_ceiling`]).
+    pub ceiling: Option<VerifyCeiling>,
+}
+
+/// The machine's signature-verification ceiling, measured in the same run as the load: raw
+/// ed25519-dalek batch verification (keys and signatures parsed from bytes, chunks of the
+/// engine's size) of the benchmark's own signed transfers, on one thread, times the cores the
+/// node runs on. A node that verifies every signature cannot accept more than this.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyCeiling {
+    pub per_core_per_sec: f64,
+    pub cores: usize,
+}
+
+impl VerifyCeiling {
+    pub fn tx_per_sec(&self) -> f64 {
+        self.per_core_per_sec * self.cores as f64
+    }
+}
+
+/// Measures raw batch verification of `batches`' records on this thread for about `duration`.
+pub fn measure_verify_ceiling(
+    batches: &[Bytes],
+    cores: usize,
+    duration: Duration,
+) -> Option<VerifyCeiling> {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let chunk = aurigraph_engine::verify::VERIFY_CHUNK_DEFAULT;
+    let mut records = Vec::new();
+    for b in batches.iter().take(8) {
+        records.extend_from_slice(aurigraph_engine::batch::decode_batch(b).ok()?.records());
+    }
+    if records.is_empty() {
+        return None;
+    }
+    let start = Instant::now();
+    let mut verified = 0u64;
+    while start.elapsed() < duration {
+        for group in records.chunks(chunk) {
+            let keys: Vec<VerifyingKey> = group
+                .iter()
+                .map(|r| VerifyingKey::from_bytes(r.from_bytes()).expect("bench keys are valid"))
+                .collect();
+            let signatures: Vec<Signature> = group
+                .iter()
+                .map(|r| Signature::from_bytes(r.signature()))
+                .collect();
+            let messages: Vec<&[u8]> = group.iter().map(|r| &r.message()[..]).collect();
+            ed25519_dalek::verify_batch(&messages, &signatures, &keys).ok()?;
+            verified += group.len() as u64;
+        }
+    }
+    Some(VerifyCeiling {
+        per_core_per_sec: verified as f64 / start.elapsed().as_secs_f64(),
+        cores,
+    })
 }
 
 fn per_second(count: u64, elapsed: Duration) -> u64 {
@@ -389,6 +445,19 @@ impl Report {
         }
         lines.push(format!("load accepted = {} tx/s", self.load_accepted()));
         lines.push(format!("ok per second = {} tx/s", self.ok_per_second()));
+        if let Some(c) = &self.ceiling {
+            lines.push(format!(
+                "verify ceiling = {:.0} tx/s (raw ed25519-dalek batch verify measured in this run: \
+                 {:.0}/s per core x {} cores)",
+                c.tx_per_sec(),
+                c.per_core_per_sec,
+                c.cores
+            ));
+            lines.push(format!(
+                "load accepted / verify ceiling = {:.3}",
+                self.load_accepted() as f64 / c.tx_per_sec()
+            ));
+        }
         for (label, q) in [("p50", 0.5), ("p99", 0.99), ("p100", 1.0)] {
             lines.push(format!(
                 "batch latency {label} = {} ms",
@@ -417,6 +486,10 @@ impl Report {
             .collect();
         serde_json::json!({
             "loadAcceptedTxPerSec": self.load_accepted(),
+            "verifyCeilingTxPerSec": self.ceiling.map(|c| c.tx_per_sec()),
+            "verifyCeilingPerCorePerSec": self.ceiling.map(|c| c.per_core_per_sec),
+            "verifyCeilingCores": self.ceiling.map(|c| c.cores),
+            "loadAcceptedOverCeiling": self.ceiling.map(|c| self.load_accepted() as f64 / c.tx_per_sec()),
             "okPerSec": self.ok_per_second(),
             "loadOfferedTxPerSec": self.rate,
             "batchLatencyP50Ms": self.latency_at_us(0.5) / 1000,
@@ -881,6 +954,20 @@ pub fn run(
     );
     drop(keys);
 
+    // The ceiling, measured now on this machine (only meaningful for a node on this host).
+    let ceiling = if args.addresses.is_empty() {
+        let c = measure_verify_ceiling(&batches, cores, Duration::from_millis(1500));
+        if let Some(c) = &c {
+            eprintln!(
+                "bench: raw batch verification here: {:.0} signatures/s per core",
+                c.per_core_per_sec
+            );
+        }
+        c
+    } else {
+        None
+    };
+
     // Load.
     let load_bar = progress_bar(args.transfers as u64, "sending");
     let load = Arc::new(Load {
@@ -936,6 +1023,7 @@ pub fn run(
         latency_max_us: stats.latency_max_us,
         late_batches: stats.late_batches,
         lag_max: stats.lag_max,
+        ceiling,
     };
     for line in report.summary_lines() {
         println!("{line}");
@@ -998,6 +1086,7 @@ mod tests {
             latency_max_us: latencies_us.iter().copied().max().unwrap_or(0),
             late_batches: 0,
             lag_max: Duration::ZERO,
+            ceiling: None,
         }
     }
 

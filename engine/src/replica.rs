@@ -148,6 +148,8 @@ pub struct ShardReplica {
     results: Vec<ResultCode>,
     // Admission queue of this turn: (ticket, slot, record).
     admitted: Vec<(u64, u32, Record)>,
+    /// Admitted by `submit_verified`: signatures already checked.
+    admitted_verified: Vec<(u64, u32, Record)>,
     builder: BatchBuilder,
     next_ticket: u64,
     next_proposal: u64,
@@ -223,6 +225,7 @@ impl ShardReplica {
             valid: Vec::new(),
             results: Vec::new(),
             admitted: Vec::new(),
+            admitted_verified: Vec::new(),
             next_ticket: 1,
             next_proposal: 1,
             tickets: HashMap::new(),
@@ -290,7 +293,7 @@ impl ShardReplica {
         self.pending_records
     }
     pub fn has_admitted(&self) -> bool {
-        !self.admitted.is_empty()
+        !self.admitted.is_empty() || !self.admitted_verified.is_empty()
     }
     /// Whether apply is waiting for receipts from another shard.
     pub fn apply_blocked(&self) -> bool {
@@ -301,6 +304,24 @@ impl ShardReplica {
     /// next [`ShardReplica::propose_admitted`]. Returns the ticket whose outcomes will appear in
     /// [`ShardReplica::take_completed`].
     pub fn submit(&mut self, records: &[Record]) -> Result<u64, SubmitError> {
+        self.admit(records, None)
+    }
+
+    /// Like [`ShardReplica::submit`] for records whose signatures the caller already verified
+    /// (`valid[i]` for `records[i]`; the runtime verifies on the shard's core while the previous
+    /// group commit is in flight). Invalid ones are answered `BAD_SIGNATURE` (after the
+    /// stateless checks, as in the unverified path); the others wait for
+    /// [`ShardReplica::propose_preverified`].
+    pub fn submit_verified(
+        &mut self,
+        records: &[Record],
+        valid: &[bool],
+    ) -> Result<u64, SubmitError> {
+        assert_eq!(records.len(), valid.len());
+        self.admit(records, Some(valid))
+    }
+
+    fn admit(&mut self, records: &[Record], valid: Option<&[bool]>) -> Result<u64, SubmitError> {
         if !self.is_leader() {
             return Err(SubmitError::NotLeader {
                 shard: self.config.shard,
@@ -325,10 +346,19 @@ impl ShardReplica {
                         Err(ResultCode::Malformed)
                     }
                 });
+            let stateless = match (stateless, valid) {
+                (Ok(()), Some(valid)) if !valid[slot] => Err(ResultCode::BadSignature),
+                (other, _) => other,
+            };
             match stateless {
                 Err(code) => ticket.outcomes[slot] = Some(self.rejected(record, code)),
                 Ok(()) => {
-                    self.admitted.push((ticket_id, slot as u32, *record));
+                    if valid.is_some() {
+                        self.admitted_verified
+                            .push((ticket_id, slot as u32, *record));
+                    } else {
+                        self.admitted.push((ticket_id, slot as u32, *record));
+                    }
                     ticket.missing += 1;
                     let shard = self.config.shard;
                     self.remember(record.tx_hash(), TxStatus::Pending { shard });
@@ -433,14 +463,26 @@ impl ShardReplica {
         std::mem::take(&mut self.admitted)
     }
 
+    /// Proposes what [`ShardReplica::submit_verified`] admitted, then markers.
+    pub fn propose_preverified(&mut self) {
+        let admitted = std::mem::take(&mut self.admitted_verified);
+        self.propose_checked(admitted, None);
+        self.propose_markers();
+    }
+
     /// Proposes the admitted records whose signature is valid (`valid[i]` for `admitted[i]`)
     /// as entries of at most `entry_records_max` records; answers the others `BAD_SIGNATURE`.
     /// Then proposes markers for receipts that arrived from other shards.
-    pub fn propose_verified(&mut self, mut admitted: Vec<(u64, u32, Record)>, valid: &[bool]) {
+    pub fn propose_verified(&mut self, admitted: Vec<(u64, u32, Record)>, valid: &[bool]) {
         assert_eq!(admitted.len(), valid.len());
+        self.propose_checked(admitted, Some(valid));
+        self.propose_markers();
+    }
+
+    fn propose_checked(&mut self, mut admitted: Vec<(u64, u32, Record)>, valid: Option<&[bool]>) {
         let mut slots: Vec<(u64, u32)> = Vec::with_capacity(self.config.entry_records_max);
         for (i, &(ticket, slot, record)) in admitted.iter().enumerate() {
-            if !valid[i] {
+            if valid.is_some_and(|v| !v[i]) {
                 let outcome = self.rejected(&record, ResultCode::BadSignature);
                 self.resolve(ticket, slot, outcome);
                 continue;
@@ -456,10 +498,9 @@ impl ShardReplica {
         }
         // Keep the allocation for the next turn.
         admitted.clear();
-        if self.admitted.is_empty() {
-            self.admitted = admitted;
+        if self.admitted_verified.is_empty() {
+            self.admitted_verified = admitted;
         }
-        self.propose_markers();
     }
 
     fn propose_batch(&mut self, slots: &mut Vec<(u64, u32)>) {
@@ -795,6 +836,7 @@ impl ShardReplica {
         }
         self.proposals.clear();
         self.admitted.clear();
+        self.admitted_verified.clear();
     }
 }
 
