@@ -54,6 +54,8 @@ pub struct EngineConfig {
     pub wal_staged_bytes_max: usize,
     /// io_uring registered memory per executor (bounded by RLIMIT_MEMLOCK).
     pub io_memory_bytes: usize,
+    /// Longest stretch a task runs before yielding to the core's other tasks.
+    pub task_quantum: Duration,
     /// Transfers remembered per shard for lookups by hash.
     pub recent_transactions_per_shard: usize,
     /// Block headers remembered per shard.
@@ -80,6 +82,7 @@ impl EngineConfig {
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,
             io_memory_bytes: 1 << 20,
+            task_quantum: Duration::from_millis(1),
             recent_transactions_per_shard: 262_144,
             recent_blocks_per_shard: 4096,
         }
@@ -243,6 +246,10 @@ impl Engine {
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("aurigraph-core-{core}"))
                 .io_memory(config.io_memory_bytes)
+                // How long a task may run before `yield_if_needed` lets the core's other tasks in
+                // (glommio's default is 100 ms): signature verification yields at this cadence,
+                // so it bounds the latency it adds to HTTP and consensus work on the same core.
+                .preempt_timer(config.task_quantum)
                 .spawn(move || async move {
                     run_core(core, config, genesis, shards, handle, ready, go, service).await
                 });
