@@ -51,6 +51,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
         version: VERSION,
         draining: draining.clone(),
         in_flight: in_flight.clone(),
+        data_dir: Some(config.data_dir.clone()),
         ..HttpSettings::new(config.http_addr)
     };
     // Each core binds its own listener; the first bind error stops the node with its message.

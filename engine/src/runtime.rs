@@ -29,6 +29,7 @@ use raft::StateRole;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,146 @@ pub struct ShardStatus {
     pub accounts: usize,
     pub leader_changes: u64,
     pub pending_records: usize,
+    /// Commands waiting in the shard's channels (submissions, queries, receipts).
+    pub queued_commands: usize,
+    /// Voters of the shard's raft group (this node included).
+    pub voters: usize,
+    /// On the leader: `(peer, entries behind the leader's last index)` for every voter, this
+    /// node included (0 lag); empty on a follower, which does not track its peers.
+    pub peer_lag: Vec<(u64, u64)>,
+}
+
+/// A Prometheus-style histogram of integer observations (fixed upper bounds), updated with
+/// relaxed atomics: no lock and no allocation when observing.
+pub struct AtomicHistogram {
+    bounds: &'static [u64],
+    /// One per bound, then the overflow bucket (+Inf); not cumulative.
+    buckets: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+/// A read of an [`AtomicHistogram`] (or the sum of several with the same bounds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistogramCounts {
+    pub bounds: &'static [u64],
+    /// One per bound, then +Inf; not cumulative.
+    pub counts: Vec<u64>,
+    pub sum: u64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &'static [u64]) -> AtomicHistogram {
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        AtomicHistogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: u64) {
+        self.observe_n(value, 1);
+    }
+
+    /// Records `n` observations of `value`.
+    pub fn observe_n(&self, value: u64, n: u64) {
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.buckets[i].fetch_add(n, Relaxed);
+        self.sum.fetch_add(value.saturating_mul(n), Relaxed);
+    }
+
+    pub fn read(&self) -> HistogramCounts {
+        HistogramCounts {
+            bounds: self.bounds,
+            counts: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            sum: self.sum.load(Relaxed),
+        }
+    }
+}
+
+impl HistogramCounts {
+    /// Adds another read of a histogram with the same bounds.
+    pub fn add(&mut self, other: &HistogramCounts) {
+        if self.counts.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        debug_assert_eq!(self.bounds, other.bounds);
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Upper bounds of the WAL fdatasync histogram, in nanoseconds (50 µs .. 2.5 s).
+pub const FSYNC_BOUNDS_NS: &[u64] = &[
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+];
+
+/// Running totals of one shard for `/metrics`, written by the shard's own tasks (on its core)
+/// with relaxed atomics and read by any thread at scrape time.
+#[repr(align(128))]
+pub struct ShardCounters {
+    /// Duration of each group commit's fdatasync (summed when one persist needed several).
+    pub wal_fsync_ns: AtomicHistogram,
+    pub wal_bytes_written: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub signatures_valid: AtomicU64,
+    pub signatures_invalid: AtomicU64,
+}
+
+impl Default for ShardCounters {
+    fn default() -> ShardCounters {
+        ShardCounters {
+            wal_fsync_ns: AtomicHistogram::new(FSYNC_BOUNDS_NS),
+            wal_bytes_written: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            signatures_valid: AtomicU64::new(0),
+            signatures_invalid: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ShardCounters {
+    fn record_verified(&self, valid: &[bool]) {
+        let ok = valid.iter().filter(|&&v| v).count() as u64;
+        let bad = valid.len() as u64 - ok;
+        if ok > 0 {
+            self.signatures_valid.fetch_add(ok, Relaxed);
+        }
+        if bad > 0 {
+            self.signatures_invalid.fetch_add(bad, Relaxed);
+        }
+    }
+
+    fn record_commit(&self, stats: &aurigraph_storage::CommitStats) {
+        if stats.bytes_written == 0 {
+            return;
+        }
+        self.wal_bytes_written
+            .fetch_add(stats.bytes_written, Relaxed);
+        let ns = stats.fsync_duration.as_nanos().min(u64::MAX as u128) as u64;
+        self.wal_fsync_ns.observe(ns);
+    }
 }
 
 /// A fault that stops the engine.
@@ -187,6 +328,7 @@ struct EngineInner {
     chain_id: u32,
     assets: Vec<u32>,
     shards: Vec<async_channel::Sender<Command>>,
+    counters: Arc<[ShardCounters]>,
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
 }
 
@@ -223,6 +365,7 @@ impl Engine {
                 chain_id: genesis.chain_id,
                 assets: genesis.assets(),
                 shards: senders,
+                counters: (0..shard_count).map(|_| ShardCounters::default()).collect(),
                 executors: std::sync::Mutex::new(Vec::new()),
             }),
         };
@@ -308,6 +451,11 @@ impl Engine {
     }
     pub fn assets(&self) -> &[u32] {
         &self.inner.assets
+    }
+
+    /// Running totals of every shard (index = shard), readable at any time without a message.
+    pub fn shard_counters(&self) -> &Arc<[ShardCounters]> {
+        &self.inner.counters
     }
 
     /// Submits records (any shards, any order) and resolves to one outcome per record, in
@@ -526,7 +674,8 @@ async fn run_core(
                     // the fdatasync the I/O-bound one).
                     let (verified_tx, verified_rx) =
                         async_channel::bounded(config.shard_queue_depth);
-                    glommio::spawn_local(ingress(rx, verified_tx)).detach();
+                    let counters = peers.inner.counters.clone();
+                    glommio::spawn_local(ingress(rx, verified_tx, counters, shard)).detach();
                     let result = ShardDriver {
                         core,
                         config,
@@ -555,7 +704,17 @@ async fn run_core(
         }));
     }
     drop(ready);
-    if let (Ok(true), Some(service)) = (go.recv().await, service) {
+    // Wakes from other threads (replies, channel sends) are queued for this executor and the
+    // reactor is notified; should a notification be missed, the next reactor turn still runs
+    // the queued wakes. A heartbeat guarantees such a turn every interval, so a lost
+    // notification costs at most that much latency, never a hang.
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(CHANNEL_POLL_INTERVAL).await;
+        }
+    })
+    .detach();
+    if let (Some(true), Some(service)) = (recv_polling(&go).await, service) {
         glommio::spawn_local(service(core, engine.clone())).detach();
     }
     drop(engine);
@@ -627,13 +786,20 @@ async fn open_shard(
 
 /// Verifies the signatures of each submission on the shard's core, in slices that yield to the
 /// core's other tasks, and passes every command on to the shard's driver in arrival order.
-async fn ingress(rx: async_channel::Receiver<Command>, tx: async_channel::Sender<Command>) {
+async fn ingress(
+    rx: async_channel::Receiver<Command>,
+    tx: async_channel::Sender<Command>,
+    counters: Arc<[ShardCounters]>,
+    shard: ShardId,
+) {
+    let counters = &counters[shard as usize];
     let mut verifier = SignatureVerifier::default();
     let mut slice_valid = Vec::new();
-    while let Ok(command) = rx.recv().await {
+    while let Some(command) = recv_polling(&rx).await {
         let command = match command {
             Command::Submit { records, reply, .. } => {
                 let valid = verify_in_slices(&mut verifier, &records, &mut slice_valid).await;
+                counters.record_verified(&valid);
                 Command::Submit {
                     records,
                     valid,
@@ -642,6 +808,7 @@ async fn ingress(rx: async_channel::Receiver<Command>, tx: async_channel::Sender
             }
             Command::SubmitDetached { records, reply, .. } => {
                 let valid = verify_in_slices(&mut verifier, &records, &mut slice_valid).await;
+                counters.record_verified(&valid);
                 Command::SubmitDetached {
                     records,
                     valid,
@@ -653,6 +820,30 @@ async fn ingress(rx: async_channel::Receiver<Command>, tx: async_channel::Sender
         let stop = matches!(command, Command::Shutdown);
         if tx.send(command).await.is_err() || stop {
             return;
+        }
+    }
+}
+
+/// How often a task waiting on a cross-thread channel also looks at it without being woken.
+/// A wake from another thread reaches a glommio executor through its reactor, and one was seen
+/// lost here (a test hung until a debugger's signal woke the reactor); this bounds the cost of
+/// such a loss to one interval instead of forever.
+const CHANNEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Receives from a channel fed by other threads; `None` once it is closed and empty.
+async fn recv_polling<T>(rx: &async_channel::Receiver<T>) -> Option<T> {
+    loop {
+        match rx.try_recv() {
+            Ok(item) => return Some(item),
+            Err(async_channel::TryRecvError::Closed) => return None,
+            Err(async_channel::TryRecvError::Empty) => {}
+        }
+        let recv = pin!(rx.recv());
+        let sleep = pin!(glommio::timer::sleep(CHANNEL_POLL_INTERVAL));
+        match futures::future::select(recv, sleep).await {
+            futures::future::Either::Left((Ok(item), _)) => return Some(item),
+            futures::future::Either::Left((Err(_), _)) => return None,
+            futures::future::Either::Right(_) => {}
         }
     }
 }
@@ -763,10 +954,15 @@ impl ShardDriver {
             records.clear();
             records.extend(slice.iter().map(|a| a.2));
             self.verifier.verify(&records, &mut slice_valid);
+            self.counters().record_verified(&slice_valid);
             valid.extend_from_slice(&slice_valid);
             glommio::yield_if_needed().await;
         }
         self.replica.propose_verified(admitted, &valid);
+    }
+
+    fn counters(&self) -> &ShardCounters {
+        &self.peers.inner.counters[self.replica.shard() as usize]
     }
 
     fn submit(&mut self, records: &[Record], valid: &[bool]) -> Result<u64, SubmitError> {
@@ -831,6 +1027,16 @@ impl ShardDriver {
     fn status(&self) -> ShardStatus {
         let node = self.replica.raw_node();
         let raft = &node.raft;
+        let shard = self.replica.shard();
+        let last_index = raft.raft_log.last_index();
+        let peer_lag = if raft.state == StateRole::Leader {
+            raft.prs()
+                .iter()
+                .map(|(&id, p)| (id, last_index.saturating_sub(p.matched)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         ShardStatus {
             shard: self.replica.shard(),
             core: self.core,
@@ -844,12 +1050,15 @@ impl ShardDriver {
             leader_id: self.replica.leader_id(),
             commit_index: raft.raft_log.committed,
             applied_index: self.replica.state().applied_index(),
-            last_index: raft.raft_log.last_index(),
+            last_index,
             state_hash: self.replica.state().state_hash(),
             accounts_hash: self.replica.state().accounts_hash(),
             accounts: self.replica.state().account_count(),
             leader_changes: self.replica.leader_changes(),
             pending_records: self.replica.pending_records(),
+            queued_commands: self.peers.inner.shards[shard as usize].len() + self.rx.len(),
+            voters: raft.prs().conf().voters().ids().len(),
+            peer_lag,
         }
     }
 
@@ -866,10 +1075,12 @@ impl ShardDriver {
         self.replica.apply_committed(committed, now_ms());
         // One group commit (one fdatasync; more only if the entries overflow the staging
         // buffer) for everything this turn produced; nothing is acknowledged before it.
-        self.log
+        let stats = self
+            .log
             .persist(ready.entries(), ready.hs())
             .await
             .map_err(|source| EngineError::Storage { shard, source })?;
+        self.counters().record_commit(&stats);
         let mut light = self.replica.raw_node_mut().advance(ready);
         let committed = light.take_committed_entries();
         self.replica.apply_committed(committed, now_ms());
@@ -933,6 +1144,7 @@ impl ShardDriver {
             .await
             .map_err(|source| EngineError::Storage { shard, source })?;
         self.last_snapshot_index = applied;
+        self.counters().snapshots.fetch_add(1, Relaxed);
         // Our credits up to these watermarks are durable now: the sources may forget them.
         for (source, up_to) in watermarks {
             if up_to > 0 {
@@ -953,4 +1165,50 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_histogram_buckets_by_upper_bound() {
+        static BOUNDS: &[u64] = &[10, 100, 1000];
+        let h = AtomicHistogram::new(BOUNDS);
+        h.observe(0);
+        h.observe(10); // le="10" includes 10
+        h.observe(11);
+        h.observe_n(1000, 3);
+        h.observe(5000);
+        let r = h.read();
+        assert_eq!(r.counts, vec![2, 1, 3, 1]);
+        assert_eq!(r.count(), 7);
+        assert_eq!(r.sum, 10 + 11 + 3000 + 5000);
+        let mut total = HistogramCounts::default();
+        total.add(&r);
+        total.add(&r);
+        assert_eq!(total.counts, vec![4, 2, 6, 2]);
+    }
+
+    #[test]
+    fn shard_counters_count_outcomes_and_commits() {
+        let c = ShardCounters::default();
+        c.record_verified(&[true, false, true]);
+        assert_eq!(c.signatures_valid.load(Relaxed), 2);
+        assert_eq!(c.signatures_invalid.load(Relaxed), 1);
+        c.record_commit(&aurigraph_storage::CommitStats::default());
+        assert_eq!(c.wal_fsync_ns.read().count(), 0);
+        c.record_commit(&aurigraph_storage::CommitStats {
+            bytes_written: 8192,
+            fsync_duration: Duration::from_micros(700),
+            ..Default::default()
+        });
+        let h = c.wal_fsync_ns.read();
+        assert_eq!(h.count(), 1);
+        assert_eq!(
+            h.counts[FSYNC_BOUNDS_NS.partition_point(|&b| b < 700_000)],
+            1
+        );
+        assert_eq!(c.wal_bytes_written.load(Relaxed), 8192);
+    }
 }

@@ -22,6 +22,7 @@
 pub mod error;
 pub mod io;
 pub mod openapi;
+pub mod prometheus;
 pub mod routes;
 pub mod server;
 pub mod stats;
@@ -35,6 +36,7 @@ pub use types::{decode_compact_results, BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 
 use aurigraph_engine::batch::BATCH_RECORDS_MAX;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -70,6 +72,8 @@ pub struct HttpSettings {
     pub in_flight: Arc<AtomicUsize>,
     /// Measured figures, over all cores (`/api/v11/stats`, `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// The node's data directory, for the disk-space figures of `/metrics` (none: not shown).
+    pub data_dir: Option<PathBuf>,
     /// The node-wide address check done by the first [`bind`] (shared by the clones of these
     /// settings): the resolved address, or the error every core reports. Leave as constructed.
     pub checked_addr: Arc<OnceLock<Result<SocketAddr, (std::io::ErrorKind, String)>>>,
@@ -89,6 +93,7 @@ impl HttpSettings {
             draining: Arc::new(AtomicBool::new(false)),
             in_flight: Arc::new(AtomicUsize::new(0)),
             metrics: Arc::new(Metrics::default()),
+            data_dir: None,
             checked_addr: Arc::new(OnceLock::new()),
         }
     }
