@@ -675,3 +675,192 @@ fn a_real_prometheus_scrapes_a_node_under_load_and_evaluates_every_rule() {
     worker.join().unwrap();
     drop(prometheus);
 }
+
+// ---------------------------------------------------------------------------------------------
+// /stats and /metrics agree with what the benchmark client measured
+
+/// Transfers decided so far, summed over every `result` series of `aurigraph_transactions_total`,
+/// and those with result OK.
+fn transactions_total(node: &Node) -> (f64, f64) {
+    let metrics = Exposition::parse(&String::from_utf8_lossy(&node.get("/metrics").body));
+    let all = metrics
+        .samples
+        .iter()
+        .filter(|(series, _)| series.starts_with("aurigraph_transactions_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    let ok = metrics
+        .samples
+        .get("aurigraph_transactions_total{result=\"OK\"}")
+        .copied()
+        .unwrap_or(0.0);
+    (all, ok)
+}
+
+/// Runs the real benchmark client (`aurigraph bench --addresses`) against a node started with
+/// the benchmark's genesis and checks `/api/v11/stats` and `/metrics` against the benchmark's
+/// own figures.
+///
+/// Counts are compared exactly: the node served only this load (the figures read before the
+/// benchmark are subtracted), and every result the benchmark received was counted by the node
+/// before the reply left it.
+///
+/// Rates cannot be compared exactly because the windows differ: the benchmark's
+/// `loadAcceptedTxPerSec` is its results over its own elapsed time E (first send to last
+/// reply), the node's `peakTps` is the largest count over one sampler window (each at least
+/// `SAMPLE_PERIOD` = 1 s long, as the sampler sleeps 1 s between samples; here assumed at most
+/// 1.5 s, i.e. the sampler is never delayed by more than 0.5 s), and `avgTps` is the count over
+/// the node's whole uptime. Every transfer the node counted falls inside the benchmark's
+/// interval, which at most ceil(E / 1 s) + 1 windows overlap, so with N results:
+///   N / (E + 2 * 1.5 s)  <=  peakTps  <=  N / 1 s,
+/// and, as the uptime is longer than E, avgTps <= N / E (+1 for the benchmark's integer
+/// rounding). These are the tolerances stated in docs/monitoring.md.
+#[test]
+fn stats_and_metrics_agree_with_the_benchmark_client() {
+    let _turn = one_node_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    const ACCOUNTS: &str = "500";
+    const TRANSFERS: u64 = 40_000;
+    let genesis_path = dir.path().join("bench-genesis.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .args([
+            "bench",
+            "--accounts",
+            ACCOUNTS,
+            "--shards",
+            "2",
+            "--print-genesis",
+        ])
+        .arg(&genesis_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run aurigraph bench --print-genesis");
+    assert!(status.success(), "bench --print-genesis failed: {status}");
+    let genesis = aurigraph_engine::genesis::Genesis::from_json(
+        &std::fs::read_to_string(&genesis_path).unwrap(),
+    )
+    .expect("the bench genesis parses");
+    let node = Node::start(dir.path(), Some(&genesis));
+
+    let before = node.get("/api/v11/stats").json();
+    let before_total = before["performance"]["totalTransactions"].as_u64().unwrap();
+    let (before_metric_all, before_metric_ok) = transactions_total(&node);
+
+    let report_path = dir.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .arg("bench")
+        .arg("--addresses")
+        .arg(format!("http://127.0.0.1:{}", node.port))
+        .args(["--accounts", ACCOUNTS, "--shards", "2"])
+        .args(["--transfers", &TRANSFERS.to_string()])
+        .args(["--batch-size", "250", "--concurrency", "4"])
+        .args(["--sign-threads", "2", "--client-threads", "1"])
+        .arg("--json")
+        .arg(&report_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run aurigraph bench");
+    assert!(
+        output.status.success(),
+        "bench failed ({}):\n{}\n{}\nnode log:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        node.log_text()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let results = report["resultsReceived"].as_u64().unwrap();
+    let ok = report["okCount"].as_u64().unwrap();
+    let elapsed = report["elapsedSeconds"].as_f64().unwrap();
+    let load_accepted = report["loadAcceptedTxPerSec"].as_u64().unwrap() as f64;
+    assert_eq!(results, TRANSFERS, "{report:#}");
+    assert_eq!(ok, TRANSFERS, "{report:#}");
+
+    // Let the sampler close the window that holds the last replies.
+    std::thread::sleep(Duration::from_millis(2_000));
+    let stats = node.get("/api/v11/stats").json();
+    let perf = &stats["performance"];
+    let total = perf["totalTransactions"].as_u64().unwrap();
+    assert_eq!(
+        total - before_total,
+        ok,
+        "/stats totalTransactions: {perf:#}"
+    );
+    let (metric_all, metric_ok) = transactions_total(&node);
+    assert_eq!(
+        (metric_all - before_metric_all) as u64,
+        results,
+        "sum of aurigraph_transactions_total"
+    );
+    assert_eq!(
+        (metric_ok - before_metric_ok) as u64,
+        ok,
+        "aurigraph_transactions_total{{result=\"OK\"}}"
+    );
+    assert_eq!(perf["rejectedTransactions"].as_u64(), Some(0), "{perf:#}");
+
+    let n = ok as f64;
+    let peak = perf["peakTps"].as_f64().unwrap();
+    let (low, high) = (n / (elapsed + 3.0), n / 1.0);
+    assert!(
+        (low..=high).contains(&peak),
+        "peakTps {peak} outside [{low:.0}, {high:.0}] (bench: {n} in {elapsed:.3} s, \
+         loadAccepted {load_accepted})"
+    );
+    let avg = perf["avgTps"].as_f64().unwrap();
+    let ok_per_sec = report["okPerSec"].as_u64().unwrap() as f64;
+    assert!(
+        avg <= ok_per_sec + 1.0 && avg <= load_accepted + 1.0,
+        "avgTps {avg} above the benchmark's rate {ok_per_sec}"
+    );
+    eprintln!(
+        "bench: {n} in {elapsed:.3} s = {load_accepted} tx/s; node: peakTps {peak:.0}, \
+         avgTps {avg:.0}"
+    );
+
+    // At the default level (info) the node writes no line per transfer, nor per request.
+    let log = node.log_text();
+    assert!(
+        log.lines().count() < 100,
+        "{} log lines for {TRANSFERS} transfers:\n{log}",
+        log.lines().count()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structured logs
+
+/// `aurigraph node --log-format json` writes one JSON object per line to stderr, with the
+/// tracing-subscriber fields (timestamp, level, fields.message, target).
+#[test]
+fn log_format_json_writes_json_lines() {
+    let _turn = one_node_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(2);
+    let mut node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys, 2)),
+        free_port(),
+        &["--log-format", "json"],
+    );
+    assert_eq!(node.terminate(), Some(0), "{}", node.log_text());
+    let log = node.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "too few log lines:\n{log}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{log}"));
+        for key in ["timestamp", "level", "target"] {
+            assert!(v[key].is_string(), "no {key} in {line}");
+        }
+        assert!(v["fields"].is_object(), "no fields in {line}");
+    }
+    // The default level is info: the per-request and per-shard debug spans do not show, and no
+    // line is written per transfer.
+    assert!(
+        lines.iter().all(|l| !l.contains("\"level\":\"DEBUG\"")),
+        "{log}"
+    );
+}

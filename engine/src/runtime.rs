@@ -32,6 +32,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How the engine runs.
 #[derive(Clone, Debug)]
@@ -664,44 +665,55 @@ async fn run_core(
         let genesis = genesis.clone();
         let peers = engine.clone();
         let ready = ready.clone();
-        tasks.push(glommio::spawn_local(async move {
-            let opened = open_shard(core, &config, &genesis, shard, shard_count).await;
-            match opened {
-                Ok((replica, log)) => {
-                    let _ = ready.send(Ok(()));
-                    // The ingress task verifies signatures while the driver waits for its group
-                    // commit: the two overlap on this core (verification is the CPU-bound stage,
-                    // the fdatasync the I/O-bound one).
-                    let (verified_tx, verified_rx) =
-                        async_channel::bounded(config.shard_queue_depth);
-                    let counters = peers.inner.counters.clone();
-                    glommio::spawn_local(ingress(rx, verified_tx, counters, shard)).detach();
-                    let result = ShardDriver {
-                        core,
-                        config,
-                        replica,
-                        log,
-                        rx: verified_rx,
-                        peers,
-                        waiting: std::collections::HashMap::new(),
-                        undelivered: std::collections::VecDeque::new(),
-                        last_snapshot_index: 0,
-                        verifier: SignatureVerifier::default(),
+        // Everything the shard's tasks log (recovery, turns, snapshots) carries the shard and
+        // core: a debug-level span entered on every poll of the task, that is around each
+        // driver turn (`Instrument`, never a guard held across an await).
+        let span = tracing::debug_span!("shard", shard, core);
+        let ingress_span = span.clone();
+        tasks.push(glommio::spawn_local(
+            async move {
+                let opened = open_shard(core, &config, &genesis, shard, shard_count).await;
+                match opened {
+                    Ok((replica, log)) => {
+                        let _ = ready.send(Ok(()));
+                        // The ingress task verifies signatures while the driver waits for its group
+                        // commit: the two overlap on this core (verification is the CPU-bound stage,
+                        // the fdatasync the I/O-bound one).
+                        let (verified_tx, verified_rx) =
+                            async_channel::bounded(config.shard_queue_depth);
+                        let counters = peers.inner.counters.clone();
+                        glommio::spawn_local(
+                            ingress(rx, verified_tx, counters, shard).instrument(ingress_span),
+                        )
+                        .detach();
+                        let result = ShardDriver {
+                            core,
+                            config,
+                            replica,
+                            log,
+                            rx: verified_rx,
+                            peers,
+                            waiting: std::collections::HashMap::new(),
+                            undelivered: std::collections::VecDeque::new(),
+                            last_snapshot_index: 0,
+                            verifier: SignatureVerifier::default(),
+                        }
+                        .run()
+                        .await;
+                        if let Err(error) = &result {
+                            tracing::error!(shard, %error, "shard stopped");
+                        }
+                        result
                     }
-                    .run()
-                    .await;
-                    if let Err(error) = &result {
-                        tracing::error!(shard, %error, "shard stopped");
+                    Err(error) => {
+                        let message = error.to_string();
+                        let _ = ready.send(Err(error));
+                        Err(EngineError::DataDir(message))
                     }
-                    result
-                }
-                Err(error) => {
-                    let message = error.to_string();
-                    let _ = ready.send(Err(error));
-                    Err(EngineError::DataDir(message))
                 }
             }
-        }));
+            .instrument(span),
+        ));
     }
     drop(ready);
     // Wakes from other threads (replies, channel sends) are queued for this executor and the

@@ -30,6 +30,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
 
 /// What the HTTP layer needs from the ledger (implemented by [`Engine`]).
 pub(crate) trait Backend: Clone + 'static {
@@ -235,14 +236,32 @@ where
     let started = Instant::now();
     let route = route_label(request.uri().path());
     let method = request.method().clone();
+    // One span per request at debug level (a disabled span costs a level check): whatever the
+    // request logs carries its method, route template and core; `status` is filled in at the end.
+    let span = tracing::debug_span!(
+        "request",
+        method = %method,
+        route = API_ROUTES[route],
+        core = ctx.core,
+        status = tracing::field::Empty,
+    );
     let response = if ctx.settings.draining.load(Ordering::SeqCst) {
         ApiError::shutting_down().into_response()
     } else {
-        match dispatch(ctx, request).await {
+        match dispatch(ctx, request).instrument(span.clone()).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
     };
+    if !span.is_disabled() {
+        span.record("status", response.status().as_u16());
+        span.in_scope(|| {
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "request served"
+            )
+        });
+    }
     ctx.settings.metrics.record_request(
         ctx.core,
         route,

@@ -86,6 +86,16 @@ impl Node {
     }
 
     pub fn start_on(dir: &Path, genesis: Option<&Genesis>, port: u16) -> Node {
+        Node::start_with_args(dir, genesis, port, &[])
+    }
+
+    /// Like [`Node::start_on`], with extra command-line arguments for `aurigraph node`.
+    pub fn start_with_args(
+        dir: &Path,
+        genesis: Option<&Genesis>,
+        port: u16,
+        extra: &[&str],
+    ) -> Node {
         let data_dir = dir.join("data");
         let log = dir.join(format!("node-{port}-{}.log", rand_suffix()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurigraph"));
@@ -95,7 +105,8 @@ impl Node {
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--cores")
-            .arg("2");
+            .arg("2")
+            .args(extra);
         if let Some(g) = genesis {
             let path = dir.join("genesis.json");
             std::fs::write(&path, g.to_canonical_json(g.shards.unwrap_or(2))).unwrap();
