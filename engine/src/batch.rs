@@ -138,11 +138,11 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// `records_max` bounds the batch (at most `BATCH_RECORDS_MAX`); capacity is reserved once.
+    /// `records_max` bounds the batch (at most `BATCH_RECORDS_MAX`).
     pub fn with_capacity(records_max: usize) -> BatchBuilder {
         assert!((1..=BATCH_RECORDS_MAX).contains(&records_max));
         BatchBuilder {
-            bytes: Vec::with_capacity(records_max * RECORD_BYTES + BATCH_FOOTER_BYTES),
+            bytes: Vec::new(),
             count: 0,
             records_max,
         }
@@ -161,6 +161,17 @@ impl BatchBuilder {
     }
 
     /// Appends one record. Panics if full: callers check `is_full` (a bound, not an error).
+    /// Sizes the next batch's buffer for `records` records (at most the builder's bound), so
+    /// that it is allocated once at its real size: the bytes become a log entry, and a buffer
+    /// sized for the maximum would be allocated (and its pages committed) for every entry.
+    pub fn reserve_records(&mut self, records: usize) {
+        let records = records.clamp(1, self.records_max);
+        let wanted = records * RECORD_BYTES + BATCH_FOOTER_BYTES;
+        if self.bytes.capacity() < wanted {
+            self.bytes.reserve_exact(wanted - self.bytes.len());
+        }
+    }
+
     pub fn push(&mut self, record: &Record) {
         assert!(!self.is_full(), "batch builder is full");
         self.bytes.extend_from_slice(&record.0);
@@ -168,7 +179,8 @@ impl BatchBuilder {
     }
 
     /// Finishes the batch and resets the builder for reuse (keeps no allocation: the bytes move
-    /// out, as they become a log entry).
+    /// out, as they become a log entry; the next batch allocates on its first push, sized by
+    /// [`BatchBuilder::reserve_records`] when called).
     pub fn finish(&mut self) -> Vec<u8> {
         assert!(self.count >= 1, "a batch holds at least one record");
         let records_bytes = self.count * RECORD_BYTES;
@@ -177,15 +189,15 @@ impl BatchBuilder {
             .extend_from_slice(&(-((records_bytes + 4) as i64) as i32).to_le_bytes());
         self.bytes
             .extend_from_slice(&(self.count as u32).to_le_bytes());
-        let capacity = self.records_max * RECORD_BYTES + BATCH_FOOTER_BYTES;
         self.count = 0;
-        std::mem::replace(&mut self.bytes, Vec::with_capacity(capacity))
+        std::mem::take(&mut self.bytes)
     }
 }
 
 /// Convenience: encodes records as one batch.
 pub fn encode_batch(records: &[Record]) -> Vec<u8> {
     let mut builder = BatchBuilder::with_capacity(records.len().max(1));
+    builder.reserve_records(records.len());
     for r in records {
         builder.push(r);
     }

@@ -481,12 +481,20 @@ impl ShardReplica {
 
     fn propose_checked(&mut self, mut admitted: Vec<(u64, u32, Record)>, valid: Option<&[bool]>) {
         let mut slots: Vec<(u64, u32)> = Vec::with_capacity(self.config.entry_records_max);
+        let mut valid_left = match valid {
+            Some(v) => v.iter().filter(|ok| **ok).count(),
+            None => admitted.len(),
+        };
         for (i, &(ticket, slot, record)) in admitted.iter().enumerate() {
             if valid.is_some_and(|v| !v[i]) {
                 let outcome = self.rejected(&record, ResultCode::BadSignature);
                 self.resolve(ticket, slot, outcome);
                 continue;
             }
+            if self.builder.is_empty() {
+                self.builder.reserve_records(valid_left);
+            }
+            valid_left -= 1;
             self.builder.push(&record);
             slots.push((ticket, slot));
             if self.builder.is_full() {
