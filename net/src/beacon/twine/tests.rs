@@ -1,7 +1,7 @@
 use super::*;
 
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/beacon/");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/beacon/");
     std::fs::read(format!("{path}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
