@@ -462,41 +462,55 @@ impl Engine {
     /// Submits records (any shards, any order) and resolves to one outcome per record, in
     /// order, once every record's entry was fdatasynced and applied (or rejected before).
     pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
-        let shard_count = self.inner.shard_count;
-        let mut per_shard: Vec<Vec<Record>> = vec![Vec::new(); shard_count as usize];
-        let mut positions: Vec<Vec<usize>> = vec![Vec::new(); shard_count as usize];
-        for (i, r) in records.iter().enumerate() {
-            let s = shard_of(&r.from(), shard_count) as usize;
-            per_shard[s].push(*r);
-            positions[s].push(i);
-        }
-        let mut waits = Vec::new();
-        for (s, group) in per_shard.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            self.inner.shards[s]
-                .send(Command::Submit {
-                    records: group,
-                    valid: Vec::new(),
-                    reply: tx,
-                })
-                .await
-                .map_err(|_| SubmitFailure::Stopped)?;
-            waits.push((s, rx));
-        }
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
-        for (s, rx) in waits {
+        let total = records.len();
+        let waits = self
+            .send_per_shard(records, |records, reply| Command::Submit {
+                records,
+                valid: Vec::new(),
+                reply,
+            })
+            .await?;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
+        for (positions, rx) in waits {
             let got = rx.await.map_err(|_| SubmitFailure::Stopped)??;
-            for (k, outcome) in got.into_iter().enumerate() {
-                outcomes[positions[s][k]] = Some(outcome);
+            for (position, outcome) in positions.into_iter().zip(got) {
+                outcomes[position] = Some(outcome);
             }
         }
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every record answered"))
             .collect())
+    }
+
+    /// Splits `records` by owning shard and sends each shard one command built by `command`;
+    /// returns, per shard reached, the positions of its records in `records` and its reply.
+    async fn send_per_shard<T>(
+        &self,
+        records: Vec<Record>,
+        command: impl Fn(Vec<Record>, oneshot::Sender<T>) -> Command,
+    ) -> Result<Vec<(Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
+        let shard_count = self.inner.shard_count as usize;
+        let mut per_shard: Vec<(Vec<usize>, Vec<Record>)> =
+            vec![(Vec::new(), Vec::new()); shard_count];
+        for (i, r) in records.into_iter().enumerate() {
+            let group = &mut per_shard[shard_of(&r.from(), shard_count as u32) as usize];
+            group.0.push(i);
+            group.1.push(r);
+        }
+        let mut waits = Vec::new();
+        for (s, (positions, group)) in per_shard.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.inner.shards[s]
+                .send(command(group, tx))
+                .await
+                .map_err(|_| SubmitFailure::Stopped)?;
+            waits.push((positions, rx));
+        }
+        Ok(waits)
     }
 
     /// The account as its shard holds it now.
@@ -516,29 +530,15 @@ impl Engine {
         &self,
         records: Vec<Record>,
     ) -> Result<Vec<TxHash>, SubmitFailure> {
-        let shard_count = self.inner.shard_count;
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
-        let mut per_shard: Vec<Vec<Record>> = vec![Vec::new(); shard_count as usize];
-        for r in records {
-            per_shard[shard_of(&r.from(), shard_count) as usize].push(r);
-        }
-        let mut waits = Vec::new();
-        for (s, group) in per_shard.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            self.inner.shards[s]
-                .send(Command::SubmitDetached {
-                    records: group,
-                    valid: Vec::new(),
-                    reply: tx,
-                })
-                .await
-                .map_err(|_| SubmitFailure::Stopped)?;
-            waits.push(rx);
-        }
-        for rx in waits {
+        let waits = self
+            .send_per_shard(records, |records, reply| Command::SubmitDetached {
+                records,
+                valid: Vec::new(),
+                reply,
+            })
+            .await?;
+        for (_, rx) in waits {
             rx.await.map_err(|_| SubmitFailure::Stopped)??;
         }
         Ok(hashes)
