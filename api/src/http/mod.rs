@@ -35,10 +35,11 @@ pub use stats::Metrics;
 pub use types::{decode_compact_results, BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 
 use aurigraph_engine::batch::BATCH_RECORDS_MAX;
+use aurigraph_net::beacon::state::BeaconState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 /// Default listen address (DESIGN.md section 7).
@@ -77,6 +78,10 @@ pub struct HttpSettings {
     /// The node-wide address check done by the first [`bind`] (shared by the clones of these
     /// settings): the resolved address, or the error every core reports. Leave as constructed.
     pub checked_addr: Arc<OnceLock<Result<SocketAddr, (std::io::ErrorKind, String)>>>,
+    /// The latest verified pulse per configured beacon source, read by
+    /// `/api/v11/quantum/randomness/*` and the `beacon` health check (written by a beacon
+    /// client; with no source configured, the default, those serve the local fallback).
+    pub beacon: Arc<RwLock<BeaconState>>,
 }
 
 impl HttpSettings {
@@ -95,6 +100,7 @@ impl HttpSettings {
             metrics: Arc::new(Metrics::default()),
             data_dir: None,
             checked_addr: Arc::new(OnceLock::new()),
+            beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
         }
     }
 

@@ -141,6 +141,68 @@ fn paths() -> Value {
         ),
     );
     paths.insert("/api/v11/consensus/status".into(), get("Consensus status", "This node's role, and the Raft figures of every shard.", json!({ "200": ok("Consensus status", "ConsensusStatus"), "503": error("Unavailable") })));
+    let int_query = |name: &str, min: u32, max: u32, description: &str| {
+        json!({
+            "name": name, "in": "query", "required": false, "description": description,
+            "schema": { "type": "integer", "minimum": min, "maximum": max, "default": 32 }
+        })
+    };
+    let drawn = |summary: &str, description: &str, parameters: Vec<Value>| {
+        json!({ "get": {
+            "summary": summary, "description": description, "parameters": parameters,
+            "responses": { "200": ok("Random bytes", "RandomBytes"), "400": error("BadRequest") }
+        }})
+    };
+    const CONSTRUCTION: &str = " Bytes are HKDF-SHA512 over 64 bytes of OS CSPRNG output concatenated with the latest verified beacon value (see info); with no verified pulse (no source configured, the default, or none verifying) from the CSPRNG alone, with source LOCAL_FALLBACK and verified false.";
+    paths.insert(
+        "/api/v11/quantum/randomness/random-bytes".into(),
+        drawn(
+            "Random bytes",
+            &format!("size bytes, base64 in bytes.{CONSTRUCTION}"),
+            vec![int_query(
+                "size",
+                1,
+                1024,
+                "Bytes wanted, 1..1024 (default 32)",
+            )],
+        ),
+    );
+    paths.insert(
+        "/api/v11/quantum/randomness/transaction-nonce".into(),
+        drawn(
+            "Transaction nonce",
+            &format!("32 bytes, lowercase hex in nonce.{CONSTRUCTION}"),
+            vec![],
+        ),
+    );
+    paths.insert(
+        "/api/v11/quantum/randomness/crypto-seed".into(),
+        drawn(
+            "Cryptographic seed",
+            &format!("length bytes, base64 in bytes.{CONSTRUCTION}"),
+            vec![int_query(
+                "length",
+                16,
+                256,
+                "Seed length in bytes, 16..256 (default 32)",
+            )],
+        ),
+    );
+    paths.insert("/api/v11/quantum/randomness/health".into(), get(
+        "Beacon health",
+        "UP with no source configured (data.configured false: the fallback is served by design) or when every configured source has a verified pulse; DOWN (503) with data.reasons when a configured source has none or fails. The node's own health shows this as its beacon check without changing the node's status.",
+        json!({ "200": { "description": "UP", "content": json_content(json!({ "type": "object" })) }, "503": { "description": "DOWN", "content": json_content(json!({ "type": "object" })) } }),
+    ));
+    paths.insert("/api/v11/quantum/randomness/info".into(), get(
+        "Beacon sources and construction",
+        "The configured sources (empty by default) with their latest verified pulse and last error, the supported sources, the fallback and the derivation (HKDF-SHA512 salt, input and per-endpoint info labels), and the parameter limits.",
+        json!({ "200": { "description": "Beacon information", "content": json_content(json!({ "type": "object" })) } }),
+    ));
+    paths.insert("/api/v11/quantum/randomness/pulse/latest".into(), get(
+        "Latest verified pulse",
+        "The public output (value, hex; bytes, base64) of the latest verified pulse and its provenance (source, chain, index, id = pulse CID or URI, pulse timestamp), enough to fetch and re-verify it. Public by design: never a secret. 503 NO_VERIFIED_PULSE when none is held.",
+        json!({ "200": { "description": "Latest verified pulse", "content": json_content(json!({ "type": "object" })) }, "503": error("Unavailable") }),
+    ));
     paths.insert("/api/v11/openapi.json".into(), get("This document", "OpenAPI 3.0.", json!({ "200": { "description": "OpenAPI document", "content": json_content(json!({ "type": "object" })) } })));
     paths.insert("/metrics".into(), get("Prometheus metrics", "The figures of /api/v11/stats and per-shard consensus figures, in the Prometheus text format 0.0.4.", json!({
         "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } },
@@ -226,9 +288,22 @@ fn node_schemas() -> Map<String, Value> {
     s.insert("Error".into(), json!({
         "type": "object", "required": ["error"],
         "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-            "code": { "type": "string", "pattern": "^[A-Z_]+$", "description": "Stable, UPPER_SNAKE: NOT_FOUND, METHOD_NOT_ALLOWED, MALFORMED_JSON, INVALID_REQUEST, INVALID_ADDRESS, INVALID_SIGNATURE, INVALID_TX_HASH, INVALID_BATCH, BODY_READ_FAILED, PAYLOAD_TOO_LARGE, TOO_MANY_TRANSFERS, UNSUPPORTED_MEDIA_TYPE, TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND, NOT_LEADER, OVERLOADED, RETRY, SHUTTING_DOWN, ENGINE_FAILURE, INTERNAL" },
+            "code": { "type": "string", "pattern": "^[A-Z_]+$", "description": "Stable, UPPER_SNAKE: NOT_FOUND, METHOD_NOT_ALLOWED, MALFORMED_JSON, INVALID_REQUEST, INVALID_ADDRESS, INVALID_SIGNATURE, INVALID_TX_HASH, INVALID_BATCH, BODY_READ_FAILED, PAYLOAD_TOO_LARGE, TOO_MANY_TRANSFERS, UNSUPPORTED_MEDIA_TYPE, TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND, NOT_LEADER, OVERLOADED, RETRY, SHUTTING_DOWN, ENGINE_FAILURE, NO_VERIFIED_PULSE, INTERNAL" },
             "message": { "type": "string", "description": "Human-readable explanation" }
         }}}
+    }));
+    s.insert("RandomBytes".into(), json!({
+        "type": "object", "required": ["source", "verified", "timestamp", "size"],
+        "properties": {
+            "bytes": { "type": "string", "format": "byte", "description": "base64 (random-bytes, crypto-seed)" },
+            "nonce": { "type": "string", "description": "lowercase hex (transaction-nonce)" },
+            "size": { "type": "integer" },
+            "length": { "type": "integer", "description": "crypto-seed: the requested length" },
+            "source": { "type": "string", "enum": ["LOCAL_FALLBACK", "CURBY_RNG", "CURBY_Q", "NIST"] },
+            "verified": { "type": "boolean", "description": "true when a verified beacon pulse was mixed in" },
+            "timestamp": { "type": "string", "format": "date-time" },
+            "provenance": { "type": "object", "nullable": true, "description": "The pulse mixed in: source, chain, index, id (pulse CID or URI), timestamp (the pulse's)" }
+        }
     }));
     s.insert("Health".into(), json!({
         "type": "object", "required": ["status", "checks"],
@@ -336,7 +411,7 @@ fn error_responses() -> Value {
         "TooLarge": e("PAYLOAD_TOO_LARGE (body over the node's limit, 16 MiB by default) or TOO_MANY_TRANSFERS (over 65,536 per batch by default)"),
         "UnsupportedMediaType": e("UNSUPPORTED_MEDIA_TYPE"),
         "Unavailable": {
-            "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE",
+            "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE, NO_VERIFIED_PULSE (quantum/randomness/pulse/latest)",
             "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "Seconds (OVERLOADED, RETRY)" } },
             "content": json_content(reference("Error"))
         },

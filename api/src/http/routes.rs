@@ -18,6 +18,11 @@ use aurigraph_engine::runtime::{
     Engine, EngineError, HistogramCounts, ShardCounters, ShardStatus, SubmitFailure,
 };
 use aurigraph_engine::shard_of;
+use aurigraph_net::beacon::derive::{purpose, DERIVE_SALT};
+use aurigraph_net::beacon::state::{BeaconHealth, BeaconState, Drawn, FALLBACK_SOURCE};
+use aurigraph_net::beacon::Source;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
@@ -169,6 +174,18 @@ enum Route<'a> {
     Consensus,
     OpenApi,
     Metrics,
+    Randomness(Randomness),
+}
+
+/// The endpoints under `/api/v11/quantum/randomness/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Randomness {
+    RandomBytes,
+    TransactionNonce,
+    CryptoSeed,
+    Health,
+    Info,
+    PulseLatest,
 }
 
 /// The index in [`API_ROUTES`] of a path's route (the last for a path that matches none).
@@ -189,6 +206,14 @@ fn route_label(path: &str) -> usize {
         Some(Route::Validators) => "/api/v11/validators",
         Some(Route::Consensus) => "/api/v11/consensus/status",
         Some(Route::OpenApi) => "/api/v11/openapi.json",
+        Some(Route::Randomness(r)) => match r {
+            Randomness::RandomBytes => "/api/v11/quantum/randomness/random-bytes",
+            Randomness::TransactionNonce => "/api/v11/quantum/randomness/transaction-nonce",
+            Randomness::CryptoSeed => "/api/v11/quantum/randomness/crypto-seed",
+            Randomness::Health => "/api/v11/quantum/randomness/health",
+            Randomness::Info => "/api/v11/quantum/randomness/info",
+            Randomness::PulseLatest => "/api/v11/quantum/randomness/pulse/latest",
+        },
         None => "unmatched",
     };
     API_ROUTES
@@ -219,6 +244,18 @@ fn route(path: &str) -> Option<(Route<'_>, Method)> {
             ["validators"] => (Route::Validators, get),
             ["consensus", "status"] => (Route::Consensus, get),
             ["openapi.json"] => (Route::OpenApi, get),
+            ["quantum", "randomness", rest @ ..] => (
+                Route::Randomness(match rest {
+                    ["random-bytes"] => Randomness::RandomBytes,
+                    ["transaction-nonce"] => Randomness::TransactionNonce,
+                    ["crypto-seed"] => Randomness::CryptoSeed,
+                    ["health"] => Randomness::Health,
+                    ["info"] => Randomness::Info,
+                    ["pulse", "latest"] => Randomness::PulseLatest,
+                    _ => return None,
+                }),
+                get,
+            ),
             _ => return None,
         },
         _ => return None,
@@ -311,6 +348,7 @@ where
             &super::openapi::document(ctx.settings.version),
         )),
         Route::Metrics => metrics(ctx).await,
+        Route::Randomness(r) => randomness(ctx, r, &request),
     }
 }
 
@@ -805,7 +843,10 @@ async fn health<B: Backend>(ctx: &Ctx<B>, kind: Health) -> Answer {
     let word = if up { "UP" } else { "DOWN" };
     let body = json!({
         "status": word,
-        "checks": [{ "name": "ledger", "status": word, "data": data }],
+        "checks": [
+            { "name": "ledger", "status": word, "data": data },
+            beacon_check(&ctx.settings),
+        ],
     });
     let code = if up {
         StatusCode::OK
@@ -1407,6 +1448,217 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
         ctx.backend.cores(),
     );
     e.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Randomness (`/api/v11/quantum/randomness/*`)
+
+/// `random-bytes?size=`: allowed sizes and the default.
+const RANDOM_BYTES_SIZE: (usize, usize, usize) = (1, 1024, 32);
+/// `crypto-seed?length=`: allowed lengths and the default.
+const CRYPTO_SEED_LENGTH: (usize, usize, usize) = (16, 256, 32);
+/// Bytes of a `transaction-nonce`.
+const NONCE_BYTES: usize = 32;
+
+/// `?name=N` as an integer in `min..=max` (`default` when absent); 400 otherwise.
+fn int_param<T>(
+    request: &Request<T>,
+    name: &str,
+    (min, max, default): (usize, usize, usize),
+) -> Result<usize, ApiError> {
+    let mut value = None;
+    for pair in request.uri().query().unwrap_or("").split('&') {
+        let (key, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            value = Some(v);
+        }
+    }
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(format!(
+            "query parameter {name}={v:?}: expected an integer in {min}..={max}"
+        ))),
+    }
+}
+
+/// The beacon state, readable even if a writer panicked (it holds plain values).
+fn beacon_state(settings: &HttpSettings) -> std::sync::RwLockReadGuard<'_, BeaconState> {
+    settings
+        .beacon
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The beacon's health: UP (also with no source configured: the fallback is served by
+/// design), and its data.
+fn beacon_status(state: &BeaconState) -> (bool, Value) {
+    let serving = state
+        .latest()
+        .map_or(FALLBACK_SOURCE, |r| r.provenance.source.as_str());
+    match state.health() {
+        BeaconHealth::NotConfigured => (
+            true,
+            json!({
+                "configured": false,
+                "serving": FALLBACK_SOURCE,
+                "message": "no beacon source configured: randomness is served from the OS CSPRNG \
+                            (source LOCAL_FALLBACK, verified false)",
+            }),
+        ),
+        BeaconHealth::Up => (
+            true,
+            json!({
+                "configured": true,
+                "serving": serving,
+                "pulse": state.latest().map(|r| &r.provenance),
+            }),
+        ),
+        BeaconHealth::Down(reasons) => (
+            false,
+            json!({
+                "configured": true,
+                "serving": serving,
+                "reasons": reasons,
+            }),
+        ),
+    }
+}
+
+/// The `beacon` check of the node's health: degraded when a configured source fails, which
+/// does not change the node's own status.
+fn beacon_check(settings: &HttpSettings) -> Value {
+    let (up, data) = beacon_status(&beacon_state(settings));
+    json!({ "name": "beacon", "status": if up { "UP" } else { "DOWN" }, "data": data })
+}
+
+fn drawn_json(drawn: &Drawn, fields: Value) -> Value {
+    let mut body = json!({
+        "source": drawn.source(),
+        "verified": drawn.verified(),
+        "timestamp": now_iso(),
+        "provenance": drawn.provenance,
+    });
+    if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
+        body.extend(fields);
+    }
+    body
+}
+
+fn draw(settings: &HttpSettings, purpose: &[u8], len: usize) -> Result<Drawn, ApiError> {
+    beacon_state(settings)
+        .draw(purpose, len)
+        .map_err(|e| ApiError::internal(format!("could not derive random bytes: {e}")))
+}
+
+fn randomness<B, T>(ctx: &Ctx<B>, which: Randomness, request: &Request<T>) -> Answer {
+    let settings = &ctx.settings;
+    let body = match which {
+        Randomness::RandomBytes => {
+            let size = int_param(request, "size", RANDOM_BYTES_SIZE)?;
+            let drawn = draw(settings, purpose::RANDOM_BYTES, size)?;
+            drawn_json(
+                &drawn,
+                json!({ "bytes": BASE64.encode(&drawn.bytes), "size": size }),
+            )
+        }
+        Randomness::TransactionNonce => {
+            let drawn = draw(settings, purpose::TRANSACTION_NONCE, NONCE_BYTES)?;
+            drawn_json(
+                &drawn,
+                json!({ "nonce": hex::encode(&drawn.bytes), "size": NONCE_BYTES }),
+            )
+        }
+        Randomness::CryptoSeed => {
+            let length = int_param(request, "length", CRYPTO_SEED_LENGTH)?;
+            let drawn = draw(settings, purpose::CRYPTO_SEED, length)?;
+            drawn_json(
+                &drawn,
+                json!({ "bytes": BASE64.encode(&drawn.bytes), "size": length, "length": length }),
+            )
+        }
+        Randomness::Health => {
+            let (up, data) = beacon_status(&beacon_state(settings));
+            let body = json!({ "status": if up { "UP" } else { "DOWN" }, "data": data });
+            let code = if up {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            return Ok(json_response(code, &body));
+        }
+        Randomness::Info => {
+            let state = beacon_state(settings);
+            let sources: Vec<Value> = state
+                .sources()
+                .iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name,
+                        "source": s.source.as_str(),
+                        "verified": s.latest.is_some(),
+                        "pulse": s.latest.as_ref().map(|r| &r.provenance),
+                        "lastError": s.last_error,
+                    })
+                })
+                .collect();
+            json!({
+                "configured": state.is_configured(),
+                "sources": sources,
+                "supportedSources": [Source::CurbyRng.as_str(), Source::CurbyQ.as_str(), Source::Nist.as_str()],
+                "fallback": FALLBACK_SOURCE,
+                "construction": {
+                    "kdf": "HKDF-SHA512",
+                    "salt": String::from_utf8_lossy(DERIVE_SALT),
+                    "ikm": "64 bytes from the OS CSPRNG || the latest verified beacon value (64 bytes); \
+                            the CSPRNG bytes alone when no verified pulse is held (LOCAL_FALLBACK)",
+                    "info": {
+                        "random-bytes": String::from_utf8_lossy(purpose::RANDOM_BYTES),
+                        "transaction-nonce": String::from_utf8_lossy(purpose::TRANSACTION_NONCE),
+                        "crypto-seed": String::from_utf8_lossy(purpose::CRYPTO_SEED),
+                    },
+                    "note": "a beacon's output is public: served bytes are never the beacon value \
+                             itself, and are as unpredictable as the OS CSPRNG even to whoever \
+                             knows the pulse; pulse/latest serves the public value",
+                },
+                "limits": {
+                    "randomBytesSize": { "min": RANDOM_BYTES_SIZE.0, "max": RANDOM_BYTES_SIZE.1, "default": RANDOM_BYTES_SIZE.2 },
+                    "cryptoSeedLength": { "min": CRYPTO_SEED_LENGTH.0, "max": CRYPTO_SEED_LENGTH.1, "default": CRYPTO_SEED_LENGTH.2 },
+                    "nonceBytes": NONCE_BYTES,
+                },
+            })
+        }
+        Randomness::PulseLatest => {
+            let state = beacon_state(settings);
+            let Some(latest) = state.latest() else {
+                let why = if state.is_configured() {
+                    "no verified beacon pulse is held (see /api/v11/quantum/randomness/health)"
+                } else {
+                    "no beacon source is configured, so there is no verified pulse; \
+                     random-bytes, transaction-nonce and crypto-seed serve LOCAL_FALLBACK"
+                };
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "NO_VERIFIED_PULSE",
+                    why,
+                ));
+            };
+            json!({
+                "source": latest.provenance.source.as_str(),
+                "verified": true,
+                "public": true,
+                "note": "the beacon's public output: never use it alone as a secret",
+                "value": latest.hex(),
+                "bytes": BASE64.encode(latest.value),
+                "size": latest.value.len(),
+                "timestamp": now_iso(),
+                "provenance": latest.provenance,
+            })
+        }
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[cfg(test)]
@@ -2121,6 +2373,240 @@ pub(crate) mod tests {
         );
     }
 
+    fn b64(v: &Value) -> Vec<u8> {
+        BASE64
+            .decode(v.as_str().expect("a string"))
+            .expect("base64")
+    }
+
+    fn assert_fallback(v: &Value) {
+        assert_eq!(v["source"], "LOCAL_FALLBACK", "{v}");
+        assert_eq!(v["verified"], false, "{v}");
+        assert!(v["provenance"].is_null(), "{v}");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{v}");
+    }
+
+    #[test]
+    fn randomness_random_bytes_fallback() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/random-bytes");
+        assert_eq!(status, StatusCode::OK);
+        assert_fallback(&v);
+        assert_eq!((v["size"].as_u64(), b64(&v["bytes"]).len()), (Some(32), 32));
+        for size in [1usize, 17, 1024] {
+            let (status, v) = get(
+                &c,
+                &format!("/api/v11/quantum/randomness/random-bytes?size={size}"),
+            );
+            assert_eq!(status, StatusCode::OK);
+            assert_fallback(&v);
+            assert_eq!(v["size"].as_u64(), Some(size as u64));
+            assert_eq!(b64(&v["bytes"]).len(), size);
+        }
+        let (_, a) = get(&c, "/api/v11/quantum/randomness/random-bytes?size=64");
+        let (_, b) = get(&c, "/api/v11/quantum/randomness/random-bytes?size=64");
+        assert_ne!(a["bytes"], b["bytes"]);
+    }
+
+    #[test]
+    fn randomness_bad_parameters() {
+        let c = ctx(Fake::default());
+        for uri in [
+            "/api/v11/quantum/randomness/random-bytes?size=0",
+            "/api/v11/quantum/randomness/random-bytes?size=1025",
+            "/api/v11/quantum/randomness/random-bytes?size=-1",
+            "/api/v11/quantum/randomness/random-bytes?size=abc",
+            "/api/v11/quantum/randomness/random-bytes?size=",
+            "/api/v11/quantum/randomness/random-bytes?size=1.5",
+            "/api/v11/quantum/randomness/random-bytes?size=99999999999999999999999",
+            "/api/v11/quantum/randomness/crypto-seed?length=15",
+            "/api/v11/quantum/randomness/crypto-seed?length=257",
+            "/api/v11/quantum/randomness/crypto-seed?length=0",
+            "/api/v11/quantum/randomness/crypto-seed?length=x",
+            "/api/v11/quantum/randomness/crypto-seed?length",
+        ] {
+            let (status, v) = get(&c, uri);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(error_code(&v), "INVALID_REQUEST", "{uri}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(".."),
+                "{uri}: {v}"
+            );
+        }
+        let (status, v) = call_json(
+            &c,
+            request(
+                "POST",
+                "/api/v11/quantum/randomness/random-bytes",
+                None,
+                Bytes::new(),
+            ),
+        );
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(error_code(&v), "METHOD_NOT_ALLOWED");
+        let (status, _) = get(&c, "/api/v11/quantum/randomness/pulse/nope");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn randomness_nonce_and_seed_fallback() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/transaction-nonce");
+        assert_eq!(status, StatusCode::OK);
+        assert_fallback(&v);
+        let nonce = hex::decode(v["nonce"].as_str().unwrap()).unwrap();
+        assert_eq!((nonce.len(), v["size"].as_u64()), (32, Some(32)));
+
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/crypto-seed");
+        assert_eq!(status, StatusCode::OK);
+        assert_fallback(&v);
+        assert_eq!(b64(&v["bytes"]).len(), 32);
+        for length in [16usize, 100, 256] {
+            let (status, v) = get(
+                &c,
+                &format!("/api/v11/quantum/randomness/crypto-seed?length={length}"),
+            );
+            assert_eq!(status, StatusCode::OK);
+            assert_fallback(&v);
+            assert_eq!(b64(&v["bytes"]).len(), length);
+            assert_eq!(v["length"].as_u64(), Some(length as u64));
+        }
+    }
+
+    #[test]
+    fn randomness_health_info_pulse_unconfigured() {
+        let c = ctx(Fake::default());
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/health");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["status"], "UP");
+        assert_eq!(v["data"]["configured"], false);
+        assert_eq!(v["data"]["serving"], "LOCAL_FALLBACK");
+        assert!(v["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no beacon source configured"));
+
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/info");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["configured"], false);
+        assert_eq!(v["sources"], json!([]));
+        assert_eq!(v["fallback"], "LOCAL_FALLBACK");
+        assert_eq!(v["construction"]["kdf"], "HKDF-SHA512");
+        assert_eq!(v["construction"]["salt"], "aurigraph/beacon-derive/v1");
+        assert_eq!(
+            v["construction"]["info"]["crypto-seed"],
+            "aurigraph/crypto-seed"
+        );
+        assert_eq!(v["limits"]["randomBytesSize"]["max"], 1024);
+
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/pulse/latest");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error_code(&v), "NO_VERIFIED_PULSE");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no beacon source is configured"));
+
+        let (status, v) = get(&c, "/api/v11/health");
+        assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("UP")));
+        assert_eq!(v["checks"][1]["name"], "beacon");
+        assert_eq!(v["checks"][1]["status"], "UP");
+        assert_eq!(v["checks"][1]["data"]["configured"], false);
+    }
+
+    fn verified(
+        source: aurigraph_net::beacon::Source,
+        index: u64,
+    ) -> aurigraph_net::beacon::VerifiedRandomness {
+        aurigraph_net::beacon::VerifiedRandomness {
+            value: [7; 64],
+            provenance: aurigraph_net::beacon::Provenance {
+                source,
+                chain: "bafyrchain".into(),
+                index,
+                id: "bafyrpulse".into(),
+                timestamp: "2024-05-01T12:00:00Z".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn randomness_with_a_verified_pulse_and_a_failing_source() {
+        use aurigraph_net::beacon::Source;
+        let c = ctx(Fake::default());
+        *c.settings.beacon.write().unwrap() =
+            BeaconState::with_sources([("curby", Source::CurbyRng)]).unwrap();
+        // Configured, nothing verified yet: fallback, beacon DOWN, node UP.
+        let (_, v) = get(&c, "/api/v11/quantum/randomness/random-bytes?size=8");
+        assert_fallback(&v);
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/health");
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("DOWN"))
+        );
+        let (status, v) = get(&c, "/api/v11/health");
+        assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("UP")));
+        assert_eq!(v["checks"][1]["status"], "DOWN");
+        assert_eq!(
+            v["checks"][1]["data"]["reasons"][0],
+            "curby: no verified pulse yet"
+        );
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/pulse/latest");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error_code(&v), "NO_VERIFIED_PULSE");
+
+        c.settings
+            .beacon
+            .write()
+            .unwrap()
+            .record_verified("curby", verified(Source::CurbyRng, 42))
+            .unwrap();
+        for uri in [
+            "/api/v11/quantum/randomness/random-bytes?size=8",
+            "/api/v11/quantum/randomness/transaction-nonce",
+            "/api/v11/quantum/randomness/crypto-seed?length=16",
+        ] {
+            let (status, v) = get(&c, uri);
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(
+                (v["source"].as_str(), v["verified"].as_bool()),
+                (Some("CURBY_RNG"), Some(true))
+            );
+            assert_eq!(v["provenance"]["index"], 42);
+            assert_eq!(v["provenance"]["id"], "bafyrpulse");
+            // Derived, never the public value itself.
+            assert_ne!(v["bytes"], json!(BASE64.encode([7u8; 8])));
+        }
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/pulse/latest");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["value"], hex::encode([7u8; 64]));
+        assert_eq!(
+            (v["verified"].as_bool(), v["public"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(v["provenance"]["chain"], "bafyrchain");
+        let (_, v) = get(&c, "/api/v11/quantum/randomness/info");
+        assert_eq!(v["sources"][0]["name"], "curby");
+        assert_eq!(v["sources"][0]["verified"], true);
+        let (status, v) = get(&c, "/api/v11/quantum/randomness/health");
+        assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("UP")));
+
+        c.settings
+            .beacon
+            .write()
+            .unwrap()
+            .record_failure("curby", "signature does not verify")
+            .unwrap();
+        let (_, v) = get(&c, "/api/v11/quantum/randomness/crypto-seed");
+        assert_fallback(&v);
+        let (status, v) = get(&c, "/api/v11/health");
+        assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("UP")));
+        assert_eq!(
+            v["checks"][1]["data"]["reasons"][0],
+            "curby: signature does not verify"
+        );
+    }
+
     #[test]
     fn health_info_stats_consensus() {
         let c = ctx(Fake::default());
@@ -2264,6 +2750,14 @@ pub(crate) mod tests {
             API_ROUTES[route_label("/api/v11/blocks/1/2")],
             "/api/v11/blocks/{shard}/{height}"
         );
+        assert_eq!(
+            API_ROUTES[route_label("/api/v11/quantum/randomness/pulse/latest")],
+            "/api/v11/quantum/randomness/pulse/latest"
+        );
+        assert_eq!(
+            API_ROUTES[route_label("/api/v11/quantum/randomness/crypto-seed")],
+            "/api/v11/quantum/randomness/crypto-seed"
+        );
     }
 
     #[test]
@@ -2289,6 +2783,12 @@ pub(crate) mod tests {
             "/api/v11/consensus/status",
             "/api/v11/openapi.json",
             "/metrics",
+            "/api/v11/quantum/randomness/random-bytes",
+            "/api/v11/quantum/randomness/transaction-nonce",
+            "/api/v11/quantum/randomness/crypto-seed",
+            "/api/v11/quantum/randomness/health",
+            "/api/v11/quantum/randomness/info",
+            "/api/v11/quantum/randomness/pulse/latest",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
             // Every method of every path is routed with that method.

@@ -107,6 +107,12 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v11/validators",
     "/api/v11/consensus/status",
     "/api/v11/openapi.json",
+    "/api/v11/quantum/randomness/random-bytes",
+    "/api/v11/quantum/randomness/transaction-nonce",
+    "/api/v11/quantum/randomness/crypto-seed",
+    "/api/v11/quantum/randomness/health",
+    "/api/v11/quantum/randomness/info",
+    "/api/v11/quantum/randomness/pulse/latest",
     "unmatched",
 ];
 /// Method labels; methods other than these count as `OTHER`.

@@ -10,11 +10,15 @@
 //! - [`curbyq`]: CURBy-Q rounds (the Bell-test-certified source) and the Bell experiment chain.
 //! - [`derive`](mod@derive): bytes that are handed out as secrets (HKDF-SHA512 over OS CSPRNG bytes and the
 //!   latest verified randomness) and the bounded cache of verified pulses.
+//! - [`state`]: the latest verified randomness per configured source, read by the endpoints.
+//! - [`source`]: source configuration, circuit breaker and the pure poll step of a client.
 
 pub mod curbyq;
 pub mod dagjson;
 pub mod derive;
 pub mod nist;
+pub mod source;
+pub mod state;
 pub mod twine;
 
 use serde::Serialize;
