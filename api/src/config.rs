@@ -1,6 +1,7 @@
 //! Node configuration: command-line flags, environment variables, a TOML file, defaults — in
 //! that order of precedence (a flag beats its environment variable, which beats the file).
 
+use aurigraph_net::beacon::source::BeaconSource;
 use clap::Args;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -77,6 +78,10 @@ pub struct FileConfig {
     pub connections_max_per_core: Option<usize>,
     pub snapshot_interval_entries: Option<u64>,
     pub recent_transactions_per_shard: Option<usize>,
+    /// `[[beacon]]` sections: randomness-beacon sources in priority order (none by default, so
+    /// that a default node never reaches beyond loopback and serves the local fallback).
+    #[serde(default)]
+    pub beacon: Vec<BeaconSource>,
 }
 
 /// The resolved configuration of a node.
@@ -97,6 +102,8 @@ pub struct NodeConfig {
     pub connections_max_per_core: usize,
     pub snapshot_interval_entries: u64,
     pub recent_transactions_per_shard: usize,
+    /// Randomness-beacon sources, validated, in priority order (empty by default).
+    pub beacon: Vec<BeaconSource>,
 }
 
 /// Upper bound on executors (bounds threads and per-core tables).
@@ -104,10 +111,18 @@ pub const CORES_MAX: usize = 256;
 
 impl NodeConfig {
     pub fn resolve(args: &NodeArgs) -> Result<NodeConfig, String> {
-        let file = match &args.config {
+        let mut file = match &args.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
+        // A beacon certificate path is relative to the configuration file.
+        if let Some(dir) = args.config.as_deref().and_then(Path::parent) {
+            for source in &mut file.beacon {
+                if let Some(cert) = source.certificate.as_mut().filter(|c| c.is_relative()) {
+                    *cert = dir.join(&*cert);
+                }
+            }
+        }
         if let Some(peers) = args.peers.as_ref().or(file.peers.as_ref()) {
             if !peers.trim().is_empty() {
                 return Err(format!(
@@ -140,6 +155,11 @@ impl NodeConfig {
                 "body_bytes_max {body_bytes_max}: must be at least 1024"
             ));
         }
+        for source in &file.beacon {
+            source.validate().map_err(|e| format!("[[beacon]]: {e}"))?;
+        }
+        aurigraph_net::beacon::client::state_for(&file.beacon)
+            .map_err(|e| format!("[[beacon]]: {e}"))?;
         Ok(NodeConfig {
             data_dir: args
                 .data_dir
@@ -163,6 +183,7 @@ impl NodeConfig {
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
             snapshot_interval_entries: file.snapshot_interval_entries.unwrap_or(20_000).max(1),
             recent_transactions_per_shard: file.recent_transactions_per_shard.unwrap_or(262_144),
+            beacon: file.beacon,
         })
     }
 }
@@ -220,5 +241,69 @@ mod tests {
         assert!(NodeConfig::resolve(&args)
             .unwrap_err()
             .contains("single validator"));
+    }
+
+    #[test]
+    fn beacon_sources_default_to_none_and_are_validated() {
+        assert!(NodeConfig::resolve(&NodeArgs::default())
+            .unwrap()
+            .beacon
+            .is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        let args = NodeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        std::fs::write(
+            &file,
+            "[[beacon]]\nname = \"curby\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://127.0.0.1:8443/api\"\n\n\
+             [[beacon]]\nname = \"nist\"\nkind = \"NIST\"\nbase_url = \"https://127.0.0.1:8443/nist\"\n\
+             certificate = \"nist.pem\"\ncache_capacity = 4\n",
+        )
+        .unwrap();
+        let c = NodeConfig::resolve(&args).unwrap();
+        let names: Vec<_> = c.beacon.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["curby", "nist"]);
+        assert_eq!(c.beacon[1].cache_capacity, 4);
+        assert_eq!(c.beacon[1].certificate, Some(dir.path().join("nist.pem")));
+
+        std::fs::write(
+            &file,
+            "[[beacon]]\nname = \"curby\"\nkind = \"CURBy-RNG\"\nbase_url = \"http://127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        assert!(NodeConfig::resolve(&args).unwrap_err().contains("https://"));
+        std::fs::write(
+            &file,
+            "[[beacon]]\nname = \"a\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://h\"\n\
+             [[beacon]]\nname = \"a\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://h\"\n",
+        )
+        .unwrap();
+        assert!(NodeConfig::resolve(&args).unwrap_err().contains("twice"));
+    }
+
+    /// The shipped example names the real beacons; it is only parsed here, never contacted.
+    #[test]
+    fn example_beacon_config_resolves() {
+        let file =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/node-beacon.toml");
+        let args = NodeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args).unwrap();
+        let urls: Vec<_> = c.beacon.iter().map(|s| s.base_url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://random.colorado.edu/api",
+                "https://beacon.nist.gov/beacon/2.0"
+            ]
+        );
+        assert_eq!(
+            c.beacon[0].pinned_chain_cid(),
+            aurigraph_net::beacon::twine::CURBY_RNG_CHAIN_CID
+        );
     }
 }

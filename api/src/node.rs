@@ -8,9 +8,10 @@ use aurigraph_engine::datadir::GENESIS_FILE;
 use aurigraph_engine::genesis::{Allocation, Genesis};
 use aurigraph_engine::record::address_of;
 use aurigraph_engine::runtime::{CoreService, Engine, EngineConfig};
+use aurigraph_net::beacon::client as beacon_client;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -43,6 +44,24 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     let genesis = genesis_for(&config)?;
     let draining = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
+    // The beacon client: a plain thread (not on the engine's cores) writing the state the
+    // randomness endpoints read. No source by default: nothing is fetched, the fallback is
+    // served. Stopped (joined) on every return path by dropping it.
+    let beacon = Arc::new(RwLock::new(
+        beacon_client::state_for(&config.beacon).map_err(|e| e.to_string())?,
+    ));
+    let beacon_client = if config.beacon.is_empty() {
+        None
+    } else {
+        let client = beacon_client::BeaconClient::spawn(
+            &config.beacon,
+            Arc::clone(&beacon),
+            beacon_client::ClientOptions::default(),
+        )
+        .map_err(|e| format!("beacon client: {e}"))?;
+        tracing::info!(sources = config.beacon.len(), "beacon client started");
+        Some(client)
+    };
     let settings = HttpSettings {
         addr: config.http_addr,
         body_bytes_max: config.body_bytes_max,
@@ -52,6 +71,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
         draining: draining.clone(),
         in_flight: in_flight.clone(),
         data_dir: Some(config.data_dir.clone()),
+        beacon,
         ..HttpSettings::new(config.http_addr)
     };
     // Each core binds its own listener; the first bind error stops the node with its message.
@@ -110,6 +130,10 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     let left = in_flight.load(Ordering::SeqCst);
     if left > 0 {
         tracing::warn!(left, "requests still in flight after the drain timeout");
+    }
+    if let Some(client) = beacon_client {
+        client.stop();
+        tracing::info!("beacon client stopped");
     }
     match engine.shutdown() {
         None => {

@@ -1326,18 +1326,18 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
         ctx.settings.in_flight.load(Ordering::Relaxed),
     );
 
-    // --- Randomness beacon: the beacon client is not wired into the node yet, so no source
-    // has been contacted; the families exist (no sources, no fallbacks) so that rules and
+    // --- Randomness beacon: the beacon client (when sources are configured) does not update
+    // these counters yet; the families exist (no sources, no fallbacks) so that rules and
     // dashboards written against them evaluate.
     e.family(
         "aurigraph_beacon_pulses_verified_total",
         "counter",
-        "Beacon pulses verified, by source (no beacon client is wired yet: no sources).",
+        "Beacon pulses verified, by source (not counted yet: no sources).",
     );
     e.single(
         "aurigraph_beacon_fallback_total",
         "counter",
-        "Times randomness fell back from the beacon to local entropy (no beacon client is wired yet: always 0).",
+        "Times randomness fell back from the beacon to local entropy (not counted yet: always 0).",
         0u64,
     );
 

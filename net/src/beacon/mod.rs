@@ -12,7 +12,9 @@
 //!   latest verified randomness) and the bounded cache of verified pulses.
 //! - [`state`]: the latest verified randomness per configured source, read by the endpoints.
 //! - [`source`]: source configuration, circuit breaker and the pure poll step of a client.
+//! - [`client`]: the beacon client thread (HTTPS fetches feeding the poll step into the state).
 
+pub mod client;
 pub mod curbyq;
 pub mod dagjson;
 pub mod derive;
