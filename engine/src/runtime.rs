@@ -712,7 +712,6 @@ async fn run_core(
                             waiting: std::collections::HashMap::new(),
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
-                            verifier: SignatureVerifier::default(),
                         }
                         .run()
                         .await;
@@ -903,7 +902,6 @@ struct ShardDriver {
     /// awaited: two shards waiting on each other's full channels would deadlock.
     undelivered: std::collections::VecDeque<(ShardId, Command)>,
     last_snapshot_index: u64,
-    verifier: SignatureVerifier,
 }
 
 /// How long one executor may take to recover its shards at start-up.
@@ -953,7 +951,8 @@ impl ShardDriver {
                 self.replica.announce_progress();
                 next_tick = Instant::now() + self.config.raft_tick;
             }
-            self.verify_and_propose().await;
+            // The ingress task verified every submission's signatures already.
+            self.replica.propose_preverified();
             self.process_ready().await?;
             self.answer();
             self.deliver_receipts();
@@ -970,38 +969,18 @@ impl ShardDriver {
         Ok(())
     }
 
-    /// Verifies this turn's admitted signatures in slices, yielding to the core's other tasks
-    /// between slices when the scheduler asks, then proposes them.
-    async fn verify_and_propose(&mut self) {
-        self.replica.propose_preverified();
-        let admitted = self.replica.take_admitted();
-        if admitted.is_empty() {
-            return;
-        }
-        let mut valid = Vec::with_capacity(admitted.len());
-        let mut slice_valid = Vec::new();
-        let mut records = Vec::with_capacity(VERIFY_SLICE_RECORDS);
-        for slice in admitted.chunks(VERIFY_SLICE_RECORDS) {
-            records.clear();
-            records.extend(slice.iter().map(|a| a.2));
-            self.verifier.verify(&records, &mut slice_valid);
-            self.counters().record_verified(&slice_valid);
-            valid.extend_from_slice(&slice_valid);
-            glommio::yield_if_needed().await;
-        }
-        self.replica.propose_verified(admitted, &valid);
-    }
-
     fn counters(&self) -> &ShardCounters {
         &self.peers.inner.counters[self.replica.shard() as usize]
     }
 
+    /// Submissions reach the driver only through the ingress task, which verified them.
     fn submit(&mut self, records: &[Record], valid: &[bool]) -> Result<u64, SubmitError> {
-        if valid.len() == records.len() {
-            self.replica.submit_verified(records, valid)
-        } else {
-            self.replica.submit(records)
-        }
+        assert_eq!(
+            valid.len(),
+            records.len(),
+            "ingress verifies every submission"
+        );
+        self.replica.submit_verified(records, valid)
     }
 
     /// Returns true on shutdown.
