@@ -115,11 +115,13 @@ impl NodeConfig {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
-        // A beacon certificate path is relative to the configuration file.
+        // A beacon's certificate and TLS-root paths are relative to the configuration file.
         if let Some(dir) = args.config.as_deref().and_then(Path::parent) {
             for source in &mut file.beacon {
-                if let Some(cert) = source.certificate.as_mut().filter(|c| c.is_relative()) {
-                    *cert = dir.join(&*cert);
+                for path in [&mut source.certificate, &mut source.tls_root] {
+                    if let Some(p) = path.as_mut().filter(|p| p.is_relative()) {
+                        *p = dir.join(&*p);
+                    }
                 }
             }
         }
@@ -257,7 +259,8 @@ mod tests {
         };
         std::fs::write(
             &file,
-            "[[beacon]]\nname = \"curby\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://127.0.0.1:8443/api\"\n\n\
+            "[[beacon]]\nname = \"curby\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://127.0.0.1:8443/api\"\n\
+             tls_root = \"/etc/mirror-ca.pem\"\n\n\
              [[beacon]]\nname = \"nist\"\nkind = \"NIST\"\nbase_url = \"https://127.0.0.1:8443/nist\"\n\
              certificate = \"nist.pem\"\ncache_capacity = 4\n",
         )
@@ -267,6 +270,7 @@ mod tests {
         assert_eq!(names, ["curby", "nist"]);
         assert_eq!(c.beacon[1].cache_capacity, 4);
         assert_eq!(c.beacon[1].certificate, Some(dir.path().join("nist.pem")));
+        assert_eq!(c.beacon[0].tls_root, Some("/etc/mirror-ca.pem".into()));
 
         std::fs::write(
             &file,

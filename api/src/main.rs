@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod beacon_cmd;
 mod bench;
 mod client;
 mod config;
@@ -43,6 +44,10 @@ enum Command {
     /// connections; prints `load accepted = N tx/s` and batch latency percentiles. Without
     /// --addresses it starts its own node in a temporary directory.
     Bench(bench::BenchArgs),
+    /// Verify saved randomness-beacon pulses offline (CURBy-RNG, NIST Beacon 2.0, CURBy-Q):
+    /// prints the verified randomness in hex, or exits non-zero with the failed check.
+    #[command(subcommand)]
+    Beacon(beacon_cmd::BeaconCommand),
 }
 
 /// mimalloc's `purge_delay` option (its index in mimalloc v3's `mi_option_e`).
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             node::init_logging(config::LogFormat::Human);
             bench::run(args, local_node::start)
         }
+        Command::Beacon(command) => beacon_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,17 +4,17 @@
 
 use aurigraph_net::beacon::client::{state_for, BeaconClient, ClientOptions, Clock};
 use aurigraph_net::beacon::derive::purpose;
+use aurigraph_net::beacon::fake::{self, FakeBeacon, Routes};
 use aurigraph_net::beacon::source::{
     BeaconSource, BreakerConfig, SourceKind, DEFAULT_CACHE_CAPACITY,
 };
 use aurigraph_net::beacon::state::{BeaconHealth, BeaconState, FALLBACK_SOURCE};
 use aurigraph_net::beacon::twine::CURBY_RNG_CHAIN_CID;
 use aurigraph_net::beacon::Source;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use rustls::pki_types::CertificateDer;
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -39,74 +39,18 @@ impl Clock for FastClock {
     }
 }
 
-type Routes = Arc<dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync>;
-
-/// Starts an HTTPS server on 127.0.0.1 answering GETs by `routes`; returns its base URL
-/// (`https://127.0.0.1:port`) and the certificate to trust.
+/// A fake beacon serving `routes`; returns its base URL and the certificate to trust.
 fn https_server(routes: Routes) -> (String, CertificateDer<'static>) {
-    let rcgen::CertifiedKey { cert, key_pair } =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let cert_der = cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key)
-        .unwrap(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("https://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for tcp in listener.incoming().flatten() {
-            let (config, routes) = (Arc::clone(&config), Arc::clone(&routes));
-            std::thread::spawn(move || serve(tcp, config, routes));
-        }
-    });
-    (base, cert_der)
-}
-
-fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, routes: Routes) {
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(conn) = rustls::ServerConnection::new(config) else {
-        return;
-    };
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tls.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = String::from_utf8_lossy(&request);
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-    let (status, body) = match routes(&path) {
-        Some(body) => ("200 OK", body),
-        None => ("404 Not Found", b"not found".to_vec()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = tls.write_all(head.as_bytes());
-    let _ = tls.write_all(&body);
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
+    let fake = FakeBeacon::start(routes).unwrap();
+    let out = (fake.base_url.clone(), fake.root_der.clone());
+    // Tests end with the process; the server thread keeps serving until then.
+    std::mem::forget(fake);
+    out
 }
 
 /// Serves `files` in turn at a path (the last one repeatedly).
 fn sequence(files: &[&str]) -> impl Fn() -> Vec<u8> + Send + Sync {
-    let bodies: Vec<Vec<u8>> = files.iter().map(|f| fixture(f)).collect();
-    let next = AtomicUsize::new(0);
-    move || {
-        let i = next.fetch_add(1, Ordering::SeqCst).min(bodies.len() - 1);
-        bodies[i].clone()
-    }
+    fake::sequence(files.iter().map(|f| fixture(f)).collect())
 }
 
 fn curby(name: &str, base_url: String) -> BeaconSource {
@@ -117,6 +61,7 @@ fn curby(name: &str, base_url: String) -> BeaconSource {
         chain_cid: None,
         certificate: None,
         cache_capacity: DEFAULT_CACHE_CAPACITY,
+        tls_root: None,
     }
 }
 
@@ -290,4 +235,65 @@ fn untrusted_certificate_oversized_and_lying_responses_are_failures() {
         s.draw(purpose::RANDOM_BYTES, 8).unwrap().source(),
         FALLBACK_SOURCE
     );
+}
+
+#[test]
+fn first_pulse_verifies_at_once_through_its_predecessor_with_a_configured_tls_root() {
+    let fake = FakeBeacon::start(fake::fixture_routes(&fixture_path("")).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("aurigraph-beacon-root-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("root.pem");
+    std::fs::write(&root, &fake.root_pem).unwrap();
+    let sources = [
+        BeaconSource {
+            tls_root: Some(root.clone()),
+            ..curby("curby", format!("{}/api", fake.base_url))
+        },
+        BeaconSource {
+            name: "nist".into(),
+            kind: SourceKind::Nist,
+            base_url: format!("{}/nist", fake.base_url),
+            certificate: Some(fixture_path("nist_cert_5501e3d7.pem")),
+            tls_root: Some(root),
+            ..curby("nist", String::new())
+        },
+    ];
+    // The real clock: without the predecessor fetch the first servable value would take a
+    // whole pulse period (60 s); with it, both sources verify on their first poll.
+    let state = Arc::new(RwLock::new(state_for(&sources).unwrap()));
+    let opts = ClientOptions {
+        extra_roots: Vec::new(),
+        ..options(Vec::new())
+    };
+    let started = Instant::now();
+    let client = BeaconClient::spawn(&sources, Arc::clone(&state), opts).unwrap();
+    wait_for(&state, "both sources verified", |s| {
+        s.health() == BeaconHealth::Up
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+    client.stop();
+    let s = state.read().unwrap();
+    assert_eq!(s.latest().unwrap().hex(), CURBY_534323);
+    assert_eq!(
+        s.sources()[1].latest.as_ref().unwrap().provenance.index,
+        54610
+    );
+    assert!(s.sources().iter().all(|s| s.pulses_verified == 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_tls_root_that_is_not_a_certificate_is_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("aurigraph-beacon-badroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("root.pem");
+    std::fs::write(&root, "not a certificate").unwrap();
+    let sources = [BeaconSource {
+        tls_root: Some(root),
+        ..curby("curby", "https://127.0.0.1:1/api".into())
+    }];
+    let state = Arc::new(RwLock::new(state_for(&sources).unwrap()));
+    let err = BeaconClient::spawn(&sources, state, options(Vec::new())).unwrap_err();
+    assert!(err.to_string().contains("no certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

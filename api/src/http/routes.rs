@@ -1326,19 +1326,36 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
         ctx.settings.in_flight.load(Ordering::Relaxed),
     );
 
-    // --- Randomness beacon: the beacon client (when sources are configured) does not update
-    // these counters yet; the families exist (no sources, no fallbacks) so that rules and
-    // dashboards written against them evaluate.
+    // --- Randomness beacon
     e.family(
         "aurigraph_beacon_pulses_verified_total",
         "counter",
-        "Beacon pulses verified, by source (not counted yet: no sources).",
+        "Distinct beacon pulses fully verified (signature, pinned anchor, chaining and \
+         precommitment), by configured source name.",
     );
+    let beacon = beacon_state(&ctx.settings).sources().to_vec();
+    for s in &beacon {
+        e.sample(
+            "aurigraph_beacon_pulses_verified_total",
+            &[("source", &s.name)],
+            s.pulses_verified,
+        );
+    }
+    e.family(
+        "aurigraph_beacon_source_up",
+        "gauge",
+        "1 while a configured beacon source holds verified randomness and reports no failure.",
+    );
+    for s in &beacon {
+        let up = s.latest.is_some() && s.last_error.is_none();
+        e.sample("aurigraph_beacon_source_up", &[("source", &s.name)], up);
+    }
     e.single(
         "aurigraph_beacon_fallback_total",
         "counter",
-        "Times randomness fell back from the beacon to local entropy (not counted yet: always 0).",
-        0u64,
+        "Randomness answers (random-bytes, transaction-nonce, crypto-seed) served from the OS \
+         CSPRNG alone because no verified pulse was held (LOCAL_FALLBACK).",
+        ctx.settings.metrics.beacon_fallbacks(),
     );
 
     // --- Process and build
@@ -1548,9 +1565,13 @@ fn drawn_json(drawn: &Drawn, fields: Value) -> Value {
 }
 
 fn draw(settings: &HttpSettings, purpose: &[u8], len: usize) -> Result<Drawn, ApiError> {
-    beacon_state(settings)
+    let drawn = beacon_state(settings)
         .draw(purpose, len)
-        .map_err(|e| ApiError::internal(format!("could not derive random bytes: {e}")))
+        .map_err(|e| ApiError::internal(format!("could not derive random bytes: {e}")))?;
+    if !drawn.verified() {
+        settings.metrics.count_beacon_fallback();
+    }
+    Ok(drawn)
 }
 
 fn randomness<B, T>(ctx: &Ctx<B>, which: Randomness, request: &Request<T>) -> Answer {
@@ -2590,6 +2611,19 @@ pub(crate) mod tests {
         assert_eq!(v["sources"][0]["verified"], true);
         let (status, v) = get(&c, "/api/v11/quantum/randomness/health");
         assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("UP")));
+        // One fallback answer so far (the first random-bytes), one verified pulse.
+        let metrics = |c: &Ctx<Fake>| {
+            let (_, _, body) = call(c, request("GET", "/metrics", None, Bytes::new()));
+            String::from_utf8(body.to_vec()).unwrap()
+        };
+        let text = metrics(&c);
+        for line in [
+            "aurigraph_beacon_fallback_total 1\n",
+            "aurigraph_beacon_pulses_verified_total{source=\"curby\"} 1\n",
+            "aurigraph_beacon_source_up{source=\"curby\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
 
         c.settings
             .beacon
@@ -2599,6 +2633,13 @@ pub(crate) mod tests {
             .unwrap();
         let (_, v) = get(&c, "/api/v11/quantum/randomness/crypto-seed");
         assert_fallback(&v);
+        let text = metrics(&c);
+        for line in [
+            "aurigraph_beacon_fallback_total 2\n",
+            "aurigraph_beacon_source_up{source=\"curby\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
         let (status, v) = get(&c, "/api/v11/health");
         assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("UP")));
         assert_eq!(

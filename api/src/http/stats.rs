@@ -202,6 +202,9 @@ pub struct Metrics {
     started: Instant,
     slots: Box<[CoreSlot]>,
     sampled: Mutex<Sampled>,
+    /// Randomness requests served from the OS CSPRNG alone (no verified pulse held). Not on
+    /// the transfer path, so one shared atomic is fine.
+    beacon_fallbacks: std::sync::atomic::AtomicU64,
 }
 
 /// A consistent read of the figures, for the answers.
@@ -238,7 +241,20 @@ impl Metrics {
             started: Instant::now(),
             slots: (0..slots.max(1)).map(|_| CoreSlot::new()).collect(),
             sampled: Mutex::new(Sampled::default()),
+            beacon_fallbacks: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts one randomness answer served from the local fallback.
+    pub fn count_beacon_fallback(&self) {
+        self.beacon_fallbacks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Randomness answers served from the local fallback since start.
+    pub fn beacon_fallbacks(&self) -> u64 {
+        self.beacon_fallbacks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn slot(&self, core: usize) -> &CoreSlot {

@@ -165,12 +165,11 @@ impl BeaconClient {
                 }
             }
         }
-        let agent = agent(&options)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
             .name("beacon-client".into())
-            .spawn(move || run(workers, agent, state, options, clock, thread_stop))
+            .spawn(move || run(workers, state, options, clock, thread_stop))
             .map_err(ClientError::Spawn)?;
         Ok(BeaconClient {
             stop,
@@ -213,10 +212,36 @@ pub fn state_for(sources: &[BeaconSource]) -> Result<BeaconState, ClientError> {
     .map_err(|e| ClientError::State(e.to_string()))
 }
 
-fn agent(options: &ClientOptions) -> Result<ureq::Agent, ClientError> {
+/// The roots of a source's `tls_root` PEM file.
+fn load_tls_roots(source: &BeaconSource) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = &source.tls_root else {
+        return Ok(Vec::new());
+    };
+    let err = |reason: String| ClientError::Certificate {
+        name: source.name.clone(),
+        path: path.display().to_string(),
+        reason,
+    };
+    let roots = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(err("no certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// The HTTPS agent of one source: `webpki-roots` plus the client's extra roots plus the
+/// source's own `tls_root` (so a root configured for one source is not trusted for another).
+fn agent(
+    options: &ClientOptions,
+    source_roots: &[CertificateDer<'static>],
+) -> Result<ureq::Agent, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for root in &options.extra_roots {
+    for root in options.extra_roots.iter().chain(source_roots) {
         roots
             .add(root.clone())
             .map_err(|e| ClientError::Tls(format!("extra root: {e}")))?;
@@ -274,6 +299,7 @@ enum Phase {
 
 struct Worker {
     source: BeaconSource,
+    agent: ureq::Agent,
     breaker: BreakerConfig,
     phase: Phase,
 }
@@ -307,8 +333,10 @@ impl Worker {
                 )))
             }
         };
+        let agent = agent(options, &load_tls_roots(source)?)?;
         Ok(Worker {
             source: source.clone(),
+            agent,
             breaker: options.breaker,
             phase,
         })
@@ -330,8 +358,9 @@ impl Worker {
     }
 
     /// One pass at `now_ms`: whatever is due for this source.
-    fn poll(&mut self, now_ms: u64, agent: &ureq::Agent, max: u64, state: &RwLock<BeaconState>) {
+    fn poll(&mut self, now_ms: u64, max: u64, state: &RwLock<BeaconState>) {
         let name = self.source.name.clone();
+        let agent = &self.agent;
         let publish = |f: &dyn Fn(&mut BeaconState)| {
             let mut guard = state.write().unwrap_or_else(|e| e.into_inner());
             f(&mut guard);
@@ -393,7 +422,31 @@ impl Worker {
                     });
                 }
             }
-            Ok(PollOutcome::Anchored { .. }) => {}
+            Ok(PollOutcome::Anchored { index }) => {
+                // The first pulse after start (or a gap): fetch its predecessor so that the
+                // precommitment can be checked now rather than one pulse period later.
+                let (Some(path), Ok(latest)) = (poller.predecessor_path(), fetched.as_deref())
+                else {
+                    return;
+                };
+                let url = format!("{}/{path}", self.source.base_url.trim_end_matches('/'));
+                let outcome = fetch(agent, &url, max)
+                    .map_err(|e| format!("pulse {index}: {e}"))
+                    .and_then(|previous| {
+                        poller
+                            .backfill(&previous, latest)
+                            .map_err(|e| format!("pulse {index}: {e}"))
+                    });
+                match outcome {
+                    Ok(PollOutcome::Verified(randomness)) => publish(&|s| {
+                        let _ = s.record_verified(&name, randomness.clone());
+                    }),
+                    Ok(_) => {}
+                    Err(reason) => publish(&|s| {
+                        let _ = s.record_failure(&name, reason.clone());
+                    }),
+                }
+            }
             Err(e) => publish(&|s| {
                 let _ = s.record_failure(&name, e.to_string());
             }),
@@ -403,7 +456,6 @@ impl Worker {
 
 fn run(
     mut workers: Vec<Worker>,
-    agent: ureq::Agent,
     state: Arc<RwLock<BeaconState>>,
     options: ClientOptions,
     clock: Arc<dyn Clock>,
@@ -420,7 +472,7 @@ fn run(
             if *flag.lock().unwrap_or_else(|e| e.into_inner()) {
                 return;
             }
-            worker.poll(now_ms, &agent, options.max_body_bytes, &state);
+            worker.poll(now_ms, options.max_body_bytes, &state);
         }
         let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
         let (guard, _) = cvar

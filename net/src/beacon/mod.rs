@@ -13,11 +13,14 @@
 //! - [`state`]: the latest verified randomness per configured source, read by the endpoints.
 //! - [`source`]: source configuration, circuit breaker and the pure poll step of a client.
 //! - [`client`]: the beacon client thread (HTTPS fetches feeding the poll step into the state).
+//! - `fake` (feature `fake-beacon`): a loopback HTTPS fake beacon for tests.
 
 pub mod client;
 pub mod curbyq;
 pub mod dagjson;
 pub mod derive;
+#[cfg(feature = "fake-beacon")]
+pub mod fake;
 pub mod nist;
 pub mod source;
 pub mod state;

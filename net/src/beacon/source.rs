@@ -50,6 +50,11 @@ pub struct BeaconSource {
     /// Verified pulses kept, 1..=[`MAX_CACHE_CAPACITY`].
     #[serde(default = "default_capacity")]
     pub cache_capacity: usize,
+    /// A PEM file of root certificates trusted for this source's HTTPS in addition to the
+    /// public web roots (a private mirror; tests: a certificate made at test time). TLS only:
+    /// pulses are still verified against the pinned chain or certificate.
+    #[serde(default)]
+    pub tls_root: Option<std::path::PathBuf>,
 }
 
 fn default_capacity() -> usize {
@@ -258,6 +263,9 @@ pub enum PollError {
     /// A validly signed pulse with the index of the latest held but other content.
     #[error("pulse {index} differs from the pulse {index} already verified")]
     Conflict { index: u64 },
+    /// Completing an anchored pulse with its fetched predecessor failed.
+    #[error("predecessor pulse: {0}")]
+    Backfill(String),
     /// The cache refused the pulse (indices are compared before, so not expected).
     #[error("cache: {0}")]
     Cache(#[from] CacheError),
@@ -341,6 +349,69 @@ impl SourcePoller {
                 self.next_due_ms = now_ms.saturating_add(PULSE_PERIOD_MS);
             }
             Err(_) => self.breaker.failure(now_ms),
+        }
+        result
+    }
+
+    /// When the latest pulse held is only an anchor (verified, but with no predecessor to
+    /// check its precommitment against: the first pulse after start or after a gap), the
+    /// path, relative to the source's base URL, of its predecessor: CURBy-RNG
+    /// `chains/{chain}/pulses/{index - 1}`, NIST `chain/{chainIndex}/pulse/{pulseIndex - 1}`.
+    /// Fetching it and calling [`backfill`](Self::backfill) makes the anchor servable at once
+    /// instead of one pulse period later.
+    pub fn predecessor_path(&self) -> Option<String> {
+        match &self.anchor {
+            Anchor::Twine(chain, cache) => {
+                let latest = cache.latest_pulse()?;
+                let index = latest.index().checked_sub(1)?;
+                cache
+                    .latest_randomness()
+                    .is_none_or(|r| r.provenance.index != latest.index())
+                    .then(|| format!("chains/{}/pulses/{index}", chain.cid()))
+            }
+            Anchor::Nist(_, cache) => {
+                let latest = cache.latest_pulse()?;
+                let index = latest.pulse_index().checked_sub(1)?;
+                cache
+                    .latest_randomness()
+                    .is_none_or(|r| r.provenance.index != latest.pulse_index())
+                    .then(|| format!("chain/{}/pulse/{index}", latest.chain_index()))
+            }
+        }
+    }
+
+    /// Completes an anchor (see [`predecessor_path`](Self::predecessor_path)): `previous` is
+    /// the body fetched for the predecessor, `latest` the body of the anchored pulse as served
+    /// before. Both are verified from scratch, the predecessor first (signature, pinned
+    /// anchor), then the latest against it (chaining and precommitment); on success the cache
+    /// holds both and the latest is servable. On failure the cache is left as it was (the
+    /// anchor stays and the next pulse verifies against it) and the breaker is not charged:
+    /// the beacon still serves its latest pulse correctly.
+    pub fn backfill(&mut self, previous: &[u8], latest: &[u8]) -> Result<PollOutcome, PollError> {
+        let fresh = match &self.anchor {
+            Anchor::Twine(chain, cache) => {
+                Anchor::Twine(chain.clone(), PulseCache::new(cache.capacity()))
+            }
+            Anchor::Nist(cert, cache) => {
+                Anchor::Nist(cert.clone(), PulseCache::new(cache.capacity()))
+            }
+        };
+        let held = std::mem::replace(&mut self.anchor, fresh);
+        let result = match self.verify(previous) {
+            Ok(PollOutcome::Anchored { .. }) => match self.verify(latest) {
+                Ok(outcome @ PollOutcome::Verified(_)) => Ok(outcome),
+                Ok(other) => Err(PollError::Backfill(format!(
+                    "the latest pulse does not follow the fetched predecessor ({other:?})"
+                ))),
+                Err(e) => Err(e),
+            },
+            Ok(other) => Err(PollError::Backfill(format!(
+                "unexpected outcome for the predecessor: {other:?}"
+            ))),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.anchor = held;
         }
         result
     }

@@ -25,6 +25,12 @@ pub struct SourceStatus {
     pub latest: Option<VerifiedRandomness>,
     /// Why the last attempt failed (cleared by the next verified pulse).
     pub last_error: Option<String>,
+    /// Distinct pulses fully verified from this source since start (a pulse recorded again
+    /// because the beacon has not moved on is not counted twice).
+    pub pulses_verified: u64,
+    /// `(index, id)` of the pulse last counted in `pulses_verified` (kept across failures).
+    #[serde(skip)]
+    last_counted: Option<(u64, String)>,
 }
 
 /// The beacon's own health.
@@ -109,6 +115,8 @@ impl BeaconState {
                 source,
                 latest: None,
                 last_error: None,
+                pulses_verified: 0,
+                last_counted: None,
             });
         }
         Ok(state)
@@ -144,6 +152,14 @@ impl BeaconState {
                 expected: status.source,
                 got: randomness.provenance.source,
             });
+        }
+        let pulse = (
+            randomness.provenance.index,
+            randomness.provenance.id.clone(),
+        );
+        if status.last_counted.as_ref() != Some(&pulse) {
+            status.pulses_verified += 1;
+            status.last_counted = Some(pulse);
         }
         status.latest = Some(randomness);
         status.last_error = None;
@@ -254,6 +270,16 @@ mod tests {
         let d = s.draw(purpose::CRYPTO_SEED, 16).unwrap();
         assert_eq!((d.source(), d.verified()), ("CURBY_RNG", true));
         assert_eq!(d.provenance.unwrap().index, 9);
+        // The same pulse again is not a new verified pulse.
+        s.record_verified("curby", randomness(Source::CurbyRng, 9))
+            .unwrap();
+        assert_eq!(s.sources()[0].pulses_verified, 1);
+        assert_eq!(s.sources()[1].pulses_verified, 1);
+        // ... not even after a failure in between.
+        s.record_failure("curby", "timeout").unwrap();
+        s.record_verified("curby", randomness(Source::CurbyRng, 9))
+            .unwrap();
+        assert_eq!(s.sources()[0].pulses_verified, 1);
 
         s.record_failure("curby", "signature does not verify")
             .unwrap();

@@ -9,6 +9,7 @@ fn curby_source() -> BeaconSource {
         chain_cid: None,
         certificate: None,
         cache_capacity: DEFAULT_CACHE_CAPACITY,
+        tls_root: None,
     }
 }
 
