@@ -297,3 +297,49 @@ fn a_tls_root_that_is_not_a_certificate_is_refused_at_start() {
     assert!(err.to_string().contains("no certificate"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_slow_beacon_times_out_and_a_wrong_predecessor_leaves_only_an_anchor() {
+    let genuine = fake::fixture_routes(&fixture_path("")).unwrap();
+    let routes: Routes = Arc::new(move |path: &str| {
+        if path.starts_with("/slow/") {
+            // Slower than the client's read timeout below.
+            std::thread::sleep(Duration::from_secs(3));
+            return genuine(&path.replacen("/slow/", "/api/", 1));
+        }
+        if path.starts_with("/oddprev/") && path.ends_with("/pulses/534322") {
+            // The predecessor request answered with the latest pulse itself.
+            return genuine(&format!("/api/chains/{CURBY_RNG_CHAIN_CID}/pulses/latest"));
+        }
+        genuine(&path.replacen("/oddprev/", "/api/", 1))
+    });
+    let fake = FakeBeacon::start(routes).unwrap();
+    let sources = [
+        curby("slow", format!("{}/slow", fake.base_url)),
+        curby("oddprev", format!("{}/oddprev", fake.base_url)),
+    ];
+    let opts = ClientOptions {
+        read_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(1),
+        ..options(vec![fake.root_der.clone()])
+    };
+    let state = Arc::new(RwLock::new(state_for(&sources).unwrap()));
+    let client = BeaconClient::spawn(&sources, Arc::clone(&state), opts).unwrap();
+    wait_for(&state, "both failures", |s| {
+        s.sources().iter().all(|s| s.last_error.is_some())
+    });
+    client.stop();
+    let s = state.read().unwrap();
+    let slow = s.sources()[0].last_error.as_deref().unwrap();
+    assert!(
+        slow.contains("timed out") || slow.contains("imeout"),
+        "{slow}"
+    );
+    let odd = s.sources()[1].last_error.as_deref().unwrap();
+    assert!(odd.starts_with("pulse 534323: "), "{odd}");
+    assert!(s.latest().is_none());
+    assert_eq!(
+        s.draw(purpose::RANDOM_BYTES, 8).unwrap().source(),
+        FALLBACK_SOURCE
+    );
+}
