@@ -17,6 +17,8 @@ const INPUT_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// Verify saved randomness-beacon pulses offline (no network).
 #[derive(clap::Subcommand, Debug, Clone)]
+// The subcommand names (`verify-curby`, …) are the CLI contract of the issue.
+#[allow(clippy::enum_variant_names)]
 pub enum BeaconCommand {
     /// Verify a CURBy-RNG pulse (Twine v1): the chain record against the pinned chain CID,
     /// both pulses' CIDs and RS256 signatures, `links[0]` chaining and the precommitment of

@@ -204,8 +204,8 @@ fn paths() -> Value {
         json!({ "200": { "description": "Latest verified pulse", "content": json_content(json!({ "type": "object" })) }, "503": error("Unavailable") }),
     ));
     paths.insert("/api/v11/openapi.json".into(), get("This document", "OpenAPI 3.0.", json!({ "200": { "description": "OpenAPI document", "content": json_content(json!({ "type": "object" })) } })));
-    paths.insert("/metrics".into(), get("Prometheus metrics", "The figures of /api/v11/stats and per-shard consensus figures, in the Prometheus text format 0.0.4.", json!({
-        "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } },
+    paths.insert("/metrics".into(), get("Prometheus metrics", "The figures of /api/v11/stats and per-shard consensus figures, in the OpenMetrics 1.0 text format (prometheus-client).", json!({
+        "200": { "description": "Metrics", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } },
         "503": error("Unavailable")
     })));
     Value::Object(paths)

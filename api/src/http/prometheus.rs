@@ -1,20 +1,21 @@
-//! A writer of the Prometheus text exposition format (version 0.0.4): families with `# HELP`
-//! and `# TYPE`, escaped label values, histograms as cumulative `_bucket` series with `_sum`
-//! and `_count`. Used by `GET /metrics`; the figures come from lock-free counters read at
-//! scrape time, so nothing here is on the hot path.
+//! The `/metrics` exposition. The figures come from lock-free counters read at scrape time
+//! (nothing here is on the hot path); [`Exposition`] gathers them as families of samples and
+//! the `prometheus-client` crate encodes them (OpenMetrics text: escaping, `_total` suffixes,
+//! cumulative histogram buckets, `# EOF`), through a [`Collector`] over the gathered families.
+//!
+//! Families are named as they are queried: a counter is gathered as `x_total` and described
+//! as `x` (OpenMetrics), so that `rate(x_total[…])` in rules and dashboards matches.
 
 use aurigraph_engine::runtime::HistogramCounts;
-use std::fmt::Write;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-/// The content type of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the exposition (OpenMetrics 1.0, which Prometheus negotiates).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Default)]
-pub struct Exposition {
-    out: String,
-}
-
-/// A sample value: integers print exactly, floats the way Prometheus parses them.
+/// A sample value: integers print exactly, floats as Prometheus parses them.
 #[derive(Clone, Copy, Debug)]
 pub enum Value {
     Int(u64),
@@ -45,63 +46,105 @@ impl From<bool> for Value {
     }
 }
 
-fn write_value(out: &mut String, value: Value) {
-    match value {
-        Value::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Value::Float(v) if v.is_nan() => out.push_str("NaN"),
-        Value::Float(v) if v == f64::INFINITY => out.push_str("+Inf"),
-        Value::Float(v) if v == f64::NEG_INFINITY => out.push_str("-Inf"),
-        Value::Float(v) => {
-            let _ = write!(out, "{v}");
-        }
-    }
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug)]
+enum Sample {
+    Scalar(Value),
+    /// Non-cumulative `(upper bound, count)` pairs ending with `(f64::MAX, overflow)`.
+    Histogram {
+        sum: f64,
+        count: u64,
+        buckets: Vec<(f64, u64)>,
+    },
 }
 
-fn write_labels(out: &mut String, labels: &[(&str, &str)]) {
-    if labels.is_empty() {
-        return;
-    }
-    out.push('{');
-    for (i, (name, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        for c in value.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
+#[derive(Debug)]
+struct Family {
+    /// The name as queried (`x_total` for a counter).
+    name: String,
+    kind: MetricType,
+    help: String,
+    samples: Vec<(Labels, Sample)>,
+}
+
+/// The families of one scrape, in the order they were started.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    families: Vec<Family>,
+}
+
+/// Label values escaped as the text formats require (`\\`, `\"`, `\n`): prometheus-client
+/// 0.23 writes label values as given (the unit test below pins this).
+fn owned(labels: &[(&str, &str)]) -> Labels {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let mut escaped = String::with_capacity(v.len());
+            for c in v.chars() {
+                match c {
+                    '\\' => escaped.push_str("\\\\"),
+                    '"' => escaped.push_str("\\\""),
+                    '\n' => escaped.push_str("\\n"),
+                    c => escaped.push(c),
+                }
             }
-        }
-        out.push('"');
-    }
-    out.push('}');
+            ((*k).to_owned(), escaped)
+        })
+        .collect()
 }
 
 impl Exposition {
     pub fn new() -> Exposition {
         Exposition {
-            out: String::with_capacity(16 * 1024),
+            families: Vec::with_capacity(64),
         }
     }
 
     /// Starts a family: `kind` is `counter`, `gauge` or `histogram`.
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let kind = match kind {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            other => panic!("metric {name}: unknown kind {other}"),
+        };
+        assert!(
+            !matches!(kind, MetricType::Counter) || name.ends_with("_total"),
+            "counter {name} must be named x_total"
+        );
+        assert!(
+            self.families.iter().all(|f| f.name != name),
+            "metric family {name} started twice"
+        );
+        // One line; the encoder adds nothing, and OpenMetrics help ends without a period
+        // convention, so keep the text as written.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.families.push(Family {
+            name: name.to_owned(),
+            kind,
+            help,
+            samples: Vec::new(),
+        });
+    }
+
+    fn family_mut(&mut self, name: &str) -> &mut Family {
+        self.families
+            .iter_mut()
+            .rev()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("sample of {name} before its family"))
     }
 
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Into<Value>) {
-        self.out.push_str(name);
-        write_labels(&mut self.out, labels);
-        self.out.push(' ');
-        write_value(&mut self.out, value.into());
-        self.out.push('\n');
+        let family = self.family_mut(name);
+        assert!(
+            !matches!(family.kind, MetricType::Histogram),
+            "{name}: histogram samples go through Exposition::histogram"
+        );
+        family
+            .samples
+            .push((owned(labels), Sample::Scalar(value.into())));
     }
 
     /// A family with one unlabelled sample.
@@ -119,36 +162,90 @@ impl Exposition {
         h: &HistogramCounts,
         per_unit: f64,
     ) {
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0;
-        for (i, &bound) in h.bounds.iter().enumerate() {
-            cumulative += h.counts.get(i).copied().unwrap_or(0);
-            let le = format_bound(bound as f64 / per_unit);
-            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket, &with_le, cumulative);
-        }
+        let mut buckets: Vec<(f64, u64)> = h
+            .bounds
+            .iter()
+            .enumerate()
+            .map(|(i, &bound)| {
+                (
+                    bound as f64 / per_unit,
+                    h.counts.get(i).copied().unwrap_or(0),
+                )
+            })
+            .collect();
         let count = h.count();
-        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
-        with_le.push(("le", "+Inf"));
-        self.sample(&bucket, &with_le, count);
-        self.sample(&format!("{name}_sum"), labels, h.sum as f64 / per_unit);
-        self.sample(&format!("{name}_count"), labels, count);
+        let in_bounds: u64 = buckets.iter().map(|(_, c)| c).sum();
+        buckets.push((f64::MAX, count.saturating_sub(in_bounds)));
+        let family = self.family_mut(name);
+        assert!(matches!(family.kind, MetricType::Histogram), "{name}");
+        family.samples.push((
+            owned(labels),
+            Sample::Histogram {
+                sum: h.sum as f64 / per_unit,
+                count,
+                buckets,
+            },
+        ));
     }
 
+    /// The encoded exposition.
     pub fn finish(self) -> String {
-        self.out
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Gathered(self.families)));
+        let mut out = String::with_capacity(32 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("encoding into a String does not fail");
+        out
     }
 }
 
-/// A bucket bound without float noise (`0.0001`, not `0.00010000000000000002`).
-fn format_bound(v: f64) -> String {
-    let s = format!("{:.9}", v);
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() {
-        "0".into()
-    } else {
-        s.into()
+/// The families of one scrape as a prometheus-client collector.
+#[derive(Debug)]
+struct Gathered(Vec<Family>);
+
+impl Collector for Gathered {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in &self.0 {
+            let name = match family.kind {
+                MetricType::Counter => family.name.trim_end_matches("_total"),
+                _ => family.name.as_str(),
+            };
+            let mut metric = encoder.encode_descriptor(name, &family.help, None, family.kind)?;
+            for (labels, sample) in &family.samples {
+                // No `{}` on unlabelled series.
+                if labels.is_empty() {
+                    encode_sample(&mut metric, family.kind, sample)?;
+                } else {
+                    encode_sample(&mut metric.encode_family(labels)?, family.kind, sample)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_sample(
+    series: &mut MetricEncoder,
+    kind: MetricType,
+    sample: &Sample,
+) -> Result<(), std::fmt::Error> {
+    match (kind, sample) {
+        (MetricType::Counter, Sample::Scalar(Value::Int(v))) => {
+            series.encode_counter::<NoLabelSet, _, u64>(v, None)
+        }
+        (MetricType::Counter, Sample::Scalar(Value::Float(v))) => {
+            series.encode_counter::<NoLabelSet, _, f64>(v, None)
+        }
+        (_, Sample::Scalar(Value::Int(v))) => series.encode_gauge(&(*v as i64)),
+        (_, Sample::Scalar(Value::Float(v))) => series.encode_gauge(v),
+        (
+            _,
+            Sample::Histogram {
+                sum,
+                count,
+                buckets,
+            },
+        ) => series.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None),
     }
 }
 
@@ -159,15 +256,18 @@ mod tests {
     #[test]
     fn families_samples_and_escaping() {
         let mut e = Exposition::new();
-        e.family("a_total", "counter", "Line one\nline two \\ done.");
+        e.family("a_total", "counter", "Line one\nline two.");
         e.sample("a_total", &[("route", "/x\"y\\z\n")], 3u64);
         e.single("b", "gauge", "B.", f64::NAN);
+        e.family("c", "gauge", "C.");
         e.sample("c", &[], 0.25);
-        e.sample("d", &[], f64::INFINITY);
+        e.sample("c", &[("k", "v")], 7u64);
+        let text = e.finish();
         assert_eq!(
-            e.finish(),
-            "# HELP a_total Line one\\nline two \\\\ done.\n# TYPE a_total counter\n\
-             a_total{route=\"/x\\\"y\\\\z\\n\"} 3\n# HELP b B.\n# TYPE b gauge\nb NaN\nc 0.25\nd +Inf\n"
+            text,
+            "# HELP a Line one line two.\n# TYPE a counter\n\
+             a_total{route=\"/x\\\"y\\\\z\\n\"} 3\n# HELP b B.\n# TYPE b gauge\nb NaN\n\
+             # HELP c C.\n# TYPE c gauge\nc 0.25\nc{k=\"v\"} 7\n# EOF\n"
         );
     }
 
@@ -180,17 +280,23 @@ mod tests {
             sum: 9000,
         };
         let mut e = Exposition::new();
+        e.family("h_seconds", "histogram", "H.");
         e.histogram("h_seconds", &[("shard", "0")], &h, 1e6);
-        assert_eq!(
-            e.finish(),
-            "h_seconds_bucket{shard=\"0\",le=\"0.0001\"} 1\n\
-             h_seconds_bucket{shard=\"0\",le=\"0.001\"} 3\n\
-             h_seconds_bucket{shard=\"0\",le=\"+Inf\"} 6\n\
-             h_seconds_sum{shard=\"0\"} 0.009\n\
-             h_seconds_count{shard=\"0\"} 6\n"
-        );
-        assert_eq!(format_bound(2.5), "2.5");
-        assert_eq!(format_bound(1.0), "1");
-        assert_eq!(format_bound(0.0), "0");
+        let text = e.finish();
+        for line in [
+            "h_seconds_bucket{le=\"0.0001\",shard=\"0\"} 1\n",
+            "h_seconds_bucket{le=\"0.001\",shard=\"0\"} 3\n",
+            "h_seconds_bucket{le=\"+Inf\",shard=\"0\"} 6\n",
+            "h_seconds_sum{shard=\"0\"} 0.009\n",
+            "h_seconds_count{shard=\"0\"} 6\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "must be named x_total")]
+    fn a_counter_is_named_total() {
+        Exposition::new().family("a", "counter", "A.");
     }
 }

@@ -1045,10 +1045,12 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
         &h.latency_us,
         1e6,
     );
+    // Windowed quantiles as a gauge (OpenMetrics summaries are not encoded by
+    // prometheus-client; the since-start sum and count are the histogram's).
     e.family(
         "aurigraph_transaction_latency_seconds",
-        "summary",
-        "Admission-to-reply latency: quantiles over the recent window (the figures of /api/v11/stats), sum and count since start.",
+        "gauge",
+        "Admission-to-reply latency quantiles over the recent window (the figures of /api/v11/stats).",
     );
     for (q, ms) in [
         ("0.5", s.p50_ms),
@@ -1062,16 +1064,6 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
             ms / 1000.0,
         );
     }
-    e.sample(
-        "aurigraph_transaction_latency_seconds_sum",
-        &[],
-        h.latency_us.sum as f64 / 1e6,
-    );
-    e.sample(
-        "aurigraph_transaction_latency_seconds_count",
-        &[],
-        h.latency_us.count(),
-    );
     e.single(
         "aurigraph_transaction_latency_max_seconds",
         "gauge",
@@ -1357,6 +1349,20 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
          CSPRNG alone because no verified pulse was held (LOCAL_FALLBACK).",
         ctx.settings.metrics.beacon_fallbacks(),
     );
+
+    // --- Per core: CPU time of each core's executor thread (shards, verification, HTTP)
+    e.family(
+        "aurigraph_core_cpu_seconds_total",
+        "counter",
+        "User and system CPU time of each core's executor thread (its shards, signature verification and HTTP server), seconds.",
+    );
+    for (core, seconds) in ctx.settings.metrics.core_cpu_seconds() {
+        e.sample(
+            "aurigraph_core_cpu_seconds_total",
+            &[("core", &core.to_string())],
+            seconds,
+        );
+    }
 
     // --- Process and build
     let p = super::stats::read_process();
@@ -2744,7 +2750,7 @@ pub(crate) mod tests {
         assert!(headers[CONTENT_TYPE]
             .to_str()
             .unwrap()
-            .starts_with("text/plain"));
+            .starts_with("application/openmetrics-text"));
         let text = String::from_utf8(body.to_vec()).unwrap();
         for line in [
             "aurigraph_transactions_total{result=\"OK\"} 0\n",
@@ -2756,7 +2762,8 @@ pub(crate) mod tests {
             "aurigraph_signature_verifications_total{outcome=\"invalid\"} 2\n",
             "aurigraph_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 1\n",
             "aurigraph_wal_fsync_duration_seconds_count 1\n",
-            "# TYPE aurigraph_beacon_pulses_verified_total counter\n",
+            "# TYPE aurigraph_beacon_pulses_verified counter\n",
+            "# EOF\n",
             "aurigraph_build_info{version=",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");

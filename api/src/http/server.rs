@@ -100,6 +100,8 @@ impl Drop for OpenGuard {
 }
 
 async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, settings: HttpSettings) {
+    // This task runs on the core's executor thread: its CPU time is the core's.
+    settings.metrics.register_core_thread(core);
     if core == 0 {
         // One sampler per process derives the windowed figures (tps, peak, CPU, latency).
         let metrics = settings.metrics.clone();

@@ -205,6 +205,9 @@ pub struct Metrics {
     /// Randomness requests served from the OS CSPRNG alone (no verified pulse held). Not on
     /// the transfer path, so one shared atomic is fine.
     beacon_fallbacks: std::sync::atomic::AtomicU64,
+    /// Kernel thread id of each core's executor thread (0 until its server starts), for the
+    /// per-core CPU figures.
+    core_tids: Box<[std::sync::atomic::AtomicI32]>,
 }
 
 /// A consistent read of the figures, for the answers.
@@ -242,7 +245,38 @@ impl Metrics {
             slots: (0..slots.max(1)).map(|_| CoreSlot::new()).collect(),
             sampled: Mutex::new(Sampled::default()),
             beacon_fallbacks: std::sync::atomic::AtomicU64::new(0),
+            core_tids: (0..slots.max(1))
+                .map(|_| std::sync::atomic::AtomicI32::new(0))
+                .collect(),
         }
+    }
+
+    /// Records the calling thread as core `core`'s executor thread (its server calls this
+    /// once, on that thread).
+    pub fn register_core_thread(&self, core: usize) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        if let Some(slot) = self.core_tids.get(core) {
+            slot.store(tid, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// CPU seconds (user + system) used by each registered core's executor thread so far,
+    /// from `/proc/self/task/<tid>/stat`: `(core, seconds)`.
+    pub fn core_cpu_seconds(&self) -> Vec<(usize, f64)> {
+        let ticks = clock_ticks_per_second();
+        self.core_tids
+            .iter()
+            .enumerate()
+            .filter_map(|(core, tid)| {
+                let tid = tid.load(std::sync::atomic::Ordering::Relaxed);
+                if tid == 0 {
+                    return None;
+                }
+                let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+                Some((core, parse_cpu_ticks(&text)? as f64 / ticks))
+            })
+            .collect()
     }
 
     /// Counts one randomness answer served from the local fallback.
