@@ -108,6 +108,28 @@ fn node_serves_verified_randomness_from_the_fake_beacon() {
     let latest = node.get("/api/v11/quantum/randomness/pulse/latest").json();
     assert_eq!(latest["value"], CURBY_534323, "{latest}");
     assert_eq!(latest["verified"], true);
+    // A third party re-verifies the served value from the documents pulse/latest returns.
+    std::fs::write(dir.path().join("pulse.json"), latest["pulse"].to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("previousPulse.json"),
+        latest["previousPulse"].to_string(),
+    )
+    .unwrap();
+    assert!(latest["verifyWith"]
+        .as_str()
+        .unwrap()
+        .starts_with("aurigraph beacon verify-curby"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .args(["beacon", "verify-curby", "--chain"])
+        .arg(fixtures().join("curby_rng_chain.json"))
+        .arg("--pulse")
+        .arg(dir.path().join("pulse.json"))
+        .arg("--prev")
+        .arg(dir.path().join("previousPulse.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), CURBY_534323);
     let health = node.get("/api/v11/health").json();
     assert_eq!(health["status"], "UP");
     let check = health["checks"]

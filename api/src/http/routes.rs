@@ -1659,7 +1659,7 @@ fn randomness<B, T>(ctx: &Ctx<B>, which: Randomness, request: &Request<T>) -> An
         }
         Randomness::PulseLatest => {
             let state = beacon_state(settings);
-            let Some(latest) = state.latest() else {
+            let Some(status) = state.latest_source() else {
                 let why = if state.is_configured() {
                     "no verified beacon pulse is held (see /api/v11/quantum/randomness/health)"
                 } else {
@@ -1672,6 +1672,23 @@ fn randomness<B, T>(ctx: &Ctx<B>, which: Randomness, request: &Request<T>) -> An
                     why,
                 ));
             };
+            let latest = status
+                .latest
+                .as_ref()
+                .expect("latest_source has randomness");
+            // The signed documents, as served, for re-verification by anyone.
+            let document = |bytes: &[u8]| {
+                serde_json::from_slice::<Value>(bytes)
+                    .unwrap_or_else(|_| json!(BASE64.encode(bytes)))
+            };
+            let evidence = status.evidence.as_ref();
+            let command = match latest.provenance.source {
+                Source::Nist => "aurigraph beacon verify-nist --pulse pulse.json --prev previousPulse.json --cert <the certificate named by pulse.certificateId>".to_string(),
+                _ => format!(
+                    "aurigraph beacon verify-curby --chain <chain record {}> --pulse pulse.json --prev previousPulse.json",
+                    latest.provenance.chain
+                ),
+            };
             json!({
                 "source": latest.provenance.source.as_str(),
                 "verified": true,
@@ -1682,6 +1699,9 @@ fn randomness<B, T>(ctx: &Ctx<B>, which: Randomness, request: &Request<T>) -> An
                 "size": latest.value.len(),
                 "timestamp": now_iso(),
                 "provenance": latest.provenance,
+                "pulse": evidence.map(|e| document(&e.pulse)),
+                "previousPulse": evidence.map(|e| document(&e.previous)),
+                "verifyWith": command,
             })
         }
     };

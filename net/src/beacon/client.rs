@@ -23,7 +23,7 @@ use super::source::{
     BeaconSource, BreakerConfig, CircuitBreaker, ConfigError, PollOutcome, SourceKind,
     SourcePoller, PULSE_PERIOD_MS,
 };
-use super::state::BeaconState;
+use super::state::{BeaconState, Evidence};
 use super::twine::TwineChain;
 use super::Source;
 use rustls::pki_types::CertificateDer;
@@ -300,6 +300,11 @@ enum Phase {
 struct Worker {
     source: BeaconSource,
     agent: ureq::Agent,
+    /// Body of the latest pulse accepted (verified or anchored): the `previous` document of
+    /// the next verified pulse's evidence.
+    last_body: Option<Vec<u8>>,
+    /// The evidence of the randomness published last (republished with it when unchanged).
+    evidence: Option<Evidence>,
     breaker: BreakerConfig,
     phase: Phase,
 }
@@ -337,6 +342,8 @@ impl Worker {
         Ok(Worker {
             source: source.clone(),
             agent,
+            last_body: None,
+            evidence: None,
             breaker: options.breaker,
             phase,
         })
@@ -410,23 +417,35 @@ impl Worker {
             return;
         }
         let fetched = fetch(agent, &url, max);
+        let record = |s: &mut BeaconState, r: &super::VerifiedRandomness, e: &Option<Evidence>| {
+            let _ = s.record_verified_with_evidence(&name, r.clone(), e.clone());
+        };
         match poller.step(now_ms, fetched.as_deref().map_err(Clone::clone)) {
-            Ok(PollOutcome::Verified(randomness)) => publish(&|s| {
-                let _ = s.record_verified(&name, randomness.clone());
-            }),
+            Ok(PollOutcome::Verified(randomness)) => {
+                let body = fetched.unwrap_or_default();
+                self.evidence = self.last_body.take().map(|previous| Evidence {
+                    pulse: body.clone(),
+                    previous,
+                });
+                self.last_body = Some(body);
+                let evidence = &self.evidence;
+                publish(&|s| record(s, &randomness, evidence));
+            }
             Ok(PollOutcome::Unchanged { .. }) => {
                 // Still the latest pulse: republish it (clears an earlier transient failure).
                 if let Some(randomness) = poller.latest_randomness().cloned() {
-                    publish(&|s| {
-                        let _ = s.record_verified(&name, randomness.clone());
-                    });
+                    let evidence = &self.evidence;
+                    publish(&|s| record(s, &randomness, evidence));
                 }
             }
             Ok(PollOutcome::Anchored { index }) => {
                 // The first pulse after start (or a gap): fetch its predecessor so that the
                 // precommitment can be checked now rather than one pulse period later.
-                let (Some(path), Ok(latest)) = (poller.predecessor_path(), fetched.as_deref())
-                else {
+                let Ok(latest) = fetched else {
+                    return;
+                };
+                self.last_body = Some(latest.clone());
+                let Some(path) = poller.predecessor_path() else {
                     return;
                 };
                 let url = format!("{}/{path}", self.source.base_url.trim_end_matches('/'));
@@ -434,13 +453,19 @@ impl Worker {
                     .map_err(|e| format!("pulse {index}: {e}"))
                     .and_then(|previous| {
                         poller
-                            .backfill(&previous, latest)
+                            .backfill(&previous, &latest)
+                            .map(|outcome| (outcome, previous))
                             .map_err(|e| format!("pulse {index}: {e}"))
                     });
                 match outcome {
-                    Ok(PollOutcome::Verified(randomness)) => publish(&|s| {
-                        let _ = s.record_verified(&name, randomness.clone());
-                    }),
+                    Ok((PollOutcome::Verified(randomness), previous)) => {
+                        self.evidence = Some(Evidence {
+                            pulse: latest,
+                            previous,
+                        });
+                        let evidence = &self.evidence;
+                        publish(&|s| record(s, &randomness, evidence));
+                    }
                     Ok(_) => {}
                     Err(reason) => publish(&|s| {
                         let _ = s.record_failure(&name, reason.clone());

@@ -31,6 +31,19 @@ pub struct SourceStatus {
     /// `(index, id)` of the pulse last counted in `pulses_verified` (kept across failures).
     #[serde(skip)]
     last_counted: Option<(u64, String)>,
+    /// The signed documents `latest` was verified from, when the client kept them.
+    #[serde(skip)]
+    pub evidence: Option<Evidence>,
+}
+
+/// The signed documents a verified value was checked from, as the beacon served them, so that a
+/// third party can re-verify it (`aurigraph beacon verify-curby|verify-nist`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The pulse whose randomness is served.
+    pub pulse: Vec<u8>,
+    /// The pulse before it, whose precommitment the pulse opens.
+    pub previous: Vec<u8>,
 }
 
 /// The beacon's own health.
@@ -117,6 +130,7 @@ impl BeaconState {
                 last_error: None,
                 pulses_verified: 0,
                 last_counted: None,
+                evidence: None,
             });
         }
         Ok(state)
@@ -145,6 +159,16 @@ impl BeaconState {
         name: &str,
         randomness: VerifiedRandomness,
     ) -> Result<(), StateError> {
+        self.record_verified_with_evidence(name, randomness, None)
+    }
+
+    /// Records verified randomness of source `name` with the documents it was verified from.
+    pub fn record_verified_with_evidence(
+        &mut self,
+        name: &str,
+        randomness: VerifiedRandomness,
+        evidence: Option<Evidence>,
+    ) -> Result<(), StateError> {
         let status = self.source_mut(name)?;
         if randomness.provenance.source != status.source {
             return Err(StateError::WrongSource {
@@ -163,6 +187,7 @@ impl BeaconState {
         }
         status.latest = Some(randomness);
         status.last_error = None;
+        status.evidence = evidence;
         Ok(())
     }
 
@@ -175,6 +200,7 @@ impl BeaconState {
     ) -> Result<(), StateError> {
         let status = self.source_mut(name)?;
         status.latest = None;
+        status.evidence = None;
         status.last_error = Some(reason.into());
         Ok(())
     }
@@ -182,6 +208,12 @@ impl BeaconState {
     /// The latest verified randomness of the first source (priority order) that has one.
     pub fn latest(&self) -> Option<&VerifiedRandomness> {
         self.sources.iter().find_map(|s| s.latest.as_ref())
+    }
+
+    /// The first source (priority order) with verified randomness: the value
+    /// [`latest`](Self::latest) serves, with its source's status (evidence included).
+    pub fn latest_source(&self) -> Option<&SourceStatus> {
+        self.sources.iter().find(|s| s.latest.is_some())
     }
 
     /// The beacon's own health.
