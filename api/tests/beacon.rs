@@ -54,6 +54,15 @@ fn wait_until(node: &Node, what: &str, done: impl Fn(&serde_json::Value) -> bool
     }
 }
 
+/// Runs `aurigraph beacon ARGS…`.
+fn beacon_cli(args: &[std::ffi::OsString]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .arg("beacon")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -119,15 +128,15 @@ fn node_serves_verified_randomness_from_the_fake_beacon() {
         .as_str()
         .unwrap()
         .starts_with("aurigraph beacon verify-curby"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
-        .args(["beacon", "verify-curby", "--chain"])
-        .arg(fixtures().join("curby_rng_chain.json"))
-        .arg("--pulse")
-        .arg(dir.path().join("pulse.json"))
-        .arg("--prev")
-        .arg(dir.path().join("previousPulse.json"))
-        .output()
-        .unwrap();
+    let out = beacon_cli(&[
+        "verify-curby".into(),
+        "--chain".into(),
+        fixtures().join("curby_rng_chain.json").into(),
+        "--pulse".into(),
+        dir.path().join("pulse.json").into(),
+        "--prev".into(),
+        dir.path().join("previousPulse.json").into(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), CURBY_534323);
     let health = node.get("/api/v11/health").json();
@@ -262,34 +271,27 @@ fn lying_and_unreachable_beacons_fall_back_and_the_node_is_unharmed() {
 
 #[test]
 fn beacon_cli_verifies_the_fixtures_and_rejects_a_swapped_pulse() {
-    let f = |name: &str| fixtures().join(name);
-    let run = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
-            .arg("beacon")
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let out = run(&[
-        "verify-curby".as_ref(),
-        "--chain".as_ref(),
-        f("curby_rng_chain.json").as_os_str(),
-        "--pulse".as_ref(),
-        f("curby_rng_pulse_534323.json").as_os_str(),
-        "--prev".as_ref(),
-        f("curby_rng_pulse_534322.json").as_os_str(),
+    let f = |name: &str| fixtures().join(name).into_os_string();
+    let out = beacon_cli(&[
+        "verify-curby".into(),
+        "--chain".into(),
+        f("curby_rng_chain.json"),
+        "--pulse".into(),
+        f("curby_rng_pulse_534323.json"),
+        "--prev".into(),
+        f("curby_rng_pulse_534322.json"),
     ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), CURBY_534323);
 
-    let out = run(&[
-        "verify-nist".as_ref(),
-        "--pulse".as_ref(),
-        f("nist_pulse_chain1_54609.json").as_os_str(),
-        "--prev".as_ref(),
-        f("nist_pulse_chain1_54610.json").as_os_str(),
-        "--cert".as_ref(),
-        f("nist_cert_5501e3d7.pem").as_os_str(),
+    let out = beacon_cli(&[
+        "verify-nist".into(),
+        "--pulse".into(),
+        f("nist_pulse_chain1_54609.json"),
+        "--prev".into(),
+        f("nist_pulse_chain1_54610.json"),
+        "--cert".into(),
+        f("nist_cert_5501e3d7.pem"),
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.is_empty());
