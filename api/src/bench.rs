@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// directory.
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     pub addresses: Vec<String>,
+    /// Without --addresses: validators of the local cluster to start and load (1 to 9; more
+    /// than one replicates every shard across them, each on its own loopback ports).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nodes: usize,
     /// Transfers to submit.
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub transfers: usize,
@@ -810,6 +814,17 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
     }
     if args.client_threads == 0 {
         return Err("--client-threads must be at least 1".into());
+    }
+    if !(1..=crate::local_node::LOCAL_NODES_MAX).contains(&args.nodes) {
+        return Err(format!(
+            "--nodes must be between 1 and {}",
+            crate::local_node::LOCAL_NODES_MAX
+        ));
+    }
+    if args.nodes > 1 && !args.addresses.is_empty() {
+        return Err(
+            "--nodes starts a local cluster; it cannot be combined with --addresses".into(),
+        );
     }
     Ok(())
 }

@@ -1,71 +1,212 @@
-//! A node started as a child process of this binary (used by `aurigraph bench` when it is not
-//! given --addresses): the benchmark client and the node it measures are separate processes,
-//! as in production.
+//! Validators started as child processes of this binary, on loopback: for `aurigraph bench`
+//! when it is not given --addresses (one, or `--nodes N`) (the benchmark client and the node it measures are separate
+//! processes, as in production), N for `aurigraph bench --nodes N` and `aurigraph cluster`.
 
 use aurigraph_engine::genesis::Genesis;
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::Path;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long the child node may take to recover and start listening.
+/// How long a child node may take to recover and start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Validators a local cluster may have (one host: each is a process with its own cores).
+pub const LOCAL_NODES_MAX: usize = 9;
 
-/// Starts `aurigraph node` on a free loopback port with `genesis` in `dir`; returns its base URL
-/// and a function that stops it (SIGTERM, then wait).
-pub fn start(genesis: &Genesis, dir: &Path) -> Result<crate::bench::StartedNode, String> {
-    let shards = genesis
-        .shards
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u32);
-    let genesis_path = dir.join("bench-genesis.json");
-    std::fs::write(&genesis_path, genesis.to_canonical_json(shards))
-        .map_err(|e| format!("cannot write {}: {e}", genesis_path.display()))?;
-    let port = free_port()?;
-    let addr = format!("127.0.0.1:{port}");
-    let log_path = dir.join("node.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
-    let mut child = Command::new(exe)
-        .arg("node")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--genesis")
-        .arg(&genesis_path)
-        .arg("--http-addr")
-        .arg(&addr)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start the node: {e}"))?;
-    let url = format!("http://{addr}");
-    if let Err(e) = wait_until_listening(&mut child, port) {
-        let _ = child.kill();
-        let _ = child.wait();
-        let mut text = String::new();
-        let _ = std::fs::File::open(&log_path).and_then(|mut f| f.read_to_string(&mut text));
-        return Err(format!("{e}; node log:\n{text}"));
-    }
-    eprintln!("bench: node started at {url} (log: {})", log_path.display());
-    let stop = Box::new(move || {
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = child.wait();
-    });
-    Ok((vec![url], stop))
+/// One validator of a local cluster as it is started.
+#[derive(Debug, Clone)]
+pub struct LocalNode {
+    pub node_id: u64,
+    pub http_addr: SocketAddr,
+    /// Base peer address: core `c` listens on its port + `c` (none for a single validator).
+    pub peer_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free loopback port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+/// The running children of a local cluster; stopped (SIGTERM, then wait) on drop.
+pub struct LocalCluster {
+    pub nodes: Vec<LocalNode>,
+    children: Vec<Child>,
+}
+
+impl LocalCluster {
+    /// Base URLs of the validators' HTTP APIs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("http://{}", n.http_addr))
+            .collect()
+    }
+
+    /// Whether every child is still running; the first that exited, with its status.
+    pub fn exited(&mut self) -> Option<(u64, std::process::ExitStatus)> {
+        self.children
+            .iter_mut()
+            .zip(&self.nodes)
+            .find_map(|(c, n)| c.try_wait().ok().flatten().map(|s| (n.node_id, s)))
+    }
+
+    /// SIGTERM to every child, then waits for each (they drain and exit).
+    pub fn stop(&mut self) {
+        for child in &self.children {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts `nodes` validators (ids 1..=nodes) on loopback in `dir` (`node-<id>/` each), all with
+/// `genesis`, each with `cores` executors; with more than one, every node lists the others in
+/// `--peers`. Returns once every node's HTTP port accepts connections.
+pub fn start_cluster(
+    genesis: &Genesis,
+    dir: &Path,
+    nodes: usize,
+    cores: Option<usize>,
+) -> Result<LocalCluster, String> {
+    if !(1..=LOCAL_NODES_MAX).contains(&nodes) {
+        return Err(format!(
+            "--nodes {nodes}: a local cluster has 1 to {LOCAL_NODES_MAX} validators"
+        ));
+    }
+    let cores_per_node =
+        cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let shards = genesis.shards.unwrap_or(cores_per_node as u32);
+    let genesis_path = dir.join("genesis.json");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::write(&genesis_path, genesis.to_canonical_json(shards))
+        .map_err(|e| format!("cannot write {}: {e}", genesis_path.display()))?;
+    let mut planned = Vec::with_capacity(nodes);
+    let mut taken: Vec<TcpListener> = Vec::new(); // held until every port is chosen
+    for id in 1..=nodes as u64 {
+        let http = bind_free(&mut taken, 1)?;
+        let peer = if nodes > 1 {
+            Some(bind_free(&mut taken, cores_per_node)?)
+        } else {
+            None
+        };
+        let node_dir = dir.join(format!("node-{id}"));
+        planned.push(LocalNode {
+            node_id: id,
+            http_addr: http,
+            peer_addr: peer,
+            data_dir: node_dir.join("data"),
+            log: node_dir.join("node.log"),
+        });
+    }
+    drop(taken);
+    let peers = planned
+        .iter()
+        .filter_map(|n| n.peer_addr.map(|a| format!("{}={a}", n.node_id)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let mut cluster = LocalCluster {
+        nodes: Vec::new(),
+        children: Vec::new(),
+    };
+    for node in &planned {
+        std::fs::create_dir_all(node.log.parent().expect("node dir"))
+            .map_err(|e| format!("cannot create the node directory: {e}"))?;
+        let log = std::fs::File::create(&node.log)
+            .map_err(|e| format!("cannot create {}: {e}", node.log.display()))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("node")
+            .arg("--node-id")
+            .arg(node.node_id.to_string())
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--genesis")
+            .arg(&genesis_path)
+            .arg("--http-addr")
+            .arg(node.http_addr.to_string());
+        if let Some(cores) = cores {
+            cmd.arg("--cores").arg(cores.to_string());
+        }
+        if let Some(peer) = node.peer_addr {
+            cmd.arg("--peer-addr")
+                .arg(peer.to_string())
+                .arg("--peers")
+                .arg(&peers);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start node {}: {e}", node.node_id))?;
+        cluster.children.push(child);
+        cluster.nodes.push(node.clone());
+    }
+    for i in 0..cluster.nodes.len() {
+        let port = cluster.nodes[i].http_addr.port();
+        if let Err(e) = wait_until_listening(&mut cluster.children[i], port) {
+            let node = &cluster.nodes[i];
+            let mut text = String::new();
+            let _ = std::fs::File::open(&node.log).and_then(|mut f| f.read_to_string(&mut text));
+            return Err(format!("node {}: {e}; its log:\n{text}", node.node_id));
+        }
+    }
+    Ok(cluster)
+}
+
+/// Starts `nodes` validators for `aurigraph bench --nodes N`.
+pub fn start_nodes(
+    genesis: &Genesis,
+    dir: &Path,
+    nodes: usize,
+) -> Result<crate::bench::StartedNode, String> {
+    let cluster = start_cluster(genesis, dir, nodes, None)?;
+    for node in &cluster.nodes {
+        eprintln!(
+            "bench: validator {} at http://{} (log: {})",
+            node.node_id,
+            node.http_addr,
+            node.log.display()
+        );
+    }
+    let urls = cluster.urls();
+    let mut cluster = cluster;
+    Ok((urls, Box::new(move || cluster.stop())))
+}
+
+/// A loopback address whose port and the `count - 1` ports after it are free now; the
+/// listeners stay in `taken` so that later picks do not collide with it.
+fn bind_free(taken: &mut Vec<TcpListener>, count: usize) -> Result<SocketAddr, String> {
+    for _ in 0..64 {
+        let first =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free loopback port: {e}"))?;
+        let addr = first.local_addr().map_err(|e| e.to_string())?;
+        let mut group = vec![first];
+        let all_free = (1..count).all(|i| {
+            u16::try_from(usize::from(addr.port()) + i)
+                .ok()
+                .and_then(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+                .map(|l| group.push(l))
+                .is_some()
+        });
+        if all_free {
+            taken.extend(group);
+            return Ok(addr);
+        }
+    }
+    Err(format!(
+        "found no {count} consecutive free loopback ports in 64 tries"
+    ))
 }
 
 fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod beacon_cmd;
 mod bench;
 mod client;
+mod cluster_cmd;
 mod config;
 mod http;
 mod keys;
@@ -44,6 +45,9 @@ enum Command {
     /// connections; prints `load accepted = N tx/s` and batch latency percentiles. Without
     /// --addresses it starts its own node in a temporary directory.
     Bench(bench::BenchArgs),
+    /// Start a local cluster of N validators on loopback in one directory (for developers);
+    /// Ctrl-C stops them.
+    Cluster(cluster_cmd::ClusterArgs),
     /// Verify saved randomness-beacon pulses offline (CURBy-RNG, NIST Beacon 2.0, CURBy-Q):
     /// prints the verified randomness in hex, or exits non-zero with the failed check.
     #[command(subcommand)]
@@ -87,9 +91,13 @@ fn main() -> ExitCode {
         Command::Transfer(args) => transfer_cmd::run(args),
         Command::Bench(args) => {
             node::init_logging(config::LogFormat::Human);
-            bench::run(args, local_node::start)
+            let nodes = args.nodes;
+            bench::run(args, move |genesis, dir| {
+                local_node::start_nodes(genesis, dir, nodes)
+            })
         }
         Command::Beacon(command) => beacon_cmd::run(command),
+        Command::Cluster(args) => cluster_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

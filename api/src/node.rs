@@ -159,7 +159,7 @@ fn genesis_for(config: &NodeConfig) -> Result<Option<Genesis>, String> {
     Ok(Some(development_genesis(&config.data_dir)?))
 }
 
-fn development_genesis(data_dir: &Path) -> Result<Genesis, String> {
+pub(crate) fn development_genesis(data_dir: &Path) -> Result<Genesis, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let key_path = data_dir.join(DEV_KEY_FILE);
@@ -189,7 +189,7 @@ fn development_genesis(data_dir: &Path) -> Result<Genesis, String> {
     })
 }
 
-fn block_stop_signals() -> libc::sigset_t {
+pub(crate) fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -198,6 +198,24 @@ fn block_stop_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
+    }
+}
+
+/// Like [`wait_for_stop_signal`], giving up after `timeout` (`None`: no signal came).
+pub(crate) fn wait_for_stop_signal_timeout(
+    set: libc::sigset_t,
+    timeout: Duration,
+) -> Option<&'static str> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` holds blocked signals; sigtimedwait returns the one received or -1.
+    let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    match signal {
+        libc::SIGINT => Some("SIGINT"),
+        libc::SIGTERM => Some("SIGTERM"),
+        _ => None,
     }
 }
 

@@ -1,0 +1,79 @@
+//! `aurigraph cluster --nodes N`: a local cluster of N validators on loopback in one directory,
+//! for developers. Runs until SIGINT/SIGTERM (then stops every validator gracefully) or until a
+//! validator exits on its own (then stops the others and reports it).
+
+use crate::local_node::{start_cluster, LOCAL_NODES_MAX};
+use crate::node;
+use aurigraph_engine::genesis::Genesis;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Start a local cluster of validators on loopback (ids 1..=N, one process each).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Validators to start (1 to 9).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub nodes: usize,
+    /// Directory holding the genesis and each validator's `node-<id>/` (data and log).
+    #[arg(long, value_name = "DIR", default_value = "./aurigraph-cluster")]
+    pub dir: PathBuf,
+    /// Executors per validator [default: the number of CPUs available].
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+    /// Genesis JSON for every validator [default: a development chain funding a key written to
+    /// DIR/dev-key.json; reused when DIR already has one].
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
+}
+
+pub fn run(args: ClusterArgs) -> Result<(), String> {
+    if !(1..=LOCAL_NODES_MAX).contains(&args.nodes) {
+        return Err(format!(
+            "--nodes {}: a local cluster has 1 to {LOCAL_NODES_MAX} validators",
+            args.nodes
+        ));
+    }
+    node::init_logging(crate::config::LogFormat::Human);
+    let signals = node::block_stop_signals();
+    let genesis_path = args.dir.join("genesis.json");
+    let genesis = match (&args.genesis, genesis_path.exists()) {
+        (Some(path), _) => read_genesis(path)?,
+        (None, true) => read_genesis(&genesis_path)?,
+        (None, false) => node::development_genesis(&args.dir)?,
+    };
+    let mut cluster = start_cluster(&genesis, &args.dir, args.nodes, args.cores)?;
+    for n in &cluster.nodes {
+        println!(
+            "validator {}: http://{}  peer {}  data {}  log {}",
+            n.node_id,
+            n.http_addr,
+            n.peer_addr.map_or("-".to_string(), |a| a.to_string()),
+            n.data_dir.display(),
+            n.log.display()
+        );
+    }
+    println!(
+        "cluster ready: {} validators; Ctrl-C stops them",
+        args.nodes
+    );
+    loop {
+        if let Some(signal) = node::wait_for_stop_signal_timeout(signals, Duration::from_secs(1)) {
+            tracing::info!(signal, "stopping the cluster");
+            cluster.stop();
+            return Ok(());
+        }
+        if let Some((id, status)) = cluster.exited() {
+            cluster.stop();
+            return Err(format!(
+                "validator {id} exited ({status}); the others were stopped (its log is in {})",
+                args.dir.join(format!("node-{id}/node.log")).display()
+            ));
+        }
+    }
+}
+
+fn read_genesis(path: &std::path::Path) -> Result<Genesis, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read genesis {}: {e}", path.display()))?;
+    Genesis::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
