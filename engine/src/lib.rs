@@ -16,6 +16,9 @@ pub mod replica;
 pub mod result;
 pub mod runtime;
 pub mod shard;
+/// The deterministic cluster simulator (feature `sim`; tests enable it). See docs/simulator.md.
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod state_snapshot;
 pub mod verify;
 

@@ -1074,27 +1074,50 @@ impl ShardDriver {
 
     async fn process_ready(&mut self) -> Result<(), EngineError> {
         let shard = self.replica.shard();
-        if !self.replica.raw_node().has_ready() {
+        // The replica applies committed (already durable) entries inside `ready`.
+        let work = self
+            .replica
+            .ready(now_ms())
+            .map_err(|e| EngineError::Snapshot {
+                shard,
+                message: e.to_string(),
+            })?;
+        let Some(mut work) = work else {
             return Ok(());
-        }
-        let mut ready = self.replica.raw_node_mut().ready();
+        };
         // Messages to other validators: none in a single-validator group (replication adds a
         // transport); raft-rs produces none when it is the only voter.
-        debug_assert!(ready.messages().is_empty());
-        let committed = ready.take_committed_entries();
-        self.replica.apply_committed(committed, now_ms());
-        // One group commit (one fdatasync; more only if the entries overflow the staging
-        // buffer) for everything this turn produced; nothing is acknowledged before it.
-        let stats = self
-            .log
-            .persist(ready.entries(), ready.hs())
-            .await
-            .map_err(|source| EngineError::Storage { shard, source })?;
-        self.counters().record_commit(&stats);
-        let mut light = self.replica.raw_node_mut().advance(ready);
-        let committed = light.take_committed_entries();
-        self.replica.apply_committed(committed, now_ms());
-        self.replica.advance_apply();
+        debug_assert!(work.messages.is_empty() && work.persisted_messages.is_empty());
+        if let Some(snapshot) = work.snapshot.take() {
+            // Only a follower receives snapshots (from its leader): the replica restored its
+            // state already; make it durable before the entries that follow it.
+            let meta = snapshot.get_metadata();
+            let index = meta.index;
+            self.log
+                .save_snapshot(
+                    index,
+                    meta.term,
+                    meta.get_conf_state().clone(),
+                    snapshot.data.to_vec(),
+                )
+                .await
+                .map_err(|source| EngineError::Storage { shard, source })?;
+            self.last_snapshot_index = index;
+        }
+        if work.has_writes() {
+            // One group commit (one fdatasync; more only if the entries overflow the staging
+            // buffer) for everything this turn produced; nothing is acknowledged before it.
+            let stats = self
+                .log
+                .persist(&work.entries, work.hard_state.as_ref())
+                .await
+                .map_err(|source| EngineError::Storage { shard, source })?;
+            self.counters().record_commit(&stats);
+        }
+        // Persisted messages (a follower's acknowledgements) would be sent here, after the
+        // fdatasync.
+        let messages = self.replica.persisted(work.number, now_ms());
+        debug_assert!(messages.is_empty());
         Ok(())
     }
 

@@ -1,0 +1,218 @@
+//! A simulated disk for one shard replica: what is durable survives a crash, what was written
+//! but not yet fsynced is lost (or torn: a prefix of the last unsynced write survives).
+//!
+//! Recovery mirrors `aurigraph_storage::shard_log::ShardLog::open`: the latest snapshot, then
+//! the log entries after it (a stale suffix of lower terms dropped), then the hard state with
+//! its term and commit raised to the snapshot's and the commit clamped to the log.
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::storage::MemStorage;
+use raft::Storage;
+
+/// One write handed to the disk by a ready cycle (in the order the runtime does it: the
+/// snapshot file, then the entries, then the hard state).
+#[derive(Clone, Debug, Default)]
+pub struct DiskWrite {
+    pub snapshot: Option<(SnapshotMetadata, Vec<u8>)>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Durable {
+    snapshot: Option<(SnapshotMetadata, Vec<u8>)>,
+    /// The WAL as replay sees it: later records replace the suffix from their index.
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+}
+
+impl Durable {
+    fn append(&mut self, entries: &[Entry]) {
+        if let Some(first) = entries.first() {
+            self.entries.retain(|e| e.index < first.index);
+            self.entries.extend_from_slice(entries);
+        }
+    }
+    fn apply(&mut self, write: &DiskWrite) {
+        if let Some((meta, data)) = &write.snapshot {
+            self.install_snapshot(meta.clone(), data.clone());
+        }
+        self.append(&write.entries);
+        if let Some(hs) = &write.hard_state {
+            self.hard_state = Some(hs.clone());
+        }
+    }
+    /// As `ShardLog::save_snapshot` + `Wal::compact`: the WAL keeps what follows the index.
+    fn install_snapshot(&mut self, meta: SnapshotMetadata, data: Vec<u8>) {
+        let index = meta.index;
+        self.entries.retain(|e| e.index > index);
+        self.snapshot = Some((meta, data));
+    }
+}
+
+pub struct SimDisk {
+    durable: Durable,
+    unsynced: Option<DiskWrite>,
+    initial_conf: ConfState,
+    /// The in-memory log the replica reads (as `ShardLog::storage`).
+    pub mem: MemStorage,
+}
+
+/// Recovery refused to start (corruption in the middle of the log).
+#[derive(Debug)]
+pub struct RecoveryError(pub String);
+
+impl SimDisk {
+    pub fn new(initial_conf: ConfState) -> SimDisk {
+        SimDisk {
+            durable: Durable::default(),
+            unsynced: None,
+            mem: MemStorage::new_with_conf_state(initial_conf.clone()),
+            initial_conf,
+        }
+    }
+
+    /// Makes a write visible in memory at once (as `ShardLog::stage`); durable at [`Self::sync`].
+    pub fn stage(&mut self, write: DiskWrite) {
+        assert!(self.unsynced.is_none(), "one write in flight at a time");
+        {
+            let local_term = write
+                .snapshot
+                .as_ref()
+                .and_then(|(meta, _)| self.mem.term(meta.index).ok());
+            let mut core = self.mem.wl();
+            if let Some((meta, _)) = &write.snapshot {
+                if local_term == Some(meta.term) {
+                    core.compact(meta.index).expect("compact");
+                } else {
+                    let mut snapshot = Snapshot::default();
+                    snapshot.set_metadata(meta.clone());
+                    core.apply_snapshot(snapshot).expect("apply snapshot");
+                }
+            }
+            core.append(&write.entries).expect("append");
+            if let Some(hs) = &write.hard_state {
+                core.set_hardstate(hs.clone());
+            }
+        }
+        self.unsynced = Some(write);
+    }
+
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.is_some()
+    }
+
+    /// The fdatasync returned.
+    pub fn sync(&mut self) {
+        if let Some(write) = self.unsynced.take() {
+            self.durable.apply(&write);
+        }
+    }
+
+    /// A local snapshot (as the runtime's `snapshot_if_due`): durable at once (temp file,
+    /// fsync, rename, fsync dir), then the log it covers is dropped.
+    pub fn save_local_snapshot(&mut self, index: u64, term: u64, conf: ConfState, data: Vec<u8>) {
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..Default::default()
+        };
+        meta.set_conf_state(conf);
+        self.durable.install_snapshot(meta, data);
+        if self.mem.term(index).ok() == Some(term) {
+            self.mem.wl().compact(index).expect("compact");
+        }
+    }
+
+    /// Power loss: what was not fsynced is lost; with `torn = Some(k)` the first `k` parts
+    /// (snapshot, entries one by one, hard state) of the unsynced write survive.
+    pub fn crash(&mut self, torn: Option<usize>) {
+        if let Some(write) = self.unsynced.take() {
+            if let Some(mut keep) = torn {
+                let mut partial = DiskWrite::default();
+                if write.snapshot.is_some() && keep > 0 {
+                    partial.snapshot = write.snapshot.clone();
+                    keep -= 1;
+                }
+                if write.snapshot.is_none() || partial.snapshot.is_some() {
+                    let n = keep.min(write.entries.len());
+                    partial.entries = write.entries[..n].to_vec();
+                    keep -= n;
+                    if n == write.entries.len() && keep > 0 {
+                        partial.hard_state = write.hard_state.clone();
+                    }
+                }
+                self.durable.apply(&partial);
+            }
+        }
+        self.mem = MemStorage::new();
+    }
+
+    /// Number of parts of the unsynced write (for choosing a torn prefix).
+    pub fn unsynced_parts(&self) -> usize {
+        self.unsynced.as_ref().map_or(0, |w| {
+            w.snapshot.is_some() as usize + w.entries.len() + w.hard_state.is_some() as usize
+        })
+    }
+
+    /// Rebuilds the in-memory log from what is durable; returns the snapshot's data.
+    pub fn recover(&mut self) -> Result<Option<Vec<u8>>, RecoveryError> {
+        assert!(self.unsynced.is_none());
+        let (storage, snap_index, snap_term, data) = match &self.durable.snapshot {
+            Some((meta, data)) => {
+                let storage = MemStorage::new();
+                let mut snapshot = Snapshot::default();
+                snapshot.set_metadata(meta.clone());
+                storage
+                    .wl()
+                    .apply_snapshot(snapshot)
+                    .map_err(|e| RecoveryError(format!("applying snapshot: {e}")))?;
+                (storage, meta.index, meta.term, Some(data.clone()))
+            }
+            None => (
+                MemStorage::new_with_conf_state(self.initial_conf.clone()),
+                0,
+                0,
+                None,
+            ),
+        };
+        let mut entries: Vec<Entry> = self
+            .durable
+            .entries
+            .iter()
+            .filter(|e| e.index > snap_index)
+            .cloned()
+            .collect();
+        if let Some(stale) = entries.iter().position(|e| e.term < snap_term) {
+            entries.truncate(stale);
+        }
+        if let Some(first) = entries.first() {
+            if first.index != snap_index + 1 {
+                return Err(RecoveryError(format!(
+                    "entries start at {} but the snapshot ends at {snap_index}",
+                    first.index
+                )));
+            }
+        }
+        for pair in entries.windows(2) {
+            if pair[1].term < pair[0].term {
+                return Err(RecoveryError(format!(
+                    "entry {} has a lower term than the one before it",
+                    pair[1].index
+                )));
+            }
+        }
+        storage
+            .wl()
+            .append(&entries)
+            .map_err(|e| RecoveryError(format!("append: {e}")))?;
+        let last_index = storage.last_index().expect("infallible");
+        if let Some(mut hs) = self.durable.hard_state.clone() {
+            hs.term = hs.term.max(snap_term);
+            hs.commit = hs.commit.max(snap_index).min(last_index);
+            storage.wl().set_hardstate(hs);
+        }
+        self.mem = storage;
+        Ok(data)
+    }
+}
