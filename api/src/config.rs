@@ -32,13 +32,15 @@ pub struct NodeArgs {
     /// gRPC address [default: 127.0.0.1:9004] (gRPC is not served by this version yet).
     #[arg(long, env = "AURIGRAPH_GRPC_ADDR", value_name = "HOST:PORT")]
     pub grpc_addr: Option<SocketAddr>,
-    /// Validator-to-validator address (replication is not in this version yet).
+    /// This validator's base peer address for replication: core c listens on PORT + c
+    /// (needed with --peers, or given by this node's own --peers entry).
     #[arg(long, env = "AURIGRAPH_PEER_ADDR", value_name = "HOST:PORT")]
     pub peer_addr: Option<SocketAddr>,
     /// This validator's id (>= 1) [default: 1].
     #[arg(long, env = "AURIGRAPH_NODE_ID", value_name = "N")]
     pub node_id: Option<u64>,
-    /// The other validators, `ID=HOST:PORT,...` (replication is not in this version yet).
+    /// The cluster's validators, `ID=HOST:PORT,...` (base peer addresses; this node's own entry
+    /// may be listed). Every shard is replicated on all of them; without it, a single validator.
     #[arg(long, env = "AURIGRAPH_PEERS", value_name = "ID=HOST:PORT,...")]
     pub peers: Option<String>,
     /// Executors (one per core) [default: the number of CPUs available].
@@ -95,6 +97,12 @@ pub struct NodeConfig {
     #[allow(dead_code)]
     pub grpc_addr: SocketAddr,
     pub node_id: u64,
+    /// This validator's base peer address (core `c` listens on its port + `c`); `None` for a
+    /// single validator.
+    pub peer_addr: Option<SocketAddr>,
+    /// The other validators, by node id, with their base peer addresses (empty: single
+    /// validator). Sorted by id, this node excluded.
+    pub peers: Vec<(u64, SocketAddr)>,
     pub cores: usize,
     pub pin_cores: bool,
     pub log_format: LogFormat,
@@ -125,21 +133,6 @@ impl NodeConfig {
                 }
             }
         }
-        if let Some(peers) = args.peers.as_ref().or(file.peers.as_ref()) {
-            if !peers.trim().is_empty() {
-                return Err(format!(
-                    "--peers {peers}: this version runs a single validator; replication across \
-                     validators is not available yet"
-                ));
-            }
-        }
-        if args.peer_addr.or(file.peer_addr).is_some() {
-            return Err(
-                "--peer-addr: this version runs a single validator; replication across validators \
-                 is not available yet"
-                    .into(),
-            );
-        }
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cores = args.cores.or(file.cores).unwrap_or(available);
         if cores == 0 || cores > CORES_MAX {
@@ -151,6 +144,13 @@ impl NodeConfig {
         if node_id == 0 {
             return Err("--node-id 0: node ids start at 1".into());
         }
+        let peers_text = args.peers.as_ref().or(file.peers.as_ref());
+        let (peer_addr, peers) = resolve_peers(
+            node_id,
+            cores,
+            args.peer_addr.or(file.peer_addr),
+            peers_text.map(String::as_str),
+        )?;
         let body_bytes_max = file.body_bytes_max.unwrap_or(16 << 20);
         if body_bytes_max < 1024 {
             return Err(format!(
@@ -178,6 +178,8 @@ impl NodeConfig {
                 .or(file.grpc_addr)
                 .unwrap_or_else(|| DEFAULT_GRPC_ADDR.parse().expect("valid")),
             node_id,
+            peer_addr,
+            peers,
             cores,
             pin_cores: args.pin_cores.or(file.pin_cores).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -188,6 +190,93 @@ impl NodeConfig {
             beacon: file.beacon,
         })
     }
+}
+
+/// Validators per cluster at most (bounds raft groups' voter sets and per-peer tables).
+pub const VALIDATORS_MAX: usize = 64;
+
+/// Parses `--peers ID=HOST:PORT,...` (this node may be listed: its entry must then agree with
+/// `--peer-addr`, or gives it) and checks that the validators' peer port ranges — core `c` of a
+/// validator uses its base port + `c` — never overlap on one host: the listeners use
+/// `SO_REUSEPORT`, so an overlap would not fail to bind but silently share a port.
+fn resolve_peers(
+    node_id: u64,
+    cores: usize,
+    peer_addr: Option<SocketAddr>,
+    text: Option<&str>,
+) -> Result<(Option<SocketAddr>, Vec<(u64, SocketAddr)>), String> {
+    let text = text.map(str::trim).unwrap_or("");
+    let mut all: Vec<(u64, SocketAddr)> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("--peers: {entry:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&id| id >= 1)
+            .ok_or_else(|| format!("--peers: {entry:?}: the id must be an integer >= 1"))?;
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|e| format!("--peers: {entry:?}: {e} (expected HOST:PORT, an IP address)"))?;
+        if all.iter().any(|(other, _)| *other == id) {
+            return Err(format!("--peers: node id {id} is listed twice"));
+        }
+        all.push((id, addr));
+    }
+    let own = all.iter().find(|(id, _)| *id == node_id).map(|(_, a)| *a);
+    let peer_addr = match (peer_addr, own) {
+        (Some(given), Some(listed)) if given != listed => {
+            return Err(format!(
+                "--peer-addr {given} disagrees with this node's --peers entry {node_id}={listed}"
+            ))
+        }
+        (given, listed) => given.or(listed),
+    };
+    let peers: Vec<(u64, SocketAddr)> = all.into_iter().filter(|(id, _)| *id != node_id).collect();
+    if peers.is_empty() {
+        return Ok((peer_addr, peers));
+    }
+    let Some(own_addr) = peer_addr else {
+        return Err(format!(
+            "--peers without --peer-addr: node {node_id} needs its own peer address (give \
+             --peer-addr HOST:PORT or list {node_id}=HOST:PORT in --peers)"
+        ));
+    };
+    if peers.len() + 1 > VALIDATORS_MAX {
+        return Err(format!(
+            "--peers: {} validators, at most {VALIDATORS_MAX}",
+            peers.len() + 1
+        ));
+    }
+    let cores = cores as u32;
+    let mut ranges: Vec<(u64, SocketAddr)> = peers.clone();
+    ranges.push((node_id, own_addr));
+    for (id, addr) in &ranges {
+        if u32::from(addr.port()) == 0 || u32::from(addr.port()) + cores - 1 > u32::from(u16::MAX) {
+            return Err(format!(
+                "peer address {id}={addr}: ports {}..{} (one per core) must lie in 1..=65535",
+                addr.port(),
+                u32::from(addr.port()) + cores - 1
+            ));
+        }
+    }
+    for (i, (a_id, a)) in ranges.iter().enumerate() {
+        for (b_id, b) in &ranges[i + 1..] {
+            let (a_port, b_port) = (u32::from(a.port()), u32::from(b.port()));
+            if a.ip() == b.ip() && a_port < b_port + cores && b_port < a_port + cores {
+                return Err(format!(
+                    "peer addresses {a_id}={a} and {b_id}={b} overlap: each validator uses {cores} \
+                     consecutive ports (one per core) from its base port"
+                ));
+            }
+        }
+    }
+    let mut peers = peers;
+    peers.sort_unstable();
+    Ok((peer_addr, peers))
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, String> {
@@ -242,7 +331,42 @@ mod tests {
         };
         assert!(NodeConfig::resolve(&args)
             .unwrap_err()
-            .contains("single validator"));
+            .contains("needs its own peer address"));
+    }
+
+    #[test]
+    fn peers_are_parsed_and_checked() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let three = "1=127.0.0.1:9100, 2=127.0.0.1:9110,3=127.0.0.1:9120";
+        let (own, peers) = resolve_peers(2, 2, None, Some(three)).unwrap();
+        assert_eq!(own, Some(addr("127.0.0.1:9110")));
+        assert_eq!(
+            peers,
+            vec![(1, addr("127.0.0.1:9100")), (3, addr("127.0.0.1:9120"))]
+        );
+        // Single validator: nothing to check.
+        assert_eq!(resolve_peers(1, 2, None, None).unwrap(), (None, vec![]));
+        assert_eq!(
+            resolve_peers(1, 2, None, Some("1=127.0.0.1:9100")).unwrap(),
+            (Some(addr("127.0.0.1:9100")), vec![])
+        );
+        for (cores, own, text, expected) in [
+            (2, None, "2=127.0.0.1:9100,2=127.0.0.1:9200", "listed twice"),
+            (2, None, "0=127.0.0.1:9100", "integer >= 1"),
+            (2, None, "x", "not ID=HOST:PORT"),
+            (2, None, "2=localhost:9100", "expected HOST:PORT"),
+            (2, None, "2=127.0.0.1:9100", "needs its own peer address"),
+            (2, Some("127.0.0.1:9300"), "1=127.0.0.1:9100", "disagrees"),
+            (2, None, "1=127.0.0.1:9100,2=127.0.0.1:9101", "overlap"),
+            (4, None, "1=127.0.0.1:9100,2=127.0.0.1:9103", "overlap"),
+            (2, None, "1=127.0.0.1:65535,2=127.0.0.1:9103", "1..=65535"),
+        ] {
+            let own = own.map(addr);
+            let err = resolve_peers(1, cores, own, Some(text)).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        // Different hosts may use the same ports.
+        assert!(resolve_peers(1, 2, None, Some("1=127.0.0.1:9100,2=127.0.0.2:9100")).is_ok());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEV_CHAIN_ID: u32 = 7;
 pub const DEV_KEY_FILE: &str = "dev-key.json";
 const DEV_FUNDS: u64 = 1_000_000_000_000;
+/// Raft tick of a replicated node (a single validator keeps the engine's default).
+const CLUSTER_RAFT_TICK: Duration = Duration::from_millis(25);
 /// How long a graceful stop waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -96,6 +98,15 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     engine_config.pin_cores = config.pin_cores;
     engine_config.snapshot_interval_entries = config.snapshot_interval_entries;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
+    if !config.peers.is_empty() {
+        engine_config.peers = config.peers.clone();
+        engine_config.peer_addr = config.peer_addr;
+        // Failover within about a second: 25 ms ticks, elections after 10-20 silent ticks
+        // (250-500 ms), heartbeats every 2 (50 ms).
+        engine_config.raft_tick = CLUSTER_RAFT_TICK;
+        engine_config.election_ticks = 10;
+        engine_config.heartbeat_ticks = 2;
+    }
     let engine = Engine::start_with_services(engine_config, genesis.as_ref(), Some(service))
         .map_err(|e| e.to_string())?;
     for _ in 0..config.cores {

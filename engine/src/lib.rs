@@ -11,6 +11,7 @@ pub mod batch;
 pub mod datadir;
 pub mod genesis;
 pub mod ledger;
+pub mod peering;
 pub mod record;
 pub mod replica;
 pub mod result;

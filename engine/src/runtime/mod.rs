@@ -9,9 +9,12 @@
 //! what committed and answer the clients. Transfers are answered only after their entry was
 //! fdatasynced and applied.
 
+mod peers;
+
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
 use crate::ledger::{Account, ShardState};
+use crate::peering::{self, ForwardReply};
 use crate::record::TxHash;
 use crate::record::{Address, Record};
 use crate::replica::{
@@ -24,11 +27,14 @@ use aurigraph_storage::shard_log::ShardLog;
 use aurigraph_storage::wal::WalConfig;
 use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
-use raft::eraftpb::ConfState;
+use peers::PeerLink;
+use raft::eraftpb::{ConfState, Message, MessageType};
 use raft::StateRole;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +68,20 @@ pub struct EngineConfig {
     pub recent_transactions_per_shard: usize,
     /// Block headers remembered per shard.
     pub recent_blocks_per_shard: usize,
+    /// The other validators with their base peer addresses (core `c` listens on port + `c`);
+    /// empty: a single validator. Every shard's raft group has all of them as voters.
+    pub peers: Vec<(u64, SocketAddr)>,
+    /// This validator's base peer address; required when `peers` is not empty.
+    pub peer_addr: Option<SocketAddr>,
+    /// Raft election timeout in ticks (randomized in `[n, 2n)` by raft); heartbeats every
+    /// `heartbeat_ticks`.
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// How long a follower waits for the leader's answer to a forwarded submission before
+    /// telling its client to retry.
+    pub forward_timeout: Duration,
+    /// Forwarded submissions a follower's shard waits on at once (more: overloaded).
+    pub forwards_pending_max: usize,
 }
 
 /// A service run on every core next to its shards (the HTTP server): called inside executor
@@ -87,6 +107,12 @@ impl EngineConfig {
             task_quantum: Duration::from_millis(1),
             recent_transactions_per_shard: 262_144,
             recent_blocks_per_shard: 4096,
+            peers: Vec::new(),
+            peer_addr: None,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            forward_timeout: Duration::from_secs(5),
+            forwards_pending_max: 4096,
         }
     }
 }
@@ -282,16 +308,26 @@ pub enum SubmitFailure {
 }
 
 enum Command {
-    /// `valid` is empty until the shard's ingress task verified the signatures.
+    /// `valid` is empty until the shard's ingress task verified the signatures. `from_peer`:
+    /// forwarded by another validator, so never forwarded again.
     Submit {
         records: Vec<Record>,
         valid: Vec<bool>,
+        from_peer: bool,
         reply: oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>,
     },
     SubmitDetached {
         records: Vec<Record>,
         valid: Vec<bool>,
+        from_peer: bool,
         reply: oneshot::Sender<Result<(), SubmitFailure>>,
+    },
+    /// A raft message from this shard's replica on another validator.
+    Raft(Box<Message>),
+    /// The leader's answer to a submission this follower forwarded.
+    ForwardReply {
+        request: u64,
+        reply: ForwardReply,
     },
     Account {
         address: Address,
@@ -478,11 +514,29 @@ impl Engine {
     /// Submits records (any shards, any order) and resolves to one outcome per record, in
     /// order, once every record's entry was fdatasynced and applied (or rejected before).
     pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+        self.submit_with(records, false).await
+    }
+
+    /// A submission another validator forwarded: decided here or refused, never forwarded on.
+    async fn submit_from_peer(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+        self.submit_with(records, true).await
+    }
+
+    async fn submit_from_peer_detached(&self, records: Vec<Record>) -> Result<(), SubmitFailure> {
+        self.submit_detached_with(records, true).await.map(|_| ())
+    }
+
+    async fn submit_with(
+        &self,
+        records: Vec<Record>,
+        from_peer: bool,
+    ) -> Result<Vec<Outcome>, SubmitFailure> {
         let total = records.len();
         let waits = self
             .send_per_shard(records, |records, reply| Command::Submit {
                 records,
                 valid: Vec::new(),
+                from_peer,
                 reply,
             })
             .await?;
@@ -546,11 +600,20 @@ impl Engine {
         &self,
         records: Vec<Record>,
     ) -> Result<Vec<TxHash>, SubmitFailure> {
+        self.submit_detached_with(records, false).await
+    }
+
+    async fn submit_detached_with(
+        &self,
+        records: Vec<Record>,
+        from_peer: bool,
+    ) -> Result<Vec<TxHash>, SubmitFailure> {
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
         let waits = self
             .send_per_shard(records, |records, reply| Command::SubmitDetached {
                 records,
                 valid: Vec::new(),
+                from_peer,
                 reply,
             })
             .await?;
@@ -675,12 +738,40 @@ async fn run_core(
     service: Option<CoreService>,
 ) -> Result<(), EngineError> {
     let shard_count = engine.shard_count();
+    // This core's link to the same core of every other validator (none when single).
+    let link = match PeerLink::start(core, &config, &genesis, shard_count) {
+        Ok(link) => link,
+        Err(error) => {
+            let message = error.to_string();
+            for _ in &shards {
+                let _ = ready.send(Err(EngineError::Executor {
+                    core,
+                    message: message.clone(),
+                }));
+            }
+            return Err(error);
+        }
+    };
+    // Each driver's channel: verified submissions from its ingress task, raft messages and
+    // forward replies from the peer router.
+    let driver_channels: Vec<_> = shards
+        .iter()
+        .map(|(shard, _)| (*shard, async_channel::bounded(config.shard_queue_depth)))
+        .collect();
+    if let Some(link) = &link {
+        let drivers = driver_channels
+            .iter()
+            .map(|(shard, (tx, _))| (*shard, tx.clone()))
+            .collect();
+        glommio::spawn_local(peers::route(link.clone(), drivers, engine.clone())).detach();
+    }
     let mut tasks = Vec::new();
-    for (shard, rx) in shards {
+    for ((shard, rx), (_, (verified_tx, verified_rx))) in shards.into_iter().zip(driver_channels) {
         let config = config.clone();
         let genesis = genesis.clone();
         let peers = engine.clone();
         let ready = ready.clone();
+        let link = link.clone();
         // Everything the shard's tasks log (recovery, turns, snapshots) carries the shard and
         // core: a debug-level span entered on every poll of the task, that is around each
         // driver turn (`Instrument`, never a guard held across an await).
@@ -695,8 +786,6 @@ async fn run_core(
                         // The ingress task verifies signatures while the driver waits for its group
                         // commit: the two overlap on this core (verification is the CPU-bound stage,
                         // the fdatasync the I/O-bound one).
-                        let (verified_tx, verified_rx) =
-                            async_channel::bounded(config.shard_queue_depth);
                         let counters = peers.inner.counters.clone();
                         glommio::spawn_local(
                             ingress(rx, verified_tx, counters, shard).instrument(ingress_span),
@@ -709,7 +798,10 @@ async fn run_core(
                             log,
                             rx: verified_rx,
                             peers,
+                            link,
                             waiting: std::collections::HashMap::new(),
+                            forwarded: std::collections::HashMap::new(),
+                            next_forward: 0,
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
                         }
@@ -770,8 +862,13 @@ async fn open_shard(
         segment_bytes_max: config.wal_segment_bytes_max,
         staged_bytes_max: config.wal_staged_bytes_max,
     };
+    // Every validator votes in every shard's group (a single validator: itself alone).
+    let mut voters: Vec<u64> = std::iter::once(config.node_id)
+        .chain(config.peers.iter().map(|&(id, _)| id))
+        .collect();
+    voters.sort_unstable();
     let initial_conf = ConfState {
-        voters: vec![config.node_id],
+        voters: voters.clone(),
         ..Default::default()
     };
     let (log, snapshot) = ShardLog::open(&dir, initial_conf, wal)
@@ -795,6 +892,9 @@ async fn open_shard(
         });
     }
     let mut replica_config = ReplicaConfig::new(config.node_id, shard);
+    replica_config.voters = voters;
+    replica_config.election_tick = config.election_ticks;
+    replica_config.heartbeat_tick = config.heartbeat_ticks;
     replica_config.entry_records_max = config.entry_records_max;
     replica_config.pending_records_max = config.pending_records_max;
     replica_config.recent_transactions_max = config.recent_transactions_per_shard;
@@ -824,21 +924,33 @@ async fn ingress(
     let mut slice_valid = Vec::new();
     while let Some(command) = recv_polling(&rx).await {
         let command = match command {
-            Command::Submit { records, reply, .. } => {
+            Command::Submit {
+                records,
+                reply,
+                from_peer,
+                ..
+            } => {
                 let valid = verify_in_slices(&mut verifier, &records, &mut slice_valid).await;
                 counters.record_verified(&valid);
                 Command::Submit {
                     records,
                     valid,
+                    from_peer,
                     reply,
                 }
             }
-            Command::SubmitDetached { records, reply, .. } => {
+            Command::SubmitDetached {
+                records,
+                reply,
+                from_peer,
+                ..
+            } => {
                 let valid = verify_in_slices(&mut verifier, &records, &mut slice_valid).await;
                 counters.record_verified(&valid);
                 Command::SubmitDetached {
                     records,
                     valid,
+                    from_peer,
                     reply,
                 }
             }
@@ -897,12 +1009,19 @@ struct ShardDriver {
     log: ShardLog,
     rx: async_channel::Receiver<Command>,
     peers: Engine,
+    /// This core's link to the other validators (none when single).
+    link: Option<Rc<PeerLink>>,
     waiting: std::collections::HashMap<u64, oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>>,
+    /// Submissions forwarded to the leader, by request id, with the time to give up on them.
+    forwarded: std::collections::HashMap<u64, (SubmitReply, Instant)>,
+    next_forward: u64,
     /// Messages to other shards that found their channel full; retried every turn. Never
     /// awaited: two shards waiting on each other's full channels would deadlock.
     undelivered: std::collections::VecDeque<(ShardId, Command)>,
     last_snapshot_index: u64,
 }
+
+type SubmitReply = oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>;
 
 /// How long one executor may take to recover its shards at start-up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -947,8 +1066,8 @@ impl ShardDriver {
                 }
             }
             if Instant::now() >= next_tick {
-                self.replica.raw_node_mut().tick();
-                self.replica.announce_progress();
+                self.replica.tick();
+                self.expire_forwards();
                 next_tick = Instant::now() + self.config.raft_tick;
             }
             // The ingress task verified every submission's signatures already.
@@ -963,6 +1082,9 @@ impl ShardDriver {
         }
         // Everything acknowledged is already durable; answer what is left honestly.
         for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(SubmitFailure::Stopped));
+        }
+        for (_, (reply, _)) in self.forwarded.drain() {
             let _ = reply.send(Err(SubmitFailure::Stopped));
         }
         tracing::info!(shard, "shard stopped");
@@ -989,10 +1111,18 @@ impl ShardDriver {
             Command::Submit {
                 records,
                 valid,
+                from_peer,
                 reply,
             } => match self.submit(&records, &valid) {
                 Ok(ticket) => {
                     self.waiting.insert(ticket, reply);
+                }
+                Err(SubmitError::NotLeader {
+                    leader: Some(leader),
+                    ..
+                }) if !from_peer && self.link.is_some() => {
+                    // The reply is answered either way (now on failure, later on success).
+                    let _ = self.forward(leader, &records, Some(reply));
                 }
                 Err(error) => {
                     let _ = reply.send(Err(error.into()));
@@ -1001,13 +1131,32 @@ impl ShardDriver {
             Command::SubmitDetached {
                 records,
                 valid,
+                from_peer,
                 reply,
             } => {
-                let result = self
-                    .submit(&records, &valid)
-                    .map(|_| ())
-                    .map_err(Into::into);
+                let result = match self.submit(&records, &valid) {
+                    Ok(_) => Ok(()),
+                    Err(SubmitError::NotLeader {
+                        leader: Some(leader),
+                        ..
+                    }) if !from_peer && self.link.is_some() => self.forward(leader, &records, None),
+                    Err(error) => Err(error.into()),
+                };
                 let _ = reply.send(result);
+            }
+            Command::Raft(message) => {
+                if let Err(error) = self.replica.step(*message) {
+                    tracing::debug!(shard = self.replica.shard(), %error, "raft message ignored");
+                }
+            }
+            Command::ForwardReply { request, reply } => {
+                if let Some((waiter, _)) = self.forwarded.remove(&request) {
+                    let shard = self.replica.shard();
+                    let _ = waiter.send(match reply {
+                        ForwardReply::Outcomes(outcomes) => Ok(outcomes),
+                        ForwardReply::Refused(refusal) => Err(peers::failure_of(shard, refusal)),
+                    });
+                }
             }
             Command::Transaction { hash, reply } => {
                 let _ = reply.send(self.replica.transaction(&hash));
@@ -1032,6 +1181,104 @@ impl ShardDriver {
             Command::Shutdown => return true,
         }
         false
+    }
+
+    /// Sends a client's submission to the shard's leader on another validator. With `reply`,
+    /// the leader's answer resolves it later (or the forward timeout does); without, the
+    /// submission is fire-and-forget (`wait=false`). An `Err` when it could not be sent: the
+    /// client hears that this validator does not lead and retries.
+    fn forward(
+        &mut self,
+        leader: u64,
+        records: &[Record],
+        reply: Option<SubmitReply>,
+    ) -> Result<(), SubmitFailure> {
+        let shard = self.replica.shard();
+        let not_leader = SubmitFailure::Rejected(SubmitError::NotLeader {
+            shard,
+            leader: Some(leader),
+        });
+        let refuse = |reply: Option<SubmitReply>, failure: SubmitFailure| {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(failure.clone()));
+            }
+            Err(failure)
+        };
+        let Some(link) = self.link.clone() else {
+            return refuse(reply, not_leader);
+        };
+        if reply.is_some() && self.forwarded.len() >= self.config.forwards_pending_max {
+            return refuse(
+                reply,
+                SubmitFailure::Rejected(SubmitError::Overloaded(shard)),
+            );
+        }
+        let request = if reply.is_some() {
+            self.next_forward += 1;
+            self.next_forward
+        } else {
+            0
+        };
+        match link.send(leader, shard, |buf| {
+            peering::encode_forward(request, records, buf)
+        }) {
+            Ok(()) => {
+                if let Some(reply) = reply {
+                    let deadline = Instant::now() + self.config.forward_timeout;
+                    self.forwarded.insert(request, (reply, deadline));
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tracing::debug!(shard, leader, %error, "could not forward to the leader");
+                refuse(reply, not_leader)
+            }
+        }
+    }
+
+    /// Forwarded submissions whose leader did not answer in time: the client retries (the
+    /// transfer may still commit; resubmitting it is harmless).
+    fn expire_forwards(&mut self) {
+        if self.forwarded.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let shard = self.replica.shard();
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(&request, _)| request)
+            .collect();
+        for request in expired {
+            if let Some((reply, _)) = self.forwarded.remove(&request) {
+                let _ = reply.send(Err(SubmitFailure::Retry(shard)));
+            }
+        }
+    }
+
+    /// Sends raft messages to the other validators; a failed send is reported to raft so that
+    /// it probes that peer (and retries a snapshot) instead of assuming delivery.
+    fn send_raft(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let Some(link) = self.link.clone() else {
+            debug_assert!(false, "raft messages in a single-validator group");
+            return;
+        };
+        let shard = self.replica.shard();
+        for message in messages {
+            let to = message.to;
+            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            if let Err(error) = link.send(to, shard, |buf| peering::encode_raft(&message, buf)) {
+                tracing::trace!(shard, to, %error, "raft message not sent");
+                if is_snapshot {
+                    self.replica.report_snapshot(to, false);
+                }
+                self.replica.report_unreachable(to);
+            }
+        }
     }
 
     fn status(&self) -> ShardStatus {
@@ -1085,9 +1332,9 @@ impl ShardDriver {
         let Some(mut work) = work else {
             return Ok(());
         };
-        // Messages to other validators: none in a single-validator group (replication adds a
-        // transport); raft-rs produces none when it is the only voter.
-        debug_assert!(work.messages.is_empty() && work.persisted_messages.is_empty());
+        // A leader's appends and heartbeats may go before its own write (raft counts its vote
+        // only once persisted); everything else waits for the fdatasync below.
+        self.send_raft(std::mem::take(&mut work.messages));
         if let Some(snapshot) = work.snapshot.take() {
             // Only a follower receives snapshots (from its leader): the replica restored its
             // state already; make it durable before the entries that follow it.
@@ -1114,10 +1361,10 @@ impl ShardDriver {
                 .map_err(|source| EngineError::Storage { shard, source })?;
             self.counters().record_commit(&stats);
         }
-        // Persisted messages (a follower's acknowledgements) would be sent here, after the
-        // fdatasync.
+        // Durable now: a follower's acknowledgements and votes may go.
+        self.send_raft(std::mem::take(&mut work.persisted_messages));
         let messages = self.replica.persisted(work.number, now_ms());
-        debug_assert!(messages.is_empty());
+        self.send_raft(messages);
         Ok(())
     }
 

@@ -1,0 +1,269 @@
+//! What shards of different validators say to each other, as bytes (no I/O): the payloads the
+//! transport carries for one shard. The first byte says the kind:
+//!
+//! - `RAFT`: one raft-rs message (protobuf, as raft-rs encodes it).
+//! - `FORWARD`: transfers a client gave a follower, for the shard's leader to propose; with a
+//!   request id (0: no reply wanted, for `wait=false` submissions). The leader verifies the
+//!   signatures itself: peers are not trusted with that.
+//! - `FORWARD_REPLY`: the leader's answer to a forwarded request — one outcome per transfer,
+//!   or why there is none (retry, not the leader, overloaded, stopping).
+//!
+//! Decoding is defensive: any length or code that does not add up is an error, never a panic,
+//! and nothing allocates more than the payload's own length implies.
+
+use crate::record::{Record, TxHash, RECORD_BYTES};
+use crate::replica::Outcome;
+use crate::result::ResultCode;
+use crate::shard::ShardId;
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+
+pub const KIND_RAFT: u8 = 0;
+pub const KIND_FORWARD: u8 = 1;
+pub const KIND_FORWARD_REPLY: u8 = 2;
+
+/// Bytes of one encoded outcome: tx hash, result code, shard, block.
+const OUTCOME_BYTES: usize = 32 + 1 + 4 + 8;
+
+/// Why a forwarded request has no outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardRefusal {
+    /// The proposal was lost in a leadership change: resubmit.
+    Retry,
+    /// The receiver does not lead the shard (any more); its idea of the leader.
+    NotLeader(Option<u64>),
+    Overloaded,
+    Stopped,
+}
+
+/// The leader's answer to a forwarded request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForwardReply {
+    Outcomes(Vec<Outcome>),
+    Refused(ForwardRefusal),
+}
+
+/// One decoded payload.
+#[derive(Debug, PartialEq)]
+pub enum PeerMessage {
+    Raft(Box<Message>),
+    Forward { request: u64, records: Vec<Record> },
+    ForwardReply { request: u64, reply: ForwardReply },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerDecodeError {
+    #[error("empty payload")]
+    Empty,
+    #[error("unknown payload kind {0}")]
+    UnknownKind(u8),
+    #[error("raft message does not decode: {0}")]
+    Raft(String),
+    #[error("{what}: {len} bytes do not add up")]
+    Length { what: &'static str, len: usize },
+    #[error("unknown code {code} in {what}")]
+    Code { what: &'static str, code: u8 },
+}
+
+/// Appends the encoding of a raft message to `out` (cleared first).
+pub fn encode_raft(message: &Message, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(KIND_RAFT);
+    message
+        .write_to_vec(out)
+        .expect("raft messages always encode");
+}
+
+/// Appends the encoding of a forwarded request to `out` (cleared first).
+pub fn encode_forward(request: u64, records: &[Record], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(1 + 8 + records.len() * RECORD_BYTES);
+    out.push(KIND_FORWARD);
+    out.extend_from_slice(&request.to_le_bytes());
+    for record in records {
+        out.extend_from_slice(&record.0);
+    }
+}
+
+/// Appends the encoding of a forward reply to `out` (cleared first).
+pub fn encode_forward_reply(request: u64, reply: &ForwardReply, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(KIND_FORWARD_REPLY);
+    out.extend_from_slice(&request.to_le_bytes());
+    match reply {
+        ForwardReply::Outcomes(outcomes) => {
+            out.push(0);
+            out.reserve(outcomes.len() * OUTCOME_BYTES);
+            for o in outcomes {
+                out.extend_from_slice(&o.tx_hash.0);
+                out.push(o.result as u8);
+                out.extend_from_slice(&o.shard.to_le_bytes());
+                out.extend_from_slice(&o.block.to_le_bytes());
+            }
+        }
+        ForwardReply::Refused(ForwardRefusal::Retry) => out.push(1),
+        ForwardReply::Refused(ForwardRefusal::NotLeader(leader)) => {
+            out.push(2);
+            out.extend_from_slice(&leader.unwrap_or(0).to_le_bytes());
+        }
+        ForwardReply::Refused(ForwardRefusal::Overloaded) => out.push(3),
+        ForwardReply::Refused(ForwardRefusal::Stopped) => out.push(4),
+    }
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Decodes one payload.
+pub fn decode(payload: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
+    let (&kind, body) = payload.split_first().ok_or(PeerDecodeError::Empty)?;
+    match kind {
+        KIND_RAFT => Message::parse_from_bytes(body)
+            .map(|m| PeerMessage::Raft(Box::new(m)))
+            .map_err(|e| PeerDecodeError::Raft(e.to_string())),
+        KIND_FORWARD => {
+            let bad = PeerDecodeError::Length {
+                what: "forwarded transfers",
+                len: body.len(),
+            };
+            let request = u64_at(body, 0).ok_or(bad.clone())?;
+            let records = &body[8..];
+            if records.is_empty() || records.len() % RECORD_BYTES != 0 {
+                return Err(bad);
+            }
+            let records = records
+                .chunks_exact(RECORD_BYTES)
+                .map(|c| Record(c.try_into().expect("exact chunk")))
+                .collect();
+            Ok(PeerMessage::Forward { request, records })
+        }
+        KIND_FORWARD_REPLY => {
+            let bad = |len| PeerDecodeError::Length {
+                what: "forward reply",
+                len,
+            };
+            let request = u64_at(body, 0).ok_or(bad(body.len()))?;
+            let (&code, rest) = body[8..].split_first().ok_or(bad(body.len()))?;
+            let reply = match (code, rest.len()) {
+                (0, n) if n % OUTCOME_BYTES == 0 => {
+                    let mut outcomes = Vec::with_capacity(n / OUTCOME_BYTES);
+                    for c in rest.chunks_exact(OUTCOME_BYTES) {
+                        let result = ResultCode::from_u8(c[32]).ok_or(PeerDecodeError::Code {
+                            what: "outcome result",
+                            code: c[32],
+                        })?;
+                        outcomes.push(Outcome {
+                            tx_hash: TxHash(c[..32].try_into().expect("32 bytes")),
+                            result,
+                            shard: ShardId::from_le_bytes(c[33..37].try_into().expect("4 bytes")),
+                            block: u64::from_le_bytes(c[37..45].try_into().expect("8 bytes")),
+                        });
+                    }
+                    ForwardReply::Outcomes(outcomes)
+                }
+                (1, 0) => ForwardReply::Refused(ForwardRefusal::Retry),
+                (2, 8) => {
+                    let leader = u64_at(rest, 0).expect("8 bytes");
+                    ForwardReply::Refused(ForwardRefusal::NotLeader(
+                        (leader != 0).then_some(leader),
+                    ))
+                }
+                (3, 0) => ForwardReply::Refused(ForwardRefusal::Overloaded),
+                (4, 0) => ForwardReply::Refused(ForwardRefusal::Stopped),
+                (0..=4, n) => return Err(bad(n)),
+                (code, _) => {
+                    return Err(PeerDecodeError::Code {
+                        what: "forward reply",
+                        code,
+                    })
+                }
+            };
+            Ok(PeerMessage::ForwardReply { request, reply })
+        }
+        other => Err(PeerDecodeError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::{Entry, MessageType};
+
+    fn record(seed: u8) -> Record {
+        Record([seed; RECORD_BYTES])
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.from = 2;
+        m.to = 3;
+        m.term = 7;
+        m.mut_entries().push(Entry {
+            index: 9,
+            term: 7,
+            data: vec![1, 2, 3].into(),
+            ..Default::default()
+        });
+        let mut buf = Vec::new();
+        encode_raft(&m, &mut buf);
+        assert_eq!(decode(&buf).unwrap(), PeerMessage::Raft(Box::new(m)));
+
+        let records = vec![record(1), record(2)];
+        encode_forward(42, &records, &mut buf);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            PeerMessage::Forward {
+                request: 42,
+                records
+            }
+        );
+
+        let outcomes = vec![Outcome {
+            tx_hash: TxHash([5; 32]),
+            result: ResultCode::NonceReplayed,
+            shard: 1,
+            block: 77,
+        }];
+        for reply in [
+            ForwardReply::Outcomes(outcomes),
+            ForwardReply::Refused(ForwardRefusal::Retry),
+            ForwardReply::Refused(ForwardRefusal::NotLeader(Some(3))),
+            ForwardReply::Refused(ForwardRefusal::NotLeader(None)),
+            ForwardReply::Refused(ForwardRefusal::Overloaded),
+            ForwardReply::Refused(ForwardRefusal::Stopped),
+        ] {
+            encode_forward_reply(9, &reply, &mut buf);
+            assert_eq!(
+                decode(&buf).unwrap(),
+                PeerMessage::ForwardReply { request: 9, reply }
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors() {
+        assert_eq!(decode(&[]), Err(PeerDecodeError::Empty));
+        assert_eq!(decode(&[9]), Err(PeerDecodeError::UnknownKind(9)));
+        let mut buf = Vec::new();
+        encode_forward(1, &[record(1)], &mut buf);
+        assert!(decode(&buf[..buf.len() - 1]).is_err());
+        assert!(decode(&buf[..9]).is_err());
+        encode_forward_reply(1, &ForwardReply::Refused(ForwardRefusal::Retry), &mut buf);
+        buf.push(0);
+        assert!(decode(&buf).is_err());
+        buf[9] = 7;
+        assert!(decode(&buf).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(kind in 0u8..4, body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let mut payload = vec![kind];
+            payload.extend_from_slice(&body);
+            let _ = decode(&payload);
+        }
+    }
+}
