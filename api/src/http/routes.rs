@@ -794,9 +794,11 @@ async fn block<B: Backend>(ctx: &Ctx<B>, shard: &str, height: &str) -> Answer {
 
 /// Node ids known from this node's view: itself and every shard's leader. (Shard status does
 /// not list the voters; on a single validator this is exactly `[node_id]`.)
+/// The validators: every shard group's voters (and this node, and any leader seen).
 fn validator_ids(node_id: u64, status: &[ShardStatus]) -> Vec<u64> {
     let mut ids: Vec<u64> = std::iter::once(node_id)
         .chain(status.iter().filter_map(|s| s.leader_id))
+        .chain(status.iter().flat_map(|s| s.voter_ids.iter().copied()))
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -947,6 +949,13 @@ fn shard_json(s: &ShardStatus) -> Value {
         "accounts": s.accounts,
         "leaderChanges": s.leader_changes,
         "pendingRecords": s.pending_records,
+        "voters": s.voter_ids,
+        // On the leader: how far each voter's log matches; empty on a follower.
+        "peers": s.peer_matched.iter().zip(&s.peer_lag).map(|(&(id, matched), &(_, lag))| json!({
+            "nodeId": id,
+            "matchIndex": matched,
+            "lag": lag,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -969,6 +978,9 @@ async fn consensus<B: Backend>(ctx: &Ctx<B>) -> Answer {
     ))
 }
 
+/// A validator at most this many entries behind (seen from a shard this node leads) is ACTIVE.
+const VALIDATOR_ACTIVE_LAG_MAX: u64 = 1000;
+
 async fn validators<B: Backend>(ctx: &Ctx<B>) -> Answer {
     let status = ctx.backend.status().await?;
     let node_id = ctx.settings.node_id;
@@ -980,11 +992,25 @@ async fn validators<B: Backend>(ctx: &Ctx<B>) -> Answer {
                 .filter(|s| s.leader_id == Some(id))
                 .map(|s| s.shard)
                 .collect();
+            // Seen from the shards this node leads: the most entries this validator is behind.
+            let lag = status
+                .iter()
+                .flat_map(|s| s.peer_lag.iter())
+                .filter(|(peer, _)| *peer == id)
+                .map(|&(_, lag)| lag)
+                .max();
             json!({
                 "nodeId": id,
                 "self": id == node_id,
                 "leaderOf": leads,
-                "status": if id == node_id || !leads.is_empty() { "ACTIVE" } else { "UNKNOWN" },
+                "lagEntries": lag,
+                "status": if id == node_id || !leads.is_empty() || lag.is_some_and(|l| l <= VALIDATOR_ACTIVE_LAG_MAX) {
+                    "ACTIVE"
+                } else if lag.is_some() {
+                    "LAGGING"
+                } else {
+                    "UNKNOWN"
+                },
             })
         })
         .collect();
@@ -1767,6 +1793,12 @@ pub(crate) mod tests {
                 pending_records: 0,
                 queued_commands: 0,
                 voters: 1,
+                voter_ids: vec![1],
+                peer_matched: if self.no_leader && shard == 1 {
+                    Vec::new()
+                } else {
+                    vec![(1, 10)]
+                },
                 peer_lag: if self.no_leader && shard == 1 {
                     Vec::new()
                 } else {

@@ -138,6 +138,11 @@ pub struct ShardStatus {
     pub queued_commands: usize,
     /// Voters of the shard's raft group (this node included).
     pub voters: usize,
+    /// Their node ids, ascending.
+    pub voter_ids: Vec<u64>,
+    /// On the leader: `(peer, match index)` for every voter (this node included); empty on a
+    /// follower.
+    pub peer_matched: Vec<(u64, u64)>,
     /// On the leader: `(peer, entries behind the leader's last index)` for every voter, this
     /// node included (0 lag); empty on a follower, which does not track its peers.
     pub peer_lag: Vec<(u64, u64)>,
@@ -1286,14 +1291,18 @@ impl ShardDriver {
         let raft = &node.raft;
         let shard = self.replica.shard();
         let last_index = raft.raft_log.last_index();
-        let peer_lag = if raft.state == StateRole::Leader {
-            raft.prs()
-                .iter()
-                .map(|(&id, p)| (id, last_index.saturating_sub(p.matched)))
-                .collect()
+        let mut peer_matched: Vec<(u64, u64)> = if raft.state == StateRole::Leader {
+            raft.prs().iter().map(|(&id, p)| (id, p.matched)).collect()
         } else {
             Vec::new()
         };
+        peer_matched.sort_unstable();
+        let peer_lag = peer_matched
+            .iter()
+            .map(|&(id, matched)| (id, last_index.saturating_sub(matched)))
+            .collect();
+        let mut voter_ids: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voter_ids.sort_unstable();
         ShardStatus {
             shard: self.replica.shard(),
             core: self.core,
@@ -1314,7 +1323,9 @@ impl ShardDriver {
             leader_changes: self.replica.leader_changes(),
             pending_records: self.replica.pending_records(),
             queued_commands: self.peers.inner.shards[shard as usize].len() + self.rx.len(),
-            voters: raft.prs().conf().voters().ids().len(),
+            voters: voter_ids.len(),
+            voter_ids,
+            peer_matched,
             peer_lag,
         }
     }
