@@ -807,6 +807,7 @@ async fn run_core(
                             waiting: std::collections::HashMap::new(),
                             forwarded: std::collections::HashMap::new(),
                             next_forward: 0,
+                            last_transfer: None,
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
                         }
@@ -1020,6 +1021,8 @@ struct ShardDriver {
     /// Submissions forwarded to the leader, by request id, with the time to give up on them.
     forwarded: std::collections::HashMap<u64, (SubmitReply, Instant)>,
     next_forward: u64,
+    /// When this replica last handed its leadership over (rate limit).
+    last_transfer: Option<Instant>,
     /// Messages to other shards that found their channel full; retried every turn. Never
     /// awaited: two shards waiting on each other's full channels would deadlock.
     undelivered: std::collections::VecDeque<(ShardId, Command)>,
@@ -1030,6 +1033,9 @@ type SubmitReply = oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>;
 
 /// How long one executor may take to recover its shards at start-up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Shortest time between two leadership hand-overs of one shard.
+const LEADER_TRANSFER_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Signatures verified between two chances for the core's other tasks to run.
 const VERIFY_SLICE_RECORDS: usize = 256;
@@ -1073,6 +1079,7 @@ impl ShardDriver {
             if Instant::now() >= next_tick {
                 self.replica.tick();
                 self.expire_forwards();
+                self.spread_leadership();
                 next_tick = Instant::now() + self.config.raft_tick;
             }
             // The ingress task verified every submission's signatures already.
@@ -1239,6 +1246,42 @@ impl ShardDriver {
                 refuse(reply, not_leader)
             }
         }
+    }
+
+    /// Leaders spread over the validators: shard `s` prefers the `s mod n`-th voter (by id).
+    /// A leader that is not the preferred one hands over once the preferred voter's log has
+    /// caught up with its own (a raft leadership transfer: no entry is lost, writes pause for
+    /// about one round trip), at most once per `LEADER_TRANSFER_INTERVAL`.
+    fn spread_leadership(&mut self) {
+        if self.link.is_none() || !self.replica.is_leader() {
+            return;
+        }
+        if self
+            .last_transfer
+            .is_some_and(|t| t.elapsed() < LEADER_TRANSFER_INTERVAL)
+        {
+            return;
+        }
+        let shard = self.replica.shard();
+        let raft = &self.replica.raw_node().raft;
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        let preferred = voters[shard as usize % voters.len()];
+        let last_index = raft.raft_log.last_index();
+        let caught_up = raft
+            .prs()
+            .get(preferred)
+            .is_some_and(|p| p.matched == last_index && p.recent_active);
+        if preferred == self.config.node_id || !caught_up || raft.lead_transferee.is_some() {
+            return;
+        }
+        tracing::info!(
+            shard,
+            to = preferred,
+            "handing shard leadership to its preferred validator"
+        );
+        self.replica.raw_node_mut().transfer_leader(preferred);
+        self.last_transfer = Some(Instant::now());
     }
 
     /// Forwarded submissions whose leader did not answer in time: the client retries (the
