@@ -30,6 +30,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use peers::PeerLink;
 use raft::eraftpb::{ConfState, Message, MessageType};
 use raft::StateRole;
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -792,8 +793,10 @@ async fn run_core(
                         // commit: the two overlap on this core (verification is the CPU-bound stage,
                         // the fdatasync the I/O-bound one).
                         let counters = peers.inner.counters.clone();
+                        let forwarding = Rc::new(Cell::new(false));
                         glommio::spawn_local(
-                            ingress(rx, verified_tx, counters, shard).instrument(ingress_span),
+                            ingress(rx, verified_tx, counters, shard, forwarding.clone())
+                                .instrument(ingress_span),
                         )
                         .detach();
                         let result = ShardDriver {
@@ -808,6 +811,7 @@ async fn run_core(
                             forwarded: std::collections::HashMap::new(),
                             next_forward: 0,
                             last_transfer: None,
+                            forwarding,
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
                         }
@@ -919,17 +923,29 @@ async fn open_shard(
 
 /// Verifies the signatures of each submission on the shard's core, in slices that yield to the
 /// core's other tasks, and passes every command on to the shard's driver in arrival order.
+///
+/// A client's submission that this validator will only forward (its shard has a known leader
+/// elsewhere, as `forwarding` says) is passed on unverified: the leader verifies it, so each
+/// transfer is verified once in the cluster, not twice. Followers never verify what they apply:
+/// the leader's log holds only verified transfers.
 async fn ingress(
     rx: async_channel::Receiver<Command>,
     tx: async_channel::Sender<Command>,
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
+    forwarding: Rc<Cell<bool>>,
 ) {
     let counters = &counters[shard as usize];
     let mut verifier = SignatureVerifier::default();
     let mut slice_valid = Vec::new();
     while let Some(command) = recv_polling(&rx).await {
         let command = match command {
+            command @ (Command::Submit {
+                from_peer: false, ..
+            }
+            | Command::SubmitDetached {
+                from_peer: false, ..
+            }) if forwarding.get() => command,
             Command::Submit {
                 records,
                 reply,
@@ -1019,10 +1035,13 @@ struct ShardDriver {
     link: Option<Rc<PeerLink>>,
     waiting: std::collections::HashMap<u64, oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>>,
     /// Submissions forwarded to the leader, by request id, with the time to give up on them.
-    forwarded: std::collections::HashMap<u64, (SubmitReply, Instant)>,
+    forwarded: std::collections::HashMap<u64, (SubmitReply, Instant, u64)>,
     next_forward: u64,
     /// When this replica last handed its leadership over (rate limit).
     last_transfer: Option<Instant>,
+    /// Shared with the shard's ingress task (same core): true while this replica follows a
+    /// known leader on another validator, so that client submissions are forwarded unverified.
+    forwarding: Rc<Cell<bool>>,
     /// Messages to other shards that found their channel full; retried every turn. Never
     /// awaited: two shards waiting on each other's full channels would deadlock.
     undelivered: std::collections::VecDeque<(ShardId, Command)>,
@@ -1085,6 +1104,7 @@ impl ShardDriver {
             // The ingress task verified every submission's signatures already.
             self.replica.propose_preverified();
             self.process_ready().await?;
+            self.update_forwarding();
             self.answer();
             self.deliver_receipts();
             self.snapshot_if_due().await?;
@@ -1096,7 +1116,7 @@ impl ShardDriver {
         for (_, reply) in self.waiting.drain() {
             let _ = reply.send(Err(SubmitFailure::Stopped));
         }
-        for (_, (reply, _)) in self.forwarded.drain() {
+        for (_, (reply, _, _)) in self.forwarded.drain() {
             let _ = reply.send(Err(SubmitFailure::Stopped));
         }
         tracing::info!(shard, "shard stopped");
@@ -1117,9 +1137,54 @@ impl ShardDriver {
         self.replica.submit_verified(records, valid)
     }
 
+    /// The leader to forward client submissions to: another validator's, when this replica
+    /// follows a known leader.
+    fn forward_target(&self) -> Option<u64> {
+        if self.link.is_none() || self.replica.is_leader() {
+            return None;
+        }
+        self.replica
+            .leader_id()
+            .filter(|&leader| leader != self.config.node_id)
+    }
+
+    /// Tells the ingress task whether to pass client submissions on unverified (for forwarding).
+    fn update_forwarding(&self) {
+        self.forwarding.set(self.forward_target().is_some());
+    }
+
     /// Returns true on shutdown.
     fn handle(&mut self, command: Command) -> bool {
+        let shard = self.replica.shard();
         match command {
+            // Passed on unverified by the ingress task because this replica was following:
+            // forward it, or, should this replica lead now, have the client resubmit (rare: a
+            // leadership change in between; the ingress verifies the resubmission).
+            Command::Submit {
+                records,
+                valid,
+                reply,
+                ..
+            } if valid.is_empty() => match self.forward_target() {
+                Some(leader) => {
+                    let _ = self.forward(leader, &records, Some(reply));
+                }
+                None => {
+                    let _ = reply.send(Err(SubmitFailure::Retry(shard)));
+                }
+            },
+            Command::SubmitDetached {
+                records,
+                valid,
+                reply,
+                ..
+            } if valid.is_empty() => {
+                let result = match self.forward_target() {
+                    Some(leader) => self.forward(leader, &records, None),
+                    None => Err(SubmitFailure::Retry(shard)),
+                };
+                let _ = reply.send(result);
+            }
             Command::Submit {
                 records,
                 valid,
@@ -1162,7 +1227,7 @@ impl ShardDriver {
                 }
             }
             Command::ForwardReply { request, reply } => {
-                if let Some((waiter, _)) = self.forwarded.remove(&request) {
+                if let Some((waiter, _, _)) = self.forwarded.remove(&request) {
                     let shard = self.replica.shard();
                     let _ = waiter.send(match reply {
                         ForwardReply::Outcomes(outcomes) => Ok(outcomes),
@@ -1237,7 +1302,7 @@ impl ShardDriver {
             Ok(()) => {
                 if let Some(reply) = reply {
                     let deadline = Instant::now() + self.config.forward_timeout;
-                    self.forwarded.insert(request, (reply, deadline));
+                    self.forwarded.insert(request, (reply, deadline, leader));
                 }
                 Ok(())
             }
@@ -1284,22 +1349,24 @@ impl ShardDriver {
         self.last_transfer = Some(Instant::now());
     }
 
-    /// Forwarded submissions whose leader did not answer in time: the client retries (the
-    /// transfer may still commit; resubmitting it is harmless).
+    /// Forwarded submissions whose leader did not answer in time, or is not the leader any
+    /// more (it may have died with them): the client retries at once (the transfer may still
+    /// commit; resubmitting it is harmless).
     fn expire_forwards(&mut self) {
         if self.forwarded.is_empty() {
             return;
         }
         let now = Instant::now();
         let shard = self.replica.shard();
+        let leader = self.replica.leader_id();
         let expired: Vec<u64> = self
             .forwarded
             .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
+            .filter(|(_, (_, deadline, to))| *deadline <= now || leader != Some(*to))
             .map(|(&request, _)| request)
             .collect();
         for request in expired {
-            if let Some((reply, _)) = self.forwarded.remove(&request) {
+            if let Some((reply, _, _)) = self.forwarded.remove(&request) {
                 let _ = reply.send(Err(SubmitFailure::Retry(shard)));
             }
         }

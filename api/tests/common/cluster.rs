@@ -1,0 +1,879 @@
+//! A cluster of real `aurigraph node` processes on loopback, with a fault-injecting proxy
+//! between every ordered pair of validators (node i reaches node j's peer port only through
+//! proxy(i→j)), for the replication tests of issue 4.
+//!
+//! Included by `tests/cluster.rs` next to `common` and `proxy` (`#[path]` modules at the
+//! crate root), so it names them `crate::common` and `crate::proxy`.
+//!
+//! Nodes are indexed from 0; node `i` has the node id `i + 1`. Every method that waits polls
+//! with a deadline and panics with the statuses and the tail of every node's log.
+//! Clusters in one test binary run one at a time (a process-wide lock held by each
+//! [`Cluster`]): three validators per test already fill a 2-core machine, and the failover
+//! figure is only meaningful without a second cluster competing for the cores.
+
+#![allow(dead_code)]
+
+use crate::common::Response;
+use crate::proxy::Proxy;
+use aurigraph_engine::genesis::Genesis;
+use aurigraph_engine::record::{Address, Record};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Cores per validator: one peer port each (core c listens on the base peer port + c).
+pub const CORES: u32 = 1;
+/// How long start-up, restart and convergence may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+/// Timeout of one status/lookup request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one submission attempt in [`Cluster::submit`] (a timed-out attempt is retried).
+const SUBMIT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of each node's log quoted in panic messages.
+const LOG_TAIL_BYTES: usize = 6000;
+/// Error codes after which resubmitting the same signed transfer is the right move.
+const RETRYABLE: &[&str] = &["NOT_LEADER", "RETRY", "OVERLOADED"];
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub shards: u32,
+    nodes: Vec<Member>,
+    /// `proxies[i][j]`: node i's way to node j's peer port (`None` on the diagonal).
+    proxies: Vec<Vec<Option<Proxy>>>,
+    /// Last: released after the children are killed and the proxies stopped.
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// One validator process.
+pub struct Member {
+    pub id: u64,
+    pub http_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Mutex<Option<Child>>,
+    starts: AtomicU32,
+}
+
+/// What [`Cluster::try_submit`] got back.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The 200 reply's JSON.
+    pub reply: Value,
+    /// Attempts made (1 when the first one answered).
+    pub attempts: u32,
+    /// When the attempt that got the reply was sent.
+    pub sent: Instant,
+    /// When the reply arrived.
+    pub answered: Instant,
+}
+
+impl Submitted {
+    /// Committed: confirmed OK, or a resubmission of a transfer that had been committed.
+    pub fn committed(&self) -> bool {
+        committed(&self.reply)
+    }
+}
+
+/// A reply that says the transfer is in the ledger: `CONFIRMED`/`OK`, or `NONCE_REPLAYED`
+/// (a resubmitted transfer that had been committed before).
+pub fn committed(reply: &Value) -> bool {
+    (reply["status"] == "CONFIRMED" && reply["result"] == "OK")
+        || reply["result"] == "NONCE_REPLAYED"
+}
+
+impl Cluster {
+    /// Starts `n` validators (ids 1..=n) in `dir`, all from `genesis`, and waits until every
+    /// node is healthy and agrees on a leader for every shard.
+    pub fn start(dir: &Path, n: usize, genesis: &Genesis) -> Cluster {
+        assert!(n >= 1);
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let shards = genesis.shards.unwrap_or(2);
+        let genesis_path = dir.join("genesis.json");
+        std::fs::write(&genesis_path, genesis.to_canonical_json(shards)).unwrap();
+
+        let http: Vec<u16> = (0..n).map(|_| pick_ports(1)).collect();
+        let peer: Vec<u16> = (0..n).map(|_| pick_ports(CORES)).collect();
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let proxies: Vec<Vec<Option<Proxy>>> = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| (i != j).then(|| Proxy::start(loopback(peer[j]))))
+                    .collect()
+            })
+            .collect();
+
+        let nodes: Vec<Member> = (0..n)
+            .map(|i| {
+                let id = i as u64 + 1;
+                let node_dir = dir.join(format!("node-{id}"));
+                std::fs::create_dir_all(&node_dir).unwrap();
+                let peers: Vec<String> = (0..n)
+                    .map(|j| {
+                        let addr = match &proxies[i][j] {
+                            None => loopback(peer[i]),
+                            Some(p) => p.local_addr(),
+                        };
+                        format!("{}={addr}", j + 1)
+                    })
+                    .collect();
+                let args: Vec<String> = vec![
+                    "node".into(),
+                    "--node-id".into(),
+                    id.to_string(),
+                    "--data-dir".into(),
+                    node_dir.join("data").display().to_string(),
+                    "--genesis".into(),
+                    genesis_path.display().to_string(),
+                    "--http-addr".into(),
+                    loopback(http[i]).to_string(),
+                    "--cores".into(),
+                    CORES.to_string(),
+                    "--peer-addr".into(),
+                    loopback(peer[i]).to_string(),
+                    "--peers".into(),
+                    peers.join(","),
+                ];
+                Member {
+                    id,
+                    http_port: http[i],
+                    peer_port: peer[i],
+                    data_dir: node_dir.join("data"),
+                    log: node_dir.join("node.log"),
+                    args,
+                    child: Mutex::new(None),
+                    starts: AtomicU32::new(0),
+                }
+            })
+            .collect();
+        let cluster = Cluster {
+            dir: dir.to_path_buf(),
+            shards,
+            nodes,
+            proxies,
+            _serial: serial,
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        let deadline = Instant::now() + WAIT;
+        for i in 0..n {
+            cluster.wait_healthy(i, deadline);
+        }
+        cluster.wait_leaders_until(deadline);
+        cluster
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn node(&self, i: usize) -> &Member {
+        &self.nodes[i]
+    }
+
+    pub fn http_port(&self, i: usize) -> u16 {
+        self.nodes[i].http_port
+    }
+
+    /// Proxy(i→j): how node i reaches node j.
+    pub fn proxy(&self, i: usize, j: usize) -> &Proxy {
+        self.proxies[i][j]
+            .as_ref()
+            .expect("no proxy from a node to itself")
+    }
+
+    /// Whether node i's process runs (it was not killed, or was restarted).
+    pub fn is_live(&self, i: usize) -> bool {
+        let mut child = self.nodes[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => false,
+            None => false,
+        }
+    }
+
+    /// Indexes of the nodes whose process runs.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&i| self.is_live(i)).collect()
+    }
+
+    fn spawn(&self, i: usize) {
+        let m = &self.nodes[i];
+        let start = m.starts.fetch_add(1, Ordering::SeqCst);
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        writeln!(
+            log,
+            "===== test harness: start #{} of node {}: aurigraph {} =====",
+            start + 1,
+            m.id,
+            m.args.join(" ")
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+            .args(&m.args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start aurigraph");
+        *m.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+    }
+
+    /// SIGKILL node i and reap it.
+    pub fn kill9(&self, i: usize) {
+        let child = self.nodes[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut c) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node i again with the same arguments and data directory (killing it first if it
+    /// still runs) and waits until it is healthy (it knows a leader of every shard).
+    pub fn restart(&self, i: usize) {
+        self.kill9(i);
+        self.spawn(i);
+        self.wait_healthy(i, Instant::now() + WAIT);
+    }
+
+    /// Cuts every link into and out of node i (both directions, with every other node).
+    pub fn partition(&self, i: usize) {
+        for j in (0..self.len()).filter(|&j| j != i) {
+            self.proxy(i, j).cut();
+            self.proxy(j, i).cut();
+        }
+    }
+
+    pub fn heal(&self, i: usize) {
+        for j in (0..self.len()).filter(|&j| j != i) {
+            self.proxy(i, j).heal();
+            self.proxy(j, i).heal();
+        }
+    }
+
+    pub fn is_partitioned(&self, i: usize) -> bool {
+        (0..self.len())
+            .filter(|&j| j != i)
+            .any(|j| self.proxy(i, j).is_cut() || self.proxy(j, i).is_cut())
+    }
+
+    // ---- HTTP ----
+
+    pub fn request(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> std::io::Result<Response> {
+        http(self.nodes[i].http_port, method, path, body, timeout)
+    }
+
+    /// GET that must answer 200 with JSON.
+    pub fn get_json(&self, i: usize, path: &str) -> Value {
+        match self.request(i, "GET", path, None, REQUEST_TIMEOUT) {
+            Ok(r) if r.status == 200 => r.json(),
+            Ok(r) => self.fail(&format!(
+                "node {i}: GET {path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            Err(e) => self.fail(&format!("node {i}: GET {path}: {e}")),
+        }
+    }
+
+    /// `GET /api/v11/consensus/status` of node i, or `None` when it does not answer 200.
+    pub fn try_status(&self, i: usize) -> Option<Value> {
+        let r = self
+            .request(i, "GET", "/api/v11/consensus/status", None, REQUEST_TIMEOUT)
+            .ok()?;
+        (r.status == 200)
+            .then(|| serde_json::from_slice(&r.body).ok())
+            .flatten()
+    }
+
+    pub fn status(&self, i: usize) -> Value {
+        self.get_json(i, "/api/v11/consensus/status")
+    }
+
+    /// The node that leads `shard`: one that reports itself its leader (the highest term
+    /// wins when a deposed leader has not noticed yet), among the live nodes.
+    pub fn leader_of(&self, shard: u32) -> Option<usize> {
+        self.live()
+            .into_iter()
+            .filter_map(|i| {
+                let status = self.try_status(i)?;
+                let s = shard_status(&status, shard)?;
+                (s["role"] == "LEADER").then(|| (s["term"].as_u64().unwrap_or(0), i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// Polls until some live node leads `shard`.
+    pub fn wait_leader(&self, shard: u32) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(i) = self.leader_of(shard) {
+                return i;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no leader of shard {shard}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls until every live, unpartitioned node reports, for every shard, the same leader,
+    /// and that leader reports itself `LEADER` of it. Returns the leader (node index) per shard.
+    pub fn wait_leaders(&self) -> Vec<usize> {
+        self.wait_leaders_until(Instant::now() + WAIT)
+    }
+
+    fn wait_leaders_until(&self, deadline: Instant) -> Vec<usize> {
+        loop {
+            if let Some(leaders) = self.agreed_leaders() {
+                return leaders;
+            }
+            if Instant::now() > deadline {
+                self.fail("the nodes do not agree on a leader for every shard");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn agreed_leaders(&self) -> Option<Vec<usize>> {
+        let nodes: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|&i| !self.is_partitioned(i))
+            .collect();
+        let statuses: Vec<Value> = nodes
+            .iter()
+            .map(|&i| self.try_status(i))
+            .collect::<Option<_>>()?;
+        (0..self.shards)
+            .map(|shard| {
+                let mut leader = None;
+                for s in &statuses {
+                    let id = shard_status(s, shard)?["leader"].as_u64()?;
+                    if *leader.get_or_insert(id) != id {
+                        return None;
+                    }
+                }
+                let index = usize::try_from(leader?).ok()?.checked_sub(1)?;
+                let pos = nodes.iter().position(|&i| i == index)?;
+                (shard_status(&statuses[pos], shard)?["role"] == "LEADER").then_some(index)
+            })
+            .collect()
+    }
+
+    fn wait_healthy(&self, i: usize, deadline: Instant) {
+        loop {
+            if !self.is_live(i) {
+                self.fail(&format!("node {i} exited during start-up"));
+            }
+            if let Ok(r) = self.request(i, "GET", "/api/v11/health", None, REQUEST_TIMEOUT) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("node {i} not healthy"));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Submits one transfer through node i, resubmitting the same signed transfer after
+    /// a 503 `NOT_LEADER`/`RETRY`/`OVERLOADED`, a timeout or a connection error, until
+    /// it gets a 200 or `deadline` passes. Each attempt waits at most `attempt_timeout`.
+    pub fn try_submit(
+        &self,
+        i: usize,
+        record: &Record,
+        deadline: Instant,
+        attempt_timeout: Duration,
+    ) -> Result<Submitted, String> {
+        self.submitter()
+            .try_submit(i, record, deadline, attempt_timeout)
+    }
+
+    /// [`Cluster::try_submit`] with a 30 s deadline; returns the 200 reply (check it with
+    /// [`committed`]); panics with the logs when no 200 came.
+    pub fn submit(&self, i: usize, record: &Record) -> Value {
+        match self.try_submit(
+            i,
+            record,
+            Instant::now() + Duration::from_secs(30),
+            SUBMIT_ATTEMPT_TIMEOUT,
+        ) {
+            Ok(s) => s.reply,
+            Err(e) => self.fail(&format!("submit {}: {e}", record.tx_hash().to_hex())),
+        }
+    }
+
+    /// A handle that submits without borrowing the cluster (for load threads).
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            ports: self.nodes.iter().map(|m| m.http_port).collect(),
+        }
+    }
+
+    /// `(balance of asset 0, nonce)` of `address` on node i.
+    pub fn account(&self, i: usize, address: &Address) -> (u64, u64) {
+        let v = self.get_json(i, &format!("/api/v11/accounts/{}", address.to_hex()));
+        let number = |v: &Value| match v {
+            Value::String(s) => s.parse().ok(),
+            other => other.as_u64(),
+        };
+        (
+            number(&v["balances"]["0"]).unwrap_or(0),
+            number(&v["nonce"]).unwrap_or(0),
+        )
+    }
+
+    /// `GET /api/v11/transactions/{txHash}` on node i: `Some(json)` on 200, `None` on 404.
+    pub fn transaction(&self, i: usize, record: &Record) -> Option<Value> {
+        let path = format!("/api/v11/transactions/{}", record.tx_hash().to_hex());
+        match self.request(i, "GET", &path, None, REQUEST_TIMEOUT) {
+            Ok(r) if r.status == 200 => Some(r.json()),
+            Ok(r) if r.status == 404 => None,
+            Ok(r) => self.fail(&format!(
+                "node {i}: GET {path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            Err(e) => self.fail(&format!("node {i}: GET {path}: {e}")),
+        }
+    }
+
+    /// Polls until node i shows exactly these balances (asset 0).
+    pub fn wait_balances(&self, i: usize, expect: &[(Address, u64)]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got: Vec<u64> = expect.iter().map(|(a, _)| self.account(i, a).0).collect();
+            if got.iter().zip(expect).all(|(g, (_, e))| g == e) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let diff: Vec<String> = got
+                    .iter()
+                    .zip(expect)
+                    .filter(|(g, (_, e))| *g != e)
+                    .map(|(g, (a, e))| format!("{}: {g} (expected {e})", a.to_hex()))
+                    .collect();
+                self.fail(&format!("node {i}: balances differ:\n{}", diff.join("\n")));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until, on every live node, every shard has the same `appliedIndex` and
+    /// `stateHash` as on every other live node, and returns those statuses (in node order
+    /// of [`Cluster::live`]). Partitioned nodes count: heal them first.
+    pub fn wait_converged(&self) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let live = self.live();
+            let statuses: Option<Vec<Value>> = live.iter().map(|&i| self.try_status(i)).collect();
+            if let Some(statuses) = statuses {
+                if converged(&statuses, self.shards) {
+                    return statuses;
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(
+                    "the replicas did not converge (equal appliedIndex and stateHash per shard)",
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    // ---- diagnostics ----
+
+    /// Node i's whole log (every start of it).
+    pub fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// Every node's status (or why it has none), the proxies, and the tail of every log.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for (i, m) in self.nodes.iter().enumerate() {
+            let status = match self.try_status(i) {
+                Some(s) => s.to_string(),
+                None => "(no status)".into(),
+            };
+            out.push_str(&format!(
+                "--- node {i} (id {}, http {}, peer {}, {}{}): {status}\n",
+                m.id,
+                m.http_port,
+                m.peer_port,
+                if self.is_live(i) { "running" } else { "down" },
+                if self.is_partitioned(i) {
+                    ", partitioned"
+                } else {
+                    ""
+                },
+            ));
+        }
+        for row in &self.proxies {
+            for p in row.iter().flatten() {
+                out.push_str(&format!("{}\n", p.describe()));
+            }
+        }
+        for (i, m) in self.nodes.iter().enumerate() {
+            let log = self.log_text(i);
+            let tail = tail(&log, LOG_TAIL_BYTES);
+            out.push_str(&format!(
+                "--- log of node {i} ({}), last {} of {} bytes:\n{tail}\n",
+                m.log.display(),
+                tail.len(),
+                log.len()
+            ));
+        }
+        out
+    }
+
+    /// Panics with `what` and [`Cluster::diagnostics`].
+    pub fn fail(&self, what: &str) -> ! {
+        panic!("{what}\n{}", self.diagnostics())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // `AURIGRAPH_TEST_DIAGNOSTICS=1 cargo test ... -- --nocapture` shows how a passing
+        // test's cluster ended (statuses, proxies, logs).
+        if std::env::var_os("AURIGRAPH_TEST_DIAGNOSTICS").is_some() {
+            eprintln!("cluster at the end:\n{}", self.diagnostics());
+        }
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+        // The proxies stop when dropped (after this), then the lock is released.
+    }
+}
+
+/// Submits without borrowing the [`Cluster`] (it is `Send` and `Clone`).
+#[derive(Clone)]
+pub struct Submitter {
+    ports: Vec<u16>,
+}
+
+impl Submitter {
+    pub fn try_submit(
+        &self,
+        i: usize,
+        record: &Record,
+        deadline: Instant,
+        attempt_timeout: Duration,
+    ) -> Result<Submitted, String> {
+        submit_to(self.ports[i], record, deadline, attempt_timeout, u32::MAX)
+            .map_err(|e| format!("node {i}: {e}"))
+    }
+
+    /// One attempt, no retry: `Err` on a timeout, a connection error or any non-200.
+    pub fn submit_once(
+        &self,
+        i: usize,
+        record: &Record,
+        timeout: Duration,
+    ) -> Result<Submitted, String> {
+        submit_to(self.ports[i], record, Instant::now() + timeout, timeout, 1)
+            .map_err(|e| format!("node {i}: {e}"))
+    }
+}
+
+fn submit_to(
+    port: u16,
+    record: &Record,
+    deadline: Instant,
+    attempt_timeout: Duration,
+    max_attempts: u32,
+) -> Result<Submitted, String> {
+    let body = crate::common::transfer_json(record)
+        .to_string()
+        .into_bytes();
+    let mut attempts = 0;
+    let mut last;
+    loop {
+        attempts += 1;
+        let sent = Instant::now();
+        let timeout = attempt_timeout
+            .min(deadline.saturating_duration_since(sent))
+            .max(Duration::from_millis(100));
+        match http(port, "POST", "/api/v11/transactions", Some(&body), timeout) {
+            Ok(r) if r.status == 200 => {
+                let reply: Value = serde_json::from_slice(&r.body).map_err(|e| {
+                    format!(
+                        "200 without JSON ({e}): {}",
+                        String::from_utf8_lossy(&r.body)
+                    )
+                })?;
+                return Ok(Submitted {
+                    reply,
+                    attempts,
+                    sent,
+                    answered: Instant::now(),
+                });
+            }
+            Ok(r) => {
+                let text = String::from_utf8_lossy(&r.body).to_string();
+                let code = serde_json::from_slice::<Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                if r.status != 503 || !RETRYABLE.contains(&code.as_str()) {
+                    return Err(format!(
+                        "attempt {attempts}: HTTP {} (not retryable): {text}",
+                        r.status
+                    ));
+                }
+                last = format!("HTTP {} {text}", r.status);
+            }
+            // Timeouts, refused or reset connections: the node may be electing or forwarding
+            // to a leader that just died. The transfer's nonce makes resubmitting harmless.
+            Err(e) => last = format!("{e}"),
+        }
+        if Instant::now() >= deadline || attempts >= max_attempts {
+            return Err(format!(
+                "no 200 after {attempts} attempts; the last said: {last}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The status object of `shard` in a consensus status.
+pub fn shard_status(status: &Value, shard: u32) -> Option<&Value> {
+    status["shards"]
+        .as_array()?
+        .iter()
+        .find(|s| s["shard"].as_u64() == Some(u64::from(shard)))
+}
+
+/// Every shard has the same applied index and state hash in every status.
+pub fn converged(statuses: &[Value], shards: u32) -> bool {
+    let Some(first) = statuses.first() else {
+        return true;
+    };
+    (0..shards).all(|shard| {
+        let key = |s: &Value| {
+            let s = shard_status(s, shard)?;
+            Some((
+                s["appliedIndex"].as_u64()?,
+                s["stateHash"].as_str()?.to_string(),
+            ))
+        };
+        let Some(want) = key(first) else {
+            return false;
+        };
+        statuses.iter().all(|s| key(s).as_ref() == Some(&want))
+    })
+}
+
+fn tail(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+// ---- ports ----
+
+/// Node ports already handed out in this process: never handed out twice, so no two nodes
+/// (of one cluster or of two) share one, and a killed node's ports stay its own.
+static PORTS: Mutex<Option<(HashSet<u16>, u16)>> = Mutex::new(None);
+
+/// Picks `count` consecutive ports (returns the first): free when picked, never picked
+/// before in this process, and below the kernel's ephemeral range when it leaves room, so that
+/// the outgoing connections of the proxies and nodes cannot take a killed node's port before
+/// it restarts.
+fn pick_ports(count: u32) -> u16 {
+    let count = count.max(1) as u16;
+    let (low, high) = port_range();
+    let mut guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (taken, cursor) = guard.get_or_insert_with(|| {
+        // Start at a per-process offset so that concurrent test processes rarely meet.
+        let seed = u64::from(std::process::id()) * 7919
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_nanos()));
+        (HashSet::new(), low + (seed % u64::from(high - low)) as u16)
+    });
+    for _ in 0..(high - low) {
+        let first = *cursor;
+        if u32::from(first) + u32::from(count) > u32::from(high) {
+            *cursor = low;
+            continue;
+        }
+        *cursor = first + count;
+        let range = first..first + count;
+        if range.clone().any(|p| taken.contains(&p)) {
+            continue;
+        }
+        if range
+            .clone()
+            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            taken.extend(range);
+            return first;
+        }
+    }
+    panic!("no free loopback ports in {low}..{high}");
+}
+
+/// Where to pick node ports: the 12000 ports below the ephemeral range when that leaves
+/// them above 1024, else the upper part of the ephemeral range itself.
+fn port_range() -> (u16, u16) {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if ephemeral.0 >= 13_100 {
+        (ephemeral.0 - 12_000, ephemeral.0)
+    } else {
+        (40_000, 60_000)
+    }
+}
+
+// ---- HTTP/1.1 with a timeout ----
+
+/// One request on a fresh connection (`Connection: close`), every step bounded by `timeout`.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    let started = Instant::now();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if let Some(body) = body {
+        stream.write_all(body)?;
+    }
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{method} {path}: no complete answer within {timeout:?}"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no complete HTTP header (connection closed early)"))?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("header not utf-8"))?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        if body.len() < len {
+            return Err(bad("body shorter than its Content-Length"));
+        }
+        body.truncate(len);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..line_end])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
