@@ -43,6 +43,10 @@ pub struct NodeArgs {
     /// may be listed). Every shard is replicated on all of them; without it, a single validator.
     #[arg(long, env = "AURIGRAPH_PEERS", value_name = "ID=HOST:PORT,...")]
     pub peers: Option<String>,
+    /// Join a running cluster: start outside every shard's group (the validators listed in
+    /// --peers form it) until `aurigraph validators add` makes this validator a learner.
+    #[arg(long, env = "AURIGRAPH_JOIN")]
+    pub join: bool,
     /// Executors (one per core) [default: the number of CPUs available].
     #[arg(long, env = "AURIGRAPH_CORES", value_name = "N")]
     pub cores: Option<usize>,
@@ -103,6 +107,8 @@ pub struct NodeConfig {
     /// The other validators, by node id, with their base peer addresses (empty: single
     /// validator). Sorted by id, this node excluded.
     pub peers: Vec<(u64, SocketAddr)>,
+    /// Joining a running cluster (see `NodeArgs::join`).
+    pub join: bool,
     pub cores: usize,
     pub pin_cores: bool,
     pub log_format: LogFormat,
@@ -145,6 +151,9 @@ impl NodeConfig {
             return Err("--node-id 0: node ids start at 1".into());
         }
         let peers_text = args.peers.as_ref().or(file.peers.as_ref());
+        if args.join && peers_text.is_none_or(|p| p.trim().is_empty()) {
+            return Err("--join needs --peers: the validators of the cluster to join".into());
+        }
         let (peer_addr, peers) = resolve_peers(
             node_id,
             cores,
@@ -180,6 +189,7 @@ impl NodeConfig {
             node_id,
             peer_addr,
             peers,
+            join: args.join,
             cores,
             pin_cores: args.pin_cores.or(file.pin_cores).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -191,6 +201,9 @@ impl NodeConfig {
         })
     }
 }
+
+/// Validators by node id with their base peer addresses.
+type Peers = Vec<(u64, SocketAddr)>;
 
 /// Validators per cluster at most (bounds raft groups' voter sets and per-peer tables).
 pub const VALIDATORS_MAX: usize = 64;
@@ -204,7 +217,7 @@ fn resolve_peers(
     cores: usize,
     peer_addr: Option<SocketAddr>,
     text: Option<&str>,
-) -> Result<(Option<SocketAddr>, Vec<(u64, SocketAddr)>), String> {
+) -> Result<(Option<SocketAddr>, Peers), String> {
     let text = text.map(str::trim).unwrap_or("");
     let mut all: Vec<(u64, SocketAddr)> = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {

@@ -13,6 +13,7 @@ mod keys;
 mod local_node;
 mod node;
 mod transfer_cmd;
+mod validators_cmd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,6 +46,10 @@ enum Command {
     /// connections; prints `load accepted = N tx/s` and batch latency percentiles. Without
     /// --addresses it starts its own node in a temporary directory.
     Bench(bench::BenchArgs),
+    /// Membership changes: add a validator (as learner), promote it, remove one — on every
+    /// shard, through the validators' admin endpoint.
+    #[command(subcommand)]
+    Validators(validators_cmd::ValidatorsCommand),
     /// Start a local cluster of N validators on loopback in one directory (for developers);
     /// Ctrl-C stops them.
     Cluster(cluster_cmd::ClusterArgs),
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         }
         Command::Beacon(command) => beacon_cmd::run(command),
         Command::Cluster(args) => cluster_cmd::run(args),
+        Command::Validators(command) => validators_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,6 +101,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;
+        engine_config.join = config.join;
         // Failover within about a second: 25 ms ticks, elections after 10-20 silent ticks
         // (250-500 ms), heartbeats every 2 (50 ms).
         engine_config.raft_tick = CLUSTER_RAFT_TICK;

@@ -523,3 +523,113 @@ fn a_partitioned_validator_catches_up_after_healing() {
     assert_all_present(&cluster, victim, &sent);
     cluster.wait_converged();
 }
+
+/// Runs `aurigraph validators ARGS…` and fails the test with its output when it fails.
+fn validators_cli(cluster: &Cluster, args: &[String]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .arg("validators")
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        cluster.fail(&format!(
+            "aurigraph validators {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+}
+
+#[test]
+fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(16);
+    let groups = by_shard(&keys);
+    let mut cluster = Cluster::start(dir.path(), VALIDATORS, &genesis(&keys, SHARDS));
+    let senders: Vec<usize> = groups.iter().flat_map(|g| g[..2].to_vec()).collect();
+    let receivers: Vec<Vec<usize>> = groups.iter().map(|g| g[2..].to_vec()).collect();
+    let three: Vec<usize> = (0..VALIDATORS).collect();
+    let mut sent = send_rounds(&cluster, &keys, &senders, &receivers, &three, 0..4);
+
+    // Add validator 4: start it with --join, make it a learner everywhere, promote it.
+    let fourth = cluster.add_joining_node();
+    let peer_addr = format!("127.0.0.1:{}", cluster.node(fourth).peer_port);
+    let urls = cluster.urls(&three);
+    validators_cli(
+        &cluster,
+        &[
+            "add".into(),
+            "--id".into(),
+            "4".into(),
+            "--peer-addr".into(),
+            peer_addr,
+            "--nodes".into(),
+            urls.clone(),
+        ],
+    );
+    validators_cli(
+        &cluster,
+        &[
+            "promote".into(),
+            "--id".into(),
+            "4".into(),
+            "--nodes".into(),
+            urls,
+        ],
+    );
+    cluster.wait_converged();
+    for i in 0..=fourth {
+        let status = cluster.status(i);
+        for shard in 0..SHARDS {
+            let s = cluster::shard_status(&status, shard).unwrap();
+            assert_eq!(
+                s["voters"],
+                serde_json::json!([1, 2, 3, 4]),
+                "node {i}: {s}"
+            );
+        }
+    }
+    // Writes through the new validator too.
+    let four: Vec<usize> = (0..=fourth).collect();
+    sent.extend(send_rounds(
+        &cluster,
+        &keys,
+        &senders,
+        &receivers,
+        &four,
+        4..6,
+    ));
+
+    // Remove validator 1, then stop it; the other three carry on.
+    validators_cli(
+        &cluster,
+        &[
+            "remove".into(),
+            "--id".into(),
+            "1".into(),
+            "--nodes".into(),
+            cluster.urls(&four),
+        ],
+    );
+    cluster.kill9(0);
+    let rest: Vec<usize> = (1..=fourth).collect();
+    sent.extend(send_rounds(
+        &cluster,
+        &keys,
+        &senders,
+        &receivers,
+        &rest,
+        6..8,
+    ));
+    let statuses = cluster.wait_converged();
+    for status in &statuses {
+        for shard in 0..SHARDS {
+            let s = cluster::shard_status(status, shard).unwrap();
+            assert_eq!(s["voters"], serde_json::json!([2, 3, 4]), "{s}");
+        }
+    }
+    let expect = expected_balances(&keys, &sent);
+    for &i in &rest {
+        cluster.wait_balances(i, &expect);
+    }
+}

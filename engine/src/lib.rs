@@ -26,6 +26,8 @@ pub mod verify;
 pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
 pub use genesis::Genesis;
 pub use ledger::{Account, Receipt, ShardState};
+/// Membership change kinds (raft-rs), for [`Engine::change_membership`].
+pub use raft::eraftpb::ConfChangeType;
 pub use record::{Address, Record, Transfer, TxHash};
 pub use replica::{BlockHeader, Outcome, TxStatus};
 pub use result::ResultCode;

@@ -42,8 +42,8 @@ use crate::shard::{shard_of, ShardId};
 use crate::state_snapshot::{decode_state, encode_state};
 use crate::verify::SignatureVerifier;
 use raft::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
-    Snapshot, SnapshotMetadata,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use raft::storage::MemStorage;
 use raft::{
@@ -102,6 +102,12 @@ pub enum SubmitError {
     NotLeader { shard: ShardId, leader: Option<u64> },
     #[error("shard {0} is overloaded: too many transfers waiting for consensus")]
     Overloaded(ShardId),
+    /// Raft takes one membership change at a time per group.
+    #[error("shard {shard}: membership change refused: {reason}")]
+    Membership {
+        shard: ShardId,
+        reason: &'static str,
+    },
 }
 
 /// Bounds and timing of one replica.
@@ -338,6 +344,16 @@ pub struct ShardReplica {
     hashes: Vec<TxHash>,
     /// Wall-clock of the current apply call (supplied by the I/O edge).
     now_ms: u64,
+    /// Membership changes applied and not yet taken by the I/O edge (which updates its links).
+    membership_events: Vec<MembershipEvent>,
+}
+
+/// A membership change this replica applied: a validator joined (as learner or voter, with the
+/// peer address the change carried) or left the shard's group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    Joined { node_id: u64, peer_addr: Vec<u8> },
+    Left { node_id: u64 },
 }
 
 /// A slog drain that forwards raft-rs's logs to `tracing` at debug level.
@@ -420,6 +436,7 @@ impl ShardReplica {
             recent_blocks: VecDeque::new(),
             hashes: Vec::new(),
             now_ms: 0,
+            membership_events: Vec::new(),
             state,
         };
         // Receipts that survived in the snapshot's outbox are delivered again: the destination
@@ -1056,6 +1073,7 @@ impl ShardReplica {
                 if protobuf::Message::merge_from_bytes(&mut cc, &entry.data).is_ok() {
                     if let Ok(cs) = self.node.apply_conf_change(&cc) {
                         self.node.mut_store().mem.wl().set_conf_state(cs);
+                        self.record_membership(&cc);
                     }
                 }
                 self.state.set_applied_index(index);
@@ -1189,6 +1207,84 @@ impl ShardReplica {
     }
 
     /// Receipts to ship to other shards since the last call.
+    /// Membership changes applied since the last call.
+    pub fn take_membership_events(&mut self) -> Vec<MembershipEvent> {
+        std::mem::take(&mut self.membership_events)
+    }
+
+    /// Proposes a membership change (raft-rs `ConfChangeV2`: several changes at once go through
+    /// joint consensus, left automatically). `peer_addr` (for added nodes) travels in the
+    /// change's context so that every replica applying it can reach the new validator. Returns
+    /// the log index of the change's entry.
+    pub fn propose_membership(
+        &mut self,
+        changes: &[(ConfChangeType, u64)],
+        peer_addr: &[u8],
+    ) -> Result<u64, SubmitError> {
+        let shard = self.config.shard;
+        if !self.is_leader() {
+            return Err(SubmitError::NotLeader {
+                shard,
+                leader: self.leader_id(),
+            });
+        }
+        let mut cc = ConfChangeV2::default();
+        for &(change_type, node_id) in changes {
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(change_type);
+            single.node_id = node_id;
+            cc.mut_changes().push(single);
+        }
+        cc.set_transition(ConfChangeTransition::Auto);
+        cc.context = peer_addr.to_vec().into();
+        let before = self.node.raft.raft_log.last_index();
+        self.node.propose_conf_change(Vec::new(), cc).map_err(|e| {
+            tracing::warn!(shard, error = %e, "membership change refused by raft");
+            SubmitError::Membership {
+                shard,
+                reason: "raft refused the change (see the node log)",
+            }
+        })?;
+        let index = self.node.raft.raft_log.last_index();
+        if index == before {
+            return Err(SubmitError::Membership {
+                shard,
+                reason: "another membership change is in progress",
+            });
+        }
+        Ok(index)
+    }
+
+    /// The group's learners (node ids, ascending).
+    pub fn learners(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .node
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn record_membership(&mut self, cc: &ConfChangeV2) {
+        for change in cc.get_changes() {
+            let node_id = change.node_id;
+            self.membership_events.push(match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    MembershipEvent::Joined {
+                        node_id,
+                        peer_addr: cc.context.to_vec(),
+                    }
+                }
+                ConfChangeType::RemoveNode => MembershipEvent::Left { node_id },
+            });
+        }
+    }
+
     pub fn take_deliveries(&mut self) -> Vec<ReceiptDelivery> {
         std::mem::take(&mut self.deliveries)
     }

@@ -167,6 +167,11 @@ impl From<SubmitFailure> for ApiError {
                     format!("shard {shard} is overloaded: too many transfers wait for consensus; retry after {RETRY_AFTER_SECONDS} s"),
                 )
             },
+            SubmitFailure::Rejected(SubmitError::Membership { shard, reason }) => ApiError::new(
+                StatusCode::CONFLICT,
+                "MEMBERSHIP_CHANGE_REFUSED",
+                format!("shard {shard}: {reason}"),
+            ),
             SubmitFailure::Retry(shard) => ApiError {
                 retry_after: Some(RETRY_AFTER_SECONDS),
                 ..unavailable(

@@ -140,6 +140,19 @@ fn paths() -> Value {
             json!({ "200": ok("Validators", "Validators"), "503": error("Unavailable") }),
         ),
     );
+    paths.insert("/api/v11/admin/validators".into(), json!({ "post": {
+        "summary": "Membership change (admin)",
+        "description": "One membership step on every shard this validator leads: add-learner (with the new validator's peerAddr), promote (learner to voter), remove. raft-rs ConfChangeV2 (joint consensus when several changes go together). Answers per shard APPLIED (log index), NOT_LEADER (leader id: run it there), REFUSED or RETRY; `aurigraph validators` runs it over every validator until all shards applied. Unauthenticated: expose the HTTP port to operators only.",
+        "requestBody": { "required": true, "content": json_content(json!({
+            "type": "object", "required": ["action", "nodeId"],
+            "properties": {
+                "action": { "type": "string", "enum": ["add-learner", "promote", "remove"] },
+                "nodeId": { "type": "integer", "minimum": 1 },
+                "peerAddr": { "type": "string", "description": "IP:PORT, the new validator's base peer address (add-learner)" }
+            }
+        })) },
+        "responses": { "200": { "description": "Per-shard results", "content": json_content(json!({ "type": "object" })) }, "400": error("BadRequest"), "503": error("Unavailable") }
+    }}));
     paths.insert("/api/v11/consensus/status".into(), get("Consensus status", "This node's role, and the Raft figures of every shard.", json!({ "200": ok("Consensus status", "ConsensusStatus"), "503": error("Unavailable") })));
     let int_query = |name: &str, min: u32, max: u32, description: &str| {
         json!({

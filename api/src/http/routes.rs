@@ -13,11 +13,12 @@ use super::HttpSettings;
 use aurigraph_engine::batch::{decode_batch, BatchError, BATCH_FOOTER_BYTES};
 use aurigraph_engine::ledger::Account;
 use aurigraph_engine::record::{Address, Record, TxHash, RECORD_BYTES};
-use aurigraph_engine::replica::{BlockHeader, Outcome, TxStatus};
+use aurigraph_engine::replica::{BlockHeader, Outcome, SubmitError, TxStatus};
 use aurigraph_engine::runtime::{
     Engine, EngineError, HistogramCounts, ShardCounters, ShardStatus, SubmitFailure,
 };
 use aurigraph_engine::shard_of;
+use aurigraph_engine::ConfChangeType;
 use aurigraph_net::beacon::derive::{purpose, DERIVE_SALT};
 use aurigraph_net::beacon::state::{BeaconHealth, BeaconState, Drawn, FALLBACK_SOURCE};
 use aurigraph_net::beacon::Source;
@@ -66,6 +67,13 @@ pub(crate) trait Backend: Clone + 'static {
         height: u64,
     ) -> impl Future<Output = Result<Option<BlockHeader>, EngineError>>;
     fn latest_blocks(&self) -> impl Future<Output = Result<Vec<BlockHeader>, EngineError>>;
+    /// Proposes a membership change on the shards this validator leads (see
+    /// [`Engine::change_membership`]).
+    fn change_membership(
+        &self,
+        changes: Vec<(ConfChangeType, u64)>,
+        peer_addr: Vec<u8>,
+    ) -> impl Future<Output = Result<MembershipResults, EngineError>>;
     /// Running totals of every shard (WAL, snapshots, signatures), read without a message.
     fn shard_counters(&self) -> Arc<[ShardCounters]>;
 }
@@ -120,10 +128,20 @@ impl Backend for Engine {
     fn latest_blocks(&self) -> impl Future<Output = Result<Vec<BlockHeader>, EngineError>> {
         Engine::latest_blocks(self)
     }
+    fn change_membership(
+        &self,
+        changes: Vec<(ConfChangeType, u64)>,
+        peer_addr: Vec<u8>,
+    ) -> impl Future<Output = Result<MembershipResults, EngineError>> {
+        Engine::change_membership(self, changes, peer_addr)
+    }
     fn shard_counters(&self) -> Arc<[ShardCounters]> {
         Engine::shard_counters(self).clone()
     }
 }
+
+/// Per shard: the log index at which a membership change applied, or why not.
+pub(crate) type MembershipResults = Vec<(u32, Result<u64, SubmitFailure>)>;
 
 /// What a request handler sees: its core, the ledger, the settings (shared figures included).
 pub(crate) struct Ctx<B> {
@@ -171,6 +189,7 @@ enum Route<'a> {
     BlocksLatest,
     Block(&'a str, &'a str),
     Validators,
+    AdminValidators,
     Consensus,
     OpenApi,
     Metrics,
@@ -204,6 +223,7 @@ fn route_label(path: &str) -> usize {
         Some(Route::BlocksLatest) => "/api/v11/blocks/latest",
         Some(Route::Block(..)) => "/api/v11/blocks/{shard}/{height}",
         Some(Route::Validators) => "/api/v11/validators",
+        Some(Route::AdminValidators) => "/api/v11/admin/validators",
         Some(Route::Consensus) => "/api/v11/consensus/status",
         Some(Route::OpenApi) => "/api/v11/openapi.json",
         Some(Route::Randomness(r)) => match r {
@@ -242,6 +262,7 @@ fn route(path: &str) -> Option<(Route<'_>, Method)> {
             ["blocks", "latest"] => (Route::BlocksLatest, get),
             ["blocks", shard, height] => (Route::Block(shard, height), get),
             ["validators"] => (Route::Validators, get),
+            ["admin", "validators"] => (Route::AdminValidators, post),
             ["consensus", "status"] => (Route::Consensus, get),
             ["openapi.json"] => (Route::OpenApi, get),
             ["quantum", "randomness", rest @ ..] => (
@@ -342,6 +363,7 @@ where
         Route::BlocksLatest => blocks_latest(ctx).await,
         Route::Block(shard, height) => block(ctx, shard, height).await,
         Route::Validators => validators(ctx).await,
+        Route::AdminValidators => admin_validators(ctx, request).await,
         Route::Consensus => consensus(ctx).await,
         Route::OpenApi => Ok(json_response(
             StatusCode::OK,
@@ -950,6 +972,7 @@ fn shard_json(s: &ShardStatus) -> Value {
         "leaderChanges": s.leader_changes,
         "pendingRecords": s.pending_records,
         "voters": s.voter_ids,
+        "learners": s.learner_ids,
         // On the leader: how far each voter's log matches; empty on a follower.
         "peers": s.peer_matched.iter().zip(&s.peer_lag).map(|(&(id, matched), &(_, lag))| json!({
             "nodeId": id,
@@ -975,6 +998,73 @@ async fn consensus<B: Backend>(ctx: &Ctx<B>) -> Answer {
             "clusterSize": validator_ids(node_id, &status).len(),
             "shards": shards,
         }),
+    ))
+}
+
+/// `POST /api/v11/admin/validators`: one membership step on the shards this validator leads.
+/// `{"action": "add-learner" | "promote" | "remove", "nodeId": N, "peerAddr": "HOST:PORT"}`
+/// (`peerAddr`, the new validator's base peer address, for add-learner). Answers per shard
+/// `APPLIED` (with the log index), `NOT_LEADER` (with the leader: run it there), `REFUSED` or
+/// `RETRY`. `aurigraph validators` drives it over every validator until all shards applied.
+async fn admin_validators<B, T>(ctx: &Ctx<B>, request: Request<T>) -> Answer
+where
+    B: Backend,
+    T: Body<Data = Bytes>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct MembershipJson {
+        action: String,
+        node_id: u64,
+        #[serde(default)]
+        peer_addr: Option<String>,
+    }
+    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let m: MembershipJson = serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message);
+    if m.node_id == 0 {
+        return Err(bad("nodeId must be at least 1".into()));
+    }
+    let (change, peer_addr) = match (m.action.as_str(), &m.peer_addr) {
+        ("add-learner", Some(addr)) => {
+            let parsed: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| bad(format!("peerAddr {addr:?}: {e} (expected IP:PORT)")))?;
+            (
+                ConfChangeType::AddLearnerNode,
+                parsed.to_string().into_bytes(),
+            )
+        }
+        ("add-learner", None) => return Err(bad("add-learner needs peerAddr".into())),
+        ("promote", _) => (ConfChangeType::AddNode, Vec::new()),
+        ("remove", _) => (ConfChangeType::RemoveNode, Vec::new()),
+        (other, _) => {
+            return Err(bad(format!(
+                "action {other:?}: expected add-learner, promote or remove"
+            )))
+        }
+    };
+    let results = ctx
+        .backend
+        .change_membership(vec![(change, m.node_id)], peer_addr)
+        .await?;
+    let shards: Vec<Value> = results
+        .into_iter()
+        .map(|(shard, result)| match result {
+            Ok(index) => json!({ "shard": shard, "status": "APPLIED", "index": index }),
+            Err(SubmitFailure::Rejected(SubmitError::NotLeader { leader, .. })) => {
+                json!({ "shard": shard, "status": "NOT_LEADER", "leader": leader })
+            }
+            Err(SubmitFailure::Retry(_)) => json!({ "shard": shard, "status": "RETRY" }),
+            Err(other) => {
+                json!({ "shard": shard, "status": "REFUSED", "message": other.to_string() })
+            }
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "action": m.action, "nodeId": m.node_id, "shards": shards }),
     ))
 }
 
@@ -1794,6 +1884,7 @@ pub(crate) mod tests {
                 queued_commands: 0,
                 voters: 1,
                 voter_ids: vec![1],
+                learner_ids: Vec::new(),
                 peer_matched: if self.no_leader && shard == 1 {
                     Vec::new()
                 } else {
@@ -1884,6 +1975,24 @@ pub(crate) mod tests {
             Ok(vec![
                 self.block(0, 9).await?.unwrap(),
                 self.block(1, 9).await?.unwrap(),
+            ])
+        }
+        async fn change_membership(
+            &self,
+            changes: Vec<(ConfChangeType, u64)>,
+            _peer_addr: Vec<u8>,
+        ) -> Result<MembershipResults, EngineError> {
+            // Shard 0 is led here, shard 1 elsewhere.
+            assert_eq!(changes.len(), 1);
+            Ok(vec![
+                (0, Ok(42)),
+                (
+                    1,
+                    Err(SubmitFailure::Rejected(SubmitError::NotLeader {
+                        shard: 1,
+                        leader: Some(2),
+                    })),
+                ),
             ])
         }
         fn shard_counters(&self) -> Arc<[ShardCounters]> {

@@ -105,6 +105,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v11/blocks/latest",
     "/api/v11/blocks/{shard}/{height}",
     "/api/v11/validators",
+    "/api/v11/admin/validators",
     "/api/v11/consensus/status",
     "/api/v11/openapi.json",
     "/api/v11/quantum/randomness/random-bytes",

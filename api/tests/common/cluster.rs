@@ -259,25 +259,103 @@ impl Cluster {
         self.wait_healthy(i, Instant::now() + WAIT);
     }
 
+    /// The proxies between node i and every other node, both directions (a node added with
+    /// [`Cluster::add_joining_node`] has none: its links are direct).
+    fn proxies_of(&self, i: usize) -> impl Iterator<Item = &Proxy> {
+        (0..self.len()).filter(move |&j| j != i).flat_map(move |j| {
+            [self.proxies[i][j].as_ref(), self.proxies[j][i].as_ref()]
+                .into_iter()
+                .flatten()
+        })
+    }
+
     /// Cuts every link into and out of node i (both directions, with every other node).
     pub fn partition(&self, i: usize) {
-        for j in (0..self.len()).filter(|&j| j != i) {
-            self.proxy(i, j).cut();
-            self.proxy(j, i).cut();
-        }
+        self.proxies_of(i).for_each(Proxy::cut);
     }
 
     pub fn heal(&self, i: usize) {
-        for j in (0..self.len()).filter(|&j| j != i) {
-            self.proxy(i, j).heal();
-            self.proxy(j, i).heal();
-        }
+        self.proxies_of(i).for_each(Proxy::heal);
     }
 
     pub fn is_partitioned(&self, i: usize) -> bool {
-        (0..self.len())
-            .filter(|&j| j != i)
-            .any(|j| self.proxy(i, j).is_cut() || self.proxy(j, i).is_cut())
+        self.proxies_of(i).any(Proxy::is_cut)
+    }
+
+    /// Base URLs of the given nodes' HTTP APIs.
+    pub fn urls(&self, nodes: &[usize]) -> String {
+        nodes
+            .iter()
+            .map(|&i| format!("http://127.0.0.1:{}", self.nodes[i].http_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts a new validator (the next id) with `--join`: it knows the others (directly, no
+    /// proxies) but is in no shard's group until `aurigraph validators add` makes it a
+    /// learner. Returns its index once its HTTP port answers.
+    pub fn add_joining_node(&mut self) -> usize {
+        let i = self.len();
+        let id = i as u64 + 1;
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let (http, peer) = (pick_ports(1), pick_ports(CORES));
+        let node_dir = self.dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|m| format!("{}={}", m.id, loopback(m.peer_port)))
+            .chain(std::iter::once(format!("{id}={}", loopback(peer))))
+            .collect();
+        let args: Vec<String> = vec![
+            "node".into(),
+            "--join".into(),
+            "--node-id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            node_dir.join("data").display().to_string(),
+            "--genesis".into(),
+            self.dir.join("genesis.json").display().to_string(),
+            "--http-addr".into(),
+            loopback(http).to_string(),
+            "--cores".into(),
+            CORES.to_string(),
+            "--peer-addr".into(),
+            loopback(peer).to_string(),
+            "--peers".into(),
+            peers.join(","),
+        ];
+        self.nodes.push(Member {
+            id,
+            http_port: http,
+            peer_port: peer,
+            data_dir: node_dir.join("data"),
+            log: node_dir.join("node.log"),
+            args,
+            child: Mutex::new(None),
+            starts: AtomicU32::new(0),
+        });
+        for row in &mut self.proxies {
+            row.push(None);
+        }
+        self.proxies.push((0..=i).map(|_| None).collect());
+        self.spawn(i);
+        // Not healthy yet (it knows no leader until it is a learner): wait for liveness.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if !self.is_live(i) {
+                self.fail(&format!("joining node {i} exited during start-up"));
+            }
+            if let Ok(r) = self.request(i, "GET", "/q/health/live", None, REQUEST_TIMEOUT) {
+                if r.status == 200 {
+                    return i;
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("joining node {i} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     // ---- HTTP ----

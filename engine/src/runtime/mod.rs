@@ -18,7 +18,8 @@ use crate::peering::{self, ForwardReply};
 use crate::record::TxHash;
 use crate::record::{Address, Record};
 use crate::replica::{
-    BlockHeader, Outcome, ReceiptDelivery, ReplicaConfig, ShardReplica, SubmitError, TxStatus,
+    BlockHeader, MembershipEvent, Outcome, ReceiptDelivery, ReplicaConfig, ShardReplica,
+    SubmitError, TxStatus,
 };
 use crate::shard::{shard_of, ShardId};
 use crate::state_snapshot::{decode_state, encode_state};
@@ -28,7 +29,7 @@ use aurigraph_storage::wal::WalConfig;
 use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
 use peers::PeerLink;
-use raft::eraftpb::{ConfState, Message, MessageType};
+use raft::eraftpb::{ConfChangeType, ConfState, Message, MessageType};
 use raft::StateRole;
 use std::cell::Cell;
 use std::future::Future;
@@ -74,6 +75,10 @@ pub struct EngineConfig {
     pub peers: Vec<(u64, SocketAddr)>,
     /// This validator's base peer address; required when `peers` is not empty.
     pub peer_addr: Option<SocketAddr>,
+    /// Joining an existing cluster: this validator starts in none of the shards' groups (its
+    /// initial membership is the other validators); it receives the log once a leader adds it
+    /// as a learner (`Engine::change_membership`).
+    pub join: bool,
     /// Raft election timeout in ticks (randomized in `[n, 2n)` by raft); heartbeats every
     /// `heartbeat_ticks`.
     pub election_ticks: usize,
@@ -110,6 +115,7 @@ impl EngineConfig {
             recent_blocks_per_shard: 4096,
             peers: Vec::new(),
             peer_addr: None,
+            join: false,
             election_ticks: 10,
             heartbeat_ticks: 2,
             forward_timeout: Duration::from_secs(5),
@@ -141,6 +147,8 @@ pub struct ShardStatus {
     pub voters: usize,
     /// Their node ids, ascending.
     pub voter_ids: Vec<u64>,
+    /// Learners (receive the log, do not vote), ascending.
+    pub learner_ids: Vec<u64>,
     /// On the leader: `(peer, match index)` for every voter (this node included); empty on a
     /// follower.
     pub peer_matched: Vec<(u64, u64)>,
@@ -334,6 +342,12 @@ enum Command {
     ForwardReply {
         request: u64,
         reply: ForwardReply,
+    },
+    /// A membership change, on the shard's leader; answered once applied here.
+    ChangeMembership {
+        changes: Vec<(ConfChangeType, u64)>,
+        peer_addr: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, SubmitFailure>>,
     },
     Account {
         address: Address,
@@ -589,6 +603,34 @@ impl Engine {
         Ok(waits)
     }
 
+    /// Proposes a membership change on every shard this validator leads; each shard's answer:
+    /// the log index at which the change applied here, or why not (`NotLeader` with the leader
+    /// for shards led elsewhere). An operator runs it against every validator (or the leaders)
+    /// until every shard applied it: `aurigraph validators` does.
+    pub async fn change_membership(
+        &self,
+        changes: Vec<(ConfChangeType, u64)>,
+        peer_addr: Vec<u8>,
+    ) -> Result<Vec<(ShardId, Result<u64, SubmitFailure>)>, EngineError> {
+        let mut waits = Vec::with_capacity(self.inner.shards.len());
+        for (shard, tx) in self.inner.shards.iter().enumerate() {
+            let (reply, rx) = oneshot::channel();
+            tx.send(Command::ChangeMembership {
+                changes: changes.clone(),
+                peer_addr: peer_addr.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+            waits.push((shard as ShardId, rx));
+        }
+        let mut results = Vec::with_capacity(waits.len());
+        for (shard, rx) in waits {
+            results.push((shard, rx.await.map_err(|_| EngineError::Stopped)?));
+        }
+        Ok(results)
+    }
+
     /// The account as its shard holds it now.
     pub async fn account(&self, address: Address) -> Result<Option<Account>, EngineError> {
         let s = shard_of(&address, self.inner.shard_count) as usize;
@@ -811,6 +853,7 @@ async fn run_core(
                             forwarded: std::collections::HashMap::new(),
                             next_forward: 0,
                             last_transfer: None,
+                            membership: None,
                             forwarding,
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
@@ -873,7 +916,10 @@ async fn open_shard(
         staged_bytes_max: config.wal_staged_bytes_max,
     };
     // Every validator votes in every shard's group (a single validator: itself alone).
-    let mut voters: Vec<u64> = std::iter::once(config.node_id)
+    // A joining validator starts outside every group: the leader adds it as a learner.
+    let own = (!config.join).then_some(config.node_id);
+    let mut voters: Vec<u64> = own
+        .into_iter()
         .chain(config.peers.iter().map(|&(id, _)| id))
         .collect();
     voters.sort_unstable();
@@ -1039,6 +1085,8 @@ struct ShardDriver {
     next_forward: u64,
     /// When this replica last handed its leadership over (rate limit).
     last_transfer: Option<Instant>,
+    /// A membership change this leader proposed: its log index and the operator's reply.
+    membership: Option<(u64, oneshot::Sender<Result<u64, SubmitFailure>>)>,
     /// Shared with the shard's ingress task (same core): true while this replica follows a
     /// known leader on another validator, so that client submissions are forwarded unverified.
     forwarding: Rc<Cell<bool>>,
@@ -1105,6 +1153,7 @@ impl ShardDriver {
             self.replica.propose_preverified();
             self.process_ready().await?;
             self.update_forwarding();
+            self.settle_membership();
             self.answer();
             self.deliver_receipts();
             self.snapshot_if_due().await?;
@@ -1220,6 +1269,25 @@ impl ShardDriver {
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(result);
+            }
+            Command::ChangeMembership {
+                changes,
+                peer_addr,
+                reply,
+            } => {
+                if self.membership.is_some() {
+                    let _ = reply.send(Err(SubmitFailure::Rejected(SubmitError::Membership {
+                        shard,
+                        reason: "another membership change is in progress",
+                    })));
+                } else {
+                    match self.replica.propose_membership(&changes, &peer_addr) {
+                        Ok(index) => self.membership = Some((index, reply)),
+                        Err(error) => {
+                            let _ = reply.send(Err(error.into()));
+                        }
+                    }
+                }
             }
             Command::Raft(message) => {
                 if let Err(error) = self.replica.step(*message) {
@@ -1435,6 +1503,7 @@ impl ShardDriver {
             queued_commands: self.peers.inner.shards[shard as usize].len() + self.rx.len(),
             voters: voter_ids.len(),
             voter_ids,
+            learner_ids: self.replica.learners(),
             peer_matched,
             peer_lag,
         }
@@ -1487,6 +1556,55 @@ impl ShardDriver {
         let messages = self.replica.persisted(work.number, now_ms());
         self.send_raft(messages);
         Ok(())
+    }
+
+    /// Applies membership changes to this core's links and answers a proposed change once it
+    /// applied (or failed: leadership lost before it applied).
+    fn settle_membership(&mut self) {
+        let events = self.replica.take_membership_events();
+        if let Some(link) = &self.link {
+            for event in events {
+                match event {
+                    MembershipEvent::Joined { node_id, peer_addr } => {
+                        if node_id == self.config.node_id {
+                            continue;
+                        }
+                        let addr = std::str::from_utf8(&peer_addr)
+                            .ok()
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            .and_then(|a| aurigraph_net::transport::core_addr(a, self.core as u32));
+                        match addr {
+                            // Already known (another shard on this core applied it first): fine.
+                            Some(addr) => {
+                                if link.transport.add_peer(node_id, addr).is_ok() {
+                                    tracing::info!(node_id, %addr, "validator joined: linked");
+                                }
+                            }
+                            None => tracing::warn!(
+                                node_id,
+                                "validator joined without a usable peer address"
+                            ),
+                        }
+                    }
+                    MembershipEvent::Left { node_id } => {
+                        if node_id != self.config.node_id && link.transport.remove_peer(node_id) {
+                            tracing::info!(node_id, "validator left: unlinked");
+                        }
+                    }
+                }
+            }
+        }
+        let Some((index, _)) = &self.membership else {
+            return;
+        };
+        let index = *index;
+        if self.replica.state().applied_index() >= index {
+            let (_, reply) = self.membership.take().expect("checked");
+            let _ = reply.send(Ok(index));
+        } else if !self.replica.is_leader() {
+            let (_, reply) = self.membership.take().expect("checked");
+            let _ = reply.send(Err(SubmitFailure::Retry(self.replica.shard())));
+        }
     }
 
     fn answer(&mut self) {

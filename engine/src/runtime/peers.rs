@@ -181,7 +181,9 @@ fn refusal_of(failure: SubmitFailure) -> ForwardRefusal {
         SubmitFailure::Rejected(SubmitError::NotLeader { leader, .. }) => {
             ForwardRefusal::NotLeader(leader)
         }
-        SubmitFailure::Rejected(SubmitError::Overloaded(_)) => ForwardRefusal::Overloaded,
+        SubmitFailure::Rejected(SubmitError::Overloaded(_) | SubmitError::Membership { .. }) => {
+            ForwardRefusal::Overloaded
+        }
         SubmitFailure::Retry(_) => ForwardRefusal::Retry,
         SubmitFailure::Stopped => ForwardRefusal::Stopped,
     }

@@ -530,7 +530,7 @@ impl Cluster {
                                     }
                                 }
                             }
-                            Err(SubmitError::Overloaded(_)) => {}
+                            Err(SubmitError::Overloaded(_) | SubmitError::Membership { .. }) => {}
                         }
                     }
                 }
