@@ -633,3 +633,62 @@ fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
         cluster.wait_balances(i, &expect);
     }
 }
+
+#[test]
+fn a_validator_behind_a_truncated_log_catches_up_from_a_snapshot() {
+    // Snapshots (and log truncation) every 4 applied entries: a validator cut off for a few
+    // rounds is behind the leaders' first log index and can only catch up from a snapshot,
+    // with cross-shard receipts in flight (pruned only up to what every validator credited).
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(16);
+    let groups = by_shard(&keys);
+    let cluster = Cluster::start_with_config(
+        dir.path(),
+        VALIDATORS,
+        &genesis(&keys, SHARDS),
+        Some("snapshot_interval_entries = 4\n"),
+    );
+    let leaders = cluster.wait_leaders();
+    let victim = (0..VALIDATORS)
+        .find(|i| !leaders.contains(i))
+        .expect("a validator that leads no shard");
+    let majority: Vec<usize> = (0..VALIDATORS).filter(|&i| i != victim).collect();
+    let senders: Vec<usize> = groups.iter().flat_map(|g| g[..2].to_vec()).collect();
+    let receivers: Vec<Vec<usize>> = groups.iter().map(|g| g[2..].to_vec()).collect();
+    let all: Vec<usize> = (0..VALIDATORS).collect();
+    let mut sent = send_rounds(&cluster, &keys, &senders, &receivers, &all, 0..4);
+
+    cluster.partition(victim);
+    sent.extend(send_rounds(
+        &cluster,
+        &keys,
+        &senders,
+        &receivers,
+        &majority,
+        4..16,
+    ));
+    cluster.heal(victim);
+    cluster.wait_converged();
+    let log = cluster.log_text(victim);
+    assert!(
+        log.contains("caught up from the leader's snapshot"),
+        "node {victim} caught up without a snapshot:\n{}",
+        cluster.diagnostics()
+    );
+    let expect = expected_balances(&keys, &sent);
+    for i in 0..VALIDATORS {
+        cluster.wait_balances(i, &expect);
+    }
+    // And it takes part again: writes through it commit.
+    sent.extend(send_rounds(
+        &cluster,
+        &keys,
+        &senders,
+        &receivers,
+        &all,
+        16..18,
+    ));
+    cluster.wait_converged();
+    let expect = expected_balances(&keys, &sent);
+    cluster.wait_balances(victim, &expect);
+}

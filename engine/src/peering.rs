@@ -7,6 +7,10 @@
 //!   signatures itself: peers are not trusted with that.
 //! - `FORWARD_REPLY`: the leader's answer to a forwarded request — one outcome per transfer,
 //!   or why there is none (retry, not the leader, overloaded, stopping).
+//! - `CREDITED`: "on my validator, destination shard d has durably credited (in a snapshot)
+//!   the receipts of source shard s up to index i" — source shards forget receipts only up to
+//!   what every validator reported, so a snapshot of s never lacks a receipt some replica of d
+//!   still needs.
 //!
 //! Decoding is defensive: any length or code that does not add up is an error, never a panic,
 //! and nothing allocates more than the payload's own length implies.
@@ -21,6 +25,7 @@ use raft::eraftpb::Message;
 pub const KIND_RAFT: u8 = 0;
 pub const KIND_FORWARD: u8 = 1;
 pub const KIND_FORWARD_REPLY: u8 = 2;
+pub const KIND_CREDITED: u8 = 3;
 
 /// Bytes of one encoded outcome: tx hash, result code, shard, block.
 const OUTCOME_BYTES: usize = 32 + 1 + 4 + 8;
@@ -47,8 +52,19 @@ pub enum ForwardReply {
 #[derive(Debug, PartialEq)]
 pub enum PeerMessage {
     Raft(Box<Message>),
-    Forward { request: u64, records: Vec<Record> },
-    ForwardReply { request: u64, reply: ForwardReply },
+    Forward {
+        request: u64,
+        records: Vec<Record>,
+    },
+    ForwardReply {
+        request: u64,
+        reply: ForwardReply,
+    },
+    Credited {
+        destination: ShardId,
+        source: ShardId,
+        up_to: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +125,15 @@ pub fn encode_forward_reply(request: u64, reply: &ForwardReply, out: &mut Vec<u8
         ForwardReply::Refused(ForwardRefusal::Overloaded) => out.push(3),
         ForwardReply::Refused(ForwardRefusal::Stopped) => out.push(4),
     }
+}
+
+/// Appends the encoding of a credit watermark to `out` (cleared first).
+pub fn encode_credited(destination: ShardId, source: ShardId, up_to: u64, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(KIND_CREDITED);
+    out.extend_from_slice(&destination.to_le_bytes());
+    out.extend_from_slice(&source.to_le_bytes());
+    out.extend_from_slice(&up_to.to_le_bytes());
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
@@ -181,6 +206,20 @@ pub fn decode(payload: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
             };
             Ok(PeerMessage::ForwardReply { request, reply })
         }
+        KIND_CREDITED => {
+            if body.len() != 16 {
+                return Err(PeerDecodeError::Length {
+                    what: "credit watermark",
+                    len: body.len(),
+                });
+            }
+            let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4"));
+            Ok(PeerMessage::Credited {
+                destination: u32_at(0),
+                source: u32_at(4),
+                up_to: u64_at(body, 8).expect("8 bytes"),
+            })
+        }
         other => Err(PeerDecodeError::UnknownKind(other)),
     }
 }
@@ -218,6 +257,16 @@ mod tests {
             PeerMessage::Forward {
                 request: 42,
                 records
+            }
+        );
+
+        encode_credited(1, 0, 99, &mut buf);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            PeerMessage::Credited {
+                destination: 1,
+                source: 0,
+                up_to: 99
             }
         );
 
@@ -260,7 +309,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn random_bytes_never_panic(kind in 0u8..4, body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        fn random_bytes_never_panic(kind in 0u8..5, body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             let mut payload = vec![kind];
             payload.extend_from_slice(&body);
             let _ = decode(&payload);

@@ -96,6 +96,16 @@ impl Cluster {
     /// Starts `n` validators (ids 1..=n) in `dir`, all from `genesis`, and waits until every
     /// node is healthy and agrees on a leader for every shard.
     pub fn start(dir: &Path, n: usize, genesis: &Genesis) -> Cluster {
+        Cluster::start_with_config(dir, n, genesis, None)
+    }
+
+    /// Like [`Cluster::start`], every node also reading `config` (TOML) with `--config`.
+    pub fn start_with_config(
+        dir: &Path,
+        n: usize,
+        genesis: &Genesis,
+        config: Option<&str>,
+    ) -> Cluster {
         assert!(n >= 1);
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let shards = genesis.shards.unwrap_or(2);
@@ -127,8 +137,13 @@ impl Cluster {
                         format!("{}={addr}", j + 1)
                     })
                     .collect();
-                let args: Vec<String> = vec![
-                    "node".into(),
+                let mut args: Vec<String> = Vec::new();
+                if let Some(text) = config {
+                    let path = node_dir.join("node.toml");
+                    std::fs::write(&path, text).unwrap();
+                    args.extend(["--config".into(), path.display().to_string()]);
+                }
+                args.extend([
                     "--node-id".into(),
                     id.to_string(),
                     "--data-dir".into(),
@@ -143,7 +158,8 @@ impl Cluster {
                     loopback(peer[i]).to_string(),
                     "--peers".into(),
                     peers.join(","),
-                ];
+                ]);
+                args.insert(0, "node".into());
                 Member {
                     id,
                     http_port: http[i],

@@ -365,8 +365,11 @@ enum Command {
         reply: oneshot::Sender<ShardStatus>,
     },
     Receipts(ReceiptDelivery),
+    /// Validator `node`'s replica of `destination` durably credited (in a snapshot) this
+    /// shard's receipts up to `up_to`.
     Credited {
         destination: ShardId,
+        node: u64,
         up_to: u64,
     },
     Shutdown,
@@ -854,6 +857,9 @@ async fn run_core(
                             next_forward: 0,
                             last_transfer: None,
                             membership: None,
+                            credit_watermarks: Vec::new(),
+                            last_credit_announce: Instant::now(),
+                            credited_by: std::collections::HashMap::new(),
                             forwarding,
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
@@ -1085,6 +1091,12 @@ struct ShardDriver {
     next_forward: u64,
     /// When this replica last handed its leadership over (rate limit).
     last_transfer: Option<Instant>,
+    /// Durable credit watermarks of this (destination) shard's last snapshot, per source.
+    credit_watermarks: Vec<(ShardId, u64)>,
+    last_credit_announce: Instant,
+    /// Credit watermarks reported for receipts of this (source) shard, by (destination,
+    /// validator).
+    credited_by: std::collections::HashMap<(ShardId, u64), u64>,
     /// A membership change this leader proposed: its log index and the operator's reply.
     membership: Option<(u64, oneshot::Sender<Result<u64, SubmitFailure>>)>,
     /// Shared with the shard's ingress task (same core): true while this replica follows a
@@ -1100,6 +1112,9 @@ type SubmitReply = oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>;
 
 /// How long one executor may take to recover its shards at start-up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a shard repeats its durable credit watermarks to the source shards.
+const CREDIT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Shortest time between two leadership hand-overs of one shard.
 const LEADER_TRANSFER_INTERVAL: Duration = Duration::from_secs(2);
@@ -1147,6 +1162,11 @@ impl ShardDriver {
                 self.replica.tick();
                 self.expire_forwards();
                 self.spread_leadership();
+                if !self.credit_watermarks.is_empty()
+                    && self.last_credit_announce.elapsed() >= CREDIT_ANNOUNCE_INTERVAL
+                {
+                    self.announce_credits();
+                }
                 next_tick = Instant::now() + self.config.raft_tick;
             }
             // The ingress task verified every submission's signatures already.
@@ -1320,9 +1340,11 @@ impl ShardDriver {
                 let _ = reply.send(self.status());
             }
             Command::Receipts(delivery) => self.replica.receive_receipts(delivery),
-            Command::Credited { destination, up_to } => {
-                self.replica.receipts_credited(destination, up_to)
-            }
+            Command::Credited {
+                destination,
+                node,
+                up_to,
+            } => self.credited(destination, node, up_to),
             Command::Shutdown => return true,
         }
         false
@@ -1540,6 +1562,15 @@ impl ShardDriver {
                 .await
                 .map_err(|source| EngineError::Storage { shard, source })?;
             self.last_snapshot_index = index;
+            tracing::info!(shard, index, "caught up from the leader's snapshot: installed");
+            // Durable here now: its credits count as this validator's.
+            let state = self.replica.state();
+            self.credit_watermarks = (0..state.shard_count())
+                .filter(|&s| s != shard)
+                .map(|s| (s, state.inbound_watermark(s)))
+                .filter(|&(_, w)| w > 0)
+                .collect();
+            self.announce_credits();
         }
         if work.has_writes() {
             // One group commit (one fdatasync; more only if the entries overflow the staging
@@ -1638,6 +1669,60 @@ impl ShardDriver {
         }
     }
 
+    /// Sends this validator's durable credit watermarks of this (destination) shard to the
+    /// source shards: locally through their channels, to the other validators over this core's
+    /// link (their router hands them on). Repeated every `CREDIT_ANNOUNCE_INTERVAL`, so a
+    /// dropped message or a restarted peer only delays pruning.
+    fn announce_credits(&mut self) {
+        let shard = self.replica.shard();
+        let node_id = self.config.node_id;
+        for &(source, up_to) in &self.credit_watermarks {
+            self.undelivered.push_back((
+                source,
+                Command::Credited {
+                    destination: shard,
+                    node: node_id,
+                    up_to,
+                },
+            ));
+        }
+        if let Some(link) = self.link.clone() {
+            let raft = &self.replica.raw_node().raft;
+            let members: Vec<u64> = raft.prs().iter().map(|(&id, _)| id).collect();
+            for peer in members.into_iter().filter(|&id| id != node_id) {
+                for &(source, up_to) in &self.credit_watermarks {
+                    let _ = link.send(peer, shard, |buf| {
+                        peering::encode_credited(shard, source, up_to, buf)
+                    });
+                }
+            }
+        }
+        self.last_credit_announce = Instant::now();
+    }
+
+    /// A validator's credit watermark for receipts of this (source) shard: forget the receipts
+    /// every member of this shard's group has durably credited (members that never reported
+    /// count as 0, so a new or silent validator holds pruning back, never forward).
+    fn credited(&mut self, destination: ShardId, node: u64, up_to: u64) {
+        let known = self.credited_by.entry((destination, node)).or_insert(0);
+        *known = (*known).max(up_to);
+        let raft = &self.replica.raw_node().raft;
+        let safe = raft
+            .prs()
+            .iter()
+            .map(|(&id, _)| {
+                self.credited_by
+                    .get(&(destination, id))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0);
+        if safe > 0 {
+            self.replica.receipts_credited(destination, safe);
+        }
+    }
+
     async fn snapshot_if_due(&mut self) -> Result<(), EngineError> {
         let applied = self.replica.state().applied_index();
         if applied < self.last_snapshot_index + self.config.snapshot_interval_entries {
@@ -1664,16 +1749,10 @@ impl ShardDriver {
             .map_err(|source| EngineError::Storage { shard, source })?;
         self.last_snapshot_index = applied;
         self.counters().snapshots.fetch_add(1, Relaxed);
-        // Our credits up to these watermarks are durable now: the sources may forget them.
-        for (source, up_to) in watermarks {
-            if up_to > 0 {
-                let command = Command::Credited {
-                    destination: shard,
-                    up_to,
-                };
-                self.undelivered.push_back((source, command));
-            }
-        }
+        // Our credits up to these watermarks are durable now: tell the sources here and on
+        // every other validator (they forget receipts only up to what all validators report).
+        self.credit_watermarks = watermarks.into_iter().filter(|&(_, w)| w > 0).collect();
+        self.announce_credits();
         tracing::debug!(shard, applied, "snapshot saved");
         Ok(())
     }

@@ -121,6 +121,22 @@ pub(super) async fn route(
                 Ok(PeerMessage::ForwardReply { request, reply }) => {
                     let _ = tx.try_send(Command::ForwardReply { request, reply });
                 }
+                Ok(PeerMessage::Credited {
+                    destination,
+                    source,
+                    up_to,
+                }) => {
+                    // For a source shard, possibly on another core: through its channel.
+                    if destination == shard {
+                        if let Some(tx) = engine.inner.shards.get(source as usize) {
+                            let _ = tx.try_send(Command::Credited {
+                                destination,
+                                node: from,
+                                up_to,
+                            });
+                        }
+                    }
+                }
                 Ok(PeerMessage::Forward { request, records }) => {
                     serve_forward(&link, &engine, from, shard, request, records);
                 }
