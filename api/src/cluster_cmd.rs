@@ -17,7 +17,8 @@ pub struct ClusterArgs {
     /// Directory holding the genesis and each validator's `node-<id>/` (data and log).
     #[arg(long, value_name = "DIR", default_value = "./aurigraph-cluster")]
     pub dir: PathBuf,
-    /// Executors per validator [default: the number of CPUs available].
+    /// Executors per validator [default: the CPUs available divided among the validators, at
+    /// least 1].
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
     /// Genesis JSON for every validator [default: a development chain funding a key written to

@@ -70,7 +70,8 @@ impl Drop for LocalCluster {
 }
 
 /// Starts `nodes` validators (ids 1..=nodes) on loopback in `dir` (`node-<id>/` each), all with
-/// `genesis`, each with `cores` executors; with more than one, every node lists the others in
+/// `genesis`, each with `cores` executors (default: all CPUs for one validator, an equal part
+/// of them, at least one, for several); with more than one, every node lists the others in
 /// `--peers`. Returns once every node's HTTP port accepts connections.
 pub fn start_cluster(
     genesis: &Genesis,
@@ -83,9 +84,13 @@ pub fn start_cluster(
             "--nodes {nodes}: a local cluster has 1 to {LOCAL_NODES_MAX} validators"
         ));
     }
-    let cores_per_node =
-        cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let shards = genesis.shards.unwrap_or(cores_per_node as u32);
+    // Validators sharing one host share its cores: by default each gets its part (at least
+    // one), so that N validators do not run N times as many busy executors as there are CPUs.
+    // The shards still match the host's CPUs, so that their leaders spread over validators.
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores.or((nodes > 1).then(|| (available / nodes).max(1)));
+    let cores_per_node = cores.unwrap_or(available);
+    let shards = genesis.shards.unwrap_or(available as u32);
     let genesis_path = dir.join("genesis.json");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     std::fs::write(&genesis_path, genesis.to_canonical_json(shards))
