@@ -16,7 +16,7 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
     /// node_id, peers, cores, pin_cores, log_format, body_bytes_max, connections_max_per_core,
-    /// snapshot_interval_entries, recent_transactions_per_shard).
+    /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (created on first start) [default: ./aurigraph-data].
@@ -83,6 +83,8 @@ pub struct FileConfig {
     pub body_bytes_max: Option<usize>,
     pub connections_max_per_core: Option<usize>,
     pub snapshot_interval_entries: Option<u64>,
+    /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
+    pub snapshot_piece_bytes: Option<usize>,
     pub recent_transactions_per_shard: Option<usize>,
     /// `[[beacon]]` sections: randomness-beacon sources in priority order (none by default, so
     /// that a default node never reaches beyond loopback and serves the local fallback).
@@ -115,6 +117,7 @@ pub struct NodeConfig {
     pub body_bytes_max: usize,
     pub connections_max_per_core: usize,
     pub snapshot_interval_entries: u64,
+    pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
     /// Randomness-beacon sources, validated, in priority order (empty by default).
     pub beacon: Vec<BeaconSource>,
@@ -160,6 +163,12 @@ impl NodeConfig {
             args.peer_addr.or(file.peer_addr),
             peers_text.map(String::as_str),
         )?;
+        let snapshot_piece_bytes = file.snapshot_piece_bytes.unwrap_or(1 << 20);
+        if !(256..=1 << 20).contains(&snapshot_piece_bytes) {
+            return Err(format!(
+                "snapshot_piece_bytes {snapshot_piece_bytes}: must be between 256 and 1048576"
+            ));
+        }
         let body_bytes_max = file.body_bytes_max.unwrap_or(16 << 20);
         if body_bytes_max < 1024 {
             return Err(format!(
@@ -196,6 +205,7 @@ impl NodeConfig {
             body_bytes_max,
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
             snapshot_interval_entries: file.snapshot_interval_entries.unwrap_or(20_000).max(1),
+            snapshot_piece_bytes,
             recent_transactions_per_shard: file.recent_transactions_per_shard.unwrap_or(262_144),
             beacon: file.beacon,
         })

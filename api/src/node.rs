@@ -97,6 +97,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     engine_config.node_id = config.node_id;
     engine_config.pin_cores = config.pin_cores;
     engine_config.snapshot_interval_entries = config.snapshot_interval_entries;
+    engine_config.raft_piece_bytes = config.snapshot_piece_bytes;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();

@@ -646,7 +646,8 @@ fn a_validator_behind_a_truncated_log_catches_up_from_a_snapshot() {
         dir.path(),
         VALIDATORS,
         &genesis(&keys, SHARDS),
-        Some("snapshot_interval_entries = 4\n"),
+        // Pieces of 512 bytes: the shipped snapshots travel in several pieces.
+        Some("snapshot_interval_entries = 4\nsnapshot_piece_bytes = 512\n"),
     );
     let leaders = cluster.wait_leaders();
     let victim = (0..VALIDATORS)
@@ -673,6 +674,14 @@ fn a_validator_behind_a_truncated_log_catches_up_from_a_snapshot() {
     assert!(
         log.contains("caught up from the leader's snapshot"),
         "node {victim} caught up without a snapshot:\n{}",
+        cluster.diagnostics()
+    );
+    let pieces = majority
+        .iter()
+        .any(|&i| cluster.log_text(i).contains("snapshot sent in pieces"));
+    assert!(
+        pieces,
+        "no leader sent its snapshot in pieces:\n{}",
         cluster.diagnostics()
     );
     let expect = expected_balances(&keys, &sent);

@@ -7,6 +7,8 @@
 //!   signatures itself: peers are not trusted with that.
 //! - `FORWARD_REPLY`: the leader's answer to a forwarded request — one outcome per transfer,
 //!   or why there is none (retry, not the leader, overloaded, stopping).
+//! - `RAFT_CHUNK`: a piece of a raft message too large for one transport message (a snapshot):
+//!   transfer id, total length, offset, bytes; the receiver reassembles the pieces in order.
 //! - `CREDITED`: "on my validator, destination shard d has durably credited (in a snapshot)
 //!   the receipts of source shard s up to index i" — source shards forget receipts only up to
 //!   what every validator reported, so a snapshot of s never lacks a receipt some replica of d
@@ -26,6 +28,10 @@ pub const KIND_RAFT: u8 = 0;
 pub const KIND_FORWARD: u8 = 1;
 pub const KIND_FORWARD_REPLY: u8 = 2;
 pub const KIND_CREDITED: u8 = 3;
+pub const KIND_RAFT_CHUNK: u8 = 4;
+
+/// Header bytes of a `RAFT_CHUNK` payload after the kind: transfer id, total, offset.
+pub const CHUNK_HEADER_BYTES: usize = 24;
 
 /// Bytes of one encoded outcome: tx hash, result code, shard, block.
 const OUTCOME_BYTES: usize = 32 + 1 + 4 + 8;
@@ -64,6 +70,12 @@ pub enum PeerMessage {
         destination: ShardId,
         source: ShardId,
         up_to: u64,
+    },
+    RaftChunk {
+        transfer: u64,
+        total: u64,
+        offset: u64,
+        data: Vec<u8>,
     },
 }
 
@@ -125,6 +137,29 @@ pub fn encode_forward_reply(request: u64, reply: &ForwardReply, out: &mut Vec<u8
         ForwardReply::Refused(ForwardRefusal::Overloaded) => out.push(3),
         ForwardReply::Refused(ForwardRefusal::Stopped) => out.push(4),
     }
+}
+
+/// The bytes a raft message travels as (what `RAFT_CHUNK` pieces reassemble to).
+pub fn raft_message_bytes(message: &Message) -> Vec<u8> {
+    message
+        .write_to_bytes()
+        .expect("raft messages always encode")
+}
+
+/// The raft message of reassembled `RAFT_CHUNK` bytes.
+pub fn decode_raft_message(bytes: &[u8]) -> Result<Message, PeerDecodeError> {
+    Message::parse_from_bytes(bytes).map_err(|e| PeerDecodeError::Raft(e.to_string()))
+}
+
+/// Appends the encoding of one piece of a large raft message to `out` (cleared first).
+pub fn encode_raft_chunk(transfer: u64, total: u64, offset: u64, data: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(1 + CHUNK_HEADER_BYTES + data.len());
+    out.push(KIND_RAFT_CHUNK);
+    out.extend_from_slice(&transfer.to_le_bytes());
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(data);
 }
 
 /// Appends the encoding of a credit watermark to `out` (cleared first).
@@ -220,7 +255,104 @@ pub fn decode(payload: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
                 up_to: u64_at(body, 8).expect("8 bytes"),
             })
         }
+        KIND_RAFT_CHUNK => {
+            let bad = PeerDecodeError::Length {
+                what: "raft message piece",
+                len: body.len(),
+            };
+            let (Some(transfer), Some(total), Some(offset)) =
+                (u64_at(body, 0), u64_at(body, 8), u64_at(body, 16))
+            else {
+                return Err(bad);
+            };
+            let data = &body[CHUNK_HEADER_BYTES..];
+            let end = offset.checked_add(data.len() as u64);
+            if data.is_empty() || end.is_none_or(|end| end > total) {
+                return Err(bad);
+            }
+            Ok(PeerMessage::RaftChunk {
+                transfer,
+                total,
+                offset,
+                data: data.to_vec(),
+            })
+        }
         other => Err(PeerDecodeError::UnknownKind(other)),
+    }
+}
+
+/// A large raft message being sent in pieces to one peer (sans I/O: the caller sends each
+/// piece and advances when the transport took it).
+#[derive(Debug)]
+pub struct OutgoingPieces {
+    pub transfer: u64,
+    pub bytes: Vec<u8>,
+    pub offset: usize,
+    /// A snapshot: raft must hear whether it went out.
+    pub is_snapshot: bool,
+}
+
+impl OutgoingPieces {
+    /// The next piece of at most `piece_bytes`, or `None` when everything went out.
+    pub fn next_piece(&self, piece_bytes: usize) -> Option<(u64, &[u8])> {
+        assert!(piece_bytes > 0);
+        let rest = self.bytes.get(self.offset..).filter(|r| !r.is_empty())?;
+        Some((self.offset as u64, &rest[..rest.len().min(piece_bytes)]))
+    }
+
+    pub fn advance(&mut self, sent: usize) {
+        self.offset += sent;
+        assert!(self.offset <= self.bytes.len());
+    }
+
+    pub fn done(&self) -> bool {
+        self.offset == self.bytes.len()
+    }
+}
+
+/// Reassembles the pieces of one large raft message from one peer, in order, up to a bound.
+#[derive(Debug, Default)]
+pub struct IncomingPieces {
+    transfer: u64,
+    total: u64,
+    buf: Vec<u8>,
+}
+
+impl IncomingPieces {
+    /// Takes a piece. Returns the whole message's bytes once the last piece arrived. A piece of
+    /// a new transfer starts over (the sender gave up on the old one); a piece out of order
+    /// (one was lost when a link broke) drops what was gathered: raft sends the message again.
+    /// A total above `bytes_max` is refused (nothing is buffered).
+    pub fn accept(
+        &mut self,
+        transfer: u64,
+        total: u64,
+        offset: u64,
+        data: &[u8],
+        bytes_max: u64,
+    ) -> Result<Option<Vec<u8>>, &'static str> {
+        if total > bytes_max {
+            *self = IncomingPieces::default();
+            return Err("message larger than the configured maximum");
+        }
+        if offset == 0 {
+            *self = IncomingPieces {
+                transfer,
+                total,
+                buf: Vec::with_capacity(total as usize),
+            };
+        }
+        if transfer != self.transfer || total != self.total || offset != self.buf.len() as u64 {
+            *self = IncomingPieces::default();
+            return Err("piece out of order: dropped what was gathered");
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() as u64 == self.total {
+            let whole = std::mem::take(&mut self.buf);
+            *self = IncomingPieces::default();
+            return Ok(Some(whole));
+        }
+        Ok(None)
     }
 }
 
@@ -259,6 +391,19 @@ mod tests {
                 records
             }
         );
+
+        encode_raft_chunk(7, 10, 4, &[1, 2, 3], &mut buf);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            PeerMessage::RaftChunk {
+                transfer: 7,
+                total: 10,
+                offset: 4,
+                data: vec![1, 2, 3]
+            }
+        );
+        encode_raft_chunk(7, 5, 4, &[1, 2, 3], &mut buf);
+        assert!(decode(&buf).is_err(), "a piece past the total");
 
         encode_credited(1, 0, 99, &mut buf);
         assert_eq!(
@@ -307,9 +452,46 @@ mod tests {
         assert!(decode(&buf).is_err());
     }
 
+    #[test]
+    fn pieces_reassemble_in_order_and_gaps_start_over() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut out = OutgoingPieces {
+            transfer: 3,
+            bytes: bytes.clone(),
+            offset: 0,
+            is_snapshot: true,
+        };
+        let mut incoming = IncomingPieces::default();
+        let mut whole = None;
+        while let Some((offset, piece)) = out.next_piece(300) {
+            let n = piece.len();
+            whole = incoming
+                .accept(3, 1000, offset, &piece.to_vec(), 1 << 20)
+                .unwrap();
+            out.advance(n);
+        }
+        assert!(out.done());
+        assert_eq!(whole, Some(bytes.clone()));
+        // A lost piece: the next one is refused and the gathering starts over.
+        assert_eq!(
+            incoming.accept(4, 1000, 0, &bytes[..300], 1 << 20),
+            Ok(None)
+        );
+        assert!(incoming
+            .accept(4, 1000, 600, &bytes[600..900], 1 << 20)
+            .is_err());
+        assert!(incoming
+            .accept(4, 1000, 900, &bytes[900..], 1 << 20)
+            .is_err());
+        // Too large: refused before buffering.
+        assert!(incoming
+            .accept(5, 1 << 30, 0, &bytes[..10], 1 << 20)
+            .is_err());
+    }
+
     proptest::proptest! {
         #[test]
-        fn random_bytes_never_panic(kind in 0u8..5, body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        fn random_bytes_never_panic(kind in 0u8..6, body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             let mut payload = vec![kind];
             payload.extend_from_slice(&body);
             let _ = decode(&payload);

@@ -88,6 +88,11 @@ pub struct EngineConfig {
     pub forward_timeout: Duration,
     /// Forwarded submissions a follower's shard waits on at once (more: overloaded).
     pub forwards_pending_max: usize,
+    /// Raft messages larger than this (snapshots) travel in pieces of this size, paced by the
+    /// transport's back-pressure (at most 1 MiB: a piece must fit the per-peer queue).
+    pub raft_piece_bytes: usize,
+    /// Largest raft message (a snapshot) a shard reassembles from pieces.
+    pub raft_message_bytes_max: u64,
 }
 
 /// A service run on every core next to its shards (the HTTP server): called inside executor
@@ -120,6 +125,8 @@ impl EngineConfig {
             heartbeat_ticks: 2,
             forward_timeout: Duration::from_secs(5),
             forwards_pending_max: 4096,
+            raft_piece_bytes: 1 << 20,
+            raft_message_bytes_max: 1 << 30,
         }
     }
 }
@@ -338,6 +345,14 @@ enum Command {
     },
     /// A raft message from this shard's replica on another validator.
     Raft(Box<Message>),
+    /// A piece of a large raft message (a snapshot) from validator `from`.
+    RaftPiece {
+        from: u64,
+        transfer: u64,
+        total: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
     /// The leader's answer to a submission this follower forwarded.
     ForwardReply {
         request: u64,
@@ -857,6 +872,9 @@ async fn run_core(
                             next_forward: 0,
                             last_transfer: None,
                             membership: None,
+                            outgoing: std::collections::HashMap::new(),
+                            incoming: std::collections::HashMap::new(),
+                            next_transfer: 0,
                             credit_watermarks: Vec::new(),
                             last_credit_announce: Instant::now(),
                             credited_by: std::collections::HashMap::new(),
@@ -1097,6 +1115,10 @@ struct ShardDriver {
     /// Credit watermarks reported for receipts of this (source) shard, by (destination,
     /// validator).
     credited_by: std::collections::HashMap<(ShardId, u64), u64>,
+    /// Large raft messages (snapshots) going out in pieces, and coming in, per peer.
+    outgoing: std::collections::HashMap<u64, peering::OutgoingPieces>,
+    incoming: std::collections::HashMap<u64, peering::IncomingPieces>,
+    next_transfer: u64,
     /// A membership change this leader proposed: its log index and the operator's reply.
     membership: Option<(u64, oneshot::Sender<Result<u64, SubmitFailure>>)>,
     /// Shared with the shard's ingress task (same core): true while this replica follows a
@@ -1172,6 +1194,7 @@ impl ShardDriver {
             // The ingress task verified every submission's signatures already.
             self.replica.propose_preverified();
             self.process_ready().await?;
+            self.pump_pieces();
             self.update_forwarding();
             self.settle_membership();
             self.answer();
@@ -1307,6 +1330,33 @@ impl ShardDriver {
                             let _ = reply.send(Err(error.into()));
                         }
                     }
+                }
+            }
+            Command::RaftPiece {
+                from,
+                transfer,
+                total,
+                offset,
+                data,
+            } => {
+                let max = self.config.raft_message_bytes_max;
+                let whole = self
+                    .incoming
+                    .entry(from)
+                    .or_default()
+                    .accept(transfer, total, offset, &data, max);
+                match whole.map(|w| w.map(|bytes| peering::decode_raft_message(&bytes))) {
+                    Ok(Some(Ok(message))) => {
+                        self.incoming.remove(&from);
+                        if let Err(error) = self.replica.step(message) {
+                            tracing::debug!(shard, %error, "raft message ignored");
+                        }
+                    }
+                    Ok(Some(Err(error))) => {
+                        tracing::warn!(shard, from, %error, "reassembled raft message dropped")
+                    }
+                    Ok(None) => {}
+                    Err(why) => tracing::debug!(shard, from, why, "raft message piece dropped"),
                 }
             }
             Command::Raft(message) => {
@@ -1476,11 +1526,79 @@ impl ShardDriver {
         for message in messages {
             let to = message.to;
             let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            if protobuf::Message::compute_size(&message) as usize + 1 > self.config.raft_piece_bytes
+            {
+                // Too large for one transport message: send it in pieces, paced over turns.
+                self.next_transfer += 1;
+                let pieces = peering::OutgoingPieces {
+                    transfer: self.next_transfer,
+                    bytes: peering::raft_message_bytes(&message),
+                    offset: 0,
+                    is_snapshot,
+                };
+                if let Some(replaced) = self.outgoing.insert(to, pieces) {
+                    if replaced.is_snapshot {
+                        self.replica.report_snapshot(to, false);
+                    }
+                }
+                continue;
+            }
             if let Err(error) = link.send(to, shard, |buf| peering::encode_raft(&message, buf)) {
                 tracing::trace!(shard, to, %error, "raft message not sent");
                 if is_snapshot {
                     self.replica.report_snapshot(to, false);
                 }
+                self.replica.report_unreachable(to);
+            }
+        }
+    }
+
+    /// Sends the next pieces of large raft messages while the transport takes them; a full
+    /// queue waits for the next turn, a broken link gives the message up (raft retries it).
+    fn pump_pieces(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        let shard = self.replica.shard();
+        let piece_bytes = self.config.raft_piece_bytes;
+        let mut finished = Vec::new();
+        for (&to, pieces) in self.outgoing.iter_mut() {
+            while let Some((offset, data)) = pieces.next_piece(piece_bytes) {
+                let (transfer, total, n) = (pieces.transfer, pieces.bytes.len() as u64, data.len());
+                match link.send(to, shard, |buf| {
+                    peering::encode_raft_chunk(transfer, total, offset, data, buf)
+                }) {
+                    Ok(()) => pieces.advance(n),
+                    Err(aurigraph_net::transport::SendError::Full(_)) => break,
+                    Err(error) => {
+                        tracing::debug!(shard, to, %error, "large raft message given up");
+                        finished.push((to, pieces.is_snapshot, false));
+                        break;
+                    }
+                }
+            }
+            if pieces.done() {
+                if pieces.is_snapshot {
+                    tracing::info!(
+                        shard,
+                        to,
+                        bytes = pieces.bytes.len(),
+                        pieces = pieces.bytes.len().div_ceil(piece_bytes),
+                        "snapshot sent in pieces"
+                    );
+                }
+                finished.push((to, pieces.is_snapshot, true));
+            }
+        }
+        for (to, is_snapshot, delivered) in finished {
+            self.outgoing.remove(&to);
+            if is_snapshot {
+                self.replica.report_snapshot(to, delivered);
+            }
+            if !delivered {
                 self.replica.report_unreachable(to);
             }
         }
@@ -1562,7 +1680,11 @@ impl ShardDriver {
                 .await
                 .map_err(|source| EngineError::Storage { shard, source })?;
             self.last_snapshot_index = index;
-            tracing::info!(shard, index, "caught up from the leader's snapshot: installed");
+            tracing::info!(
+                shard,
+                index,
+                "caught up from the leader's snapshot: installed"
+            );
             // Durable here now: its credits count as this validator's.
             let state = self.replica.state();
             self.credit_watermarks = (0..state.shard_count())

@@ -118,6 +118,20 @@ pub(super) async fn route(
                     // Full: dropped, raft retransmits (never block the router on one shard).
                     let _ = tx.try_send(Command::Raft(m));
                 }
+                Ok(PeerMessage::RaftChunk {
+                    transfer,
+                    total,
+                    offset,
+                    data,
+                }) => {
+                    let _ = tx.try_send(Command::RaftPiece {
+                        from,
+                        transfer,
+                        total,
+                        offset,
+                        data,
+                    });
+                }
                 Ok(PeerMessage::ForwardReply { request, reply }) => {
                     let _ = tx.try_send(Command::ForwardReply { request, reply });
                 }
