@@ -466,7 +466,7 @@ mod tests {
         while let Some((offset, piece)) = out.next_piece(300) {
             let n = piece.len();
             whole = incoming
-                .accept(3, 1000, offset, &piece.to_vec(), 1 << 20)
+                .accept(3, 1000, offset, piece, 1 << 20)
                 .unwrap();
             out.advance(n);
         }
