@@ -12,7 +12,7 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 
-use aurigraph_engine::record::{address_of, Address, Record};
+use aurigraph_engine::record::{address_of, Address, Record, RECORD_BYTES};
 use aurigraph_engine::shard::shard_of;
 use cluster::Cluster;
 use common::*;
@@ -193,7 +193,23 @@ fn transfers_through_any_validator() {
             assert_eq!(cluster.account(i, &address_of(&keys[k])).1, 6, "node {i}");
         }
     }
+    // A bad signature is refused whichever validator the client asked (a follower verifies
+    // before forwarding, and the leader takes its verdict).
+    let k = senders[0];
+    for i in 0..VALIDATORS {
+        let mut record = transfer(&keys[k], address_of(&keys[receivers[0][0]]), 1, 7);
+        record.0[RECORD_BYTES - 1] ^= 0x40;
+        let reply = cluster.submit(i, &record);
+        assert_eq!(
+            (reply["status"].as_str(), reply["result"].as_str()),
+            (Some("REJECTED"), Some("BAD_SIGNATURE")),
+            "node {i}: {reply}"
+        );
+    }
     cluster.wait_converged();
+    for i in 0..VALIDATORS {
+        assert_eq!(cluster.account(i, &address_of(&keys[k])).1, 6, "node {i}");
+    }
 }
 
 /// One acknowledged transfer of the load.

@@ -3,8 +3,11 @@
 //!
 //! - `RAFT`: one raft-rs message (protobuf, as raft-rs encodes it).
 //! - `FORWARD`: transfers a client gave a follower, for the shard's leader to propose; with a
-//!   request id (0: no reply wanted, for `wait=false` submissions). The leader verifies the
-//!   signatures itself: peers are not trusted with that.
+//!   request id (0: no reply wanted, for `wait=false` submissions) and the follower's signature
+//!   verdict per transfer. The leader takes the verdicts as they are: validators trust each
+//!   other's work in this crash-fault-tolerant design exactly as followers trust the leader's log
+//!   (which they apply without verifying), so verification is spread over the validators
+//!   clients talk to.
 //! - `FORWARD_REPLY`: the leader's answer to a forwarded request — one outcome per transfer,
 //!   or why there is none (retry, not the leader, overloaded, stopping).
 //! - `RAFT_CHUNK`: a piece of a raft message too large for one transport message (a snapshot):
@@ -61,6 +64,7 @@ pub enum PeerMessage {
     Forward {
         request: u64,
         records: Vec<Record>,
+        valid: Vec<bool>,
     },
     ForwardReply {
         request: u64,
@@ -103,14 +107,16 @@ pub fn encode_raft(message: &Message, out: &mut Vec<u8>) {
 }
 
 /// Appends the encoding of a forwarded request to `out` (cleared first).
-pub fn encode_forward(request: u64, records: &[Record], out: &mut Vec<u8>) {
+pub fn encode_forward(request: u64, records: &[Record], valid: &[bool], out: &mut Vec<u8>) {
+    assert_eq!(records.len(), valid.len());
     out.clear();
-    out.reserve(1 + 8 + records.len() * RECORD_BYTES);
+    out.reserve(1 + 8 + records.len() * (RECORD_BYTES + 1));
     out.push(KIND_FORWARD);
     out.extend_from_slice(&request.to_le_bytes());
     for record in records {
         out.extend_from_slice(&record.0);
     }
+    out.extend(valid.iter().map(|&v| u8::from(v)));
 }
 
 /// Appends the encoding of a forward reply to `out` (cleared first).
@@ -188,15 +194,33 @@ pub fn decode(payload: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
                 len: body.len(),
             };
             let request = u64_at(body, 0).ok_or(bad.clone())?;
-            let records = &body[8..];
-            if records.is_empty() || records.len() % RECORD_BYTES != 0 {
+            let rest = &body[8..];
+            // n records of RECORD_BYTES, then n verdict bytes.
+            if rest.is_empty() || rest.len() % (RECORD_BYTES + 1) != 0 {
                 return Err(bad);
             }
+            let n = rest.len() / (RECORD_BYTES + 1);
+            let (records, verdicts) = rest.split_at(n * RECORD_BYTES);
+            let valid = verdicts
+                .iter()
+                .map(|&v| match v {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    code => Err(PeerDecodeError::Code {
+                        what: "signature verdict",
+                        code,
+                    }),
+                })
+                .collect::<Result<Vec<bool>, _>>()?;
             let records = records
                 .chunks_exact(RECORD_BYTES)
                 .map(|c| Record(c.try_into().expect("exact chunk")))
                 .collect();
-            Ok(PeerMessage::Forward { request, records })
+            Ok(PeerMessage::Forward {
+                request,
+                records,
+                valid,
+            })
         }
         KIND_FORWARD_REPLY => {
             let bad = |len| PeerDecodeError::Length {
@@ -383,12 +407,13 @@ mod tests {
         assert_eq!(decode(&buf).unwrap(), PeerMessage::Raft(Box::new(m)));
 
         let records = vec![record(1), record(2)];
-        encode_forward(42, &records, &mut buf);
+        encode_forward(42, &records, &[true, false], &mut buf);
         assert_eq!(
             decode(&buf).unwrap(),
             PeerMessage::Forward {
                 request: 42,
-                records
+                records,
+                valid: vec![true, false]
             }
         );
 
@@ -442,8 +467,10 @@ mod tests {
         assert_eq!(decode(&[]), Err(PeerDecodeError::Empty));
         assert_eq!(decode(&[9]), Err(PeerDecodeError::UnknownKind(9)));
         let mut buf = Vec::new();
-        encode_forward(1, &[record(1)], &mut buf);
+        encode_forward(1, &[record(1)], &[true], &mut buf);
         assert!(decode(&buf[..buf.len() - 1]).is_err());
+        *buf.last_mut().unwrap() = 2;
+        assert!(decode(&buf).is_err(), "a verdict other than 0 or 1");
         assert!(decode(&buf[..9]).is_err());
         encode_forward_reply(1, &ForwardReply::Refused(ForwardRefusal::Retry), &mut buf);
         buf.push(0);
@@ -465,9 +492,7 @@ mod tests {
         let mut whole = None;
         while let Some((offset, piece)) = out.next_piece(300) {
             let n = piece.len();
-            whole = incoming
-                .accept(3, 1000, offset, piece, 1 << 20)
-                .unwrap();
+            whole = incoming.accept(3, 1000, offset, piece, 1 << 20).unwrap();
             out.advance(n);
         }
         assert!(out.done());

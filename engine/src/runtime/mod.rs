@@ -31,7 +31,6 @@ use glommio::{LocalExecutorBuilder, Placement};
 use peers::PeerLink;
 use raft::eraftpb::{ConfChangeType, ConfState, Message, MessageType};
 use raft::StateRole;
-use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -555,13 +554,64 @@ impl Engine {
         self.submit_with(records, false).await
     }
 
-    /// A submission another validator forwarded: decided here or refused, never forwarded on.
-    async fn submit_from_peer(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
-        self.submit_with(records, true).await
+    /// A submission another validator forwarded, with its signature verdicts: decided here or
+    /// refused, never forwarded on. Records of more than one shard (not what a validator
+    /// forwards) lose their verdicts and are verified here.
+    async fn submit_from_peer(
+        &self,
+        records: Vec<Record>,
+        valid: Vec<bool>,
+    ) -> Result<Vec<Outcome>, SubmitFailure> {
+        match self.single_shard(&records, &valid) {
+            Some(shard) => {
+                let (reply, rx) = oneshot::channel();
+                self.inner.shards[shard as usize]
+                    .send(Command::Submit {
+                        records,
+                        valid,
+                        from_peer: true,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| SubmitFailure::Stopped)?;
+                rx.await.map_err(|_| SubmitFailure::Stopped)?
+            }
+            None => self.submit_with(records, true).await,
+        }
     }
 
-    async fn submit_from_peer_detached(&self, records: Vec<Record>) -> Result<(), SubmitFailure> {
-        self.submit_detached_with(records, true).await.map(|_| ())
+    async fn submit_from_peer_detached(
+        &self,
+        records: Vec<Record>,
+        valid: Vec<bool>,
+    ) -> Result<(), SubmitFailure> {
+        match self.single_shard(&records, &valid) {
+            Some(shard) => {
+                let (reply, rx) = oneshot::channel();
+                self.inner.shards[shard as usize]
+                    .send(Command::SubmitDetached {
+                        records,
+                        valid,
+                        from_peer: true,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| SubmitFailure::Stopped)?;
+                rx.await.map_err(|_| SubmitFailure::Stopped)?
+            }
+            None => self.submit_detached_with(records, true).await.map(|_| ()),
+        }
+    }
+
+    /// The one shard all `records` belong to, when they do and `valid` covers them.
+    fn single_shard(&self, records: &[Record], valid: &[bool]) -> Option<ShardId> {
+        let shard_count = self.inner.shard_count;
+        let first = shard_of(&records.first()?.from(), shard_count);
+        (valid.len() == records.len()
+            && records
+                .iter()
+                .all(|r| shard_of(&r.from(), shard_count) == first))
+        .then_some(first)
     }
 
     async fn submit_with(
@@ -853,10 +903,8 @@ async fn run_core(
                         // commit: the two overlap on this core (verification is the CPU-bound stage,
                         // the fdatasync the I/O-bound one).
                         let counters = peers.inner.counters.clone();
-                        let forwarding = Rc::new(Cell::new(false));
                         glommio::spawn_local(
-                            ingress(rx, verified_tx, counters, shard, forwarding.clone())
-                                .instrument(ingress_span),
+                            ingress(rx, verified_tx, counters, shard).instrument(ingress_span),
                         )
                         .detach();
                         let result = ShardDriver {
@@ -878,7 +926,6 @@ async fn run_core(
                             credit_watermarks: Vec::new(),
                             last_credit_announce: Instant::now(),
                             credited_by: std::collections::HashMap::new(),
-                            forwarding,
                             undelivered: std::collections::VecDeque::new(),
                             last_snapshot_index: 0,
                         }
@@ -994,28 +1041,26 @@ async fn open_shard(
 /// Verifies the signatures of each submission on the shard's core, in slices that yield to the
 /// core's other tasks, and passes every command on to the shard's driver in arrival order.
 ///
-/// A client's submission that this validator will only forward (its shard has a known leader
-/// elsewhere, as `forwarding` says) is passed on unverified: the leader verifies it, so each
-/// transfer is verified once in the cluster, not twice. Followers never verify what they apply:
-/// the leader's log holds only verified transfers.
+/// A submission another validator forwarded with its signature verdicts is passed on as it is:
+/// each transfer is verified once in the cluster, by the validator its client talked to.
+/// Followers never verify what they apply: the leader's log holds only verified transfers.
 async fn ingress(
     rx: async_channel::Receiver<Command>,
     tx: async_channel::Sender<Command>,
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
-    forwarding: Rc<Cell<bool>>,
 ) {
     let counters = &counters[shard as usize];
     let mut verifier = SignatureVerifier::default();
     let mut slice_valid = Vec::new();
     while let Some(command) = recv_polling(&rx).await {
+        let verdicts_given = matches!(
+            &command,
+            Command::Submit { valid, .. } | Command::SubmitDetached { valid, .. }
+                if !valid.is_empty()
+        );
         let command = match command {
-            command @ (Command::Submit {
-                from_peer: false, ..
-            }
-            | Command::SubmitDetached {
-                from_peer: false, ..
-            }) if forwarding.get() => command,
+            command if verdicts_given => command,
             Command::Submit {
                 records,
                 reply,
@@ -1121,9 +1166,6 @@ struct ShardDriver {
     next_transfer: u64,
     /// A membership change this leader proposed: its log index and the operator's reply.
     membership: Option<(u64, oneshot::Sender<Result<u64, SubmitFailure>>)>,
-    /// Shared with the shard's ingress task (same core): true while this replica follows a
-    /// known leader on another validator, so that client submissions are forwarded unverified.
-    forwarding: Rc<Cell<bool>>,
     /// Messages to other shards that found their channel full; retried every turn. Never
     /// awaited: two shards waiting on each other's full channels would deadlock.
     undelivered: std::collections::VecDeque<(ShardId, Command)>,
@@ -1195,7 +1237,6 @@ impl ShardDriver {
             self.replica.propose_preverified();
             self.process_ready().await?;
             self.pump_pieces();
-            self.update_forwarding();
             self.settle_membership();
             self.answer();
             self.deliver_receipts();
@@ -1229,54 +1270,10 @@ impl ShardDriver {
         self.replica.submit_verified(records, valid)
     }
 
-    /// The leader to forward client submissions to: another validator's, when this replica
-    /// follows a known leader.
-    fn forward_target(&self) -> Option<u64> {
-        if self.link.is_none() || self.replica.is_leader() {
-            return None;
-        }
-        self.replica
-            .leader_id()
-            .filter(|&leader| leader != self.config.node_id)
-    }
-
-    /// Tells the ingress task whether to pass client submissions on unverified (for forwarding).
-    fn update_forwarding(&self) {
-        self.forwarding.set(self.forward_target().is_some());
-    }
-
     /// Returns true on shutdown.
     fn handle(&mut self, command: Command) -> bool {
         let shard = self.replica.shard();
         match command {
-            // Passed on unverified by the ingress task because this replica was following:
-            // forward it, or, should this replica lead now, have the client resubmit (rare: a
-            // leadership change in between; the ingress verifies the resubmission).
-            Command::Submit {
-                records,
-                valid,
-                reply,
-                ..
-            } if valid.is_empty() => match self.forward_target() {
-                Some(leader) => {
-                    let _ = self.forward(leader, &records, Some(reply));
-                }
-                None => {
-                    let _ = reply.send(Err(SubmitFailure::Retry(shard)));
-                }
-            },
-            Command::SubmitDetached {
-                records,
-                valid,
-                reply,
-                ..
-            } if valid.is_empty() => {
-                let result = match self.forward_target() {
-                    Some(leader) => self.forward(leader, &records, None),
-                    None => Err(SubmitFailure::Retry(shard)),
-                };
-                let _ = reply.send(result);
-            }
             Command::Submit {
                 records,
                 valid,
@@ -1291,7 +1288,7 @@ impl ShardDriver {
                     ..
                 }) if !from_peer && self.link.is_some() => {
                     // The reply is answered either way (now on failure, later on success).
-                    let _ = self.forward(leader, &records, Some(reply));
+                    let _ = self.forward(leader, &records, &valid, Some(reply));
                 }
                 Err(error) => {
                     let _ = reply.send(Err(error.into()));
@@ -1308,7 +1305,9 @@ impl ShardDriver {
                     Err(SubmitError::NotLeader {
                         leader: Some(leader),
                         ..
-                    }) if !from_peer && self.link.is_some() => self.forward(leader, &records, None),
+                    }) if !from_peer && self.link.is_some() => {
+                        self.forward(leader, &records, &valid, None)
+                    }
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(result);
@@ -1408,6 +1407,7 @@ impl ShardDriver {
         &mut self,
         leader: u64,
         records: &[Record],
+        valid: &[bool],
         reply: Option<SubmitReply>,
     ) -> Result<(), SubmitFailure> {
         let shard = self.replica.shard();
@@ -1437,7 +1437,7 @@ impl ShardDriver {
             0
         };
         match link.send(leader, shard, |buf| {
-            peering::encode_forward(request, records, buf)
+            peering::encode_forward(request, records, valid, buf)
         }) {
             Ok(()) => {
                 if let Some(reply) = reply {

@@ -151,8 +151,12 @@ pub(super) async fn route(
                         }
                     }
                 }
-                Ok(PeerMessage::Forward { request, records }) => {
-                    serve_forward(&link, &engine, from, shard, request, records);
+                Ok(PeerMessage::Forward {
+                    request,
+                    records,
+                    valid,
+                }) => {
+                    serve_forward(&link, &engine, from, shard, request, records, valid);
                 }
                 Err(error) => {
                     tracing::warn!(from, shard, %error, "undecodable peer message dropped");
@@ -171,6 +175,7 @@ fn serve_forward(
     shard: ShardId,
     request: u64,
     records: Vec<Record>,
+    valid: Vec<bool>,
 ) {
     let reply_to = move |link: &PeerLink, reply: ForwardReply| {
         if request != 0 {
@@ -189,10 +194,10 @@ fn serve_forward(
     glommio::spawn_local(async move {
         let reply = if request == 0 {
             // Nobody waits for a detached submission's refusal.
-            let _ = engine.submit_from_peer_detached(records).await;
+            let _ = engine.submit_from_peer_detached(records, valid).await;
             None
         } else {
-            Some(match engine.submit_from_peer(records).await {
+            Some(match engine.submit_from_peer(records, valid).await {
                 Ok(outcomes) => ForwardReply::Outcomes(outcomes),
                 Err(failure) => ForwardReply::Refused(refusal_of(failure)),
             })
