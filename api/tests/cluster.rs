@@ -193,6 +193,26 @@ fn transfers_through_any_validator() {
             assert_eq!(cluster.account(i, &address_of(&keys[k])).1, 6, "node {i}");
         }
     }
+    // Each validator's metrics show its links to the two others up, and replication traffic.
+    for i in 0..VALIDATORS {
+        let r = cluster
+            .request(i, "GET", "/metrics", None, Duration::from_secs(5))
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        for j in (0..VALIDATORS).filter(|&j| j != i) {
+            let series = format!(
+                "aurigraph_peer_link_up{{core=\"0\",peer=\"{}\"}} 1\n",
+                j + 1
+            );
+            assert!(text.contains(&series), "node {i}: no `{series}` in\n{text}");
+        }
+        let sent = text
+            .lines()
+            .find_map(|l| l.strip_prefix("aurigraph_peer_bytes_sent_total{core=\"0\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(sent > 0.0, "node {i} sent no replication bytes");
+    }
     // A bad signature is refused whichever validator the client asked (a follower verifies
     // before forwarding, and the leader takes its verdict).
     let k = senders[0];

@@ -476,6 +476,7 @@ fn promtool_accepts_the_shipped_rules_and_config_and_every_alert_has_a_runbook()
         "AurigraphSlowFsync",
         "AurigraphBeaconFallback",
         "AurigraphDiskAlmostFull",
+        "AurigraphPeerLinkDown",
     ] {
         assert!(
             rules.contains(&format!("- alert: {name}\n")),

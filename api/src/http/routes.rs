@@ -1466,6 +1466,74 @@ fn render_metrics<B: Backend>(ctx: &Ctx<B>, status: &[ShardStatus]) -> String {
         ctx.settings.metrics.beacon_fallbacks(),
     );
 
+    // --- Validator links (per core: every shard of a core shares its transport)
+    let mut cores_seen = std::collections::BTreeSet::new();
+    let per_core: Vec<&ShardStatus> = status
+        .iter()
+        .filter(|s| s.transport.is_some() && cores_seen.insert(s.core))
+        .collect();
+    e.family(
+        "aurigraph_peer_link_up",
+        "gauge",
+        "1 while this core's outbound link to the peer validator is up (handshake done).",
+    );
+    for s in &per_core {
+        let core = s.core.to_string();
+        for &(peer, up) in &s.peer_links {
+            e.sample(
+                "aurigraph_peer_link_up",
+                &[("core", &core), ("peer", &peer.to_string())],
+                up,
+            );
+        }
+    }
+    type PeerCounter = fn(&aurigraph_net::transport::TransportCounters) -> u64;
+    let peer_counters: [(&str, &str, PeerCounter); 7] = [
+        (
+            "aurigraph_peer_messages_sent_total",
+            "Messages sent to other validators.",
+            |c| c.messages_sent,
+        ),
+        (
+            "aurigraph_peer_messages_received_total",
+            "Messages received from other validators.",
+            |c| c.messages_received,
+        ),
+        (
+            "aurigraph_peer_bytes_sent_total",
+            "Frame bytes written to other validators.",
+            |c| c.bytes_sent,
+        ),
+        (
+            "aurigraph_peer_bytes_received_total",
+            "Frame bytes read from other validators.",
+            |c| c.bytes_received,
+        ),
+        (
+            "aurigraph_peer_decode_errors_total",
+            "Inbound links closed for a malformed frame.",
+            |c| c.decode_errors,
+        ),
+        (
+            "aurigraph_peer_reconnects_total",
+            "Outbound links re-established after a break.",
+            |c| c.reconnects,
+        ),
+        (
+            "aurigraph_peer_queue_full_total",
+            "Sends refused because a peer's queue was full (back-pressure).",
+            |c| c.queue_full_drops,
+        ),
+    ];
+    for (name, help, value) in peer_counters {
+        e.family(name, "counter", help);
+        for s in &per_core {
+            if let Some(c) = &s.transport {
+                e.sample(name, &[("core", &s.core.to_string())], value(c));
+            }
+        }
+    }
+
     // --- Per core: CPU time of each core's executor thread (shards, verification, HTTP)
     e.family(
         "aurigraph_core_cpu_seconds_total",
@@ -1883,6 +1951,8 @@ pub(crate) mod tests {
                 pending_records: 0,
                 queued_commands: 0,
                 voters: 1,
+                transport: None,
+                peer_links: Vec::new(),
                 voter_ids: vec![1],
                 learner_ids: Vec::new(),
                 peer_matched: if self.no_leader && shard == 1 {

@@ -158,6 +158,10 @@ pub struct ShardStatus {
     /// On the leader: `(peer, match index)` for every voter (this node included); empty on a
     /// follower.
     pub peer_matched: Vec<(u64, u64)>,
+    /// The peer transport of this shard's core (none for a single validator): its counters and
+    /// whether each peer's outbound link is up. The same for every shard of one core.
+    pub transport: Option<aurigraph_net::transport::TransportCounters>,
+    pub peer_links: Vec<(u64, bool)>,
     /// On the leader: `(peer, entries behind the leader's last index)` for every voter, this
     /// node included (0 lag); empty on a follower, which does not track its peers.
     pub peer_lag: Vec<(u64, u64)>,
@@ -1641,6 +1645,21 @@ impl ShardDriver {
             leader_changes: self.replica.leader_changes(),
             pending_records: self.replica.pending_records(),
             queued_commands: self.peers.inner.shards[shard as usize].len() + self.rx.len(),
+            transport: self.link.as_ref().map(|l| l.transport.counters()),
+            peer_links: self
+                .link
+                .as_ref()
+                .map(|l| {
+                    let mut links: Vec<(u64, bool)> = voter_ids
+                        .iter()
+                        .chain(self.replica.learners().iter())
+                        .filter(|&&id| id != self.config.node_id)
+                        .map(|&id| (id, l.transport.is_connected(id)))
+                        .collect();
+                    links.sort_unstable();
+                    links
+                })
+                .unwrap_or_default(),
             voters: voter_ids.len(),
             voter_ids,
             learner_ids: self.replica.learners(),
