@@ -291,7 +291,8 @@ pub fn http_request(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+/// Parses a whole HTTP/1.1 response (chunked bodies decoded).
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let split = raw
         .windows(4)
@@ -315,6 +316,17 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
     {
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        // A connection closed mid-body (a node killed while answering) is an error, not a
+        // short answer.
+        if body.len() < len {
+            return Err(bad("body shorter than its Content-Length"));
+        }
+        body.truncate(len);
     }
     Ok(Response {
         status,
