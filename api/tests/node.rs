@@ -448,3 +448,29 @@ fn development_chain_keygen_and_transfer_cli() {
     assert!(!out.status.success());
     assert!(!out.stderr.is_empty());
 }
+
+#[test]
+fn a_stalled_start_restarts_the_process_a_bounded_number_of_times() {
+    // A start-up timeout of 0 ms makes every start count as stalled: the node replaces itself
+    // twice (3 attempts), then exits with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("node.log");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        .args(["node", "--cores", "1", "--http-addr"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("AURIGRAPH_STARTUP_STALL_TIMEOUT_MS", "0")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.matches("start-up stalled; starting the process over")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("(after 3 attempts)"), "{text}");
+}

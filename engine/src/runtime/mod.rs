@@ -87,6 +87,9 @@ pub struct EngineConfig {
     pub forward_timeout: Duration,
     /// Forwarded submissions a follower's shard waits on at once (more: overloaded).
     pub forwards_pending_max: usize,
+    /// How long one executor may take to recover its shards at start-up before the start is
+    /// reported as stalled (`EngineError::StartupStalled`).
+    pub startup_timeout: Duration,
     /// Raft messages larger than this (snapshots) travel in pieces of this size, paced by the
     /// transport's back-pressure (at most 1 MiB: a piece must fit the per-peer queue).
     pub raft_piece_bytes: usize,
@@ -124,6 +127,7 @@ impl EngineConfig {
             heartbeat_ticks: 2,
             forward_timeout: Duration::from_secs(5),
             forwards_pending_max: 4096,
+            startup_timeout: Duration::from_secs(120),
             raft_piece_bytes: 1 << 20,
             raft_message_bytes_max: 1 << 30,
         }
@@ -316,6 +320,10 @@ pub enum EngineError {
     Raft { shard: ShardId, source: raft::Error },
     #[error("could not start executor {core}: {message}")]
     Executor { core: usize, message: String },
+    /// An executor did not report its shards recovered within the start-up timeout. The
+    /// stuck thread cannot be stopped from here; the process should start over.
+    #[error("executor {core} did not recover its shards within {seconds} s")]
+    StartupStalled { core: usize, seconds: u64 },
     #[error("the engine is shut down")]
     Stopped,
 }
@@ -450,6 +458,7 @@ impl Engine {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), EngineError>>();
         // Executors wait for this before starting their services: every shard must be ready.
         let (go_tx, go_rx) = async_channel::bounded::<bool>(config.cores);
+        let engine_startup_timeout = config.startup_timeout;
         let mut failure = None;
         for (core, shards) in receivers.into_iter().enumerate() {
             let placement = if config.pin_cores {
@@ -461,6 +470,8 @@ impl Engine {
             let genesis = genesis.clone();
             let ready = ready_tx.clone();
             let go = go_rx.clone();
+            // Nudges from this thread while the executor recovers its shards (see below).
+            let (nudge_tx, nudge_rx) = async_channel::bounded::<()>(1);
             let service = service.clone();
             let handle = engine.clone();
             let core_shards = shards.len();
@@ -472,6 +483,10 @@ impl Engine {
                 // so it bounds the latency it adds to HTTP and consensus work on the same core.
                 .preempt_timer(config.task_quantum)
                 .spawn(move || async move {
+                    // A task that only wakes: a message from another thread makes the reactor
+                    // leave its sleep and look at every queue and completion again.
+                    glommio::spawn_local(async move { while nudge_rx.recv().await.is_ok() {} })
+                        .detach();
                     run_core(core, config, genesis, shards, handle, ready, go, service).await
                 });
             match spawned {
@@ -488,8 +503,26 @@ impl Engine {
             // before the next starts. Started all at once, one executor now and then never
             // finished recovering (its reactor slept on an operation that did not complete),
             // about one start in twenty on this machine; root cause in glommio not yet found.
-            for _ in 0..core_shards {
-                match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
+            // While waiting, nudge the executor every NUDGE_INTERVAL: now and then (about one
+            // start in a hundred under load here) its reactor went to sleep with a blocking-pool
+            // completion pending and no timer armed, and slept forever (gdb: parked in
+            // io_uring_enter, its blocking thread idle). A wake from another thread writes the
+            // reactor's eventfd, which makes it process that completion.
+            let started = Instant::now();
+            let startup_timeout = engine_startup_timeout;
+            let mut recovered = 0;
+            while recovered < core_shards {
+                let left = startup_timeout.saturating_sub(started.elapsed());
+                let wait = left.min(NUDGE_INTERVAL);
+                let received = match ready_rx.recv_timeout(wait) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                        let _ = nudge_tx.try_send(());
+                        continue;
+                    }
+                    other => other,
+                };
+                recovered += 1;
+                match received {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
                         failure = Some(error);
@@ -497,12 +530,9 @@ impl Engine {
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                         // Do not join: the stuck executor would block this thread too.
-                        return Err(EngineError::Executor {
+                        return Err(EngineError::StartupStalled {
                             core,
-                            message: format!(
-                                "its shards did not recover within {} s",
-                                STARTUP_TIMEOUT.as_secs()
-                            ),
+                            seconds: startup_timeout.as_secs(),
                         });
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -1178,8 +1208,8 @@ struct ShardDriver {
 
 type SubmitReply = oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>;
 
-/// How long one executor may take to recover its shards at start-up.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the starting thread nudges an executor that has not reported its shards yet.
+const NUDGE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often a shard repeats its durable credit watermarks to the source shards.
 const CREDIT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
