@@ -102,7 +102,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;
-        engine_config.join = config.join;
+        engine_config.join = joined(&config)?;
         // Failover within about a second: 25 ms ticks, elections after 10-20 silent ticks
         // (250-500 ms), heartbeats every 2 (50 ms).
         engine_config.raft_tick = CLUSTER_RAFT_TICK;
@@ -164,6 +164,22 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
         }
         Some(error) => Err(format!("stopped with an error: {error}")),
     }
+}
+
+/// Marks a data directory whose validator joined a running cluster (`--join`).
+const JOINED_MARKER: &str = "joined";
+
+/// Whether this validator joined a running cluster: `--join` now, or at an earlier start of the
+/// same data directory (recorded in it, so that a restart without the flag still starts from the
+/// other validators' membership and replays the changes that added it).
+fn joined(config: &NodeConfig) -> Result<bool, String> {
+    let marker = config.data_dir.join(JOINED_MARKER);
+    if config.join && !marker.exists() {
+        std::fs::create_dir_all(&config.data_dir)
+            .and_then(|()| std::fs::write(&marker, b"this validator joined with --join\n"))
+            .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+    }
+    Ok(config.join || marker.exists())
 }
 
 /// Start attempts of one `aurigraph node` invocation (the first included).

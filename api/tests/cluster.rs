@@ -668,6 +668,21 @@ fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
     for &i in &rest {
         cluster.wait_balances(i, &expect);
     }
+    // Validator 4 restarted without --join (its data directory remembers that it joined): it
+    // recovers into the same membership and the replicas converge again.
+    cluster.drop_arg(fourth, "--join");
+    cluster.restart(fourth);
+    sent.extend(send_rounds(
+        &cluster,
+        &keys,
+        &senders,
+        &receivers,
+        &rest,
+        8..9,
+    ));
+    cluster.wait_converged();
+    let expect = expected_balances(&keys, &sent);
+    cluster.wait_balances(fourth, &expect);
 }
 
 #[test]

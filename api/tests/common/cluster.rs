@@ -275,6 +275,11 @@ impl Cluster {
         self.wait_healthy(i, Instant::now() + WAIT);
     }
 
+    /// Drops a flag from node i's command line for its later starts (e.g. `--join`).
+    pub fn drop_arg(&mut self, i: usize, flag: &str) {
+        self.nodes[i].args.retain(|a| a != flag);
+    }
+
     /// The proxies between node i and every other node, both directions (a node added with
     /// [`Cluster::add_joining_node`] has none: its links are direct).
     fn proxies_of(&self, i: usize) -> impl Iterator<Item = &Proxy> {
