@@ -362,21 +362,8 @@ impl Cluster {
         self.proxies.push((0..=i).map(|_| None).collect());
         self.spawn(i);
         // Not healthy yet (it knows no leader until it is a learner): wait for liveness.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if !self.is_live(i) {
-                self.fail(&format!("joining node {i} exited during start-up"));
-            }
-            if let Ok(r) = self.request(i, "GET", "/q/health/live", None, REQUEST_TIMEOUT) {
-                if r.status == 200 {
-                    return i;
-                }
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("joining node {i} did not start"));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        self.wait_ok(i, "/q/health/live", Instant::now() + WAIT);
+        i
     }
 
     // ---- HTTP ----
@@ -492,17 +479,22 @@ impl Cluster {
     }
 
     fn wait_healthy(&self, i: usize, deadline: Instant) {
+        self.wait_ok(i, "/api/v11/health", deadline);
+    }
+
+    /// Waits until node i answers 200 at `path`; fails if it exits or `deadline` passes.
+    fn wait_ok(&self, i: usize, path: &str, deadline: Instant) {
         loop {
             if !self.is_live(i) {
                 self.fail(&format!("node {i} exited during start-up"));
             }
-            if let Ok(r) = self.request(i, "GET", "/api/v11/health", None, REQUEST_TIMEOUT) {
+            if let Ok(r) = self.request(i, "GET", path, None, REQUEST_TIMEOUT) {
                 if r.status == 200 {
                     return;
                 }
             }
             if Instant::now() > deadline {
-                self.fail(&format!("node {i} not healthy"));
+                self.fail(&format!("node {i}: no 200 at {path}"));
             }
             std::thread::sleep(Duration::from_millis(25));
         }

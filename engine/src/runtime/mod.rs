@@ -598,17 +598,13 @@ impl Engine {
     ) -> Result<Vec<Outcome>, SubmitFailure> {
         match self.single_shard(&records, &valid) {
             Some(shard) => {
-                let (reply, rx) = oneshot::channel();
-                self.inner.shards[shard as usize]
-                    .send(Command::Submit {
-                        records,
-                        valid,
-                        from_peer: true,
-                        reply,
-                    })
-                    .await
-                    .map_err(|_| SubmitFailure::Stopped)?;
-                rx.await.map_err(|_| SubmitFailure::Stopped)?
+                self.send_one(shard, |reply| Command::Submit {
+                    records,
+                    valid,
+                    from_peer: true,
+                    reply,
+                })
+                .await?
             }
             None => self.submit_with(records, true).await,
         }
@@ -621,20 +617,30 @@ impl Engine {
     ) -> Result<(), SubmitFailure> {
         match self.single_shard(&records, &valid) {
             Some(shard) => {
-                let (reply, rx) = oneshot::channel();
-                self.inner.shards[shard as usize]
-                    .send(Command::SubmitDetached {
-                        records,
-                        valid,
-                        from_peer: true,
-                        reply,
-                    })
-                    .await
-                    .map_err(|_| SubmitFailure::Stopped)?;
-                rx.await.map_err(|_| SubmitFailure::Stopped)?
+                self.send_one(shard, |reply| Command::SubmitDetached {
+                    records,
+                    valid,
+                    from_peer: true,
+                    reply,
+                })
+                .await?
             }
             None => self.submit_detached_with(records, true).await.map(|_| ()),
         }
+    }
+
+    /// Sends one command built around a reply channel to `shard` and waits for the reply.
+    async fn send_one<T>(
+        &self,
+        shard: ShardId,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SubmitFailure> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.shards[shard as usize]
+            .send(command(reply))
+            .await
+            .map_err(|_| SubmitFailure::Stopped)?;
+        rx.await.map_err(|_| SubmitFailure::Stopped)
     }
 
     /// The one shard all `records` belong to, when they do and `valid` covers them.
