@@ -401,6 +401,17 @@ enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// A submission's records and signature verdicts (empty until verified).
+    fn submission_mut(&mut self) -> Option<(&[Record], &mut Vec<bool>)> {
+        match self {
+            Command::Submit { records, valid, .. }
+            | Command::SubmitDetached { records, valid, .. } => Some((records, valid)),
+            _ => None,
+        }
+    }
+}
+
 /// Handle to a running engine; cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub struct Engine {
@@ -1093,46 +1104,15 @@ async fn ingress(
     let counters = &counters[shard as usize];
     let mut verifier = SignatureVerifier::default();
     let mut slice_valid = Vec::new();
-    while let Some(command) = recv_polling(&rx).await {
-        let verdicts_given = matches!(
-            &command,
-            Command::Submit { valid, .. } | Command::SubmitDetached { valid, .. }
-                if !valid.is_empty()
-        );
-        let command = match command {
-            command if verdicts_given => command,
-            Command::Submit {
-                records,
-                reply,
-                from_peer,
-                ..
-            } => {
-                let valid = verify_in_slices(&mut verifier, &records, &mut slice_valid).await;
-                counters.record_verified(&valid);
-                Command::Submit {
-                    records,
-                    valid,
-                    from_peer,
-                    reply,
-                }
+    while let Some(mut command) = recv_polling(&rx).await {
+        // A client's submission gets its verdicts here; one forwarded by another validator
+        // arrives with them.
+        if let Some((records, valid)) = command.submission_mut() {
+            if valid.is_empty() {
+                *valid = verify_in_slices(&mut verifier, records, &mut slice_valid).await;
+                counters.record_verified(valid);
             }
-            Command::SubmitDetached {
-                records,
-                reply,
-                from_peer,
-                ..
-            } => {
-                let valid = verify_in_slices(&mut verifier, &records, &mut slice_valid).await;
-                counters.record_verified(&valid);
-                Command::SubmitDetached {
-                    records,
-                    valid,
-                    from_peer,
-                    reply,
-                }
-            }
-            other => other,
-        };
+        }
         let stop = matches!(command, Command::Shutdown);
         if tx.send(command).await.is_err() || stop {
             return;
