@@ -189,7 +189,7 @@ const STARTUP_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Carries the attempt number across a restart.
 const START_ATTEMPT_ENV: &str = "AURIGRAPH_START_ATTEMPT";
 
-/// Now and then (about one start in a hundred under heavy load on a 2-vCPU VM) a glommio
+/// Now and then (one start in 50 to 150 in stress runs under load on a 2-vCPU VM) a glommio
 /// executor goes to sleep during start-up with an operation's completion pending and never
 /// wakes (gdb: parked in `io_uring_enter`, no timer armed); the thread cannot be stopped from
 /// outside. Nothing was acknowledged yet and recovery is idempotent, so the process replaces
