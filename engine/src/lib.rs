@@ -1,20 +1,19 @@
 //! Aurigraph ledger engine.
 //!
-//! - [`record`], [`batch`]: the signed transfer record (a contract) and binary batches (rkyv).
+//! - [`record`], [`batch`], [`result`]: the wire contract (from `aurigraph-wire`): the signed
+//!   transfer record, binary batches (rkyv), result codes.
 //! - [`verify`]: batched Ed25519 verification.
 //! - [`ledger`]: one shard's deterministic state machine (no I/O).
 //! - [`shard`]: which shard owns an address.
 //! - [`genesis`]: the genesis contract.
 //! - [`state_snapshot`]: a shard's state as an rkyv archive.
 
-pub mod batch;
 pub mod datadir;
 pub mod genesis;
 pub mod ledger;
+pub mod node;
 pub mod peering;
-pub mod record;
 pub mod replica;
-pub mod result;
 pub mod runtime;
 pub mod shard;
 /// The deterministic cluster simulator (feature `sim`; tests enable it). See docs/simulator.md.
@@ -22,6 +21,9 @@ pub mod shard;
 pub mod sim;
 pub mod state_snapshot;
 pub mod verify;
+
+/// The wire contract (records, batches, result codes), re-exported from `aurigraph-wire`.
+pub use aurigraph_wire::{batch, record, result};
 
 pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
 pub use genesis::Genesis;
@@ -31,5 +33,6 @@ pub use raft::eraftpb::ConfChangeType;
 pub use record::{Address, Record, Transfer, TxHash};
 pub use replica::{BlockHeader, Outcome, TxStatus};
 pub use result::ResultCode;
-pub use runtime::{CoreService, Engine, EngineConfig, EngineError, ShardStatus, SubmitFailure};
+pub use node::{ShardStatus, SubmitFailure};
+pub use runtime::{CoreService, Engine, EngineConfig, EngineError};
 pub use shard::{shard_of, ShardId};

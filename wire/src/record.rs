@@ -1,4 +1,4 @@
-//! The signed transfer record (DESIGN.md section 5, a contract).
+//! The signed transfer record (a contract: docs/api.md).
 //!
 //! A record is 168 bytes: the 104-byte signed message followed by the 64-byte Ed25519 signature.
 //! Integers are little-endian. Records are fixed-size so that batches can be validated once and

@@ -1,4 +1,4 @@
-//! Result codes of the contract (DESIGN.md section 5). The string names are the wire contract.
+//! Result codes of the contract (docs/api.md). The string names are the wire contract.
 
 use serde::{Serialize, Serializer};
 

@@ -1,0 +1,24 @@
+//! The Aurigraph wire contract, in one place for the server, the client, the benchmark and the
+//! tests (the contract itself: docs/api.md).
+//!
+//! - [`record`]: the signed transfer record (168 bytes).
+//! - [`batch`]: binary batches of records (an rkyv archive).
+//! - [`result`]: the result codes and their wire names.
+//! - [`compact`]: the compact results format and the media types of the binary endpoints.
+//! - [`limits`]: the limits a client must respect.
+
+pub mod batch;
+pub mod compact;
+pub mod limits;
+pub mod record;
+pub mod result;
+
+pub use batch::{
+    decode_batch, encode_batch, BatchBuilder, BatchError, BatchView, BATCH_RECORDS_MAX,
+};
+pub use compact::{
+    decode_compact_results, decode_compact_results_exact, encode_compact_results,
+    CompactResultsError, BATCH_MEDIA_TYPE, COMPACT_RESULT_BYTES, RESULTS_MEDIA_TYPE,
+};
+pub use record::{Address, Record, Transfer, TxHash};
+pub use result::ResultCode;
