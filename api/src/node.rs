@@ -8,7 +8,7 @@ use aurigraph_engine::datadir::GENESIS_FILE;
 use aurigraph_engine::genesis::{Allocation, Genesis};
 use aurigraph_engine::record::address_of;
 use aurigraph_engine::runtime::{CoreService, Engine, EngineConfig};
-use aurigraph_net::beacon::client as beacon_client;
+use aurigraph_beacon::client as beacon_client;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -38,7 +38,8 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs a node until SIGTERM or SIGINT.
 pub fn run(args: NodeArgs) -> Result<(), String> {
-    let config = NodeConfig::resolve(&args)?;
+    let mut config = NodeConfig::resolve(&args)?;
+    config.data_dir = aurigraph_engine::datadir::absolute(&config.data_dir)?;
     init_logging(config.log_format);
     // Block the stop signals before any thread starts, so that every thread inherits the mask
     // and only `wait_for_stop_signal` receives them.

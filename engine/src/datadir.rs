@@ -76,6 +76,15 @@ impl DataDir {
     }
 }
 
+/// `dir` made absolute against the working directory (lexically: symbolic links are kept and
+/// the directory need not exist yet). A node resolves its data directory once, at start-up, so
+/// that every later use names the same directory whatever the working directory becomes, and so
+/// that its log shows where the data is. (The storage layer accepts relative paths as well.)
+pub fn absolute(dir: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(dir)
+        .map_err(|e| format!("cannot resolve the data directory {}: {e}", dir.display()))
+}
+
 /// temp file, fsync, rename, fsync the directory.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -101,6 +110,21 @@ mod tests {
             "ab".repeat(32)
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn absolute_resolves_against_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            absolute(Path::new("./aurigraph-data")).unwrap(),
+            cwd.join("aurigraph-data")
+        );
+        assert_eq!(absolute(Path::new("a/b")).unwrap(), cwd.join("a/b"));
+        assert_eq!(
+            absolute(Path::new("/srv/aurigraph")).unwrap(),
+            PathBuf::from("/srv/aurigraph")
+        );
+        assert!(absolute(Path::new("")).is_err());
     }
 
     #[test]

@@ -1,8 +1,22 @@
 //! Small synchronous file-system helpers for start-up and snapshot paths.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
+
+/// `path` made absolute against the working directory (lexically: no symbolic link is resolved
+/// and the path need not exist yet).
+///
+/// The log and snapshot directories are kept absolute for two reasons. glommio's
+/// `Directory::open` (0.9) submits io_uring's openat with directory descriptor -1 instead of
+/// `AT_FDCWD`, so the kernel resolves a relative path against an invalid descriptor and fails
+/// with EBADF ("Bad file descriptor (os error 9)"); an absolute path ignores the descriptor.
+/// (glommio's file opens resolve a relative path against the working directory themselves, at
+/// every open.) And a log opened once must keep naming the same directory when the process's
+/// working directory changes later.
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, StorageError> {
+    std::path::absolute(path).map_err(|e| StorageError::io("resolving", path, e))
+}
 
 /// fsync a directory, making the names created, renamed or deleted in it durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {

@@ -46,6 +46,8 @@ impl ShardLog {
         initial_conf: ConfState,
         config: WalConfig,
     ) -> Result<(ShardLog, Option<Vec<u8>>), StorageError> {
+        // Kept absolute, as the WAL keeps its own (see `fs_util::absolute`).
+        let dir = &fs_util::absolute(dir)?;
         fs_util::create_dir_durable(dir)?;
         let snap_dir = dir.join(SNAP_DIR);
         let wal_dir = dir.join(WAL_DIR);

@@ -142,12 +142,15 @@ pub struct Wal {
 impl Wal {
     /// Opens (creating if needed) the log in `config.dir` and recovers it. Must run inside a
     /// glommio executor. Reads the segments with std::fs: start-up only.
+    ///
+    /// A relative `config.dir` is resolved against the working directory once, here; the log
+    /// keeps the absolute path (see [`fs_util::absolute`]).
     pub async fn open(config: WalConfig) -> Result<(Wal, Recovered), StorageError> {
         config.validate()?;
-        fs_util::create_dir_durable(&config.dir)?;
-        let outcome = recovery::recover(&config.dir)?;
+        let dir = fs_util::absolute(&config.dir)?;
+        fs_util::create_dir_durable(&dir)?;
+        let outcome = recovery::recover(&dir)?;
 
-        let dir = config.dir.clone();
         let directory = Directory::open(&dir)
             .await
             .map_err(|e| StorageError::glommio("opening directory", &dir, e))?;
