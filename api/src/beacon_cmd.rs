@@ -1,14 +1,14 @@
 //! `aurigraph beacon verify-*`: offline verification of saved beacon pulses with the same
-//! verifiers the node uses (`aurigraph_net::beacon`). No network: the operator fetches the
+//! verifiers the node uses (`aurigraph_beacon`). No network: the operator fetches the
 //! chain record, pulses or certificate (or takes them from an archive) and passes the files.
 //!
 //! On success the 64-byte randomness is printed on stdout as lowercase hex (one line, so a
 //! script can capture it) and what was checked on stderr; on failure the exit status is
 //! non-zero and stderr says which check failed.
 
-use aurigraph_net::beacon::curbyq::{self, RoundExtras, BELL_CHAIN_CID, CURBY_Q_CHAIN_CID};
-use aurigraph_net::beacon::nist::{self, NistCertificate};
-use aurigraph_net::beacon::twine::{self, TwineChain, CURBY_RNG_CHAIN_CID};
+use aurigraph_beacon::curbyq::{self, RoundExtras, BELL_CHAIN_CID, CURBY_Q_CHAIN_CID};
+use aurigraph_beacon::nist::{self, NistCertificate};
+use aurigraph_beacon::twine::{self, TwineChain, CURBY_RNG_CHAIN_CID};
 use std::path::{Path, PathBuf};
 
 /// Upper bound of an input file: pulses and chain records are a few KiB, a round three
@@ -251,7 +251,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../net/tests/fixtures/beacon")
+            .join("../beacon/tests/fixtures/beacon")
             .join(name)
     }
 

@@ -1,7 +1,7 @@
 //! Node configuration: command-line flags, environment variables, a TOML file, defaults — in
 //! that order of precedence (a flag beats its environment variable, which beats the file).
 
-use aurigraph_net::beacon::source::BeaconSource;
+use aurigraph_beacon::source::BeaconSource;
 use clap::Args;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -178,7 +178,7 @@ impl NodeConfig {
         for source in &file.beacon {
             source.validate().map_err(|e| format!("[[beacon]]: {e}"))?;
         }
-        aurigraph_net::beacon::client::state_for(&file.beacon)
+        aurigraph_beacon::client::state_for(&file.beacon)
             .map_err(|e| format!("[[beacon]]: {e}"))?;
         Ok(NodeConfig {
             data_dir: args
@@ -454,7 +454,7 @@ mod tests {
         );
         assert_eq!(
             c.beacon[0].pinned_chain_cid(),
-            aurigraph_net::beacon::twine::CURBY_RNG_CHAIN_CID
+            aurigraph_beacon::twine::CURBY_RNG_CHAIN_CID
         );
     }
 }

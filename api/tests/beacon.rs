@@ -5,7 +5,7 @@
 
 mod common;
 
-use aurigraph_net::beacon::fake::{self, FakeBeacon};
+use aurigraph_beacon::fake::{self, FakeBeacon};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const CURBY_534323: &str = "2e184d426ca97c0a751b7a3bef573527522c03247ab5d8e6cf61bd518285c7442b7b050e4c3a7298c4bf5fe5d265d3c31d89d907108bd8fd3c0e6b93f985e8fc";
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../net/tests/fixtures/beacon")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../beacon/tests/fixtures/beacon")
 }
 
 /// Writes `root.pem` and `node.toml` with a CURBy-RNG source under `{base}/api` and a NIST

@@ -4,26 +4,25 @@
 //!   transfer record, binary batches (rkyv), result codes.
 //! - [`verify`]: batched Ed25519 verification.
 //! - [`ledger`]: one shard's deterministic state machine (no I/O).
-//! - [`shard`]: which shard owns an address.
-//! - [`genesis`]: the genesis contract.
+//! - [`shard`], [`genesis`]: which shard owns an address; the genesis contract (from
+//!   `aurigraph-wire`).
 //! - [`state_snapshot`]: a shard's state as an rkyv archive.
 
 pub mod datadir;
-pub mod genesis;
 pub mod ledger;
 pub mod node;
 pub mod peering;
 pub mod replica;
 pub mod runtime;
-pub mod shard;
 /// The deterministic cluster simulator (feature `sim`; tests enable it). See docs/simulator.md.
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod state_snapshot;
 pub mod verify;
 
-/// The wire contract (records, batches, result codes), re-exported from `aurigraph-wire`.
-pub use aurigraph_wire::{batch, record, result};
+/// The wire contract (records, batches, result codes, genesis, shard routing), re-exported from
+/// `aurigraph-wire`.
+pub use aurigraph_wire::{batch, genesis, record, result, shard};
 
 pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
 pub use genesis::Genesis;

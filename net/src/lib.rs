@@ -1,5 +1,5 @@
-//! Aurigraph networking: randomness beacon verification (and, later, the beacon client).
+//! Aurigraph networking: the validator-to-validator transport (core-to-core TCP links on
+//! glommio; see docs/transport.md).
 #![forbid(unsafe_code)]
 
-pub mod beacon;
 pub mod transport;

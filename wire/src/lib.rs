@@ -5,13 +5,17 @@
 //! - [`batch`]: binary batches of records (an rkyv archive).
 //! - [`result`]: the result codes and their wire names.
 //! - [`compact`]: the compact results format and the media types of the binary endpoints.
+//! - [`genesis`]: the genesis file (chain id, shards, initial allocations).
+//! - [`shard`]: which shard owns an address (clients may compute it).
 //! - [`limits`]: the limits a client must respect.
 
 pub mod batch;
 pub mod compact;
+pub mod genesis;
 pub mod limits;
 pub mod record;
 pub mod result;
+pub mod shard;
 
 pub use batch::{
     decode_batch, encode_batch, BatchBuilder, BatchError, BatchView, BATCH_RECORDS_MAX,
@@ -20,5 +24,7 @@ pub use compact::{
     decode_compact_results, decode_compact_results_exact, encode_compact_results,
     CompactResultsError, BATCH_MEDIA_TYPE, COMPACT_RESULT_BYTES, RESULTS_MEDIA_TYPE,
 };
+pub use genesis::Genesis;
 pub use record::{Address, Record, Transfer, TxHash};
 pub use result::ResultCode;
+pub use shard::{shard_of, ShardId};

@@ -2,7 +2,9 @@
 //! the body size limit).
 
 pub use crate::batch::BATCH_RECORDS_MAX;
+pub use crate::genesis::GENESIS_ALLOCATIONS_MAX;
 pub use crate::record::RECORD_BYTES;
+pub use crate::shard::SHARDS_MAX;
 
 /// Default request body limit of a node: 16 MiB (a full binary batch of 65,536 records is
 /// 11 MiB). Larger bodies get 413 `PAYLOAD_TOO_LARGE`.

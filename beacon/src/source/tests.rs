@@ -1,5 +1,5 @@
 use super::*;
-use crate::beacon::twine::tests::fixture;
+use crate::twine::tests::fixture;
 
 fn curby_source() -> BeaconSource {
     BeaconSource {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::beacon::twine::tests::fixture;
+use crate::twine::tests::fixture;
 
 fn qchain() -> TwineChain {
     TwineChain::verify(&fixture("curbyq_chain.json"), CURBY_Q_CHAIN_CID).unwrap()

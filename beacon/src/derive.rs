@@ -196,7 +196,7 @@ impl<P: Indexed> PulseCache<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beacon::{Provenance, Source};
+    use crate::{Provenance, Source};
 
     /// A fixed "CSPRNG" so that the construction is tested deterministically.
     struct Fixed(u8);
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn cache_with_real_pulses() {
-        use crate::beacon::twine::{self, tests::fixture, TwineChain};
+        use crate::twine::{self, tests::fixture, TwineChain};
         let chain =
             TwineChain::verify(&fixture("curby_rng_chain.json"), twine::CURBY_RNG_CHAIN_CID)
                 .unwrap();

@@ -2,15 +2,15 @@
 //! test time, trusted as an extra root) serving the fixture pulses. Nothing here leaves
 //! 127.0.0.1.
 
-use aurigraph_net::beacon::client::{state_for, BeaconClient, ClientOptions, Clock};
-use aurigraph_net::beacon::derive::purpose;
-use aurigraph_net::beacon::fake::{self, FakeBeacon, Routes};
-use aurigraph_net::beacon::source::{
+use aurigraph_beacon::client::{state_for, BeaconClient, ClientOptions, Clock};
+use aurigraph_beacon::derive::purpose;
+use aurigraph_beacon::fake::{self, FakeBeacon, Routes};
+use aurigraph_beacon::source::{
     BeaconSource, BreakerConfig, SourceKind, DEFAULT_CACHE_CAPACITY,
 };
-use aurigraph_net::beacon::state::{BeaconHealth, BeaconState, FALLBACK_SOURCE};
-use aurigraph_net::beacon::twine::CURBY_RNG_CHAIN_CID;
-use aurigraph_net::beacon::Source;
+use aurigraph_beacon::state::{BeaconHealth, BeaconState, FALLBACK_SOURCE};
+use aurigraph_beacon::twine::CURBY_RNG_CHAIN_CID;
+use aurigraph_beacon::Source;
 use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
 use std::path::PathBuf;

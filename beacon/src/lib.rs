@@ -1,4 +1,5 @@
-//! Randomness-beacon pulse verifiers.
+//! Aurigraph randomness beacons: pulse verifiers, derivation of served secrets, the HTTPS
+//! beacon client and (feature `fake-beacon`) a loopback fake beacon for tests.
 //!
 //! Every verifier here is a pure function over bytes: it parses what a beacon served, checks it
 //! against a pinned trust anchor (a Twine chain CID, a NIST certificate) and either returns the
@@ -14,6 +15,7 @@
 //! - [`source`]: source configuration, circuit breaker and the pure poll step of a client.
 //! - [`client`]: the beacon client thread (HTTPS fetches feeding the poll step into the state).
 //! - `fake` (feature `fake-beacon`): a loopback HTTPS fake beacon for tests.
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod curbyq;

@@ -1,4 +1,4 @@
-//! Genesis (DESIGN.md section 5, a contract): the chain id, the shard count and the initial
+//! Genesis (a contract: docs/api.md): the chain id, the shard count and the initial
 //! allocations, given once when a data directory is created.
 
 use crate::record::Address;

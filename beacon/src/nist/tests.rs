@@ -1,5 +1,5 @@
 use super::*;
-use crate::beacon::twine::tests::fixture;
+use crate::twine::tests::fixture;
 
 fn cert() -> NistCertificate {
     NistCertificate::from_pem(&fixture("nist_cert_5501e3d7.pem")).unwrap()
