@@ -55,6 +55,7 @@ fn readme_run_a_node_and_send_a_transfer() {
         root,
         work: work.path().to_path_buf(),
         node: None,
+        node_command: None,
         seen: Seen::default(),
         alice: None,
         transfer_amount: None,
@@ -67,7 +68,10 @@ fn readme_run_a_node_and_send_a_transfer() {
     let seen = &run.seen;
     for (what, done) in [
         ("builds the binary (`cargo build`)", seen.build),
-        ("starts a node in the background (`aurigraph node &`)", seen.node),
+        (
+            "starts a node in the background (`aurigraph node &`)",
+            seen.node,
+        ),
         ("creates a key (`aurigraph keygen`)", seen.keygen),
         ("sends a transfer (`aurigraph transfer`)", seen.transfer),
         ("reads an account (`curl .../accounts/...`)", seen.account),
@@ -75,6 +79,16 @@ fn readme_run_a_node_and_send_a_transfer() {
     ] {
         assert!(done, "the README's section {SECTION:?} no longer {what}");
     }
+
+    // The same node command again, on the data directory it created: a restart recovers it
+    // (relative paths on an existing directory), with Alice's account as the section left it.
+    let alice = run.alice.clone().unwrap();
+    let before = run.get_json(&format!("/api/v11/accounts/{alice}"));
+    run.stop_node();
+    let node_command = run.node_command.clone().unwrap();
+    run.start_node(&node_command);
+    let after = run.get_json(&format!("/api/v11/accounts/{alice}"));
+    assert_eq!(after, before, "Alice's account after a restart");
     run.stop_node();
 }
 
@@ -92,6 +106,8 @@ struct Session {
     root: PathBuf,
     work: PathBuf,
     node: Option<Node>,
+    /// The command that started the node (without its `&`).
+    node_command: Option<String>,
     seen: Seen,
     /// Alice's address, once `keygen` has printed it.
     alice: Option<String>,
@@ -130,7 +146,10 @@ impl Session {
     }
 
     fn start_node(&mut self, command: &str) {
-        assert!(self.node.is_none(), "the section starts a second node");
+        assert!(
+            self.node.is_none(),
+            "`{command} &`: a node is running already"
+        );
         assert!(
             command.contains("aurigraph node"),
             "`{command} &`: the only background command expected is the node"
@@ -151,14 +170,18 @@ impl Session {
             log: log_path,
         };
         node.wait_ready();
-        // The README's comment: the log names the funded development key, in the data directory.
-        let log_text = node.log_text();
-        assert!(
-            log_text.contains("aurigraph-data/dev-key.json"),
-            "the node's log does not name the development key ./aurigraph-data/dev-key.json:\n{log_text}"
-        );
-        assert!(self.work.join("aurigraph-data/dev-key.json").is_file());
+        if !self.seen.node {
+            // The README's comment: the first start's log names the funded development key it
+            // wrote into the data directory.
+            let log_text = node.log_text();
+            assert!(
+                log_text.contains("aurigraph-data/dev-key.json"),
+                "the node's log does not name the development key ./aurigraph-data/dev-key.json:\n{log_text}"
+            );
+            assert!(self.work.join("aurigraph-data/dev-key.json").is_file());
+        }
         self.node = Some(node);
+        self.node_command = Some(command.to_string());
         self.seen.node = true;
     }
 
@@ -172,9 +195,10 @@ impl Session {
         let dev = read_key(&self.work.join("aurigraph-data/dev-key.json"));
         let dev_address = hex::encode(dev.verifying_key().as_bytes());
         // From Alice (funded by the first transfer) back to the development key.
-        let mut filled = command
-            .replacen("<64 hex>", &alice, 1)
-            .replacen("<64 hex>", &dev_address, 1);
+        let mut filled =
+            command
+                .replacen("<64 hex>", &alice, 1)
+                .replacen("<64 hex>", &dev_address, 1);
         assert!(
             !filled.contains("<64 hex>"),
             "`{command}`: more than two addresses to fill in"
