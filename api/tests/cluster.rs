@@ -1,4 +1,4 @@
-//! Real-process replication tests (issue 4): three `aurigraph node` processes on loopback,
+//! Real-process replication tests: three `aurigraph node` processes on loopback,
 //! each ordered pair of validators linked through a fault-injecting proxy
 //! (`common/proxy.rs`), driven by the `Cluster` harness (`common/cluster.rs`).
 //!

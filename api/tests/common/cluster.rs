@@ -1,6 +1,6 @@
 //! A cluster of real `aurigraph node` processes on loopback, with a fault-injecting proxy
 //! between every ordered pair of validators (node i reaches node j's peer port only through
-//! proxy(i→j)), for the replication tests of issue 4.
+//! proxy(i→j)), for the replication tests.
 //!
 //! Included by `tests/cluster.rs` next to `common` and `proxy` (`#[path]` modules at the
 //! crate root), so it names them `crate::common` and `crate::proxy`.
