@@ -2,11 +2,19 @@
 //!
 //! - [`record`], [`batch`], [`result`]: the wire contract (from `aurigraph-wire`): the signed
 //!   transfer record, binary batches (rkyv), result codes.
-//! - [`verify`]: batched Ed25519 verification.
-//! - [`ledger`]: one shard's deterministic state machine (no I/O).
 //! - [`shard`], [`genesis`]: which shard owns an address; the genesis contract (from
 //!   `aurigraph-wire`).
+//! - [`verify`]: batched Ed25519 verification.
+//! - [`ledger`]: one shard's deterministic state machine (no I/O).
 //! - [`state_snapshot`]: a shard's state as an rkyv archive.
+//! - [`replica`]: one shard's replica: raft-rs `RawNode` + the ledger, without I/O.
+//! - [`node`]: `ShardNode`, the sans-I/O shard driver around the replica (admission,
+//!   ready order, forwarding, credits and receipt pruning, snapshot pieces, membership).
+//! - [`peering`]: the payloads shards of different validators exchange, as bytes.
+//! - [`runtime`]: the thread-per-core runtime (glommio executors) that performs `ShardNode`'s
+//!   actions: ingress, storage, transport, the [`Engine`] handle.
+//! - [`datadir`]: the data directory and the genesis it was created with.
+//! - `sim` (feature `sim`): the deterministic cluster simulator driving the same `ShardNode`.
 
 pub mod datadir;
 pub mod ledger;
