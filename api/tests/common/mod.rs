@@ -165,6 +165,7 @@ impl Node {
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own unreaped child.
         unsafe {
             libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
         }
