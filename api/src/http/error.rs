@@ -1,24 +1,172 @@
-//! The one error shape of the HTTP API (DESIGN.md section 8, a contract):
+//! The one error shape of the HTTP API (a contract, documented in `docs/api.md`):
 //! a 4xx/5xx status with `{"error":{"code":"<UPPER_SNAKE>","message":"<human text>"}}`.
 
 use aurigraph_engine::replica::SubmitError;
-use aurigraph_engine::runtime::{EngineError, SubmitFailure};
+use aurigraph_engine::{EngineError, SubmitFailure};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
+use std::fmt;
 
 /// Seconds a client is asked to wait (`Retry-After`) after `OVERLOADED` or `RETRY`.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// The stable `error.code` of an error answer. Each code has one HTTP status ([`ErrorCode::status`])
+/// and one wire form ([`ErrorCode::as_str`], UPPER_SNAKE); clients match on the string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 404: no endpoint has this path.
+    NotFound,
+    /// 405: the path exists with another method (the `Allow` header names it).
+    MethodNotAllowed,
+    /// 400: the body is not JSON (syntax error, cut short).
+    MalformedJson,
+    /// 400: well-formed but invalid: types, missing or unknown fields, bad parameters.
+    InvalidRequest,
+    /// 400: an address is not 64 hex characters.
+    InvalidAddress,
+    /// 400: a signature is not 128 hex characters.
+    InvalidSignature,
+    /// 400: a transaction hash is not 64 hex characters.
+    InvalidTxHash,
+    /// 400: a binary batch does not validate.
+    InvalidBatch,
+    /// 400: the request body could not be read.
+    BodyReadFailed,
+    /// 413: the body is over the node's limit.
+    PayloadTooLarge,
+    /// 413: more transfers in one request than the node takes.
+    TooManyTransfers,
+    /// 415: a `Content-Type` the endpoint does not take.
+    UnsupportedMediaType,
+    /// 404: a transaction hash this node does not know.
+    TransactionNotFound,
+    /// 404: a block this node does not hold.
+    BlockNotFound,
+    /// 503: this validator does not lead the shard.
+    NotLeader,
+    /// 503 with `Retry-After`: too many transfers wait for consensus.
+    Overloaded,
+    /// 503 with `Retry-After`: the proposal was lost in a leadership change.
+    Retry,
+    /// 409: a membership change the shard refused.
+    MembershipChangeRefused,
+    /// 503 with `Connection: close`: the node is draining.
+    ShuttingDown,
+    /// 503: the ledger engine failed.
+    EngineFailure,
+    /// 503: no verified beacon pulse is held.
+    NoVerifiedPulse,
+    /// 500: a defect of this node.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in the order the API description lists them.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidAddress,
+        ErrorCode::InvalidSignature,
+        ErrorCode::InvalidTxHash,
+        ErrorCode::InvalidBatch,
+        ErrorCode::BodyReadFailed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::TooManyTransfers,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::TransactionNotFound,
+        ErrorCode::BlockNotFound,
+        ErrorCode::NotLeader,
+        ErrorCode::Overloaded,
+        ErrorCode::Retry,
+        ErrorCode::MembershipChangeRefused,
+        ErrorCode::ShuttingDown,
+        ErrorCode::EngineFailure,
+        ErrorCode::NoVerifiedPulse,
+        ErrorCode::Internal,
+    ];
+
+    /// The wire form: `error.code` of the answer.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::MalformedJson => "MALFORMED_JSON",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::InvalidAddress => "INVALID_ADDRESS",
+            ErrorCode::InvalidSignature => "INVALID_SIGNATURE",
+            ErrorCode::InvalidTxHash => "INVALID_TX_HASH",
+            ErrorCode::InvalidBatch => "INVALID_BATCH",
+            ErrorCode::BodyReadFailed => "BODY_READ_FAILED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::TooManyTransfers => "TOO_MANY_TRANSFERS",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::TransactionNotFound => "TRANSACTION_NOT_FOUND",
+            ErrorCode::BlockNotFound => "BLOCK_NOT_FOUND",
+            ErrorCode::NotLeader => "NOT_LEADER",
+            ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::Retry => "RETRY",
+            ErrorCode::MembershipChangeRefused => "MEMBERSHIP_CHANGE_REFUSED",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::EngineFailure => "ENGINE_FAILURE",
+            ErrorCode::NoVerifiedPulse => "NO_VERIFIED_PULSE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status every answer with this code has.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MalformedJson
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidAddress
+            | ErrorCode::InvalidSignature
+            | ErrorCode::InvalidTxHash
+            | ErrorCode::InvalidBatch
+            | ErrorCode::BodyReadFailed => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound | ErrorCode::TransactionNotFound | ErrorCode::BlockNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MembershipChangeRefused => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge | ErrorCode::TooManyTransfers => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::NotLeader
+            | ErrorCode::Overloaded
+            | ErrorCode::Retry
+            | ErrorCode::ShuttingDown
+            | ErrorCode::EngineFailure
+            | ErrorCode::NoVerifiedPulse => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// An error answer: status, stable code, human message, and the headers some statuses need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// `Allow` header value (405 only).
-    pub allow: Option<&'static str>,
+    pub allow: Option<String>,
     /// `Retry-After` header value in seconds (503 on overload).
     pub retry_after: Option<u32>,
     /// Ask the client to close the connection (shutdown).
@@ -26,9 +174,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An answer with `code`, its status, and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             allow: None,
@@ -37,56 +186,45 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
+    /// `INVALID_REQUEST`.
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::bad_request("INVALID_REQUEST", message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, code, message)
+        ApiError::new(ErrorCode::InvalidRequest, message)
     }
 
     pub fn route_not_found(method: &str, path: &str) -> ApiError {
-        ApiError::not_found(
-            "NOT_FOUND",
+        ApiError::new(
+            ErrorCode::NotFound,
             format!("no such endpoint: {method} {path} (see GET /api/v11/openapi.json)"),
         )
     }
 
-    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> ApiError {
+    /// `allow`: the methods the path takes, as the `Allow` header lists them.
+    pub fn method_not_allowed(method: &str, path: &str, allow: impl Into<String>) -> ApiError {
+        let allow = allow.into();
+        let message = format!("{method} is not allowed on {path}; allowed: {allow}");
         ApiError {
             allow: Some(allow),
-            ..ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                format!("{method} is not allowed on {path}; allowed: {allow}"),
-            )
+            ..ApiError::new(ErrorCode::MethodNotAllowed, message)
         }
     }
 
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
         )
     }
 
     pub fn too_many_transfers(count: usize, max: usize) -> ApiError {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "TOO_MANY_TRANSFERS",
+            ErrorCode::TooManyTransfers,
             format!("batch holds {count} transfers, more than the limit of {max} per request"),
         )
     }
 
     pub fn unsupported_media_type(got: &str, accepted: &str) -> ApiError {
         ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             format!("Content-Type {got:?} is not supported here; send {accepted}"),
         )
     }
@@ -95,15 +233,14 @@ impl ApiError {
         ApiError {
             close: true,
             ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SHUTTING_DOWN",
+                ErrorCode::ShuttingDown,
                 "the node is shutting down; send the request to another validator or retry later",
             )
         }
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+        ApiError::new(ErrorCode::Internal, message)
     }
 
     /// A JSON body that did not parse: syntax errors are `MALFORMED_JSON`, well-formed JSON of
@@ -113,7 +250,7 @@ impl ApiError {
         use serde_json::error::Category;
         match error.classify() {
             Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request("MALFORMED_JSON", format!("malformed JSON: {error}"))
+                ApiError::new(ErrorCode::MalformedJson, format!("malformed JSON: {error}"))
             }
             Category::Data => ApiError::invalid(format!("invalid request: {error}")),
         }
@@ -130,8 +267,8 @@ impl ApiError {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(allow) = self.allow {
-            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(ALLOW, allow);
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
@@ -146,11 +283,9 @@ impl ApiError {
 impl From<SubmitFailure> for ApiError {
     /// Engine refusals are 503s: the request was valid, this validator cannot take it now.
     fn from(failure: SubmitFailure) -> ApiError {
-        let unavailable =
-            |code, message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
         match failure {
-            SubmitFailure::Rejected(SubmitError::NotLeader { shard, leader }) => unavailable(
-                "NOT_LEADER",
+            SubmitFailure::Rejected(SubmitError::NotLeader { shard, leader }) => ApiError::new(
+                ErrorCode::NotLeader,
                 match leader {
                     Some(leader) => format!(
                         "this validator does not lead shard {shard}; its leader is node {leader}"
@@ -162,20 +297,19 @@ impl From<SubmitFailure> for ApiError {
             ),
             SubmitFailure::Rejected(SubmitError::Overloaded(shard)) => ApiError {
                 retry_after: Some(RETRY_AFTER_SECONDS),
-                ..unavailable(
-                    "OVERLOADED",
+                ..ApiError::new(
+                    ErrorCode::Overloaded,
                     format!("shard {shard} is overloaded: too many transfers wait for consensus; retry after {RETRY_AFTER_SECONDS} s"),
                 )
             },
             SubmitFailure::Rejected(SubmitError::Membership { shard, reason }) => ApiError::new(
-                StatusCode::CONFLICT,
-                "MEMBERSHIP_CHANGE_REFUSED",
+                ErrorCode::MembershipChangeRefused,
                 format!("shard {shard}: {reason}"),
             ),
             SubmitFailure::Retry(shard) => ApiError {
                 retry_after: Some(RETRY_AFTER_SECONDS),
-                ..unavailable(
-                    "RETRY",
+                ..ApiError::new(
+                    ErrorCode::Retry,
                     format!("shard {shard}: the proposal was lost in a leadership change; resubmit (resubmitting the same signed transfer is harmless)"),
                 )
             },
@@ -189,8 +323,7 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::Stopped => ApiError::shutting_down(),
             other => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ENGINE_FAILURE",
+                ErrorCode::EngineFailure,
                 format!("the ledger engine failed: {other}"),
             ),
         }
@@ -216,18 +349,18 @@ mod tests {
         let e = json_error("{\"a\": 1,");
         assert_eq!(
             (e.status, e.code),
-            (StatusCode::BAD_REQUEST, "MALFORMED_JSON")
+            (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson)
         );
         assert!(e.message.contains("line 1 column"), "{}", e.message);
-        assert_eq!(json_error("{\"a\" 1}").code, "MALFORMED_JSON");
-        assert_eq!(json_error("{\"a\": 1} x").code, "MALFORMED_JSON");
+        assert_eq!(json_error("{\"a\" 1}").code, ErrorCode::MalformedJson);
+        assert_eq!(json_error("{\"a\": 1} x").code, ErrorCode::MalformedJson);
         let e = json_error("{\"a\": \"x\"}");
-        assert_eq!(e.code, "INVALID_REQUEST");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.contains("invalid type"), "{}", e.message);
         let e = json_error("{\"a\": 1, \"b\": 2}");
-        assert_eq!(e.code, "INVALID_REQUEST");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.contains("unknown field `b`"), "{}", e.message);
-        assert_eq!(json_error("{}").code, "INVALID_REQUEST");
+        assert_eq!(json_error("{}").code, ErrorCode::InvalidRequest);
     }
 
     #[test]
@@ -238,24 +371,31 @@ mod tests {
         }));
         assert_eq!(
             (e.status, e.code),
-            (StatusCode::SERVICE_UNAVAILABLE, "NOT_LEADER")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotLeader)
         );
         assert!(e.message.contains("node 3"));
         let e = ApiError::from(SubmitFailure::Rejected(SubmitError::Overloaded(0)));
         assert_eq!(
             (e.status, e.code, e.retry_after),
-            (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", Some(1))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Overloaded,
+                Some(1)
+            )
         );
         let response = e.into_response();
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         let e = ApiError::from(SubmitFailure::Retry(2));
-        assert_eq!(e.code, "RETRY");
+        assert_eq!(e.code, ErrorCode::Retry);
         let e = ApiError::from(SubmitFailure::Stopped);
         assert_eq!(
             (e.status, e.code),
-            (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown)
         );
-        assert_eq!(ApiError::from(EngineError::Stopped).code, "SHUTTING_DOWN");
+        assert_eq!(
+            ApiError::from(EngineError::Stopped).code,
+            ErrorCode::ShuttingDown
+        );
     }
 
     #[test]
@@ -265,6 +405,14 @@ mod tests {
             e.body(),
             serde_json::json!({"error": {"code": "METHOD_NOT_ALLOWED", "message": e.message.clone()}})
         );
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{s}"
+            );
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[ALLOW], "GET");

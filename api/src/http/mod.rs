@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md section 8): hyper 1.x on glommio, one server per core.
+//! The HTTP API (documented in `docs/api.md`): hyper 1.x on glommio, one server per core.
 //!
 //! Every core runs its own accept loop on the same address (`SO_REUSEPORT`: the kernel spreads
 //! connections over the cores), and serves each connection on that core with HTTP/1.1
@@ -15,34 +15,34 @@
 //!    `SHUTTING_DOWN` with `Connection: close`), wait for [`HttpSettings::in_flight`] to reach
 //!    0, then stop the engine.
 //!
-//! Modules: [`routes`] (endpoints, independent of sockets), [`types`] (wire types, compact
-//! results format), [`error`] (the error shape), [`stats`] (measured figures), [`io`]
-//! (glommio/hyper glue), [`server`] (accept loop, connections), [`openapi`].
+//! Modules: [`routes`] (the route table and the endpoints, independent of sockets), [`types`]
+//! (wire types, compact results format), [`error`] (the error shape and its codes),
+//! [`metrics`] (measured figures and the `/metrics` exposition), [`io`] (glommio/hyper glue),
+//! [`server`] (accept loop, connections), [`openapi`] (the document the route table describes).
 
 pub mod error;
 pub mod io;
+pub mod metrics;
 pub mod openapi;
-pub mod prometheus;
 pub mod routes;
 pub mod server;
-pub mod stats;
 pub mod types;
 
+pub use metrics::Metrics;
 pub use server::{bind, serve};
-pub use stats::Metrics;
 #[allow(unused_imports)]
 // for clients (client.rs currently has its own decoder of the same format)
 pub use types::{decode_compact_results, BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 
+use aurigraph_beacon::state::BeaconState;
 use aurigraph_engine::batch::BATCH_RECORDS_MAX;
-use aurigraph_net::beacon::state::BeaconState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-/// Default listen address (DESIGN.md section 7).
+/// Default listen address (see `docs/operations.md`).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9003";
 /// Default request body limit: 16 MiB (a full binary batch of 65,536 records is 11 MiB).
 pub const DEFAULT_BODY_BYTES_MAX: usize = 16 << 20;
@@ -110,6 +110,15 @@ impl HttpSettings {
         self.checked_addr
             .get()
             .and_then(|r| r.as_ref().ok().copied())
+    }
+}
+
+impl HttpSettings {
+    /// The beacon state, readable even if a writer panicked (it holds plain values).
+    pub fn beacon_state(&self) -> std::sync::RwLockReadGuard<'_, BeaconState> {
+        self.beacon
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

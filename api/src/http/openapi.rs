@@ -1,226 +1,47 @@
-//! `GET /api/v11/openapi.json`: the OpenAPI 3.0 description of every endpoint.
+//! `GET /api/v11/openapi.json`: the OpenAPI 3.0 description of every endpoint. The paths come
+//! from the route table (each endpoint's operation is written next to its handler); the
+//! schemas and the shared error responses are here.
 
+use super::error::ErrorCode;
+use super::routes::table::SPEC;
 use serde_json::{json, Map, Value};
 
-fn reference(name: &str) -> Value {
+/// `{"$ref": "#/components/schemas/<name>"}`.
+pub fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn json_content(schema: Value) -> Value {
+/// A JSON body of `schema`.
+pub fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
 
-fn ok(description: &str, schema: &str) -> Value {
+/// A response with a JSON body of the schema named `schema`.
+pub fn ok(description: &str, schema: &str) -> Value {
     json!({ "description": description, "content": json_content(reference(schema)) })
 }
 
-fn error(description: &str) -> Value {
+/// One of the error responses of `components.responses` (see [`error_responses`]).
+pub fn error(description: &str) -> Value {
     json!({ "$ref": format!("#/components/responses/{description}") })
 }
 
-fn get(summary: &str, description: &str, responses: Value) -> Value {
-    json!({ "get": { "summary": summary, "description": description, "responses": responses } })
+/// An operation with a summary, a description and its responses.
+pub fn operation(summary: &str, description: &str, responses: Value) -> Value {
+    json!({ "summary": summary, "description": description, "responses": responses })
 }
 
-fn wait_parameter() -> Value {
-    json!({
-        "name": "wait", "in": "query", "required": false,
-        "description": "true (default): answer once every transfer is committed, fdatasynced and applied. false: answer 202 right after admission with status PENDING; look the outcome up with GET /api/v11/transactions/{txHash}.",
-        "schema": { "type": "boolean", "default": true }
-    })
-}
-
+/// The paths: every endpoint of the route table, under its path template and method.
 fn paths() -> Value {
-    let health_responses = json!({
-        "200": ok("UP", "Health"),
-        "503": { "description": "DOWN (ready: a shard has no leader, or the engine stopped; live: the engine stopped)", "content": json_content(reference("Health")) }
-    });
     let mut paths = Map::new();
-    paths.insert(
-        "/api/v11/health".into(),
-        get(
-            "Health (readiness)",
-            "MicroProfile Health shape. UP when every shard has a known leader.",
-            health_responses.clone(),
-        ),
-    );
-    paths.insert(
-        "/q/health/live".into(),
-        get(
-            "Liveness",
-            "UP while the ledger engine answers.",
-            health_responses.clone(),
-        ),
-    );
-    paths.insert(
-        "/q/health/ready".into(),
-        get(
-            "Readiness",
-            "UP when every shard has a known leader.",
-            health_responses,
-        ),
-    );
-    paths.insert(
-        "/api/v11/info".into(),
-        get(
-            "Node information",
-            "Identity and layout of this validator.",
-            json!({ "200": ok("Node information", "Info"), "503": error("Unavailable") }),
-        ),
-    );
-    paths.insert("/api/v11/stats".into(), get(
-        "Measured figures",
-        "Every number is measured by this process, none is invented. tps: transfers confirmed (result OK) per second over the last second; avgTps: since the HTTP server started; peakTps: highest one-second tps. Latency: admission to reply of waited submissions (wait=true), over roughly the last 10 seconds (latencyWindowSeconds), in a log-bucketed histogram (within 6.25%). memoryUsageMb: resident set size; cpuUsagePercent: process CPU over the last second as a percent of the CPUs available. Consensus figures are sums or maxima over the shards.",
-        json!({ "200": ok("Figures", "Stats"), "503": error("Unavailable") }),
-    ));
-    paths.insert("/api/v11/transactions".into(), json!({ "post": {
-        "summary": "Submit one transfer",
-        "description": "The transfer is signed by the sender over the 104-byte message of DESIGN.md section 5. A request that is valid but decided with a result other than OK (e.g. INSUFFICIENT_FUNDS) is still HTTP 200, with status REJECTED.",
-        "parameters": [wait_parameter()],
-        "requestBody": { "required": true, "content": json_content(reference("Transfer")) },
-        "responses": {
-            "200": ok("Decided: CONFIRMED (result OK) or REJECTED (any other result)", "Outcome"),
-            "202": ok("Admitted, not yet decided (wait=false)", "Pending"),
-            "400": error("BadRequest"), "413": error("TooLarge"), "415": error("UnsupportedMediaType"), "503": error("Unavailable")
+    for route in SPEC {
+        let methods = paths
+            .entry(route.path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(methods) = methods {
+            methods.insert(route.method.as_str().to_ascii_lowercase(), (route.doc)());
         }
-    }}));
-    paths.insert("/api/v11/transactions/batch".into(), json!({ "post": {
-        "summary": "Submit a batch of transfers",
-        "description": "JSON {\"transactions\":[…]} or the binary batch (Content-Type: application/vnd.aurigraph.batch; the rkyv archive of 168-byte records described in aurigraph_engine::batch: 168*N+12 bytes). One result per transfer, in request order. With Accept: application/vnd.aurigraph.results (and wait=true) the answer is the compact binary format: 9 bytes per transfer in request order, 1 byte result code (0 OK, 1 BAD_SIGNATURE, 2 INSUFFICIENT_FUNDS, 3 NONCE_REPLAYED, 4 NONCE_TOO_OLD, 5 ZERO_AMOUNT, 6 SELF_TRANSFER, 7 UNKNOWN_ASSET, 8 WRONG_CHAIN, 9 MALFORMED) then the block number as u64 little-endian (0: rejected before consensus). Decided rejections are HTTP 200.",
-        "parameters": [wait_parameter()],
-        "requestBody": { "required": true, "content": {
-            "application/json": { "schema": reference("TransferBatch") },
-            "application/vnd.aurigraph.batch": { "schema": { "type": "string", "format": "binary" } }
-        }},
-        "responses": {
-            "200": { "description": "Every transfer decided", "content": {
-                "application/json": { "schema": reference("BatchOutcome") },
-                "application/vnd.aurigraph.results": { "schema": { "type": "string", "format": "binary", "description": "9 bytes per transfer: result code u8, block u64 LE" } }
-            }},
-            "202": ok("Admitted, not yet decided (wait=false)", "BatchPending"),
-            "400": error("BadRequest"),
-            "413": error("TooLarge"),
-            "415": error("UnsupportedMediaType"),
-            "503": error("Unavailable")
-        }
-    }}));
-    paths.insert("/api/v11/transactions/{txHash}".into(), json!({ "get": {
-        "summary": "Status of a transfer",
-        "description": "Each shard keeps a bounded window of recent transfers; older or unknown hashes are 404.",
-        "parameters": [{ "name": "txHash", "in": "path", "required": true, "schema": reference("Hash") }],
-        "responses": {
-            "200": { "description": "Known", "content": json_content(json!({ "oneOf": [reference("Outcome"), reference("Pending")] })) },
-            "400": error("BadRequest"), "404": error("NotFound"), "503": error("Unavailable")
-        }
-    }}));
-    paths.insert("/api/v11/accounts/{address}".into(), json!({ "get": {
-        "summary": "Balances and nonce of an account",
-        "description": "An address that never held anything is answered as an empty account: 200, balances {}, nonce \"0\".",
-        "parameters": [{ "name": "address", "in": "path", "required": true, "schema": reference("Address") }],
-        "responses": { "200": ok("The account", "Account"), "400": error("BadRequest"), "503": error("Unavailable") }
-    }}));
-    paths.insert("/api/v11/blocks/latest".into(), get("Latest block of every shard", "One entry per shard that has a block.", json!({
-        "200": { "description": "Latest blocks", "content": json_content(json!({ "type": "object", "required": ["blocks"], "properties": { "blocks": { "type": "array", "items": reference("Block") } } })) },
-        "503": error("Unavailable")
-    })));
-    paths.insert("/api/v11/blocks/{shard}/{height}".into(), json!({ "get": {
-        "summary": "A block of a shard",
-        "description": "A block is one applied entry of the shard's log; its height is the log index. Each shard keeps a bounded window of recent blocks: older (or future) heights are 404.",
-        "parameters": [
-            { "name": "shard", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } },
-            { "name": "height", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } }
-        ],
-        "responses": { "200": ok("The block", "Block"), "400": error("BadRequest"), "404": error("NotFound"), "503": error("Unavailable") }
-    }}));
-    paths.insert(
-        "/api/v11/validators".into(),
-        get(
-            "Validators",
-            "Validators known to this node: itself and every shard's current leader.",
-            json!({ "200": ok("Validators", "Validators"), "503": error("Unavailable") }),
-        ),
-    );
-    paths.insert("/api/v11/admin/validators".into(), json!({ "post": {
-        "summary": "Membership change (admin)",
-        "description": "One membership step on every shard this validator leads: add-learner (with the new validator's peerAddr), promote (learner to voter), remove. raft-rs ConfChangeV2 (joint consensus when several changes go together). Answers per shard APPLIED (log index), NOT_LEADER (leader id: run it there), REFUSED or RETRY; `aurigraph validators` runs it over every validator until all shards applied. Unauthenticated: expose the HTTP port to operators only.",
-        "requestBody": { "required": true, "content": json_content(json!({
-            "type": "object", "required": ["action", "nodeId"],
-            "properties": {
-                "action": { "type": "string", "enum": ["add-learner", "promote", "remove"] },
-                "nodeId": { "type": "integer", "minimum": 1 },
-                "peerAddr": { "type": "string", "description": "IP:PORT, the new validator's base peer address (add-learner)" }
-            }
-        })) },
-        "responses": { "200": { "description": "Per-shard results", "content": json_content(json!({ "type": "object" })) }, "400": error("BadRequest"), "503": error("Unavailable") }
-    }}));
-    paths.insert("/api/v11/consensus/status".into(), get("Consensus status", "This node's role, and the Raft figures of every shard.", json!({ "200": ok("Consensus status", "ConsensusStatus"), "503": error("Unavailable") })));
-    let int_query = |name: &str, min: u32, max: u32, description: &str| {
-        json!({
-            "name": name, "in": "query", "required": false, "description": description,
-            "schema": { "type": "integer", "minimum": min, "maximum": max, "default": 32 }
-        })
-    };
-    let drawn = |summary: &str, description: &str, parameters: Vec<Value>| {
-        json!({ "get": {
-            "summary": summary, "description": description, "parameters": parameters,
-            "responses": { "200": ok("Random bytes", "RandomBytes"), "400": error("BadRequest") }
-        }})
-    };
-    const CONSTRUCTION: &str = " Bytes are HKDF-SHA512 over 64 bytes of OS CSPRNG output concatenated with the latest verified beacon value (see info); with no verified pulse (no source configured, the default, or none verifying) from the CSPRNG alone, with source LOCAL_FALLBACK and verified false.";
-    paths.insert(
-        "/api/v11/quantum/randomness/random-bytes".into(),
-        drawn(
-            "Random bytes",
-            &format!("size bytes, base64 in bytes.{CONSTRUCTION}"),
-            vec![int_query(
-                "size",
-                1,
-                1024,
-                "Bytes wanted, 1..1024 (default 32)",
-            )],
-        ),
-    );
-    paths.insert(
-        "/api/v11/quantum/randomness/transaction-nonce".into(),
-        drawn(
-            "Transaction nonce",
-            &format!("32 bytes, lowercase hex in nonce.{CONSTRUCTION}"),
-            vec![],
-        ),
-    );
-    paths.insert(
-        "/api/v11/quantum/randomness/crypto-seed".into(),
-        drawn(
-            "Cryptographic seed",
-            &format!("length bytes, base64 in bytes.{CONSTRUCTION}"),
-            vec![int_query(
-                "length",
-                16,
-                256,
-                "Seed length in bytes, 16..256 (default 32)",
-            )],
-        ),
-    );
-    paths.insert("/api/v11/quantum/randomness/health".into(), get(
-        "Beacon health",
-        "UP with no source configured (data.configured false: the fallback is served by design) or when every configured source has a verified pulse; DOWN (503) with data.reasons when a configured source has none or fails. The node's own health shows this as its beacon check without changing the node's status.",
-        json!({ "200": { "description": "UP", "content": json_content(json!({ "type": "object" })) }, "503": { "description": "DOWN", "content": json_content(json!({ "type": "object" })) } }),
-    ));
-    paths.insert("/api/v11/quantum/randomness/info".into(), get(
-        "Beacon sources and construction",
-        "The configured sources (empty by default) with their latest verified pulse and last error, the supported sources, the fallback and the derivation (HKDF-SHA512 salt, input and per-endpoint info labels), and the parameter limits.",
-        json!({ "200": { "description": "Beacon information", "content": json_content(json!({ "type": "object" })) } }),
-    ));
-    paths.insert("/api/v11/quantum/randomness/pulse/latest".into(), get(
-        "Latest verified pulse",
-        "The public output (value, hex; bytes, base64) of the latest verified pulse and its provenance (source, chain, index, id = pulse CID or URI, pulse timestamp), enough to fetch and re-verify it. Public by design: never a secret. 503 NO_VERIFIED_PULSE when none is held.",
-        json!({ "200": { "description": "Latest verified pulse", "content": json_content(json!({ "type": "object" })) }, "503": error("Unavailable") }),
-    ));
-    paths.insert("/api/v11/openapi.json".into(), get("This document", "OpenAPI 3.0.", json!({ "200": { "description": "OpenAPI document", "content": json_content(json!({ "type": "object" })) } })));
-    paths.insert("/metrics".into(), get("Prometheus metrics", "The figures of /api/v11/stats and per-shard consensus figures, in the OpenMetrics 1.0 text format (prometheus-client).", json!({
-        "200": { "description": "Metrics", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } },
-        "503": error("Unavailable")
-    })));
+    }
     Value::Object(paths)
 }
 
@@ -301,7 +122,7 @@ fn node_schemas() -> Map<String, Value> {
     s.insert("Error".into(), json!({
         "type": "object", "required": ["error"],
         "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-            "code": { "type": "string", "pattern": "^[A-Z_]+$", "description": "Stable, UPPER_SNAKE: NOT_FOUND, METHOD_NOT_ALLOWED, MALFORMED_JSON, INVALID_REQUEST, INVALID_ADDRESS, INVALID_SIGNATURE, INVALID_TX_HASH, INVALID_BATCH, BODY_READ_FAILED, PAYLOAD_TOO_LARGE, TOO_MANY_TRANSFERS, UNSUPPORTED_MEDIA_TYPE, TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND, NOT_LEADER, OVERLOADED, RETRY, SHUTTING_DOWN, ENGINE_FAILURE, NO_VERIFIED_PULSE, INTERNAL" },
+            "code": { "type": "string", "pattern": "^[A-Z_]+$", "description": format!("Stable, UPPER_SNAKE: {}", ErrorCode::ALL.map(ErrorCode::as_str).join(", ")) },
             "message": { "type": "string", "description": "Human-readable explanation" }
         }}}
     }));

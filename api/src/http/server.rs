@@ -2,8 +2,8 @@
 //! (HTTP/1.1 keep-alive or HTTP/2) per accepted socket, with an idle watchdog.
 
 use super::io::{Activity, HyperIo, LocalExec};
+use super::metrics::SAMPLE_PERIOD;
 use super::routes::{self, Backend, Ctx};
-use super::stats::SAMPLE_PERIOD;
 use super::HttpSettings;
 use aurigraph_engine::runtime::Engine;
 use futures::future::{select, Either};

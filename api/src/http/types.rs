@@ -1,7 +1,7 @@
 //! Wire types of the HTTP API: the V11 JSON transfer, its validation into a [`Record`], the JSON
 //! answers, and the compact binary results format.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use aurigraph_engine::record::{Address, Record, Transfer, TxHash, SIGNATURE_BYTES};
 use aurigraph_engine::replica::Outcome;
 use aurigraph_engine::ResultCode;
@@ -191,13 +191,19 @@ impl TransferJson {
             }
         }
         let from = Address::from_hex(&self.from_address).map_err(|e| {
-            ApiError::bad_request("INVALID_ADDRESS", format!("{}fromAddress: {e}", at()))
+            ApiError::new(
+                ErrorCode::InvalidAddress,
+                format!("{}fromAddress: {e}", at()),
+            )
         })?;
         let to = Address::from_hex(&self.to_address).map_err(|e| {
-            ApiError::bad_request("INVALID_ADDRESS", format!("{}toAddress: {e}", at()))
+            ApiError::new(ErrorCode::InvalidAddress, format!("{}toAddress: {e}", at()))
         })?;
         let signature = parse_signature(&self.signature).map_err(|e| {
-            ApiError::bad_request("INVALID_SIGNATURE", format!("{}signature: {e}", at()))
+            ApiError::new(
+                ErrorCode::InvalidSignature,
+                format!("{}signature: {e}", at()),
+            )
         })?;
         let transfer = Transfer {
             chain_id: self.chain_id.map_or(chain_id, |c| c.0),
@@ -227,8 +233,8 @@ fn parse_signature(text: &str) -> Result<[u8; SIGNATURE_BYTES], String> {
 /// Parses a `txHash` path segment.
 pub fn parse_tx_hash(text: &str) -> Result<TxHash, ApiError> {
     TxHash::from_hex(text).map_err(|e| {
-        ApiError::bad_request(
-            "INVALID_TX_HASH",
+        ApiError::new(
+            ErrorCode::InvalidTxHash,
             e.replace("an address", "a transaction hash"),
         )
     })
@@ -236,7 +242,7 @@ pub fn parse_tx_hash(text: &str) -> Result<TxHash, ApiError> {
 
 /// Parses an `address` path segment.
 pub fn parse_address(text: &str) -> Result<Address, ApiError> {
-    Address::from_hex(text).map_err(|e| ApiError::bad_request("INVALID_ADDRESS", e))
+    Address::from_hex(text).map_err(|e| ApiError::new(ErrorCode::InvalidAddress, e))
 }
 
 /// `CONFIRMED` iff the result is `OK`; any other result is `REJECTED` (decided, not applied).
@@ -355,23 +361,23 @@ mod tests {
     #[test]
     fn validation_errors_have_precise_codes() {
         let e = parse(&transfer(",\"extra\":1")).unwrap_err();
-        assert_eq!(e.code, "INVALID_REQUEST");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.contains("unknown field `extra`"), "{}", e.message);
         let e = parse(&transfer(",\"transactionType\":\"MINT\"")).unwrap_err();
-        assert_eq!(e.code, "INVALID_REQUEST");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.contains("MINT"));
         let e = parse(&transfer("").replace(FROM, "abc")).unwrap_err();
-        assert_eq!(e.code, "INVALID_ADDRESS");
+        assert_eq!(e.code, ErrorCode::InvalidAddress);
         assert!(e.message.starts_with("fromAddress"), "{}", e.message);
         let e = parse(&transfer("").replace(TO, &"zz".repeat(32))).unwrap_err();
-        assert_eq!(e.code, "INVALID_ADDRESS");
+        assert_eq!(e.code, ErrorCode::InvalidAddress);
         assert!(e.message.starts_with("toAddress"));
         let e = parse(&transfer("").replace(&sig(), "00")).unwrap_err();
-        assert_eq!(e.code, "INVALID_SIGNATURE");
+        assert_eq!(e.code, ErrorCode::InvalidSignature);
         let e = parse(&transfer("").replace(&sig(), &"g".repeat(128))).unwrap_err();
-        assert_eq!(e.code, "INVALID_SIGNATURE");
+        assert_eq!(e.code, ErrorCode::InvalidSignature);
         let e = parse(&transfer("").replace("\"amount\":10", "\"amount\":-10")).unwrap_err();
-        assert_eq!(e.code, "INVALID_REQUEST");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.message.contains("negative"), "{}", e.message);
         let e = parse(&transfer("").replace("\"amount\":10,", "")).unwrap_err();
         assert!(
@@ -380,7 +386,7 @@ mod tests {
             e.message
         );
         let e = parse("{\"fromAddress\":").unwrap_err();
-        assert_eq!(e.code, "MALFORMED_JSON");
+        assert_eq!(e.code, ErrorCode::MalformedJson);
     }
 
     #[test]
@@ -426,9 +432,12 @@ mod tests {
     fn path_values() {
         assert_eq!(parse_tx_hash(&"00".repeat(32)).unwrap(), TxHash([0; 32]));
         let e = parse_tx_hash("xyz").unwrap_err();
-        assert_eq!(e.code, "INVALID_TX_HASH");
+        assert_eq!(e.code, ErrorCode::InvalidTxHash);
         assert!(e.message.contains("transaction hash"), "{}", e.message);
-        assert_eq!(parse_address("12").unwrap_err().code, "INVALID_ADDRESS");
+        assert_eq!(
+            parse_address("12").unwrap_err().code,
+            ErrorCode::InvalidAddress
+        );
     }
 
     #[test]

@@ -1,0 +1,278 @@
+//! The ledger's families: transfers and their latency, admission, consensus per shard, storage.
+
+use super::per_shard;
+use crate::http::metrics::exposition::Exposition;
+use crate::http::metrics::{disk_space, Histograms, Snapshot};
+use crate::http::HttpSettings;
+use aurigraph_engine::runtime::{HistogramCounts, ShardCounters};
+use aurigraph_engine::ShardStatus;
+use std::sync::atomic::Ordering;
+
+/// Transfers by result, their latency (histogram and windowed quantiles), throughput, batches.
+pub(super) fn transfers(e: &mut Exposition, s: &Snapshot, h: &Histograms) {
+    e.family(
+        "aurigraph_transactions_total",
+        "counter",
+        "Transfers answered after consensus (wait=true), by result code (OK, INSUFFICIENT_FUNDS, ...).",
+    );
+    for (code, n) in &h.results {
+        e.sample(
+            "aurigraph_transactions_total",
+            &[("result", code.as_str())],
+            *n,
+        );
+    }
+    e.single(
+        "aurigraph_transactions_detached_total",
+        "counter",
+        "Transfers admitted with wait=false (their result is not seen by the API; see /api/v11/transactions/{txHash}).",
+        s.detached,
+    );
+    e.family(
+        "aurigraph_transaction_duration_seconds",
+        "histogram",
+        "Admission-to-reply latency of transfers answered after consensus.",
+    );
+    e.histogram(
+        "aurigraph_transaction_duration_seconds",
+        &[],
+        &h.latency_us,
+        1e6,
+    );
+    // Windowed quantiles as a gauge (OpenMetrics summaries are not encoded by
+    // prometheus-client; the since-start sum and count are the histogram's).
+    e.family(
+        "aurigraph_transaction_latency_seconds",
+        "gauge",
+        "Admission-to-reply latency quantiles over the recent window (the figures of /api/v11/stats).",
+    );
+    for (q, ms) in [
+        ("0.5", s.p50_ms),
+        ("0.95", s.p95_ms),
+        ("0.99", s.p99_ms),
+        ("0.999", s.p999_ms),
+    ] {
+        e.sample(
+            "aurigraph_transaction_latency_seconds",
+            &[("quantile", q)],
+            ms / 1000.0,
+        );
+    }
+    e.single(
+        "aurigraph_transaction_latency_max_seconds",
+        "gauge",
+        "Longest admission-to-reply latency over the recent window.",
+        s.max_ms / 1000.0,
+    );
+    e.single(
+        "aurigraph_tps",
+        "gauge",
+        "Confirmed transfers per second over the last second.",
+        s.tps,
+    );
+    e.single(
+        "aurigraph_peak_tps",
+        "gauge",
+        "Highest one-second confirmed-transfer rate since start.",
+        s.peak_tps,
+    );
+    e.single(
+        "aurigraph_batches_total",
+        "counter",
+        "Submissions (POST /transactions or /transactions/batch) that carried transfers into consensus.",
+        h.batch_size.count(),
+    );
+    e.family(
+        "aurigraph_batch_size",
+        "histogram",
+        "Transfers per submission.",
+    );
+    e.histogram("aurigraph_batch_size", &[], &h.batch_size, 1.0);
+}
+
+/// Admission: what waits in each shard, and the signatures verified.
+pub(super) fn admission(e: &mut Exposition, status: &[ShardStatus], counters: &[ShardCounters]) {
+    per_shard(
+        e,
+        status,
+        "aurigraph_transaction_queue_size",
+        "gauge",
+        "Transfers admitted by the shard and not yet decided (bounded by pending_records_max).",
+        |st| st.pending_records as u64,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_shard_queued_commands",
+        "gauge",
+        "Commands (submissions, queries, receipts) waiting in the shard's channels.",
+        |st| st.queued_commands as u64,
+    );
+    e.family(
+        "aurigraph_signature_verifications_total",
+        "counter",
+        "Ed25519 signatures verified at admission, by outcome (valid, invalid).",
+    );
+    let valid: u64 = counters
+        .iter()
+        .map(|c| c.signatures_valid.load(Ordering::Relaxed))
+        .sum();
+    let invalid: u64 = counters
+        .iter()
+        .map(|c| c.signatures_invalid.load(Ordering::Relaxed))
+        .sum();
+    e.sample(
+        "aurigraph_signature_verifications_total",
+        &[("outcome", "valid")],
+        valid,
+    );
+    e.sample(
+        "aurigraph_signature_verifications_total",
+        &[("outcome", "invalid")],
+        invalid,
+    );
+}
+
+/// Consensus, per shard (each shard is one raft group).
+pub(super) fn consensus(e: &mut Exposition, status: &[ShardStatus]) {
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_term",
+        "gauge",
+        "Raft term of the shard.",
+        |st| st.term,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_commit_index",
+        "gauge",
+        "Raft commit index of the shard.",
+        |st| st.commit_index,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_applied_index",
+        "gauge",
+        "Last log index applied to the shard's ledger.",
+        |st| st.applied_index,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_last_index",
+        "gauge",
+        "Last index in the shard's raft log on this node.",
+        |st| st.last_index,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_is_leader",
+        "gauge",
+        "1 when this node leads the shard.",
+        |st| (st.role == "LEADER") as u64,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_has_leader",
+        "gauge",
+        "1 when the shard has a leader known to this node.",
+        |st| st.leader_id.is_some() as u64,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_leader_changes_total",
+        "counter",
+        "Leader changes seen by the shard on this node since start.",
+        |st| st.leader_changes,
+    );
+    per_shard(
+        e,
+        status,
+        "aurigraph_consensus_voters",
+        "gauge",
+        "Voters of the shard's raft group.",
+        |st| st.voters as u64,
+    );
+    e.single(
+        "aurigraph_consensus_cluster_size",
+        "gauge",
+        "Validators in the cluster (the most voters of any shard's raft group).",
+        status.iter().map(|st| st.voters).max().unwrap_or(0),
+    );
+    e.family(
+        "aurigraph_consensus_peer_lag_entries",
+        "gauge",
+        "On the shard's leader: entries each voter (this node included) is behind the leader's last index.",
+    );
+    for st in status {
+        let shard = st.shard.to_string();
+        for (peer, lag) in &st.peer_lag {
+            let peer = peer.to_string();
+            e.sample(
+                "aurigraph_consensus_peer_lag_entries",
+                &[("shard", &shard), ("peer", &peer)],
+                *lag,
+            );
+        }
+    }
+    per_shard(
+        e,
+        status,
+        "aurigraph_shard_accounts",
+        "gauge",
+        "Accounts held by the shard.",
+        |st| st.accounts as u64,
+    );
+}
+
+/// Storage: WAL group commits, bytes, snapshots, space left in the data directory.
+pub(super) fn storage(e: &mut Exposition, counters: &[ShardCounters], settings: &HttpSettings) {
+    let mut fsync = HistogramCounts::default();
+    for c in counters {
+        fsync.add(&c.wal_fsync_ns.read());
+    }
+    e.family(
+        "aurigraph_wal_fsync_duration_seconds",
+        "histogram",
+        "fdatasync time of each WAL group commit, all shards.",
+    );
+    e.histogram("aurigraph_wal_fsync_duration_seconds", &[], &fsync, 1e9);
+    e.single(
+        "aurigraph_wal_bytes_written_total",
+        "counter",
+        "Bytes written to the WAL segments (padding included), all shards.",
+        counters
+            .iter()
+            .map(|c| c.wal_bytes_written.load(Ordering::Relaxed))
+            .sum::<u64>(),
+    );
+    e.single(
+        "aurigraph_snapshots_total",
+        "counter",
+        "Shard state snapshots written since start, all shards.",
+        counters
+            .iter()
+            .map(|c| c.snapshots.load(Ordering::Relaxed))
+            .sum::<u64>(),
+    );
+    if let Some((capacity, available)) = settings.data_dir.as_deref().and_then(disk_space) {
+        e.single(
+            "aurigraph_data_dir_capacity_bytes",
+            "gauge",
+            "Size of the file system holding the data directory.",
+            capacity,
+        );
+        e.single(
+            "aurigraph_data_dir_available_bytes",
+            "gauge",
+            "Bytes available to the node on the file system holding the data directory.",
+            available,
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Transfers: `POST /api/v11/transactions` (one, JSON), `POST /api/v11/transactions/batch`
+//! (JSON or the binary batch; JSON or compact results), `GET /api/v11/transactions/{txHash}`.
+
+use super::request::{content_type, is_json, read_body, wait_param, wants_compact};
+use super::response::{
+    bytes_response, json_response, BatchOut, OutcomeOut, PendingBatchOut, PendingOut,
+};
+use super::{Answer, Backend, Ctx, RequestBody};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::openapi::{error, json_content, ok, reference};
+use crate::http::types::{
+    encode_compact_results, parse_tx_hash, BatchJson, TransferJson, BATCH_MEDIA_TYPE,
+    RESULTS_MEDIA_TYPE,
+};
+use aurigraph_engine::batch::{decode_batch, BatchError, BATCH_FOOTER_BYTES};
+use aurigraph_engine::record::{Record, RECORD_BYTES};
+use aurigraph_engine::replica::TxStatus;
+use aurigraph_engine::shard_of;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// `POST /api/v11/transactions`: one V11 JSON transfer.
+pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T>) -> Answer {
+    match content_type(&request)? {
+        None => {}
+        Some(media) if is_json(&media) => {}
+        Some(media) => return Err(ApiError::unsupported_media_type(&media, "application/json")),
+    }
+    let wait = wait_param(&request)?;
+    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let transfer: TransferJson =
+        serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
+    let record = transfer.to_record(ctx.backend.chain_id(), None)?;
+    if !wait {
+        let hashes = ctx.backend.submit_detached(vec![record]).await?;
+        ctx.settings.metrics.record_detached(ctx.core, 1);
+        let shard = shard_of(&record.from(), ctx.backend.shard_count());
+        let hash = hashes.first().copied().unwrap_or_else(|| record.tx_hash());
+        return Ok(json_response(
+            StatusCode::ACCEPTED,
+            &PendingOut::new(&hash, shard),
+        ));
+    }
+    let admitted = Instant::now();
+    let outcomes = ctx.backend.submit(vec![record]).await?;
+    let Some(outcome) = outcomes.first() else {
+        return Err(ApiError::internal("the engine returned no outcome"));
+    };
+    ctx.settings
+        .metrics
+        .record_decided(ctx.core, [outcome.result], admitted.elapsed());
+    Ok(json_response(StatusCode::OK, &OutcomeOut::from(outcome)))
+}
+
+/// `POST /api/v11/transactions/batch`: JSON `{"transactions":[…]}` or a binary batch.
+pub async fn submit_batch<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T>) -> Answer {
+    let binary = match content_type(&request)? {
+        None => false,
+        Some(media) if is_json(&media) => false,
+        Some(media) if media == BATCH_MEDIA_TYPE => true,
+        Some(media) => {
+            return Err(ApiError::unsupported_media_type(
+                &media,
+                "application/json or application/vnd.aurigraph.batch",
+            ))
+        }
+    };
+    let wait = wait_param(&request)?;
+    let compact = wants_compact(&request);
+    let max = ctx.settings.batch_transfers_max;
+    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let records = if binary {
+        decode_binary_batch(&body, max)?
+    } else {
+        decode_json_batch(&body, max, ctx.backend.chain_id())?
+    };
+    let count = records.len();
+    if !wait {
+        let shard_count = ctx.backend.shard_count();
+        let shards: Vec<u32> = records
+            .iter()
+            .map(|r| shard_of(&r.from(), shard_count))
+            .collect();
+        let hashes = ctx.backend.submit_detached(records).await?;
+        ctx.settings.metrics.record_detached(ctx.core, count as u64);
+        let results: Vec<PendingOut> = hashes
+            .iter()
+            .zip(shards)
+            .map(|(h, s)| PendingOut::new(h, s))
+            .collect();
+        return Ok(json_response(
+            StatusCode::ACCEPTED,
+            &PendingBatchOut {
+                pending: results.len(),
+                results,
+            },
+        ));
+    }
+    let admitted = Instant::now();
+    let outcomes = ctx.backend.submit(records).await?;
+    let latency = admitted.elapsed();
+    if outcomes.len() != count {
+        return Err(ApiError::internal(format!(
+            "the engine returned {} outcomes for {count} transfers",
+            outcomes.len()
+        )));
+    }
+    let accepted = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let rejected = count - accepted;
+    ctx.settings
+        .metrics
+        .record_decided(ctx.core, outcomes.iter().map(|o| o.result), latency);
+    if compact {
+        return Ok(bytes_response(
+            StatusCode::OK,
+            RESULTS_MEDIA_TYPE,
+            encode_compact_results(&outcomes),
+        ));
+    }
+    let results: Vec<OutcomeOut> = outcomes.iter().map(OutcomeOut::from).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &BatchOut {
+            results,
+            accepted,
+            rejected,
+        },
+    ))
+}
+
+/// Validates a binary batch (`aurigraph_engine::batch`) and copies its records out.
+fn decode_binary_batch(body: &[u8], max: usize) -> Result<Vec<Record>, ApiError> {
+    // The count follows from the length; refuse oversize batches before validating them.
+    if body.len() >= BATCH_FOOTER_BYTES
+        && (body.len() - BATCH_FOOTER_BYTES).is_multiple_of(RECORD_BYTES)
+    {
+        let count = (body.len() - BATCH_FOOTER_BYTES) / RECORD_BYTES;
+        if count > max {
+            return Err(ApiError::too_many_transfers(count, max));
+        }
+    }
+    match decode_batch(body) {
+        Ok(view) => Ok(view.records().to_vec()),
+        Err(BatchError::TooManyRecords { count, .. }) => {
+            Err(ApiError::too_many_transfers(count, max))
+        }
+        Err(e) => Err(ApiError::new(
+            ErrorCode::InvalidBatch,
+            format!("invalid binary batch: {e}"),
+        )),
+    }
+}
+
+fn decode_json_batch(body: &[u8], max: usize, chain_id: u32) -> Result<Vec<Record>, ApiError> {
+    let batch: BatchJson = serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    if batch.transactions.len() > max {
+        return Err(ApiError::too_many_transfers(batch.transactions.len(), max));
+    }
+    if batch.transactions.is_empty() {
+        return Err(ApiError::invalid(
+            "\"transactions\" is empty: a batch holds at least one transfer",
+        ));
+    }
+    batch
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.to_record(chain_id, Some(i)))
+        .collect()
+}
+
+/// `GET /api/v11/transactions/{txHash}`.
+pub async fn transaction<B: Backend>(ctx: &Ctx<B>, hash: &str) -> Answer {
+    let hash = parse_tx_hash(hash)?;
+    match ctx.backend.transaction(hash).await? {
+        None => Err(ApiError::new(
+            ErrorCode::TransactionNotFound,
+            format!(
+                "transaction {hash} is not known to this node: it was never submitted, or it is \
+                 older than the bounded window of recent transactions each shard keeps"
+            ),
+        )),
+        Some(TxStatus::Pending { shard }) => Ok(json_response(
+            StatusCode::OK,
+            &PendingOut::new(&hash, shard),
+        )),
+        Some(TxStatus::Decided(outcome)) => {
+            Ok(json_response(StatusCode::OK, &OutcomeOut::from(&outcome)))
+        }
+    }
+}
+
+/// The `wait` query parameter of the submissions.
+fn wait_parameter() -> Value {
+    json!({
+        "name": "wait", "in": "query", "required": false,
+        "description": "true (default): answer once every transfer is committed, fdatasynced and applied. false: answer 202 right after admission with status PENDING; look the outcome up with GET /api/v11/transactions/{txHash}.",
+        "schema": { "type": "boolean", "default": true }
+    })
+}
+
+pub fn submit_doc() -> Value {
+    json!({
+        "summary": "Submit one transfer",
+        "description": "The transfer is signed by the sender over the 104-byte message documented in docs/api.md. A request that is valid but decided with a result other than OK (e.g. INSUFFICIENT_FUNDS) is still HTTP 200, with status REJECTED.",
+        "parameters": [wait_parameter()],
+        "requestBody": { "required": true, "content": json_content(reference("Transfer")) },
+        "responses": {
+            "200": ok("Decided: CONFIRMED (result OK) or REJECTED (any other result)", "Outcome"),
+            "202": ok("Admitted, not yet decided (wait=false)", "Pending"),
+            "400": error("BadRequest"), "413": error("TooLarge"), "415": error("UnsupportedMediaType"), "503": error("Unavailable")
+        }
+    })
+}
+
+pub fn submit_batch_doc() -> Value {
+    json!({
+        "summary": "Submit a batch of transfers",
+        "description": "JSON {\"transactions\":[…]} or the binary batch (Content-Type: application/vnd.aurigraph.batch; the rkyv archive of 168-byte records described in aurigraph_engine::batch: 168*N+12 bytes). One result per transfer, in request order. With Accept: application/vnd.aurigraph.results (and wait=true) the answer is the compact binary format: 9 bytes per transfer in request order, 1 byte result code (0 OK, 1 BAD_SIGNATURE, 2 INSUFFICIENT_FUNDS, 3 NONCE_REPLAYED, 4 NONCE_TOO_OLD, 5 ZERO_AMOUNT, 6 SELF_TRANSFER, 7 UNKNOWN_ASSET, 8 WRONG_CHAIN, 9 MALFORMED) then the block number as u64 little-endian (0: rejected before consensus). Decided rejections are HTTP 200.",
+        "parameters": [wait_parameter()],
+        "requestBody": { "required": true, "content": {
+            "application/json": { "schema": reference("TransferBatch") },
+            "application/vnd.aurigraph.batch": { "schema": { "type": "string", "format": "binary" } }
+        }},
+        "responses": {
+            "200": { "description": "Every transfer decided", "content": {
+                "application/json": { "schema": reference("BatchOutcome") },
+                "application/vnd.aurigraph.results": { "schema": { "type": "string", "format": "binary", "description": "9 bytes per transfer: result code u8, block u64 LE" } }
+            }},
+            "202": ok("Admitted, not yet decided (wait=false)", "BatchPending"),
+            "400": error("BadRequest"),
+            "413": error("TooLarge"),
+            "415": error("UnsupportedMediaType"),
+            "503": error("Unavailable")
+        }
+    })
+}
+
+pub fn transaction_doc() -> Value {
+    json!({
+        "summary": "Status of a transfer",
+        "description": "Each shard keeps a bounded window of recent transfers; older or unknown hashes are 404.",
+        "parameters": [{ "name": "txHash", "in": "path", "required": true, "schema": reference("Hash") }],
+        "responses": {
+            "200": { "description": "Known", "content": json_content(json!({ "oneOf": [reference("Outcome"), reference("Pending")] })) },
+            "400": error("BadRequest"), "404": error("NotFound"), "503": error("Unavailable")
+        }
+    })
+}
