@@ -30,12 +30,11 @@ pub mod types;
 
 pub use metrics::Metrics;
 pub use server::{bind, serve};
-#[allow(unused_imports)]
-// for clients (client.rs currently has its own decoder of the same format)
-pub use types::{decode_compact_results, BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
+/// The media types of the binary endpoints (the wire contract, `aurigraph-wire`).
+pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 
 use aurigraph_beacon::state::BeaconState;
-use aurigraph_engine::batch::BATCH_RECORDS_MAX;
+use aurigraph_wire::limits::BATCH_TRANSFERS_MAX;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -45,7 +44,7 @@ use std::time::Duration;
 /// Default listen address (see `docs/operations.md`).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9003";
 /// Default request body limit: 16 MiB (a full binary batch of 65,536 records is 11 MiB).
-pub const DEFAULT_BODY_BYTES_MAX: usize = 16 << 20;
+pub const DEFAULT_BODY_BYTES_MAX: usize = aurigraph_wire::limits::BODY_BYTES_MAX;
 /// Default connections served at once per core; more are accepted and closed at once.
 pub const DEFAULT_CONNECTIONS_MAX_PER_CORE: usize = 4096;
 /// Default idle time after which a connection with no request running is closed.
@@ -90,7 +89,7 @@ impl HttpSettings {
         HttpSettings {
             addr,
             body_bytes_max: DEFAULT_BODY_BYTES_MAX,
-            batch_transfers_max: BATCH_RECORDS_MAX,
+            batch_transfers_max: BATCH_TRANSFERS_MAX,
             connections_max_per_core: DEFAULT_CONNECTIONS_MAX_PER_CORE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             node_id: 1,

@@ -9,59 +9,13 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-/// Media type of the binary batch (request body), see `aurigraph_engine::batch`.
-pub const BATCH_MEDIA_TYPE: &str = "application/vnd.aurigraph.batch";
-
-/// Media type of the compact results (answer body, on `Accept: application/vnd.aurigraph.results`).
-///
-/// # Compact results format
-///
-/// The answer to a batch of `N` transfers is exactly `9 * N` bytes, one 9-byte entry per
-/// transfer in request order, nothing before or after:
-///
-/// | offset | size | field |
-/// |---|---|---|
-/// | 9i | 1 | result code of transfer `i` as `u8` (`aurigraph_engine::ResultCode`: 0 `OK`, 1 `BAD_SIGNATURE`, 2 `INSUFFICIENT_FUNDS`, 3 `NONCE_REPLAYED`, 4 `NONCE_TOO_OLD`, 5 `ZERO_AMOUNT`, 6 `SELF_TRANSFER`, 7 `UNKNOWN_ASSET`, 8 `WRONG_CHAIN`, 9 `MALFORMED`; more may be added) |
-/// | 9i + 1 | 8 | block number (the shard's log index that decided it), u64 little-endian; 0 when rejected before consensus |
-///
-/// The shard of transfer `i` is `shard_of(from)`, and its `txHash` is SHA-256 of its 168 record
-/// bytes: clients that need them compute them. Only for waited submissions (status 200); errors
-/// keep the JSON error shape, and `?wait=false` answers JSON.
-pub const RESULTS_MEDIA_TYPE: &str = "application/vnd.aurigraph.results";
-
-/// Bytes per transfer in the compact results format.
-pub const COMPACT_RESULT_BYTES: usize = 9;
+pub use aurigraph_wire::compact::{
+    decode_compact_results, BATCH_MEDIA_TYPE, COMPACT_RESULT_BYTES, RESULTS_MEDIA_TYPE,
+};
 
 /// Encodes outcomes in the compact results format (see [`RESULTS_MEDIA_TYPE`]).
 pub fn encode_compact_results(outcomes: &[Outcome]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(outcomes.len() * COMPACT_RESULT_BYTES);
-    for o in outcomes {
-        out.push(o.result as u8);
-        out.extend_from_slice(&o.block.to_le_bytes());
-    }
-    out
-}
-
-/// Decodes the compact results format (see [`RESULTS_MEDIA_TYPE`]): `(result code, block)` per
-/// transfer, in request order. Codes are returned raw (`ResultCode::from_u8` names the known ones)
-/// so that a client keeps working when codes are added.
-#[allow(dead_code)] // used by the benchmark client
-pub fn decode_compact_results(bytes: &[u8]) -> Result<Vec<(u8, u64)>, String> {
-    if !bytes.len().is_multiple_of(COMPACT_RESULT_BYTES) {
-        return Err(format!(
-            "compact results are 9 bytes per transfer, got {} bytes (not a multiple of 9)",
-            bytes.len()
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(COMPACT_RESULT_BYTES)
-        .map(|c| {
-            (
-                c[0],
-                u64::from_le_bytes(c[1..].try_into().expect("8 bytes")),
-            )
-        })
-        .collect())
+    aurigraph_wire::compact::encode_compact_results(outcomes.iter().map(|o| (o.result, o.block)))
 }
 
 /// A u64 given as a JSON number or as a decimal string (amounts and nonces: JavaScript clients
@@ -419,6 +373,7 @@ mod tests {
         assert_eq!(decode_compact_results(&[]).unwrap(), vec![]);
         assert!(decode_compact_results(&bytes[..10])
             .unwrap_err()
+            .to_string()
             .contains("multiple of 9"));
     }
 

@@ -10,9 +10,8 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// Node ids known from this node's view: itself and every shard's leader. (Shard status does
-/// not list the voters; on a single validator this is exactly `[node_id]`.)
-/// The validators: every shard group's voters (and this node, and any leader seen).
+/// The validators seen from this node: every shard group's voters, this node, and any leader
+/// seen (on a single validator exactly `[node_id]`).
 pub fn validator_ids(node_id: u64, status: &[ShardStatus]) -> Vec<u64> {
     let mut ids: Vec<u64> = std::iter::once(node_id)
         .chain(status.iter().filter_map(|s| s.leader_id))
