@@ -35,11 +35,11 @@ pub use aurigraph_wire::{batch, genesis, record, result, shard};
 pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
 pub use genesis::Genesis;
 pub use ledger::{Account, Receipt, ShardState};
+pub use node::{ShardStatus, SubmitFailure};
 /// Membership change kinds (raft-rs), for [`Engine::change_membership`].
 pub use raft::eraftpb::ConfChangeType;
 pub use record::{Address, Record, Transfer, TxHash};
 pub use replica::{BlockHeader, Outcome, TxStatus};
 pub use result::ResultCode;
-pub use node::{ShardStatus, SubmitFailure};
 pub use runtime::{CoreService, Engine, EngineConfig, EngineError};
 pub use shard::{shard_of, ShardId};

@@ -145,6 +145,58 @@ pub fn encode_forward_reply(request: u64, reply: &ForwardReply, out: &mut Vec<u8
     }
 }
 
+/// A payload to send, borrowed from its owner; the edge encodes it into its own buffer.
+#[derive(Debug)]
+pub enum Outbound<'a> {
+    Raft(&'a Message),
+    RaftPiece {
+        transfer: u64,
+        total: u64,
+        offset: u64,
+        data: &'a [u8],
+    },
+    Forward {
+        request: u64,
+        records: &'a [Record],
+        valid: &'a [bool],
+    },
+    ForwardReply {
+        request: u64,
+        reply: &'a ForwardReply,
+    },
+    Credited {
+        destination: ShardId,
+        source: ShardId,
+        up_to: u64,
+    },
+}
+
+impl Outbound<'_> {
+    /// Encodes the payload into `out` (cleared first).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            Outbound::Raft(message) => encode_raft(message, out),
+            Outbound::RaftPiece {
+                transfer,
+                total,
+                offset,
+                data,
+            } => encode_raft_chunk(transfer, total, offset, data, out),
+            Outbound::Forward {
+                request,
+                records,
+                valid,
+            } => encode_forward(request, records, valid, out),
+            Outbound::ForwardReply { request, reply } => encode_forward_reply(request, reply, out),
+            Outbound::Credited {
+                destination,
+                source,
+                up_to,
+            } => encode_credited(destination, source, up_to, out),
+        }
+    }
+}
+
 /// The bytes a raft message travels as (what `RAFT_CHUNK` pieces reassemble to).
 pub fn raft_message_bytes(message: &Message) -> Vec<u8> {
     message
@@ -365,6 +417,11 @@ impl IncomingPieces {
                 total,
                 buf: Vec::with_capacity(total as usize),
             };
+        }
+        let end = offset.saturating_add(data.len() as u64);
+        if offset > 0 && transfer == self.transfer && end <= self.buf.len() as u64 {
+            // A piece received already (the link delivered it twice): nothing new.
+            return Ok(None);
         }
         if transfer != self.transfer || total != self.total || offset != self.buf.len() as u64 {
             *self = IncomingPieces::default();

@@ -1,31 +1,25 @@
 //! The runtime's edge to other validators: per core, one transport (aurigraph-net) to the
-//! same core of every peer; a router task that hands what arrives to this core's shard drivers;
-//! and the leader's side of forwarded submissions.
+//! same core of every peer, and a router task that hands what arrives to this core's shards.
 //!
 //! Shard `s` lives on core `s mod cores` on every validator, so a shard's raft messages and
 //! forwarded transfers never cross cores here either. The payloads are [`crate::peering`].
 
-use super::{Command, Engine, EngineConfig, EngineError, SubmitFailure};
+use super::driver::Command;
+use super::{Engine, EngineConfig, EngineError};
 use crate::genesis::Genesis;
-use crate::peering::{self, ForwardRefusal, ForwardReply, PeerMessage};
-use crate::record::Record;
-use crate::replica::SubmitError;
+use crate::node::LocalMessage;
+use crate::peering::{self, ForwardRefusal, ForwardReply, Outbound, PeerMessage};
 use crate::shard::ShardId;
 use aurigraph_net::transport::{core_addr, SendError, Transport, TransportConfig};
 use sha2::{Digest, Sha256};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-
-/// Forwarded submissions a leader's core handles at once; beyond it they are refused as
-/// overloaded (the follower's client retries), so a peer cannot make it spawn without bound.
-const FORWARDS_IN_FLIGHT_MAX: usize = 4096;
 
 /// One core's link to the other validators.
 pub(super) struct PeerLink {
     pub transport: Transport,
     /// Encoding buffer, reused (single-threaded: one core).
     buf: RefCell<Vec<u8>>,
-    forwards_in_flight: Cell<usize>,
 }
 
 impl PeerLink {
@@ -66,7 +60,6 @@ impl PeerLink {
         Ok(Some(Rc::new(PeerLink {
             transport,
             buf: RefCell::new(Vec::with_capacity(64 << 10)),
-            forwards_in_flight: Cell::new(0),
         })))
     }
 
@@ -96,8 +89,11 @@ fn chain_tag(genesis: &Genesis, shard_count: u32) -> Vec<u8> {
 }
 
 /// Hands what the peers send to this core's shards, until the transport closes. `drivers` are
-/// the driver channels of this core's shards (raft messages, forward replies); forwarded
-/// submissions go through the shard's ingress like a client's (signatures verified here).
+/// the driver channels of this core's shards (raft messages, pieces, forward replies);
+/// forwarded submissions go through the shard's ingress like a client's (which verifies them
+/// only if they came without verdicts); credit watermarks go to the source shard they are
+/// about, possibly on another core. Never blocks on one shard: a full channel drops the
+/// message (raft retransmits; a forwarded submission is refused as overloaded).
 pub(super) async fn route(
     link: Rc<PeerLink>,
     drivers: Vec<(ShardId, async_channel::Sender<Command>)>,
@@ -114,123 +110,50 @@ pub(super) async fn route(
                 continue;
             };
             match peering::decode(message.payload) {
-                Ok(PeerMessage::Raft(m)) => {
-                    // Full: dropped, raft retransmits (never block the router on one shard).
-                    let _ = tx.try_send(Command::Raft(m));
-                }
-                Ok(PeerMessage::RaftChunk {
-                    transfer,
-                    total,
-                    offset,
-                    data,
+                Ok(PeerMessage::Forward {
+                    request,
+                    records,
+                    valid,
                 }) => {
-                    let _ = tx.try_send(Command::RaftPiece {
+                    let forwarded = Command::Forwarded {
                         from,
-                        transfer,
-                        total,
-                        offset,
-                        data,
-                    });
-                }
-                Ok(PeerMessage::ForwardReply { request, reply }) => {
-                    let _ = tx.try_send(Command::ForwardReply { request, reply });
+                        request,
+                        records,
+                        valid,
+                    };
+                    let ingress = &engine.inner.shards[shard as usize];
+                    if ingress.try_send(forwarded).is_err() && request != 0 {
+                        let refused = ForwardReply::Refused(ForwardRefusal::Overloaded);
+                        let reply = Outbound::ForwardReply {
+                            request,
+                            reply: &refused,
+                        };
+                        let _ = link.send(from, shard, |buf| reply.encode(buf));
+                    }
                 }
                 Ok(PeerMessage::Credited {
                     destination,
                     source,
                     up_to,
                 }) => {
-                    // For a source shard, possibly on another core: through its channel.
                     if destination == shard {
                         if let Some(tx) = engine.inner.shards.get(source as usize) {
-                            let _ = tx.try_send(Command::Credited {
+                            let credited = LocalMessage::Credited {
                                 destination,
                                 node: from,
                                 up_to,
-                            });
+                            };
+                            let _ = tx.try_send(Command::Local(credited));
                         }
                     }
                 }
-                Ok(PeerMessage::Forward {
-                    request,
-                    records,
-                    valid,
-                }) => {
-                    serve_forward(&link, &engine, from, shard, request, records, valid);
+                Ok(message) => {
+                    let _ = tx.try_send(Command::Peer { from, message });
                 }
                 Err(error) => {
                     tracing::warn!(from, shard, %error, "undecodable peer message dropped");
                 }
             }
         }
-    }
-}
-
-/// The leader's side of a forwarded submission: submit it here (not forwardable again) and,
-/// when the follower wants an answer, send it back.
-fn serve_forward(
-    link: &Rc<PeerLink>,
-    engine: &Engine,
-    from: u64,
-    shard: ShardId,
-    request: u64,
-    records: Vec<Record>,
-    valid: Vec<bool>,
-) {
-    let reply_to = move |link: &PeerLink, reply: ForwardReply| {
-        if request != 0 {
-            let _ = link.send(from, shard, |buf| {
-                peering::encode_forward_reply(request, &reply, buf)
-            });
-        }
-    };
-    if link.forwards_in_flight.get() >= FORWARDS_IN_FLIGHT_MAX {
-        reply_to(link, ForwardReply::Refused(ForwardRefusal::Overloaded));
-        return;
-    }
-    link.forwards_in_flight
-        .set(link.forwards_in_flight.get() + 1);
-    let (link, engine) = (link.clone(), engine.clone());
-    glommio::spawn_local(async move {
-        let reply = if request == 0 {
-            // Nobody waits for a detached submission's refusal.
-            let _ = engine.submit_from_peer_detached(records, valid).await;
-            None
-        } else {
-            Some(match engine.submit_from_peer(records, valid).await {
-                Ok(outcomes) => ForwardReply::Outcomes(outcomes),
-                Err(failure) => ForwardReply::Refused(refusal_of(failure)),
-            })
-        };
-        if let Some(reply) = reply {
-            reply_to(&link, reply);
-        }
-        link.forwards_in_flight
-            .set(link.forwards_in_flight.get() - 1);
-    })
-    .detach();
-}
-
-fn refusal_of(failure: SubmitFailure) -> ForwardRefusal {
-    match failure {
-        SubmitFailure::Rejected(SubmitError::NotLeader { leader, .. }) => {
-            ForwardRefusal::NotLeader(leader)
-        }
-        SubmitFailure::Rejected(SubmitError::Overloaded(_) | SubmitError::Membership { .. }) => {
-            ForwardRefusal::Overloaded
-        }
-        SubmitFailure::Retry(_) => ForwardRefusal::Retry,
-        SubmitFailure::Stopped => ForwardRefusal::Stopped,
-    }
-}
-
-/// The client's failure for a refusal the leader sent back.
-pub(super) fn failure_of(shard: ShardId, refusal: ForwardRefusal) -> SubmitFailure {
-    match refusal {
-        ForwardRefusal::Retry | ForwardRefusal::Stopped => SubmitFailure::Retry(shard),
-        ForwardRefusal::NotLeader(leader) => {
-            SubmitFailure::Rejected(SubmitError::NotLeader { shard, leader })
-        }
-        ForwardRefusal::Overloaded => SubmitFailure::Rejected(SubmitError::Overloaded(shard)),
     }
 }

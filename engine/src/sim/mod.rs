@@ -1,31 +1,40 @@
 //! A deterministic simulator of a whole Aurigraph cluster in one thread (feature `sim`).
 //!
-//! N validators × S shards of the real [`ShardReplica`] code, with a simulated network
-//! (drop, delay, duplication, reordering, partitions), simulated disks ([`disk::SimDisk`]: crash
-//! loses what was not fsynced, torn writes keep a prefix of it), a simulated clock, crashes and
-//! restarts, and a workload of signed transfers (cross-shard included). Everything is decided by
-//! one `u64` seed: the same seed replays the same run, step by step.
+//! N validators × S shards of the real [`ShardNode`] code — the same sans-I/O shard driver the
+//! glommio runtime runs, with its raft-rs replica, forwarding, credit watermarks, snapshot
+//! pieces and leadership hand-over — with a simulated transport (bounded per-peer queues,
+//! drop, delay, duplication, reordering, partitions; every payload encoded and decoded with
+//! [`crate::peering`] as on the wire), simulated disks ([`disk::SimDisk`]: a crash loses what
+//! was not fsynced, torn writes keep a prefix of it), a simulated clock, crashes and restarts,
+//! and a workload of signed transfers (cross-shard included) whose signatures are verified as
+//! the runtime's ingress does. Everything is decided by one `u64` seed: the same seed replays
+//! the same run, step by step.
 //!
-//! Invariants are checked after every step (see [`Cluster::check`]); a violation is returned
-//! with the seed and the step. See `docs/simulator.md`.
+//! Invariants are checked after every step (see `check.rs`); a violation is returned with the
+//! seed and the step. See `docs/simulator.md`.
 
+mod check;
 pub mod disk;
+mod net;
+mod workload;
 
 use crate::genesis::{Allocation, Genesis};
 use crate::ledger::ShardState;
-use crate::record::{address_of, Address, Record, Transfer};
-use crate::replica::{ReadyWork, ReplicaConfig, ShardReplica, SubmitError};
+use crate::node::{Answer, NodeConfig, NodeCounters, Now, ShardNode, Submitter};
+use crate::peering::{self, PeerMessage};
+use crate::record::{address_of, Address, Record};
+use crate::replica::{ReplicaConfig, ShardReplica};
 use crate::result::ResultCode;
 use crate::shard::{shard_of, ShardId};
-use crate::state_snapshot::{decode_state, encode_state};
+use crate::state_snapshot::decode_state;
+use crate::verify::SignatureVerifier;
 use disk::{DiskWrite, SimDisk};
 use ed25519_dalek::SigningKey;
-use raft::eraftpb::{ConfState, Message, MessageType};
-use raft::Storage;
+use net::InFlight;
+use raft::eraftpb::ConfState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
-use xxhash_rust::xxh3::xxh3_128;
 
 const CHAIN: u32 = 7;
 /// A second asset, held by some accounts.
@@ -46,6 +55,10 @@ pub struct SimConfig {
     pub tick_ms: u64,
     /// Take a local snapshot (and truncate the log) every this many applied entries.
     pub snapshot_interval: u64,
+    /// Raft messages larger than this go in pieces (small, so that snapshots do).
+    pub raft_piece_bytes: usize,
+    /// Messages each peer's transport queue takes per step and shard before it is full.
+    pub transport_queue_max: usize,
 }
 
 impl SimConfig {
@@ -61,6 +74,8 @@ impl SimConfig {
             calm_ms: 1200,
             tick_ms: 10,
             snapshot_interval: rng.gen_range(6..30),
+            raft_piece_bytes: [512, 1024, 2048][rng.gen_range(0..3)],
+            transport_queue_max: [4, 16, 64][rng.gen_range(0..3)],
         }
     }
 }
@@ -83,7 +98,7 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// What a run did (for the report).
+/// What a run did (for the report, and for tests that check what the seeds exercise).
 #[derive(Clone, Debug, Default)]
 pub struct SimStats {
     pub steps: u64,
@@ -96,10 +111,26 @@ pub struct SimStats {
     pub partitions: u64,
     pub dropped: u64,
     pub duplicated: u64,
-    pub snapshots_sent: u64,
-    pub snapshots_installed: u64,
+    /// Sends the transport refused (queue full or peer down).
+    pub transport_refused: u64,
     pub leader_changes: u64,
     pub max_commit: u64,
+    /// What the shard nodes did, summed over every replica and restart.
+    pub node: NodeCounters,
+}
+
+impl SimStats {
+    fn add_node(&mut self, counters: &NodeCounters) {
+        let n = &mut self.node;
+        n.forwarded += counters.forwarded;
+        n.forwards_served += counters.forwards_served;
+        n.pieces_sent += counters.pieces_sent;
+        n.snapshots_sent_in_pieces += counters.snapshots_sent_in_pieces;
+        n.messages_reassembled += counters.messages_reassembled;
+        n.credits_announced += counters.credits_announced;
+        n.receipts_pruned_to = n.receipts_pruned_to.max(counters.receipts_pruned_to);
+        n.leadership_handovers += counters.leadership_handovers;
+    }
 }
 
 /// Runs one seed; catches panics in the code under test and reports them as violations.
@@ -131,35 +162,28 @@ pub fn run_seed_with(seed: u64, config: SimConfig) -> Result<SimStats, Violation
     }
 }
 
-/// An input queued for one replica (processed when it has no ready cycle in flight).
+/// An input queued for one replica (fed when its node has no write in flight).
 enum Input {
-    Raft(Message),
-    Submit { client: u64, records: Vec<Record> },
-    SnapshotReport { to: u64, delivered: bool },
+    /// A payload from the same shard on validator `from` (node id).
+    Peer {
+        from: u64,
+        payload: Vec<u8>,
+    },
+    Submit {
+        client: u64,
+        records: Vec<Record>,
+    },
 }
 
-struct InFlight {
-    deliver_at: u64,
-    seq: u64,
-    from: usize,
-    to: usize,
-    shard: ShardId,
-    message: Message,
-}
-
-/// One shard replica on one validator, with its disk and I/O state.
+/// One shard replica on one validator: its node, disk and queued inputs.
 struct Slot {
-    replica: Option<ShardReplica>,
+    node: Option<ShardNode<u64>>,
     disk: SimDisk,
     inputs: VecDeque<Input>,
-    /// The ready cycle whose write is in flight: (number, fsync completes at, persisted msgs).
-    in_flight: Option<(u64, u64, Vec<Message>)>,
-    /// Applied index at the last local snapshot.
-    last_snapshot: u64,
+    /// The write in flight: (ready cycle number, its fdatasync completes at).
+    in_flight: Option<(u64, u64)>,
     /// Highest log index compared against the cluster's committed log.
     checked: u64,
-    /// Client tickets: ticket -> client submission id.
-    tickets: BTreeMap<u64, u64>,
 }
 
 struct Validator {
@@ -174,10 +198,12 @@ struct Validator {
 struct Acked {
     shard: ShardId,
     block: u64,
+    tx_hash: crate::record::TxHash,
     result: ResultCode,
     from: Address,
     nonce: u64,
-    entry: (u64, u128),
+    /// (term, hash) of the committed entry that holds it, once seen.
+    entry: Option<(u64, u128)>,
 }
 
 struct Cluster {
@@ -189,9 +215,12 @@ struct Cluster {
     genesis: Genesis,
     keys: Vec<SigningKey>,
     nonces: Vec<u64>,
+    verifier: SignatureVerifier,
     validators: Vec<Validator>,
     net: Vec<InFlight>,
     next_seq: u64,
+    /// Per link (from, to, shard): when its latest message arrives (links are FIFO).
+    link_clock: BTreeMap<(usize, usize, ShardId), u64>,
     /// Partition side of each validator (messages cross only within a side).
     side: Vec<u8>,
     drop_p: f64,
@@ -206,17 +235,9 @@ struct Cluster {
     clients: BTreeMap<u64, Vec<Record>>,
     supply: BTreeMap<u32, u64>,
     stats: SimStats,
-    /// Per shard: time of the latest ack of a transfer submitted in this calm phase.
+    /// Per shard: whether a transfer submitted in this calm phase was acknowledged.
     calm_acks: Vec<bool>,
     calm_started: u64,
-}
-
-fn entry_hash(e: &raft::eraftpb::Entry) -> u128 {
-    let mut bytes = Vec::with_capacity(e.data.len() + e.context.len() + 8);
-    bytes.extend_from_slice(&(e.get_entry_type() as u32).to_le_bytes());
-    bytes.extend_from_slice(&e.context);
-    bytes.extend_from_slice(&e.data);
-    xxh3_128(&bytes)
 }
 
 impl Cluster {
@@ -264,9 +285,11 @@ impl Cluster {
             step,
             nonces: vec![0; keys.len()],
             keys,
+            verifier: SignatureVerifier::default(),
             validators: Vec::new(),
             net: Vec::new(),
             next_seq: 0,
+            link_clock: BTreeMap::new(),
             side: vec![0; n],
             drop_p: 0.0,
             dup_p: 0.0,
@@ -290,13 +313,11 @@ impl Cluster {
                 .collect();
             let shards = (0..cluster.config.shards)
                 .map(|_| Slot {
-                    replica: None,
+                    node: None,
                     disk: SimDisk::new(ConfState::from((voters.clone(), vec![]))),
                     inputs: VecDeque::new(),
                     in_flight: None,
-                    last_snapshot: 0,
                     checked: 0,
-                    tickets: BTreeMap::new(),
                 })
                 .collect();
             let next_tick = cluster.rng.gen_range(0..cluster.config.tick_ms);
@@ -319,12 +340,36 @@ impl Cluster {
         }
     }
 
+    fn clock(&self) -> Now {
+        Now {
+            monotonic_ms: self.now,
+            wall_ms: self.now,
+        }
+    }
+
+    /// The node's configuration on validator `v` (index), as the runtime derives it.
+    fn node_config(&self, v: usize) -> NodeConfig {
+        NodeConfig {
+            node_id: v as u64 + 1,
+            incarnation: self.now + 1,
+            replicated: true,
+            forward_timeout_ms: 300,
+            forwards_pending_max: 64,
+            raft_piece_bytes: self.config.raft_piece_bytes,
+            raft_message_bytes_max: 1 << 20,
+            snapshot_interval_entries: self.config.snapshot_interval,
+            credit_announce_interval_ms: 200,
+            leader_transfer_interval_ms: 300,
+        }
+    }
+
     /// Starts (or restarts) a validator from its disks, as the runtime's `open_shard` does.
     fn start(&mut self, v: usize) -> Result<(), Violation> {
         let shard_count = self.config.shards;
         let voters: Vec<u64> = (1..=self.config.validators as u64).collect();
         for s in 0..shard_count {
             let e = self.validators[v].election_tick[s as usize];
+            let node_config = self.node_config(v);
             let slot = &mut self.validators[v].shards[s as usize];
             let data = slot.disk.recover().map_err(|e| Violation {
                 seed: self.seed,
@@ -345,19 +390,15 @@ impl Cluster {
             config.entry_records_max = 16;
             config.recent_transactions_max = 0;
             config.recent_blocks_max = 0;
-            slot.last_snapshot = state.applied_index();
             slot.checked = state.applied_index();
             slot.inputs.clear();
             slot.in_flight = None;
-            slot.tickets.clear();
             let replica =
                 ShardReplica::new(config, slot.disk.mem.clone(), state).expect("replica starts");
-            slot.replica = Some(replica);
+            slot.node = Some(ShardNode::new(node_config, replica));
         }
         self.validators[v].up = true;
         self.validators[v].restart_at = None;
-        // Receipts the recovered outboxes still hold are delivered again.
-        self.route_deliveries(v);
         Ok(())
     }
 
@@ -375,392 +416,202 @@ impl Cluster {
             };
             let slot = &mut validator.shards[s];
             slot.disk.crash(torn);
-            slot.replica = None;
+            if let Some(node) = slot.node.take() {
+                self.stats.add_node(node.counters());
+            }
             slot.inputs.clear();
             slot.in_flight = None;
-            slot.tickets.clear();
         }
         self.stats.crashes += 1;
     }
 
-    fn send(&mut self, from: usize, shard: ShardId, message: Message) {
-        let to = (message.to - 1) as usize;
-        let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
-        if is_snapshot {
-            self.stats.snapshots_sent += 1;
-        }
-        let copies = if self.rng.gen_bool(self.drop_p) {
-            self.stats.dropped += 1;
-            0
-        } else if self.rng.gen_bool(self.dup_p) {
-            self.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        if copies == 0 && is_snapshot {
-            let slot = &mut self.validators[from].shards[shard as usize];
-            slot.inputs.push_back(Input::SnapshotReport {
-                to: message.to,
-                delivered: false,
-            });
-        }
-        for _ in 0..copies {
-            let delay = self.rng.gen_range(0..=self.max_delay);
-            self.next_seq += 1;
-            self.net.push(InFlight {
-                deliver_at: self.now + delay,
-                seq: self.next_seq,
-                from,
-                to,
-                shard,
-                message: message.clone(),
-            });
-        }
+    fn node(&mut self, v: usize, s: usize) -> &mut ShardNode<u64> {
+        self.validators[v].shards[s].node.as_mut().expect("up")
     }
 
-    fn deliver_network(&mut self) {
-        let now = self.now;
-        let (due, rest): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut self.net)
-            .into_iter()
-            .partition(|m| m.deliver_at <= now);
-        self.net = rest;
-        let mut due = due;
-        due.sort_by_key(|m| (m.deliver_at, m.seq));
-        for m in due {
-            let reachable = self.validators[m.to].up && self.side[m.to] == self.side[m.from];
-            let is_snapshot = m.message.get_msg_type() == MessageType::MsgSnapshot;
-            if is_snapshot && self.validators[m.from].up {
-                self.validators[m.from].shards[m.shard as usize]
-                    .inputs
-                    .push_back(Input::SnapshotReport {
-                        to: m.message.to,
-                        delivered: reachable,
-                    });
-            }
-            if reachable {
-                self.validators[m.to].shards[m.shard as usize]
-                    .inputs
-                    .push_back(Input::Raft(m.message));
-            } else {
-                self.stats.dropped += 1;
-            }
-        }
-    }
-
-    /// Receipts produced by one validator's replicas go to its other shards (same process).
-    fn route_deliveries(&mut self, v: usize) {
-        let shards = self.validators[v].shards.len();
-        for s in 0..shards {
-            let deliveries = match self.validators[v].shards[s].replica.as_mut() {
-                Some(r) => r.take_deliveries(),
-                None => continue,
-            };
-            for delivery in deliveries {
-                if let Some(r) = self.validators[v].shards[delivery.destination as usize]
-                    .replica
-                    .as_mut()
-                {
-                    r.receive_receipts(delivery);
+    /// Feeds one queued input to a node (a payload as the runtime's router dispatches it, or
+    /// a client's submission verified as the runtime's ingress does).
+    fn feed(&mut self, v: usize, s: usize, input: Input) -> Result<(), Violation> {
+        let mut io = self.io(v, s);
+        match input {
+            Input::Peer { from, payload } => match peering::decode(&payload) {
+                Ok(PeerMessage::Credited {
+                    destination,
+                    source,
+                    up_to,
+                }) => {
+                    // For the source shard of this validator (the router's rule).
+                    if destination == s as ShardId {
+                        let credited = crate::node::LocalMessage::Credited {
+                            destination,
+                            node: from,
+                            up_to,
+                        };
+                        if let Some(node) = self.validators[v].shards[source as usize].node.as_mut()
+                        {
+                            node.local_message(credited);
+                        }
+                    }
                 }
+                Ok(message) => self.node(v, s).peer_message(&mut io, from, message),
+                Err(error) => {
+                    return Err(self.violation(format!("a payload did not decode: {error}")))
+                }
+            },
+            Input::Submit { client, records } => {
+                let mut valid = Vec::new();
+                self.verifier.verify(&records, &mut valid);
+                self.node(v, s)
+                    .submit(&mut io, &records, &valid, Submitter::Client(client));
             }
         }
+        self.flush(v, s, io)
     }
 
-    /// Runs one replica's I/O loop as far as it can go this millisecond.
+    /// Runs one replica's I/O loop as far as it can go this millisecond: the runtime's turn
+    /// (inputs, start_turn, persist, persisted, finish_turn, snapshot), with the fdatasync
+    /// taking simulated time.
     fn drive(&mut self, v: usize, s: usize) -> Result<(), Violation> {
         for _ in 0..16 {
-            // Finish the write in flight when its fdatasync is done.
-            if let Some((number, done_at, _)) = &self.validators[v].shards[s].in_flight {
-                if *done_at > self.now {
+            if let Some((number, done_at)) = self.validators[v].shards[s].in_flight {
+                if done_at > self.now {
                     return Ok(());
                 }
-                let number = *number;
-                let (_, _, persisted_messages) = self.validators[v].shards[s]
-                    .in_flight
-                    .take()
-                    .expect("in flight");
+                self.validators[v].shards[s].in_flight = None;
                 self.validators[v].shards[s].disk.sync();
-                for m in persisted_messages {
-                    self.send(v, s as ShardId, m);
-                }
-                let messages = self.validators[v].shards[s]
-                    .replica
-                    .as_mut()
-                    .expect("up")
-                    .persisted(number, self.now);
-                for m in messages {
-                    self.send(v, s as ShardId, m);
-                }
-                self.after_apply(v, s)?;
+                let now = self.clock();
+                let mut io = self.io(v, s);
+                self.node(v, s).persisted(&mut io, number, now);
+                self.flush(v, s, io)?;
+                self.finish_turn(v, s)?;
             }
-            // Inputs.
             let inputs: Vec<Input> = self.validators[v].shards[s].inputs.drain(..).collect();
             for input in inputs {
-                let slot = &mut self.validators[v].shards[s];
-                let replica = slot.replica.as_mut().expect("up");
-                match input {
-                    Input::Raft(m) => {
-                        if m.get_msg_type() == MessageType::MsgSnapshot {
-                            self.stats.snapshots_installed += 1;
-                        }
-                        replica.step(m).map_err(|e| Violation {
-                            seed: self.seed,
-                            step: self.now,
-                            message: format!("step failed: {e}"),
-                        })?;
-                    }
-                    Input::SnapshotReport { to, delivered } => {
-                        replica.report_snapshot(to, delivered)
-                    }
-                    Input::Submit { client, records } => {
-                        let valid = vec![true; records.len()];
-                        match replica.submit_verified(&records, &valid) {
-                            Ok(ticket) => {
-                                slot.tickets.insert(ticket, client);
-                            }
-                            Err(SubmitError::NotLeader { leader, .. }) => {
-                                // The client retries once at the leader it was told about.
-                                if let Some(l) = leader {
-                                    let l = (l - 1) as usize;
-                                    if l != v && self.validators[l].up {
-                                        self.validators[l].shards[s]
-                                            .inputs
-                                            .push_back(Input::Submit { client, records });
-                                    }
-                                }
-                            }
-                            Err(SubmitError::Overloaded(_) | SubmitError::Membership { .. }) => {}
-                        }
-                    }
-                }
+                self.feed(v, s, input)?;
             }
-            let replica = self.validators[v].shards[s].replica.as_mut().expect("up");
-            replica.propose_preverified();
-            let work = replica
-                .ready(self.now)
+            let now = self.clock();
+            let mut io = self.io(v, s);
+            let persist = self
+                .node(v, s)
+                .start_turn(&mut io, now)
                 .map_err(|e| self.violation(format!("ready failed: {e}")))?;
-            self.after_apply(v, s)?;
-            let Some(work) = work else {
-                return Ok(());
+            self.flush(v, s, io)?;
+            let Some(persist) = persist else {
+                return self.finish_turn(v, s);
             };
-            let ReadyWork {
-                number,
-                snapshot,
-                entries,
-                hard_state,
-                messages,
-                persisted_messages,
-                ..
-            } = work;
-            for m in messages {
-                self.send(v, s as ShardId, m);
-            }
             let write = DiskWrite {
-                snapshot: snapshot.map(|snap| (snap.get_metadata().clone(), snap.data.to_vec())),
-                entries,
-                hard_state,
+                snapshot: persist
+                    .snapshot
+                    .map(|snap| (snap.get_metadata().clone(), snap.data.to_vec())),
+                entries: persist.entries,
+                hard_state: persist.hard_state,
             };
-            if let Some((meta, _)) = &write.snapshot {
-                self.validators[v].shards[s].last_snapshot = meta.index;
-            }
             self.validators[v].shards[s].disk.stage(write);
             let latency = if self.rng.gen_bool(0.5) {
                 0
             } else {
                 self.rng.gen_range(1..4)
             };
-            self.validators[v].shards[s].in_flight =
-                Some((number, self.now + latency, persisted_messages));
+            self.validators[v].shards[s].in_flight = Some((persist.number, self.now + latency));
         }
         Ok(())
     }
 
-    /// Collects acknowledgements, routes receipts and takes a local snapshot when due.
-    fn after_apply(&mut self, v: usize, s: usize) -> Result<(), Violation> {
-        self.route_deliveries(v);
-        let slot = &mut self.validators[v].shards[s];
-        let replica = slot.replica.as_mut().expect("up");
-        let completed = replica.take_completed();
-        let failed = replica.take_failed();
-        for ticket in failed {
-            slot.tickets.remove(&ticket);
+    /// The end of a turn: answers, pieces, messages to other shards, and a local snapshot
+    /// (durable at once on the simulated disk, which also truncates the log).
+    fn finish_turn(&mut self, v: usize, s: usize) -> Result<(), Violation> {
+        let mut io = self.io(v, s);
+        let snapshot = self.node(v, s).finish_turn(&mut io);
+        self.flush(v, s, io)?;
+        if let Some(snapshot) = snapshot {
+            let index = snapshot.index;
+            self.validators[v].shards[s].disk.save_local_snapshot(
+                index,
+                snapshot.term,
+                snapshot.conf,
+                snapshot.data,
+            );
+            let now = self.clock();
+            let mut io = self.io(v, s);
+            self.node(v, s).snapshot_saved(&mut io, index, now);
+            self.flush(v, s, io)?;
         }
-        let mut acks = Vec::new();
-        for (ticket, outcomes) in completed {
-            let Some(client) = slot.tickets.remove(&ticket) else {
+        Ok(())
+    }
+
+    /// One line per replica of shard `s` (for violation reports).
+    fn describe(&self, s: usize) -> String {
+        let mut out = String::new();
+        for (v, validator) in self.validators.iter().enumerate() {
+            let Some(node) = &validator.shards[s].node else {
+                out.push_str(&format!("[{}: down] ", v + 1));
                 continue;
             };
-            acks.push((client, outcomes));
+            let st = node.status();
+            out.push_str(&format!(
+                "[{}: {} term {} leader {:?} commit {} applied {} last {} pending {} blocked {}] ",
+                v + 1,
+                st.role,
+                st.term,
+                st.leader_id,
+                st.commit_index,
+                st.applied_index,
+                st.last_index,
+                st.pending_records,
+                node.replica().apply_blocked()
+            ));
         }
-        for (client, outcomes) in acks {
-            let records = self.clients.remove(&client).unwrap_or_default();
-            for (i, outcome) in outcomes.iter().enumerate() {
-                let record = &records[i];
-                if outcome.tx_hash != record.tx_hash() {
-                    return Err(self.violation(format!(
-                        "ack of client {client} slot {i} names another transfer"
-                    )));
-                }
-                if outcome.block == 0 {
-                    continue;
-                }
-                let replica = self.validators[v].shards[s].replica.as_ref().expect("up");
-                let entry = replica
-                    .raw_node()
-                    .store()
-                    .entries(
-                        outcome.block,
-                        outcome.block + 1,
-                        None,
-                        raft::GetEntriesContext::empty(false),
-                    )
-                    .map_err(|e| self.violation(format!("acked entry unreadable: {e}")))?;
-                let entry = &entry[0];
-                if !crate::decode_batch(&entry.data)
-                    .map(|b| b.records().iter().any(|r| r.tx_hash() == outcome.tx_hash))
-                    .unwrap_or(false)
-                {
-                    return Err(self.violation(format!(
-                        "acked transfer not in its entry {} on shard {s}",
-                        outcome.block
-                    )));
-                }
-                self.stats.acked += 1;
-                if outcome.result == ResultCode::Ok {
-                    self.stats.acked_ok += 1;
-                    if shard_of(&record.to(), self.config.shards) != s as ShardId {
-                        self.stats.cross_shard_ok += 1;
-                    }
-                }
-                if self.now >= self.calm_started {
-                    self.calm_acks[s] = true;
-                }
-                self.acked.push(Acked {
-                    shard: s as ShardId,
-                    block: outcome.block,
-                    result: outcome.result,
-                    from: record.from(),
-                    nonce: record.nonce(),
-                    entry: (entry.term, entry_hash(entry)),
-                });
-            }
-        }
-        // Local snapshot and log truncation, as the runtime's `snapshot_if_due`.
-        let slot = &mut self.validators[v].shards[s];
-        let replica = slot.replica.as_ref().expect("up");
-        let applied = replica.state().applied_index();
-        if slot.in_flight.is_none() && applied >= slot.last_snapshot + self.config.snapshot_interval
-        {
-            let node = replica.raw_node();
-            let term = node.raft.raft_log.term(applied).unwrap_or(0);
-            if term > 0 {
-                let conf = node.raft.prs().conf().to_conf_state();
-                let data = encode_state(replica.state());
-                slot.disk.save_local_snapshot(applied, term, conf, data);
-                slot.last_snapshot = applied;
-            }
-        }
-        Ok(())
+        out
     }
 
-    /// A client submits a few signed transfers to some validator's replica of the sender's shard.
-    fn submit_workload(&mut self) {
-        let sender = self.rng.gen_range(0..self.keys.len());
-        let count = self.rng.gen_range(1..4);
-        let from = address_of(&self.keys[sender]);
-        let shard = shard_of(&from, self.config.shards);
-        let mut records = Vec::new();
-        for _ in 0..count {
-            let to = if self.rng.gen_bool(0.2) {
-                let mut a = [0u8; 32];
-                a[0] = 0xee;
-                a[1] = self.rng.gen_range(0..16);
-                Address(a)
-            } else {
-                let mut r = self.rng.gen_range(0..self.keys.len());
-                if r == sender {
-                    r = (r + 1) % self.keys.len();
+    /// A client's answer from validator `v`'s shard `s` (its own or a forwarded one's).
+    fn client_answer(&mut self, s: usize, client: u64, answer: Answer) -> Result<(), Violation> {
+        let records = self.clients.remove(&client).unwrap_or_default();
+        let Answer::Outcomes(Ok(outcomes)) = answer else {
+            return Ok(());
+        };
+        if outcomes.len() != records.len() {
+            return Err(self.violation(format!(
+                "client {client} got {} outcomes for {} transfers",
+                outcomes.len(),
+                records.len()
+            )));
+        }
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let record = &records[i];
+            if outcome.tx_hash != record.tx_hash() {
+                return Err(self.violation(format!(
+                    "ack of client {client} slot {i} names another transfer"
+                )));
+            }
+            if outcome.block == 0 {
+                continue;
+            }
+            self.stats.acked += 1;
+            if outcome.result == ResultCode::Ok {
+                self.stats.acked_ok += 1;
+                if shard_of(&record.to(), self.config.shards) != s as ShardId {
+                    self.stats.cross_shard_ok += 1;
                 }
-                address_of(&self.keys[r])
-            };
-            let asset = if sender % 2 == 0 && self.rng.gen_bool(0.3) {
-                ASSET_B
-            } else {
-                0
-            };
-            self.nonces[sender] += 1;
-            let record = Transfer {
-                chain_id: CHAIN,
-                from,
-                to,
-                asset,
-                amount: self.rng.gen_range(1..2_000),
-                nonce: self.nonces[sender],
             }
-            .sign(&self.keys[sender]);
-            records.push(record);
-        }
-        let up: Vec<usize> = (0..self.validators.len())
-            .filter(|&v| self.validators[v].up)
-            .collect();
-        if up.is_empty() {
-            return;
-        }
-        let v = up[self.rng.gen_range(0..up.len())];
-        let client = self.next_client;
-        self.next_client += 1;
-        self.clients.insert(client, records.clone());
-        self.stats.submitted += records.len() as u64;
-        self.validators[v].shards[shard as usize]
-            .inputs
-            .push_back(Input::Submit { client, records });
-    }
-
-    fn chaos(&mut self) {
-        let n = self.validators.len();
-        // Network quality changes now and then.
-        if self.rng.gen_bool(0.01) {
-            self.drop_p = [0.0, 0.02, 0.1, 0.3][self.rng.gen_range(0..4)];
-            self.dup_p = [0.0, 0.02, 0.1][self.rng.gen_range(0..3)];
-            self.max_delay = [2, 5, 20, 60][self.rng.gen_range(0..4)];
-        }
-        // Partitions and heals.
-        if self.rng.gen_bool(0.003) {
-            self.stats.partitions += 1;
-            for v in 0..n {
-                self.side[v] = self.rng.gen_range(0..2);
+            if self.now >= self.calm_started {
+                self.calm_acks[s] = true;
             }
-        }
-        if self.rng.gen_bool(0.004) {
-            self.side = vec![0; n];
-        }
-        // Crashes (keeping a majority up most of the time) and restarts.
-        let up = self.validators.iter().filter(|v| v.up).count();
-        if self.rng.gen_bool(0.003) && up > n / 2 {
-            let v = self.rng.gen_range(0..n);
-            if self.validators[v].up {
-                self.crash(v);
-                self.validators[v].restart_at = Some(self.now + self.rng.gen_range(20..400));
-            }
-        }
-    }
-
-    fn heal(&mut self) -> Result<(), Violation> {
-        self.side = vec![0; self.validators.len()];
-        self.drop_p = 0.0;
-        self.dup_p = 0.0;
-        self.max_delay = 3;
-        for v in 0..self.validators.len() {
-            if !self.validators[v].up {
-                self.start(v)?;
-            }
+            self.acked.push(Acked {
+                shard: s as ShardId,
+                block: outcome.block,
+                tx_hash: outcome.tx_hash,
+                result: outcome.result,
+                from: record.from(),
+                nonce: record.nonce(),
+                entry: None,
+            });
         }
         Ok(())
     }
 
     /// One millisecond of simulated time.
-    fn step_once(&mut self, chaotic: bool) -> Result<(), Violation> {
+    fn step_once(&mut self, chaotic: bool, workload: bool) -> Result<(), Violation> {
         self.step
             .store(self.now, std::sync::atomic::Ordering::Relaxed);
         if chaotic {
@@ -774,21 +625,24 @@ impl Cluster {
             }
         }
         self.deliver_network();
-        // Ticks (each validator's clock has its own phase).
+        // Ticks (each validator's clock has its own phase); a replica whose write is in
+        // flight ticks at its next tick (raft takes no input while persisting).
         for v in 0..self.validators.len() {
             if !self.validators[v].up || self.validators[v].next_tick > self.now {
                 continue;
             }
             self.validators[v].next_tick = self.now + self.config.tick_ms;
             for s in 0..self.validators[v].shards.len() {
-                let slot = &mut self.validators[v].shards[s];
-                if slot.in_flight.is_none() {
-                    slot.replica.as_mut().expect("up").tick();
+                if self.node(v, s).is_persisting() {
+                    continue;
                 }
+                let now = self.clock();
+                let mut io = self.io(v, s);
+                self.node(v, s).tick(&mut io, now);
+                self.flush(v, s, io)?;
             }
-            self.route_deliveries(v);
         }
-        if self.rng.gen_bool(0.08) {
+        if workload && self.rng.gen_bool(0.08) {
             self.submit_workload();
         }
         for v in 0..self.validators.len() {
@@ -811,19 +665,20 @@ impl Cluster {
         for _round in 0..self.config.rounds {
             let end = self.now + self.config.chaos_ms;
             while self.now < end {
-                self.step_once(true)?;
+                self.step_once(true, true)?;
             }
             self.heal()?;
             self.calm_started = self.now;
             self.calm_acks = vec![false; self.config.shards as usize];
             let end = self.now + self.config.calm_ms;
             while self.now < end {
-                self.step_once(false)?;
+                self.step_once(false, true)?;
             }
             if let Some(s) = self.calm_acks.iter().position(|ok| !ok) {
                 return Err(self.violation(format!(
-                    "no progress: shard {s} acknowledged no transfer in {} ms after healing",
-                    self.config.calm_ms
+                    "no progress: shard {s} acknowledged no transfer in {} ms after healing; replicas: {}",
+                    self.config.calm_ms,
+                    self.describe(s)
                 )));
             }
         }
@@ -836,229 +691,24 @@ impl Cluster {
             if self.now >= deadline {
                 return Err(self.violation("replicas did not catch up after the last heal".into()));
             }
-            self.step_once_quiet()?;
+            self.step_once(false, false)?;
         }
         self.check_final()?;
         self.stats.steps = self.now;
+        let mut counters = Vec::new();
         for v in &self.validators {
             for slot in &v.shards {
-                if let Some(r) = &slot.replica {
+                if let Some(node) = &slot.node {
+                    let r = node.replica();
                     self.stats.leader_changes += r.leader_changes();
                     self.stats.max_commit = self.stats.max_commit.max(r.commit_index());
+                    counters.push(node.counters().clone());
                 }
             }
+        }
+        for c in &counters {
+            self.stats.add_node(c);
         }
         Ok(self.stats.clone())
-    }
-
-    fn step_once_quiet(&mut self) -> Result<(), Violation> {
-        self.step
-            .store(self.now, std::sync::atomic::Ordering::Relaxed);
-        self.deliver_network();
-        for v in 0..self.validators.len() {
-            if self.validators[v].next_tick > self.now {
-                continue;
-            }
-            self.validators[v].next_tick = self.now + self.config.tick_ms;
-            for s in 0..self.validators[v].shards.len() {
-                let slot = &mut self.validators[v].shards[s];
-                if slot.in_flight.is_none() {
-                    slot.replica.as_mut().expect("up").tick();
-                }
-            }
-            self.route_deliveries(v);
-        }
-        for v in 0..self.validators.len() {
-            for s in 0..self.validators[v].shards.len() {
-                self.drive(v, s)?;
-            }
-        }
-        self.check()?;
-        self.now += 1;
-        Ok(())
-    }
-
-    fn caught_up(&self) -> bool {
-        for s in 0..self.config.shards as usize {
-            let max_commit = self
-                .validators
-                .iter()
-                .map(|v| v.shards[s].replica.as_ref().map_or(0, |r| r.commit_index()))
-                .max()
-                .unwrap_or(0);
-            for v in &self.validators {
-                let slot = &v.shards[s];
-                let Some(r) = &slot.replica else {
-                    return false;
-                };
-                if r.state().applied_index() < max_commit || slot.in_flight.is_some() {
-                    return false;
-                }
-            }
-        }
-        self.net.is_empty()
-    }
-
-    /// Invariants after every step.
-    fn check(&mut self) -> Result<(), Violation> {
-        for v in 0..self.validators.len() {
-            if !self.validators[v].up {
-                continue;
-            }
-            for s in 0..self.config.shards as usize {
-                // Committed prefixes agree: same term and data at each index.
-                let slot = &self.validators[v].shards[s];
-                let replica = slot.replica.as_ref().expect("up");
-                let store = replica.raw_node().store();
-                let commit = replica.commit_index();
-                let first = store.first_index().expect("infallible");
-                let last = store.last_index().expect("infallible");
-                let from = (slot.checked + 1).max(first);
-                let to = commit.min(last);
-                if from <= to {
-                    let entries = store
-                        .entries(from, to + 1, None, raft::GetEntriesContext::empty(false))
-                        .map_err(|e| {
-                            self.violation(format!("committed entries unreadable: {e}"))
-                        })?;
-                    for e in &entries {
-                        let seen = (e.term, entry_hash(e));
-                        match self.committed[s].get(&e.index) {
-                            Some(known) if *known != seen => {
-                                return Err(self.violation(format!(
-                                    "committed prefixes disagree: shard {s} index {} on validator {}: term {} vs {}",
-                                    e.index,
-                                    v + 1,
-                                    seen.0,
-                                    known.0
-                                )));
-                            }
-                            Some(_) => {}
-                            None => {
-                                self.committed[s].insert(e.index, seen);
-                            }
-                        }
-                    }
-                }
-                let checked = to.max(slot.checked);
-                // Replicas at the same applied index have equal state hashes.
-                let state = replica.state();
-                let (applied, hash) = (state.applied_index(), state.state_hash());
-                match self.hashes[s].get(&applied) {
-                    Some(&known) if known != hash => {
-                        return Err(self.violation(format!(
-                            "state hashes differ: shard {s} applied {applied} on validator {}",
-                            v + 1
-                        )));
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.hashes[s].insert(applied, hash);
-                    }
-                }
-                self.validators[v].shards[s].checked = checked;
-            }
-            self.check_supply(v)?;
-        }
-        // Acknowledged transfers are in the committed log at the index they were acked with.
-        for a in &self.acked {
-            if let Some(known) = self.committed[a.shard as usize].get(&a.block) {
-                if *known != a.entry {
-                    return Err(self.violation(format!(
-                        "acknowledged transfer lost: shard {} index {} holds another entry",
-                        a.shard, a.block
-                    )));
-                }
-            }
-        }
-        if self.now.is_multiple_of(100) {
-            self.check_acked_applied()?;
-        }
-        Ok(())
-    }
-
-    /// Every acknowledged OK transfer consumed its nonce on every replica that applied it.
-    fn check_acked_applied(&self) -> Result<(), Violation> {
-        for a in &self.acked {
-            if a.result != ResultCode::Ok {
-                continue;
-            }
-            for (v, validator) in self.validators.iter().enumerate() {
-                let Some(r) = &validator.shards[a.shard as usize].replica else {
-                    continue;
-                };
-                if r.state().applied_index() < a.block {
-                    continue;
-                }
-                let consumed = r
-                    .state()
-                    .account(&a.from)
-                    .is_some_and(|acc| acc.check_nonce(a.nonce).is_err());
-                if !consumed {
-                    return Err(self.violation(format!(
-                        "acknowledged transfer (nonce {}) missing from validator {}'s shard {} at applied {}",
-                        a.nonce,
-                        v + 1,
-                        a.shard,
-                        r.state().applied_index()
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Supply per asset on one validator: balances plus receipts in flight. Checked when the
-    /// validator's shards form a consistent cut (no destination credited beyond what its
-    /// source here has applied; a snapshot from another validator can briefly break that).
-    fn check_supply(&self, v: usize) -> Result<(), Violation> {
-        let shards = &self.validators[v].shards;
-        let states: Vec<&ShardState> = shards
-            .iter()
-            .map(|slot| slot.replica.as_ref().expect("up").state())
-            .collect();
-        for d in 0..states.len() {
-            for s in 0..states.len() {
-                if s != d && states[d].inbound_watermark(s as ShardId) > states[s].applied_index() {
-                    return Ok(());
-                }
-            }
-        }
-        for (&asset, &amount) in &self.supply {
-            let mut total = 0u128;
-            for (s, state) in states.iter().enumerate() {
-                total += state.supply_held(asset);
-                total += state.supply_in_flight(asset, |d| {
-                    states[d as usize].inbound_watermark(s as ShardId)
-                });
-            }
-            if total != amount as u128 {
-                return Err(self.violation(format!(
-                    "supply of asset {asset} on validator {} is {total}, genesis says {amount}",
-                    v + 1
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_final(&self) -> Result<(), Violation> {
-        self.check_acked_applied()?;
-        for s in 0..self.config.shards as usize {
-            let hashes: Vec<(u64, u128)> = self
-                .validators
-                .iter()
-                .map(|v| {
-                    let st = v.shards[s].replica.as_ref().expect("up").state();
-                    (st.applied_index(), st.state_hash())
-                })
-                .collect();
-            if hashes.iter().any(|h| *h != hashes[0]) {
-                return Err(
-                    self.violation(format!("shard {s}: replicas differ at the end: {hashes:?}"))
-                );
-            }
-        }
-        Ok(())
     }
 }

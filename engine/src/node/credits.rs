@@ -1,0 +1,91 @@
+//! Credit watermarks and receipt pruning.
+//!
+//! A destination shard tells the source shards, here and on every other validator, up to
+//! which source index it has durably credited receipts (in a snapshot). A source shard
+//! forgets receipts only up to the minimum every member of its group reported (members that
+//! never reported count as 0), so a new or silent validator holds pruning back, never forward.
+
+use super::{Effects, LocalMessage, Now, ShardNode};
+use crate::peering::Outbound;
+use crate::shard::ShardId;
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub(super) struct Credits {
+    /// Durable credit watermarks of this (destination) shard's last snapshot, per source.
+    watermarks: Vec<(ShardId, u64)>,
+    last_announce_ms: u64,
+    /// Watermarks reported for receipts of this (source) shard, by (destination, validator).
+    reported: HashMap<(ShardId, u64), u64>,
+}
+
+impl Credits {
+    pub(super) fn set_watermarks(&mut self, watermarks: Vec<(ShardId, u64)>) {
+        self.watermarks = watermarks;
+    }
+
+    pub(super) fn announce_due(&self, now: Now, interval_ms: u64) -> bool {
+        !self.watermarks.is_empty()
+            && now.monotonic_ms.saturating_sub(self.last_announce_ms) >= interval_ms
+    }
+}
+
+impl<R> ShardNode<R> {
+    /// Sends this validator's durable credit watermarks of this (destination) shard to the
+    /// source shards: locally through their queues, to the other validators over the
+    /// transport (their edge hands them to the source shard). Repeated every
+    /// `credit_announce_interval_ms`, so a lost message or a restarted peer only delays pruning.
+    pub(super) fn announce_credits<E: Effects<Reply = R>>(&mut self, io: &mut E, now: Now) {
+        let shard = self.replica.shard();
+        let node = self.config.node_id;
+        for &(source, up_to) in &self.credits.watermarks {
+            let message = LocalMessage::Credited {
+                destination: shard,
+                node,
+                up_to,
+            };
+            self.undelivered.push_back((source, message));
+        }
+        if self.config.replicated {
+            for peer in self.members().into_iter().filter(|&id| id != node) {
+                for &(source, up_to) in &self.credits.watermarks {
+                    let credited = Outbound::Credited {
+                        destination: shard,
+                        source,
+                        up_to,
+                    };
+                    let _ = io.send(peer, credited);
+                }
+            }
+        }
+        self.counters.credits_announced += 1;
+        self.credits.last_announce_ms = now.monotonic_ms;
+    }
+
+    /// Validator `node`'s credit watermark for receipts of this (source) shard: forget the
+    /// receipts every member of this shard's group has durably credited.
+    pub(super) fn credited(&mut self, destination: ShardId, node: u64, up_to: u64) {
+        let known = self
+            .credits
+            .reported
+            .entry((destination, node))
+            .or_insert(0);
+        *known = (*known).max(up_to);
+        let safe = self
+            .members()
+            .into_iter()
+            .map(|id| {
+                self.credits
+                    .reported
+                    .get(&(destination, id))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0);
+        if safe > 0 {
+            self.replica.receipts_credited(destination, safe);
+            self.counters.receipts_pruned_to = self.counters.receipts_pruned_to.max(safe);
+        }
+    }
+}

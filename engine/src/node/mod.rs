@@ -1,0 +1,783 @@
+//! `ShardNode`: everything one shard's driver decides, without I/O.
+//!
+//! The raft-rs pattern one level up: [`crate::replica::ShardReplica`] is the consensus and
+//! ledger core of one shard; `ShardNode` wraps it with the decisions a validator's shard makes
+//! around it — admission and ticket matching, the order of a ready cycle, forwarding to the
+//! leader and answering forwarded submissions, credit watermarks and receipt pruning, large
+//! raft messages (snapshots) in pieces, membership events, leadership hand-over. It performs no
+//! I/O and reads no clock: the glommio runtime (production) and the deterministic simulator
+//! (tests) both drive this same code, so a seed exercises what runs in production.
+//!
+//! # Inputs and actions
+//! Inputs are method calls: a verified submission ([`ShardNode::submit`]), a message from the
+//! same shard on another validator ([`ShardNode::peer_message`]), a message from another shard
+//! of this validator ([`ShardNode::local_message`]), a tick, a membership change, and the
+//! completion of I/O the node asked for.
+//!
+//! Actions that do not wait go through [`Effects`], implemented by the edge: send a peer
+//! message (the transport may refuse it — full or down — and the node reacts at once), answer a
+//! client, hand a message to another shard, link or unlink a validator. Work that takes time is
+//! returned as a value and its completion is the next input:
+//! - [`Persist`] from [`ShardNode::start_turn`]: a ready cycle's snapshot, entries and hard
+//!   state, made durable with one group commit, then [`ShardNode::persisted`];
+//! - [`LocalSnapshot`] from [`ShardNode::finish_turn`]: the state archived at the applied
+//!   index, saved (and the log truncated), then [`ShardNode::snapshot_saved`].
+//!
+//! # One turn
+//! inputs → [`ShardNode::tick`] when due → `start_turn` → persist → `persisted` →
+//! `finish_turn` → save the snapshot if one is due → `snapshot_saved`. No raft input may be
+//! fed while a turn's persist is in flight (raft-rs's rule for a `Ready`).
+
+mod credits;
+mod forward;
+mod pieces;
+mod status;
+
+pub use forward::{failure_of, refusal_of};
+pub use status::ShardStatus;
+
+use crate::peering::{ForwardReply, Outbound, PeerMessage};
+use crate::record::Record;
+use crate::replica::{
+    MembershipEvent, Outcome, ReceiptDelivery, ReplicaError, ShardReplica, SubmitError,
+};
+use crate::shard::ShardId;
+use crate::state_snapshot::encode_state;
+use raft::eraftpb::{ConfChangeType, ConfState, Entry, HardState, Message, MessageType, Snapshot};
+use std::collections::{HashMap, VecDeque};
+
+/// Why a submission got no outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitFailure {
+    #[error(transparent)]
+    Rejected(#[from] SubmitError),
+    #[error("shard {0}: the proposal was lost in a leadership change; resubmit (resubmission is harmless)")]
+    Retry(ShardId),
+    #[error("the engine is shutting down")]
+    Stopped,
+}
+
+/// The decisions' bounds and timing (durations in milliseconds of the edge's monotonic clock).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    /// Distinguishes this start of the node from earlier ones: forwarded request ids start at
+    /// `incarnation << 20`, so a leader's late reply to a request of an earlier start never
+    /// answers a new one.
+    pub incarnation: u64,
+    /// Other validators exist (there is a transport): followers forward client submissions to
+    /// the leader, leadership spreads over validators, credits are announced to peers.
+    pub replicated: bool,
+    /// How long a follower waits for the leader's answer to a forwarded submission.
+    pub forward_timeout_ms: u64,
+    /// Forwarded submissions waited on at once (more: overloaded).
+    pub forwards_pending_max: usize,
+    /// Raft messages larger than this travel in pieces of this size.
+    pub raft_piece_bytes: usize,
+    /// Largest raft message reassembled from pieces.
+    pub raft_message_bytes_max: u64,
+    /// Take a local snapshot (and truncate the log) every this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// How often durable credit watermarks are repeated to the source shards.
+    pub credit_announce_interval_ms: u64,
+    /// Shortest time between two leadership hand-overs.
+    pub leader_transfer_interval_ms: u64,
+}
+
+impl NodeConfig {
+    pub fn new(node_id: u64) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            incarnation: 0,
+            replicated: false,
+            forward_timeout_ms: 5_000,
+            forwards_pending_max: 4096,
+            raft_piece_bytes: 1 << 20,
+            raft_message_bytes_max: 1 << 30,
+            snapshot_interval_entries: 20_000,
+            credit_announce_interval_ms: 5_000,
+            leader_transfer_interval_ms: 2_000,
+        }
+    }
+}
+
+/// The edge's clocks at an input: `monotonic_ms` for deadlines, `wall_ms` for block timestamps
+/// only (never in state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    pub monotonic_ms: u64,
+    pub wall_ms: u64,
+}
+
+/// The transport did not take a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendRefused {
+    /// The peer's queue is full: try again later (back-pressure).
+    Full,
+    /// No usable link to the peer (unknown, disconnected, closed, or the message is invalid).
+    Down,
+}
+
+/// An answer to whoever submitted.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// One outcome per record, in order, once decided.
+    Outcomes(Result<Vec<Outcome>, SubmitFailure>),
+    /// A detached (`wait=false`) submission was admitted (here or by the leader).
+    Admitted(Result<(), SubmitFailure>),
+    /// A membership change applied at this log index.
+    Membership(Result<u64, SubmitFailure>),
+}
+
+/// What one shard of a validator tells another shard of the same validator.
+#[derive(Debug)]
+pub enum LocalMessage {
+    Receipts(ReceiptDelivery),
+    /// Validator `node`'s replica of `destination` durably credited (in a snapshot) the
+    /// receipts of the receiving (source) shard up to `up_to`.
+    Credited {
+        destination: ShardId,
+        node: u64,
+        up_to: u64,
+    },
+}
+
+/// Who submitted: the node answers each kind in its own way.
+pub enum Submitter<R> {
+    /// A client of this validator waiting for the outcomes.
+    Client(R),
+    /// A client of this validator that wants to know only that the records were admitted.
+    Detached(R),
+    /// Forwarded by validator `node` (never forwarded again); `request` 0: nobody waits.
+    Peer { node: u64, request: u64 },
+}
+
+/// The actions that do not wait, performed by the edge. None of them may block.
+pub trait Effects {
+    /// What the edge needs to answer a client (a channel, a client id).
+    type Reply;
+    /// Sends `message` to validator `to` (this shard's replica there).
+    fn send(&mut self, to: u64, message: Outbound<'_>) -> Result<(), SendRefused>;
+    fn reply(&mut self, to: Self::Reply, answer: Answer);
+    /// Hands `message` to another shard of this validator; gives it back when that shard's
+    /// queue is full (the node retries next turn, never waits: two shards waiting on each
+    /// other's full queues would deadlock).
+    fn to_shard(&mut self, destination: ShardId, message: LocalMessage)
+        -> Result<(), LocalMessage>;
+    /// A validator joined the group with this peer address (as the membership change carried
+    /// it): make it reachable.
+    fn link(&mut self, node_id: u64, peer_addr: &[u8]);
+    /// A validator left the group.
+    fn unlink(&mut self, node_id: u64);
+}
+
+/// A ready cycle's writes: make them durable (the snapshot first, then the entries and the
+/// hard state, one group commit), then call [`ShardNode::persisted`] with `number`.
+#[derive(Debug)]
+pub struct Persist {
+    pub number: u64,
+    /// A snapshot received from the leader (the replica already restored its state from it).
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// Whether raft requires an fdatasync for these writes.
+    pub must_sync: bool,
+}
+
+impl Persist {
+    pub fn has_writes(&self) -> bool {
+        self.snapshot.is_some() || !self.entries.is_empty() || self.hard_state.is_some()
+    }
+}
+
+/// The state at `index`, to save as the shard's snapshot (the log before it may go); then call
+/// [`ShardNode::snapshot_saved`].
+#[derive(Debug)]
+pub struct LocalSnapshot {
+    pub index: u64,
+    pub term: u64,
+    pub conf: ConfState,
+    pub data: Vec<u8>,
+}
+
+/// What the node did, for metrics and for the simulator's coverage report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    pub forwarded: u64,
+    pub forwards_served: u64,
+    pub pieces_sent: u64,
+    pub snapshots_sent_in_pieces: u64,
+    pub messages_reassembled: u64,
+    pub credits_announced: u64,
+    pub receipts_pruned_to: u64,
+    pub leadership_handovers: u64,
+}
+
+/// Who waits for a ticket's outcomes.
+enum Waiter<R> {
+    Client(R),
+    Peer { node: u64, request: u64 },
+}
+
+/// One shard's driver logic; `R` is the edge's reply handle.
+pub struct ShardNode<R> {
+    config: NodeConfig,
+    replica: ShardReplica,
+    waiting: HashMap<u64, Waiter<R>>,
+    forwards: forward::Forwards<R>,
+    pieces: pieces::Pieces,
+    credits: credits::Credits,
+    /// A membership change this leader proposed: its log index and the operator's reply.
+    membership: Option<(u64, R)>,
+    /// Messages to other shards that found their queue full; retried every turn.
+    undelivered: VecDeque<(ShardId, LocalMessage)>,
+    last_snapshot_index: u64,
+    /// Credit watermarks of the local snapshot handed out and not yet saved.
+    snapshot_watermarks: Option<Vec<(ShardId, u64)>>,
+    last_handover_ms: Option<u64>,
+    /// The monotonic clock at the latest tick or turn (deadlines of forwarded submissions).
+    last_now_ms: u64,
+    /// The ready cycle handed out and not yet persisted: its number, whether it installs a
+    /// snapshot, and the messages that must wait until it is durable.
+    in_flight: Option<(u64, Option<u64>, Vec<Message>)>,
+    counters: NodeCounters,
+}
+
+impl<R> ShardNode<R> {
+    pub fn new(config: NodeConfig, replica: ShardReplica) -> ShardNode<R> {
+        assert!(config.raft_piece_bytes > 0, "pieces carry bytes");
+        assert_eq!(config.node_id, replica.node_id());
+        let last_snapshot_index = replica.state().applied_index();
+        ShardNode {
+            forwards: forward::Forwards::new(config.incarnation << 20),
+            pieces: pieces::Pieces::default(),
+            credits: credits::Credits::default(),
+            waiting: HashMap::new(),
+            membership: None,
+            undelivered: VecDeque::new(),
+            last_snapshot_index,
+            snapshot_watermarks: None,
+            last_handover_ms: None,
+            last_now_ms: 0,
+            in_flight: None,
+            counters: NodeCounters::default(),
+            config,
+            replica,
+        }
+    }
+
+    pub fn replica(&self) -> &ShardReplica {
+        &self.replica
+    }
+    pub fn shard(&self) -> ShardId {
+        self.replica.shard()
+    }
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+    pub fn counters(&self) -> &NodeCounters {
+        &self.counters
+    }
+    /// Whether a turn would do nothing: the edge may sleep until the next input or tick.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && !self.replica.has_ready() && !self.replica.has_admitted()
+    }
+    /// Whether a turn's persist is in flight (no raft input may be fed until `persisted`).
+    pub fn is_persisting(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// A submission whose signatures the edge verified (`valid[i]` for `records[i]`).
+    pub fn submit<E: Effects<Reply = R>>(
+        &mut self,
+        io: &mut E,
+        records: &[Record],
+        valid: &[bool],
+        from: Submitter<R>,
+    ) {
+        assert_eq!(records.len(), valid.len(), "the edge verifies every record");
+        match self.replica.submit_verified(records, valid) {
+            Ok(ticket) => match from {
+                Submitter::Client(reply) => {
+                    self.waiting.insert(ticket, Waiter::Client(reply));
+                }
+                Submitter::Detached(reply) => io.reply(reply, Answer::Admitted(Ok(()))),
+                Submitter::Peer { node, request } => {
+                    self.counters.forwards_served += 1;
+                    if request != 0 {
+                        self.waiting.insert(ticket, Waiter::Peer { node, request });
+                    }
+                }
+            },
+            Err(SubmitError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if self.config.replicated
+                && leader != self.config.node_id
+                && !matches!(from, Submitter::Peer { .. }) =>
+            {
+                self.forward(io, leader, records, valid, from)
+            }
+            Err(error) => self.refuse(io, from, error.into()),
+        }
+    }
+
+    /// A message from this shard's replica on validator `from`. Credit watermarks are for the
+    /// source shard: the edge routes them as [`LocalMessage::Credited`] instead.
+    pub fn peer_message<E: Effects<Reply = R>>(
+        &mut self,
+        io: &mut E,
+        from: u64,
+        message: PeerMessage,
+    ) {
+        match message {
+            PeerMessage::Raft(message) => self.step(*message),
+            PeerMessage::RaftChunk {
+                transfer,
+                total,
+                offset,
+                data,
+            } => {
+                if let Some(message) = self.pieces.accept(
+                    self.replica.shard(),
+                    from,
+                    (transfer, total, offset, &data),
+                    self.config.raft_message_bytes_max,
+                ) {
+                    self.counters.messages_reassembled += 1;
+                    self.step(message);
+                }
+            }
+            PeerMessage::ForwardReply { request, reply } => self.forward_reply(io, request, reply),
+            PeerMessage::Forward {
+                request,
+                records,
+                valid,
+            } => self.submit(
+                io,
+                &records,
+                &valid,
+                Submitter::Peer {
+                    node: from,
+                    request,
+                },
+            ),
+            PeerMessage::Credited { .. } => {
+                debug_assert!(
+                    false,
+                    "the edge routes credit watermarks to the source shard"
+                );
+            }
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        assert!(self.in_flight.is_none(), "raft input while persisting");
+        if let Err(error) = self.replica.step(message) {
+            tracing::debug!(shard = self.replica.shard(), %error, "raft message ignored");
+        }
+    }
+
+    /// A message from another shard of this validator.
+    pub fn local_message(&mut self, message: LocalMessage) {
+        match message {
+            LocalMessage::Receipts(delivery) => self.replica.receive_receipts(delivery),
+            LocalMessage::Credited {
+                destination,
+                node,
+                up_to,
+            } => self.credited(destination, node, up_to),
+        }
+    }
+
+    /// Proposes a membership change (on the leader); `reply` hears the log index once it
+    /// applied here, or why not.
+    pub fn change_membership<E: Effects<Reply = R>>(
+        &mut self,
+        io: &mut E,
+        changes: &[(ConfChangeType, u64)],
+        peer_addr: &[u8],
+        reply: R,
+    ) {
+        let shard = self.replica.shard();
+        if self.membership.is_some() {
+            let failure = SubmitFailure::Rejected(SubmitError::Membership {
+                shard,
+                reason: "another membership change is in progress",
+            });
+            io.reply(reply, Answer::Membership(Err(failure)));
+            return;
+        }
+        match self.replica.propose_membership(changes, peer_addr) {
+            Ok(index) => self.membership = Some((index, reply)),
+            Err(error) => io.reply(reply, Answer::Membership(Err(error.into()))),
+        }
+    }
+
+    /// A raft tick (the edge calls it every tick interval): elections and heartbeats,
+    /// forwarded submissions that timed out, leadership hand-over, credit announcements.
+    pub fn tick<E: Effects<Reply = R>>(&mut self, io: &mut E, now: Now) {
+        assert!(self.in_flight.is_none(), "tick while persisting");
+        self.replica.tick();
+        self.expire_forwards(io, now);
+        self.spread_leadership(now);
+        if self
+            .credits
+            .announce_due(now, self.config.credit_announce_interval_ms)
+        {
+            self.announce_credits(io, now);
+        }
+    }
+
+    /// Proposes what was admitted and starts a ready cycle: applies what committed and is
+    /// durable, sends what may go before the write, and returns the write (or `None`: nothing
+    /// to persist; call [`ShardNode::finish_turn`] next).
+    pub fn start_turn<E: Effects<Reply = R>>(
+        &mut self,
+        io: &mut E,
+        now: Now,
+    ) -> Result<Option<Persist>, ReplicaError> {
+        assert!(self.in_flight.is_none(), "one ready cycle at a time");
+        self.last_now_ms = now.monotonic_ms;
+        self.replica.propose_admitted();
+        let Some(mut work) = self.replica.ready(now.wall_ms)? else {
+            return Ok(None);
+        };
+        // A leader's appends and heartbeats may go before its own write (raft counts its own
+        // vote only once persisted); everything else waits for the write.
+        let early = std::mem::take(&mut work.messages);
+        self.send_raft(io, early);
+        let snapshot_index = work.snapshot.as_ref().map(|s| s.get_metadata().index);
+        self.in_flight = Some((
+            work.number,
+            snapshot_index,
+            std::mem::take(&mut work.persisted_messages),
+        ));
+        Ok(Some(Persist {
+            number: work.number,
+            snapshot: work.snapshot,
+            entries: work.entries,
+            hard_state: work.hard_state,
+            must_sync: work.must_sync,
+        }))
+    }
+
+    /// The write of ready cycle `number` is durable.
+    pub fn persisted<E: Effects<Reply = R>>(&mut self, io: &mut E, number: u64, now: Now) {
+        let (expected, snapshot_index, after_write) =
+            self.in_flight.take().expect("persisted without a write");
+        assert_eq!(expected, number, "persisted the write handed out");
+        if let Some(index) = snapshot_index {
+            // A leader's snapshot is installed and durable: its credits count as this
+            // validator's, and the log before it is gone.
+            self.last_snapshot_index = index;
+            tracing::info!(
+                shard = self.replica.shard(),
+                index,
+                "caught up from the leader's snapshot: installed"
+            );
+            self.credits.set_watermarks(self.inbound_watermarks());
+            self.announce_credits(io, now);
+        }
+        self.send_raft(io, after_write);
+        let messages = self.replica.persisted(number, now.wall_ms);
+        self.send_raft(io, messages);
+    }
+
+    /// The rest of a turn: more pieces of large messages, membership events, answers, messages
+    /// to other shards; returns a local snapshot to save when one is due.
+    pub fn finish_turn<E: Effects<Reply = R>>(&mut self, io: &mut E) -> Option<LocalSnapshot> {
+        assert!(self.in_flight.is_none(), "finish_turn while persisting");
+        self.pump_pieces(io);
+        self.settle_membership(io);
+        self.answer(io);
+        self.deliver_local(io);
+        self.local_snapshot_if_due()
+    }
+
+    /// The snapshot handed out by [`ShardNode::finish_turn`] is durable.
+    pub fn snapshot_saved<E: Effects<Reply = R>>(&mut self, io: &mut E, index: u64, now: Now) {
+        let watermarks = self
+            .snapshot_watermarks
+            .take()
+            .expect("snapshot_saved without a snapshot");
+        self.last_snapshot_index = index;
+        // Our credits up to these watermarks are durable now: tell the sources here and on
+        // every other validator (they forget receipts only up to what all validators report).
+        self.credits.set_watermarks(watermarks);
+        self.announce_credits(io, now);
+        tracing::debug!(shard = self.replica.shard(), index, "snapshot saved");
+    }
+
+    /// Stopping: everyone still waiting hears so (what was acknowledged is durable already).
+    pub fn shutdown<E: Effects<Reply = R>>(&mut self, io: &mut E) {
+        for (_, waiter) in self.waiting.drain() {
+            match waiter {
+                Waiter::Client(reply) => {
+                    io.reply(reply, Answer::Outcomes(Err(SubmitFailure::Stopped)))
+                }
+                Waiter::Peer { node, request } => {
+                    let reply = ForwardReply::Refused(refusal_of(SubmitFailure::Stopped));
+                    let _ = io.send(
+                        node,
+                        Outbound::ForwardReply {
+                            request,
+                            reply: &reply,
+                        },
+                    );
+                }
+            }
+        }
+        for reply in self.forwards.drain() {
+            io.reply(reply, Answer::Outcomes(Err(SubmitFailure::Stopped)));
+        }
+        if let Some((_, reply)) = self.membership.take() {
+            io.reply(reply, Answer::Membership(Err(SubmitFailure::Stopped)));
+        }
+    }
+
+    /// Refuses a submission in the way its submitter expects.
+    fn refuse<E: Effects<Reply = R>>(
+        &mut self,
+        io: &mut E,
+        from: Submitter<R>,
+        failure: SubmitFailure,
+    ) {
+        match from {
+            Submitter::Client(reply) => io.reply(reply, Answer::Outcomes(Err(failure))),
+            Submitter::Detached(reply) => io.reply(reply, Answer::Admitted(Err(failure))),
+            Submitter::Peer { node, request } => {
+                if request != 0 {
+                    let reply = ForwardReply::Refused(refusal_of(failure));
+                    let _ = io.send(
+                        node,
+                        Outbound::ForwardReply {
+                            request,
+                            reply: &reply,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends raft messages; a message too large for one transport message goes in pieces,
+    /// queued per peer (see `pieces.rs`). A refused send is reported to raft so that it probes that peer (and
+    /// retries a snapshot) instead of assuming delivery. A snapshot handed to the transport
+    /// whole is reported delivered, as one sent in pieces is once its last piece went: should
+    /// it be lost on the way, the follower rejects the next append and raft sends another —
+    /// without the report, raft would wait for the follower forever.
+    fn send_raft<E: Effects<Reply = R>>(&mut self, io: &mut E, messages: Vec<Message>) {
+        let mut queued = false;
+        for message in messages {
+            let to = message.to;
+            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            let bytes = protobuf::Message::compute_size(&message) as usize + 1;
+            let large = bytes > self.config.raft_piece_bytes;
+            if large || self.pieces.is_queued(to) {
+                match self.pieces.queue(to, message, large) {
+                    Ok(()) => {
+                        queued = true;
+                        if large && is_snapshot {
+                            self.counters.snapshots_sent_in_pieces += 1;
+                        }
+                    }
+                    Err(_) => self.not_sent(to, is_snapshot),
+                }
+                continue;
+            }
+            match io.send(to, Outbound::Raft(&message)) {
+                Ok(()) => {
+                    if is_snapshot {
+                        self.replica.report_snapshot(to, true);
+                    }
+                }
+                Err(SendRefused::Full) if !is_snapshot => {
+                    // Keep raft's order: this and what follows wait for room.
+                    if self.pieces.queue(to, message, false).is_ok() {
+                        queued = true;
+                    } else {
+                        self.not_sent(to, false);
+                    }
+                }
+                Err(_) => self.not_sent(to, is_snapshot),
+            }
+        }
+        if queued {
+            self.pump_pieces(io);
+        }
+    }
+
+    /// Raft hears that a message to `to` did not go.
+    fn not_sent(&mut self, to: u64, is_snapshot: bool) {
+        tracing::trace!(shard = self.replica.shard(), to, "raft message not sent");
+        if is_snapshot {
+            self.replica.report_snapshot(to, false);
+        }
+        self.replica.report_unreachable(to);
+    }
+
+    /// Answers the submissions decided (or lost) since the last turn.
+    fn answer<E: Effects<Reply = R>>(&mut self, io: &mut E) {
+        for (ticket, outcomes) in self.replica.take_completed() {
+            match self.waiting.remove(&ticket) {
+                Some(Waiter::Client(reply)) => io.reply(reply, Answer::Outcomes(Ok(outcomes))),
+                Some(Waiter::Peer { node, request }) => {
+                    let reply = ForwardReply::Outcomes(outcomes);
+                    let _ = io.send(
+                        node,
+                        Outbound::ForwardReply {
+                            request,
+                            reply: &reply,
+                        },
+                    );
+                }
+                None => {}
+            }
+        }
+        let shard = self.replica.shard();
+        for ticket in self.replica.take_failed() {
+            match self.waiting.remove(&ticket) {
+                Some(Waiter::Client(reply)) => {
+                    io.reply(reply, Answer::Outcomes(Err(SubmitFailure::Retry(shard))))
+                }
+                Some(Waiter::Peer { node, request }) => {
+                    let reply = ForwardReply::Refused(refusal_of(SubmitFailure::Retry(shard)));
+                    let _ = io.send(
+                        node,
+                        Outbound::ForwardReply {
+                            request,
+                            reply: &reply,
+                        },
+                    );
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Hands receipts (and queued credit watermarks) to the other shards of this validator.
+    fn deliver_local<E: Effects<Reply = R>>(&mut self, io: &mut E) {
+        for delivery in self.replica.take_deliveries() {
+            self.undelivered
+                .push_back((delivery.destination, LocalMessage::Receipts(delivery)));
+        }
+        while let Some((destination, message)) = self.undelivered.pop_front() {
+            if let Err(message) = io.to_shard(destination, message) {
+                self.undelivered.push_front((destination, message));
+                break;
+            }
+        }
+    }
+
+    /// Applies membership changes to the links and answers a proposed change once it applied
+    /// (or failed: leadership lost before it applied).
+    fn settle_membership<E: Effects<Reply = R>>(&mut self, io: &mut E) {
+        for event in self.replica.take_membership_events() {
+            match event {
+                MembershipEvent::Joined { node_id, peer_addr } => {
+                    if node_id != self.config.node_id && self.config.replicated {
+                        io.link(node_id, &peer_addr);
+                    }
+                }
+                MembershipEvent::Left { node_id } => {
+                    if node_id != self.config.node_id && self.config.replicated {
+                        io.unlink(node_id);
+                    }
+                }
+            }
+        }
+        let Some(&(index, _)) = self.membership.as_ref() else {
+            return;
+        };
+        let answer = if self.replica.state().applied_index() >= index {
+            Ok(index)
+        } else if !self.replica.is_leader() {
+            Err(SubmitFailure::Retry(self.replica.shard()))
+        } else {
+            return;
+        };
+        let (_, reply) = self.membership.take().expect("checked");
+        io.reply(reply, Answer::Membership(answer));
+    }
+
+    /// Leaders spread over the validators: shard `s` prefers the `s mod n`-th voter (by id).
+    /// A leader that is not the preferred one hands over once the preferred voter's log has
+    /// caught up with its own (a raft leadership transfer: no entry is lost, writes pause for
+    /// about one round trip), at most once per `leader_transfer_interval_ms`.
+    fn spread_leadership(&mut self, now: Now) {
+        if !self.config.replicated || !self.replica.is_leader() {
+            return;
+        }
+        if self.last_handover_ms.is_some_and(|t| {
+            now.monotonic_ms.saturating_sub(t) < self.config.leader_transfer_interval_ms
+        }) {
+            return;
+        }
+        let shard = self.replica.shard();
+        let raft = &self.replica.raw_node().raft;
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        let preferred = voters[shard as usize % voters.len()];
+        let last_index = raft.raft_log.last_index();
+        let caught_up = raft
+            .prs()
+            .get(preferred)
+            .is_some_and(|p| p.matched == last_index && p.recent_active);
+        if preferred == self.config.node_id || !caught_up || raft.lead_transferee.is_some() {
+            return;
+        }
+        tracing::info!(
+            shard,
+            to = preferred,
+            "handing shard leadership to its preferred validator"
+        );
+        self.replica.raw_node_mut().transfer_leader(preferred);
+        self.last_handover_ms = Some(now.monotonic_ms);
+        self.counters.leadership_handovers += 1;
+    }
+
+    /// The local snapshot due now, if any (every `snapshot_interval_entries` applied entries).
+    fn local_snapshot_if_due(&mut self) -> Option<LocalSnapshot> {
+        let state = self.replica.state();
+        let applied = state.applied_index();
+        if applied < self.last_snapshot_index + self.config.snapshot_interval_entries {
+            return None;
+        }
+        let raft = &self.replica.raw_node().raft;
+        let term = raft.raft_log.term(applied).unwrap_or(0);
+        if applied == 0 || term == 0 {
+            return None;
+        }
+        let snapshot = LocalSnapshot {
+            index: applied,
+            term,
+            conf: raft.prs().conf().to_conf_state(),
+            data: encode_state(state),
+        };
+        self.snapshot_watermarks = Some(self.inbound_watermarks());
+        Some(snapshot)
+    }
+
+    /// This (destination) shard's credit watermark per source shard, as the state holds it.
+    fn inbound_watermarks(&self) -> Vec<(ShardId, u64)> {
+        let state = self.replica.state();
+        let shard = self.replica.shard();
+        (0..state.shard_count())
+            .filter(|&s| s != shard)
+            .map(|s| (s, state.inbound_watermark(s)))
+            .filter(|&(_, w)| w > 0)
+            .collect()
+    }
+
+    /// The group's members (voters and learners), this node included.
+    fn members(&self) -> Vec<u64> {
+        self.replica
+            .raw_node()
+            .raft
+            .prs()
+            .iter()
+            .map(|(&id, _)| id)
+            .collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! Admission and proposal: verified submissions become tickets, admitted records become
+//! batch entries (at most `entry_records_max` records each), receipts become marker entries.
+
+use super::*;
+
+impl ShardReplica {
+    /// Takes a submission whose signatures the I/O edge already verified (`valid[i]` for
+    /// `records[i]`; the runtime verifies on the shard's core while the previous group commit
+    /// is in flight). Stateless checks reject at once, then invalid signatures are answered
+    /// `BAD_SIGNATURE`; the rest waits for [`ShardReplica::propose_admitted`]. Returns the
+    /// ticket whose outcomes will appear in [`ShardReplica::take_completed`].
+    pub fn submit_verified(
+        &mut self,
+        records: &[Record],
+        valid: &[bool],
+    ) -> Result<u64, SubmitError> {
+        assert_eq!(records.len(), valid.len(), "one verdict per record");
+        self.admit(records, valid)
+    }
+
+    fn admit(&mut self, records: &[Record], valid: &[bool]) -> Result<u64, SubmitError> {
+        if !self.is_leader() {
+            return Err(SubmitError::NotLeader {
+                shard: self.config.shard,
+                leader: self.leader_id(),
+            });
+        }
+        if self.pending_records + records.len() > self.config.pending_records_max {
+            return Err(SubmitError::Overloaded(self.config.shard));
+        }
+        let ticket_id = self.next_ticket;
+        self.next_ticket += 1;
+        let mut ticket = Ticket {
+            outcomes: vec![None; records.len()],
+            missing: 0,
+        };
+        for (slot, record) in records.iter().enumerate() {
+            let stateless =
+                precheck(record, self.state.chain_id(), self.state.assets()).and_then(|()| {
+                    if shard_of(&record.from(), self.state.shard_count()) == self.config.shard {
+                        Ok(())
+                    } else {
+                        Err(ResultCode::Malformed)
+                    }
+                });
+            let stateless = match stateless {
+                Ok(()) if !valid[slot] => Err(ResultCode::BadSignature),
+                other => other,
+            };
+            match stateless {
+                Err(code) => ticket.outcomes[slot] = Some(self.rejected(record, code)),
+                Ok(()) => {
+                    self.admitted.push((ticket_id, slot as u32, *record));
+                    ticket.missing += 1;
+                    let shard = self.config.shard;
+                    self.remember(record.tx_hash(), TxStatus::Pending { shard });
+                }
+            }
+        }
+        self.pending_records += ticket.missing;
+        if ticket.missing == 0 {
+            self.completed.push((ticket_id, finish(ticket)));
+        } else {
+            self.tickets.insert(ticket_id, ticket);
+        }
+        Ok(ticket_id)
+    }
+
+    pub(super) fn rejected(&mut self, record: &Record, code: ResultCode) -> Outcome {
+        let outcome = Outcome {
+            tx_hash: record.tx_hash(),
+            result: code,
+            shard: self.config.shard,
+            block: 0,
+        };
+        self.remember(outcome.tx_hash, TxStatus::Decided(outcome));
+        outcome
+    }
+
+    /// Records a transfer's status in the bounded recent window.
+    pub(super) fn remember(&mut self, hash: TxHash, status: TxStatus) {
+        if self.config.recent_transactions_max == 0 {
+            return;
+        }
+        if self.recent_transactions.insert(hash, status).is_none() {
+            self.recent_order.push_back(hash);
+            while self.recent_order.len() > self.config.recent_transactions_max {
+                let old = self.recent_order.pop_front().expect("non-empty");
+                self.recent_transactions.remove(&old);
+            }
+        }
+    }
+
+    /// A transfer's status, if it is in the recent window.
+    pub fn transaction(&self, hash: &TxHash) -> Option<TxStatus> {
+        self.recent_transactions.get(hash).copied()
+    }
+
+    /// A block header, if it is in the recent window.
+    pub fn block(&self, height: u64) -> Option<BlockHeader> {
+        let first = self.recent_blocks.front()?.height;
+        if height < first {
+            return None;
+        }
+        // Heights are increasing but not contiguous (raft's own entries are not blocks).
+        self.recent_blocks
+            .binary_search_by_key(&height, |b| b.height)
+            .ok()
+            .map(|i| self.recent_blocks[i])
+    }
+
+    pub fn latest_block(&self) -> Option<BlockHeader> {
+        self.recent_blocks.back().copied()
+    }
+
+    pub(super) fn push_block(&mut self, entry: &Entry, tx_count: u32) {
+        let (prev_hash, hash) = self.state.chain_block(entry.index, entry.term, &entry.data);
+        if self.config.recent_blocks_max == 0 {
+            return;
+        }
+        self.recent_blocks.push_back(BlockHeader {
+            shard: self.config.shard,
+            height: entry.index,
+            hash,
+            prev_hash,
+            tx_count,
+            term: entry.term,
+            state_hash: self.state.state_hash(),
+            timestamp_ms: self.now_ms,
+        });
+        while self.recent_blocks.len() > self.config.recent_blocks_max {
+            self.recent_blocks.pop_front();
+        }
+    }
+
+    /// Proposes what [`ShardReplica::submit_verified`] admitted as entries of at most
+    /// `entry_records_max` records, then markers for receipts that arrived from other shards.
+    pub fn propose_admitted(&mut self) {
+        let admitted = std::mem::take(&mut self.admitted);
+        self.propose_checked(admitted);
+        self.propose_markers();
+    }
+
+    fn propose_checked(&mut self, mut admitted: Vec<(u64, u32, Record)>) {
+        let mut slots: Vec<(u64, u32)> = Vec::with_capacity(self.config.entry_records_max);
+        let mut left = admitted.len();
+        for &(ticket, slot, record) in admitted.iter() {
+            if self.builder.is_empty() {
+                self.builder.reserve_records(left);
+            }
+            left -= 1;
+            self.builder.push(&record);
+            slots.push((ticket, slot));
+            if self.builder.is_full() {
+                self.propose_batch(&mut slots);
+            }
+        }
+        if !self.builder.is_empty() {
+            self.propose_batch(&mut slots);
+        }
+        // Keep the allocation for the next turn.
+        admitted.clear();
+        if self.admitted.is_empty() {
+            self.admitted = admitted;
+        }
+    }
+
+    pub(super) fn propose_batch(&mut self, slots: &mut Vec<(u64, u32)>) {
+        let data = self.builder.finish();
+        let proposal = self.next_proposal;
+        self.next_proposal += 1;
+        let context = entry_context(ENTRY_KIND_TRANSFERS, self.config.node_id, proposal);
+        let taken = std::mem::take(slots);
+        match self.node.propose(context.to_vec(), data) {
+            Ok(()) => self.track_proposal(taken),
+            Err(error) => {
+                // Lost leadership between admission and proposal: tell the clients.
+                tracing::debug!(shard = self.config.shard, %error, "proposal dropped");
+                for (ticket, slot) in taken {
+                    self.fail_slot(ticket, slot);
+                }
+            }
+        }
+    }
+
+    /// Remembers where the entry just proposed sits in the log (raft appends it at once).
+    pub(super) fn track_proposal(&mut self, slots: Vec<(u64, u32)>) {
+        let index = self.node.raft.raft_log.last_index();
+        let term = self.node.raft.term;
+        if let Some(old) = self
+            .proposals
+            .insert(index, PendingProposal { term, slots })
+        {
+            // Our earlier proposal at this index was overwritten by a later leader.
+            for (ticket, slot) in old.slots {
+                self.fail_slot(ticket, slot);
+            }
+        }
+    }
+
+    pub(super) fn propose_markers(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let mut payload = Vec::new();
+        let mut count = 0u32;
+        for (source, inbox) in self.inboxes.iter_mut().enumerate() {
+            let floor = inbox
+                .proposed_up_to
+                .max(self.state.inbound_watermark(source as ShardId));
+            if inbox.progress > floor && !inbox.receipts.is_empty() {
+                payload.extend_from_slice(&(source as u32).to_le_bytes());
+                payload.extend_from_slice(&inbox.progress.to_le_bytes());
+                inbox.proposed_up_to = inbox.progress;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return;
+        }
+        let mut data = count.to_le_bytes().to_vec();
+        data.extend_from_slice(&payload);
+        let proposal = self.next_proposal;
+        self.next_proposal += 1;
+        let context = entry_context(ENTRY_KIND_MARKERS, self.config.node_id, proposal);
+        if self.node.propose(context.to_vec(), data).is_err() {
+            for inbox in &mut self.inboxes {
+                inbox.proposed_up_to = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Apply: committed entries in log order, tickets resolved with their outcomes, proposals
+//! that did not make it failed (their clients retry).
+
+use super::*;
+
+impl ShardReplica {
+    /// `now_ms` is the wall clock, used only for block timestamps (never in state).
+    pub fn apply_committed(&mut self, entries: Vec<Entry>, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.apply_queue.extend(entries);
+        while let Some(entry) = self.apply_queue.front() {
+            if !self.markers_ready(entry) {
+                break;
+            }
+            let entry = self.apply_queue.pop_front().expect("front exists");
+            self.apply_entry(&entry);
+        }
+        for d in 0..self.state.shard_count() {
+            self.queue_new_receipts(d);
+        }
+        self.note_leader();
+    }
+
+    /// Tells raft how far apply got (call after each Ready cycle).
+    pub fn advance_apply(&mut self) {
+        let applied = self.state.applied_index();
+        if applied > self.node.raft.raft_log.applied {
+            self.node.advance_apply_to(applied);
+        }
+    }
+
+    pub(super) fn markers_ready(&self, entry: &Entry) -> bool {
+        if entry.get_entry_type() != EntryType::EntryNormal
+            || entry.data.is_empty()
+            || entry.context.first() != Some(&ENTRY_KIND_MARKERS)
+        {
+            return true;
+        }
+        match parse_markers(&entry.data) {
+            Some(markers) => markers.iter().all(|&(source, up_to)| {
+                source == self.config.shard
+                    || source >= self.state.shard_count()
+                    || self.inboxes[source as usize].progress >= up_to
+                    || self.state.inbound_watermark(source) >= up_to
+            }),
+            None => true,
+        }
+    }
+
+    pub(super) fn apply_entry(&mut self, entry: &Entry) {
+        self.apply_entry_inner(entry);
+        // Proposals of ours at or below this index that did not apply are lost: their clients
+        // must retry (resubmitting is harmless).
+        while let Some((&i, _)) = self.proposals.first_key_value() {
+            if i > entry.index {
+                break;
+            }
+            let (_, lost) = self.proposals.pop_first().expect("non-empty");
+            for (ticket, slot) in lost.slots {
+                self.fail_slot(ticket, slot);
+            }
+        }
+    }
+
+    pub(super) fn apply_entry_inner(&mut self, entry: &Entry) {
+        let index = entry.index;
+        match entry.get_entry_type() {
+            EntryType::EntryConfChange => {
+                let mut cc = ConfChange::default();
+                if protobuf::Message::merge_from_bytes(&mut cc, &entry.data).is_ok() {
+                    if let Ok(cs) = self.node.apply_conf_change(&cc) {
+                        self.node.mut_store().mem.wl().set_conf_state(cs);
+                    }
+                }
+                self.state.set_applied_index(index);
+                return;
+            }
+            EntryType::EntryConfChangeV2 => {
+                let mut cc = ConfChangeV2::default();
+                if protobuf::Message::merge_from_bytes(&mut cc, &entry.data).is_ok() {
+                    if let Ok(cs) = self.node.apply_conf_change(&cc) {
+                        self.node.mut_store().mem.wl().set_conf_state(cs);
+                        self.record_membership(&cc);
+                    }
+                }
+                self.state.set_applied_index(index);
+                return;
+            }
+            EntryType::EntryNormal => {}
+        }
+        if entry.data.is_empty() {
+            self.state.set_applied_index(index);
+            return;
+        }
+        let (kind, proposer, _proposal) = parse_context(&entry.context);
+        let mine = proposer == self.config.node_id;
+        match kind {
+            ENTRY_KIND_TRANSFERS => {
+                // Ours only if proposed at this index in this term: after a restart proposal
+                // ids start over, and a replayed entry must not answer a new ticket.
+                let slots = match self.proposals.first_key_value() {
+                    Some((&i, p)) if mine && i == index && p.term == entry.term => {
+                        self.proposals.pop_first().map(|(_, p)| p.slots)
+                    }
+                    _ => None,
+                };
+                match decode_batch(&entry.data) {
+                    Ok(view) => {
+                        let records = view.records();
+                        let mut results = std::mem::take(&mut self.results);
+                        let mut hashes = std::mem::take(&mut self.hashes);
+                        self.state.apply_batch(index, records, &mut results);
+                        hashes.clear();
+                        hashes.extend(records.iter().map(Record::tx_hash));
+                        for (i, &tx_hash) in hashes.iter().enumerate() {
+                            let outcome = Outcome {
+                                tx_hash,
+                                result: results[i],
+                                shard: self.config.shard,
+                                block: index,
+                            };
+                            self.remember(tx_hash, TxStatus::Decided(outcome));
+                        }
+                        if let Some(slots) = slots {
+                            assert_eq!(slots.len(), results.len(), "proposal matches entry");
+                            for (i, (ticket, slot)) in slots.into_iter().enumerate() {
+                                let outcome = Outcome {
+                                    tx_hash: hashes[i],
+                                    result: results[i],
+                                    shard: self.config.shard,
+                                    block: index,
+                                };
+                                self.resolve(ticket, slot, outcome);
+                            }
+                        }
+                        self.push_block(entry, records.len() as u32);
+                        self.results = results;
+                        self.hashes = hashes;
+                    }
+                    Err(error) => {
+                        // Only a faulty proposer can commit this; every replica skips it alike.
+                        tracing::warn!(shard = self.config.shard, index, %error, "malformed batch entry skipped");
+                        if let Some(slots) = slots {
+                            for (ticket, slot) in slots {
+                                self.fail_slot(ticket, slot);
+                            }
+                        }
+                        self.state.set_applied_index(index);
+                    }
+                }
+            }
+            ENTRY_KIND_MARKERS => {
+                for (source, up_to) in parse_markers(&entry.data).unwrap_or_default() {
+                    if source == self.config.shard || source >= self.state.shard_count() {
+                        continue;
+                    }
+                    let inbox = &mut self.inboxes[source as usize];
+                    self.state
+                        .apply_marker(source, up_to, inbox.receipts.iter());
+                    while inbox
+                        .receipts
+                        .front()
+                        .is_some_and(|r| r.source_index <= up_to)
+                    {
+                        inbox.receipts.pop_front();
+                    }
+                }
+                self.state.set_applied_index(index);
+                self.push_block(entry, 0);
+            }
+            _ => {
+                tracing::warn!(
+                    shard = self.config.shard,
+                    index,
+                    kind,
+                    "unknown entry kind skipped"
+                );
+                self.state.set_applied_index(index);
+            }
+        }
+    }
+
+    pub(super) fn resolve(&mut self, ticket_id: u64, slot: u32, outcome: Outcome) {
+        let Some(ticket) = self.tickets.get_mut(&ticket_id) else {
+            return;
+        };
+        debug_assert!(ticket.outcomes[slot as usize].is_none());
+        ticket.outcomes[slot as usize] = Some(outcome);
+        ticket.missing -= 1;
+        self.pending_records -= 1;
+        if ticket.missing == 0 {
+            let ticket = self.tickets.remove(&ticket_id).expect("present");
+            self.completed.push((ticket_id, finish(ticket)));
+        }
+    }
+
+    /// A record whose fate is unknown here (its proposal was dropped): the ticket is answered
+    /// with an error for the whole submission so the client retries (resubmission is harmless).
+    pub(super) fn fail_slot(&mut self, ticket_id: u64, _slot: u32) {
+        if let Some(ticket) = self.tickets.remove(&ticket_id) {
+            self.pending_records -= ticket.missing;
+            self.failed.push(ticket_id);
+        }
+    }
+
+    /// Submissions finished since the last call: (ticket, one outcome per record in order).
+    pub fn take_completed(&mut self) -> Vec<(u64, Vec<Outcome>)> {
+        std::mem::take(&mut self.completed)
+    }
+
+    /// Tickets whose proposals were lost (leadership changed): the client should retry.
+    pub fn take_failed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.failed)
+    }
+}

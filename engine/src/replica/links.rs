@@ -1,0 +1,177 @@
+//! What crosses shards and validators: receipts in and out, credit pruning, membership
+//! changes, progress announcements, leadership bookkeeping.
+
+use super::*;
+
+impl ShardReplica {
+    /// Receipts shipped by another shard's replica on this validator.
+    pub fn receive_receipts(&mut self, delivery: ReceiptDelivery) {
+        assert_eq!(delivery.destination, self.config.shard);
+        let watermark = self.state.inbound_watermark(delivery.source);
+        let inbox = &mut self.inboxes[delivery.source as usize];
+        let floor = inbox.progress.max(watermark);
+        for receipt in delivery.receipts {
+            if receipt.source_index > floor {
+                inbox.receipts.push_back(receipt);
+            }
+        }
+        inbox.progress = inbox.progress.max(delivery.up_to);
+    }
+
+    /// The destination durably credited receipts up to `up_to`: forget them.
+    pub fn receipts_credited(&mut self, destination: ShardId, up_to: u64) {
+        let before = self.state.outbox(destination).len();
+        self.state.prune_outbox(destination, up_to);
+        let pruned = before - self.state.outbox(destination).len();
+        self.delivered_len[destination as usize] -= pruned;
+    }
+
+    /// Applies committed entries in log order; stops at a marker whose receipts have not all
+    /// arrived, and resumes on the next call (after [`ShardReplica::receive_receipts`]).
+    /// Membership changes applied since the last call.
+    pub fn take_membership_events(&mut self) -> Vec<MembershipEvent> {
+        std::mem::take(&mut self.membership_events)
+    }
+
+    /// Proposes a membership change (raft-rs `ConfChangeV2`: several changes at once go through
+    /// joint consensus, left automatically). `peer_addr` (for added nodes) travels in the
+    /// change's context so that every replica applying it can reach the new validator. Returns
+    /// the log index of the change's entry.
+    pub fn propose_membership(
+        &mut self,
+        changes: &[(ConfChangeType, u64)],
+        peer_addr: &[u8],
+    ) -> Result<u64, SubmitError> {
+        let shard = self.config.shard;
+        if !self.is_leader() {
+            return Err(SubmitError::NotLeader {
+                shard,
+                leader: self.leader_id(),
+            });
+        }
+        let mut cc = ConfChangeV2::default();
+        for &(change_type, node_id) in changes {
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(change_type);
+            single.node_id = node_id;
+            cc.mut_changes().push(single);
+        }
+        cc.set_transition(ConfChangeTransition::Auto);
+        cc.context = peer_addr.to_vec().into();
+        let before = self.node.raft.raft_log.last_index();
+        self.node.propose_conf_change(Vec::new(), cc).map_err(|e| {
+            tracing::warn!(shard, error = %e, "membership change refused by raft");
+            SubmitError::Membership {
+                shard,
+                reason: "raft refused the change (see the node log)",
+            }
+        })?;
+        let index = self.node.raft.raft_log.last_index();
+        if index == before {
+            return Err(SubmitError::Membership {
+                shard,
+                reason: "another membership change is in progress",
+            });
+        }
+        Ok(index)
+    }
+
+    /// The group's learners (node ids, ascending).
+    pub fn learners(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .node
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub(super) fn record_membership(&mut self, cc: &ConfChangeV2) {
+        for change in cc.get_changes() {
+            let node_id = change.node_id;
+            self.membership_events.push(match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    MembershipEvent::Joined {
+                        node_id,
+                        peer_addr: cc.context.to_vec(),
+                    }
+                }
+                ConfChangeType::RemoveNode => MembershipEvent::Left { node_id },
+            });
+        }
+    }
+
+    /// Receipts to ship to other shards since the last call.
+    pub fn take_deliveries(&mut self) -> Vec<ReceiptDelivery> {
+        std::mem::take(&mut self.deliveries)
+    }
+
+    /// Tells every other shard how far this one has applied, even without new receipts. A
+    /// destination that restarted may be waiting at a marker for exactly that (its log says
+    /// "receipts up to i" while our last receipt for it is older than i). Called on the raft
+    /// tick, so it costs at most one small message per destination per tick.
+    pub fn announce_progress(&mut self) {
+        let applied = self.state.applied_index();
+        for d in 0..self.state.shard_count() {
+            if d == self.config.shard || self.delivered_up_to[d as usize] >= applied {
+                continue;
+            }
+            self.delivered_up_to[d as usize] = applied;
+            self.deliveries.push(ReceiptDelivery {
+                source: self.config.shard,
+                destination: d,
+                up_to: applied,
+                receipts: Vec::new(),
+            });
+        }
+    }
+
+    pub(super) fn queue_new_receipts(&mut self, destination: ShardId) {
+        if destination == self.config.shard {
+            return;
+        }
+        let outbox = self.state.outbox(destination);
+        let already = self.delivered_len[destination as usize];
+        if outbox.len() == already {
+            return;
+        }
+        let receipts: Vec<Receipt> = outbox.iter().skip(already).copied().collect();
+        self.delivered_len[destination as usize] = outbox.len();
+        self.delivered_up_to[destination as usize] = self.state.applied_index();
+        self.deliveries.push(ReceiptDelivery {
+            source: self.config.shard,
+            destination,
+            up_to: self.state.applied_index(),
+            receipts,
+        });
+    }
+
+    pub(super) fn note_leader(&mut self) {
+        let leader = self.node.raft.leader_id;
+        if leader != 0 && leader != self.last_leader {
+            self.leader_changes += 1;
+            self.last_leader = leader;
+            if leader != self.config.node_id {
+                // Markers proposed as leader may be lost; the next leader re-proposes.
+                for inbox in &mut self.inboxes {
+                    inbox.proposed_up_to = 0;
+                }
+            }
+        }
+    }
+
+    /// Tickets still waiting when leadership is lost cannot be answered by this node.
+    pub fn fail_all_pending(&mut self) {
+        let ids: Vec<u64> = self.tickets.keys().copied().collect();
+        for id in ids {
+            self.fail_slot(id, 0);
+        }
+        self.proposals.clear();
+        self.admitted.clear();
+    }
+}

@@ -1,0 +1,637 @@
+//! One shard's replica: raft-rs `RawNode` + the ledger state machine, without I/O.
+//!
+//! This is the consensus glue in the raft-rs style: the caller feeds it inputs (client
+//! submissions, receipts from other shards, raft messages, ticks), takes its `Ready`, does the
+//! I/O (fdatasync the log, send messages), and hands committed entries back for apply. The same
+//! code runs under the glommio runtime and under a deterministic simulator.
+//!
+//! # Log entry format
+//! An entry's `context` is 17 bytes: `kind u8` ‖ `proposer node id u64 LE` ‖ `proposal id u64 LE`.
+//! - kind 1, transfers: `data` is a binary batch (see [`crate::batch`]) of records whose
+//!   signatures the proposer verified.
+//! - kind 2, markers: `data` is `count u32 LE` then `count` × (`source shard u32 LE`, `up_to u64 LE`):
+//!   "credit the receipts of `source` up to its log index `up_to`" (docs/architecture.md, cross-shard transfers).
+//!
+//! Entries with empty data are raft's own (the new leader's empty entry) and only advance the
+//! applied index.
+//!
+//! # The ready cycle (several voters)
+//! The caller loops: feed inputs ([`ShardReplica::step`] for raft messages from peers,
+//! [`ShardReplica::tick`], submissions, receipts), then
+//! 1. [`ShardReplica::ready`] returns a [`ReadyWork`]: a snapshot to persist (the replica already
+//!    restored its state from it), entries and a hard state to persist, `messages` that may be
+//!    sent at once and `persisted_messages` that must wait for the fdatasync. Committed entries
+//!    that were already durable are applied inside `ready`.
+//! 2. The caller makes the snapshot, entries and hard state durable (and visible in the
+//!    `MemStorage`, which `ShardLog::stage` does), fdatasyncs, then sends `persisted_messages`.
+//! 3. [`ShardReplica::persisted`] advances raft and applies what committed meanwhile; it returns
+//!    more messages (a leader's), which may be sent at once.
+//!
+//! A follower thus acknowledges entries only after they are durable (asynchronous persistence in
+//! raft-rs 0.7 terms: a non-leader's messages are all `persisted_messages`).
+//!
+//! Snapshots for lagging followers are made on demand: when raft asks the storage for one, the
+//! replica archives its state at its applied index (`state_snapshot`) on the next ready cycle and
+//! raft sends it on a later attempt.
+
+use crate::batch::{decode_batch, BatchBuilder, BATCH_RECORDS_MAX};
+use crate::ledger::{precheck, Receipt, ShardState};
+use crate::record::{Record, TxHash};
+use crate::result::ResultCode;
+use crate::shard::{shard_of, ShardId};
+use crate::state_snapshot::{decode_state, encode_state};
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
+};
+use raft::storage::MemStorage;
+use raft::{
+    Config, GetEntriesContext, RaftState, RawNode, Ready, SnapshotStatus, StateRole, Storage,
+};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+mod admission;
+mod apply;
+mod entry;
+mod links;
+mod storage;
+
+pub use entry::{
+    entry_context, parse_context, parse_markers, ENTRY_CONTEXT_BYTES, ENTRY_KIND_MARKERS,
+    ENTRY_KIND_TRANSFERS,
+};
+pub use storage::ReplicaStorage;
+
+/// What a client learns about one transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub tx_hash: TxHash,
+    pub result: ResultCode,
+    pub shard: ShardId,
+    /// Log index of the entry that decided it; 0 when it was rejected before consensus.
+    pub block: u64,
+}
+
+/// What the node knows of a transfer in its recent window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Admitted, signature checks passed or pending, not yet decided by the log.
+    Pending {
+        shard: ShardId,
+    },
+    Decided(Outcome),
+}
+
+/// A block: one applied log entry that carries a payload (transfers or markers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub shard: ShardId,
+    /// The entry's log index.
+    pub height: u64,
+    pub hash: [u8; 32],
+    pub prev_hash: [u8; 32],
+    pub tx_count: u32,
+    pub term: u64,
+    /// The shard's state hash right after this block applied.
+    pub state_hash: u128,
+    /// Wall-clock time this replica applied it (local, not part of any hash).
+    pub timestamp_ms: u64,
+}
+
+/// Why a submission was not taken.
+///
+/// `NotLeader` carries the leader's node id when this replica knows it, so that a forwarding
+/// layer can send the submission there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("this validator does not lead shard {shard} (leader: {leader:?})")]
+    NotLeader { shard: ShardId, leader: Option<u64> },
+    #[error("shard {0} is overloaded: too many transfers waiting for consensus")]
+    Overloaded(ShardId),
+    /// Raft takes one membership change at a time per group.
+    #[error("shard {shard}: membership change refused: {reason}")]
+    Membership {
+        shard: ShardId,
+        reason: &'static str,
+    },
+}
+
+/// Bounds and timing of one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub node_id: u64,
+    pub shard: ShardId,
+    /// The group's voters (node ids) for a brand-new log; ignored when the storage already has a
+    /// membership (from a snapshot or a recovered log). `[node_id]`: a single-voter group.
+    pub voters: Vec<u64>,
+    /// Raft's randomized election timeout is drawn from `[min, max)` ticks; 0 means raft's
+    /// default (`[election_tick, 2 * election_tick)`). The simulator sets `max = min + 1` with a
+    /// seed-chosen `min` per replica: raft-rs draws from the thread's RNG, which a deterministic
+    /// run must not depend on.
+    pub min_election_tick: usize,
+    pub max_election_tick: usize,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// Records per proposed entry (a batch); bounded by `BATCH_RECORDS_MAX`.
+    pub entry_records_max: usize,
+    /// Records admitted and not yet decided; beyond it submissions get `Overloaded`.
+    pub pending_records_max: usize,
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    pub max_inflight_msgs: usize,
+    pub max_size_per_msg_bytes: u64,
+    /// Transfers remembered for `GET /transactions/{txHash}` (oldest forgotten first).
+    pub recent_transactions_max: usize,
+    /// Block headers remembered for `GET /blocks/{shard}/{height}`.
+    pub recent_blocks_max: usize,
+}
+
+impl ReplicaConfig {
+    pub fn new(node_id: u64, shard: ShardId) -> ReplicaConfig {
+        ReplicaConfig {
+            node_id,
+            shard,
+            voters: vec![node_id],
+            min_election_tick: 0,
+            max_election_tick: 0,
+            pre_vote: true,
+            check_quorum: true,
+            entry_records_max: 8192,
+            pending_records_max: 262_144,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_inflight_msgs: 256,
+            max_size_per_msg_bytes: 8 << 20,
+            recent_transactions_max: 262_144,
+            recent_blocks_max: 4096,
+        }
+    }
+}
+
+/// A client submission waiting for its outcomes.
+struct Ticket {
+    outcomes: Vec<Option<Outcome>>,
+    missing: usize,
+}
+
+/// Receipts received from one source shard and not yet credited here.
+#[derive(Default)]
+struct Inbox {
+    receipts: VecDeque<Receipt>,
+    /// Every receipt of the source up to this source index has been received.
+    progress: u64,
+    /// Highest `up_to` proposed in a marker by this node (while leader).
+    proposed_up_to: u64,
+}
+
+/// Receipts to ship to another shard's core after apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptDelivery {
+    pub source: ShardId,
+    pub destination: ShardId,
+    /// All receipts of `source` for `destination` up to this source index are included in
+    /// this delivery or an earlier one.
+    pub up_to: u64,
+    pub receipts: Vec<Receipt>,
+}
+
+/// One turn of I/O work produced by [`ShardReplica::ready`].
+#[derive(Debug, Default)]
+pub struct ReadyWork {
+    /// Identifies the turn; pass it back to [`ShardReplica::persisted`].
+    pub number: u64,
+    /// A snapshot received from the leader: make it durable (and apply it to the `MemStorage`)
+    /// before the entries. The replica's state has already been restored from it.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append (raft's conflict rule: they replace the suffix from their first index).
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// Whether the hard state/entries/snapshot need an fdatasync before `persisted_messages`.
+    pub must_sync: bool,
+    /// Messages that may be sent now, before persistence (a leader's appends).
+    pub messages: Vec<Message>,
+    /// Messages to send only after the snapshot, entries and hard state are durable (votes,
+    /// a follower's acknowledgements).
+    pub persisted_messages: Vec<Message>,
+}
+
+impl ReadyWork {
+    /// Whether anything must be written.
+    pub fn has_writes(&self) -> bool {
+        self.snapshot.is_some() || !self.entries.is_empty() || self.hard_state.is_some()
+    }
+}
+
+/// Why a ready cycle failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("shard {shard}: snapshot from the leader at index {index} is unusable: {message}")]
+    Snapshot {
+        shard: ShardId,
+        index: u64,
+        message: String,
+    },
+}
+
+/// A proposal of this node waiting for its entry to apply.
+struct PendingProposal {
+    term: u64,
+    /// (ticket, slot) per record, in batch order; empty for markers.
+    slots: Vec<(u64, u32)>,
+}
+
+/// The replica of one shard on one validator.
+pub struct ShardReplica {
+    config: ReplicaConfig,
+    node: RawNode<ReplicaStorage>,
+    /// The Ready handed out by [`ShardReplica::ready`] and not yet persisted.
+    pending_ready: Option<Ready>,
+    state: ShardState,
+    results: Vec<ResultCode>,
+    /// Admitted this turn, signatures verified: (ticket, slot, record).
+    admitted: Vec<(u64, u32, Record)>,
+    builder: BatchBuilder,
+    next_ticket: u64,
+    next_proposal: u64,
+    tickets: HashMap<u64, Ticket>,
+    /// Log index -> this node's proposal expected there. An entry applied at that index with
+    /// the same term is ours; any other entry there means the proposal was lost.
+    proposals: BTreeMap<u64, PendingProposal>,
+    pending_records: usize,
+    inboxes: Vec<Inbox>,
+    /// Committed entries not yet applied (apply waits at a marker whose receipts are missing).
+    apply_queue: VecDeque<Entry>,
+    completed: Vec<(u64, Vec<Outcome>)>,
+    failed: Vec<u64>,
+    deliveries: Vec<ReceiptDelivery>,
+    /// Outbox length per destination already delivered.
+    delivered_len: Vec<usize>,
+    /// Highest `up_to` told to each destination.
+    delivered_up_to: Vec<u64>,
+    leader_changes: u64,
+    last_leader: u64,
+    recent_transactions: HashMap<TxHash, TxStatus>,
+    recent_order: VecDeque<TxHash>,
+    recent_blocks: VecDeque<BlockHeader>,
+    hashes: Vec<TxHash>,
+    /// Wall-clock of the current apply call (supplied by the I/O edge).
+    now_ms: u64,
+    /// Membership changes applied and not yet taken by the I/O edge (which updates its links).
+    membership_events: Vec<MembershipEvent>,
+}
+
+/// A membership change this replica applied: a validator joined (as learner or voter, with the
+/// peer address the change carried) or left the shard's group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    Joined { node_id: u64, peer_addr: Vec<u8> },
+    Left { node_id: u64 },
+}
+
+/// A slog drain that forwards raft-rs's logs to `tracing` at debug level.
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+    fn log(&self, record: &slog::Record, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        tracing::debug!(target: "raft", "{}", record.msg());
+        Ok(())
+    }
+}
+
+pub fn raft_logger() -> slog::Logger {
+    slog::Logger::root(TracingDrain, slog::o!())
+}
+
+impl ShardReplica {
+    /// Creates the replica over `storage` (already recovered) and `state` (from the latest
+    /// snapshot or genesis). A storage without a membership (brand new) gets `config.voters`.
+    /// A fresh single-voter group campaigns at once.
+    pub fn new(
+        config: ReplicaConfig,
+        storage: MemStorage,
+        state: ShardState,
+    ) -> Result<ShardReplica, raft::Error> {
+        assert!(config.entry_records_max >= 1 && config.entry_records_max <= BATCH_RECORDS_MAX);
+        assert_eq!(config.shard, state.shard());
+        assert!(
+            config.max_inflight_msgs >= 1,
+            "max_inflight_msgs bounds pipelining"
+        );
+        if !storage.initial_state()?.initialized() {
+            assert!(!config.voters.is_empty(), "a new group needs voters");
+            storage.initialize_with_conf_state(ConfState::from((config.voters.clone(), vec![])));
+        }
+        let raft_config = Config {
+            id: config.node_id,
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            min_election_tick: config.min_election_tick,
+            max_election_tick: config.max_election_tick,
+            applied: state.applied_index(),
+            max_size_per_msg: config.max_size_per_msg_bytes,
+            max_inflight_msgs: config.max_inflight_msgs,
+            check_quorum: config.check_quorum,
+            pre_vote: config.pre_vote,
+            ..Default::default()
+        };
+        raft_config.validate()?;
+        let node = RawNode::new(&raft_config, ReplicaStorage::new(storage), &raft_logger())?;
+        let shard_count = state.shard_count() as usize;
+        let mut replica = ShardReplica {
+            pending_ready: None,
+            builder: BatchBuilder::with_capacity(config.entry_records_max),
+            config,
+            node,
+            results: Vec::new(),
+            admitted: Vec::new(),
+            next_ticket: 1,
+            next_proposal: 1,
+            tickets: HashMap::new(),
+            proposals: BTreeMap::new(),
+            pending_records: 0,
+            inboxes: (0..shard_count).map(|_| Inbox::default()).collect(),
+            apply_queue: VecDeque::new(),
+            completed: Vec::new(),
+            failed: Vec::new(),
+            deliveries: Vec::new(),
+            delivered_len: vec![0; shard_count],
+            delivered_up_to: vec![0; shard_count],
+            leader_changes: 0,
+            last_leader: 0,
+            recent_transactions: HashMap::new(),
+            recent_order: VecDeque::new(),
+            recent_blocks: VecDeque::new(),
+            hashes: Vec::new(),
+            now_ms: 0,
+            membership_events: Vec::new(),
+            state,
+        };
+        // Receipts that survived in the snapshot's outbox are delivered again: the destination
+        // skips what it already credited.
+        for d in 0..shard_count as ShardId {
+            replica.queue_new_receipts(d);
+        }
+        let voters = replica.node.raft.prs().conf().voters().ids().len();
+        if voters == 1
+            && replica
+                .node
+                .raft
+                .prs()
+                .conf()
+                .voters()
+                .contains(replica.config.node_id)
+        {
+            replica.node.campaign()?;
+        }
+        Ok(replica)
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.config.shard
+    }
+    pub fn state(&self) -> &ShardState {
+        &self.state
+    }
+    pub fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+    pub fn raw_node(&self) -> &RawNode<ReplicaStorage> {
+        &self.node
+    }
+    pub fn raw_node_mut(&mut self) -> &mut RawNode<ReplicaStorage> {
+        &mut self.node
+    }
+    /// Raft's term.
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+    /// Raft's commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+    /// Whether a ready cycle has work (also true while a handed-out one is not yet persisted).
+    pub fn has_ready(&self) -> bool {
+        self.pending_ready.is_none() && self.node.has_ready()
+    }
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+    pub fn leader_id(&self) -> Option<u64> {
+        let id = self.node.raft.leader_id;
+        (id != 0).then_some(id)
+    }
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+    }
+    pub fn pending_records(&self) -> usize {
+        self.pending_records
+    }
+    pub fn has_admitted(&self) -> bool {
+        !self.admitted.is_empty()
+    }
+    /// Whether apply is waiting for receipts from another shard.
+    pub fn apply_blocked(&self) -> bool {
+        !self.apply_queue.is_empty()
+    }
+
+    /// A raft message from another replica of this shard. Messages that raft refuses (from a
+    /// peer it does not know, a stale response) are dropped, as a transport would.
+    pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
+        assert!(
+            self.pending_ready.is_none(),
+            "step while a ready cycle is not persisted"
+        );
+        if message.get_msg_type() == MessageType::MsgSnapshot {
+            // Raft keeps the snapshot's data; check it before raft commits to it.
+            let data = &message.get_snapshot().data;
+            if let Err(error) = decode_state(data) {
+                tracing::warn!(shard = self.config.shard, from = message.from, %error, "bad snapshot dropped");
+                return Ok(());
+            }
+        }
+        match self.node.step(message) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// One raft tick: elections and heartbeats; also tells other shards how far apply got.
+    pub fn tick(&mut self) {
+        self.node.tick();
+        self.announce_progress();
+    }
+
+    /// The transport tells the leader whether a snapshot message reached `to`.
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            SnapshotStatus::Finish
+        } else {
+            SnapshotStatus::Failure
+        };
+        self.node.report_snapshot(to, status);
+    }
+
+    /// The transport could not reach `to`: raft slows down sending to it (probe).
+    pub fn report_unreachable(&mut self, to: u64) {
+        self.node.report_unreachable(to);
+    }
+
+    /// Starts a ready cycle: applies committed entries that are durable, restores a snapshot
+    /// received from the leader, and returns what the caller must persist and send. `None` when
+    /// there is nothing to do. The caller persists, fdatasyncs, sends `persisted_messages`, then
+    /// calls [`ShardReplica::persisted`]; no other input may be fed in between.
+    pub fn ready(&mut self, now_ms: u64) -> Result<Option<ReadyWork>, ReplicaError> {
+        assert!(self.pending_ready.is_none(), "previous ready not persisted");
+        self.make_snapshot_if_requested();
+        if !self.node.has_ready() {
+            return Ok(None);
+        }
+        let mut ready = self.node.ready();
+        let mut work = ReadyWork {
+            number: ready.number(),
+            must_sync: ready.must_sync(),
+            ..Default::default()
+        };
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.restore_snapshot(&snapshot)?;
+            work.snapshot = Some(snapshot);
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_committed(committed, now_ms);
+        work.entries = ready.take_entries();
+        work.hard_state = ready.hs().cloned();
+        work.messages = ready.take_messages();
+        work.persisted_messages = ready.take_persisted_messages();
+        self.pending_ready = Some(ready);
+        Ok(Some(work))
+    }
+
+    /// The caller made the ready cycle `number` durable (and sent its persisted messages).
+    /// Applies what committed meanwhile; returns messages that may be sent at once.
+    pub fn persisted(&mut self, number: u64, now_ms: u64) -> Vec<Message> {
+        let ready = self
+            .pending_ready
+            .take()
+            .expect("persisted without a ready cycle");
+        assert_eq!(
+            ready.number(),
+            number,
+            "persisted the ready cycle handed out"
+        );
+        let mut light = self.node.advance_append(ready);
+        let committed = light.take_committed_entries();
+        self.apply_committed(committed, now_ms);
+        self.advance_apply();
+        light.take_messages()
+    }
+
+    /// Replaces the state with a snapshot received from the leader (catch-up after the log
+    /// was truncated). The snapshot covers every committed entry up to its index.
+    pub(super) fn restore_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ReplicaError> {
+        let index = snapshot.get_metadata().index;
+        let state = decode_state(&snapshot.data).map_err(|e| ReplicaError::Snapshot {
+            shard: self.config.shard,
+            index,
+            message: e.to_string(),
+        })?;
+        let valid = state.shard() == self.config.shard
+            && state.shard_count() == self.state.shard_count()
+            && state.chain_id() == self.state.chain_id()
+            && state.applied_index() == index;
+        if !valid {
+            return Err(ReplicaError::Snapshot {
+                shard: self.config.shard,
+                index,
+                message: format!(
+                    "archive is of shard {} of {} at index {}",
+                    state.shard(),
+                    state.shard_count(),
+                    state.applied_index()
+                ),
+            });
+        }
+        tracing::info!(
+            shard = self.config.shard,
+            index,
+            from = self.state.applied_index(),
+            "restoring a snapshot from the leader"
+        );
+        self.state = state;
+        // Committed entries waiting at a marker are covered by the snapshot.
+        self.apply_queue.retain(|e| e.index > index);
+        // Our proposals up to its index: their fate is unknown here.
+        while let Some((&i, _)) = self.proposals.first_key_value() {
+            if i > index {
+                break;
+            }
+            let (_, lost) = self.proposals.pop_first().expect("non-empty");
+            for (ticket, slot) in lost.slots {
+                self.fail_slot(ticket, slot);
+            }
+        }
+        // Receipts credited by the snapshot are dropped; markers are re-proposed as needed.
+        for (source, inbox) in self.inboxes.iter_mut().enumerate() {
+            let watermark = self.state.inbound_watermark(source as ShardId);
+            while inbox
+                .receipts
+                .front()
+                .is_some_and(|r| r.source_index <= watermark)
+            {
+                inbox.receipts.pop_front();
+            }
+            inbox.proposed_up_to = 0;
+        }
+        // The outbox was replaced: deliver all of it again (destinations skip what they have).
+        for d in 0..self.state.shard_count() {
+            self.delivered_len[d as usize] = 0;
+            self.delivered_up_to[d as usize] = 0;
+            self.queue_new_receipts(d);
+        }
+        Ok(())
+    }
+
+    /// Archives the state for a follower that needs a snapshot, when raft asked for one.
+    pub(super) fn make_snapshot_if_requested(&mut self) {
+        let slot = self.node.store().snapshot.clone();
+        let mut slot = slot.lock().expect("snapshot slot poisoned");
+        if !slot.requested {
+            return;
+        }
+        slot.requested = false;
+        let applied = self.state.applied_index();
+        let Ok(term) = self.node.raft.raft_log.term(applied) else {
+            return;
+        };
+        if applied == 0 || term == 0 {
+            return;
+        }
+        let mut meta = SnapshotMetadata {
+            index: applied,
+            term,
+            ..Default::default()
+        };
+        meta.set_conf_state(self.node.raft.prs().conf().to_conf_state());
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(meta);
+        snapshot.data = encode_state(&self.state).into();
+        tracing::debug!(
+            shard = self.config.shard,
+            applied,
+            "snapshot made for a follower"
+        );
+        slot.latest = Some(snapshot);
+    }
+}
+
+fn finish(ticket: Ticket) -> Vec<Outcome> {
+    ticket
+        .outcomes
+        .into_iter()
+        .map(|o| o.expect("every slot resolved"))
+        .collect()
+}

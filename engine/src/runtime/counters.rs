@@ -1,0 +1,183 @@
+//! Running totals of each shard for `/metrics`: written by the shard's own tasks with relaxed
+//! atomics, read by any thread at scrape time (no lock, no allocation when observing).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A Prometheus-style histogram of integer observations (fixed upper bounds), updated with
+/// relaxed atomics: no lock and no allocation when observing.
+pub struct AtomicHistogram {
+    bounds: &'static [u64],
+    /// One per bound, then the overflow bucket (+Inf); not cumulative.
+    buckets: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+/// A read of an [`AtomicHistogram`] (or the sum of several with the same bounds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistogramCounts {
+    pub bounds: &'static [u64],
+    /// One per bound, then +Inf; not cumulative.
+    pub counts: Vec<u64>,
+    pub sum: u64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &'static [u64]) -> AtomicHistogram {
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        AtomicHistogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: u64) {
+        self.observe_n(value, 1);
+    }
+
+    /// Records `n` observations of `value`.
+    pub fn observe_n(&self, value: u64, n: u64) {
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.buckets[i].fetch_add(n, Relaxed);
+        self.sum.fetch_add(value.saturating_mul(n), Relaxed);
+    }
+
+    pub fn read(&self) -> HistogramCounts {
+        HistogramCounts {
+            bounds: self.bounds,
+            counts: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            sum: self.sum.load(Relaxed),
+        }
+    }
+}
+
+impl HistogramCounts {
+    /// Adds another read of a histogram with the same bounds.
+    pub fn add(&mut self, other: &HistogramCounts) {
+        if self.counts.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        debug_assert_eq!(self.bounds, other.bounds);
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Upper bounds of the WAL fdatasync histogram, in nanoseconds (50 µs .. 2.5 s).
+pub const FSYNC_BOUNDS_NS: &[u64] = &[
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+];
+
+/// Running totals of one shard for `/metrics`, written by the shard's own tasks (on its core)
+/// with relaxed atomics and read by any thread at scrape time.
+#[repr(align(128))]
+pub struct ShardCounters {
+    /// Duration of each group commit's fdatasync (summed when one persist needed several).
+    pub wal_fsync_ns: AtomicHistogram,
+    pub wal_bytes_written: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub signatures_valid: AtomicU64,
+    pub signatures_invalid: AtomicU64,
+}
+
+impl Default for ShardCounters {
+    fn default() -> ShardCounters {
+        ShardCounters {
+            wal_fsync_ns: AtomicHistogram::new(FSYNC_BOUNDS_NS),
+            wal_bytes_written: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            signatures_valid: AtomicU64::new(0),
+            signatures_invalid: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ShardCounters {
+    pub(super) fn record_verified(&self, valid: &[bool]) {
+        let ok = valid.iter().filter(|&&v| v).count() as u64;
+        let bad = valid.len() as u64 - ok;
+        if ok > 0 {
+            self.signatures_valid.fetch_add(ok, Relaxed);
+        }
+        if bad > 0 {
+            self.signatures_invalid.fetch_add(bad, Relaxed);
+        }
+    }
+
+    pub(super) fn record_commit(&self, stats: &aurigraph_storage::CommitStats) {
+        if stats.bytes_written == 0 {
+            return;
+        }
+        self.wal_bytes_written
+            .fetch_add(stats.bytes_written, Relaxed);
+        let ns = stats.fsync_duration.as_nanos().min(u64::MAX as u128) as u64;
+        self.wal_fsync_ns.observe(ns);
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn atomic_histogram_buckets_by_upper_bound() {
+        static BOUNDS: &[u64] = &[10, 100, 1000];
+        let h = AtomicHistogram::new(BOUNDS);
+        h.observe(0);
+        h.observe(10); // le="10" includes 10
+        h.observe(11);
+        h.observe_n(1000, 3);
+        h.observe(5000);
+        let r = h.read();
+        assert_eq!(r.counts, vec![2, 1, 3, 1]);
+        assert_eq!(r.count(), 7);
+        assert_eq!(r.sum, 10 + 11 + 3000 + 5000);
+        let mut total = HistogramCounts::default();
+        total.add(&r);
+        total.add(&r);
+        assert_eq!(total.counts, vec![4, 2, 6, 2]);
+    }
+
+    #[test]
+    fn shard_counters_count_outcomes_and_commits() {
+        let c = ShardCounters::default();
+        c.record_verified(&[true, false, true]);
+        assert_eq!(c.signatures_valid.load(Relaxed), 2);
+        assert_eq!(c.signatures_invalid.load(Relaxed), 1);
+        c.record_commit(&aurigraph_storage::CommitStats::default());
+        assert_eq!(c.wal_fsync_ns.read().count(), 0);
+        c.record_commit(&aurigraph_storage::CommitStats {
+            bytes_written: 8192,
+            fsync_duration: Duration::from_micros(700),
+            ..Default::default()
+        });
+        let h = c.wal_fsync_ns.read();
+        assert_eq!(h.count(), 1);
+        assert_eq!(
+            h.counts[FSYNC_BOUNDS_NS.partition_point(|&b| b < 700_000)],
+            1
+        );
+        assert_eq!(c.wal_bytes_written.load(Relaxed), 8192);
+    }
+}

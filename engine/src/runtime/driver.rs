@@ -1,0 +1,404 @@
+//! The I/O edge of one shard: performs what its [`ShardNode`] decides. Commands come in on the
+//! shard's channel (through the ingress task, which verified submissions); the node's actions
+//! go out to the transport, to clients' reply channels and to other shards' channels; its
+//! writes go to the shard's log with one group commit per turn.
+
+use super::counters::ShardCounters;
+use super::peers::PeerLink;
+use super::{Engine, EngineConfig, EngineError};
+use crate::ledger::Account;
+use crate::node::{
+    Answer, Effects, LocalMessage, Now, SendRefused, ShardNode, ShardStatus, SubmitFailure,
+    Submitter,
+};
+use crate::peering::{Outbound, PeerMessage};
+use crate::record::{Address, Record, TxHash};
+use crate::replica::{BlockHeader, Outcome, TxStatus};
+use crate::shard::ShardId;
+use aurigraph_net::transport::{core_addr, SendError};
+use aurigraph_storage::shard_log::ShardLog;
+use futures::channel::oneshot;
+use raft::eraftpb::ConfChangeType;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// What a shard's channel carries.
+pub(super) enum Command {
+    /// `valid` is empty until the shard's ingress task verified the signatures.
+    Submit {
+        records: Vec<Record>,
+        valid: Vec<bool>,
+        reply: oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>,
+    },
+    SubmitDetached {
+        records: Vec<Record>,
+        valid: Vec<bool>,
+        reply: oneshot::Sender<Result<(), SubmitFailure>>,
+    },
+    /// A submission validator `from` forwarded, with its signature verdicts.
+    Forwarded {
+        from: u64,
+        request: u64,
+        records: Vec<Record>,
+        valid: Vec<bool>,
+    },
+    /// A message from this shard's replica on validator `from` (raft, pieces, forward replies).
+    Peer {
+        from: u64,
+        message: PeerMessage,
+    },
+    /// A message from another shard of this validator.
+    Local(LocalMessage),
+    /// A membership change, on the shard's leader; answered once applied here.
+    ChangeMembership {
+        changes: Vec<(ConfChangeType, u64)>,
+        peer_addr: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, SubmitFailure>>,
+    },
+    Account {
+        address: Address,
+        reply: oneshot::Sender<Option<Account>>,
+    },
+    Transaction {
+        hash: TxHash,
+        reply: oneshot::Sender<Option<TxStatus>>,
+    },
+    Block {
+        height: Option<u64>,
+        reply: oneshot::Sender<Option<BlockHeader>>,
+    },
+    Status {
+        reply: oneshot::Sender<ShardStatus>,
+    },
+    Shutdown,
+}
+
+impl Command {
+    /// A submission's records and signature verdicts (empty until verified).
+    pub(super) fn submission_mut(&mut self) -> Option<(&[Record], &mut Vec<bool>)> {
+        match self {
+            Command::Submit { records, valid, .. }
+            | Command::SubmitDetached { records, valid, .. }
+            | Command::Forwarded { records, valid, .. } => Some((records, valid)),
+            _ => None,
+        }
+    }
+}
+
+/// How the runtime answers: the reply channel of the command that asked.
+pub(super) enum Reply {
+    Outcomes(oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>),
+    Admitted(oneshot::Sender<Result<(), SubmitFailure>>),
+    Membership(oneshot::Sender<Result<u64, SubmitFailure>>),
+}
+
+/// Commands taken from the channel per turn (bounds one turn's work and latency).
+const COMMANDS_PER_TURN_MAX: usize = 1024;
+
+/// The node's actions, performed on this core.
+struct RuntimeIo<'a> {
+    shard: ShardId,
+    core: usize,
+    engine: &'a Engine,
+    link: Option<&'a PeerLink>,
+}
+
+impl Effects for RuntimeIo<'_> {
+    type Reply = Reply;
+
+    fn send(&mut self, to: u64, message: Outbound<'_>) -> Result<(), SendRefused> {
+        let Some(link) = self.link else {
+            debug_assert!(false, "peer messages from a single validator");
+            return Err(SendRefused::Down);
+        };
+        match link.send(to, self.shard, |buf| message.encode(buf)) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(_)) => Err(SendRefused::Full),
+            Err(error) => {
+                tracing::trace!(shard = self.shard, to, %error, "peer message not sent");
+                Err(SendRefused::Down)
+            }
+        }
+    }
+
+    fn reply(&mut self, to: Reply, answer: Answer) {
+        // A client that went away dropped its receiver: nothing to do.
+        match (to, answer) {
+            (Reply::Outcomes(tx), Answer::Outcomes(result)) => drop(tx.send(result)),
+            (Reply::Admitted(tx), Answer::Admitted(result)) => drop(tx.send(result)),
+            (Reply::Membership(tx), Answer::Membership(result)) => drop(tx.send(result)),
+            (_, answer) => debug_assert!(false, "answer of another kind: {answer:?}"),
+        }
+    }
+
+    fn to_shard(
+        &mut self,
+        destination: ShardId,
+        message: LocalMessage,
+    ) -> Result<(), LocalMessage> {
+        let Some(tx) = self.engine.inner.shards.get(destination as usize) else {
+            return Ok(());
+        };
+        match tx.try_send(Command::Local(message)) {
+            Ok(()) => Ok(()),
+            Err(async_channel::TrySendError::Full(Command::Local(message))) => Err(message),
+            // Closed: the engine is stopping.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn link(&mut self, node_id: u64, peer_addr: &[u8]) {
+        let Some(link) = self.link else { return };
+        let addr = std::str::from_utf8(peer_addr)
+            .ok()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .and_then(|a| core_addr(a, self.core as u32));
+        match addr {
+            // Already known (another shard on this core applied it first): fine.
+            Some(addr) => {
+                if link.transport.add_peer(node_id, addr).is_ok() {
+                    tracing::info!(node_id, %addr, "validator joined: linked");
+                }
+            }
+            None => tracing::warn!(node_id, "validator joined without a usable peer address"),
+        }
+    }
+
+    fn unlink(&mut self, node_id: u64) {
+        if let Some(link) = self.link {
+            if link.transport.remove_peer(node_id) {
+                tracing::info!(node_id, "validator left: unlinked");
+            }
+        }
+    }
+}
+
+/// One shard on its core: the node, its log, its channel.
+pub(super) struct ShardDriver {
+    pub core: usize,
+    pub config: EngineConfig,
+    pub node: ShardNode<Reply>,
+    pub log: ShardLog,
+    pub rx: async_channel::Receiver<Command>,
+    pub engine: Engine,
+    /// This core's link to the other validators (none when single).
+    pub link: Option<Rc<PeerLink>>,
+    /// The monotonic clock's origin (the node sees milliseconds since it).
+    pub started: Instant,
+}
+
+impl ShardDriver {
+    fn now(&self) -> Now {
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Now {
+            monotonic_ms: self.started.elapsed().as_millis() as u64,
+            wall_ms,
+        }
+    }
+
+    fn counters(&self) -> &ShardCounters {
+        &self.engine.inner.counters[self.node.shard() as usize]
+    }
+
+    pub(super) async fn run(mut self) -> Result<(), EngineError> {
+        let shard = self.node.shard();
+        let mut next_tick = Instant::now() + self.config.raft_tick;
+        loop {
+            if self.node.is_idle() {
+                let wait = next_tick.saturating_duration_since(Instant::now());
+                let recv = pin!(self.rx.recv());
+                let sleep = pin!(glommio::timer::sleep(wait));
+                match futures::future::select(recv, sleep).await {
+                    futures::future::Either::Left((Ok(command), _)) => {
+                        if self.handle(command) {
+                            break;
+                        }
+                    }
+                    futures::future::Either::Left((Err(_), _)) => break,
+                    futures::future::Either::Right(_) => {}
+                }
+            }
+            let mut stop = false;
+            for _ in 0..COMMANDS_PER_TURN_MAX {
+                match self.rx.try_recv() {
+                    Ok(command) => {
+                        if self.handle(command) {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if Instant::now() >= next_tick {
+                let now = self.now();
+                let (node, mut io) = self.split();
+                node.tick(&mut io, now);
+                next_tick = Instant::now() + self.config.raft_tick;
+            }
+            self.turn().await?;
+            if stop {
+                break;
+            }
+        }
+        let (node, mut io) = self.split();
+        node.shutdown(&mut io);
+        tracing::info!(shard, "shard stopped");
+        Ok(())
+    }
+
+    /// The node and the effects it acts through (disjoint borrows of the driver).
+    fn split(&mut self) -> (&mut ShardNode<Reply>, RuntimeIo<'_>) {
+        let io = RuntimeIo {
+            shard: self.node.shard(),
+            core: self.core,
+            engine: &self.engine,
+            link: self.link.as_deref(),
+        };
+        (&mut self.node, io)
+    }
+
+    /// One ready cycle: the node's write with one group commit (one fdatasync; more only if
+    /// the entries overflow the staging buffer), nothing acknowledged before it; then the rest
+    /// of the turn and a local snapshot when one is due.
+    async fn turn(&mut self) -> Result<(), EngineError> {
+        let shard = self.node.shard();
+        let now = self.now();
+        let (node, mut io) = self.split();
+        let persist = node
+            .start_turn(&mut io, now)
+            .map_err(|e| EngineError::Snapshot {
+                shard,
+                message: e.to_string(),
+            })?;
+        if let Some(persist) = persist {
+            if let Some(snapshot) = &persist.snapshot {
+                // Only a follower receives snapshots (from its leader): the replica restored
+                // its state already; make it durable before the entries that follow it.
+                let meta = snapshot.get_metadata();
+                self.log
+                    .save_snapshot(
+                        meta.index,
+                        meta.term,
+                        meta.get_conf_state().clone(),
+                        snapshot.data.to_vec(),
+                    )
+                    .await
+                    .map_err(|source| EngineError::Storage { shard, source })?;
+            }
+            if persist.has_writes() {
+                let stats = self
+                    .log
+                    .persist(&persist.entries, persist.hard_state.as_ref())
+                    .await
+                    .map_err(|source| EngineError::Storage { shard, source })?;
+                self.counters().record_commit(&stats);
+            }
+            let now = self.now();
+            let (node, mut io) = self.split();
+            node.persisted(&mut io, persist.number, now);
+        }
+        let (node, mut io) = self.split();
+        if let Some(snapshot) = node.finish_turn(&mut io) {
+            self.log
+                .save_snapshot(snapshot.index, snapshot.term, snapshot.conf, snapshot.data)
+                .await
+                .map_err(|source| EngineError::Storage { shard, source })?;
+            self.counters().snapshots.fetch_add(1, Relaxed);
+            let now = self.now();
+            let (node, mut io) = self.split();
+            node.snapshot_saved(&mut io, snapshot.index, now);
+        }
+        Ok(())
+    }
+
+    /// Returns true on shutdown.
+    fn handle(&mut self, command: Command) -> bool {
+        let (node, mut io) = self.split();
+        match command {
+            Command::Submit {
+                records,
+                valid,
+                reply,
+            } => node.submit(
+                &mut io,
+                &records,
+                &valid,
+                Submitter::Client(Reply::Outcomes(reply)),
+            ),
+            Command::SubmitDetached {
+                records,
+                valid,
+                reply,
+            } => node.submit(
+                &mut io,
+                &records,
+                &valid,
+                Submitter::Detached(Reply::Admitted(reply)),
+            ),
+            Command::Forwarded {
+                from,
+                request,
+                records,
+                valid,
+            } => node.submit(
+                &mut io,
+                &records,
+                &valid,
+                Submitter::Peer {
+                    node: from,
+                    request,
+                },
+            ),
+            Command::Peer { from, message } => node.peer_message(&mut io, from, message),
+            Command::Local(message) => node.local_message(message),
+            Command::ChangeMembership {
+                changes,
+                peer_addr,
+                reply,
+            } => node.change_membership(&mut io, &changes, &peer_addr, Reply::Membership(reply)),
+            Command::Transaction { hash, reply } => {
+                let _ = reply.send(node.replica().transaction(&hash));
+            }
+            Command::Block { height, reply } => {
+                let replica = node.replica();
+                let block = match height {
+                    Some(h) => replica.block(h),
+                    None => replica.latest_block(),
+                };
+                let _ = reply.send(block);
+            }
+            Command::Account { address, reply } => {
+                let _ = reply.send(node.replica().state().account(&address).cloned());
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Shutdown => return true,
+        }
+        false
+    }
+
+    fn status(&self) -> ShardStatus {
+        let mut status = self.node.status();
+        let shard = self.node.shard();
+        status.core = self.core;
+        status.queued_commands = self.engine.inner.shards[shard as usize].len() + self.rx.len();
+        if let Some(link) = &self.link {
+            status.transport = Some(link.transport.counters());
+            status.peer_links = self
+                .node
+                .peers()
+                .into_iter()
+                .map(|id| (id, link.transport.is_connected(id)))
+                .collect();
+        }
+        status
+    }
+}

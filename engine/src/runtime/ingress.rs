@@ -1,0 +1,84 @@
+//! The shard's ingress task: verifies the signatures of each submission on the shard's core,
+//! in slices that yield to the core's other tasks, while the driver waits for its group commit
+//! (verification is the CPU-bound stage, the fdatasync the I/O-bound one).
+
+use super::counters::ShardCounters;
+use super::driver::Command;
+use crate::record::Record;
+use crate::shard::ShardId;
+use crate::verify::SignatureVerifier;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Signatures verified between two chances for the core's other tasks to run.
+const VERIFY_SLICE_RECORDS: usize = 256;
+
+/// Verifies the signatures of each submission on the shard's core, in slices that yield to the
+/// core's other tasks, and passes every command on to the shard's driver in arrival order.
+///
+/// A submission another validator forwarded with its signature verdicts is passed on as it is:
+/// each transfer is verified once in the cluster, by the validator its client talked to.
+/// Followers never verify what they apply: the leader's log holds only verified transfers.
+pub(super) async fn ingress(
+    rx: async_channel::Receiver<Command>,
+    tx: async_channel::Sender<Command>,
+    counters: Arc<[ShardCounters]>,
+    shard: ShardId,
+) {
+    let counters = &counters[shard as usize];
+    let mut verifier = SignatureVerifier::default();
+    let mut slice_valid = Vec::new();
+    while let Some(mut command) = recv_polling(&rx).await {
+        // A client's submission gets its verdicts here; one forwarded by another validator
+        // arrives with them (one per record, or they do not count).
+        if let Some((records, valid)) = command.submission_mut() {
+            if valid.len() != records.len() {
+                *valid = verify_in_slices(&mut verifier, records, &mut slice_valid).await;
+                counters.record_verified(valid);
+            }
+        }
+        let stop = matches!(command, Command::Shutdown);
+        if tx.send(command).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// How often a task waiting on a cross-thread channel also looks at it without being woken.
+/// A wake from another thread reaches a glommio executor through its reactor, and one was seen
+/// lost here (a test hung until a debugger's signal woke the reactor); this bounds the cost of
+/// such a loss to one interval instead of forever.
+pub(super) const CHANNEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Receives from a channel fed by other threads; `None` once it is closed and empty.
+pub(super) async fn recv_polling<T>(rx: &async_channel::Receiver<T>) -> Option<T> {
+    loop {
+        match rx.try_recv() {
+            Ok(item) => return Some(item),
+            Err(async_channel::TryRecvError::Closed) => return None,
+            Err(async_channel::TryRecvError::Empty) => {}
+        }
+        let recv = pin!(rx.recv());
+        let sleep = pin!(glommio::timer::sleep(CHANNEL_POLL_INTERVAL));
+        match futures::future::select(recv, sleep).await {
+            futures::future::Either::Left((Ok(item), _)) => return Some(item),
+            futures::future::Either::Left((Err(_), _)) => return None,
+            futures::future::Either::Right(_) => {}
+        }
+    }
+}
+
+async fn verify_in_slices(
+    verifier: &mut SignatureVerifier,
+    records: &[Record],
+    slice_valid: &mut Vec<bool>,
+) -> Vec<bool> {
+    let mut valid = Vec::with_capacity(records.len());
+    for slice in records.chunks(VERIFY_SLICE_RECORDS) {
+        verifier.verify(slice, slice_valid);
+        valid.extend_from_slice(slice_valid);
+        glommio::yield_if_needed().await;
+    }
+    valid
+}

@@ -1,0 +1,230 @@
+//! One core: its peer link, its shards (each an ingress task and a driver task), and the
+//! service (HTTP) that runs next to them once every shard of the engine is ready.
+
+use super::driver::{Command, ShardDriver};
+use super::ingress::{ingress, recv_polling, CHANNEL_POLL_INTERVAL};
+use super::peers::{self, PeerLink};
+use super::{CoreService, Engine, EngineConfig, EngineError};
+use crate::datadir::DataDir;
+use crate::genesis::Genesis;
+use crate::ledger::ShardState;
+use crate::node::{NodeConfig, ShardNode};
+use crate::replica::{ReplicaConfig, ShardReplica};
+use crate::shard::ShardId;
+use crate::state_snapshot::decode_state;
+use aurigraph_storage::shard_log::ShardLog;
+use aurigraph_storage::wal::WalConfig;
+use raft::eraftpb::ConfState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// How often a shard repeats its durable credit watermarks to the source shards.
+const CREDIT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Shortest time between two leadership hand-overs of one shard.
+const LEADER_TRANSFER_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The node's decisions' bounds, from the engine's configuration.
+fn node_config(config: &EngineConfig, replicated: bool) -> NodeConfig {
+    NodeConfig {
+        node_id: config.node_id,
+        // Milliseconds since the epoch at start-up: a restarted node never reuses request ids.
+        incarnation: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        replicated,
+        forward_timeout_ms: config.forward_timeout.as_millis() as u64,
+        forwards_pending_max: config.forwards_pending_max,
+        raft_piece_bytes: config.raft_piece_bytes,
+        raft_message_bytes_max: config.raft_message_bytes_max,
+        snapshot_interval_entries: config.snapshot_interval_entries,
+        credit_announce_interval_ms: CREDIT_ANNOUNCE_INTERVAL.as_millis() as u64,
+        leader_transfer_interval_ms: LEADER_TRANSFER_INTERVAL.as_millis() as u64,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_core(
+    core: usize,
+    config: EngineConfig,
+    genesis: Arc<Genesis>,
+    shards: Vec<(ShardId, async_channel::Receiver<Command>)>,
+    engine: Engine,
+    ready: std::sync::mpsc::Sender<Result<(), EngineError>>,
+    go: async_channel::Receiver<bool>,
+    service: Option<CoreService>,
+) -> Result<(), EngineError> {
+    let shard_count = engine.shard_count();
+    // This core's link to the same core of every other validator (none when single).
+    let link = match PeerLink::start(core, &config, &genesis, shard_count) {
+        Ok(link) => link,
+        Err(error) => {
+            let message = error.to_string();
+            for _ in &shards {
+                let _ = ready.send(Err(EngineError::Executor {
+                    core,
+                    message: message.clone(),
+                }));
+            }
+            return Err(error);
+        }
+    };
+    // Each driver's channel: verified submissions from its ingress task, raft messages and
+    // forward replies from the peer router.
+    let driver_channels: Vec<_> = shards
+        .iter()
+        .map(|(shard, _)| (*shard, async_channel::bounded(config.shard_queue_depth)))
+        .collect();
+    if let Some(link) = &link {
+        let drivers = driver_channels
+            .iter()
+            .map(|(shard, (tx, _))| (*shard, tx.clone()))
+            .collect();
+        glommio::spawn_local(peers::route(link.clone(), drivers, engine.clone())).detach();
+    }
+    let mut tasks = Vec::new();
+    for ((shard, rx), (_, (verified_tx, verified_rx))) in shards.into_iter().zip(driver_channels) {
+        let config = config.clone();
+        let genesis = genesis.clone();
+        let peers = engine.clone();
+        let ready = ready.clone();
+        let link = link.clone();
+        // Everything the shard's tasks log (recovery, turns, snapshots) carries the shard and
+        // core: a debug-level span entered on every poll of the task, that is around each
+        // driver turn (`Instrument`, never a guard held across an await).
+        let span = tracing::debug_span!("shard", shard, core);
+        let ingress_span = span.clone();
+        tasks.push(glommio::spawn_local(
+            async move {
+                let opened = open_shard(core, &config, &genesis, shard, shard_count).await;
+                match opened {
+                    Ok((replica, log)) => {
+                        let _ = ready.send(Ok(()));
+                        // The ingress task verifies signatures while the driver waits for its group
+                        // commit: the two overlap on this core (verification is the CPU-bound stage,
+                        // the fdatasync the I/O-bound one).
+                        let counters = peers.inner.counters.clone();
+                        glommio::spawn_local(
+                            ingress(rx, verified_tx, counters, shard).instrument(ingress_span),
+                        )
+                        .detach();
+                        let node_config = node_config(&config, link.is_some());
+                        let result = ShardDriver {
+                            core,
+                            node: ShardNode::new(node_config, replica),
+                            config,
+                            log,
+                            rx: verified_rx,
+                            engine: peers,
+                            link,
+                            started: Instant::now(),
+                        }
+                        .run()
+                        .await;
+                        if let Err(error) = &result {
+                            tracing::error!(shard, %error, "shard stopped");
+                        }
+                        result
+                    }
+                    Err(error) => {
+                        let message = error.to_string();
+                        let _ = ready.send(Err(error));
+                        Err(EngineError::DataDir(message))
+                    }
+                }
+            }
+            .instrument(span),
+        ));
+    }
+    drop(ready);
+    // Wakes from other threads (replies, channel sends) are queued for this executor and the
+    // reactor is notified; should a notification be missed, the next reactor turn still runs
+    // the queued wakes. A heartbeat guarantees such a turn every interval, so a lost
+    // notification costs at most that much latency, never a hang.
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(CHANNEL_POLL_INTERVAL).await;
+        }
+    })
+    .detach();
+    if let (Some(true), Some(service)) = (recv_polling(&go).await, service) {
+        glommio::spawn_local(service(core, engine.clone())).detach();
+    }
+    drop(engine);
+    let mut first_error = None;
+    for task in tasks {
+        if let Err(e) = task.await {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn open_shard(
+    core: usize,
+    config: &EngineConfig,
+    genesis: &Genesis,
+    shard: ShardId,
+    shard_count: u32,
+) -> Result<(ShardReplica, ShardLog), EngineError> {
+    let dir = DataDir::shard_dir(&config.data_dir, shard);
+    let wal = WalConfig {
+        dir: dir.join("wal"),
+        segment_bytes_max: config.wal_segment_bytes_max,
+        staged_bytes_max: config.wal_staged_bytes_max,
+    };
+    // Every validator votes in every shard's group (a single validator: itself alone).
+    // A joining validator starts outside every group: the leader adds it as a learner.
+    let own = (!config.join).then_some(config.node_id);
+    let mut voters: Vec<u64> = own
+        .into_iter()
+        .chain(config.peers.iter().map(|&(id, _)| id))
+        .collect();
+    voters.sort_unstable();
+    let initial_conf = ConfState {
+        voters: voters.clone(),
+        ..Default::default()
+    };
+    let (log, snapshot) = ShardLog::open(&dir, initial_conf, wal)
+        .await
+        .map_err(|source| EngineError::Storage { shard, source })?;
+    let state = match snapshot {
+        Some(bytes) => decode_state(&bytes).map_err(|e| EngineError::Snapshot {
+            shard,
+            message: e.to_string(),
+        })?,
+        None => ShardState::from_genesis(genesis, shard, shard_count),
+    };
+    if state.shard() != shard || state.shard_count() != shard_count {
+        return Err(EngineError::Snapshot {
+            shard,
+            message: format!(
+                "snapshot is of shard {} of {}, expected shard {shard} of {shard_count}",
+                state.shard(),
+                state.shard_count()
+            ),
+        });
+    }
+    let mut replica_config = ReplicaConfig::new(config.node_id, shard);
+    replica_config.voters = voters;
+    replica_config.election_tick = config.election_ticks;
+    replica_config.heartbeat_tick = config.heartbeat_ticks;
+    replica_config.entry_records_max = config.entry_records_max;
+    replica_config.pending_records_max = config.pending_records_max;
+    replica_config.recent_transactions_max = config.recent_transactions_per_shard;
+    replica_config.recent_blocks_max = config.recent_blocks_per_shard;
+    let replica = ShardReplica::new(replica_config, log.storage(), state)
+        .map_err(|source| EngineError::Raft { shard, source })?;
+    tracing::info!(
+        shard,
+        core,
+        applied = replica.state().applied_index(),
+        accounts = replica.state().account_count(),
+        "shard recovered"
+    );
+    Ok((replica, log))
+}

@@ -1,0 +1,259 @@
+//! The invariants, checked after every step (and at the end of a run).
+
+use super::{Cluster, Violation};
+use crate::ledger::ShardState;
+use crate::result::ResultCode;
+use crate::shard::ShardId;
+use raft::Storage;
+use xxhash_rust::xxh3::xxh3_128;
+
+fn entry_hash(e: &raft::eraftpb::Entry) -> u128 {
+    let mut bytes = Vec::with_capacity(e.data.len() + e.context.len() + 8);
+    bytes.extend_from_slice(&(e.get_entry_type() as u32).to_le_bytes());
+    bytes.extend_from_slice(&e.context);
+    bytes.extend_from_slice(&e.data);
+    xxh3_128(&bytes)
+}
+
+impl Cluster {
+    pub(super) fn caught_up(&self) -> bool {
+        for s in 0..self.config.shards as usize {
+            let max_commit = self
+                .validators
+                .iter()
+                .map(|v| {
+                    v.shards[s]
+                        .node
+                        .as_ref()
+                        .map_or(0, |n| n.replica().commit_index())
+                })
+                .max()
+                .unwrap_or(0);
+            for v in &self.validators {
+                let slot = &v.shards[s];
+                let Some(r) = slot.node.as_ref().map(|n| n.replica()) else {
+                    return false;
+                };
+                if r.state().applied_index() < max_commit || slot.in_flight.is_some() {
+                    return false;
+                }
+            }
+        }
+        self.net.is_empty()
+    }
+
+    /// Invariants after every step.
+    pub(super) fn check(&mut self) -> Result<(), Violation> {
+        for v in 0..self.validators.len() {
+            if !self.validators[v].up {
+                continue;
+            }
+            for s in 0..self.config.shards as usize {
+                // Committed prefixes agree: same term and data at each index.
+                let slot = &self.validators[v].shards[s];
+                let replica = slot.node.as_ref().expect("up").replica();
+                let store = replica.raw_node().store();
+                let commit = replica.commit_index();
+                let first = store.first_index().expect("infallible");
+                let last = store.last_index().expect("infallible");
+                let from = (slot.checked + 1).max(first);
+                let to = commit.min(last);
+                if from <= to {
+                    let entries = store
+                        .entries(from, to + 1, None, raft::GetEntriesContext::empty(false))
+                        .map_err(|e| {
+                            self.violation(format!("committed entries unreadable: {e}"))
+                        })?;
+                    for e in &entries {
+                        let seen = (e.term, entry_hash(e));
+                        match self.committed[s].get(&e.index) {
+                            Some(known) if *known != seen => {
+                                return Err(self.violation(format!(
+                                    "committed prefixes disagree: shard {s} index {} on validator {}: term {} vs {}",
+                                    e.index,
+                                    v + 1,
+                                    seen.0,
+                                    known.0
+                                )));
+                            }
+                            Some(_) => {}
+                            None => {
+                                self.committed[s].insert(e.index, seen);
+                            }
+                        }
+                    }
+                }
+                let checked = to.max(slot.checked);
+                // Replicas at the same applied index have equal state hashes.
+                let state = replica.state();
+                let (applied, hash) = (state.applied_index(), state.state_hash());
+                match self.hashes[s].get(&applied) {
+                    Some(&known) if known != hash => {
+                        return Err(self.violation(format!(
+                            "state hashes differ: shard {s} applied {applied} on validator {}",
+                            v + 1
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.hashes[s].insert(applied, hash);
+                    }
+                }
+                self.validators[v].shards[s].checked = checked;
+            }
+            self.check_supply(v)?;
+        }
+        self.resolve_acked()?;
+        // Acknowledged transfers are in the committed log at the index they were acked with.
+        for a in &self.acked {
+            let Some(entry) = a.entry else { continue };
+            if let Some(known) = self.committed[a.shard as usize].get(&a.block) {
+                if *known != entry {
+                    return Err(self.violation(format!(
+                        "acknowledged transfer lost: shard {} index {} holds another entry",
+                        a.shard, a.block
+                    )));
+                }
+            }
+        }
+        if self.now.is_multiple_of(100) {
+            self.check_acked_applied()?;
+        }
+        Ok(())
+    }
+
+    /// Finds the committed entry of each acknowledged transfer not yet seen (a forwarded
+    /// submission is answered by a follower whose log may still lag): the first replica that
+    /// has committed that index must hold the transfer there.
+    fn resolve_acked(&mut self) -> Result<(), Violation> {
+        for i in 0..self.acked.len() {
+            if self.acked[i].entry.is_some() {
+                continue;
+            }
+            let (shard, block, tx_hash) = {
+                let a = &self.acked[i];
+                (a.shard as usize, a.block, a.tx_hash)
+            };
+            for validator in &self.validators {
+                let Some(replica) = validator.shards[shard].node.as_ref().map(|n| n.replica())
+                else {
+                    continue;
+                };
+                let store = replica.raw_node().store();
+                let first = store.first_index().expect("infallible");
+                if replica.commit_index() < block || block < first {
+                    continue;
+                }
+                let entries = store
+                    .entries(
+                        block,
+                        block + 1,
+                        None,
+                        raft::GetEntriesContext::empty(false),
+                    )
+                    .map_err(|e| self.violation(format!("acked entry unreadable: {e}")))?;
+                let entry = &entries[0];
+                let holds = crate::decode_batch(&entry.data)
+                    .map(|b| b.records().iter().any(|r| r.tx_hash() == tx_hash))
+                    .unwrap_or(false);
+                if !holds {
+                    return Err(self.violation(format!(
+                        "acked transfer not in its entry {block} on shard {shard}"
+                    )));
+                }
+                self.acked[i].entry = Some((entry.term, entry_hash(entry)));
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged OK transfer consumed its nonce on every replica that applied it.
+    fn check_acked_applied(&self) -> Result<(), Violation> {
+        for a in &self.acked {
+            if a.result != ResultCode::Ok {
+                continue;
+            }
+            for (v, validator) in self.validators.iter().enumerate() {
+                let Some(r) = validator.shards[a.shard as usize]
+                    .node
+                    .as_ref()
+                    .map(|n| n.replica())
+                else {
+                    continue;
+                };
+                if r.state().applied_index() < a.block {
+                    continue;
+                }
+                let consumed = r
+                    .state()
+                    .account(&a.from)
+                    .is_some_and(|acc| acc.check_nonce(a.nonce).is_err());
+                if !consumed {
+                    return Err(self.violation(format!(
+                        "acknowledged transfer (nonce {}) missing from validator {}'s shard {} at applied {}",
+                        a.nonce,
+                        v + 1,
+                        a.shard,
+                        r.state().applied_index()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Supply per asset on one validator: balances plus receipts in flight. Checked when the
+    /// validator's shards form a consistent cut (no destination credited beyond what its
+    /// source here has applied; a snapshot from another validator can briefly break that).
+    fn check_supply(&self, v: usize) -> Result<(), Violation> {
+        let shards = &self.validators[v].shards;
+        let states: Vec<&ShardState> = shards
+            .iter()
+            .map(|slot| slot.node.as_ref().expect("up").replica().state())
+            .collect();
+        for d in 0..states.len() {
+            for s in 0..states.len() {
+                if s != d && states[d].inbound_watermark(s as ShardId) > states[s].applied_index() {
+                    return Ok(());
+                }
+            }
+        }
+        for (&asset, &amount) in &self.supply {
+            let mut total = 0u128;
+            for (s, state) in states.iter().enumerate() {
+                total += state.supply_held(asset);
+                total += state.supply_in_flight(asset, |d| {
+                    states[d as usize].inbound_watermark(s as ShardId)
+                });
+            }
+            if total != amount as u128 {
+                return Err(self.violation(format!(
+                    "supply of asset {asset} on validator {} is {total}, genesis says {amount}",
+                    v + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_final(&self) -> Result<(), Violation> {
+        self.check_acked_applied()?;
+        for s in 0..self.config.shards as usize {
+            let hashes: Vec<(u64, u128)> = self
+                .validators
+                .iter()
+                .map(|v| {
+                    let st = v.shards[s].node.as_ref().expect("up").replica().state();
+                    (st.applied_index(), st.state_hash())
+                })
+                .collect();
+            if hashes.iter().any(|h| *h != hashes[0]) {
+                return Err(
+                    self.violation(format!("shard {s}: replicas differ at the end: {hashes:?}"))
+                );
+            }
+        }
+        Ok(())
+    }
+}
