@@ -159,10 +159,10 @@ impl serde::Serialize for ErrorCode {
     }
 }
 
-/// An error answer: status, stable code, human message, and the headers some statuses need.
+/// An error answer: stable code (which sets the status), human message, and the headers some
+/// statuses need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
     /// `Allow` header value (405 only).
@@ -177,13 +177,17 @@ impl ApiError {
     /// An answer with `code`, its status, and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status: code.status(),
             code,
             message: message.into(),
             allow: None,
             retry_after: None,
             close: false,
         }
+    }
+
+    /// The HTTP status of the answer (the code's).
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// `INVALID_REQUEST`.
@@ -264,7 +268,7 @@ impl ApiError {
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = self.status;
+        *response.status_mut() = self.code.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
@@ -348,7 +352,7 @@ mod tests {
     fn json_errors_are_classified() {
         let e = json_error("{\"a\": 1,");
         assert_eq!(
-            (e.status, e.code),
+            (e.status(), e.code),
             (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson)
         );
         assert!(e.message.contains("line 1 column"), "{}", e.message);
@@ -370,13 +374,13 @@ mod tests {
             leader: Some(3),
         }));
         assert_eq!(
-            (e.status, e.code),
+            (e.status(), e.code),
             (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotLeader)
         );
         assert!(e.message.contains("node 3"));
         let e = ApiError::from(SubmitFailure::Rejected(SubmitError::Overloaded(0)));
         assert_eq!(
-            (e.status, e.code, e.retry_after),
+            (e.status(), e.code, e.retry_after),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Overloaded,
@@ -389,7 +393,7 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Retry);
         let e = ApiError::from(SubmitFailure::Stopped);
         assert_eq!(
-            (e.status, e.code),
+            (e.status(), e.code),
             (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown)
         );
         assert_eq!(
