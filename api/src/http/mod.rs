@@ -28,10 +28,10 @@ pub mod routes;
 pub mod server;
 pub mod types;
 
-pub use metrics::Metrics;
-pub use server::{bind, serve};
 /// The media types of the binary endpoints (the wire contract, `aurigraph-wire`).
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
+pub use metrics::Metrics;
+pub use server::{bind, serve};
 
 use aurigraph_beacon::state::BeaconState;
 use aurigraph_wire::limits::BATCH_TRANSFERS_MAX;

@@ -21,7 +21,7 @@ pub fn ok(description: &str, schema: &str) -> Value {
     json!({ "description": description, "content": json_content(reference(schema)) })
 }
 
-/// One of the error responses of `components.responses` (see [`error_responses`]).
+/// One of the error responses of `components.responses` (see `error_responses`).
 pub fn error(description: &str) -> Value {
     json!({ "$ref": format!("#/components/responses/{description}") })
 }

@@ -36,7 +36,7 @@ fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
 
 /// Binds this core's listener on `settings.addr` (`SO_REUSEPORT`: every core of the node binds
 /// the same address and the kernel spreads connections over them). The first core of a node
-/// checks the address for the whole node first (see [`check_addr`]); the others wait for that
+/// checks the address for the whole node first (see `check_addr`); the others wait for that
 /// check and bind the address it resolved. Must run inside a glommio executor. Errors are the
 /// operating system's (e.g. `Address already in use`), without the address.
 pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
