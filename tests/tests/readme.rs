@@ -7,9 +7,11 @@
 //! gRPC 127.0.0.1:9004), `curl` and `jq` as the README uses them. The only departures from typing
 //! the commands by hand:
 //!
-//! - `cargo build ...`: the test builds the binary of the package the command names (in the
-//!   profile the tests run in, so `cargo test` does not wait for a release build) and links it
-//!   at `./target/release/aurigraph` in the working directory, where the commands expect it.
+//! - `cargo build ...`: the test checks that the command names the package of the `aurigraph`
+//!   binary, takes the binary from `aurigraph_testkit::aurigraph_bin` (built in the profile the
+//!   tests run in, so `cargo test` does not wait for a release build; `AURIGRAPH_BIN` names
+//!   another) and links it at `./target/release/aurigraph` in the working directory, where the
+//!   commands expect it.
 //! - A command ending in `&` (the node) runs in the background; like a person waiting for the
 //!   node's start-up log, the test then waits until the node answers `GET /api/v11/health`.
 //! - Placeholders of the curl-only example (`<64 hex>`, `<128 hex>`) are filled in: Alice (funded
@@ -138,7 +140,12 @@ impl Session {
             .find(|w| w[0] == "-p" || w[0] == "--package")
             .map(|w| w[1])
             .unwrap_or_else(|| panic!("`{command}`: no -p PACKAGE"));
-        let binary = build_binary(&self.root, package);
+        let owner = package_of_the_binary(&self.root);
+        assert_eq!(
+            package, owner,
+            "`{command}` builds package {package}, but the `aurigraph` binary is in {owner}"
+        );
+        let binary = aurigraph_testkit::aurigraph_bin();
         let release = self.work.join("target/release");
         std::fs::create_dir_all(&release).unwrap();
         std::os::unix::fs::symlink(&binary, release.join("aurigraph")).unwrap();
@@ -446,34 +453,31 @@ fn workspace_root() -> PathBuf {
     }
 }
 
-/// Builds package `package`'s `aurigraph` binary in the profile the tests run in and returns
-/// its path (from cargo's own report, so any target directory works).
-fn build_binary(root: &Path, package: &str) -> PathBuf {
+/// The package whose binary target is `aurigraph`, from `cargo metadata` (nothing is built).
+fn package_of_the_binary(root: &Path) -> String {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
+    let output = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--message-format=json-render-diagnostics", "-p"])
-        .arg(package)
-        .args(["--bin", "aurigraph"]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let output = command
+        .args(["metadata", "--no-deps", "--format-version", "1"])
         .stderr(Stdio::inherit())
         .output()
-        .expect("run cargo build");
-    assert!(
-        output.status.success(),
-        "`cargo build -p {package} --bin aurigraph` failed: does the README's build command name \
-         the package of the `aurigraph` binary?"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "aurigraph")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo built no `aurigraph` executable in package {package}"))
+        .expect("run cargo metadata");
+    assert!(output.status.success(), "cargo metadata failed");
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    packages
+        .iter()
+        .find(|p| {
+            p["targets"].as_array().is_some_and(|targets| {
+                targets.iter().any(|t| {
+                    t["name"] == "aurigraph"
+                        && t["kind"].as_array().unwrap().contains(&"bin".into())
+                })
+            })
+        })
+        .and_then(|p| p["name"].as_str())
+        .expect("a package with the binary `aurigraph`")
+        .to_string()
 }
 
 /// The bodies of the fenced code blocks (```` ```sh ```` or plain) in the section that starts
