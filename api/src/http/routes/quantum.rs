@@ -92,7 +92,6 @@ fn draw(settings: &HttpSettings, purpose: &[u8], len: usize) -> Result<Drawn, Ap
 /// `random-bytes?size=N`: `size` bytes, base64.
 pub fn random_bytes<B, T>(ctx: &Ctx<B>, request: &Request<T>) -> Answer {
     let settings = &ctx.settings;
-
     let size = int_param(request, "size", RANDOM_BYTES_SIZE)?;
     let drawn = draw(settings, purpose::RANDOM_BYTES, size)?;
     let body = drawn_json(
@@ -105,7 +104,6 @@ pub fn random_bytes<B, T>(ctx: &Ctx<B>, request: &Request<T>) -> Answer {
 /// `transaction-nonce`: 32 bytes, hex.
 pub fn transaction_nonce<B>(ctx: &Ctx<B>) -> Answer {
     let settings = &ctx.settings;
-
     let drawn = draw(settings, purpose::TRANSACTION_NONCE, NONCE_BYTES)?;
     let body = drawn_json(
         &drawn,
@@ -117,7 +115,6 @@ pub fn transaction_nonce<B>(ctx: &Ctx<B>) -> Answer {
 /// `crypto-seed?length=N`: `length` bytes, base64.
 pub fn crypto_seed<B, T>(ctx: &Ctx<B>, request: &Request<T>) -> Answer {
     let settings = &ctx.settings;
-
     let length = int_param(request, "length", CRYPTO_SEED_LENGTH)?;
     let drawn = draw(settings, purpose::CRYPTO_SEED, length)?;
     let body = drawn_json(
@@ -130,7 +127,6 @@ pub fn crypto_seed<B, T>(ctx: &Ctx<B>, request: &Request<T>) -> Answer {
 /// `health`: UP (200) or DOWN (503), with the reasons.
 pub fn health<B>(ctx: &Ctx<B>) -> Answer {
     let settings = &ctx.settings;
-
     let (up, data) = beacon_status(&settings.beacon_state());
     let body = json!({ "status": if up { "UP" } else { "DOWN" }, "data": data });
     let code = if up {
@@ -144,7 +140,6 @@ pub fn health<B>(ctx: &Ctx<B>) -> Answer {
 /// `info`: the sources, the construction, the limits.
 pub fn info<B>(ctx: &Ctx<B>) -> Answer {
     let settings = &ctx.settings;
-
     let state = settings.beacon_state();
     let sources: Vec<Value> = state
         .sources()
@@ -190,7 +185,6 @@ pub fn info<B>(ctx: &Ctx<B>) -> Answer {
 /// `pulse/latest`: the public output of the latest verified pulse and how to re-verify it.
 pub fn pulse_latest<B>(ctx: &Ctx<B>) -> Answer {
     let settings = &ctx.settings;
-
     let state = settings.beacon_state();
     let Some(status) = state.latest_source() else {
         let why = if state.is_configured() {

@@ -26,6 +26,7 @@ pub fn content_type<T>(request: &Request<T>) -> Result<Option<String>, ApiError>
     }
 }
 
+/// `application/json` or any `application/*+json`.
 pub fn is_json(media: &str) -> bool {
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
