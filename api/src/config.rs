@@ -2,6 +2,7 @@
 //! that order of precedence (a flag beats its environment variable, which beats the file).
 
 use aurigraph_beacon::source::BeaconSource;
+use aurigraph_wire::limits::{BODY_BYTES_MAX, BODY_BYTES_MAX_MIN};
 use clap::Args;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -92,6 +93,23 @@ pub struct FileConfig {
     pub beacon: Vec<BeaconSource>,
 }
 
+/// A configuration the node cannot run with; every message names the flag, key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// A setting out of range or malformed.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("[[beacon]]: {0}")]
+    Beacon(String),
+}
+
 /// The resolved configuration of a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -127,7 +145,7 @@ pub struct NodeConfig {
 pub const CORES_MAX: usize = 256;
 
 impl NodeConfig {
-    pub fn resolve(args: &NodeArgs) -> Result<NodeConfig, String> {
+    pub fn resolve(args: &NodeArgs) -> Result<NodeConfig, ConfigError> {
         let mut file = match &args.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
@@ -145,17 +163,21 @@ impl NodeConfig {
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cores = args.cores.or(file.cores).unwrap_or(available);
         if cores == 0 || cores > CORES_MAX {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "--cores {cores}: must be between 1 and {CORES_MAX}"
-            ));
+            )));
         }
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id == 0 {
-            return Err("--node-id 0: node ids start at 1".into());
+            return Err(ConfigError::Invalid(
+                "--node-id 0: node ids start at 1".into(),
+            ));
         }
         let peers_text = args.peers.as_ref().or(file.peers.as_ref());
         if args.join && peers_text.is_none_or(|p| p.trim().is_empty()) {
-            return Err("--join needs --peers: the validators of the cluster to join".into());
+            return Err(ConfigError::Invalid(
+                "--join needs --peers: the validators of the cluster to join".into(),
+            ));
         }
         let (peer_addr, peers) = resolve_peers(
             node_id,
@@ -165,21 +187,23 @@ impl NodeConfig {
         )?;
         let snapshot_piece_bytes = file.snapshot_piece_bytes.unwrap_or(1 << 20);
         if !(256..=1 << 20).contains(&snapshot_piece_bytes) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "snapshot_piece_bytes {snapshot_piece_bytes}: must be between 256 and 1048576"
-            ));
+            )));
         }
-        let body_bytes_max = file.body_bytes_max.unwrap_or(16 << 20);
-        if body_bytes_max < 1024 {
-            return Err(format!(
+        let body_bytes_max = file.body_bytes_max.unwrap_or(BODY_BYTES_MAX);
+        if body_bytes_max < BODY_BYTES_MAX_MIN {
+            return Err(ConfigError::Invalid(format!(
                 "body_bytes_max {body_bytes_max}: must be at least 1024"
-            ));
+            )));
         }
         for source in &file.beacon {
-            source.validate().map_err(|e| format!("[[beacon]]: {e}"))?;
+            source
+                .validate()
+                .map_err(|e| ConfigError::Beacon(e.to_string()))?;
         }
         aurigraph_beacon::client::state_for(&file.beacon)
-            .map_err(|e| format!("[[beacon]]: {e}"))?;
+            .map_err(|e| ConfigError::Beacon(e.to_string()))?;
         Ok(NodeConfig {
             data_dir: args
                 .data_dir
@@ -227,34 +251,41 @@ fn resolve_peers(
     cores: usize,
     peer_addr: Option<SocketAddr>,
     text: Option<&str>,
-) -> Result<(Option<SocketAddr>, Peers), String> {
+) -> Result<(Option<SocketAddr>, Peers), ConfigError> {
     let text = text.map(str::trim).unwrap_or("");
     let mut all: Vec<(u64, SocketAddr)> = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (id, addr) = entry
-            .split_once('=')
-            .ok_or_else(|| format!("--peers: {entry:?} is not ID=HOST:PORT"))?;
+        let (id, addr) = entry.split_once('=').ok_or_else(|| {
+            ConfigError::Invalid(format!("--peers: {entry:?} is not ID=HOST:PORT"))
+        })?;
         let id: u64 = id
             .trim()
             .parse()
             .ok()
             .filter(|&id| id >= 1)
-            .ok_or_else(|| format!("--peers: {entry:?}: the id must be an integer >= 1"))?;
-        let addr: SocketAddr = addr
-            .trim()
-            .parse()
-            .map_err(|e| format!("--peers: {entry:?}: {e} (expected HOST:PORT, an IP address)"))?;
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--peers: {entry:?}: the id must be an integer >= 1"
+                ))
+            })?;
+        let addr: SocketAddr = addr.trim().parse().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "--peers: {entry:?}: {e} (expected HOST:PORT, an IP address)"
+            ))
+        })?;
         if all.iter().any(|(other, _)| *other == id) {
-            return Err(format!("--peers: node id {id} is listed twice"));
+            return Err(ConfigError::Invalid(format!(
+                "--peers: node id {id} is listed twice"
+            )));
         }
         all.push((id, addr));
     }
     let own = all.iter().find(|(id, _)| *id == node_id).map(|(_, a)| *a);
     let peer_addr = match (peer_addr, own) {
         (Some(given), Some(listed)) if given != listed => {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "--peer-addr {given} disagrees with this node's --peers entry {node_id}={listed}"
-            ))
+            )))
         }
         (given, listed) => given.or(listed),
     };
@@ -263,37 +294,37 @@ fn resolve_peers(
         return Ok((peer_addr, peers));
     }
     let Some(own_addr) = peer_addr else {
-        return Err(format!(
+        return Err(ConfigError::Invalid(format!(
             "--peers without --peer-addr: node {node_id} needs its own peer address (give \
              --peer-addr HOST:PORT or list {node_id}=HOST:PORT in --peers)"
-        ));
+        )));
     };
     if peers.len() + 1 > VALIDATORS_MAX {
-        return Err(format!(
+        return Err(ConfigError::Invalid(format!(
             "--peers: {} validators, at most {VALIDATORS_MAX}",
             peers.len() + 1
-        ));
+        )));
     }
     let cores = cores as u32;
     let mut ranges: Vec<(u64, SocketAddr)> = peers.clone();
     ranges.push((node_id, own_addr));
     for (id, addr) in &ranges {
         if u32::from(addr.port()) == 0 || u32::from(addr.port()) + cores - 1 > u32::from(u16::MAX) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "peer address {id}={addr}: ports {}..{} (one per core) must lie in 1..=65535",
                 addr.port(),
                 u32::from(addr.port()) + cores - 1
-            ));
+            )));
         }
     }
     for (i, (a_id, a)) in ranges.iter().enumerate() {
         for (b_id, b) in &ranges[i + 1..] {
             let (a_port, b_port) = (u32::from(a.port()), u32::from(b.port()));
             if a.ip() == b.ip() && a_port < b_port + cores && b_port < a_port + cores {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "peer addresses {a_id}={a} and {b_id}={b} overlap: each validator uses {cores} \
                      consecutive ports (one per core) from its base port"
-                ));
+                )));
             }
         }
     }
@@ -302,10 +333,15 @@ fn resolve_peers(
     Ok((peer_addr, peers))
 }
 
-fn read_file_config(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -342,18 +378,25 @@ mod tests {
             config: Some(file),
             ..Default::default()
         };
-        assert!(NodeConfig::resolve(&args).unwrap_err().contains("bogus"));
+        assert!(NodeConfig::resolve(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
         let args = NodeArgs {
             cores: Some(0),
             ..Default::default()
         };
-        assert!(NodeConfig::resolve(&args).unwrap_err().contains("--cores"));
+        assert!(NodeConfig::resolve(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("--cores"));
         let args = NodeArgs {
             peers: Some("2=127.0.0.1:9100".into()),
             ..Default::default()
         };
         assert!(NodeConfig::resolve(&args)
             .unwrap_err()
+            .to_string()
             .contains("needs its own peer address"));
     }
 
@@ -385,7 +428,9 @@ mod tests {
             (2, None, "1=127.0.0.1:65535,2=127.0.0.1:9103", "1..=65535"),
         ] {
             let own = own.map(addr);
-            let err = resolve_peers(1, cores, own, Some(text)).unwrap_err();
+            let err = resolve_peers(1, cores, own, Some(text))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
         // Different hosts may use the same ports.
@@ -424,14 +469,20 @@ mod tests {
             "[[beacon]]\nname = \"curby\"\nkind = \"CURBy-RNG\"\nbase_url = \"http://127.0.0.1:8080\"\n",
         )
         .unwrap();
-        assert!(NodeConfig::resolve(&args).unwrap_err().contains("https://"));
+        assert!(NodeConfig::resolve(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("https://"));
         std::fs::write(
             &file,
             "[[beacon]]\nname = \"a\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://h\"\n\
              [[beacon]]\nname = \"a\"\nkind = \"CURBy-RNG\"\nbase_url = \"https://h\"\n",
         )
         .unwrap();
-        assert!(NodeConfig::resolve(&args).unwrap_err().contains("twice"));
+        assert!(NodeConfig::resolve(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 
     /// The shipped example names the real beacons; it is only parsed here, never contacted.

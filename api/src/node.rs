@@ -1,15 +1,16 @@
 //! `aurigraph node`: starts the engine (one glommio executor per core) with an HTTP server on
 //! every core, all bound to the same port (SO_REUSEPORT), and stops gracefully on SIGTERM/SIGINT.
 
-use crate::config::{LogFormat, NodeArgs, NodeConfig};
+use crate::config::{ConfigError, LogFormat, NodeArgs, NodeConfig};
 use crate::http::{self, HttpSettings};
-use crate::keys;
+use aurigraph_beacon::client as beacon_client;
 use aurigraph_engine::datadir::GENESIS_FILE;
-use aurigraph_engine::genesis::{Allocation, Genesis};
+use aurigraph_engine::genesis::{Allocation, Genesis, GenesisError};
 use aurigraph_engine::record::address_of;
 use aurigraph_engine::runtime::{CoreService, Engine, EngineConfig};
-use aurigraph_beacon::client as beacon_client;
-use std::path::Path;
+use aurigraph_engine::EngineError;
+use aurigraph_wire::keyfile::{self, KeyFileError};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,6 +25,53 @@ const CLUSTER_RAFT_TICK: Duration = Duration::from_millis(25);
 /// How long a graceful stop waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a node did not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory cannot be used (the message names it).
+    #[error("{0}")]
+    DataDir(String),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    WriteMarker {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read genesis {}: {source}", path.display())]
+    ReadGenesis {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Genesis { path: PathBuf, source: GenesisError },
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("{0}")]
+    BeaconState(beacon_client::ClientError),
+    #[error("beacon client: {0}")]
+    BeaconClient(beacon_client::ClientError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+    #[error("the HTTP servers did not start within 10 s")]
+    HttpStart,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Start-up stalled and the process could not start over.
+    #[error("{error}{detail}")]
+    Stalled { error: EngineError, detail: String },
+    #[error("stopped with an error: {0}")]
+    Stopped(EngineError),
+}
+
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AURIGRAPH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -37,9 +85,10 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// Runs a node until SIGTERM or SIGINT.
-pub fn run(args: NodeArgs) -> Result<(), String> {
+pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     let mut config = NodeConfig::resolve(&args)?;
-    config.data_dir = aurigraph_engine::datadir::absolute(&config.data_dir)?;
+    config.data_dir =
+        aurigraph_engine::datadir::absolute(&config.data_dir).map_err(NodeError::DataDir)?;
     init_logging(config.log_format);
     // Block the stop signals before any thread starts, so that every thread inherits the mask
     // and only `wait_for_stop_signal` receives them.
@@ -51,7 +100,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
     // randomness endpoints read. No source by default: nothing is fetched, the fallback is
     // served. Stopped (joined) on every return path by dropping it.
     let beacon = Arc::new(RwLock::new(
-        beacon_client::state_for(&config.beacon).map_err(|e| e.to_string())?,
+        beacon_client::state_for(&config.beacon).map_err(NodeError::BeaconState)?,
     ));
     let beacon_client = if config.beacon.is_empty() {
         None
@@ -61,7 +110,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
             Arc::clone(&beacon),
             beacon_client::ClientOptions::default(),
         )
-        .map_err(|e| format!("beacon client: {e}"))?;
+        .map_err(NodeError::BeaconClient)?;
         tracing::info!(sources = config.beacon.len(), "beacon client started");
         Some(client)
     };
@@ -78,7 +127,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
         ..HttpSettings::new(config.http_addr)
     };
     // Each core binds its own listener; the first bind error stops the node with its message.
-    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), NodeError>>();
     let service: CoreService = Arc::new(move |core, engine| {
         let settings = settings.clone();
         let bound = bound_tx.clone();
@@ -89,7 +138,10 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
                     http::serve(listener, core, engine, settings).await;
                 }
                 Err(e) => {
-                    let _ = bound.send(Err(format!("cannot listen on {}: {e}", settings.addr)));
+                    let _ = bound.send(Err(NodeError::Listen {
+                        addr: settings.addr,
+                        reason: e.to_string(),
+                    }));
                 }
             }
         })
@@ -116,21 +168,21 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
         .map_or(STARTUP_STALL_TIMEOUT, Duration::from_millis);
     let engine = match Engine::start_with_services(engine_config, genesis.as_ref(), Some(service)) {
         Ok(engine) => engine,
-        Err(error @ aurigraph_engine::EngineError::StartupStalled { .. }) => {
-            return Err(restart_after_stall(&error));
+        Err(error @ EngineError::StartupStalled { .. }) => {
+            return Err(restart_after_stall(error));
         }
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(error.into()),
     };
     for _ in 0..config.cores {
         match bound_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => {
+            Ok(Err(error)) => {
                 engine.shutdown();
-                return Err(message);
+                return Err(error);
             }
             Err(_) => {
                 engine.shutdown();
-                return Err("the HTTP servers did not start within 10 s".into());
+                return Err(NodeError::HttpStart);
             }
         }
     }
@@ -163,7 +215,7 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
             tracing::info!("stopped");
             Ok(())
         }
-        Some(error) => Err(format!("stopped with an error: {error}")),
+        Some(error) => Err(NodeError::Stopped(error)),
     }
 }
 
@@ -173,12 +225,15 @@ const JOINED_MARKER: &str = "joined";
 /// Whether this validator joined a running cluster: `--join` now, or at an earlier start of the
 /// same data directory (recorded in it, so that a restart without the flag still starts from the
 /// other validators' membership and replays the changes that added it).
-fn joined(config: &NodeConfig) -> Result<bool, String> {
+fn joined(config: &NodeConfig) -> Result<bool, NodeError> {
     let marker = config.data_dir.join(JOINED_MARKER);
     if config.join && !marker.exists() {
         std::fs::create_dir_all(&config.data_dir)
             .and_then(|()| std::fs::write(&marker, b"this validator joined with --join\n"))
-            .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+            .map_err(|source| NodeError::WriteMarker {
+                path: marker.clone(),
+                source,
+            })?;
     }
     Ok(config.join || marker.exists())
 }
@@ -196,14 +251,17 @@ const START_ATTEMPT_ENV: &str = "AURIGRAPH_START_ATTEMPT";
 /// outside. Nothing was acknowledged yet and recovery is idempotent, so the process replaces
 /// itself (`exec`, same arguments) and starts over, at most `START_ATTEMPTS_MAX` times. Returns
 /// the error to report when it cannot.
-fn restart_after_stall(error: &aurigraph_engine::EngineError) -> String {
+fn restart_after_stall(error: EngineError) -> NodeError {
     use std::os::unix::process::CommandExt;
     let attempt: u32 = std::env::var(START_ATTEMPT_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     if attempt >= START_ATTEMPTS_MAX {
-        return format!("{error} (after {attempt} attempts)");
+        return NodeError::Stalled {
+            error,
+            detail: format!(" (after {attempt} attempts)"),
+        };
     }
     tracing::error!(
         %error,
@@ -212,24 +270,29 @@ fn restart_after_stall(error: &aurigraph_engine::EngineError) -> String {
     );
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
-        Err(e) => return format!("{error}; cannot restart: {e}"),
+        Err(e) => {
+            return NodeError::Stalled {
+                error,
+                detail: format!("; cannot restart: {e}"),
+            }
+        }
     };
     // exec only returns on failure.
     let failure = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(START_ATTEMPT_ENV, (attempt + 1).to_string())
         .exec();
-    format!("{error}; cannot restart: {failure}")
+    NodeError::Stalled {
+        error,
+        detail: format!("; cannot restart: {failure}"),
+    }
 }
 
 /// The genesis to create the data directory with: the `--genesis` file, or (when the directory
 /// has no genesis yet) a development genesis funding a new key written into the directory.
-fn genesis_for(config: &NodeConfig) -> Result<Option<Genesis>, String> {
+fn genesis_for(config: &NodeConfig) -> Result<Option<Genesis>, NodeError> {
     if let Some(path) = &config.genesis {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read genesis {}: {e}", path.display()))?;
-        let genesis = Genesis::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(Some(genesis));
+        return read_genesis(path).map(Some);
     }
     if config.data_dir.join(GENESIS_FILE).exists() {
         return Ok(None);
@@ -237,15 +300,31 @@ fn genesis_for(config: &NodeConfig) -> Result<Option<Genesis>, String> {
     Ok(Some(development_genesis(&config.data_dir)?))
 }
 
-pub(crate) fn development_genesis(data_dir: &Path) -> Result<Genesis, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+/// Reads and validates a genesis file.
+pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| NodeError::ReadGenesis {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Genesis::from_json(&text).map_err(|source| NodeError::Genesis {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The development genesis of `data_dir`: chain [`DEV_CHAIN_ID`] funding the key in
+/// `data_dir/dev-key.json` (created, with the directory, when missing).
+pub fn development_genesis(data_dir: &Path) -> Result<Genesis, NodeError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::CreateDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
     let key_path = data_dir.join(DEV_KEY_FILE);
     let key = if key_path.exists() {
-        keys::read_key(&key_path)?
+        keyfile::read_key(&key_path)?
     } else {
-        let key = keys::generate();
-        keys::write_key(&key_path, &key, false)?;
+        let key = keyfile::generate();
+        keyfile::write_key(&key_path, &key, false)?;
         key
     };
     let address = address_of(&key);
@@ -267,7 +346,9 @@ pub(crate) fn development_genesis(data_dir: &Path) -> Result<Genesis, String> {
     })
 }
 
-pub(crate) fn block_stop_signals() -> libc::sigset_t {
+/// Blocks SIGINT and SIGTERM on this thread (and the threads it starts later); returns the set
+/// for [`wait_for_stop_signal_timeout`].
+pub fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -280,7 +361,7 @@ pub(crate) fn block_stop_signals() -> libc::sigset_t {
 }
 
 /// Like [`wait_for_stop_signal`], giving up after `timeout` (`None`: no signal came).
-pub(crate) fn wait_for_stop_signal_timeout(
+pub fn wait_for_stop_signal_timeout(
     set: libc::sigset_t,
     timeout: Duration,
 ) -> Option<&'static str> {

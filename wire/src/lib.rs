@@ -7,11 +7,13 @@
 //! - [`compact`]: the compact results format and the media types of the binary endpoints.
 //! - [`genesis`]: the genesis file (chain id, shards, initial allocations).
 //! - [`shard`]: which shard owns an address (clients may compute it).
+//! - [`keyfile`]: the key file of `aurigraph keygen` (written by the node for a development chain).
 //! - [`limits`]: the limits a client must respect.
 
 pub mod batch;
 pub mod compact;
 pub mod genesis;
+pub mod keyfile;
 pub mod limits;
 pub mod record;
 pub mod result;

@@ -2,11 +2,26 @@
 //! for developers. Runs until SIGINT/SIGTERM (then stops every validator gracefully) or until a
 //! validator exits on its own (then stops the others and reports it).
 
-use crate::local_node::{start_cluster, LOCAL_NODES_MAX};
-use crate::node;
-use aurigraph_engine::genesis::Genesis;
+use aurigraph_api::config::LogFormat;
+use aurigraph_api::node::{self, NodeError};
+use aurigraph_client::launcher::{start_cluster, LaunchError, LOCAL_NODES_MAX};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Why a local cluster did not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("validator {id} exited ({status}); the others were stopped (its log is in {})", log.display())]
+    Exited {
+        id: u64,
+        status: std::process::ExitStatus,
+        log: PathBuf,
+    },
+}
 
 /// Start a local cluster of validators on loopback (ids 1..=N, one process each).
 #[derive(clap::Args, Debug, Clone)]
@@ -27,22 +42,21 @@ pub struct ClusterArgs {
     pub genesis: Option<PathBuf>,
 }
 
-pub fn run(args: ClusterArgs) -> Result<(), String> {
+/// Runs the command until SIGINT/SIGTERM or until a validator exits.
+pub fn run(args: ClusterArgs) -> Result<(), ClusterError> {
     if !(1..=LOCAL_NODES_MAX).contains(&args.nodes) {
-        return Err(format!(
-            "--nodes {}: a local cluster has 1 to {LOCAL_NODES_MAX} validators",
-            args.nodes
-        ));
+        return Err(LaunchError::NodeCount(args.nodes).into());
     }
-    node::init_logging(crate::config::LogFormat::Human);
+    node::init_logging(LogFormat::Human);
     let signals = node::block_stop_signals();
     let genesis_path = args.dir.join("genesis.json");
     let genesis = match (&args.genesis, genesis_path.exists()) {
-        (Some(path), _) => read_genesis(path)?,
-        (None, true) => read_genesis(&genesis_path)?,
+        (Some(path), _) => node::read_genesis(path)?,
+        (None, true) => node::read_genesis(&genesis_path)?,
         (None, false) => node::development_genesis(&args.dir)?,
     };
-    let mut cluster = start_cluster(&genesis, &args.dir, args.nodes, args.cores)?;
+    let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
+    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, args.cores)?;
     for n in &cluster.nodes {
         println!(
             "validator {}: http://{}  peer {}  data {}  log {}",
@@ -65,16 +79,11 @@ pub fn run(args: ClusterArgs) -> Result<(), String> {
         }
         if let Some((id, status)) = cluster.exited() {
             cluster.stop();
-            return Err(format!(
-                "validator {id} exited ({status}); the others were stopped (its log is in {})",
-                args.dir.join(format!("node-{id}/node.log")).display()
-            ));
+            return Err(ClusterError::Exited {
+                id,
+                status,
+                log: args.dir.join(format!("node-{id}/node.log")),
+            });
         }
     }
-}
-
-fn read_genesis(path: &std::path::Path) -> Result<Genesis, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read genesis {}: {e}", path.display()))?;
-    Genesis::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }

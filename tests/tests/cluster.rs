@@ -1,21 +1,15 @@
 //! Real-process replication tests: three `aurigraph node` processes on loopback,
 //! each ordered pair of validators linked through a fault-injecting proxy
-//! (`common/proxy.rs`), driven by the `Cluster` harness (`common/cluster.rs`).
+//! (`aurigraph_testkit::proxy`), driven by the `Cluster` harness (`aurigraph_testkit::cluster`).
 //!
 //! Every test ends with `wait_converged`: on every replica, every shard at the same applied
 //! index with the same state hash. Clusters run one at a time within this binary.
-//! The proxy's own unit tests run here too: `cargo test -p aurigraph-api --test cluster proxy`.
+//! The proxy's own unit tests: `cargo test -p aurigraph-testkit proxy`.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
-
-use aurigraph_engine::record::{address_of, Address, Record, RECORD_BYTES};
-use aurigraph_engine::shard::shard_of;
-use cluster::Cluster;
-use common::*;
+use aurigraph_testkit::cluster::Cluster;
+use aurigraph_testkit::*;
+use aurigraph_wire::record::{address_of, Address, Record, RECORD_BYTES};
+use aurigraph_wire::shard::shard_of;
 use ed25519_dalek::SigningKey;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -562,7 +556,7 @@ fn a_partitioned_validator_catches_up_after_healing() {
 
 /// Runs `aurigraph validators ARGS…` and fails the test with its output when it fails.
 fn validators_cli(cluster: &Cluster, args: &[String]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+    let out = std::process::Command::new(aurigraph_bin())
         .arg("validators")
         .args(args)
         .output()

@@ -1,14 +1,12 @@
 //! End-to-end tests of the real `aurigraph` binary on loopback.
 
-mod common;
-
-use aurigraph_engine::batch::encode_batch;
-use aurigraph_engine::record::{address_of, Address, Record, Transfer};
-use aurigraph_engine::shard::shard_of;
-use common::*;
+use aurigraph_testkit::*;
+use aurigraph_wire::batch::encode_batch;
+use aurigraph_wire::record::{address_of, Address, Record, Transfer};
+use aurigraph_wire::shard::shard_of;
 use std::time::{Duration, Instant};
 
-const BATCH: &str = "application/vnd.aurigraph.batch";
+const BATCH: &str = BATCH_MEDIA_TYPE;
 
 fn post_batch(node: &Node, records: &[Record]) -> Response {
     node.request(
@@ -382,7 +380,7 @@ fn a_different_genesis_is_refused_with_a_message() {
     other.chain_id = 99;
     let path = dir.path().join("other.json");
     std::fs::write(&path, other.to_canonical_json(2)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+    let out = std::process::Command::new(aurigraph_bin())
         .args(["node", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--genesis")
@@ -406,7 +404,7 @@ fn development_chain_keygen_and_transfer_cli() {
         "log names the key"
     );
 
-    let bin = env!("CARGO_BIN_EXE_aurigraph");
+    let bin = &aurigraph_bin();
     let out_key = dir.path().join("alice.json");
     let out = std::process::Command::new(bin)
         .args(["keygen", "--out"])
@@ -455,7 +453,7 @@ fn a_stalled_start_restarts_the_process_a_bounded_number_of_times() {
     // twice (3 attempts), then exits with the reason.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("node.log");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+    let status = std::process::Command::new(aurigraph_bin())
         .args(["node", "--cores", "1", "--http-addr"])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")

@@ -1,83 +1,102 @@
-//! `aurigraph transfer`: sign one transfer with a key file and submit it to a node.
+//! Requests of the command-line tools over [`Client`]: one signed transfer (`aurigraph
+//! transfer`), the chain id and an account's nonce.
 
-use crate::client::{Client, ErrorKind};
-use crate::keys;
-use aurigraph_engine::record::{address_of, Address, Transfer};
-use std::path::PathBuf;
+use crate::http::{Client, ClientError, ErrorKind, UrlError};
+use aurigraph_wire::record::{address_of, Address, Transfer};
+use ed25519_dalek::SigningKey;
 
-/// Sign and submit one transfer (waits until it is committed and prints the node's reply).
-#[derive(clap::Args, Debug, Clone)]
-pub struct TransferArgs {
-    /// Key file of the sender (written by `aurigraph keygen`).
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// Receiver's address (64 hex characters).
-    #[arg(long, value_name = "ADDRESS")]
-    pub to: String,
-    /// Amount to transfer (a positive integer).
-    #[arg(long, value_name = "N")]
-    pub amount: u64,
-    /// Asset (0 is the native asset).
-    #[arg(long, value_name = "A", default_value_t = 0)]
-    pub asset: u32,
-    /// Node to submit to.
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "http://127.0.0.1:9003",
-        env = "AURIGRAPH_NODE"
-    )]
+/// What went wrong asking a node something.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A 2xx reply without the field asked for.
+    #[error("GET {url}: the reply has no {field} ({hint})")]
+    MissingField {
+        url: String,
+        field: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// What went wrong with `aurigraph transfer`.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("cannot start the tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("account {from} has used nonce {highest}, the largest possible")]
+    NonceExhausted { from: Address, highest: u64 },
+    /// The node decided the transfer, and not `OK`.
+    #[error("transfer not accepted: {status} {code}")]
+    NotAccepted { status: String, code: String },
+    #[error("transfer has no result yet (status {0})")]
+    NoResultYet(String),
+    #[error("the node's reply has no \"result\"")]
+    NoResult,
+}
+
+impl From<ClientError> for TransferError {
+    fn from(e: ClientError) -> TransferError {
+        TransferError::Request(RequestError::Client(e))
+    }
+}
+
+/// One transfer to sign and submit.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    /// Node to submit to (`http://HOST:PORT`).
     pub node: String,
-    /// Nonce to sign [default: the sender's highest accepted nonce, from the node, plus 1].
-    #[arg(long, value_name = "N")]
+    pub to: Address,
+    pub amount: u64,
+    pub asset: u32,
+    /// Nonce to sign; `None`: the sender's highest accepted nonce, from the node, plus 1.
     pub nonce: Option<u64>,
-    /// Chain id to sign over [default: the node's, from GET /api/v11/info].
-    #[arg(long, value_name = "ID")]
+    /// Chain id to sign over; `None`: the node's, from `GET /api/v11/info`.
     pub chain_id: Option<u32>,
 }
 
-/// Runs the command. Builds its own tokio runtime: call it outside any runtime.
-pub fn run(args: TransferArgs) -> Result<(), String> {
-    let key = keys::read_key(&args.key)?;
-    let to = Address::from_hex(&args.to).map_err(|e| format!("--to: {e}"))?;
+/// Signs and submits one transfer, waiting until it is decided; returns the node's reply.
+/// Builds its own tokio runtime: call it outside any runtime.
+pub fn transfer(
+    request: &TransferRequest,
+    key: &SigningKey,
+) -> Result<serde_json::Value, TransferError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let reply = runtime.block_on(submit(&args, &key, to))?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&reply).expect("JSON prints")
-    );
-    check_result(&reply)
+        .map_err(TransferError::Runtime)?;
+    runtime.block_on(submit(request, key))
 }
 
 async fn submit(
-    args: &TransferArgs,
-    key: &ed25519_dalek::SigningKey,
-    to: Address,
-) -> Result<serde_json::Value, String> {
-    let client = Client::new(&args.node)?;
+    request: &TransferRequest,
+    key: &SigningKey,
+) -> Result<serde_json::Value, TransferError> {
+    let client = Client::new(&request.node)?;
     let from = address_of(key);
-    let chain_id = match args.chain_id {
+    let chain_id = match request.chain_id {
         Some(id) => id,
         None => fetch_chain_id(&client).await?,
     };
-    let nonce = match args.nonce {
+    let nonce = match request.nonce {
         Some(n) => n,
         None => {
             let highest = fetch_nonce(&client, &from).await?;
-            highest.checked_add(1).ok_or_else(|| {
-                format!("account {from} has used nonce {highest}, the largest possible")
-            })?
+            highest
+                .checked_add(1)
+                .ok_or(TransferError::NonceExhausted { from, highest })?
         }
     };
     let transfer = Transfer {
         chain_id,
         from,
-        to,
-        asset: args.asset,
-        amount: args.amount,
+        to: request.to,
+        asset: request.asset,
+        amount: request.amount,
         nonce,
     };
     let record = transfer.sign(key);
@@ -100,32 +119,35 @@ pub fn transfer_json(t: &Transfer, signature: &[u8; 64]) -> serde_json::Value {
 }
 
 /// `chainId` from `GET /api/v11/info`.
-pub async fn fetch_chain_id(client: &Client) -> Result<u32, String> {
+pub async fn fetch_chain_id(client: &Client) -> Result<u32, RequestError> {
     let info = client.get_json("/api/v11/info").await?;
     info.get("chainId")
         .and_then(json_u64)
         .and_then(|id| u32::try_from(id).ok())
-        .ok_or_else(|| {
-            format!(
-                "GET {}/api/v11/info: the reply has no numeric \"chainId\" (pass --chain-id)",
-                client.base_url()
-            )
+        .ok_or_else(|| RequestError::MissingField {
+            url: format!("{}/api/v11/info", client.base_url()),
+            field: "numeric \"chainId\"",
+            hint: "pass --chain-id",
         })
 }
 
 /// The account's highest accepted nonce (`"nonce"` of `GET /api/v11/accounts/{address}`);
 /// 0 for an account the node does not know.
-pub async fn fetch_nonce(client: &Client, address: &Address) -> Result<u64, String> {
+pub async fn fetch_nonce(client: &Client, address: &Address) -> Result<u64, RequestError> {
     let path = format!("/api/v11/accounts/{}", address.to_hex());
     match client.get_json(&path).await {
-        Ok(account) => account.get("nonce").and_then(json_u64).ok_or_else(|| {
-            format!(
-                "GET {}{path}: the reply has no \"nonce\" (pass --nonce)",
-                client.base_url()
-            )
-        }),
+        Ok(account) => {
+            account
+                .get("nonce")
+                .and_then(json_u64)
+                .ok_or_else(|| RequestError::MissingField {
+                    url: format!("{}{path}", client.base_url()),
+                    field: "\"nonce\"",
+                    hint: "pass --nonce",
+                })
+        }
         Err(e) if matches!(e.kind, ErrorKind::Status { status: 404, .. }) => Ok(0),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -139,16 +161,19 @@ pub fn json_u64(v: &serde_json::Value) -> Option<u64> {
 }
 
 /// `Ok` when the reply's `result` is `OK`; otherwise an error naming the result.
-pub fn check_result(reply: &serde_json::Value) -> Result<(), String> {
+pub fn check_result(reply: &serde_json::Value) -> Result<(), TransferError> {
     match reply.get("result").and_then(|r| r.as_str()) {
         Some("OK") => Ok(()),
         Some(code) => {
             let status = reply.get("status").and_then(|s| s.as_str()).unwrap_or("?");
-            Err(format!("transfer not accepted: {status} {code}"))
+            Err(TransferError::NotAccepted {
+                status: status.to_string(),
+                code: code.to_string(),
+            })
         }
         None => match reply.get("status").and_then(|s| s.as_str()) {
-            Some(status) => Err(format!("transfer has no result yet (status {status})")),
-            None => Err("the node's reply has no \"result\"".into()),
+            Some(status) => Err(TransferError::NoResultYet(status.to_string())),
+            None => Err(TransferError::NoResult),
         },
     }
 }
@@ -156,36 +181,8 @@ pub fn check_result(reply: &serde_json::Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurigraph_engine::record::Record;
-    use clap::Parser;
+    use aurigraph_wire::record::Record;
     use ed25519_dalek::{Signature, Verifier};
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: TransferArgs,
-    }
-
-    #[test]
-    fn arguments_have_the_documented_defaults() {
-        let cli = Cli::try_parse_from([
-            "x",
-            "--key",
-            "k.json",
-            "--to",
-            &"ab".repeat(32),
-            "--amount",
-            "5",
-        ])
-        .unwrap();
-        assert_eq!(cli.args.asset, 0);
-        assert_eq!(cli.args.nonce, None);
-        assert_eq!(cli.args.chain_id, None);
-        if std::env::var_os("AURIGRAPH_NODE").is_none() {
-            assert_eq!(cli.args.node, "http://127.0.0.1:9003");
-        }
-        assert!(Cli::try_parse_from(["x", "--key", "k", "--to", "ab"]).is_err());
-    }
 
     #[test]
     fn json_body_carries_a_signature_over_the_contract_message() {
@@ -219,10 +216,12 @@ mod tests {
     fn results_other_than_ok_are_errors() {
         assert!(check_result(&serde_json::json!({"status":"CONFIRMED","result":"OK"})).is_ok());
         let err = check_result(&serde_json::json!({"status":"REJECTED","result":"NONCE_REPLAYED"}))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("NONCE_REPLAYED"), "{err}");
         assert!(check_result(&serde_json::json!({"status":"PENDING"}))
             .unwrap_err()
+            .to_string()
             .contains("PENDING"));
         assert!(check_result(&serde_json::json!({})).is_err());
     }

@@ -2,21 +2,16 @@
 //! between every ordered pair of validators (node i reaches node j's peer port only through
 //! proxy(i→j)), for the replication tests.
 //!
-//! Included by `tests/cluster.rs` next to `common` and `proxy` (`#[path]` modules at the
-//! crate root), so it names them `crate::common` and `crate::proxy`.
-//!
 //! Nodes are indexed from 0; node `i` has the node id `i + 1`. Every method that waits polls
 //! with a deadline and panics with the statuses and the tail of every node's log.
 //! Clusters in one test binary run one at a time (a process-wide lock held by each
 //! [`Cluster`]): three validators per test already fill a 2-core machine, and the failover
 //! figure is only meaningful without a second cluster competing for the cores.
 
-#![allow(dead_code)]
-
-use crate::common::Response;
+use crate::http::Response;
 use crate::proxy::Proxy;
-use aurigraph_engine::genesis::Genesis;
-use aurigraph_engine::record::{Address, Record};
+use aurigraph_wire::genesis::Genesis;
+use aurigraph_wire::record::{Address, Record};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -190,8 +185,14 @@ impl Cluster {
         cluster
     }
 
+    /// Validators in the cluster.
     pub fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Whether the cluster has no validator (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     pub fn node(&self, i: usize) -> &Member {
@@ -243,7 +244,7 @@ impl Cluster {
             m.args.join(" ")
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+        let child = Command::new(crate::aurigraph_bin())
             .args(&m.args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -709,9 +710,7 @@ fn submit_to(
     attempt_timeout: Duration,
     max_attempts: u32,
 ) -> Result<Submitted, String> {
-    let body = crate::common::transfer_json(record)
-        .to_string()
-        .into_bytes();
+    let body = crate::transfer_json(record).to_string().into_bytes();
     let mut attempts = 0;
     let mut last;
     loop {
@@ -904,5 +903,5 @@ pub fn http(
             Err(e) => return Err(e),
         }
     }
-    crate::common::parse_response(&raw)
+    crate::http::parse_response(&raw)
 }

@@ -1,11 +1,12 @@
-//! A small HTTP/1.1 client for the node's API (used by `transfer` and `bench`).
+//! A small HTTP/1.1 client for the node's API (used by `transfer`, `validators` and `bench`).
 //!
 //! hyper-util's pooled client on tokio: connections are kept alive and reused, and as many
 //! connections are opened as there are requests in flight. Must be used inside a tokio runtime.
 //! Errors name the method and URL, and carry the server's `{"error":{"code","message"}}` when
 //! the reply has one.
 
-use aurigraph_engine::result::ResultCode;
+use aurigraph_wire::compact::{decode_compact_results_exact, CompactResultsError};
+use aurigraph_wire::result::ResultCode;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -16,13 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::fmt;
 use std::time::Duration;
 
-/// Media type of a binary transfer batch (engine `batch` module documents the layout).
-pub const BATCH_MEDIA_TYPE: &str = "application/vnd.aurigraph.batch";
-/// Media type of the compact batch reply: per record, 1 byte result code + 8 bytes block number
-/// (u64 little-endian), in the order of the batch.
-pub const RESULTS_MEDIA_TYPE: &str = "application/vnd.aurigraph.results";
-/// Bytes per record in the compact reply.
-pub const COMPACT_RESULT_BYTES: usize = 9;
+pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, COMPACT_RESULT_BYTES, RESULTS_MEDIA_TYPE};
+
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Replies larger than this are refused (a batch reply of 65,536 JSON results is well below).
@@ -105,10 +101,32 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-impl From<ClientError> for String {
-    fn from(e: ClientError) -> String {
-        e.to_string()
-    }
+/// A node URL that the client cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("empty node URL")]
+    Empty,
+    #[error("node URL {0}: only http:// is supported (e.g. http://127.0.0.1:9003)")]
+    NotHttp(String),
+    #[error("node URL {url} is not a valid URL: {reason}")]
+    Invalid { url: String, reason: String },
+    #[error("node URL {0} has no host")]
+    NoHost(String),
+    #[error("node URL {0} must not have a path (the client adds /api/v11/...)")]
+    HasPath(String),
+}
+
+/// A JSON batch reply that does not have the contract's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("reply is not JSON: {0}")]
+    NotJson(String),
+    #[error("JSON reply has no \"results\" array")]
+    NoResults,
+    #[error("JSON reply holds {got} results for a batch of {expected}")]
+    Count { got: usize, expected: usize },
+    #[error("result {0} has no \"result\" string")]
+    NoResultCode(usize),
 }
 
 /// A result code as received: one of the known codes, or a newer one this client does not know
@@ -161,37 +179,32 @@ pub struct TxResult {
 }
 
 /// Decodes the compact batch reply: `expected` entries of 9 bytes each.
-pub fn decode_compact_results(body: &[u8], expected: usize) -> Result<Vec<TxResult>, String> {
-    if body.len() != expected * COMPACT_RESULT_BYTES {
-        return Err(format!(
-            "compact reply is {} bytes, expected {} ({} results of {COMPACT_RESULT_BYTES} bytes)",
-            body.len(),
-            expected * COMPACT_RESULT_BYTES,
-            expected
-        ));
-    }
-    Ok(body
-        .chunks_exact(COMPACT_RESULT_BYTES)
-        .map(|c| TxResult {
-            code: Code::from_u8(c[0]),
-            block: u64::from_le_bytes(c[1..].try_into().expect("8 bytes")),
+pub fn decode_compact_results(
+    body: &[u8],
+    expected: usize,
+) -> Result<Vec<TxResult>, CompactResultsError> {
+    Ok(decode_compact_results_exact(body, expected)?
+        .into_iter()
+        .map(|(code, block)| TxResult {
+            code: Code::from_u8(code),
+            block,
         })
         .collect())
 }
 
 /// Decodes the JSON batch reply `{"results":[{"result":"OK","blockNumber":..},..]}`.
-pub fn decode_json_results(body: &[u8], expected: usize) -> Result<Vec<TxResult>, String> {
+pub fn decode_json_results(body: &[u8], expected: usize) -> Result<Vec<TxResult>, ReplyError> {
     let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("reply is not JSON: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| ReplyError::NotJson(e.to_string()))?;
     let results = value
         .get("results")
         .and_then(|r| r.as_array())
-        .ok_or("JSON reply has no \"results\" array")?;
+        .ok_or(ReplyError::NoResults)?;
     if results.len() != expected {
-        return Err(format!(
-            "JSON reply holds {} results for a batch of {expected}",
-            results.len()
-        ));
+        return Err(ReplyError::Count {
+            got: results.len(),
+            expected,
+        });
     }
     results
         .iter()
@@ -200,7 +213,7 @@ pub fn decode_json_results(body: &[u8], expected: usize) -> Result<Vec<TxResult>
             let code = r
                 .get("result")
                 .and_then(|c| c.as_str())
-                .ok_or_else(|| format!("result {i} has no \"result\" string"))?;
+                .ok_or(ReplyError::NoResultCode(i))?;
             let block = match r.get("blockNumber") {
                 Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
                 Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
@@ -258,7 +271,7 @@ pub struct Client {
 impl Client {
     /// `base_url` is `http://HOST:PORT` (a trailing `/` is ignored; `HOST:PORT` alone means
     /// `http://HOST:PORT`). Must be called inside a tokio runtime.
-    pub fn new(base_url: &str) -> Result<Client, String> {
+    pub fn new(base_url: &str) -> Result<Client, UrlError> {
         Client::with_options(base_url, DEFAULT_TIMEOUT, 32)
     }
 
@@ -267,7 +280,7 @@ impl Client {
         base_url: &str,
         timeout: Duration,
         max_idle: usize,
-    ) -> Result<Client, String> {
+    ) -> Result<Client, UrlError> {
         let base = normalize_base_url(base_url)?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -336,9 +349,9 @@ impl Client {
             .as_deref()
             .is_some_and(|t| t.starts_with(RESULTS_MEDIA_TYPE))
         {
-            decode_compact_results(&reply, records)
+            decode_compact_results(&reply, records).map_err(|e| e.to_string())
         } else {
-            decode_json_results(&reply, records)
+            decode_json_results(&reply, records).map_err(|e| e.to_string())
         };
         decoded.map_err(|e| self.error("POST", path, ErrorKind::Decode(e)))
     }
@@ -446,10 +459,10 @@ fn describe_transport_error(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `http://host:port` without a trailing slash; `host:port` gets `http://`; https is refused
 /// (the node serves plain HTTP; put TLS in front of it and benchmark the node itself).
-pub fn normalize_base_url(url: &str) -> Result<String, String> {
+pub fn normalize_base_url(url: &str) -> Result<String, UrlError> {
     let url = url.trim().trim_end_matches('/');
     if url.is_empty() {
-        return Err("empty node URL".into());
+        return Err(UrlError::Empty);
     }
     let url = if url.contains("://") {
         url.to_string()
@@ -457,20 +470,19 @@ pub fn normalize_base_url(url: &str) -> Result<String, String> {
         format!("http://{url}")
     };
     if !url.starts_with("http://") {
-        return Err(format!(
-            "node URL {url}: only http:// is supported (e.g. http://127.0.0.1:9003)"
-        ));
+        return Err(UrlError::NotHttp(url));
     }
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("node URL {url} is not a valid URL: {e}"))?;
+        .map_err(|e: hyper::http::uri::InvalidUri| UrlError::Invalid {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     if uri.host().is_none() {
-        return Err(format!("node URL {url} has no host"));
+        return Err(UrlError::NoHost(url));
     }
     if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(format!(
-            "node URL {url} must not have a path (the client adds /api/v11/...)"
-        ));
+        return Err(UrlError::HasPath(url));
     }
     Ok(url)
 }
@@ -500,7 +512,7 @@ mod tests {
         assert_eq!(results[1].block, 0);
         assert_eq!(results[2].code, Code::Other("CODE_200".into()));
         assert_eq!(results[2].block, u64::MAX);
-        let err = decode_compact_results(&body, 2).unwrap_err();
+        let err = decode_compact_results(&body, 2).unwrap_err().to_string();
         assert!(err.contains("27 bytes, expected 18"), "{err}");
         assert!(decode_compact_results(&body[..26], 3).is_err());
         assert!(decode_compact_results(&[], 0).unwrap().is_empty());
@@ -518,12 +530,15 @@ mod tests {
         assert_eq!(results[2].code, Code::Other("SOMETHING_NEW".into()));
         assert!(decode_json_results(body, 2)
             .unwrap_err()
+            .to_string()
             .contains("3 results for a batch of 2"));
         assert!(decode_json_results(b"{}", 1)
             .unwrap_err()
+            .to_string()
             .contains("results"));
         assert!(decode_json_results(br#"{"results":[{}]}"#, 1)
             .unwrap_err()
+            .to_string()
             .contains("result 0"));
     }
 
@@ -566,9 +581,11 @@ mod tests {
         );
         assert!(normalize_base_url("https://x:1")
             .unwrap_err()
+            .to_string()
             .contains("http://"));
         assert!(normalize_base_url("http://x:1/api")
             .unwrap_err()
+            .to_string()
             .contains("path"));
         assert!(normalize_base_url("").is_err());
     }

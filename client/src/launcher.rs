@@ -1,8 +1,8 @@
-//! Validators started as child processes of this binary, on loopback: for `aurigraph bench`
-//! when it is not given --addresses (one, or `--nodes N`) (the benchmark client and the node it measures are separate
-//! processes, as in production), N for `aurigraph bench --nodes N` and `aurigraph cluster`.
+//! Validators started as child processes (`aurigraph node`, the binary given), on loopback: for
+//! `aurigraph bench` when it is not given --addresses (one, or `--nodes N`; the benchmark client
+//! and the node it measures are separate processes, as in production) and `aurigraph cluster`.
 
-use aurigraph_engine::genesis::Genesis;
+use aurigraph_wire::genesis::Genesis;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,44 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Validators a local cluster may have (one host: each is a process with its own cores).
 pub const LOCAL_NODES_MAX: usize = 9;
+
+/// What went wrong starting a local cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("--nodes {0}: a local cluster has 1 to {LOCAL_NODES_MAX} validators")]
+    NodeCount(usize),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    WriteGenesis {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find own binary: {0}")]
+    OwnBinary(std::io::Error),
+    #[error("no free loopback port: {0}")]
+    NoFreePort(std::io::Error),
+    #[error("found no {0} consecutive free loopback ports in 64 tries")]
+    NoFreePorts(usize),
+    #[error("cannot create the node directory: {0}")]
+    NodeDir(std::io::Error),
+    #[error("cannot create {}: {source}", path.display())]
+    CreateLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start node {node}: {source}")]
+    Spawn { node: u64, source: std::io::Error },
+    #[error("node {node}: {reason}; its log:\n{log}")]
+    NotStarted {
+        node: u64,
+        reason: String,
+        log: String,
+    },
+}
 
 /// One validator of a local cluster as it is started.
 #[derive(Debug, Clone)]
@@ -69,20 +107,19 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Starts `nodes` validators (ids 1..=nodes) on loopback in `dir` (`node-<id>/` each), all with
-/// `genesis`, each with `cores` executors (default: all CPUs for one validator, an equal part
+/// Starts `nodes` validators (ids 1..=nodes) as `exe node ...` (`exe`: the `aurigraph` binary)
+/// on loopback in `dir` (`node-<id>/` each), all with `genesis`, each with `cores` executors (default: all CPUs for one validator, an equal part
 /// of them, at least one, for several); with more than one, every node lists the others in
 /// `--peers`. Returns once every node's HTTP port accepts connections.
 pub fn start_cluster(
+    exe: &Path,
     genesis: &Genesis,
     dir: &Path,
     nodes: usize,
     cores: Option<usize>,
-) -> Result<LocalCluster, String> {
+) -> Result<LocalCluster, LaunchError> {
     if !(1..=LOCAL_NODES_MAX).contains(&nodes) {
-        return Err(format!(
-            "--nodes {nodes}: a local cluster has 1 to {LOCAL_NODES_MAX} validators"
-        ));
+        return Err(LaunchError::NodeCount(nodes));
     }
     // Validators sharing one host share its cores: by default each gets its part (at least
     // one), so that N validators do not run N times as many busy executors as there are CPUs.
@@ -92,9 +129,16 @@ pub fn start_cluster(
     let cores_per_node = cores.unwrap_or(available);
     let shards = genesis.shards.unwrap_or(available as u32);
     let genesis_path = dir.join("genesis.json");
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(&genesis_path, genesis.to_canonical_json(shards))
-        .map_err(|e| format!("cannot write {}: {e}", genesis_path.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| LaunchError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(&genesis_path, genesis.to_canonical_json(shards)).map_err(|source| {
+        LaunchError::WriteGenesis {
+            path: genesis_path.clone(),
+            source,
+        }
+    })?;
     let mut planned = Vec::with_capacity(nodes);
     let mut taken: Vec<TcpListener> = Vec::new(); // held until every port is chosen
     for id in 1..=nodes as u64 {
@@ -119,17 +163,18 @@ pub fn start_cluster(
         .filter_map(|n| n.peer_addr.map(|a| format!("{}={a}", n.node_id)))
         .collect::<Vec<_>>()
         .join(",");
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     let mut cluster = LocalCluster {
         nodes: Vec::new(),
         children: Vec::new(),
     };
     for node in &planned {
         std::fs::create_dir_all(node.log.parent().expect("node dir"))
-            .map_err(|e| format!("cannot create the node directory: {e}"))?;
-        let log = std::fs::File::create(&node.log)
-            .map_err(|e| format!("cannot create {}: {e}", node.log.display()))?;
-        let mut cmd = Command::new(&exe);
+            .map_err(LaunchError::NodeDir)?;
+        let log = std::fs::File::create(&node.log).map_err(|source| LaunchError::CreateLog {
+            path: node.log.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new(exe);
         cmd.arg("node")
             .arg("--node-id")
             .arg(node.node_id.to_string())
@@ -153,7 +198,10 @@ pub fn start_cluster(
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start node {}: {e}", node.node_id))?;
+            .map_err(|source| LaunchError::Spawn {
+                node: node.node_id,
+                source,
+            })?;
         cluster.children.push(child);
         cluster.nodes.push(node.clone());
     }
@@ -163,7 +211,11 @@ pub fn start_cluster(
             let node = &cluster.nodes[i];
             let mut text = String::new();
             let _ = std::fs::File::open(&node.log).and_then(|mut f| f.read_to_string(&mut text));
-            return Err(format!("node {}: {e}; its log:\n{text}", node.node_id));
+            return Err(LaunchError::NotStarted {
+                node: node.node_id,
+                reason: e,
+                log: text,
+            });
         }
     }
     Ok(cluster)
@@ -171,11 +223,12 @@ pub fn start_cluster(
 
 /// Starts `nodes` validators for `aurigraph bench --nodes N`.
 pub fn start_nodes(
+    exe: &Path,
     genesis: &Genesis,
     dir: &Path,
     nodes: usize,
-) -> Result<crate::bench::StartedNode, String> {
-    let cluster = start_cluster(genesis, dir, nodes, None)?;
+) -> Result<crate::bench::StartedNode, LaunchError> {
+    let cluster = start_cluster(exe, genesis, dir, nodes, None)?;
     for node in &cluster.nodes {
         eprintln!(
             "bench: validator {} at http://{} (log: {})",
@@ -191,11 +244,10 @@ pub fn start_nodes(
 
 /// A loopback address whose port and the `count - 1` ports after it are free now; the
 /// listeners stay in `taken` so that later picks do not collide with it.
-fn bind_free(taken: &mut Vec<TcpListener>, count: usize) -> Result<SocketAddr, String> {
+fn bind_free(taken: &mut Vec<TcpListener>, count: usize) -> Result<SocketAddr, LaunchError> {
     for _ in 0..64 {
-        let first =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free loopback port: {e}"))?;
-        let addr = first.local_addr().map_err(|e| e.to_string())?;
+        let first = TcpListener::bind("127.0.0.1:0").map_err(LaunchError::NoFreePort)?;
+        let addr = first.local_addr().map_err(LaunchError::NoFreePort)?;
         let mut group = vec![first];
         let all_free = (1..count).all(|i| {
             u16::try_from(usize::from(addr.port()) + i)
@@ -209,9 +261,7 @@ fn bind_free(taken: &mut Vec<TcpListener>, count: usize) -> Result<SocketAddr, S
             return Ok(addr);
         }
     }
-    Err(format!(
-        "found no {count} consecutive free loopback ports in 64 tries"
-    ))
+    Err(LaunchError::NoFreePorts(count))
 }
 
 fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {

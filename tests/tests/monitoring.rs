@@ -5,11 +5,9 @@
 //! Needs `promtool` and `prometheus` on the PATH (Debian: `apt-get install prometheus`, which
 //! `.ci/run` does); without them these tests fail and say so.
 
-mod common;
-
-use aurigraph_engine::batch::encode_batch;
-use aurigraph_engine::record::{address_of, Record};
-use common::*;
+use aurigraph_testkit::*;
+use aurigraph_wire::batch::encode_batch;
+use aurigraph_wire::record::{address_of, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BATCH: &str = "application/vnd.aurigraph.batch";
+const BATCH: &str = BATCH_MEDIA_TYPE;
 
 /// The tests that run a node take turns: with two nodes starting while another is under load,
 /// a shard of the starting node was seen not to finish recovery (one test run in about six on a
@@ -757,7 +755,7 @@ fn stats_and_metrics_agree_with_the_benchmark_client() {
     const ACCOUNTS: &str = "500";
     const TRANSFERS: u64 = 40_000;
     let genesis_path = dir.path().join("bench-genesis.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+    let status = Command::new(aurigraph_bin())
         .args([
             "bench",
             "--accounts",
@@ -772,7 +770,7 @@ fn stats_and_metrics_agree_with_the_benchmark_client() {
         .status()
         .expect("run aurigraph bench --print-genesis");
     assert!(status.success(), "bench --print-genesis failed: {status}");
-    let genesis = aurigraph_engine::genesis::Genesis::from_json(
+    let genesis = aurigraph_wire::genesis::Genesis::from_json(
         &std::fs::read_to_string(&genesis_path).unwrap(),
     )
     .expect("the bench genesis parses");
@@ -783,7 +781,7 @@ fn stats_and_metrics_agree_with_the_benchmark_client() {
     let (before_metric_all, before_metric_ok) = transactions_total(&node);
 
     let report_path = dir.path().join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+    let output = Command::new(aurigraph_bin())
         .arg("bench")
         .arg("--addresses")
         .arg(format!("http://127.0.0.1:{}", node.port))

@@ -1,4 +1,4 @@
-//! `aurigraph validators add|promote|remove`: membership changes, driven over every validator's
+//! Membership changes (`aurigraph validators add|promote|remove`), driven over every validator's
 //! admin endpoint (`POST /api/v11/admin/validators`) until every shard applied the step. Each
 //! validator applies a step on the shards it leads; shards led elsewhere answer `NOT_LEADER`
 //! and are tried on the other validators in the list.
@@ -8,7 +8,7 @@
 //! snapshot), `aurigraph validators promote` (voter, once it has caught up: this command checks
 //! the lag on every shard's leader first).
 
-use crate::client::Client;
+use crate::http::{Client, UrlError};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -17,64 +17,52 @@ const PROMOTE_LAG_MAX: u64 = 1000;
 /// How long a step keeps trying (leaders change, another change may be in progress).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Membership changes of the cluster's validators.
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum ValidatorsCommand {
-    /// Add a validator as a learner of every shard (start it with `aurigraph node --join`
-    /// first); it catches up from the leaders' logs or snapshots.
-    Add {
-        /// The new validator's node id.
-        #[arg(long, value_name = "N")]
-        id: u64,
-        /// The new validator's base peer address (IP:PORT; core c uses PORT + c).
-        #[arg(long, value_name = "IP:PORT")]
-        peer_addr: String,
-        #[command(flatten)]
-        nodes: Nodes,
+/// One membership change, applied on every shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipStep {
+    /// Add validator `id` (base peer address `peer_addr`, `IP:PORT`) as a learner.
+    Add { id: u64, peer_addr: String },
+    /// Promote learner `id` to voter, once it has caught up.
+    Promote { id: u64 },
+    /// Remove validator `id`.
+    Remove { id: u64 },
+}
+
+/// What went wrong with a membership change.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("cannot start the tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("not applied on every shard within {secs} s (applied on {applied:?}); last problem: {last_problem}")]
+    NotApplied {
+        secs: u64,
+        applied: Vec<u64>,
+        last_problem: String,
     },
-    /// Promote a learner to voter in every shard, once it has caught up.
-    Promote {
-        /// The learner's node id.
-        #[arg(long, value_name = "N")]
+    #[error("node {id} has not caught up (at most {lag_max} entries behind on every shard's leader): {behind}")]
+    NotCaughtUp {
         id: u64,
-        #[command(flatten)]
-        nodes: Nodes,
-    },
-    /// Remove a validator from every shard's group.
-    Remove {
-        /// The validator's node id.
-        #[arg(long, value_name = "N")]
-        id: u64,
-        #[command(flatten)]
-        nodes: Nodes,
+        lag_max: u64,
+        behind: String,
     },
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct Nodes {
-    /// HTTP base URLs of the cluster's validators (every shard's leader must be among them).
-    #[arg(long, value_name = "URL,...", value_delimiter = ',', required = true)]
-    pub nodes: Vec<String>,
-}
-
-/// Runs the command. Builds its own tokio runtime: call it outside any runtime.
-pub fn run(command: ValidatorsCommand) -> Result<(), String> {
+/// Applies `step` through the validators at `nodes` (HTTP base URLs; every shard's leader must
+/// be among them). Builds its own tokio runtime: call it outside any runtime.
+pub fn run(step: &MembershipStep, nodes: &[String]) -> Result<(), MembershipError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+        .map_err(MembershipError::Runtime)?;
     runtime.block_on(async {
-        let (action, id, peer_addr, nodes) = match &command {
-            ValidatorsCommand::Add {
-                id,
-                peer_addr,
-                nodes,
-            } => ("add-learner", *id, Some(peer_addr.clone()), nodes),
-            ValidatorsCommand::Promote { id, nodes } => ("promote", *id, None, nodes),
-            ValidatorsCommand::Remove { id, nodes } => ("remove", *id, None, nodes),
+        let (action, id, peer_addr) = match step {
+            MembershipStep::Add { id, peer_addr } => ("add-learner", *id, Some(peer_addr.clone())),
+            MembershipStep::Promote { id } => ("promote", *id, None),
+            MembershipStep::Remove { id } => ("remove", *id, None),
         };
         let clients = nodes
-            .nodes
             .iter()
             .map(|url| Client::new(url))
             .collect::<Result<Vec<_>, _>>()?;
@@ -90,7 +78,10 @@ pub fn run(command: ValidatorsCommand) -> Result<(), String> {
 }
 
 /// Posts the step to every validator until every shard reports it APPLIED.
-async fn apply_everywhere(clients: &[Client], body: &serde_json::Value) -> Result<(), String> {
+async fn apply_everywhere(
+    clients: &[Client],
+    body: &serde_json::Value,
+) -> Result<(), MembershipError> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     let mut applied: BTreeMap<u64, u64> = BTreeMap::new();
     let mut shards_total = None;
@@ -136,18 +127,18 @@ async fn apply_everywhere(clients: &[Client], body: &serde_json::Value) -> Resul
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "not applied on every shard within {} s (applied on {:?}); last problem: {last_problem}",
-                STEP_TIMEOUT.as_secs(),
-                applied.keys().collect::<Vec<_>>()
-            ));
+            return Err(MembershipError::NotApplied {
+                secs: STEP_TIMEOUT.as_secs(),
+                applied: applied.keys().copied().collect(),
+                last_problem,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Every shard's leader (among `clients`) reports the learner at most PROMOTE_LAG_MAX behind.
-async fn check_caught_up(clients: &[Client], id: u64) -> Result<(), String> {
+async fn check_caught_up(clients: &[Client], id: u64) -> Result<(), MembershipError> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         let mut lag_by_shard: BTreeMap<u64, Option<u64>> = BTreeMap::new();
@@ -180,10 +171,11 @@ async fn check_caught_up(clients: &[Client], id: u64) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "node {id} has not caught up (at most {PROMOTE_LAG_MAX} entries behind on every shard's leader): {}",
-                behind.join(", ")
-            ));
+            return Err(MembershipError::NotCaughtUp {
+                id,
+                lag_max: PROMOTE_LAG_MAX,
+                behind: behind.join(", "),
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

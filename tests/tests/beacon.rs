@@ -3,10 +3,8 @@
 //! signed fixture pulses: verified randomness end to end, and fallback when sources lie or are
 //! unreachable, with the node itself unharmed.
 
-mod common;
-
 use aurigraph_beacon::fake::{self, FakeBeacon};
-use common::*;
+use aurigraph_testkit::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +54,7 @@ fn wait_until(node: &Node, what: &str, done: impl Fn(&serde_json::Value) -> bool
 
 /// Runs `aurigraph beacon ARGS…`.
 fn beacon_cli(args: &[std::ffi::OsString]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_aurigraph"))
+    std::process::Command::new(aurigraph_bin())
         .arg("beacon")
         .args(args)
         .output()
@@ -244,12 +242,7 @@ fn lying_and_unreachable_beacons_fall_back_and_the_node_is_unharmed() {
     // The node still orders and applies transfers, and says it is UP with a degraded beacon.
     let health = node.get("/api/v11/health").json();
     assert_eq!(health["status"], "UP", "{health}");
-    let t = transfer(
-        &keys[0],
-        aurigraph_engine::record::address_of(&keys[1]),
-        5,
-        1,
-    );
+    let t = transfer(&keys[0], aurigraph_wire::record::address_of(&keys[1]), 5, 1);
     let r = node.post_json("/api/v11/transactions", &transfer_json(&t));
     assert_eq!(
         r.json()["status"],

@@ -4,17 +4,58 @@
 //! `aurigraph transfer`. The address is the Ed25519 public key; it is stored beside the seed so
 //! that a reader can see which account a file holds, and it is checked against the seed on read.
 
-use aurigraph_engine::record::address_of;
+use crate::record::address_of;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct KeyFile {
     address: String,
     secret_key: String,
+}
+
+/// What went wrong reading or writing a key file; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("key file {} already exists; not replacing it (use --force to overwrite)", .0.display())]
+    AlreadyExists(PathBuf),
+    #[error("cannot create key file {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set mode 0600 on {}: {source}", path.display())]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write key file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {} does not exist (create one with `aurigraph keygen --out {}`)", .0.display(), .0.display())]
+    NotFound(PathBuf),
+    #[error("cannot read key file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin} is not a key file ({reason}); expected {{\"address\":\"<64 hex>\",\"secretKey\":\"<64 hex>\"}}")]
+    NotKeyFile { origin: String, reason: String },
+    #[error("{origin}: secretKey must be 64 hex characters (a 32-byte Ed25519 seed), got {len} characters")]
+    SecretLength { origin: String, len: usize },
+    #[error("{origin}: secretKey is not hex: {reason}")]
+    SecretNotHex { origin: String, reason: String },
+    #[error("{origin}: address {stored} does not match the secret key (whose address is {actual}); the file is damaged or was edited")]
+    AddressMismatch {
+        origin: String,
+        stored: String,
+        actual: String,
+    },
 }
 
 /// A fresh key from the operating system's random number generator.
@@ -35,7 +76,7 @@ pub fn key_json(key: &SigningKey) -> String {
 
 /// Writes `key` to `path` with mode 0600. Refuses to replace an existing file unless `force`
 /// (a key file may be the only copy of a funded key).
-pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<(), String> {
+pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<(), KeyFileError> {
     let text = key_json(key);
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -49,14 +90,14 @@ pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<(), Strin
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            format!(
-                "key file {} already exists; not replacing it (use --force to overwrite)",
-                path.display()
-            )
+    let mut file = options.open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyFileError::AlreadyExists(path.to_path_buf())
         } else {
-            format!("cannot create key file {}: {e}", path.display())
+            KeyFileError::Create {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })?;
     // With --force on an existing file, `mode` above does not apply: tighten it explicitly.
@@ -64,51 +105,58 @@ pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<(), Strin
     {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
+            .map_err(|source| KeyFileError::Permissions {
+                path: path.to_path_buf(),
+                source,
+            })?;
     }
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write key file {}: {e}", path.display()))
+        .map_err(|source| KeyFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Parses a key file's text; `origin` names it in errors.
-pub fn parse_key(text: &str, origin: &str) -> Result<SigningKey, String> {
-    let file: KeyFile = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "{origin} is not a key file ({e}); expected {{\"address\":\"<64 hex>\",\"secretKey\":\"<64 hex>\"}}"
-        )
+pub fn parse_key(text: &str, origin: &str) -> Result<SigningKey, KeyFileError> {
+    let file: KeyFile = serde_json::from_str(text).map_err(|e| KeyFileError::NotKeyFile {
+        origin: origin.to_string(),
+        reason: e.to_string(),
     })?;
     let mut seed = [0u8; 32];
     if file.secret_key.len() != 64 {
-        return Err(format!(
-            "{origin}: secretKey must be 64 hex characters (a 32-byte Ed25519 seed), got {} characters",
-            file.secret_key.len()
-        ));
+        return Err(KeyFileError::SecretLength {
+            origin: origin.to_string(),
+            len: file.secret_key.len(),
+        });
     }
-    hex::decode_to_slice(&file.secret_key, &mut seed)
-        .map_err(|e| format!("{origin}: secretKey is not hex: {e}"))?;
+    hex::decode_to_slice(&file.secret_key, &mut seed).map_err(|e| KeyFileError::SecretNotHex {
+        origin: origin.to_string(),
+        reason: e.to_string(),
+    })?;
     let key = SigningKey::from_bytes(&seed);
     let address = address_of(&key).to_hex();
     if !file.address.eq_ignore_ascii_case(&address) {
-        return Err(format!(
-            "{origin}: address {} does not match the secret key (whose address is {address}); the file is damaged or was edited",
-            file.address
-        ));
+        return Err(KeyFileError::AddressMismatch {
+            origin: origin.to_string(),
+            stored: file.address,
+            actual: address,
+        });
     }
     Ok(key)
 }
 
 /// Reads a key file written by [`write_key`].
-pub fn read_key(path: &Path) -> Result<SigningKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "key file {} does not exist (create one with `aurigraph keygen --out {}`)",
-                path.display(),
-                path.display()
-            )
+pub fn read_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            KeyFileError::NotFound(path.to_path_buf())
         } else {
-            format!("cannot read key file {}: {e}", path.display())
+            KeyFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })?;
     parse_key(&text, &format!("key file {}", path.display()))
@@ -143,7 +191,9 @@ mod tests {
         let path = dir.path().join("k.json");
         let first = generate();
         write_key(&path, &first, false).unwrap();
-        let err = write_key(&path, &generate(), false).unwrap_err();
+        let err = write_key(&path, &generate(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("already exists") && err.contains("--force"),
             "{err}"
@@ -170,7 +220,7 @@ mod tests {
     fn read_errors_are_clear() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.json");
-        let err = read_key(&missing).unwrap_err();
+        let err = read_key(&missing).unwrap_err().to_string();
         assert!(
             err.contains("does not exist") && err.contains("keygen"),
             "{err}"
@@ -178,13 +228,19 @@ mod tests {
 
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "not json").unwrap();
-        let err = read_key(&bad).unwrap_err();
+        let err = read_key(&bad).unwrap_err().to_string();
         assert!(err.contains("is not a key file"), "{err}");
 
         let short = r#"{"address":"00","secretKey":"abcd"}"#;
-        assert!(parse_key(short, "f").unwrap_err().contains("64 hex"));
+        assert!(parse_key(short, "f")
+            .unwrap_err()
+            .to_string()
+            .contains("64 hex"));
         let nothex = format!(r#"{{"address":"00","secretKey":"{}"}}"#, "zz".repeat(32));
-        assert!(parse_key(&nothex, "f").unwrap_err().contains("not hex"));
+        assert!(parse_key(&nothex, "f")
+            .unwrap_err()
+            .to_string()
+            .contains("not hex"));
 
         let key = SigningKey::from_bytes(&[7; 32]);
         let other = SigningKey::from_bytes(&[8; 32]);
@@ -193,7 +249,7 @@ mod tests {
             address_of(&other).to_hex(),
             hex::encode(key.to_bytes())
         );
-        let err = parse_key(&mismatched, "f").unwrap_err();
+        let err = parse_key(&mismatched, "f").unwrap_err().to_string();
         assert!(err.contains("does not match"), "{err}");
 
         let upper = format!(

@@ -1,19 +1,20 @@
-//! `aurigraph`: the validator node and its command-line tools.
+//! `aurigraph`: the validator node and its command-line tools. Thin: the flags of every
+//! command and their dispatch; the node is `aurigraph_api`, the tools are `aurigraph_client`.
 
+use aurigraph_api::config::{self, LogFormat};
+use aurigraph_api::node::{self, NodeError};
+use aurigraph_client::bench::BenchError;
+use aurigraph_client::launcher::{self, LaunchError};
+use aurigraph_client::membership::MembershipError;
+use aurigraph_wire::keyfile::{self, KeyFileError};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-mod beacon_cmd;
+mod beacon;
 mod bench;
-mod client;
-mod cluster_cmd;
-mod config;
-mod http;
-mod keys;
-mod local_node;
-mod node;
-mod transfer_cmd;
-mod validators_cmd;
+mod cluster;
+mod transfer;
+mod validators;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -41,7 +42,7 @@ enum Command {
         force: bool,
     },
     /// Sign one transfer and submit it to a node.
-    Transfer(transfer_cmd::TransferArgs),
+    Transfer(transfer::TransferArgs),
     /// The throughput benchmark: pre-signed transfers in binary batches over several
     /// connections; prints `load accepted = N tx/s` and batch latency percentiles. Without
     /// --addresses it starts its own node in a temporary directory.
@@ -49,14 +50,33 @@ enum Command {
     /// Membership changes: add a validator (as learner), promote it, remove one — on every
     /// shard, through the validators' admin endpoint.
     #[command(subcommand)]
-    Validators(validators_cmd::ValidatorsCommand),
+    Validators(validators::ValidatorsCommand),
     /// Start a local cluster of N validators on loopback in one directory (for developers);
     /// Ctrl-C stops them.
-    Cluster(cluster_cmd::ClusterArgs),
+    Cluster(cluster::ClusterArgs),
     /// Verify saved randomness-beacon pulses offline (CURBy-RNG, NIST Beacon 2.0, CURBy-Q):
     /// prints the verified randomness in hex, or exits non-zero with the failed check.
     #[command(subcommand)]
-    Beacon(beacon_cmd::BeaconCommand),
+    Beacon(beacon::BeaconCommand),
+}
+
+/// Why a command failed: printed on stderr as `aurigraph: error: ...`, exit status 1.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error(transparent)]
+    Transfer(#[from] transfer::TransferCommandError),
+    #[error(transparent)]
+    Bench(#[from] BenchError),
+    #[error(transparent)]
+    Validators(#[from] MembershipError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Beacon(#[from] beacon::BeaconError),
 }
 
 /// mimalloc's `purge_delay` option (its index in mimalloc v3's `mi_option_e`).
@@ -85,31 +105,35 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Node(args) => node::run(args),
-        Command::Keygen { out, force } => {
-            let key = keys::generate();
-            keys::write_key(&out, &key, force).map(|()| {
-                println!("{}", aurigraph_engine::record::address_of(&key));
-            })
-        }
-        Command::Transfer(args) => transfer_cmd::run(args),
-        Command::Bench(args) => {
-            node::init_logging(config::LogFormat::Human);
-            let nodes = args.nodes;
-            bench::run(args, move |genesis, dir| {
-                local_node::start_nodes(genesis, dir, nodes)
-            })
-        }
-        Command::Beacon(command) => beacon_cmd::run(command),
-        Command::Cluster(args) => cluster_cmd::run(args),
-        Command::Validators(command) => validators_cmd::run(command),
-    };
-    match result {
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("aurigraph: error: {message}");
+        Err(error) => {
+            eprintln!("aurigraph: error: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Node(args) => node::run(args)?,
+        Command::Keygen { out, force } => {
+            let key = keyfile::generate();
+            keyfile::write_key(&out, &key, force)?;
+            println!("{}", aurigraph_wire::record::address_of(&key));
+        }
+        Command::Transfer(args) => transfer::run(args)?,
+        Command::Bench(args) => {
+            node::init_logging(LogFormat::Human);
+            let nodes = args.nodes;
+            aurigraph_client::bench::run(args.into(), move |genesis, dir| {
+                let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
+                launcher::start_nodes(&exe, genesis, dir, nodes)
+            })?
+        }
+        Command::Beacon(command) => beacon::run(command)?,
+        Command::Cluster(args) => cluster::run(args)?,
+        Command::Validators(command) => validators::run(command)?,
+    }
+    Ok(())
 }

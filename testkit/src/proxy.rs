@@ -7,8 +7,6 @@
 //! pair. Dropping the proxy stops it: it wakes its accept loop, closes every connection and
 //! joins every thread it started.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

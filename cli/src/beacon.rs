@@ -17,7 +17,7 @@ const INPUT_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// Verify saved randomness-beacon pulses offline (no network).
 #[derive(clap::Subcommand, Debug, Clone)]
-// The subcommand names (`verify-curby`, …) are the CLI contract of the issue.
+// The subcommand names (`verify-curby`, …) are part of the CLI contract.
 #[allow(clippy::enum_variant_names)]
 pub enum BeaconCommand {
     /// Verify a CURBy-RNG pulse (Twine v1): the chain record against the pinned chain CID,
@@ -84,23 +84,56 @@ pub enum BeaconCommand {
     },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
+/// Which check failed, on which file.
+#[derive(Debug, thiserror::Error)]
+pub enum BeaconError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: larger than {INPUT_BYTES_MAX} bytes: not a beacon document", .0.display())]
+    TooLarge(PathBuf),
+    /// A verifier refused the document (`what`: chain record, pulse, certificate, round...).
+    #[error("{what} {}: {reason}", path.display())]
+    Refused {
+        what: &'static str,
+        path: PathBuf,
+        reason: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A verifier's error as a [`BeaconError::Refused`] of `what` in `path`.
+fn refused<E: std::error::Error + Send + Sync + 'static>(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(E) -> BeaconError {
+    let path = path.to_path_buf();
+    move |e| BeaconError::Refused {
+        what,
+        path,
+        reason: Box::new(e),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BeaconError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let failed = |source| BeaconError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(failed)?;
     let mut bytes = Vec::new();
     file.take(INPUT_BYTES_MAX + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(failed)?;
     if bytes.len() as u64 > INPUT_BYTES_MAX {
-        return Err(format!(
-            "{}: larger than {INPUT_BYTES_MAX} bytes: not a beacon document",
-            path.display()
-        ));
+        return Err(BeaconError::TooLarge(path.to_path_buf()));
     }
     Ok(bytes)
 }
 
-fn read_opt(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, String> {
+fn read_opt(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, BeaconError> {
     path.as_deref().map(read).transpose()
 }
 
@@ -111,7 +144,7 @@ struct Verified {
 }
 
 /// Runs the command: the randomness on stdout, what was checked on stderr.
-pub fn run(command: BeaconCommand) -> Result<(), String> {
+pub fn run(command: BeaconCommand) -> Result<(), BeaconError> {
     let verified = verify(&command)?;
     for line in &verified.checked {
         eprintln!("verified: {line}");
@@ -120,7 +153,7 @@ pub fn run(command: BeaconCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(command: &BeaconCommand) -> Result<Verified, String> {
+fn verify(command: &BeaconCommand) -> Result<Verified, BeaconError> {
     match command {
         BeaconCommand::VerifyCurby {
             chain,
@@ -129,12 +162,12 @@ fn verify(command: &BeaconCommand) -> Result<Verified, String> {
             chain_cid,
         } => {
             let chain_record = TwineChain::verify(&read(chain)?, chain_cid)
-                .map_err(|e| format!("chain record {}: {e}", chain.display()))?;
+                .map_err(refused("chain record", chain))?;
             let prev_pulse = twine::verify_pulse(&chain_record, &read(prev)?)
-                .map_err(|e| format!("previous pulse {}: {e}", prev.display()))?;
+                .map_err(refused("previous pulse", prev))?;
             let (p, randomness) =
                 twine::verify_rng_pulse(&chain_record, &read(pulse)?, &prev_pulse)
-                    .map_err(|e| format!("pulse {}: {e}", pulse.display()))?;
+                    .map_err(refused("pulse", pulse))?;
             Ok(Verified {
                 randomness_hex: randomness.hex(),
                 checked: vec![
@@ -155,17 +188,17 @@ fn verify(command: &BeaconCommand) -> Result<Verified, String> {
             })
         }
         BeaconCommand::VerifyNist { pulse, prev, cert } => {
-            let certificate = NistCertificate::from_pem(&read(cert)?)
-                .map_err(|e| format!("certificate {}: {e}", cert.display()))?;
+            let certificate =
+                NistCertificate::from_pem(&read(cert)?).map_err(refused("certificate", cert))?;
             let prev_pulse = match prev {
                 Some(path) => Some(
                     nist::verify_pulse(&certificate, &read(path)?)
-                        .map_err(|e| format!("previous pulse {}: {e}", path.display()))?,
+                        .map_err(refused("previous pulse", path))?,
                 ),
                 None => None,
             };
             let p = nist::verify_nist(&certificate, &read(pulse)?, prev_pulse.as_ref())
-                .map_err(|e| format!("pulse {}: {e}", pulse.display()))?;
+                .map_err(refused("pulse", pulse))?;
             let mut checked = vec![format!(
                 "pulse {} of chain {}: signed message rebuilt ({} bytes), RSA PKCS#1 v1.5 \
                  SHA-512 signature by certificate {}, outputValue recomputed",
@@ -198,7 +231,7 @@ fn verify(command: &BeaconCommand) -> Result<Verified, String> {
             bell_chain_cid,
         } => {
             let chain_record = TwineChain::verify(&read(chain)?, chain_cid)
-                .map_err(|e| format!("CURBy-Q chain record {}: {e}", chain.display()))?;
+                .map_err(refused("CURBy-Q chain record", chain))?;
             let (bell_chain, bell_pulse) = (read_opt(bell_chain)?, read_opt(bell_pulse)?);
             let (params, data) = (read_opt(params)?, read_opt(data)?);
             let extras = RoundExtras {
@@ -210,7 +243,7 @@ fn verify(command: &BeaconCommand) -> Result<Verified, String> {
                 data: data.as_deref(),
             };
             let r = curbyq::verify_round(&chain_record, &read(round)?, extras)
-                .map_err(|e| format!("round {}: {e}", round.display()))?;
+                .map_err(refused("round", round))?;
             let mut checked = vec![
                 format!("CURBy-Q chain record matches the pinned CID {chain_cid}"),
                 format!(
@@ -272,8 +305,12 @@ mod tests {
         let ok = verify(&curby(b, a, CURBY_RNG_CHAIN_CID)).unwrap();
         assert_eq!(ok.randomness_hex, CURBY_534323);
         let err = verify(&curby(a, b, CURBY_RNG_CHAIN_CID)).err().unwrap();
+        let err = err.to_string();
         assert!(err.contains("curby_rng_pulse_534322.json"), "{err}");
-        let err = verify(&curby(b, a, CURBY_Q_CHAIN_CID)).err().unwrap();
+        let err = verify(&curby(b, a, CURBY_Q_CHAIN_CID))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.starts_with("chain record"), "{err}");
     }
 
@@ -293,11 +330,15 @@ mod tests {
         let alone = verify(&nist(None, cert)).unwrap();
         assert_eq!(alone.randomness_hex, with_prev.randomness_hex);
         assert!(alone.checked.iter().any(|c| c.contains("NOT checked")));
-        let err = verify(&nist(None, "curby_rng_chain.json")).err().unwrap();
+        let err = verify(&nist(None, "curby_rng_chain.json"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.starts_with("certificate"), "{err}");
         let err = verify(&nist(Some("nist_pulse_chain1_54610.json"), cert))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(err.starts_with("pulse"), "{err}");
     }
 

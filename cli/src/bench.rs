@@ -1,0 +1,129 @@
+//! `aurigraph bench`: the options of the end-to-end benchmark (run by `aurigraph_client::bench`).
+
+use aurigraph_client::bench::{BenchOptions, BENCH_CHAIN_ID};
+use std::path::PathBuf;
+
+/// The end-to-end throughput benchmark.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Nodes to load, comma-separated (e.g. http://10.0.0.1:9003,http://10.0.0.2:9003). They
+    /// must run the genesis of `--print-genesis`. Without it, a node is started in a temporary
+    /// directory.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    pub addresses: Vec<String>,
+    /// Without --addresses: validators of the local cluster to start and load (1 to 9; more
+    /// than one replicates every shard across them, each on its own loopback ports).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nodes: usize,
+    /// Transfers to submit.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub transfers: usize,
+    /// Sending accounts (funded in the genesis; at least 2).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub accounts: usize,
+    /// Transfers per batch (one HTTP request).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Requests in flight (one keep-alive connection each), spread over the addresses.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Also write the figures as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Target load in transfers per second (open loop, paced per batch); default: unlimited.
+    #[arg(long, value_name = "TX_PER_SEC")]
+    pub rate: Option<u64>,
+    /// How long to wait for every node to report healthy before starting, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub wait_ms: u64,
+    /// Per-request timeout, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub timeout_ms: u64,
+    /// Seed of the deterministic account keys and receivers (see `--print-genesis`).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub genesis_seed: u64,
+    /// Chain id of the benchmark genesis.
+    #[arg(long, value_name = "ID", default_value_t = BENCH_CHAIN_ID)]
+    pub chain_id: u32,
+    /// Shard count written into the genesis [default: the node's core count].
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+    /// Write the genesis that a node must be started with for `--addresses` runs (for these
+    /// `--accounts`, `--genesis-seed`, `--chain-id`, `--shards`) to FILE, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub print_genesis: Option<PathBuf>,
+    /// Threads of the client's runtime (sending and receiving).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub client_threads: usize,
+    /// Threads that pre-sign the transfers [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub sign_threads: Option<usize>,
+    /// Ask for JSON batch replies instead of the compact binary reply.
+    #[arg(long)]
+    pub json_replies: bool,
+    /// Keep the temporary data directory of the started node.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+impl From<BenchArgs> for BenchOptions {
+    fn from(a: BenchArgs) -> BenchOptions {
+        BenchOptions {
+            addresses: a.addresses,
+            nodes: a.nodes,
+            transfers: a.transfers,
+            accounts: a.accounts,
+            batch_size: a.batch_size,
+            concurrency: a.concurrency,
+            json: a.json,
+            rate: a.rate,
+            wait_ms: a.wait_ms,
+            timeout_ms: a.timeout_ms,
+            genesis_seed: a.genesis_seed,
+            chain_id: a.chain_id,
+            shards: a.shards,
+            print_genesis: a.print_genesis,
+            client_threads: a.client_threads,
+            sign_threads: a.sign_threads,
+            json_replies: a.json_replies,
+            keep_data: a.keep_data,
+            verify_chunk: aurigraph_engine::verify::VERIFY_CHUNK_DEFAULT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        let options = BenchOptions::from(cli.args);
+        assert_eq!(
+            options,
+            BenchOptions {
+                verify_chunk: aurigraph_engine::verify::VERIFY_CHUNK_DEFAULT,
+                ..BenchOptions::default()
+            }
+        );
+        assert_eq!(
+            (
+                options.transfers,
+                options.accounts,
+                options.batch_size,
+                options.concurrency
+            ),
+            (200_000, 10_000, 1000, 16)
+        );
+        let cli = Cli::try_parse_from(["x", "--addresses", "http://a:1,http://b:2"]).unwrap();
+        assert_eq!(cli.args.addresses, vec!["http://a:1", "http://b:2"]);
+    }
+}

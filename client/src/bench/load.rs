@@ -1,0 +1,254 @@
+//! The load: workers that send the pre-signed batches and count what comes back, and the checks
+//! before it starts (health, chain id, balances and nonces of an existing chain).
+
+use super::report::new_histogram;
+use super::workload::Plan;
+use super::BenchError;
+use crate::http::{Client, ClientError, ErrorKind};
+use crate::ops::{fetch_chain_id, json_u64};
+use aurigraph_wire::record::Address;
+use bytes::Bytes;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PATH_BATCH: &str = "/api/v11/transactions/batch";
+
+/// Counts of one load worker, merged at the end.
+pub(crate) struct WorkerStats {
+    pub latency_us: Histogram<u64>,
+    pub latency_max_us: u64,
+    pub transfers_sent: u64,
+    pub batches_sent: u64,
+    pub results: u64,
+    pub ok: u64,
+    pub codes: BTreeMap<String, u64>,
+    pub failed_batches: u64,
+    pub failed_transfers: u64,
+    pub errors: BTreeMap<String, (u64, String)>,
+    pub aborted: Option<String>,
+    pub first_send: Option<Instant>,
+    pub last_reply: Option<Instant>,
+    pub late_batches: u64,
+    pub lag_max: Duration,
+}
+
+impl WorkerStats {
+    pub fn new() -> WorkerStats {
+        WorkerStats {
+            latency_us: new_histogram(),
+            latency_max_us: 0,
+            transfers_sent: 0,
+            batches_sent: 0,
+            results: 0,
+            ok: 0,
+            codes: BTreeMap::new(),
+            failed_batches: 0,
+            failed_transfers: 0,
+            errors: BTreeMap::new(),
+            aborted: None,
+            first_send: None,
+            last_reply: None,
+            late_batches: 0,
+            lag_max: Duration::ZERO,
+        }
+    }
+
+    pub fn merge(&mut self, o: WorkerStats) {
+        self.latency_us.add(&o.latency_us).expect("same bounds");
+        self.latency_max_us = self.latency_max_us.max(o.latency_max_us);
+        self.transfers_sent += o.transfers_sent;
+        self.batches_sent += o.batches_sent;
+        self.results += o.results;
+        self.ok += o.ok;
+        for (c, n) in o.codes {
+            *self.codes.entry(c).or_insert(0) += n;
+        }
+        self.failed_batches += o.failed_batches;
+        self.failed_transfers += o.failed_transfers;
+        for (k, (n, first)) in o.errors {
+            self.errors.entry(k).or_insert((0, first)).0 += n;
+        }
+        self.aborted = self.aborted.take().or(o.aborted);
+        self.first_send = min_opt(self.first_send, o.first_send);
+        self.last_reply = match (self.last_reply, o.last_reply) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.late_batches += o.late_batches;
+        self.lag_max = self.lag_max.max(o.lag_max);
+    }
+}
+
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub(crate) struct Load {
+    pub batches: Vec<Bytes>,
+    pub plan: Plan,
+    pub next: AtomicUsize,
+    pub stop: AtomicBool,
+    pub rate: Option<u64>,
+    pub compact: bool,
+    pub progress: ProgressBar,
+}
+
+pub(crate) async fn load_worker(load: Arc<Load>, client: Client, start: Instant) -> WorkerStats {
+    let mut stats = WorkerStats::new();
+    loop {
+        if load.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let b = load.next.fetch_add(1, Ordering::Relaxed);
+        if b >= load.batches.len() {
+            break;
+        }
+        let range = load.plan.batch_range(b);
+        let records = range.len();
+        if let Some(rate) = load.rate {
+            let due = start + Duration::from_secs_f64(range.start as f64 / rate as f64);
+            let now = Instant::now();
+            if now < due {
+                tokio::time::sleep_until(due.into()).await;
+            } else {
+                let lag = now - due;
+                if lag > Duration::from_millis(1) {
+                    stats.late_batches += 1;
+                }
+                stats.lag_max = stats.lag_max.max(lag);
+            }
+        }
+        let sent = Instant::now();
+        stats.first_send = min_opt(stats.first_send, Some(sent));
+        stats.transfers_sent += records as u64;
+        stats.batches_sent += 1;
+        let reply = client
+            .post_batch(PATH_BATCH, load.batches[b].clone(), records, load.compact)
+            .await;
+        let received = Instant::now();
+        stats.last_reply = Some(received);
+        match reply {
+            Ok(results) => {
+                let us = (received - sent).as_micros().max(1) as u64;
+                stats.latency_us.saturating_record(us);
+                stats.latency_max_us = stats.latency_max_us.max(us);
+                stats.results += results.len() as u64;
+                for r in &results {
+                    if r.code.is_ok() {
+                        stats.ok += 1;
+                    } else {
+                        *stats.codes.entry(r.code.name().to_string()).or_insert(0) += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                stats.failed_batches += 1;
+                stats.failed_transfers += records as u64;
+                let fatal = matches!(e.kind, ErrorKind::Transport(_) | ErrorKind::Timeout(_));
+                stats
+                    .errors
+                    .entry(e.short())
+                    .or_insert((0, e.to_string()))
+                    .0 += 1;
+                if fatal {
+                    // A node that cannot be reached makes the rest of the figures meaningless.
+                    load.stop.store(true, Ordering::Relaxed);
+                    stats.aborted = Some(e.to_string());
+                }
+            }
+        }
+        load.progress.inc(records as u64);
+    }
+    stats
+}
+
+pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "{msg:>8} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})",
+    )
+    .expect("progress template");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Waits until `GET /api/v11/health` answers `"status":"UP"`, up to `deadline`.
+pub(crate) async fn wait_healthy(client: &Client, deadline: Instant) -> Result<(), BenchError> {
+    loop {
+        let last = match client.get_json("/api/v11/health").await {
+            Ok(v) if v.get("status").and_then(|s| s.as_str()) == Some("UP") => return Ok(()),
+            Ok(v) => format!("health is {v}"),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(BenchError::NotHealthy {
+                url: client.base_url().to_string(),
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// For `--addresses` runs: checks the chain id and balances, returns each account's highest used
+/// nonce.
+pub(crate) async fn remote_nonce_bases(
+    client: &Client,
+    plan: &Plan,
+    addresses: &[Address],
+    chain_id: u32,
+    concurrency: usize,
+) -> Result<Vec<u64>, BenchError> {
+    let node_chain = fetch_chain_id(client).await?;
+    if node_chain != chain_id {
+        return Err(BenchError::ChainMismatch {
+            url: client.base_url().to_string(),
+            node_chain,
+            chain_id,
+        });
+    }
+    let fetches = addresses.iter().enumerate().map(|(i, address)| {
+        let client = client.clone();
+        let path = format!("/api/v11/accounts/{}", address.to_hex());
+        async move { (i, client.get_json(&path).await) }
+    });
+    let mut stream = futures::stream::iter(fetches).buffer_unordered(concurrency.max(1));
+    let mut bases = vec![0u64; addresses.len()];
+    while let Some((i, reply)) = stream.next().await {
+        let account = reply.map_err(|e: ClientError| match e.kind {
+            ErrorKind::Status { status: 404, .. } => BenchError::UnknownAccount {
+                index: i,
+                address: addresses[i],
+            },
+            _ => BenchError::Client(e),
+        })?;
+        let balance = account
+            .get("balances")
+            .and_then(|b| b.get("0"))
+            .and_then(json_u64)
+            .unwrap_or(0);
+        let needed = plan.sends_of(i);
+        if balance < needed {
+            return Err(BenchError::Underfunded {
+                index: i,
+                address: addresses[i],
+                balance,
+                needed,
+            });
+        }
+        bases[i] = account
+            .get("nonce")
+            .and_then(json_u64)
+            .ok_or(BenchError::NoNonce(addresses[i]))?;
+    }
+    Ok(bases)
+}

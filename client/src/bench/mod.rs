@@ -1,0 +1,562 @@
+//! `aurigraph bench`: the end-to-end throughput benchmark (its figures: docs/benchmarks.md).
+//!
+//! What it does, in order:
+//! 1. Accounts: `--accounts` deterministic keys (see [`bench_key`]), each funded with
+//!    [`BENCH_BALANCE`] of asset 0 in a genesis with chain id `--chain-id` (7).
+//! 2. Nodes: without `--addresses`, a node is started in a fresh temporary directory with that
+//!    genesis (through the caller's `start_node`) and stopped at the end. With `--addresses`, the
+//!    node(s) must already run that genesis: `aurigraph bench --print-genesis FILE` (with the
+//!    same `--accounts`, `--genesis-seed`, `--chain-id`) writes it; the benchmark checks the
+//!    chain id, the balances, and starts each account's nonces above what the node has seen, so
+//!    that it can be run repeatedly against the same chain.
+//! 3. Pre-signing, before the clock starts: transfer `k` goes from account `k % accounts` to a
+//!    pseudo-random other account, amount 1, with the sender's next nonce; transfers are packed
+//!    in order into binary batches of `--batch-size` (all valid: every result should be `OK`).
+//! 4. Load: `--concurrency` requests in flight over keep-alive HTTP/1.1 connections, spread over
+//!    the addresses round-robin, each `POST /api/v11/transactions/batch` with the binary batch,
+//!    asking for the compact reply. Closed loop by default; with `--rate` an open loop that
+//!    schedules batch `b` at `b * batch_size / rate` seconds after the start.
+//!
+//! How the figures are defined (nothing is estimated or extrapolated):
+//! - `elapsed`: from the first request sent to the last reply received.
+//! - `load accepted`: results received (any code) / elapsed, truncated to an integer (as
+//!   TigerBeetle's benchmark does). `ok per second`: `OK` results / elapsed.
+//! - `batch latency pN`: from sending a batch's request to receiving its whole reply, per batch,
+//!   recorded in microseconds in an HDR histogram (3 significant digits) and printed in whole
+//!   milliseconds, truncated (again as TigerBeetle prints them); p100 is the exact maximum.
+//!   Microsecond figures are printed on a separate line and in the JSON.
+//! - Only transfers whose result came back are counted; batches that failed (HTTP error,
+//!   transport error, timeout) are reported separately and never counted as throughput.
+//! - With `--rate`, a batch whose scheduled time passes while all connections are busy is sent
+//!   late; the latency is still measured from the actual send, and the late count and the
+//!   largest lag are reported, so a run whose open loop did not hold is visible as such.
+//!
+//! Modules: [`workload`] (accounts, genesis, the plan, pre-signing), [`load`] (the workers),
+//! [`report`] (the figures).
+
+pub mod load;
+pub mod report;
+pub mod workload;
+
+pub use report::{measure_verify_ceiling, Report, VerifyCeiling};
+pub use workload::{
+    bench_key, bench_keys, genesis_json, sign_batches, Plan, BENCH_BALANCE, BENCH_CHAIN_ID,
+    BENCH_KEY_TAG, NONCE_WINDOW,
+};
+
+use crate::http::{normalize_base_url, Client, ClientError, UrlError};
+use crate::launcher::{LaunchError, LOCAL_NODES_MAX};
+use crate::ops::RequestError;
+use aurigraph_wire::genesis::{Genesis, GenesisError, GENESIS_ALLOCATIONS_MAX};
+use aurigraph_wire::limits::BATCH_RECORDS_MAX;
+use aurigraph_wire::record::{address_of, Address};
+use load::{load_worker, progress_bar, remote_nonce_bases, wait_healthy, Load, WorkerStats};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The options of one run (`aurigraph bench --help` describes each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// Nodes to load (base URLs); empty: start a local cluster of `nodes` validators.
+    pub addresses: Vec<String>,
+    pub nodes: usize,
+    pub transfers: usize,
+    pub accounts: usize,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub json: Option<PathBuf>,
+    pub rate: Option<u64>,
+    pub wait_ms: u64,
+    pub timeout_ms: u64,
+    pub genesis_seed: u64,
+    pub chain_id: u32,
+    pub shards: Option<u32>,
+    pub print_genesis: Option<PathBuf>,
+    pub client_threads: usize,
+    pub sign_threads: Option<usize>,
+    pub json_replies: bool,
+    pub keep_data: bool,
+    /// Signatures per verification group of the measured ceiling (the engine's chunk).
+    pub verify_chunk: usize,
+}
+
+impl Default for BenchOptions {
+    /// The defaults of `aurigraph bench`.
+    fn default() -> BenchOptions {
+        BenchOptions {
+            addresses: Vec::new(),
+            nodes: 1,
+            transfers: 200_000,
+            accounts: 10_000,
+            batch_size: 1000,
+            concurrency: 16,
+            json: None,
+            rate: None,
+            wait_ms: 30_000,
+            timeout_ms: 60_000,
+            genesis_seed: 0,
+            chain_id: BENCH_CHAIN_ID,
+            shards: None,
+            print_genesis: None,
+            client_threads: 2,
+            sign_threads: None,
+            json_replies: false,
+            keep_data: false,
+            verify_chunk: 256,
+        }
+    }
+}
+
+/// What went wrong with a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An option out of range; the message names it.
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error("cannot write the genesis to {}: {source}", path.display())]
+    WriteGenesis {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error("cannot create {}: {source}", path.display())]
+    TempDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("the started node reported no URL")]
+    NoUrl,
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("cannot start the tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("node {url} is not healthy (last: {last}); see --wait-ms")]
+    NotHealthy { url: String, last: String },
+    #[error(
+        "node {url} runs chain {node_chain}, the benchmark signs for chain {chain_id} (--chain-id)"
+    )]
+    ChainMismatch {
+        url: String,
+        node_chain: u32,
+        chain_id: u32,
+    },
+    #[error("benchmark account {index} ({address}) is unknown to the node: {GENESIS_HINT}")]
+    UnknownAccount { index: usize, address: Address },
+    #[error("benchmark account {index} ({address}) holds {balance} of asset 0 and must send {needed}: {GENESIS_HINT}")]
+    Underfunded {
+        index: usize,
+        address: Address,
+        balance: u64,
+        needed: u64,
+    },
+    #[error("account {0}: the reply has no \"nonce\"")]
+    NoNonce(Address),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("load worker failed: {0}")]
+    Worker(String),
+    #[error("cannot write {}: {source}", path.display())]
+    WriteJson {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("benchmark aborted: {0}")]
+    Aborted(String),
+    #[error("no results were received")]
+    NoResults,
+}
+
+const GENESIS_HINT: &str = "start the node(s) with the genesis written by `aurigraph bench --print-genesis FILE` with the same --accounts, --genesis-seed and --chain-id";
+
+/// What `start_node` returns: the node's base URLs (e.g. `http://127.0.0.1:40123`) and a function
+/// that stops it, blocking until it has stopped.
+pub type StartedNode = (Vec<String>, Box<dyn FnOnce()>);
+
+/// Stops the started node and removes its directory when dropped (also on errors).
+struct NodeGuard {
+    stop: Option<Box<dyn FnOnce()>>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            eprintln!("bench: stopping the node");
+            stop();
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                eprintln!("bench: cannot remove {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> BenchError {
+    BenchError::InvalidOption(message.into())
+}
+
+fn validate(args: &BenchOptions) -> Result<(), BenchError> {
+    if args.accounts < 2 {
+        return Err(invalid(
+            "--accounts must be at least 2 (transfers go to another account)",
+        ));
+    }
+    if args.accounts > GENESIS_ALLOCATIONS_MAX {
+        return Err(invalid(format!(
+            "--accounts must be at most {GENESIS_ALLOCATIONS_MAX} (the genesis limit)"
+        )));
+    }
+    if args.transfers == 0 {
+        return Err(invalid("--transfers must be at least 1"));
+    }
+    if args.batch_size == 0 || args.batch_size > BATCH_RECORDS_MAX {
+        return Err(invalid(format!(
+            "--batch-size must be between 1 and {BATCH_RECORDS_MAX}"
+        )));
+    }
+    if args.concurrency == 0 {
+        return Err(invalid("--concurrency must be at least 1"));
+    }
+    if args.rate == Some(0) {
+        return Err(invalid("--rate must be at least 1 transfer per second"));
+    }
+    if args.client_threads == 0 {
+        return Err(invalid("--client-threads must be at least 1"));
+    }
+    if !(1..=LOCAL_NODES_MAX).contains(&args.nodes) {
+        return Err(invalid(format!(
+            "--nodes must be between 1 and {LOCAL_NODES_MAX}"
+        )));
+    }
+    if args.nodes > 1 && !args.addresses.is_empty() {
+        return Err(invalid(
+            "--nodes starts a local cluster; it cannot be combined with --addresses",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the benchmark (or, with `--print-genesis`, writes the genesis and returns). Builds its
+/// own tokio runtime: call it outside any runtime.
+///
+/// `start_node(genesis, dir)` is called at most once, only without `--addresses`, on the calling
+/// thread, before any tokio runtime exists and before signing. `dir` is a fresh, empty, existing
+/// directory that the node may use for its data and logs. It returns the node's base URLs and a
+/// stop function; it need not wait for readiness: the benchmark polls `GET /api/v11/health`
+/// on every URL until `"status":"UP"` (up to `--wait-ms`). The stop function is called exactly
+/// once when the benchmark ends (also on errors after a successful start) and must block until
+/// the node has stopped; `dir` is removed afterwards unless `--keep-data`.
+pub fn run(
+    args: BenchOptions,
+    start_node: impl FnOnce(&Genesis, &Path) -> Result<StartedNode, LaunchError>,
+) -> Result<(), BenchError> {
+    validate(&args)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sign_threads = args.sign_threads.unwrap_or(cores).max(1);
+    let plan = Plan {
+        transfers: args.transfers,
+        accounts: args.accounts,
+        batch_size: args.batch_size,
+        seed: args.genesis_seed,
+    };
+
+    let keys = bench_keys(args.genesis_seed, args.accounts, sign_threads);
+    let addresses: Vec<Address> = keys.iter().map(address_of).collect();
+    let genesis_text = genesis_json(&addresses, args.chain_id, args.shards);
+
+    if let Some(path) = &args.print_genesis {
+        std::fs::write(path, &genesis_text).map_err(|source| BenchError::WriteGenesis {
+            path: path.clone(),
+            source,
+        })?;
+        eprintln!(
+            "bench: wrote the genesis of {} accounts (seed {}, chain {}) to {}",
+            args.accounts,
+            args.genesis_seed,
+            args.chain_id,
+            path.display()
+        );
+        return Ok(());
+    }
+    let genesis = Genesis::from_json(&genesis_text)?;
+
+    let spread = plan.nonce_spread(args.concurrency);
+    if spread > NONCE_WINDOW {
+        eprintln!(
+            "bench: warning: {} batches of {} in flight over {} accounts let one sender's nonces \
+             spread over up to {spread} (> the node's window of {NONCE_WINDOW}): some transfers may \
+             be rejected as NONCE_TOO_OLD; use more --accounts or less --concurrency",
+            args.concurrency, args.batch_size, args.accounts
+        );
+    }
+
+    // The node, when the benchmark owns it.
+    let mut guard = NodeGuard {
+        stop: None,
+        dir: None,
+    };
+    let urls: Vec<String> = if args.addresses.is_empty() {
+        let dir = temp_dir()?;
+        eprintln!(
+            "bench: starting a node in {} ({} funded accounts, chain {})",
+            dir.display(),
+            args.accounts,
+            args.chain_id
+        );
+        if !args.keep_data {
+            guard.dir = Some(dir.clone());
+        }
+        let (urls, stop) = start_node(&genesis, &dir)?;
+        guard.stop = Some(stop);
+        if urls.is_empty() {
+            return Err(BenchError::NoUrl);
+        }
+        urls
+    } else {
+        args.addresses.clone()
+    };
+    let urls: Vec<String> = urls
+        .iter()
+        .map(|u| normalize_base_url(u))
+        .collect::<Result<_, _>>()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .enable_all()
+        .build()
+        .map_err(BenchError::Runtime)?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let per_address = args.concurrency.div_ceil(urls.len());
+    let clients: Vec<Client> = runtime.block_on(async {
+        urls.iter()
+            .map(|u| Client::with_options(u, timeout, per_address))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+
+    let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
+    let nonce_bases = runtime.block_on(async {
+        for c in &clients {
+            wait_healthy(c, deadline).await?;
+        }
+        if args.addresses.is_empty() {
+            Ok::<_, BenchError>(vec![0u64; args.accounts])
+        } else {
+            eprintln!(
+                "bench: checking {} accounts on {}",
+                args.accounts,
+                clients[0].base_url()
+            );
+            remote_nonce_bases(
+                &clients[0],
+                &plan,
+                &addresses,
+                args.chain_id,
+                args.concurrency,
+            )
+            .await
+        }
+    })?;
+
+    // Pre-sign, before the clock.
+    let signing_bar = progress_bar(args.transfers as u64, "signing");
+    let signing_start = Instant::now();
+    let batches = sign_batches(
+        &plan,
+        &keys,
+        args.chain_id,
+        &nonce_bases,
+        sign_threads,
+        &signing_bar,
+    );
+    let signing = signing_start.elapsed();
+    signing_bar.finish_and_clear();
+    eprintln!(
+        "bench: signed {} transfers into {} batches in {:.2} s on {sign_threads} threads",
+        args.transfers,
+        batches.len(),
+        signing.as_secs_f64()
+    );
+    drop(keys);
+
+    // The ceiling, measured now on this machine (only meaningful for a node on this host).
+    let ceiling = if args.addresses.is_empty() {
+        let c = measure_verify_ceiling(
+            &batches,
+            cores,
+            args.verify_chunk,
+            Duration::from_millis(1500),
+        );
+        if let Some(c) = &c {
+            eprintln!(
+                "bench: raw batch verification here: {:.0} signatures/s per core",
+                c.per_core_per_sec
+            );
+        }
+        c
+    } else {
+        None
+    };
+
+    // Load.
+    let load_bar = progress_bar(args.transfers as u64, "sending");
+    let load = Arc::new(Load {
+        batches,
+        plan,
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        rate: args.rate,
+        compact: !args.json_replies,
+        progress: load_bar.clone(),
+    });
+    let stats = runtime.block_on(async {
+        let start = Instant::now();
+        let workers: Vec<_> = (0..args.concurrency)
+            .map(|w| {
+                let client = clients[w % clients.len()].clone();
+                tokio::spawn(load_worker(load.clone(), client, start))
+            })
+            .collect();
+        let mut total = WorkerStats::new();
+        for w in workers {
+            total.merge(w.await.map_err(|e| BenchError::Worker(e.to_string()))?);
+        }
+        Ok::<_, BenchError>(total)
+    })?;
+    load_bar.finish_and_clear();
+    drop(clients);
+    drop(runtime);
+
+    let elapsed = match (stats.first_send, stats.last_reply) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a),
+        _ => Duration::ZERO,
+    };
+    let report = Report {
+        addresses: urls,
+        accounts: args.accounts,
+        batch_size: args.batch_size,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        transfers_planned: args.transfers,
+        transfers_sent: stats.transfers_sent,
+        batches_sent: stats.batches_sent,
+        results_received: stats.results,
+        ok: stats.ok,
+        other_codes: stats.codes,
+        failed_batches: stats.failed_batches,
+        failed_transfers: stats.failed_transfers,
+        errors: stats.errors,
+        aborted: stats.aborted,
+        elapsed,
+        signing,
+        latency_us: stats.latency_us,
+        latency_max_us: stats.latency_max_us,
+        late_batches: stats.late_batches,
+        lag_max: stats.lag_max,
+        ceiling,
+    };
+    for line in report.summary_lines() {
+        println!("{line}");
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).expect("JSON prints");
+        std::fs::write(path, text + "\n").map_err(|source| BenchError::WriteJson {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    drop(guard);
+    if let Some(reason) = report.aborted {
+        return Err(BenchError::Aborted(reason));
+    }
+    if report.results_received == 0 {
+        return Err(BenchError::NoResults);
+    }
+    Ok(())
+}
+
+/// A fresh directory under the system's temporary directory.
+fn temp_dir() -> Result<PathBuf, BenchError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("aurigraph-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|source| BenchError::TempDir {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_validated() {
+        assert!(validate(&BenchOptions::default()).is_ok());
+        let bad = [
+            BenchOptions {
+                accounts: 1,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                batch_size: 0,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                batch_size: BATCH_RECORDS_MAX + 1,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                concurrency: 0,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                transfers: 0,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                rate: Some(0),
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                nodes: 2,
+                addresses: vec!["http://a:1".into()],
+                ..BenchOptions::default()
+            },
+        ];
+        for options in bad {
+            let err = validate(&options).unwrap_err();
+            assert!(matches!(err, BenchError::InvalidOption(_)), "{options:?}");
+            assert!(err.to_string().starts_with("--"), "{err}");
+        }
+    }
+
+    #[test]
+    fn print_genesis_writes_the_file_without_starting_a_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genesis.json");
+        let options = BenchOptions {
+            accounts: 3,
+            genesis_seed: 9,
+            print_genesis: Some(path.clone()),
+            ..BenchOptions::default()
+        };
+        run(options, |_, _| panic!("must not start a node")).unwrap();
+        let g = Genesis::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(g.chain_id, BENCH_CHAIN_ID);
+        assert_eq!(g.allocations.len(), 3);
+        assert!(g
+            .allocations
+            .iter()
+            .any(|a| a.address == address_of(&bench_key(9, 2))));
+    }
+}

@@ -1,0 +1,17 @@
+//! The Aurigraph client library, shared by the `aurigraph` command-line tools, the benchmark
+//! and the tests. It speaks the node's HTTP API (the contract: docs/api.md) and knows nothing
+//! of the engine: the wire formats come from `aurigraph-wire`.
+//!
+//! - [`http`]: a pooled HTTP/1.1 client with typed errors, batch replies decoded.
+//! - [`ops`]: one signed transfer, the chain id, an account's nonce.
+//! - [`membership`]: adding, promoting and removing validators on every shard.
+//! - [`bench`]: the end-to-end throughput benchmark (workload, load, figures).
+//! - [`launcher`]: local validators as child processes on loopback.
+
+pub mod bench;
+pub mod http;
+pub mod launcher;
+pub mod membership;
+pub mod ops;
+
+pub use http::{Client, ClientError, ErrorKind, UrlError};
