@@ -75,8 +75,9 @@ pub fn scratch_dir(prefix: &str) -> tempfile::TempDir {
 pub fn filesystem_of(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
-    // SAFETY: statfs writes into the zeroed struct we pass; the path is a valid C string.
+    // SAFETY: `statfs` is plain old data, for which all-zero bytes are a valid value.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs writes into the struct we pass; the path is a valid C string.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
     assert_eq!(rc, 0, "statfs {}", path.display());
     let name = match stat.f_type as u64 {

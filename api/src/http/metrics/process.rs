@@ -80,8 +80,9 @@ pub fn read_process() -> ProcessFigures {
 pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the struct we pass; the path is NUL-terminated.
+    // SAFETY: `statvfs` is plain old data, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes into the struct we pass; the path is NUL-terminated.
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
         return None;
     }
