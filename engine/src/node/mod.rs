@@ -575,14 +575,13 @@ impl<R> ShardNode<R> {
             let bytes = protobuf::Message::compute_size(&message) as usize + 1;
             let large = bytes > self.config.raft_piece_bytes;
             if large || self.pieces.is_queued(to) {
-                match self.pieces.queue(to, message, large) {
-                    Ok(()) => {
-                        queued = true;
-                        if large && is_snapshot {
-                            self.counters.snapshots_sent_in_pieces += 1;
-                        }
+                if self.pieces.queue(to, message, large) {
+                    queued = true;
+                    if large && is_snapshot {
+                        self.counters.snapshots_sent_in_pieces += 1;
                     }
-                    Err(_) => self.not_sent(to, is_snapshot),
+                } else {
+                    self.not_sent(to, is_snapshot);
                 }
                 continue;
             }
@@ -594,7 +593,7 @@ impl<R> ShardNode<R> {
                 }
                 Err(SendRefused::Full) if !is_snapshot => {
                     // Keep raft's order: this and what follows wait for room.
-                    if self.pieces.queue(to, message, false).is_ok() {
+                    if self.pieces.queue(to, message, false) {
                         queued = true;
                     } else {
                         self.not_sent(to, false);
@@ -781,3 +780,5 @@ impl<R> ShardNode<R> {
             .collect()
     }
 }
+#[cfg(test)]
+mod tests;

@@ -33,12 +33,13 @@ impl Pieces {
         self.outgoing.get(&to).is_some_and(|q| !q.is_empty())
     }
 
-    /// Queues `message` for `to`, in pieces when `large`; gives it back when the peer's queue
-    /// is full.
-    pub(super) fn queue(&mut self, to: u64, message: Message, large: bool) -> Result<(), Message> {
+    /// Queues `message` for `to`, in pieces when `large`; false (dropped) when the peer's
+    /// queue is full.
+    #[must_use]
+    pub(super) fn queue(&mut self, to: u64, message: Message, large: bool) -> bool {
         let queue = self.outgoing.entry(to).or_default();
         if queue.len() >= QUEUED_PER_PEER_MAX {
-            return Err(message);
+            return false;
         }
         if large {
             self.next_transfer += 1;
@@ -51,7 +52,7 @@ impl Pieces {
         } else {
             queue.push_back(Queued::Whole(message));
         }
-        Ok(())
+        true
     }
 
     /// Takes a piece from `from`; the whole message once its last piece arrived.
