@@ -8,7 +8,8 @@
 //! [`Cluster`]): three validators per test already fill a 2-core machine, and the failover
 //! figure is only meaningful without a second cluster competing for the cores.
 
-use crate::http::Response;
+use crate::http::{http, Response};
+use crate::ports::pick_ports;
 use crate::proxy::Proxy;
 use aurigraph_wire::genesis::Genesis;
 use aurigraph_wire::record::{Address, Record};
@@ -795,113 +796,4 @@ fn tail(text: &str, bytes: usize) -> &str {
         start += 1;
     }
     &text[start..]
-}
-
-// ---- ports ----
-
-/// Node ports already handed out in this process: never handed out twice, so no two nodes
-/// (of one cluster or of two) share one, and a killed node's ports stay its own.
-static PORTS: Mutex<Option<(HashSet<u16>, u16)>> = Mutex::new(None);
-
-/// Picks `count` consecutive ports (returns the first): free when picked, never picked
-/// before in this process, and below the kernel's ephemeral range when it leaves room, so that
-/// the outgoing connections of the proxies and nodes cannot take a killed node's port before
-/// it restarts.
-fn pick_ports(count: u32) -> u16 {
-    let count = count.max(1) as u16;
-    let (low, high) = port_range();
-    let mut guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    let (taken, cursor) = guard.get_or_insert_with(|| {
-        // Start at a per-process offset so that concurrent test processes rarely meet.
-        let seed = u64::from(std::process::id()) * 7919
-            + std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::from(d.subsec_nanos()));
-        (HashSet::new(), low + (seed % u64::from(high - low)) as u16)
-    });
-    for _ in 0..(high - low) {
-        let first = *cursor;
-        if u32::from(first) + u32::from(count) > u32::from(high) {
-            *cursor = low;
-            continue;
-        }
-        *cursor = first + count;
-        let range = first..first + count;
-        if range.clone().any(|p| taken.contains(&p)) {
-            continue;
-        }
-        if range
-            .clone()
-            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            taken.extend(range);
-            return first;
-        }
-    }
-    panic!("no free loopback ports in {low}..{high}");
-}
-
-/// Where to pick node ports: the 12000 ports below the ephemeral range when that leaves
-/// them above 1024, else the upper part of the ephemeral range itself.
-fn port_range() -> (u16, u16) {
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999));
-    if ephemeral.0 >= 13_100 {
-        (ephemeral.0 - 12_000, ephemeral.0)
-    } else {
-        (40_000, 60_000)
-    }
-}
-
-// ---- HTTP/1.1 with a timeout ----
-
-/// One request on a fresh connection (`Connection: close`), every step bounded by `timeout`.
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-    timeout: Duration,
-) -> std::io::Result<Response> {
-    let started = Instant::now();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_write_timeout(Some(timeout))?;
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if let Some(body) = body {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    if let Some(body) = body {
-        stream.write_all(body)?;
-    }
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let left = timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{method} {path}: no complete answer within {timeout:?}"),
-            ));
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    crate::http::parse_response(&raw)
 }

@@ -6,6 +6,7 @@
 //! - [`node`]: one `aurigraph node` child process ([`Node`]).
 //! - [`cluster`]: a cluster of validators, each ordered pair linked through a [`proxy`].
 //! - [`proxy`]: a fault-injecting TCP proxy.
+//! - [`ports`]: consecutive loopback ports for a cluster's validators.
 //! - [`http`]: the blocking client and the one HTTP response parser of every harness.
 //! - [`bin`]: finding (building) the `aurigraph` binary.
 
@@ -13,6 +14,7 @@ pub mod bin;
 pub mod cluster;
 pub mod http;
 pub mod node;
+pub mod ports;
 pub mod proxy;
 
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
