@@ -5,9 +5,7 @@
 use aurigraph_beacon::client::{state_for, BeaconClient, ClientOptions, Clock};
 use aurigraph_beacon::derive::purpose;
 use aurigraph_beacon::fake::{self, FakeBeacon, Routes};
-use aurigraph_beacon::source::{
-    BeaconSource, BreakerConfig, SourceKind, DEFAULT_CACHE_CAPACITY,
-};
+use aurigraph_beacon::source::{BeaconSource, BreakerConfig, SourceKind, DEFAULT_CACHE_CAPACITY};
 use aurigraph_beacon::state::{BeaconHealth, BeaconState, FALLBACK_SOURCE};
 use aurigraph_beacon::twine::CURBY_RNG_CHAIN_CID;
 use aurigraph_beacon::Source;
