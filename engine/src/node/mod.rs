@@ -282,6 +282,24 @@ impl<R> ShardNode<R> {
     pub fn is_idle(&self) -> bool {
         self.in_flight.is_none() && !self.replica.has_ready() && !self.replica.has_admitted()
     }
+    /// Raft's election clock: ticks since it was last reset, and the timeout it runs to.
+    pub fn election_clock(&self) -> (usize, usize) {
+        let raft = &self.replica.raw_node().raft;
+        (raft.election_elapsed, raft.randomized_election_timeout())
+    }
+    /// Replaces raft's randomized election timeout (within its configured range). raft-rs
+    /// draws it from the thread's RNG at every reset; the simulator draws it from its seed
+    /// instead, so that a run replays exactly and elections still break ties as raft intends.
+    pub fn set_election_timeout(&mut self, ticks: usize) {
+        self.replica
+            .raw_node_mut()
+            .raft
+            .set_randomized_election_timeout(ticks);
+    }
+    /// Raft messages waiting for room in a peer's transport queue.
+    pub fn queued_messages(&self) -> usize {
+        self.pieces.queued()
+    }
     /// Whether a turn's persist is in flight (no raft input may be fed until `persisted`).
     pub fn is_persisting(&self) -> bool {
         self.in_flight.is_some()

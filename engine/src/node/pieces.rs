@@ -28,6 +28,11 @@ pub(super) struct Pieces {
 }
 
 impl Pieces {
+    /// Raft messages queued for peers (all peers).
+    pub(super) fn queued(&self) -> usize {
+        self.outgoing.values().map(VecDeque::len).sum()
+    }
+
     /// Whether messages to `to` must queue behind earlier ones.
     pub(super) fn is_queued(&self, to: u64) -> bool {
         self.outgoing.get(&to).is_some_and(|q| !q.is_empty())

@@ -126,9 +126,8 @@ pub struct ReplicaConfig {
     /// membership (from a snapshot or a recovered log). `[node_id]`: a single-voter group.
     pub voters: Vec<u64>,
     /// Raft's randomized election timeout is drawn from `[min, max)` ticks; 0 means raft's
-    /// default (`[election_tick, 2 * election_tick)`). The simulator sets `max = min + 1` with a
-    /// seed-chosen `min` per replica: raft-rs draws from the thread's RNG, which a deterministic
-    /// run must not depend on.
+    /// default (`[election_tick, 2 * election_tick)`). raft-rs draws from the thread's RNG; the
+    /// simulator replaces each draw with one from its seed (`ShardNode::set_election_timeout`).
     pub min_election_tick: usize,
     pub max_election_tick: usize,
     pub pre_vote: bool,

@@ -8,7 +8,8 @@
 //! was not fsynced, torn writes keep a prefix of it), a simulated clock, crashes and restarts,
 //! and a workload of signed transfers (cross-shard included) whose signatures are verified as
 //! the runtime's ingress does. Everything is decided by one `u64` seed: the same seed replays
-//! the same run, step by step.
+//! the same run, step by step (raft's randomized election timeouts included: the simulator
+//! draws them from the seed at every reset).
 //!
 //! Invariants are checked after every step (see `check.rs`); a violation is returned with the
 //! seed and the step. See `docs/simulator.md`.
@@ -37,6 +38,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
 
 const CHAIN: u32 = 7;
+/// Raft's election timeout: randomized in `[n, 2n)` ticks at every reset.
+const ELECTION_TICKS: usize = 10;
 /// A second asset, held by some accounts.
 const ASSET_B: u32 = 5;
 
@@ -191,7 +194,6 @@ struct Validator {
     restart_at: Option<u64>,
     shards: Vec<Slot>,
     next_tick: u64,
-    election_tick: Vec<usize>,
 }
 
 /// A transfer some client was told is decided.
@@ -308,9 +310,6 @@ impl Cluster {
         };
         let voters: Vec<u64> = (1..=n as u64).collect();
         for _ in 0..n {
-            let election_tick = (0..cluster.config.shards)
-                .map(|_| cluster.rng.gen_range(10..20))
-                .collect();
             let shards = (0..cluster.config.shards)
                 .map(|_| Slot {
                     node: None,
@@ -326,7 +325,6 @@ impl Cluster {
                 restart_at: None,
                 shards,
                 next_tick,
-                election_tick,
             });
         }
         cluster
@@ -368,7 +366,6 @@ impl Cluster {
         let shard_count = self.config.shards;
         let voters: Vec<u64> = (1..=self.config.validators as u64).collect();
         for s in 0..shard_count {
-            let e = self.validators[v].election_tick[s as usize];
             let node_config = self.node_config(v);
             let slot = &mut self.validators[v].shards[s as usize];
             let data = slot.disk.recover().map_err(|e| Violation {
@@ -382,10 +379,8 @@ impl Cluster {
             };
             let mut config = ReplicaConfig::new(v as u64 + 1, s);
             config.voters = voters.clone();
-            config.election_tick = 10;
+            config.election_tick = ELECTION_TICKS;
             config.heartbeat_tick = 2;
-            config.min_election_tick = e;
-            config.max_election_tick = e + 1;
             config.max_inflight_msgs = 8;
             config.entry_records_max = 16;
             config.recent_transactions_max = 0;
@@ -541,18 +536,25 @@ impl Cluster {
 
     /// One line per replica of shard `s` (for violation reports).
     fn describe(&self, s: usize) -> String {
-        let mut out = String::new();
+        let mut out = format!("network: {} in flight; ", self.net.len());
         for (v, validator) in self.validators.iter().enumerate() {
             let Some(node) = &validator.shards[s].node else {
                 out.push_str(&format!("[{}: down] ", v + 1));
                 continue;
             };
             let st = node.status();
+            let raft = &node.replica().raw_node().raft;
             out.push_str(&format!(
-                "[{}: {} term {} leader {:?} commit {} applied {} last {} pending {} blocked {}] ",
+                "[{}: {} term {} vote {} elapsed {}/{} transferee {:?} persisting {} queued {} leader {:?} commit {} applied {} last {} pending {} blocked {}] ",
                 v + 1,
                 st.role,
                 st.term,
+                raft.vote,
+                raft.election_elapsed,
+                raft.randomized_election_timeout(),
+                raft.lead_transferee,
+                node.is_persisting(),
+                node.queued_messages(),
                 st.leader_id,
                 st.commit_index,
                 st.applied_index,
@@ -635,6 +637,12 @@ impl Cluster {
             for s in 0..self.validators[v].shards.len() {
                 if self.node(v, s).is_persisting() {
                     continue;
+                }
+                // Raft reset its election clock since the last tick: draw the next timeout
+                // from the seed (raft drew one from the thread's RNG, never used before a tick).
+                if self.node(v, s).election_clock().0 == 0 {
+                    let ticks = self.rng.gen_range(ELECTION_TICKS..2 * ELECTION_TICKS);
+                    self.node(v, s).set_election_timeout(ticks);
                 }
                 let now = self.clock();
                 let mut io = self.io(v, s);
