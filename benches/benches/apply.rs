@@ -6,7 +6,8 @@ use aurigraph_benches::{
     criterion, genesis_for, measuring, median_ns, per_sec, random_addresses, rss_bytes, sized,
     Comparison, NonceClock, Summary, TransferPool, Zipf,
 };
-use aurigraph_engine::{Record, ResultCode, ShardState};
+use aurigraph_engine::ShardState;
+use aurigraph_wire::{Record, ResultCode};
 use criterion::Throughput;
 use mimalloc::MiMalloc;
 use rand::rngs::StdRng;

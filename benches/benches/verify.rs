@@ -3,8 +3,8 @@
 //! (parsing keys and signatures from their bytes, as any verifier must).
 
 use aurigraph_benches::{criterion, measuring, median_ns, per_sec, Comparison, Summary, CHAIN_ID};
-use aurigraph_engine::record::{address_of, Address, Record, Transfer};
 use aurigraph_engine::verify::{SignatureVerifier, VERIFY_CHUNK_DEFAULT};
+use aurigraph_wire::record::{address_of, Address, Record, Transfer};
 use criterion::{SamplingMode, Throughput};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use mimalloc::MiMalloc;

@@ -11,9 +11,9 @@ use aurigraph_benches::{
     criterion, filesystem_of, measuring, median_ns, per_sec, random_addresses, scratch_dir,
     Comparison, Summary, CHAIN_ID,
 };
-use aurigraph_engine::record::Transfer;
-use aurigraph_engine::{encode_batch, Record};
 use aurigraph_storage::{Wal, WalConfig};
+use aurigraph_wire::record::Transfer;
+use aurigraph_wire::{encode_batch, Record};
 use criterion::{SamplingMode, Throughput};
 use glommio::io::DmaFile;
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};

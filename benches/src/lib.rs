@@ -6,8 +6,8 @@
 //! - resident memory from `/proc/self/statm`;
 //! - a Zipf sampler (precomputed CDF) and account / transfer generators.
 
-use aurigraph_engine::genesis::{Allocation, Genesis};
-use aurigraph_engine::record::{Address, Record, Transfer};
+use aurigraph_wire::genesis::{Allocation, Genesis};
+use aurigraph_wire::record::{Address, Record, Transfer};
 use criterion::Criterion;
 use rand::Rng;
 use std::path::{Path, PathBuf};

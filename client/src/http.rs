@@ -19,6 +19,8 @@ use std::time::Duration;
 
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, COMPACT_RESULT_BYTES, RESULTS_MEDIA_TYPE};
 
+/// `Accept` of a batch that asks for the compact reply (and takes JSON if the server answers it).
+const ACCEPT_COMPACT: &str = "application/vnd.aurigraph.results, application/json;q=0.5";
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Replies larger than this are refused (a batch reply of 65,536 JSON results is well below).
@@ -338,7 +340,7 @@ impl Client {
         compact: bool,
     ) -> Result<Vec<TxResult>, ClientError> {
         let accept = if compact {
-            "application/vnd.aurigraph.results, application/json;q=0.5"
+            ACCEPT_COMPACT
         } else {
             "application/json"
         };
@@ -516,6 +518,11 @@ mod tests {
         assert!(err.contains("27 bytes, expected 18"), "{err}");
         assert!(decode_compact_results(&body[..26], 3).is_err());
         assert!(decode_compact_results(&[], 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_compact_accept_header_names_the_contract_media_type() {
+        assert!(ACCEPT_COMPACT.starts_with(RESULTS_MEDIA_TYPE));
     }
 
     #[test]
