@@ -219,3 +219,27 @@ fn refuses_a_different_genesis() {
         .unwrap();
     assert!(err.to_string().contains("differs"), "{err}");
 }
+
+#[test]
+fn a_resubmitted_transfer_is_replayed_and_its_status_stays_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(2);
+    let engine = Engine::start(config(dir.path()), Some(&genesis(&keys))).unwrap();
+    let record = transfer(&keys[0], address_of(&keys[1]), 5, 1);
+    let first = block_on(engine.submit(vec![record])).unwrap();
+    assert_eq!(first[0].result, ResultCode::Ok);
+    // Resubmitting the same signed transfer (a client retrying) is harmless: it is not applied
+    // again, and the transfer's status remains the outcome of the first submission.
+    let again = block_on(engine.submit(vec![record])).unwrap();
+    assert_eq!(again[0].result, ResultCode::NonceReplayed);
+    let status = block_on(engine.transaction(record.tx_hash())).unwrap();
+    match status {
+        Some(aurigraph_engine::TxStatus::Decided(outcome)) => {
+            assert_eq!(outcome.result, ResultCode::Ok);
+            assert_eq!(outcome.block, first[0].block);
+        }
+        other => panic!("expected the first outcome, got {other:?}"),
+    }
+    assert_eq!(balance(&engine, address_of(&keys[1])), 1_000_005);
+    assert!(engine.shutdown().is_none());
+}

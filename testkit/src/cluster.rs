@@ -30,7 +30,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// Timeout of one status/lookup request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one submission attempt in [`Cluster::submit`] (a timed-out attempt is retried).
-const SUBMIT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SUBMIT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of each node's log quoted in panic messages.
 const LOG_TAIL_BYTES: usize = 6000;
 /// Error codes after which resubmitting the same signed transfer is the right move.

@@ -82,6 +82,19 @@ impl ShardReplica {
         if self.config.recent_transactions_max == 0 {
             return;
         }
+        // A transfer decided OK stays OK: resubmitting it (harmless by design) is answered
+        // NONCE_REPLAYED, but the transfer's status is still that it committed. Any other
+        // status may be replaced by a later one (a transfer refused for funds may succeed
+        // when resubmitted), except that a decided one is not replaced by pending.
+        let keep = match self.recent_transactions.get(&hash) {
+            Some(TxStatus::Decided(earlier)) => {
+                earlier.result == ResultCode::Ok || matches!(status, TxStatus::Pending { .. })
+            }
+            _ => false,
+        };
+        if keep {
+            return;
+        }
         if self.recent_transactions.insert(hash, status).is_none() {
             self.recent_order.push_back(hash);
             while self.recent_order.len() > self.config.recent_transactions_max {
