@@ -505,21 +505,7 @@ impl<R> ShardNode<R> {
     /// Stopping: everyone still waiting hears so (what was acknowledged is durable already).
     pub fn shutdown<E: Effects<Reply = R>>(&mut self, io: &mut E) {
         for (_, waiter) in self.waiting.drain() {
-            match waiter {
-                Waiter::Client(reply) => {
-                    io.reply(reply, Answer::Outcomes(Err(SubmitFailure::Stopped)))
-                }
-                Waiter::Peer { node, request } => {
-                    let reply = ForwardReply::Refused(refusal_of(SubmitFailure::Stopped));
-                    let _ = io.send(
-                        node,
-                        Outbound::ForwardReply {
-                            request,
-                            reply: &reply,
-                        },
-                    );
-                }
-            }
+            answer_waiter(io, waiter, Err(SubmitFailure::Stopped));
         }
         for reply in self.forwards.drain() {
             io.reply(reply, Answer::Outcomes(Err(SubmitFailure::Stopped)));
@@ -541,22 +527,15 @@ impl<R> ShardNode<R> {
             Submitter::Detached(reply) => io.reply(reply, Answer::Admitted(Err(failure))),
             Submitter::Peer { node, request } => {
                 if request != 0 {
-                    let reply = ForwardReply::Refused(refusal_of(failure));
-                    let _ = io.send(
-                        node,
-                        Outbound::ForwardReply {
-                            request,
-                            reply: &reply,
-                        },
-                    );
+                    answer_waiter(io, Waiter::Peer { node, request }, Err(failure));
                 }
             }
         }
     }
 
     /// Sends raft messages; a message too large for one transport message goes in pieces,
-    /// queued per peer (see `pieces.rs`). A refused send is reported to raft so that it probes that peer (and
-    /// retries a snapshot) instead of assuming delivery. A snapshot handed to the transport
+    /// queued per peer (see `pieces.rs`). A refused send is reported to raft so that it probes
+    /// that peer (and retries a snapshot) instead of assuming delivery. A snapshot handed to the transport
     /// whole is reported delivered, as one sent in pieces is once its last piece went: should
     /// it be lost on the way, the follower rejects the next append and raft sends another —
     /// without the report, raft would wait for the follower forever.
@@ -612,38 +591,14 @@ impl<R> ShardNode<R> {
     /// Answers the submissions decided (or lost) since the last turn.
     fn answer<E: Effects<Reply = R>>(&mut self, io: &mut E) {
         for (ticket, outcomes) in self.replica.take_completed() {
-            match self.waiting.remove(&ticket) {
-                Some(Waiter::Client(reply)) => io.reply(reply, Answer::Outcomes(Ok(outcomes))),
-                Some(Waiter::Peer { node, request }) => {
-                    let reply = ForwardReply::Outcomes(outcomes);
-                    let _ = io.send(
-                        node,
-                        Outbound::ForwardReply {
-                            request,
-                            reply: &reply,
-                        },
-                    );
-                }
-                None => {}
+            if let Some(waiter) = self.waiting.remove(&ticket) {
+                answer_waiter(io, waiter, Ok(outcomes));
             }
         }
         let shard = self.replica.shard();
         for ticket in self.replica.take_failed() {
-            match self.waiting.remove(&ticket) {
-                Some(Waiter::Client(reply)) => {
-                    io.reply(reply, Answer::Outcomes(Err(SubmitFailure::Retry(shard))))
-                }
-                Some(Waiter::Peer { node, request }) => {
-                    let reply = ForwardReply::Refused(refusal_of(SubmitFailure::Retry(shard)));
-                    let _ = io.send(
-                        node,
-                        Outbound::ForwardReply {
-                            request,
-                            reply: &reply,
-                        },
-                    );
-                }
-                None => {}
+            if let Some(waiter) = self.waiting.remove(&ticket) {
+                answer_waiter(io, waiter, Err(SubmitFailure::Retry(shard)));
             }
         }
     }
@@ -706,5 +661,29 @@ impl<R> ShardNode<R> {
             .collect()
     }
 }
+/// Answers whoever waits for a ticket: the client here, or the validator that forwarded it.
+fn answer_waiter<R, E: Effects<Reply = R>>(
+    io: &mut E,
+    waiter: Waiter<R>,
+    result: Result<Vec<Outcome>, SubmitFailure>,
+) {
+    match waiter {
+        Waiter::Client(reply) => io.reply(reply, Answer::Outcomes(result)),
+        Waiter::Peer { node, request } => {
+            let reply = match result {
+                Ok(outcomes) => ForwardReply::Outcomes(outcomes),
+                Err(failure) => ForwardReply::Refused(refusal_of(failure)),
+            };
+            let _ = io.send(
+                node,
+                Outbound::ForwardReply {
+                    request,
+                    reply: &reply,
+                },
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -27,23 +27,13 @@ use std::time::Instant;
 
 /// What a shard's channel carries.
 pub(super) enum Command {
-    /// `valid` is empty until the shard's ingress task verified the signatures.
+    /// A submission: a client's (waiting for outcomes or detached) or one another validator
+    /// forwarded. `valid` is empty until the shard's ingress task verified the signatures (a
+    /// forwarded one arrives with the forwarding validator's verdicts).
     Submit {
         records: Vec<Record>,
         valid: Vec<bool>,
-        reply: oneshot::Sender<Result<Vec<Outcome>, SubmitFailure>>,
-    },
-    SubmitDetached {
-        records: Vec<Record>,
-        valid: Vec<bool>,
-        reply: oneshot::Sender<Result<(), SubmitFailure>>,
-    },
-    /// A submission validator `from` forwarded, with its signature verdicts.
-    Forwarded {
-        from: u64,
-        request: u64,
-        records: Vec<Record>,
-        valid: Vec<bool>,
+        from: Submitter<Reply>,
     },
     /// A message from this shard's replica on validator `from` (raft, pieces, forward replies).
     Peer {
@@ -80,9 +70,7 @@ impl Command {
     /// A submission's records and signature verdicts (empty until verified).
     pub(super) fn submission_mut(&mut self) -> Option<(&[Record], &mut Vec<bool>)> {
         match self {
-            Command::Submit { records, valid, .. }
-            | Command::SubmitDetached { records, valid, .. }
-            | Command::Forwarded { records, valid, .. } => Some((records, valid)),
+            Command::Submit { records, valid, .. } => Some((records, valid)),
             _ => None,
         }
     }
@@ -325,37 +313,8 @@ impl ShardDriver {
             Command::Submit {
                 records,
                 valid,
-                reply,
-            } => node.submit(
-                &mut io,
-                &records,
-                &valid,
-                Submitter::Client(Reply::Outcomes(reply)),
-            ),
-            Command::SubmitDetached {
-                records,
-                valid,
-                reply,
-            } => node.submit(
-                &mut io,
-                &records,
-                &valid,
-                Submitter::Detached(Reply::Admitted(reply)),
-            ),
-            Command::Forwarded {
                 from,
-                request,
-                records,
-                valid,
-            } => node.submit(
-                &mut io,
-                &records,
-                &valid,
-                Submitter::Peer {
-                    node: from,
-                    request,
-                },
-            ),
+            } => node.submit(&mut io, &records, &valid, from),
             Command::Peer { from, message } => node.peer_message(&mut io, from, message),
             Command::Local(message) => node.local_message(message),
             Command::ChangeMembership {

@@ -24,11 +24,12 @@ pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, FSYNC_BOUNDS
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
 use crate::ledger::Account;
+use crate::node::Submitter;
 use crate::node::{ShardStatus, SubmitFailure};
 use crate::record::{Address, Record, TxHash};
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
-use driver::Command;
+use driver::{Command, Reply};
 use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
 use raft::eraftpb::ConfChangeType;
@@ -349,7 +350,7 @@ impl Engine {
             .send_per_shard(records, |records, reply| Command::Submit {
                 records,
                 valid: Vec::new(),
-                reply,
+                from: Submitter::Client(Reply::Outcomes(reply)),
             })
             .await?;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
@@ -455,10 +456,10 @@ impl Engine {
     ) -> Result<Vec<TxHash>, SubmitFailure> {
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
         let waits = self
-            .send_per_shard(records, |records, reply| Command::SubmitDetached {
+            .send_per_shard(records, |records, reply| Command::Submit {
                 records,
                 valid: Vec::new(),
-                reply,
+                from: Submitter::Detached(Reply::Admitted(reply)),
             })
             .await?;
         for (_, rx) in waits {

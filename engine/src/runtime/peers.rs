@@ -7,7 +7,7 @@
 use super::driver::Command;
 use super::{Engine, EngineConfig, EngineError};
 use crate::genesis::Genesis;
-use crate::node::LocalMessage;
+use crate::node::{LocalMessage, Submitter};
 use crate::peering::{self, ForwardRefusal, ForwardReply, Outbound, PeerMessage};
 use crate::shard::ShardId;
 use aurigraph_net::transport::{core_addr, SendError, Transport, TransportConfig};
@@ -115,11 +115,13 @@ pub(super) async fn route(
                     records,
                     valid,
                 }) => {
-                    let forwarded = Command::Forwarded {
-                        from,
-                        request,
+                    let forwarded = Command::Submit {
                         records,
                         valid,
+                        from: Submitter::Peer {
+                            node: from,
+                            request,
+                        },
                     };
                     let ingress = &engine.inner.shards[shard as usize];
                     if ingress.try_send(forwarded).is_err() && request != 0 {
