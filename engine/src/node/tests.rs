@@ -8,6 +8,7 @@ use crate::peering::{self, ForwardRefusal};
 use crate::record::{address_of, Address, Transfer};
 use crate::replica::ReplicaConfig;
 use ed25519_dalek::SigningKey;
+use raft::eraftpb::ConfChangeType;
 use raft::storage::MemStorage;
 
 /// Records every action; refuses sends while `refuse` is set.
@@ -308,4 +309,78 @@ fn raft_messages_queue_behind_pieces_in_raft_order() {
         }
     }
     assert_eq!(whole, Some(big));
+}
+
+/// Node 1 leading a single-voter group after a restart (its log holds an entry of term 1 that
+/// is not applied yet; it campaigns at once), with the in-memory log the test persists into.
+fn restarted_single_leader() -> (ShardNode<u32>, Recorder, MemStorage) {
+    let genesis = Genesis {
+        chain_id: 7,
+        shards: Some(1),
+        allocations: vec![],
+    };
+    let state = ShardState::from_genesis(&genesis, 0, 1);
+    let storage = MemStorage::new_with_conf_state((vec![1], vec![]));
+    let earlier = raft::eraftpb::Entry {
+        index: 1,
+        term: 1,
+        ..Default::default()
+    };
+    storage.wl().append(&[earlier]).unwrap();
+    storage.wl().set_hardstate(raft::eraftpb::HardState {
+        term: 1,
+        vote: 1,
+        commit: 0,
+        ..Default::default()
+    });
+    let replica = ShardReplica::new(ReplicaConfig::new(1, 0), storage.clone(), state).unwrap();
+    let node = ShardNode::new(NodeConfig::new(1), replica);
+    assert!(node.replica().is_leader());
+    (node, Recorder::default(), storage)
+}
+
+/// Runs turns as the runtime does, writing into `storage` (what `ShardLog::stage` does).
+fn turns(node: &mut ShardNode<u32>, io: &mut Recorder, storage: &MemStorage, n: usize) {
+    for _ in 0..n {
+        if let Some(persist) = node.start_turn(io, AT).unwrap() {
+            storage.wl().append(&persist.entries).unwrap();
+            if let Some(hs) = &persist.hard_state {
+                storage.wl().set_hardstate(hs.clone());
+            }
+            node.persisted(io, persist.number, AT);
+        }
+        assert!(node.finish_turn(io).is_none());
+    }
+}
+
+#[test]
+fn a_membership_change_raft_would_ignore_is_refused_not_reported_applied() {
+    let (mut node, mut io, storage) = restarted_single_leader();
+    // Just elected after a restart: the entries of its log are not applied yet, so raft would
+    // turn the change into an empty entry (answered as applied at that index before).
+    let add = [(ConfChangeType::AddLearnerNode, 2)];
+    node.change_membership(&mut io, &add, b"127.0.0.1:9100", 1);
+    turns(&mut node, &mut io, &storage, 3);
+    match io.replies.as_slice() {
+        [(
+            1,
+            Answer::Membership(Err(SubmitFailure::Rejected(SubmitError::Membership {
+                reason,
+                ..
+            }))),
+        )] => assert!(reason.contains("not applied yet"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(node.replica().learners().is_empty());
+    // Once the leader applied its entries, the same change goes through and is answered with
+    // the index at which it applied.
+    io.replies.clear();
+    node.change_membership(&mut io, &add, b"127.0.0.1:9100", 2);
+    turns(&mut node, &mut io, &storage, 3);
+    assert!(
+        matches!(io.replies.as_slice(), [(2, Answer::Membership(Ok(_)))]),
+        "{:?}",
+        io.replies
+    );
+    assert_eq!(node.replica().learners(), vec![2]);
 }

@@ -58,6 +58,16 @@ impl ShardReplica {
         }
         cc.set_transition(ConfChangeTransition::Auto);
         cc.context = peer_addr.to_vec().into();
+        // raft-rs does not refuse a conf change it will not take: it appends an empty entry in
+        // its place, which applies like any other. Refuse here what it would refuse, so that
+        // the operator hears it instead of a false "applied".
+        if self.node.raft.has_pending_conf() {
+            return Err(SubmitError::Membership {
+                shard,
+                reason: "an earlier membership change, or the entries of a just-elected leader, \
+                         are not applied yet; retry shortly",
+            });
+        }
         let before = self.node.raft.raft_log.last_index();
         self.node.propose_conf_change(Vec::new(), cc).map_err(|e| {
             tracing::warn!(shard, error = %e, "membership change refused by raft");
@@ -71,6 +81,21 @@ impl ShardReplica {
             return Err(SubmitError::Membership {
                 shard,
                 reason: "another membership change is in progress",
+            });
+        }
+        // What raft appended: the change, or the empty entry of a refusal (joint-state rules).
+        let appended = self
+            .node
+            .raft
+            .raft_log
+            .entries(index, None, raft::GetEntriesContext::empty(false))
+            .ok()
+            .and_then(|entries| entries.first().map(Entry::get_entry_type));
+        if appended != Some(EntryType::EntryConfChangeV2) {
+            return Err(SubmitError::Membership {
+                shard,
+                reason: "raft refused the change: a joint configuration must be left first \
+                         (see the node log)",
             });
         }
         Ok(index)
