@@ -29,14 +29,7 @@ fn simulator_seeds_hold_every_invariant() {
                 if seeds.len() <= 16 {
                     println!("seed {seed}: ok {stats:?}");
                 }
-                let n = &stats.node;
-                total.forwarded += n.forwarded;
-                total.forwards_served += n.forwards_served;
-                total.snapshots_sent_in_pieces += n.snapshots_sent_in_pieces;
-                total.messages_reassembled += n.messages_reassembled;
-                total.credits_announced += n.credits_announced;
-                total.receipts_pruned_to = total.receipts_pruned_to.max(n.receipts_pruned_to);
-                total.leadership_handovers += n.leadership_handovers;
+                total.add(&stats.node);
             }
             Err(violation) => {
                 eprintln!("{violation}");

@@ -105,7 +105,6 @@ impl<R> ShardNode<R> {
     /// more (it may have died with them): the client retries at once (the transfer may still
     /// commit; resubmitting it is harmless).
     pub(super) fn expire_forwards<E: Effects<Reply = R>>(&mut self, io: &mut E, now: Now) {
-        self.last_now_ms = now.monotonic_ms;
         if self.forwards.waiting.is_empty() {
             return;
         }

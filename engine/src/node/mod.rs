@@ -212,6 +212,20 @@ pub struct NodeCounters {
     pub leadership_handovers: u64,
 }
 
+impl NodeCounters {
+    /// Adds another node's counts (the pruning point is the furthest of the two).
+    pub fn add(&mut self, other: &NodeCounters) {
+        self.forwarded += other.forwarded;
+        self.forwards_served += other.forwards_served;
+        self.pieces_sent += other.pieces_sent;
+        self.snapshots_sent_in_pieces += other.snapshots_sent_in_pieces;
+        self.messages_reassembled += other.messages_reassembled;
+        self.credits_announced += other.credits_announced;
+        self.receipts_pruned_to = self.receipts_pruned_to.max(other.receipts_pruned_to);
+        self.leadership_handovers += other.leadership_handovers;
+    }
+}
+
 /// Who waits for a ticket's outcomes.
 enum Waiter<R> {
     Client(R),
@@ -411,6 +425,7 @@ impl<R> ShardNode<R> {
     /// forwarded submissions that timed out, leadership hand-over, credit announcements.
     pub fn tick<E: Effects<Reply = R>>(&mut self, io: &mut E, now: Now) {
         assert!(self.in_flight.is_none(), "tick while persisting");
+        self.last_now_ms = now.monotonic_ms;
         self.replica.tick();
         self.expire_forwards(io, now);
         self.spread_leadership(now);

@@ -122,20 +122,6 @@ pub struct SimStats {
     pub node: NodeCounters,
 }
 
-impl SimStats {
-    fn add_node(&mut self, counters: &NodeCounters) {
-        let n = &mut self.node;
-        n.forwarded += counters.forwarded;
-        n.forwards_served += counters.forwards_served;
-        n.pieces_sent += counters.pieces_sent;
-        n.snapshots_sent_in_pieces += counters.snapshots_sent_in_pieces;
-        n.messages_reassembled += counters.messages_reassembled;
-        n.credits_announced += counters.credits_announced;
-        n.receipts_pruned_to = n.receipts_pruned_to.max(counters.receipts_pruned_to);
-        n.leadership_handovers += counters.leadership_handovers;
-    }
-}
-
 /// Runs one seed; catches panics in the code under test and reports them as violations.
 pub fn run_seed(seed: u64) -> Result<SimStats, Violation> {
     run_seed_with(seed, SimConfig::for_seed(seed))
@@ -412,7 +398,7 @@ impl Cluster {
             let slot = &mut validator.shards[s];
             slot.disk.crash(torn);
             if let Some(node) = slot.node.take() {
-                self.stats.add_node(node.counters());
+                self.stats.node.add(node.counters());
             }
             slot.inputs.clear();
             slot.in_flight = None;
@@ -715,7 +701,7 @@ impl Cluster {
             }
         }
         for c in &counters {
-            self.stats.add_node(c);
+            self.stats.node.add(c);
         }
         Ok(self.stats.clone())
     }
