@@ -24,7 +24,7 @@ use crate::record::{Address, Record};
 use crate::result::ResultCode;
 use crate::shard::{shard_of, ShardId};
 use hashbrown::HashMap;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use xxhash_rust::xxh3::xxh3_128;
 
 pub const NATIVE_ASSET: u32 = 0;
@@ -32,6 +32,10 @@ pub const NATIVE_ASSET: u32 = 0;
 pub const NONCE_WINDOW: u64 = 64;
 /// Upper bound on assets per chain (bounds per-account balance lists).
 pub const ASSETS_MAX: usize = 1024;
+/// Validators whose peer address a shard remembers (membership, not ledger).
+pub const PEER_ADDRESSES_MAX: usize = 1024;
+/// Bytes of one remembered peer address (as a membership change's context carries it).
+pub const PEER_ADDRESS_BYTES_MAX: usize = 256;
 /// Transfers whose accounts are looked up ahead of applying them (see `apply_batch`).
 const PREFETCH_RECORDS: usize = 32;
 
@@ -189,6 +193,10 @@ pub struct ShardState {
     outbox: Vec<VecDeque<Receipt>>,
     /// Hash of the last block (log entry with a payload) applied: chains the shard's blocks.
     block_hash: [u8; 32],
+    /// Validator node id -> its peer address bytes (from membership changes). Membership, not
+    /// ledger: carried in snapshots, not part of the state hash. At most `PEER_ADDRESSES_MAX`
+    /// entries of at most `PEER_ADDRESS_BYTES_MAX` bytes each.
+    peer_addresses: BTreeMap<u64, Vec<u8>>,
 }
 
 impl std::fmt::Debug for ShardState {
@@ -218,6 +226,7 @@ impl ShardState {
             inbound_watermark: vec![0; shard_count as usize],
             outbox: (0..shard_count).map(|_| VecDeque::new()).collect(),
             block_hash: [0; 32],
+            peer_addresses: BTreeMap::new(),
         }
     }
 
@@ -293,6 +302,42 @@ impl ShardState {
 
     pub fn block_hash(&self) -> [u8; 32] {
         self.block_hash
+    }
+
+    /// Validator node id -> peer address bytes, as membership changes carried them.
+    pub fn peer_addresses(&self) -> &BTreeMap<u64, Vec<u8>> {
+        &self.peer_addresses
+    }
+
+    /// Remembers (or replaces) `node_id`'s peer address. Deterministic on every replica (it is
+    /// called while applying the log): an address over `PEER_ADDRESS_BYTES_MAX` bytes, or a new
+    /// node id while `PEER_ADDRESSES_MAX` are remembered, is refused (logged, nothing stored);
+    /// check [`ShardState::peer_address_fits`] before proposing such a change.
+    pub fn set_peer_address(&mut self, node_id: u64, addr: Vec<u8>) {
+        if !self.peer_address_fits(node_id, &addr) {
+            tracing::warn!(
+                shard = self.shard,
+                node_id,
+                bytes = addr.len(),
+                remembered = self.peer_addresses.len(),
+                "peer address over its bounds not remembered"
+            );
+            return;
+        }
+        self.peer_addresses.insert(node_id, addr);
+        assert!(self.peer_addresses.len() <= PEER_ADDRESSES_MAX);
+    }
+
+    /// Whether [`ShardState::set_peer_address`] would remember `addr` for `node_id`.
+    pub fn peer_address_fits(&self, node_id: u64, addr: &[u8]) -> bool {
+        addr.len() <= PEER_ADDRESS_BYTES_MAX
+            && (self.peer_addresses.len() < PEER_ADDRESSES_MAX
+                || self.peer_addresses.contains_key(&node_id))
+    }
+
+    /// Forgets `node_id`'s peer address (a no-op when none is remembered).
+    pub fn remove_peer_address(&mut self, node_id: u64) {
+        self.peer_addresses.remove(&node_id);
     }
 
     /// Chains a block: `hash = SHA-256(previous hash ‖ shard u32 ‖ height u64 ‖ term u64 ‖

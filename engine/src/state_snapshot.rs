@@ -2,8 +2,17 @@
 //!
 //! Accounts are written in address order, so the same state always archives to the same bytes.
 //! Loading validates the archive with rkyv's checked access before a single field is trusted.
+//!
+//! # Versions
+//! - 2 (written now): version 1's fields, then the sections that are not ledger state but must
+//!   survive a restart alike on every validator: the peer address book (node id ascending,
+//!   bounded by `PEER_ADDRESSES_MAX` entries of `PEER_ADDRESS_BYTES_MAX` bytes).
+//! - 1: still read (a data directory written before the upgrade); its missing sections load
+//!   empty.
 
-use crate::ledger::{Account, Receipt, ShardState};
+use crate::ledger::{
+    Account, Receipt, ShardState, ASSETS_MAX, PEER_ADDRESSES_MAX, PEER_ADDRESS_BYTES_MAX,
+};
 use crate::record::Address;
 use crate::shard::SHARDS_MAX;
 use rkyv::{Archive, Serialize};
@@ -11,6 +20,29 @@ use std::collections::VecDeque;
 
 #[derive(Archive, Serialize)]
 struct StateArchive {
+    format_version: u32,
+    shard: u32,
+    shard_count: u32,
+    chain_id: u32,
+    applied_index: u64,
+    assets: Vec<u32>,
+    accounts: Vec<AccountArchive>,
+    inbound_watermark: Vec<u64>,
+    outbox: Vec<Vec<ReceiptArchive>>,
+    block_hash: [u8; 32],
+    peer_addresses: Vec<PeerArchive>,
+}
+
+#[derive(Archive, Serialize)]
+struct PeerArchive {
+    node_id: u64,
+    addr: Vec<u8>,
+}
+
+/// The archive as format version 1 wrote it (read only; tests write one).
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Archive, Serialize)]
+struct StateArchiveV1 {
     format_version: u32,
     shard: u32,
     shard_count: u32,
@@ -40,7 +72,8 @@ struct ReceiptArchive {
     amount: u64,
 }
 
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION_V1: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateSnapshotError {
@@ -89,16 +122,32 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
             })
             .collect(),
         block_hash: state.block_hash(),
+        peer_addresses: state
+            .peer_addresses()
+            .iter()
+            .map(|(&node_id, addr)| PeerArchive {
+                node_id,
+                addr: addr.clone(),
+            })
+            .collect(),
     };
     rkyv::to_bytes::<rkyv::rancor::Error>(&archive)
         .expect("archiving to memory cannot fail")
         .into_vec()
 }
 
-/// Validates and loads an archived shard state.
+/// Validates and loads an archived shard state (format version 2, or 1).
 pub fn decode_state(bytes: &[u8]) -> Result<ShardState, StateSnapshotError> {
-    let a = rkyv::access::<ArchivedStateArchive, rkyv::rancor::Error>(bytes)
-        .map_err(|e| StateSnapshotError::Archive(e.to_string()))?;
+    let a = match rkyv::access::<ArchivedStateArchive, rkyv::rancor::Error>(bytes) {
+        Ok(a) => a,
+        Err(error) => {
+            // Not a version 2 archive: perhaps one written by version 1.
+            return match rkyv::access::<ArchivedStateArchiveV1, rkyv::rancor::Error>(bytes) {
+                Ok(v1) => decode_v1(v1),
+                Err(_) => Err(StateSnapshotError::Archive(error.to_string())),
+            };
+        }
+    };
     let invalid = |m: String| Err(StateSnapshotError::Invalid(m));
     if a.format_version.to_native() != FORMAT_VERSION {
         return invalid(format!(
@@ -106,57 +155,273 @@ pub fn decode_state(bytes: &[u8]) -> Result<ShardState, StateSnapshotError> {
             a.format_version.to_native()
         ));
     }
-    let shard_count = a.shard_count.to_native();
-    let shard = a.shard.to_native();
-    if shard_count == 0 || shard_count > SHARDS_MAX || shard >= shard_count {
-        return invalid(format!("shard {shard} of {shard_count}"));
+    let core = Core {
+        shard: a.shard.to_native(),
+        shard_count: a.shard_count.to_native(),
+        chain_id: a.chain_id.to_native(),
+        applied_index: a.applied_index.to_native(),
+        assets: &a.assets,
+        accounts: &a.accounts,
+        inbound_watermark: &a.inbound_watermark,
+        outbox: &a.outbox,
+        block_hash: a.block_hash,
+    };
+    let mut state = core.load()?;
+    if a.peer_addresses.len() > PEER_ADDRESSES_MAX {
+        return invalid(format!(
+            "{} peer addresses (at most {PEER_ADDRESSES_MAX})",
+            a.peer_addresses.len()
+        ));
     }
-    if a.inbound_watermark.len() != shard_count as usize || a.outbox.len() != shard_count as usize {
-        return invalid("per-shard tables do not match the shard count".into());
+    let mut previous: Option<u64> = None;
+    for peer in a.peer_addresses.iter() {
+        let node_id = peer.node_id.to_native();
+        if previous.is_some_and(|p| p >= node_id) {
+            return invalid("peer addresses are not in ascending node id order".into());
+        }
+        previous = Some(node_id);
+        if peer.addr.len() > PEER_ADDRESS_BYTES_MAX {
+            return invalid(format!(
+                "peer address of node {node_id} has {} bytes (at most {PEER_ADDRESS_BYTES_MAX})",
+                peer.addr.len()
+            ));
+        }
+        assert!(state.peer_address_fits(node_id, &peer.addr));
+        state.set_peer_address(node_id, peer.addr.to_vec());
     }
-    let assets: Vec<u32> = a.assets.iter().map(|x| x.to_native()).collect();
-    if assets.is_empty() || !assets.windows(2).all(|w| w[0] < w[1]) {
-        return invalid("asset list must be non-empty and sorted".into());
+    assert_eq!(state.peer_addresses().len(), a.peer_addresses.len());
+    Ok(state)
+}
+
+fn decode_v1(a: &ArchivedStateArchiveV1) -> Result<ShardState, StateSnapshotError> {
+    if a.format_version.to_native() != FORMAT_VERSION_V1 {
+        return Err(StateSnapshotError::Invalid(format!(
+            "format version {} (expected {FORMAT_VERSION} or {FORMAT_VERSION_V1})",
+            a.format_version.to_native()
+        )));
     }
-    let accounts = a.accounts.iter().map(|acc| {
-        let others: Vec<(u32, u64)> = acc
-            .others
+    Core {
+        shard: a.shard.to_native(),
+        shard_count: a.shard_count.to_native(),
+        chain_id: a.chain_id.to_native(),
+        applied_index: a.applied_index.to_native(),
+        assets: &a.assets,
+        accounts: &a.accounts,
+        inbound_watermark: &a.inbound_watermark,
+        outbox: &a.outbox,
+        block_hash: a.block_hash,
+    }
+    .load()
+}
+
+/// The ledger fields every version carries, as archived.
+struct Core<'a> {
+    shard: u32,
+    shard_count: u32,
+    chain_id: u32,
+    applied_index: u64,
+    assets: &'a rkyv::vec::ArchivedVec<rkyv::Archived<u32>>,
+    accounts: &'a rkyv::vec::ArchivedVec<ArchivedAccountArchive>,
+    inbound_watermark: &'a rkyv::vec::ArchivedVec<rkyv::Archived<u64>>,
+    outbox: &'a rkyv::vec::ArchivedVec<rkyv::vec::ArchivedVec<ArchivedReceiptArchive>>,
+    block_hash: [u8; 32],
+}
+
+impl Core<'_> {
+    fn load(self) -> Result<ShardState, StateSnapshotError> {
+        let invalid = |m: String| Err(StateSnapshotError::Invalid(m));
+        let (shard, shard_count) = (self.shard, self.shard_count);
+        if shard_count == 0 || shard_count > SHARDS_MAX || shard >= shard_count {
+            return invalid(format!("shard {shard} of {shard_count}"));
+        }
+        if self.inbound_watermark.len() != shard_count as usize
+            || self.outbox.len() != shard_count as usize
+        {
+            return invalid("per-shard tables do not match the shard count".into());
+        }
+        let assets: Vec<u32> = self.assets.iter().map(|x| x.to_native()).collect();
+        if assets.is_empty() || assets.len() > ASSETS_MAX || !assets.windows(2).all(|w| w[0] < w[1])
+        {
+            return invalid(format!(
+                "asset list must be non-empty, sorted and at most {ASSETS_MAX} long"
+            ));
+        }
+        let accounts = self.accounts.iter().map(|acc| {
+            let others: Vec<(u32, u64)> = acc
+                .others
+                .iter()
+                .map(|e| (e.0.to_native(), e.1.to_native()))
+                .collect();
+            (
+                Address(acc.address),
+                Account {
+                    nonce_high: acc.nonce_high.to_native(),
+                    nonce_window: acc.nonce_window.to_native(),
+                    native: acc.native.to_native(),
+                    others: (!others.is_empty()).then(|| Box::new(others)),
+                },
+            )
+        });
+        let outbox: Vec<VecDeque<Receipt>> = self
+            .outbox
             .iter()
-            .map(|e| (e.0.to_native(), e.1.to_native()))
+            .map(|q| {
+                q.iter()
+                    .map(|r| Receipt {
+                        source_index: r.source_index.to_native(),
+                        to: Address(r.to),
+                        asset: r.asset.to_native(),
+                        amount: r.amount.to_native(),
+                    })
+                    .collect()
+            })
             .collect();
-        (
-            Address(acc.address),
-            Account {
-                nonce_high: acc.nonce_high.to_native(),
-                nonce_window: acc.nonce_window.to_native(),
-                native: acc.native.to_native(),
-                others: (!others.is_empty()).then(|| Box::new(others)),
-            },
-        )
-    });
-    let outbox: Vec<VecDeque<Receipt>> = a
-        .outbox
-        .iter()
-        .map(|q| {
-            q.iter()
-                .map(|r| Receipt {
-                    source_index: r.source_index.to_native(),
-                    to: Address(r.to),
-                    asset: r.asset.to_native(),
-                    amount: r.amount.to_native(),
+        Ok(ShardState::from_parts(
+            shard,
+            shard_count,
+            self.chain_id,
+            assets,
+            self.applied_index,
+            accounts,
+            self.inbound_watermark
+                .iter()
+                .map(|w| w.to_native())
+                .collect(),
+            outbox,
+            self.block_hash,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> ShardState {
+        ShardState::empty(0, 2, 7, vec![0, 5])
+    }
+
+    fn archive_of(state: &ShardState) -> StateArchive {
+        // The encoder's own output, taken apart again, so that a test can spoil one field.
+        let bytes = encode_state(state);
+        let a = rkyv::access::<ArchivedStateArchive, rkyv::rancor::Error>(&bytes).unwrap();
+        StateArchive {
+            format_version: a.format_version.to_native(),
+            shard: a.shard.to_native(),
+            shard_count: a.shard_count.to_native(),
+            chain_id: a.chain_id.to_native(),
+            applied_index: a.applied_index.to_native(),
+            assets: a.assets.iter().map(|x| x.to_native()).collect(),
+            accounts: Vec::new(),
+            inbound_watermark: a.inbound_watermark.iter().map(|x| x.to_native()).collect(),
+            outbox: a.outbox.iter().map(|_| Vec::new()).collect(),
+            block_hash: a.block_hash,
+            peer_addresses: a
+                .peer_addresses
+                .iter()
+                .map(|p| PeerArchive {
+                    node_id: p.node_id.to_native(),
+                    addr: p.addr.to_vec(),
                 })
-                .collect()
-        })
-        .collect();
-    Ok(ShardState::from_parts(
-        shard,
-        shard_count,
-        a.chain_id.to_native(),
-        assets,
-        a.applied_index.to_native(),
-        accounts,
-        a.inbound_watermark.iter().map(|w| w.to_native()).collect(),
-        outbox,
-        a.block_hash,
-    ))
+                .collect(),
+        }
+    }
+
+    fn bytes_of(archive: &StateArchive) -> Vec<u8> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(archive)
+            .unwrap()
+            .into_vec()
+    }
+
+    #[test]
+    fn peer_addresses_survive_a_round_trip_outside_the_state_hash() {
+        let mut s = state();
+        let hash = s.state_hash();
+        s.set_peer_address(3, b"10.0.0.3:7000".to_vec());
+        s.set_peer_address(1, b"10.0.0.1:7000".to_vec());
+        s.set_peer_address(2, b"10.0.0.2:7000".to_vec());
+        s.remove_peer_address(2);
+        assert_eq!(s.state_hash(), hash, "membership is not ledger state");
+        let bytes = encode_state(&s);
+        let restored = decode_state(&bytes).unwrap();
+        assert_eq!(restored.peer_addresses(), s.peer_addresses());
+        assert_eq!(
+            restored
+                .peer_addresses()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        assert_eq!(encode_state(&restored), bytes);
+    }
+
+    #[test]
+    fn peer_addresses_over_their_bounds_are_refused() {
+        let mut s = state();
+        s.set_peer_address(1, vec![b'a'; PEER_ADDRESS_BYTES_MAX + 1]);
+        assert!(s.peer_addresses().is_empty());
+        for id in 0..PEER_ADDRESSES_MAX as u64 {
+            s.set_peer_address(id, vec![b'a'; PEER_ADDRESS_BYTES_MAX]);
+        }
+        s.set_peer_address(u64::MAX, b"x".to_vec());
+        assert_eq!(s.peer_addresses().len(), PEER_ADDRESSES_MAX);
+        assert!(!s.peer_addresses().contains_key(&u64::MAX));
+        // Replacing a remembered one is still possible at the bound.
+        s.set_peer_address(0, b"y".to_vec());
+        assert_eq!(s.peer_addresses()[&0], b"y".to_vec());
+        assert!(decode_state(&encode_state(&s)).is_ok());
+
+        let mut archive = archive_of(&state());
+        archive.peer_addresses = vec![PeerArchive {
+            node_id: 1,
+            addr: vec![0; PEER_ADDRESS_BYTES_MAX + 1],
+        }];
+        let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+        assert!(error.contains("peer address of node 1"), "{error}");
+        archive.peer_addresses = (0..=PEER_ADDRESSES_MAX as u64)
+            .map(|node_id| PeerArchive {
+                node_id,
+                addr: Vec::new(),
+            })
+            .collect();
+        let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+        assert!(error.contains("peer addresses (at most"), "{error}");
+        archive.peer_addresses = [2, 1]
+            .map(|node_id| PeerArchive {
+                node_id,
+                addr: Vec::new(),
+            })
+            .into();
+        let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+        assert!(error.contains("ascending node id"), "{error}");
+    }
+
+    #[test]
+    fn a_version_1_archive_still_loads_and_other_versions_are_named() {
+        let s = ShardState::empty(1, 2, 7, vec![0]);
+        let v1 = StateArchiveV1 {
+            format_version: FORMAT_VERSION_V1,
+            shard: 1,
+            shard_count: 2,
+            chain_id: 7,
+            applied_index: 0,
+            assets: vec![0],
+            accounts: Vec::new(),
+            inbound_watermark: vec![0, 0],
+            outbox: vec![Vec::new(), Vec::new()],
+            block_hash: [0; 32],
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&v1)
+            .unwrap()
+            .into_vec();
+        let loaded = decode_state(&bytes).unwrap();
+        assert_eq!(loaded.state_hash(), s.state_hash());
+        assert!(loaded.peer_addresses().is_empty());
+
+        let mut archive = archive_of(&s);
+        archive.format_version = 3;
+        let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+        assert!(error.contains("format version 3"), "{error}");
+    }
 }
