@@ -31,6 +31,10 @@ struct Cli {
 enum Command {
     /// Run a validator. With no arguments: a single-validator development chain in
     /// ./aurigraph-data, HTTP on 127.0.0.1:9003, with a funded key written into the data directory.
+    ///
+    /// Exit status: 0 after SIGTERM or SIGINT; 74 when its storage fails while it runs (a failed
+    /// write, fdatasync or snapshot: restart it, recovery decides); 1 on any other error,
+    /// refusing to start on a corrupt log among them.
     Node(config::NodeArgs),
     /// Write a new Ed25519 key to a file and print its address.
     Keygen {
@@ -61,6 +65,10 @@ enum Command {
 }
 
 /// Why a command failed: printed on stderr as `aurigraph: error: ...`, exit status 1.
+///
+/// One failure does not come back here: a storage failure while a node runs stops the process
+/// from the shard's core at once, with exit status 74
+/// (`aurigraph_storage::STORAGE_FAILURE_EXIT_CODE`, EX_IOERR; see `docs/operations.md`).
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]

@@ -5,6 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+/// The exit status of a node that stops because its storage failed while it ran (a failed
+/// write, fdatasync, snapshot or directory sync): `EX_IOERR` of sysexits.h. The process stops
+/// rather than carry on without the shard; its supervisor restarts it and recovery decides from
+/// what the disk really holds. Distinct from 1, every other error of the `aurigraph` binary.
+pub const STORAGE_FAILURE_EXIT_CODE: i32 = 74;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// An operating-system I/O error. `op` says what we were doing.
@@ -12,6 +18,18 @@ pub enum StorageError {
     Io {
         op: &'static str,
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A write or fdatasync of the byte range `offset .. offset + bytes` of `path` failed. The
+    /// WAL is poisoned from then on (see [`StorageError::Poisoned`]).
+    #[error("I/O error while {op} {path} at byte offset {offset} ({bytes} bytes): {source}")]
+    IoAt {
+        op: &'static str,
+        path: PathBuf,
+        offset: u64,
+        bytes: u64,
         #[source]
         source: std::io::Error,
     },
@@ -54,6 +72,23 @@ impl StorageError {
         StorageError::Io {
             op,
             path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// For an I/O error of a write (or its fdatasync) of `bytes` bytes at `offset` of `path`.
+    pub(crate) fn io_at(
+        op: &'static str,
+        path: &Path,
+        offset: u64,
+        bytes: u64,
+        source: std::io::Error,
+    ) -> StorageError {
+        StorageError::IoAt {
+            op,
+            path: path.to_path_buf(),
+            offset,
+            bytes,
             source,
         }
     }

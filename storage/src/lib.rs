@@ -16,7 +16,7 @@ pub mod shard_log;
 pub mod snapshot;
 pub mod wal;
 
-pub use error::StorageError;
+pub use error::{StorageError, STORAGE_FAILURE_EXIT_CODE};
 pub use shard_log::ShardLog;
 pub use snapshot::{read_latest_snapshot, write_snapshot};
 pub use wal::{CommitStats, Recovered, TornTail, Wal, WalConfig, WalStats};

@@ -472,3 +472,113 @@ fn a_stalled_start_restarts_the_process_a_bounded_number_of_times() {
     );
     assert!(text.contains("(after 3 attempts)"), "{text}");
 }
+
+/// The exit status of a node whose storage failed while it ran (`EX_IOERR` of sysexits.h;
+/// `aurigraph_storage::FAIL_STOP_EXIT_CODE`, `docs/operations.md`).
+const STORAGE_FAILURE_EXIT_CODE: i32 = 74;
+
+/// A size-limited tmpfs mounted for one test, unmounted (lazily) when dropped.
+struct TmpfsMount(std::path::PathBuf);
+
+impl TmpfsMount {
+    /// Mounts a tmpfs of `size_bytes` on `at` (created). Panics when it cannot: the test that
+    /// needs it must not pass without the failing disk it is about.
+    fn new(at: &std::path::Path, size_bytes: u64) -> TmpfsMount {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_bytes}")])
+            .arg("tmpfs")
+            .arg(at)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount(8): {e}"));
+        assert!(
+            out.status.success(),
+            "THIS TEST NEEDS TO MOUNT A TMPFS (root with CAP_SYS_ADMIN) and could not: mount -t \
+             tmpfs on {} failed ({}): {}",
+            at.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TmpfsMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_storage_failure_stops_the_process_with_its_exit_code_file_and_offset() {
+    // The data directory is a small tmpfs; once the node runs, a filler file takes every byte
+    // left, so the next group commit's write fails (ENOSPC). The node must not carry on with
+    // the shard stopped: it logs the failure (file and byte offset) and exits with the storage
+    // failure code, for its supervisor to restart it and recovery to decide.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(2);
+    let data = dir.path().join("data");
+    let _mount = TmpfsMount::new(&data, 16 << 20);
+    let mut node = Node::start(dir.path(), Some(&genesis(&keys, 2)));
+    let r = transfer(&keys[0], address_of(&keys[1]), 5, 1);
+    assert_eq!(
+        node.post_json("/api/v11/transactions", &transfer_json(&r))
+            .json()["result"],
+        "OK"
+    );
+
+    let mut filler = std::fs::File::create(data.join("filler")).unwrap();
+    let chunk = vec![0xA5u8; 64 << 10];
+    loop {
+        match std::io::Write::write(&mut filler, &chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+    drop(filler);
+
+    // Its reply may never come (the process is expected to die): submit from another thread.
+    let port = node.port;
+    let r = transfer(&keys[0], address_of(&keys[1]), 5, 2);
+    std::thread::spawn(move || {
+        let body = transfer_json(&r).to_string().into_bytes();
+        let _ = http_request(
+            port,
+            "POST",
+            "/api/v11/transactions",
+            Some(body),
+            &[("Content-Type", "application/json")],
+        );
+    });
+
+    let child = node.child.as_mut().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node still runs 30 s after its storage failed:\n{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    node.child = None;
+    let log = node.log_text();
+    assert_eq!(status.code(), Some(STORAGE_FAILURE_EXIT_CODE), "{log}");
+    let line = log
+        .lines()
+        .find(|line| line.contains("storage failure"))
+        .unwrap_or_else(|| panic!("no storage failure logged:\n{log}"));
+    assert!(
+        line.contains(".wal") && line.contains("byte offset"),
+        "{line}"
+    );
+    eprintln!("logged: {line}");
+}

@@ -122,8 +122,10 @@ pub(super) async fn run_core(
                         }
                         .run()
                         .await;
-                        if let Err(error) = &result {
-                            tracing::error!(shard, %error, "shard stopped");
+                        match &result {
+                            Err(EngineError::Storage { source, .. }) => fail_stop(shard, source),
+                            Err(error) => tracing::error!(shard, %error, "shard stopped"),
+                            Ok(()) => {}
                         }
                         result
                     }
@@ -162,6 +164,23 @@ pub(super) async fn run_core(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// A write, fdatasync, snapshot or directory sync failed while the shard ran. The WAL is poisoned
+/// (after a failed fdatasync the kernel may have dropped the dirty pages: retrying could report
+/// durable what is not), so the shard cannot go on, and a node without one of its shards must not
+/// go on either: the whole process stops, with its own exit status, and its supervisor restarts
+/// it; recovery then decides from what the disk really holds. Nothing that was not durable was
+/// acknowledged, so stopping loses nothing acknowledged.
+fn fail_stop(shard: ShardId, error: &aurigraph_storage::StorageError) -> ! {
+    let code = aurigraph_storage::STORAGE_FAILURE_EXIT_CODE;
+    tracing::error!(
+        shard,
+        %error,
+        exit_code = code,
+        "storage failure: stopping the process; restart it to recover from the disk"
+    );
+    std::process::exit(code)
 }
 
 async fn open_shard(

@@ -278,27 +278,42 @@ impl Wal {
             .active
             .write_rc_at(buffer.clone(), offset)
             .await
-            .map_err(|e| StorageError::glommio("writing group commit to", &path, e))?;
+            .map_err(|e| {
+                StorageError::io_at(
+                    "writing group commit to",
+                    &path,
+                    offset,
+                    group_bytes,
+                    std::io::Error::from(e),
+                )
+            })?;
         // The reactor dropped its reference when the write completed.
         if let Ok(buffer) = Rc::try_unwrap(buffer) {
             self.dma_cache.give_back(buffer);
         }
         if written as u64 != group_bytes {
-            return Err(StorageError::io(
+            return Err(StorageError::io_at(
                 "writing group commit to",
                 &path,
+                offset,
+                group_bytes,
                 std::io::Error::new(
                     std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {group_bytes} bytes at offset {offset}"),
+                    format!("short write: {written} of {group_bytes} bytes"),
                 ),
             ));
         }
         let write_duration = write_start.elapsed();
         let fsync_start = Instant::now();
-        self.active
-            .fdatasync()
-            .await
-            .map_err(|e| StorageError::glommio("fdatasync of", &path, e))?;
+        self.active.fdatasync().await.map_err(|e| {
+            StorageError::io_at(
+                "fdatasync after writing group commit to",
+                &path,
+                offset,
+                group_bytes,
+                std::io::Error::from(e),
+            )
+        })?;
         let fsync_duration = fsync_start.elapsed();
 
         // Durable from here on.
