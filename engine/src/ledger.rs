@@ -16,8 +16,17 @@
 //! Per account, a sliding window over nonces (RFC 4303's anti-replay window): the highest
 //! accepted nonce `H` and a 64-bit bitmap whose bit `i` says whether `H - i` was accepted. A nonce
 //! above `H` slides the window; one within 64 below `H` is accepted once; older ones are
-//! `NONCE_TOO_OLD`. A nonce is consumed only by a transfer that applies (`OK`): a transfer
-//! rejected for funds may be resubmitted, and applies at most once.
+//! `NONCE_TOO_OLD`. A nonce is consumed by every decision at apply that depends on state: the
+//! transfer applies (`OK`) or is refused for funds (`INSUFFICIENT_FUNDS`). A signed transfer is
+//! thus decided by state at most once; a refusal for funds cannot be replayed once the sender
+//! has the funds (the sender signs a new transfer with a new nonce). Refusals that depend on the
+//! record alone (`precheck`, a sender of another shard) and nonce refusals consume nothing.
+//!
+//! A transfer from an address that has no account is refused for funds and creates the account
+//! with no balance and its nonce spent: otherwise the refused transfer would apply once the
+//! address is funded. The cost: anyone can add an account (about 80 bytes in memory and 64 in
+//! a snapshot) per transfer they sign with a fresh key, without holding anything, at the rate
+//! the log admits transfers; the account is kept like any other (there is no expiry).
 
 use crate::genesis::Genesis;
 use crate::record::{Address, Record};
@@ -393,23 +402,36 @@ impl ShardState {
         }
         let asset = record.asset();
         let amount = record.amount();
-        let Some(account) = self.accounts.get_mut(&from) else {
-            return ResultCode::InsufficientFunds;
+        // The sender's nonce is spent by every decision that depends on state (applied, or
+        // refused for funds), so a signed transfer is decided by state at most once: a refusal
+        // cannot be replayed later when the sender has the funds. A sender that does not exist
+        // is created with no balance and the nonce spent (see the module docs for the cost).
+        let (account, old_hash) = match self.accounts.entry(from) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                let account = e.into_mut();
+                if let Err(code) = account.check_nonce(record.nonce()) {
+                    return code;
+                }
+                let hash = account.hash(&from);
+                (account, hash)
+            }
+            // A new account contributes nothing before it exists (as in `credit`).
+            hashbrown::hash_map::Entry::Vacant(e) => (e.insert(Account::default()), 0),
         };
-        if let Err(code) = account.check_nonce(record.nonce()) {
-            return code;
+        debug_assert!(account.check_nonce(record.nonce()).is_ok());
+        let funded = account.balance(asset) >= amount;
+        if funded {
+            *account.balance_mut(asset) -= amount;
         }
-        if account.balance(asset) < amount {
-            return ResultCode::InsufficientFunds;
-        }
-        let old_hash = account.hash(&from);
-        *account.balance_mut(asset) -= amount;
         account.consume_nonce(record.nonce());
         let new_hash = account.hash(&from);
         self.account_hash_sum = self
             .account_hash_sum
             .wrapping_sub(old_hash)
             .wrapping_add(new_hash);
+        if !funded {
+            return ResultCode::InsufficientFunds;
+        }
 
         let to = record.to();
         let destination = shard_of(&to, self.shard_count);

@@ -239,6 +239,41 @@ proptest! {
     }
 
     #[test]
+    fn each_signed_transfer_is_decided_by_state_at_most_once(
+        transfers in proptest::collection::vec((0u64..100, 1u64..400), 1..150),
+    ) {
+        // One sender, amounts that sometimes exceed its balance, nonces repeating: a refusal
+        // for funds spends its nonce exactly as an applied transfer does.
+        let g = genesis();
+        let mut r = Replica::new(&g);
+        let shard = shard_of(&address(0), SHARDS);
+        let mut spent: HashSet<u64> = HashSet::new();
+        let mut high: Option<u64> = None;
+        let mut balance = 1_000u64;
+        for (n, amount) in transfers {
+            let rec = record(0, 1, 0, amount, n);
+            let code = r.apply_entry(shard, &[rec])[0];
+            let expected = match high {
+                Some(h) if n + NONCE_WINDOW <= h => ResultCode::NonceTooOld,
+                _ if spent.contains(&n) => ResultCode::NonceReplayed,
+                _ if amount > balance => ResultCode::InsufficientFunds,
+                _ => ResultCode::Ok,
+            };
+            prop_assert_eq!(code, expected, "nonce {} amount {}", n, amount);
+            if matches!(code, ResultCode::Ok | ResultCode::InsufficientFunds) {
+                spent.insert(n);
+                high = Some(high.map_or(n, |h| h.max(n)));
+            }
+            if code.is_ok() {
+                balance -= amount;
+            }
+            let account = r.shards[shard as usize].account(&address(0)).unwrap();
+            prop_assert_eq!(account.balance(0), balance);
+            prop_assert_eq!(Some(account.nonce_high), high.or(Some(0)));
+        }
+    }
+
+    #[test]
     fn cross_shard_receipts_credit_exactly_once(
         ops in proptest::collection::vec(op(), 1..200),
         repeats in proptest::collection::vec((0..SHARDS, 0..SHARDS), 0..30),
@@ -296,8 +331,10 @@ fn stateless_checks_give_their_result_codes() {
         (record(from, 1, 4, 5, 1), ResultCode::UnknownAsset),
         (no_tag, ResultCode::Malformed),
         (record(from, 1, 0, 5_000, 1), ResultCode::InsufficientFunds),
-        (record(from, 1, 0, 5, 1), ResultCode::Ok),
+        // The funds refusal spent nonce 1.
         (record(from, 1, 0, 5, 1), ResultCode::NonceReplayed),
+        (record(from, 1, 0, 5, 3), ResultCode::Ok),
+        (record(from, 1, 0, 5, 3), ResultCode::NonceReplayed),
         (record(from, 1, 0, 5, 100), ResultCode::Ok),
         (record(from, 1, 0, 5, 2), ResultCode::NonceTooOld),
     ];
@@ -314,8 +351,73 @@ fn stateless_checks_give_their_result_codes() {
     );
 }
 
+/// Gives `to` `amount` of the native asset from genesis account `from` (through a marker when
+/// `to` lives on another shard).
+fn fund(r: &mut Replica, from: usize, to: Address, nonce: u64, amount: u64) {
+    let rec = Transfer {
+        chain_id: CHAIN,
+        from: address(from),
+        to,
+        asset: 0,
+        amount,
+        nonce,
+    }
+    .with_signature(&[0; 64]);
+    let source = shard_of(&address(from), SHARDS);
+    assert_eq!(r.apply_entry(source, &[rec])[0], ResultCode::Ok);
+    let destination = shard_of(&to, SHARDS);
+    if destination != source {
+        assert_eq!(r.apply_marker(source, destination), 1);
+    }
+}
+
 #[test]
-fn unknown_sender_has_insufficient_funds_and_creates_nothing() {
+fn a_transfer_refused_for_funds_cannot_be_replayed_once_funded() {
+    let g = genesis();
+    let mut r = Replica::new(&g);
+    let shard = shard_of(&address(0), SHARDS);
+    let hash_before = r.shards[shard as usize].accounts_hash();
+    // Signed for more than the sender holds: refused, and its nonce is spent.
+    let rec = record(0, 1, 0, 1_500, 7);
+    assert_eq!(
+        r.apply_entry(shard, &[rec])[0],
+        ResultCode::InsufficientFunds
+    );
+    let account = r.shards[shard as usize].account(&address(0)).unwrap();
+    assert_eq!(account.nonce_high, 7);
+    assert_eq!(account.balance(0), 1_000);
+    assert_ne!(
+        r.shards[shard as usize].accounts_hash(),
+        hash_before,
+        "the spent nonce is state"
+    );
+    // The sender is funded later; whoever saw the refused transfer replays it.
+    fund(&mut r, 2, address(0), 1, 900);
+    assert_eq!(
+        r.shards[shard as usize]
+            .account(&address(0))
+            .unwrap()
+            .balance(0),
+        1_900
+    );
+    assert_eq!(r.apply_entry(shard, &[rec])[0], ResultCode::NonceReplayed);
+    let account = r.shards[shard as usize].account(&address(0)).unwrap();
+    assert_eq!(account.balance(0), 1_900, "the replay moved nothing");
+    // A funds refusal of an asset the sender never held spends the nonce as well.
+    let other_asset = record(1, 0, 5, 1, 3);
+    let shard_1 = shard_of(&address(1), SHARDS);
+    assert_eq!(
+        r.apply_entry(shard_1, &[other_asset])[0],
+        ResultCode::InsufficientFunds
+    );
+    assert_eq!(
+        r.apply_entry(shard_1, &[other_asset])[0],
+        ResultCode::NonceReplayed
+    );
+}
+
+#[test]
+fn a_transfer_from_an_unknown_sender_cannot_be_replayed_once_funded() {
     let g = genesis();
     let mut r = Replica::new(&g);
     let stranger = Address([0x77; 32]);
@@ -330,11 +432,32 @@ fn unknown_sender_has_insufficient_funds_and_creates_nothing() {
     }
     .with_signature(&[0; 64]);
     let before = r.shards[shard as usize].account_count();
+    let hash_before = r.shards[shard as usize].accounts_hash();
     assert_eq!(
         r.apply_entry(shard, &[rec])[0],
         ResultCode::InsufficientFunds
     );
-    assert_eq!(r.shards[shard as usize].account_count(), before);
+    // The refusal creates the sender with no balance and the nonce spent.
+    assert_eq!(r.shards[shard as usize].account_count(), before + 1);
+    let created = r.shards[shard as usize].account(&stranger).unwrap();
+    assert_eq!(created.balances().count(), 0);
+    assert_eq!(created.check_nonce(0), Err(ResultCode::NonceReplayed));
+    assert_ne!(r.shards[shard as usize].accounts_hash(), hash_before);
+    // A snapshot keeps the nonce-only account (and the same hash).
+    let restored = decode_state(&encode_state(&r.shards[shard as usize])).unwrap();
+    assert_eq!(restored.state_hash(), r.shards[shard as usize].state_hash());
+    assert_eq!(
+        restored.account(&stranger),
+        r.shards[shard as usize].account(&stranger)
+    );
+    fund(&mut r, 0, stranger, 1, 10);
+    assert_eq!(r.apply_entry(shard, &[rec])[0], ResultCode::NonceReplayed);
+    let account = r.shards[shard as usize].account(&stranger).unwrap();
+    assert_eq!(account.balance(0), 10, "the replay moved nothing");
+    // The funded sender's next nonce applies.
+    let mut next = rec;
+    next.0[96..104].copy_from_slice(&1u64.to_le_bytes());
+    assert_eq!(r.apply_entry(shard, &[next])[0], ResultCode::Ok);
 }
 
 #[test]
