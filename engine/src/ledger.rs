@@ -29,7 +29,7 @@
 //! the log admits transfers; the account is kept like any other (there is no expiry).
 
 use crate::genesis::Genesis;
-use crate::record::{Address, Record};
+use crate::record::{Address, Record, TxHash};
 use crate::result::ResultCode;
 use crate::shard::{shard_of, ShardId};
 use hashbrown::HashMap;
@@ -45,6 +45,11 @@ pub const ASSETS_MAX: usize = 1024;
 pub const PEER_ADDRESSES_MAX: usize = 1024;
 /// Bytes of one remembered peer address (as a membership change's context carries it).
 pub const PEER_ADDRESS_BYTES_MAX: usize = 256;
+/// Most transfer decisions a shard may remember for lookups (validator settings and snapshots
+/// are checked against it).
+pub const RECENT_TRANSACTIONS_LIMIT: usize = 1 << 22;
+/// Most block headers a shard may remember for lookups.
+pub const RECENT_BLOCKS_LIMIT: usize = 1 << 16;
 /// Transfers whose accounts are looked up ahead of applying them (see `apply_batch`).
 const PREFETCH_RECORDS: usize = 32;
 
@@ -185,6 +190,61 @@ pub fn precheck(record: &Record, chain_id: u32, assets: &[u32]) -> Result<(), Re
 
 type AccountMap = HashMap<Address, Account, foldhash::fast::RandomState>;
 
+/// What the log decided for one transfer: its result code and the log index (block) of the
+/// entry that carried it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub result: ResultCode,
+    pub block: u64,
+}
+
+/// A block: one applied log entry that carries a payload (transfers or markers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub shard: ShardId,
+    /// The entry's log index.
+    pub height: u64,
+    pub hash: [u8; 32],
+    pub prev_hash: [u8; 32],
+    pub tx_count: u32,
+    pub term: u64,
+    /// The shard's state hash right after this block applied.
+    pub state_hash: u128,
+    /// Wall-clock time the block was applied by this validator, or (for a block older than a
+    /// snapshot this validator loaded) by the validator that made the snapshot. Local: part of
+    /// no hash, the one field validators may answer differently.
+    pub timestamp_ms: u64,
+}
+
+/// The recent windows: what the log decided for the last transfers and the last block headers,
+/// for lookups. A function of the applied log and the two bounds alone (decisions are recorded
+/// as entries apply and the oldest are forgotten first), so replicas with the same bounds hold
+/// the same windows; snapshots carry them. Not part of the state hash (derived from the log).
+#[derive(Default)]
+struct RecentWindows {
+    /// At most `transactions_max` distinct transfers, oldest first in `order`.
+    transactions_max: usize,
+    transactions: HashMap<TxHash, Decision, foldhash::fast::RandomState>,
+    order: VecDeque<TxHash>,
+    /// At most `blocks_max` headers, heights increasing.
+    blocks_max: usize,
+    blocks: VecDeque<BlockHeader>,
+}
+
+impl RecentWindows {
+    fn trim(&mut self) {
+        while self.order.len() > self.transactions_max {
+            let old = self.order.pop_front().expect("non-empty");
+            let removed = self.transactions.remove(&old);
+            assert!(removed.is_some(), "window order and map agree");
+        }
+        while self.blocks.len() > self.blocks_max {
+            self.blocks.pop_front();
+        }
+        assert_eq!(self.order.len(), self.transactions.len());
+    }
+}
+
 /// The state of one shard.
 pub struct ShardState {
     shard: ShardId,
@@ -200,12 +260,19 @@ pub struct ShardState {
     /// Per destination shard: receipts produced here and not yet known to be durably credited
     /// there (kept so that the destination can replay them after a restart).
     outbox: Vec<VecDeque<Receipt>>,
+    /// Per destination shard: receipts up to this source index were pruned from the outbox
+    /// (every member of this shard's group reported them durably credited there). Local
+    /// bookkeeping, not ledger: carried in snapshots, not part of the state hash. Every
+    /// delivery carries it, so that a destination replica that never saw them (its validator
+    /// was not in this group when they were pruned) never credits across them.
+    outbox_pruned_through: Vec<u64>,
     /// Hash of the last block (log entry with a payload) applied: chains the shard's blocks.
     block_hash: [u8; 32],
     /// Validator node id -> its peer address bytes (from membership changes). Membership, not
     /// ledger: carried in snapshots, not part of the state hash. At most `PEER_ADDRESSES_MAX`
     /// entries of at most `PEER_ADDRESS_BYTES_MAX` bytes each.
     peer_addresses: BTreeMap<u64, Vec<u8>>,
+    recent: RecentWindows,
 }
 
 impl std::fmt::Debug for ShardState {
@@ -234,8 +301,10 @@ impl ShardState {
             applied_index: 0,
             inbound_watermark: vec![0; shard_count as usize],
             outbox: (0..shard_count).map(|_| VecDeque::new()).collect(),
+            outbox_pruned_through: vec![0; shard_count as usize],
             block_hash: [0; 32],
             peer_addresses: BTreeMap::new(),
+            recent: RecentWindows::default(),
         }
     }
 
@@ -277,6 +346,17 @@ impl ShardState {
     pub fn inbound_watermark(&self, source: ShardId) -> u64 {
         self.inbound_watermark[source as usize]
     }
+    /// Receipts to `destination` up to this source index were pruned (see the field).
+    pub fn outbox_pruned_through(&self, destination: ShardId) -> u64 {
+        self.outbox_pruned_through[destination as usize]
+    }
+
+    /// Restores the pruning points (snapshot load): one per shard.
+    pub fn set_outbox_pruned_through(&mut self, pruned_through: Vec<u64>) {
+        assert_eq!(pruned_through.len(), self.shard_count as usize);
+        self.outbox_pruned_through = pruned_through;
+    }
+
     pub fn outbox(&self, destination: ShardId) -> &VecDeque<Receipt> {
         &self.outbox[destination as usize]
     }
@@ -362,6 +442,129 @@ impl ShardState {
         h.update(payload);
         self.block_hash = h.finalize().into();
         (previous, self.block_hash)
+    }
+
+    /// Chains the block of log entry `height` (see [`ShardState::chain_block`]) and, when the
+    /// blocks window is not off, remembers its header (the state hash taken now: call it once
+    /// the entry applied). The oldest header beyond the bound is forgotten.
+    pub fn record_block(
+        &mut self,
+        height: u64,
+        term: u64,
+        payload: &[u8],
+        tx_count: u32,
+        timestamp_ms: u64,
+    ) -> BlockHeader {
+        assert_eq!(
+            height, self.applied_index,
+            "a block is recorded once it applied"
+        );
+        let (prev_hash, hash) = self.chain_block(height, term, payload);
+        let header = BlockHeader {
+            shard: self.shard,
+            height,
+            hash,
+            prev_hash,
+            tx_count,
+            term,
+            state_hash: self.state_hash(),
+            timestamp_ms,
+        };
+        if self.recent.blocks_max > 0 {
+            self.push_recent_block(header);
+        }
+        header
+    }
+
+    /// Appends a header to the blocks window (apply, or a snapshot's window in order).
+    fn push_recent_block(&mut self, header: BlockHeader) {
+        assert_eq!(header.shard, self.shard);
+        if let Some(last) = self.recent.blocks.back() {
+            assert!(header.height > last.height, "block heights increase");
+            assert_eq!(header.prev_hash, last.hash, "blocks chain");
+        }
+        self.recent.blocks.push_back(header);
+        self.recent.trim();
+    }
+
+    /// Records what the log decided for transfer `hash` in entry `block` (call it for every
+    /// transfer of an entry as it applies, in the entry's order). The first decision recorded
+    /// stays while the transfer is in the window: a later one for the same signed transfer is
+    /// only its resubmission refused by the nonce it already spent. The oldest transfer beyond
+    /// the bound is forgotten.
+    pub fn record_decision(&mut self, hash: TxHash, result: ResultCode, block: u64) {
+        assert!(
+            block >= 1 && block <= self.applied_index,
+            "decided by an applied entry"
+        );
+        if self.recent.transactions_max == 0 {
+            return;
+        }
+        if let Some(last) = self.recent.order.back() {
+            let last_block = self.recent.transactions[last].block;
+            assert!(block >= last_block, "decisions recorded in log order");
+        }
+        match self.recent.transactions.entry(hash) {
+            hashbrown::hash_map::Entry::Occupied(_) => return,
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(Decision { result, block });
+            }
+        }
+        self.recent.order.push_back(hash);
+        self.recent.trim();
+    }
+
+    /// What the log decided for transfer `hash`, if it is in the window.
+    pub fn recent_decision(&self, hash: &TxHash) -> Option<Decision> {
+        self.recent.transactions.get(hash).copied()
+    }
+
+    /// The transfers window, oldest first.
+    pub fn recent_decisions(&self) -> impl ExactSizeIterator<Item = (&TxHash, Decision)> + '_ {
+        self.recent
+            .order
+            .iter()
+            .map(|h| (h, self.recent.transactions[h]))
+    }
+
+    /// The blocks window, heights increasing.
+    pub fn recent_blocks(&self) -> &VecDeque<BlockHeader> {
+        &self.recent.blocks
+    }
+
+    /// The windows' bounds: (transfers, block headers).
+    pub fn recent_bounds(&self) -> (usize, usize) {
+        (self.recent.transactions_max, self.recent.blocks_max)
+    }
+
+    /// Sets the windows' bounds (0 turns a window off); the oldest entries beyond them are
+    /// forgotten at once. Every validator of a chain must use the same bounds for their windows
+    /// to agree.
+    pub fn set_recent_bounds(&mut self, transactions_max: usize, blocks_max: usize) {
+        assert!(transactions_max <= RECENT_TRANSACTIONS_LIMIT);
+        assert!(blocks_max <= RECENT_BLOCKS_LIMIT);
+        self.recent.transactions_max = transactions_max;
+        self.recent.blocks_max = blocks_max;
+        self.recent.trim();
+    }
+
+    /// Restores the windows from a snapshot (checked by the decoder): bounds, then decisions
+    /// oldest first, then headers in height order.
+    pub(crate) fn restore_recent(
+        &mut self,
+        bounds: (usize, usize),
+        decisions: impl IntoIterator<Item = (TxHash, Decision)>,
+        blocks: impl IntoIterator<Item = BlockHeader>,
+    ) {
+        assert!(self.recent.order.is_empty() && self.recent.blocks.is_empty());
+        self.set_recent_bounds(bounds.0, bounds.1);
+        for (hash, decision) in decisions {
+            self.record_decision(hash, decision.result, decision.block);
+        }
+        for header in blocks {
+            assert!(header.height <= self.applied_index);
+            self.push_recent_block(header);
+        }
     }
 
     /// The multiset hash of the accounts alone (independent of the applied index).
@@ -507,6 +710,8 @@ impl ShardState {
     /// Forgets receipts to `destination` up to `source_index`: the destination has credited them
     /// durably (its snapshot covers them).
     pub fn prune_outbox(&mut self, destination: ShardId, source_index: u64) {
+        let pruned = &mut self.outbox_pruned_through[destination as usize];
+        *pruned = (*pruned).max(source_index);
         let queue = &mut self.outbox[destination as usize];
         while queue
             .front()

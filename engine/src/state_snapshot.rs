@@ -6,14 +6,21 @@
 //! # Versions
 //! - 2 (written now): version 1's fields, then the sections that are not ledger state but must
 //!   survive a restart alike on every validator: the peer address book (node id ascending,
-//!   bounded by `PEER_ADDRESSES_MAX` entries of `PEER_ADDRESS_BYTES_MAX` bytes).
+//!   bounded by `PEER_ADDRESSES_MAX` entries of `PEER_ADDRESS_BYTES_MAX` bytes), and the recent
+//!   windows (`ShardState::record_decision`, `ShardState::record_block`): each window's bound,
+//!   then its entries oldest first (at most the bound, itself at most `RECENT_TRANSACTIONS_LIMIT`
+//!   / `RECENT_BLOCKS_LIMIT`). Decode checks every entry against the state: result codes, blocks
+//!   decided at or below the applied index in log order, no transfer twice, block heights
+//!   increasing and chained, the newest block's hash the state's.
 //! - 1: still read (a data directory written before the upgrade); its missing sections load
 //!   empty.
 
 use crate::ledger::{
-    Account, Receipt, ShardState, ASSETS_MAX, PEER_ADDRESSES_MAX, PEER_ADDRESS_BYTES_MAX,
+    Account, BlockHeader, Decision, Receipt, ShardState, ASSETS_MAX, PEER_ADDRESSES_MAX,
+    PEER_ADDRESS_BYTES_MAX, RECENT_BLOCKS_LIMIT, RECENT_TRANSACTIONS_LIMIT,
 };
-use crate::record::Address;
+use crate::record::{Address, TxHash};
+use crate::result::ResultCode;
 use crate::shard::SHARDS_MAX;
 use rkyv::{Archive, Serialize};
 use std::collections::VecDeque;
@@ -31,6 +38,28 @@ struct StateArchive {
     outbox: Vec<Vec<ReceiptArchive>>,
     block_hash: [u8; 32],
     peer_addresses: Vec<PeerArchive>,
+    recent_transactions_max: u64,
+    recent_transactions: Vec<DecisionArchive>,
+    recent_blocks_max: u64,
+    recent_blocks: Vec<BlockArchive>,
+}
+
+#[derive(Archive, Serialize)]
+struct DecisionArchive {
+    tx_hash: [u8; 32],
+    result: u8,
+    block: u64,
+}
+
+#[derive(Archive, Serialize)]
+struct BlockArchive {
+    height: u64,
+    hash: [u8; 32],
+    prev_hash: [u8; 32],
+    tx_count: u32,
+    term: u64,
+    state_hash: [u8; 16],
+    timestamp_ms: u64,
 }
 
 #[derive(Archive, Serialize)]
@@ -130,6 +159,29 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
                 addr: addr.clone(),
             })
             .collect(),
+        recent_transactions_max: state.recent_bounds().0 as u64,
+        recent_transactions: state
+            .recent_decisions()
+            .map(|(hash, d)| DecisionArchive {
+                tx_hash: hash.0,
+                result: d.result as u8,
+                block: d.block,
+            })
+            .collect(),
+        recent_blocks_max: state.recent_bounds().1 as u64,
+        recent_blocks: state
+            .recent_blocks()
+            .iter()
+            .map(|b| BlockArchive {
+                height: b.height,
+                hash: b.hash,
+                prev_hash: b.prev_hash,
+                tx_count: b.tx_count,
+                term: b.term,
+                state_hash: b.state_hash.to_le_bytes(),
+                timestamp_ms: b.timestamp_ms,
+            })
+            .collect(),
     };
     rkyv::to_bytes::<rkyv::rancor::Error>(&archive)
         .expect("archiving to memory cannot fail")
@@ -190,7 +242,87 @@ pub fn decode_state(bytes: &[u8]) -> Result<ShardState, StateSnapshotError> {
         state.set_peer_address(node_id, peer.addr.to_vec());
     }
     assert_eq!(state.peer_addresses().len(), a.peer_addresses.len());
+    decode_recent(&mut state, a)?;
     Ok(state)
+}
+
+/// The recent windows' section, checked entry by entry against the loaded state.
+fn decode_recent(
+    state: &mut ShardState,
+    a: &ArchivedStateArchive,
+) -> Result<(), StateSnapshotError> {
+    let invalid = |m: String| Err(StateSnapshotError::Invalid(m));
+    let transactions_max = a.recent_transactions_max.to_native();
+    let blocks_max = a.recent_blocks_max.to_native();
+    if transactions_max > RECENT_TRANSACTIONS_LIMIT as u64
+        || a.recent_transactions.len() as u64 > transactions_max
+    {
+        return invalid(format!(
+            "{} recent transfers, bound {transactions_max} (at most {RECENT_TRANSACTIONS_LIMIT})",
+            a.recent_transactions.len()
+        ));
+    }
+    if blocks_max > RECENT_BLOCKS_LIMIT as u64 || a.recent_blocks.len() as u64 > blocks_max {
+        return invalid(format!(
+            "{} recent blocks, bound {blocks_max} (at most {RECENT_BLOCKS_LIMIT})",
+            a.recent_blocks.len()
+        ));
+    }
+    let applied = state.applied_index();
+    let mut seen = std::collections::HashSet::with_capacity(a.recent_transactions.len());
+    let mut previous_block = 1u64;
+    let mut decisions = Vec::with_capacity(a.recent_transactions.len());
+    for d in a.recent_transactions.iter() {
+        let Some(result) = ResultCode::from_u8(d.result) else {
+            return invalid(format!("recent transfer with result code {}", d.result));
+        };
+        let block = d.block.to_native();
+        if block < previous_block || block > applied {
+            return invalid(format!(
+                "recent transfer decided at block {block}: not in log order or past the applied index {applied}"
+            ));
+        }
+        previous_block = block;
+        if !seen.insert(d.tx_hash) {
+            return invalid("a transfer appears twice in the recent window".into());
+        }
+        decisions.push((TxHash(d.tx_hash), Decision { result, block }));
+    }
+    let mut blocks: Vec<BlockHeader> = Vec::with_capacity(a.recent_blocks.len());
+    for b in a.recent_blocks.iter() {
+        let header = BlockHeader {
+            shard: state.shard(),
+            height: b.height.to_native(),
+            hash: b.hash,
+            prev_hash: b.prev_hash,
+            tx_count: b.tx_count.to_native(),
+            term: b.term.to_native(),
+            state_hash: u128::from_le_bytes(b.state_hash),
+            timestamp_ms: b.timestamp_ms.to_native(),
+        };
+        let chained = blocks
+            .last()
+            .is_none_or(|last| header.height > last.height && header.prev_hash == last.hash);
+        if header.height == 0 || header.height > applied || !chained {
+            return invalid(format!(
+                "recent block at height {}: not chained in height order up to the applied index {applied}",
+                header.height
+            ));
+        }
+        blocks.push(header);
+    }
+    if blocks.last().is_some_and(|b| b.hash != state.block_hash()) {
+        return invalid("the newest recent block is not the state's last block".into());
+    }
+    let (count, block_count) = (decisions.len(), blocks.len());
+    state.restore_recent(
+        (transactions_max as usize, blocks_max as usize),
+        decisions,
+        blocks,
+    );
+    assert_eq!(state.recent_decisions().len(), count);
+    assert_eq!(state.recent_blocks().len(), block_count);
+    Ok(())
 }
 
 fn decode_v1(a: &ArchivedStateArchiveV1) -> Result<ShardState, StateSnapshotError> {
@@ -324,6 +456,30 @@ mod tests {
                     addr: p.addr.to_vec(),
                 })
                 .collect(),
+            recent_transactions_max: a.recent_transactions_max.to_native(),
+            recent_transactions: a
+                .recent_transactions
+                .iter()
+                .map(|d| DecisionArchive {
+                    tx_hash: d.tx_hash,
+                    result: d.result,
+                    block: d.block.to_native(),
+                })
+                .collect(),
+            recent_blocks_max: a.recent_blocks_max.to_native(),
+            recent_blocks: a
+                .recent_blocks
+                .iter()
+                .map(|b| BlockArchive {
+                    height: b.height.to_native(),
+                    hash: b.hash,
+                    prev_hash: b.prev_hash,
+                    tx_count: b.tx_count.to_native(),
+                    term: b.term.to_native(),
+                    state_hash: b.state_hash,
+                    timestamp_ms: b.timestamp_ms.to_native(),
+                })
+                .collect(),
         }
     }
 
@@ -395,6 +551,95 @@ mod tests {
             .into();
         let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
         assert!(error.contains("ascending node id"), "{error}");
+    }
+
+    /// A shard with recent windows: three blocks (two of transfers, one empty of them).
+    fn state_with_windows() -> ShardState {
+        let mut s = state();
+        s.set_recent_bounds(4, 2);
+        for (height, hashes) in [(1u64, &[1u8, 2][..]), (2, &[3][..]), (4, &[4, 5][..])] {
+            s.set_applied_index(height);
+            for &h in hashes {
+                s.record_decision(TxHash([h; 32]), ResultCode::InsufficientFunds, height);
+            }
+            s.record_block(
+                height,
+                1,
+                &[height as u8],
+                hashes.len() as u32,
+                1_000 + height,
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn recent_windows_survive_a_round_trip_and_keep_their_bounds() {
+        let s = state_with_windows();
+        assert_eq!(
+            s.recent_decisions().len(),
+            4,
+            "the oldest transfer forgotten"
+        );
+        assert!(s.recent_decision(&TxHash([1; 32])).is_none());
+        assert_eq!(
+            s.recent_blocks()
+                .iter()
+                .map(|b| b.height)
+                .collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+        let bytes = encode_state(&s);
+        let restored = decode_state(&bytes).unwrap();
+        assert_eq!(restored.recent_bounds(), (4, 2));
+        assert!(restored.recent_decisions().eq(s.recent_decisions()));
+        assert_eq!(restored.recent_blocks(), s.recent_blocks());
+        assert_eq!(restored.state_hash(), s.state_hash());
+        assert_eq!(encode_state(&restored), bytes);
+    }
+
+    #[test]
+    fn recent_windows_that_the_log_could_not_have_made_are_refused() {
+        let good = state_with_windows();
+        let check = |spoil: &dyn Fn(&mut StateArchive), expected: &str| {
+            let mut archive = archive_of(&good);
+            assert!(decode_state(&bytes_of(&archive)).is_ok());
+            spoil(&mut archive);
+            let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+            assert!(error.contains(expected), "{expected}: {error}");
+        };
+        check(
+            &|a| a.recent_transactions_max = 3,
+            "4 recent transfers, bound 3",
+        );
+        check(
+            &|a| a.recent_transactions_max = RECENT_TRANSACTIONS_LIMIT as u64 + 1,
+            "recent transfers, bound",
+        );
+        check(&|a| a.recent_blocks_max = 1, "2 recent blocks, bound 1");
+        check(&|a| a.recent_transactions[1].result = 10, "result code 10");
+        check(&|a| a.recent_transactions[0].block = 4, "not in log order");
+        check(
+            &|a| a.recent_transactions[3].block = 5,
+            "past the applied index",
+        );
+        check(&|a| a.recent_transactions[3].block = 0, "not in log order");
+        check(
+            &|a| a.recent_transactions[3].tx_hash = a.recent_transactions[2].tx_hash,
+            "appears twice",
+        );
+        check(&|a| a.recent_blocks[1].prev_hash = [0; 32], "not chained");
+        check(&|a| a.recent_blocks[1].height = 2, "not chained");
+        check(
+            &|a| a.recent_blocks[1].height = 5,
+            "up to the applied index 4",
+        );
+        check(
+            &|a| {
+                a.recent_blocks.pop();
+            },
+            "not the state's last block",
+        );
     }
 
     #[test]

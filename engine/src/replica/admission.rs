@@ -77,22 +77,27 @@ impl ShardReplica {
         outcome
     }
 
-    /// Records a transfer's status in the bounded recent window.
+    /// Records a transfer's status. A decision of the log (`Decided` with a block: apply calls
+    /// this for every transfer of an entry, in order) goes to the state's window, the same on
+    /// every replica and carried by snapshots (`ShardState::record_decision`). Anything else
+    /// (PENDING on this leader, a rejection before consensus) is this validator's own and goes
+    /// to its local window, bounded by `recent_transactions_max`, oldest forgotten first.
     pub(super) fn remember(&mut self, hash: TxHash, status: TxStatus) {
+        if let TxStatus::Decided(outcome) = status {
+            if outcome.block > 0 {
+                assert_eq!(outcome.tx_hash, hash);
+                self.state
+                    .record_decision(hash, outcome.result, outcome.block);
+                // Its local status (PENDING) is superseded.
+                self.recent_transactions.remove(&hash);
+                return;
+            }
+        }
         if self.config.recent_transactions_max == 0 {
             return;
         }
-        // A transfer decided OK stays OK: resubmitting it (harmless by design) is answered
-        // NONCE_REPLAYED, but the transfer's status is still that it committed. Any other
-        // status may be replaced by a later one (a transfer refused for funds may succeed
-        // when resubmitted), except that a decided one is not replaced by pending.
-        let keep = match self.recent_transactions.get(&hash) {
-            Some(TxStatus::Decided(earlier)) => {
-                earlier.result == ResultCode::Ok || matches!(status, TxStatus::Pending { .. })
-            }
-            _ => false,
-        };
-        if keep {
+        // The log's decision stands: a resubmission of a decided transfer is not PENDING.
+        if self.state.recent_decision(&hash).is_some() {
             return;
         }
         if self.recent_transactions.insert(hash, status).is_none() {
@@ -102,48 +107,44 @@ impl ShardReplica {
                 self.recent_transactions.remove(&old);
             }
         }
+        assert!(self.recent_transactions.len() <= self.recent_order.len());
     }
 
-    /// A transfer's status, if it is in the recent window.
+    /// A transfer's status: the log's decision while it is in the state's window (every
+    /// validator answers alike), else this validator's own status, if any.
     pub fn transaction(&self, hash: &TxHash) -> Option<TxStatus> {
+        if let Some(decision) = self.state.recent_decision(hash) {
+            return Some(TxStatus::Decided(Outcome {
+                tx_hash: *hash,
+                result: decision.result,
+                shard: self.config.shard,
+                block: decision.block,
+            }));
+        }
         self.recent_transactions.get(hash).copied()
     }
 
     /// A block header, if it is in the recent window.
     pub fn block(&self, height: u64) -> Option<BlockHeader> {
-        let first = self.recent_blocks.front()?.height;
+        let blocks = self.state.recent_blocks();
+        let first = blocks.front()?.height;
         if height < first {
             return None;
         }
         // Heights are increasing but not contiguous (raft's own entries are not blocks).
-        self.recent_blocks
+        blocks
             .binary_search_by_key(&height, |b| b.height)
             .ok()
-            .map(|i| self.recent_blocks[i])
+            .map(|i| blocks[i])
     }
 
     pub fn latest_block(&self) -> Option<BlockHeader> {
-        self.recent_blocks.back().copied()
+        self.state.recent_blocks().back().copied()
     }
 
     pub(super) fn push_block(&mut self, entry: &Entry, tx_count: u32) {
-        let (prev_hash, hash) = self.state.chain_block(entry.index, entry.term, &entry.data);
-        if self.config.recent_blocks_max == 0 {
-            return;
-        }
-        self.recent_blocks.push_back(BlockHeader {
-            shard: self.config.shard,
-            height: entry.index,
-            hash,
-            prev_hash,
-            tx_count,
-            term: entry.term,
-            state_hash: self.state.state_hash(),
-            timestamp_ms: self.now_ms,
-        });
-        while self.recent_blocks.len() > self.config.recent_blocks_max {
-            self.recent_blocks.pop_front();
-        }
+        self.state
+            .record_block(entry.index, entry.term, &entry.data, tx_count, self.now_ms);
     }
 
     /// Proposes what [`ShardReplica::submit_verified`] admitted as entries of at most

@@ -83,21 +83,7 @@ pub enum TxStatus {
     Decided(Outcome),
 }
 
-/// A block: one applied log entry that carries a payload (transfers or markers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlockHeader {
-    pub shard: ShardId,
-    /// The entry's log index.
-    pub height: u64,
-    pub hash: [u8; 32],
-    pub prev_hash: [u8; 32],
-    pub tx_count: u32,
-    pub term: u64,
-    /// The shard's state hash right after this block applied.
-    pub state_hash: u128,
-    /// Wall-clock time this replica applied it (local, not part of any hash).
-    pub timestamp_ms: u64,
-}
+pub use crate::ledger::BlockHeader;
 
 /// Why a submission was not taken.
 ///
@@ -140,9 +126,13 @@ pub struct ReplicaConfig {
     pub heartbeat_tick: usize,
     pub max_inflight_msgs: usize,
     pub max_size_per_msg_bytes: u64,
-    /// Transfers remembered for `GET /transactions/{txHash}` (oldest forgotten first).
+    /// Transfers remembered for `GET /transactions/{txHash}` (oldest forgotten first; at most
+    /// `ledger::RECENT_TRANSACTIONS_LIMIT`). The window of decided transfers is part of the
+    /// replicated state (`ShardState::record_decision`): every validator of a chain must use the
+    /// same value for their answers to agree.
     pub recent_transactions_max: usize,
-    /// Block headers remembered for `GET /blocks/{shard}/{height}`.
+    /// Block headers remembered for `GET /blocks/{shard}/{height}` (at most
+    /// `ledger::RECENT_BLOCKS_LIMIT`; the same on every validator, like the above).
     pub recent_blocks_max: usize,
 }
 
@@ -270,9 +260,11 @@ pub struct ShardReplica {
     delivered_up_to: Vec<u64>,
     leader_changes: u64,
     last_leader: u64,
+    /// This validator's own statuses, not in the log (PENDING on the leader, a rejection before
+    /// consensus), at most `recent_transactions_max`; decided transfers live in the state's
+    /// window. `recent_order` may name a transfer already dropped from the map (decided since).
     recent_transactions: HashMap<TxHash, TxStatus>,
     recent_order: VecDeque<TxHash>,
-    recent_blocks: VecDeque<BlockHeader>,
     hashes: Vec<TxHash>,
     /// Wall-clock of the current apply call (supplied by the I/O edge).
     now_ms: u64,
@@ -311,8 +303,10 @@ impl ShardReplica {
     pub fn new(
         config: ReplicaConfig,
         storage: MemStorage,
-        state: ShardState,
+        mut state: ShardState,
     ) -> Result<ShardReplica, raft::Error> {
+        // The recent windows (possibly from a snapshot) take this validator's bounds.
+        state.set_recent_bounds(config.recent_transactions_max, config.recent_blocks_max);
         assert!(config.entry_records_max >= 1 && config.entry_records_max <= BATCH_RECORDS_MAX);
         assert_eq!(config.shard, state.shard());
         assert!(
@@ -362,7 +356,6 @@ impl ShardReplica {
             last_leader: 0,
             recent_transactions: HashMap::new(),
             recent_order: VecDeque::new(),
-            recent_blocks: VecDeque::new(),
             hashes: Vec::new(),
             now_ms: 0,
             membership_events: Vec::new(),
@@ -561,6 +554,10 @@ impl ShardReplica {
             "restoring a snapshot from the leader"
         );
         self.state = state;
+        self.state.set_recent_bounds(
+            self.config.recent_transactions_max,
+            self.config.recent_blocks_max,
+        );
         // Committed entries waiting at a marker are covered by the snapshot.
         self.apply_queue.retain(|e| e.index > index);
         // Our proposals up to its index: their fate is unknown here.
