@@ -27,6 +27,22 @@
 //!
 //! A group commit is a run of records with the same `group`, the last one flagged; it always ends
 //! on a `BLOCK_BYTES` boundary, so a complete group never shares a block with the next one.
+//!
+//! Format 2 (this one): every group starts with a GroupHead record (kind 4), a whole number of
+//! `SECTOR_BYTES` sectors long, that checks every sector of the rest of the group:
+//!
+//! | offset | size | field          |                                                        |
+//! |--------|------|----------------|--------------------------------------------------------|
+//! | 0      | 32   | record header  | kind 4, flags 0, index 0, term 0, `len` = head bytes - 32 |
+//! | 32     | 8    | `group_bytes`  | bytes of the whole group, head included (multiple of 4096) |
+//! | 40     | 4    | `sectors`      | `(group_bytes - head bytes) / 512`                     |
+//! | 44     | 4    | `head_check`   | CRC32C over head bytes 0..4 and 8..44                  |
+//! | 48     | 4 × `sectors` | sector CRCs | CRC32C of each 512-byte sector after the head   |
+//! | ...    |      | zeros          | up to the head's end                                   |
+//!
+//! `head_check` lies in the head's first sector and does not depend on the record checksum, so
+//! the group's length can be trusted before the rest of the group is read. Format 1 had no group
+//! heads; this version refuses to read it (see storage/README.md).
 
 use raft::eraftpb::{Entry, EntryType, HardState};
 
@@ -38,6 +54,14 @@ pub const BLOCK_BYTES: usize = 4096;
 
 pub const FLAG_GROUP_END: u8 = 1;
 
+/// The unit a group head checks, and the smallest unit a device writes whole (a sector; devices
+/// with 4096-byte sectors write 8 of these whole).
+pub const SECTOR_BYTES: usize = 512;
+/// The fixed part of a group head: record header, group bytes, sector count, head check.
+pub const HEAD_FIXED_BYTES: usize = HEADER_BYTES + 16;
+/// Bound on one group commit, head included (the staging bound keeps groups below it).
+pub const GROUP_BYTES_MAX: usize = 1 << 30;
+
 pub const ENTRY_PAYLOAD_FIXED_BYTES: usize = 8;
 pub const HARD_STATE_PAYLOAD_BYTES: usize = 24;
 
@@ -46,6 +70,8 @@ pub const PAYLOAD_BYTES_MAX: usize = u32::MAX as usize - RECORD_ALIGN_BYTES;
 
 const _: () = assert!(BLOCK_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 const _: () = assert!(HEADER_BYTES == RECORD_ALIGN_BYTES);
+const _: () = assert!(BLOCK_BYTES.is_multiple_of(SECTOR_BYTES));
+const _: () = assert!(SECTOR_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -53,6 +79,7 @@ pub enum RecordKind {
     Entry = 1,
     HardState = 2,
     Pad = 3,
+    GroupHead = 4,
 }
 
 impl RecordKind {
@@ -61,6 +88,7 @@ impl RecordKind {
             1 => Some(RecordKind::Entry),
             2 => Some(RecordKind::HardState),
             3 => Some(RecordKind::Pad),
+            4 => Some(RecordKind::GroupHead),
             _ => None,
         }
     }
@@ -266,6 +294,13 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
                 return Err(DecodeError::Malformed("pad payload not zero"));
             }
         }
+        RecordKind::GroupHead => {
+            if index != 0 || term != 0 || flags != 0 {
+                return Err(DecodeError::Malformed(
+                    "group head with index, term or flags",
+                ));
+            }
+        }
     }
 
     Ok(RecordView {
@@ -282,6 +317,165 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
         payload,
         record_bytes: total_bytes,
     })
+}
+
+/// The layout of a group whose records (the closing Pad or flag not yet added) take
+/// `records_bytes`: `(head_bytes, group_bytes)`. The head is the smallest whole number of sectors
+/// that holds a checksum for every sector after it; the group ends on a block boundary, with
+/// room for at least a Pad record when there are no records.
+pub fn group_layout(records_bytes: usize) -> (usize, usize) {
+    assert!(records_bytes.is_multiple_of(RECORD_ALIGN_BYTES));
+    let records_bytes = records_bytes.max(HEADER_BYTES);
+    let mut head_bytes = SECTOR_BYTES;
+    loop {
+        let group_bytes = align_up(head_bytes + records_bytes, BLOCK_BYTES);
+        let sectors = (group_bytes - head_bytes) / SECTOR_BYTES;
+        let needed = align_up(HEAD_FIXED_BYTES + 4 * sectors, SECTOR_BYTES);
+        if needed <= head_bytes {
+            return (head_bytes, group_bytes);
+        }
+        head_bytes = needed;
+    }
+}
+
+/// The check of a head's first `HEAD_FIXED_BYTES`: everything but the record checksum.
+fn head_check(head: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&head[0..4]);
+    crc32c::crc32c_append(crc, &head[8..44])
+}
+
+/// Writes the group head of a group of `group_bytes` whose sectors after the head are `body`
+/// into `out` (emptied first; `head_bytes` long afterwards).
+pub fn encode_group_head(out: &mut Vec<u8>, group: u32, head_bytes: usize, body: &[u8]) {
+    assert!(head_bytes >= SECTOR_BYTES && head_bytes.is_multiple_of(SECTOR_BYTES));
+    assert!(body.len().is_multiple_of(SECTOR_BYTES));
+    let group_bytes = head_bytes + body.len();
+    assert!(group_bytes.is_multiple_of(BLOCK_BYTES) && group_bytes <= GROUP_BYTES_MAX);
+    let sectors = body.len() / SECTOR_BYTES;
+    assert!(HEAD_FIXED_BYTES + 4 * sectors <= head_bytes);
+    out.clear();
+    let capacity_before = out.capacity();
+    let header = Header {
+        len: (head_bytes - HEADER_BYTES) as u32,
+        crc: 0,
+        kind: RecordKind::GroupHead,
+        flags: 0,
+        group,
+        index: 0,
+        term: 0,
+    };
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(&(group_bytes as u64).to_le_bytes());
+    out.extend_from_slice(&(sectors as u32).to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    let check = head_check(out);
+    out[44..48].copy_from_slice(&check.to_le_bytes());
+    for sector in body.chunks_exact(SECTOR_BYTES) {
+        out.extend_from_slice(&crc32c::crc32c(sector).to_le_bytes());
+    }
+    out.resize(head_bytes, 0);
+    let header_bytes: [u8; HEADER_BYTES] = out[..HEADER_BYTES].try_into().unwrap();
+    let payload_crc = crc32c::crc32c(&out[HEADER_BYTES..]);
+    let crc = record_crc(&header_bytes, payload_crc, head_bytes - HEADER_BYTES);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        out.capacity(),
+        capacity_before,
+        "group head buffer reallocated"
+    );
+}
+
+/// A group head whose first `HEAD_FIXED_BYTES` passed their check (its sector table is not
+/// verified yet: see [`group_head_table_valid`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupHead {
+    pub group: u32,
+    pub head_bytes: usize,
+    pub group_bytes: usize,
+    pub sectors: usize,
+}
+
+/// Why the bytes at a group's start are not a usable group head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// The file ends before the head's fixed part.
+    Short,
+    /// The fixed part fails its check.
+    CheckMismatch,
+    /// The check matched but the contents are impossible.
+    Malformed(&'static str),
+}
+
+/// Decodes the fixed part of the group head at `offset` of `bytes` (a whole segment file).
+pub fn decode_group_head(bytes: &[u8], offset: usize) -> Result<GroupHead, HeadError> {
+    assert!(offset.is_multiple_of(BLOCK_BYTES));
+    if offset + HEAD_FIXED_BYTES > bytes.len() {
+        return Err(HeadError::Short);
+    }
+    let head = &bytes[offset..offset + HEAD_FIXED_BYTES];
+    let stored_check = u32::from_le_bytes(head[44..48].try_into().unwrap());
+    if head_check(head) != stored_check {
+        return Err(HeadError::CheckMismatch);
+    }
+    let len = u32::from_le_bytes(head[0..4].try_into().unwrap()) as usize;
+    if head[8] != RecordKind::GroupHead as u8 {
+        return Err(HeadError::Malformed("group head of another record kind"));
+    }
+    if head[9..12].iter().any(|b| *b != 0) || head[16..32].iter().any(|b| *b != 0) {
+        return Err(HeadError::Malformed(
+            "group head with flags, reserved bytes, index or term",
+        ));
+    }
+    let group = u32::from_le_bytes(head[12..16].try_into().unwrap());
+    let group_bytes = u64::from_le_bytes(head[32..40].try_into().unwrap());
+    let sectors = u32::from_le_bytes(head[40..44].try_into().unwrap()) as usize;
+    let head_bytes = len + HEADER_BYTES;
+    if head_bytes < SECTOR_BYTES || !head_bytes.is_multiple_of(SECTOR_BYTES) {
+        return Err(HeadError::Malformed(
+            "group head not a whole number of sectors",
+        ));
+    }
+    if group_bytes > GROUP_BYTES_MAX as u64 || !group_bytes.is_multiple_of(BLOCK_BYTES as u64) {
+        return Err(HeadError::Malformed("impossible group length"));
+    }
+    let group_bytes = group_bytes as usize;
+    if group_bytes <= head_bytes || (group_bytes - head_bytes) / SECTOR_BYTES != sectors {
+        return Err(HeadError::Malformed(
+            "group head's sector count does not match the group length",
+        ));
+    }
+    if HEAD_FIXED_BYTES + 4 * sectors > head_bytes {
+        return Err(HeadError::Malformed(
+            "group head too short for its sector table",
+        ));
+    }
+    Ok(GroupHead {
+        group,
+        head_bytes,
+        group_bytes,
+        sectors,
+    })
+}
+
+/// Whether the whole head record (its sector table and zero fill included) passes its record
+/// checksum. The head must lie within `bytes`.
+pub fn group_head_table_valid(bytes: &[u8], offset: usize, head: &GroupHead) -> bool {
+    let end = offset + head.head_bytes;
+    assert!(end <= bytes.len());
+    let record = &bytes[offset..end];
+    let header_bytes: [u8; HEADER_BYTES] = record[..HEADER_BYTES].try_into().unwrap();
+    let stored = u32::from_le_bytes(record[4..8].try_into().unwrap());
+    let payload_crc = crc32c::crc32c(&record[HEADER_BYTES..]);
+    let table_end = HEAD_FIXED_BYTES + 4 * head.sectors;
+    record_crc(&header_bytes, payload_crc, head.head_bytes - HEADER_BYTES) == stored
+        && record[table_end..].iter().all(|b| *b == 0)
+}
+
+/// The checksum the head at `offset` records for the `index`-th sector after it.
+pub fn group_head_sector_crc(bytes: &[u8], offset: usize, head: &GroupHead, index: usize) -> u32 {
+    assert!(index < head.sectors);
+    let at = offset + HEAD_FIXED_BYTES + 4 * index;
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
 /// Builds the raft Entry of a verified Entry record. Context and data are copied out: slicing the

@@ -1,6 +1,7 @@
-//! Crash simulation: the last group commit is torn at every byte, overwritten with zeros or
-//! garbage, or loses a sector; recovery must keep exactly the groups before it, repair the file,
-//! and go on appending.
+//! Crash simulation: the last group commit is cut at every byte, blanked from a sector on, or
+//! loses a sector; recovery must keep exactly the groups before it, repair the file, and go on
+//! appending. Damage a crash cannot leave (a flipped bit, garbage, a sector cut inside) in the
+//! last group or a sealed segment is refused with the file and byte offset.
 
 mod common;
 
@@ -178,6 +179,8 @@ fn torn_at_every_byte_of_the_last_group_second_block() {
     torn_at_every_byte(4096..8192);
 }
 
+const SECTOR: usize = 512;
+
 /// Deterministic garbage (xorshift), never a valid record.
 fn garbage(bytes: &mut [u8], seed: u64) {
     let mut state = seed | 1;
@@ -190,39 +193,82 @@ fn garbage(bytes: &mut [u8], seed: u64) {
 }
 
 #[test]
-fn last_group_tail_overwritten_with_zeros_or_garbage() {
+fn last_group_blanked_from_a_sector_on_is_torn() {
+    // A torn write leaves each sector as written or as it was: blank, past the end of the log.
     let fixture = fixture();
     let scratch = scratch_dir();
     let (start, end) = fixture.last_group;
     run(async {
-        let mut offsets: Vec<u64> = (start..end).step_by(32).collect();
-        offsets.extend([start + 1, start + 77, start + 4095, start + 4097, end - 1]);
-        for offset in offsets {
-            for fill in ["zeros", "garbage"] {
-                let (copy, last) = fixture.copy(scratch.path());
-                let mut contents = std::fs::read(&last).unwrap();
-                let original = contents.clone();
-                let tail = &mut contents[offset as usize..];
-                match fill {
-                    "zeros" => tail.fill(0),
-                    _ => garbage(tail, offset),
-                }
-                if contents == original {
-                    // Zeros over the Pad record's (zero) payload change nothing: the group is
-                    // intact, and recovering it is right.
-                    fixture.check_recovers_whole(&copy).await;
-                    continue;
-                }
-                std::fs::write(&last, &contents).unwrap();
-                let append = offset % 512 == 0;
-                fixture
-                    .check_recovers_without_last_group(
-                        &copy,
-                        append,
-                        &format!("{fill} from {offset}"),
-                    )
-                    .await;
+        for offset in (start..end).step_by(SECTOR) {
+            let (copy, last) = fixture.copy(scratch.path());
+            let mut contents = std::fs::read(&last).unwrap();
+            let original = contents.clone();
+            contents[offset as usize..].fill(0);
+            if contents == original {
+                // Zeros over the Pad record's (zero) payload change nothing: the group is
+                // intact, and recovering it is right.
+                fixture.check_recovers_whole(&copy).await;
+                continue;
             }
+            std::fs::write(&last, &contents).unwrap();
+            fixture
+                .check_recovers_without_last_group(
+                    &copy,
+                    offset % 4096 == 0,
+                    &format!("zeros from {offset}"),
+                )
+                .await;
+        }
+    });
+}
+
+#[test]
+fn last_group_overwritten_with_garbage_or_zeros_within_a_sector_is_refused() {
+    // Bytes a torn write cannot leave: garbage (neither what was written nor blank), or a
+    // sector cut inside (a device writes a sector whole or not at all; a torn sector reads as an
+    // I/O error, not as a mix). Refused, naming the file and an offset at or before the damage.
+    let fixture = fixture();
+    let scratch = scratch_dir();
+    let (start, end) = fixture.last_group;
+    run(async {
+        let mut cases: Vec<(u64, &str)> = (start..end)
+            .step_by(96)
+            .map(|offset| (offset, "garbage"))
+            .collect();
+        cases.extend(
+            [start + 1, start + 77, start + 4097, start + 5000, end - 1]
+                .into_iter()
+                .map(|offset| (offset, "zeros")),
+        );
+        for (offset, fill) in cases {
+            let (copy, last) = fixture.copy(scratch.path());
+            let mut contents = std::fs::read(&last).unwrap();
+            let sector_end = (offset as usize).next_multiple_of(SECTOR);
+            if fill == "zeros"
+                && contents[offset as usize..sector_end]
+                    .iter()
+                    .all(|b| *b == 0)
+            {
+                continue; // the same as zeros from the next sector on: a torn write
+            }
+            match fill {
+                "zeros" => contents[offset as usize..].fill(0),
+                _ => garbage(&mut contents[offset as usize..], offset),
+            }
+            std::fs::write(&last, &contents).unwrap();
+            let err = match Wal::open(small_config(&copy)).await {
+                Ok((_, recovered)) => panic!(
+                    "{fill} from {offset}: not refused; torn tail {:?}",
+                    recovered.torn_tail
+                ),
+                Err(err) => err,
+            };
+            let message = err.to_string();
+            assert!(
+                matches!(&err, StorageError::Corrupt { path, offset: at, .. }
+                    if *path == last && *at <= offset && *at >= start),
+                "{fill} from {offset}: {message}"
+            );
         }
     });
 }
@@ -253,6 +299,68 @@ fn last_group_loses_one_sector() {
     });
 }
 
+/// Flips one bit at each of `positions` of a copy of `file` (of the fixture's log) and checks
+/// that recovery refuses to start with `Corrupt` naming that file and an offset at or before the
+/// flipped byte, less than a block before it.
+fn flipped_bit_is_refused(fixture: &Fixture, file_name: &std::ffi::OsStr, positions: &[u64]) {
+    let scratch = scratch_dir();
+    run(async {
+        for &position in positions {
+            let (copy, _) = fixture.copy(scratch.path());
+            let file = copy.join(file_name);
+            let mut contents = std::fs::read(&file).unwrap();
+            contents[position as usize] ^= 0x08;
+            std::fs::write(&file, &contents).unwrap();
+            let err = match Wal::open(small_config(&copy)).await {
+                Ok((_, recovered)) => panic!(
+                    "a flipped bit at byte {position} of {} was not refused; torn tail: {:?}",
+                    file.display(),
+                    recovered.torn_tail
+                ),
+                Err(err) => err,
+            };
+            let message = err.to_string();
+            let StorageError::Corrupt { path, offset, .. } = err else {
+                panic!("flip at {position}: not Corrupt: {message}");
+            };
+            assert_eq!(path, file, "{message}");
+            assert!(
+                offset <= position && position - offset < 4096,
+                "flip at {position}, reported at {offset}: {message}"
+            );
+            assert!(
+                message.contains(&format!("byte offset {offset}")),
+                "{message}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_complete_last_group_with_one_flipped_bit_is_refused_with_file_and_offset() {
+    // Every byte of the last group was written and fdatasynced (acknowledged); one flipped bit
+    // later is damage, not a torn write, and dropping the group would lose what it recorded.
+    let fixture = fixture();
+    let (start, end) = fixture.last_group;
+    let mut positions: Vec<u64> = (start..end).step_by(61).collect();
+    positions.extend([start, start + 511, start + 512, end - 1]);
+    flipped_bit_is_refused(
+        &fixture,
+        fixture.last_segment.file_name().unwrap(),
+        &positions,
+    );
+}
+
+#[test]
+fn a_flipped_bit_in_a_sealed_segment_is_refused_with_file_and_offset() {
+    let fixture = fixture();
+    let sealed = segment_files(&fixture.dir)[0].clone();
+    let length = file_len(&sealed);
+    let mut positions: Vec<u64> = (0..length).step_by(509).collect();
+    positions.push(length - 1);
+    flipped_bit_is_refused(&fixture, sealed.file_name().unwrap(), &positions);
+}
+
 #[test]
 fn torn_fresh_segment_and_empty_log() {
     let scratch = scratch_dir();
@@ -266,15 +374,25 @@ fn torn_fresh_segment_and_empty_log() {
         wal.commit().await.unwrap();
         drop(wal);
 
-        // Only garbage in the only segment: nothing valid, nothing acknowledged lost.
+        // Only blank blocks in the only segment (a torn first write): nothing acknowledged lost.
         let segment = segment_files(&dir).pop().unwrap();
-        let mut contents = vec![0u8; 4096];
-        garbage(&mut contents, 99);
-        std::fs::write(&segment, &contents).unwrap();
+        std::fs::write(&segment, vec![0u8; 8192]).unwrap();
         let (_, recovered) = Wal::open(small_config(&dir)).await.unwrap();
         assert!(recovered.entries.is_empty());
         assert_eq!(recovered.torn_tail.unwrap().truncated_to, 0);
         assert_eq!(file_len(&segment), 0);
+
+        // Only garbage: no torn write leaves that (the log is written past its end only, where
+        // the file reads as zeros), so it is refused, not discarded.
+        let mut contents = vec![0u8; 4096];
+        garbage(&mut contents, 99);
+        std::fs::write(&segment, &contents).unwrap();
+        let err = Wal::open(small_config(&dir)).await.err().unwrap();
+        assert!(
+            matches!(err, StorageError::Corrupt { offset: 0, .. }),
+            "{err}"
+        );
+        assert_eq!(file_len(&segment), 4096, "a refused log is left as it is");
     });
 }
 

@@ -47,6 +47,8 @@ pub struct WalConfig {
 impl WalConfig {
     pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
     pub const STAGED_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+    /// Keeps a group (records, closing Pad and head) within `record::GROUP_BYTES_MAX`.
+    pub const STAGED_BYTES_MAX_LIMIT: usize = crate::record::GROUP_BYTES_MAX / 2;
 
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
         WalConfig {
@@ -64,11 +66,14 @@ impl WalConfig {
                 self.segment_bytes_max
             )));
         }
-        if self.staged_bytes_max < BLOCK_BYTES || !self.staged_bytes_max.is_multiple_of(BLOCK_BYTES)
+        if self.staged_bytes_max < BLOCK_BYTES
+            || !self.staged_bytes_max.is_multiple_of(BLOCK_BYTES)
+            || self.staged_bytes_max > Self::STAGED_BYTES_MAX_LIMIT
         {
             return Err(StorageError::Invalid(format!(
-                "staged_bytes_max {} must be a non-zero multiple of {BLOCK_BYTES}",
-                self.staged_bytes_max
+                "staged_bytes_max {} must be a non-zero multiple of {BLOCK_BYTES}, at most {}",
+                self.staged_bytes_max,
+                Self::STAGED_BYTES_MAX_LIMIT
             )));
         }
         Ok(())
@@ -86,7 +91,7 @@ impl Default for WalConfig {
 pub struct CommitStats {
     /// Bytes written to the segment, padding included (a multiple of 4096; 0: nothing staged).
     pub bytes_written: u64,
-    /// Records written, the closing Pad record included.
+    /// Records written, the group head and the closing Pad record included.
     pub records: u32,
     /// The group-commit sequence number of this group.
     pub group: u32,
@@ -254,7 +259,7 @@ impl Wal {
     async fn commit_group_inner(&mut self) -> Result<CommitStats, StorageError> {
         self.staging.seal();
         let group = self.staging.group();
-        let group_bytes = self.staging.sealed_bytes().len() as u64;
+        let group_bytes = self.staging.sealed_len() as u64;
         assert!(group_bytes > 0 && group_bytes.is_multiple_of(BLOCK_BYTES as u64));
 
         let active_bytes = self.active_segment().bytes;
@@ -267,9 +272,13 @@ impl Wal {
         assert!(offset.is_multiple_of(BLOCK_BYTES as u64));
 
         // One copy into a DMA buffer (see dma_cache.rs for why not stage into one directly).
-        let sealed = self.staging.sealed_bytes();
-        let mut buffer = self.dma_cache.take(&self.active, sealed.len());
-        buffer.as_bytes_mut().copy_from_slice(sealed);
+        let (head, records) = self.staging.sealed_parts();
+        let mut buffer = self
+            .dma_cache
+            .take(&self.active, head.len() + records.len());
+        let (head_part, records_part) = buffer.as_bytes_mut().split_at_mut(head.len());
+        head_part.copy_from_slice(head);
+        records_part.copy_from_slice(records);
 
         let path = self.active_segment().path.clone();
         let write_start = Instant::now();

@@ -2,30 +2,44 @@
 //! commits, and tell a torn tail (a crash during an unacknowledged group: repaired) from
 //! corruption (refused).
 //!
-//! The rule. When the record at offset X of segment F is invalid (bad checksum, impossible
-//! length, unknown kind, zero header, ...):
-//! - F is not the last segment: corruption. Only the last segment can hold a write in flight.
-//! - Otherwise let P be the last valid record before X (in F, else the last record of the
-//!   previous segment, which always ends a group). The group in flight at the crash, G, is
-//!   `P.group + 1` if P ends its group, else `P.group`. A torn write of G can leave valid records
-//!   of G after X, but nothing of a later group: so a valid record after X (searched at every
-//!   32-byte aligned offset to the end of the file) whose group is `>= G + 1` proves corruption.
-//!   Otherwise X begins a torn tail, and F is truncated to the end of its last complete group.
+//! What a crash can leave. The WAL writes each group once, with O_DIRECT, past the end of the
+//! log (a new segment, or after the last complete group, where a repair truncated the file), so
+//! the bytes it writes over read as zeros. A crash during that write leaves each sector (512
+//! bytes; a device writes a sector whole or not at all, and a torn sector reads as an I/O error,
+//! not as a mix) either as written or blank, in any combination (devices persist the sectors of
+//! one write in any order), and the file may end anywhere inside the group. Nothing else. Each
+//! group begins with a head (see `record.rs`) whose first 48 bytes carry the group's length and
+//! their own check, and whose table holds the CRC32C of every later sector of the group.
 //!
-//! Only complete groups (through the record with the group-end flag) are replayed: a group commit
-//! is atomic. Records of an incomplete last group are discarded with the torn tail; that group was
-//! never acknowledged because `commit` returns only after its fdatasync.
+//! The rule, per group, from the start of each segment:
+//! - the head's first sector is blank, or the file ends inside the group: the group is **torn**;
+//! - the head's check fails and its first sector is not blank: **corruption**;
+//! - the head's table fails its checksum: torn if one of the head's sectors is blank, else
+//!   corruption;
+//! - a sector fails the CRC its head recorded: torn if it is blank, **corruption** if not (a
+//!   flipped bit, garbage); any non-blank bad sector makes the group corrupt;
+//! - every sector matches: the group is complete, and its records must all be valid.
 //!
-//! Limitation, shared by every log that checksums records but not redundantly: a completely
-//! written, acknowledged last group whose middle was later damaged on the device looks exactly
-//! like a torn write of that group and is discarded rather than reported.
+//! A torn group is accepted only as the last group of the last segment, and only when no valid
+//! record of a later group follows it anywhere in the file (a later group is written only after
+//! this one was acknowledged). The file is then truncated to the end of the last complete group
+//! and fsynced; that group was never acknowledged, because `commit` returns only after its
+//! fdatasync. Everything else is `StorageError::Corrupt` naming the file and the byte offset
+//! (the first record that fails, else the damaged sector or the group head).
+//!
+//! Limits, precisely. A damaged sector that reads as all zeros (a device that returns zeros for
+//! a sector it lost, or a flip of the only set bit of a sector) is taken for a torn write when
+//! it is in the last group. Garbage where the log has not been written yet (a file system that
+//! exposes stale blocks after a crash, a device that ignores flushes) is refused as corruption
+//! rather than discarded: the operator decides. The head's own table is one checksum over the
+//! head, so damage inside a multi-sector head that also has a blank sector counts as torn.
 
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{Entry, HardState};
 
 use crate::error::StorageError;
-use crate::record::{self, DecodeError, Header, RecordKind, BLOCK_BYTES, RECORD_ALIGN_BYTES};
+use crate::record::{self, HeadError, RecordKind, BLOCK_BYTES, RECORD_ALIGN_BYTES, SECTOR_BYTES};
 use crate::wal::segment::{self, SegmentInfo};
 
 /// What recovery found past the end of the last complete group of the last segment, and cut off.
@@ -162,121 +176,80 @@ fn scan_segment(
     is_last: bool,
     replay: &mut Replay,
 ) -> Result<SegmentScan, StorageError> {
-    let mut offset = 0usize;
-    let mut pending: Vec<Pending> = Vec::new();
-    // The last valid record of this segment ("P" of the rule).
-    let mut previous: Option<Header> = None;
+    // The start of the next group: the end of the last complete one.
     let mut complete_end = 0usize;
     let mut last_group = None;
     let mut entry_index_max: Option<u64> = None;
 
-    let invalid: Option<(usize, &'static str)> = loop {
-        if offset == contents.len() {
+    let torn: Option<Torn> = loop {
+        if complete_end == contents.len() {
             break None;
         }
-        let record = match record::decode(contents, offset) {
-            Ok(record) => record,
-            Err(DecodeError::Malformed(reason)) => {
-                return Err(StorageError::corrupt(path, offset as u64, reason));
-            }
-            Err(DecodeError::Invalid(reason)) => break Some((offset, reason)),
-        };
-        let header = record.header;
-        if let Some(expected) = group_in_flight(previous, expect_group) {
-            if header.group != expected {
-                return Err(StorageError::corrupt(
-                    path,
-                    offset as u64,
-                    format!(
-                        "record of group {} where group {} was expected",
-                        header.group, expected
-                    ),
-                ));
-            }
-        }
-        match header.kind {
-            RecordKind::Entry => {
-                pending.push(Pending::Entry(record::decode_entry(&record)));
-            }
-            RecordKind::HardState => {
-                pending.push(Pending::HardState(record::decode_hard_state(&record)));
-            }
-            RecordKind::Pad => {}
-        }
-        let record_offset = offset;
-        offset += record.record_bytes;
-        previous = Some(header);
-
-        if header.is_group_end() {
-            if !offset.is_multiple_of(BLOCK_BYTES) {
-                return Err(StorageError::corrupt(
-                    path,
-                    record_offset as u64,
-                    "group commit does not end on a block boundary",
-                ));
-            }
-            for item in pending.drain(..) {
-                match item {
-                    Pending::Entry(entry) => {
-                        entry_index_max =
-                            Some(entry_index_max.map_or(entry.index, |max| max.max(entry.index)));
-                        replay.apply_entry(entry);
-                    }
-                    Pending::HardState(hard_state) => {
-                        replay.hard_state = Some(hard_state);
-                        replay.hard_state_seq = Some(seq);
+        let expected = last_group.map_or(expect_group, |group: u32| Some(group.wrapping_add(1)));
+        match check_group(path, contents, complete_end, expected)? {
+            GroupCheck::Torn(torn) => break Some(torn),
+            GroupCheck::Complete {
+                group,
+                end,
+                pending,
+            } => {
+                for item in pending {
+                    match item {
+                        Pending::Entry(entry) => {
+                            entry_index_max = Some(
+                                entry_index_max.map_or(entry.index, |max| max.max(entry.index)),
+                            );
+                            replay.apply_entry(entry);
+                        }
+                        Pending::HardState(hard_state) => {
+                            replay.hard_state = Some(hard_state);
+                            replay.hard_state_seq = Some(seq);
+                        }
                     }
                 }
+                complete_end = end;
+                last_group = Some(group);
             }
-            complete_end = offset;
-            last_group = Some(header.group);
         }
     };
 
-    let inside_group = previous.is_some_and(|header| !header.is_group_end());
-    let torn: Option<(usize, String)> = match invalid {
-        Some((invalid_offset, reason)) => {
+    let torn_tail = match torn {
+        None => None,
+        Some(torn) => {
             if !is_last {
-                return Err(StorageError::corrupt(path, invalid_offset as u64, reason));
+                return Err(StorageError::corrupt(
+                    path,
+                    torn.offset as u64,
+                    format!(
+                        "{} in a segment that is not the last (only the last one can hold a \
+                         write in flight)",
+                        torn.reason
+                    ),
+                ));
             }
-            let in_flight = group_in_flight(previous, expect_group);
+            let in_flight = last_group.map_or(expect_group, |group| Some(group.wrapping_add(1)));
             if let Some((proof_offset, proof_group)) =
-                find_later_group(contents, invalid_offset, in_flight)
+                find_later_group(contents, complete_end, in_flight)
             {
                 return Err(StorageError::corrupt(
                     path,
-                    invalid_offset as u64,
+                    torn.offset as u64,
                     format!(
-                        "{reason}, and a valid record of the later group {proof_group} follows \
-                         at offset {proof_offset}, so this is not a torn write"
+                        "{}, and a valid record of the later group {proof_group} follows at \
+                         offset {proof_offset}, so this is not a torn write",
+                        torn.reason
                     ),
                 ));
             }
-            Some((invalid_offset, reason.to_string()))
+            Some(TornTail {
+                path: path.to_path_buf(),
+                offset: torn.offset as u64,
+                truncated_to: complete_end as u64,
+                bytes_discarded: (contents.len() - complete_end) as u64,
+                reason: torn.reason,
+            })
         }
-        None if inside_group => {
-            if !is_last {
-                return Err(StorageError::corrupt(
-                    path,
-                    complete_end as u64,
-                    "segment ends inside a group commit",
-                ));
-            }
-            Some((
-                contents.len(),
-                "end of file inside a group commit".to_string(),
-            ))
-        }
-        None => None,
     };
-
-    let torn_tail = torn.map(|(torn_offset, reason)| TornTail {
-        path: path.to_path_buf(),
-        offset: torn_offset as u64,
-        truncated_to: complete_end as u64,
-        bytes_discarded: (contents.len() - complete_end) as u64,
-        reason,
-    });
     if torn_tail.is_none() {
         assert_eq!(complete_end, contents.len());
     }
@@ -288,28 +261,244 @@ fn scan_segment(
     })
 }
 
-/// The group the next record must belong to, given the last valid record before it (in this
-/// segment) or, at the start of a segment, the group following the previous segment's last one.
-fn group_in_flight(previous: Option<Header>, expect_group: Option<u32>) -> Option<u32> {
-    match previous {
-        Some(header) if header.is_group_end() => Some(header.group.wrapping_add(1)),
-        Some(header) => Some(header.group),
-        None => expect_group,
-    }
+/// What a torn write of the group at a segment's end left: where, and why it is taken for one.
+struct Torn {
+    offset: usize,
+    reason: String,
 }
 
-/// Looks for a valid record after `invalid_offset` that a torn write of group `in_flight` cannot
-/// explain: one of a later group. Valid records of the in-flight group itself are skipped whole
-/// (their payload may contain anything, including bytes that look like a record). When the
-/// in-flight group is unknown (a lone segment with nothing valid before the bad bytes), the first
-/// valid record found defines it.
+enum GroupCheck {
+    Complete {
+        group: u32,
+        /// Offset just past the group.
+        end: usize,
+        pending: Vec<Pending>,
+    },
+    /// Explained by a torn write of this group (whether it may be one is the caller's rule).
+    Torn(Torn),
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+/// The first blank (all-zero) sector of `start..end` (whole sectors, within `contents`).
+fn first_blank_sector(contents: &[u8], start: usize, end: usize) -> Option<usize> {
+    (start..end)
+        .step_by(SECTOR_BYTES)
+        .find(|&at| is_blank(&contents[at..at + SECTOR_BYTES]))
+}
+
+/// Checks the group that starts at `start` (a block boundary before the end of `contents`).
+///
+/// A torn write leaves every sector of the group either as written or as it was before, and the
+/// WAL writes only past the end of the log, where the file reads as zeros: so a torn group is
+/// one that ends past the end of the file, or has a blank sector where its head records other
+/// contents. A sector that is neither what was written nor blank cannot come from a crash: it is
+/// corruption, last group or not.
+fn check_group(
+    path: &Path,
+    contents: &[u8],
+    start: usize,
+    expected: Option<u32>,
+) -> Result<GroupCheck, StorageError> {
+    assert!(start < contents.len() && start.is_multiple_of(BLOCK_BYTES));
+    let torn = |offset: usize, reason: String| Ok(GroupCheck::Torn(Torn { offset, reason }));
+    let first_sector_end = (start + SECTOR_BYTES).min(contents.len());
+    if is_blank(&contents[start..first_sector_end]) {
+        return torn(
+            start,
+            "blank group head (a torn write, or the end of the log)".to_string(),
+        );
+    }
+    let head = match record::decode_group_head(contents, start) {
+        Ok(head) => head,
+        Err(HeadError::Short) => {
+            return torn(
+                contents.len(),
+                "end of file inside a group head".to_string(),
+            );
+        }
+        Err(HeadError::Malformed(reason)) => {
+            return Err(StorageError::corrupt(path, start as u64, reason));
+        }
+        Err(HeadError::CheckMismatch) => {
+            if let Ok(record) = record::decode(contents, start) {
+                if record.header.kind != RecordKind::GroupHead {
+                    return Err(StorageError::corrupt(
+                        path,
+                        start as u64,
+                        format!(
+                            "a {:?} record where a group head is expected: this log was written \
+                             in WAL format 1 (no group heads), which this version does not read \
+                             (storage/README.md)",
+                            record.header.kind
+                        ),
+                    ));
+                }
+            }
+            return Err(StorageError::corrupt(
+                path,
+                start as u64,
+                "group head fails its check and its first sector is not blank: damaged, not a \
+                 torn write",
+            ));
+        }
+    };
+    if let Some(expected) = expected {
+        if head.group != expected {
+            return Err(StorageError::corrupt(
+                path,
+                start as u64,
+                format!(
+                    "group head of group {} where group {expected} was expected",
+                    head.group
+                ),
+            ));
+        }
+    }
+    let end = start + head.group_bytes;
+    if end > contents.len() {
+        return torn(
+            contents.len(),
+            format!(
+                "end of file inside group {} ({} of its {} bytes present)",
+                head.group,
+                contents.len() - start,
+                head.group_bytes
+            ),
+        );
+    }
+    let body = start + head.head_bytes;
+    if !record::group_head_table_valid(contents, start, &head) {
+        if let Some(blank) = first_blank_sector(contents, start, body) {
+            return torn(
+                blank,
+                format!("blank sector in the head of group {}", head.group),
+            );
+        }
+        return Err(StorageError::corrupt(
+            path,
+            start as u64,
+            "group head's sector table fails its checksum and none of its sectors is blank: \
+             damaged, not a torn write",
+        ));
+    }
+    let mut first_blank = None;
+    for index in 0..head.sectors {
+        let at = body + index * SECTOR_BYTES;
+        let sector = &contents[at..at + SECTOR_BYTES];
+        if crc32c::crc32c(sector) == record::group_head_sector_crc(contents, start, &head, index) {
+            continue;
+        }
+        if is_blank(sector) {
+            first_blank.get_or_insert(at);
+            continue;
+        }
+        // Damaged. Name the first record that fails (the records before it are intact), else
+        // the sector.
+        let offset = first_invalid_record(contents, body, at).unwrap_or(at);
+        return Err(StorageError::corrupt(
+            path,
+            offset as u64,
+            format!(
+                "the sector at offset {at} of group {} differs from what its group head \
+                 recorded and is not blank: damaged, not a torn write",
+                head.group
+            ),
+        ));
+    }
+    if let Some(blank) = first_blank {
+        return torn(
+            blank,
+            format!(
+                "blank sector in group {} where its head records data",
+                head.group
+            ),
+        );
+    }
+
+    // Every sector is as written: the records must be valid, else they were written so.
+    let mut pending = Vec::new();
+    let mut offset = body;
+    loop {
+        let record = record::decode(&contents[..end], offset)
+            .map_err(|e| StorageError::corrupt(path, offset as u64, e.reason()))?;
+        let header = record.header;
+        if header.kind == RecordKind::GroupHead {
+            return Err(StorageError::corrupt(
+                path,
+                offset as u64,
+                "group head inside a group",
+            ));
+        }
+        if header.group != head.group {
+            return Err(StorageError::corrupt(
+                path,
+                offset as u64,
+                format!("record of group {} in group {}", header.group, head.group),
+            ));
+        }
+        match header.kind {
+            RecordKind::Entry => pending.push(Pending::Entry(record::decode_entry(&record))),
+            RecordKind::HardState => {
+                pending.push(Pending::HardState(record::decode_hard_state(&record)));
+            }
+            RecordKind::Pad | RecordKind::GroupHead => {}
+        }
+        let record_offset = offset;
+        offset += record.record_bytes;
+        match (header.is_group_end(), offset == end) {
+            (true, true) => break,
+            (false, false) => {}
+            (true, false) => {
+                return Err(StorageError::corrupt(
+                    path,
+                    record_offset as u64,
+                    "group-end record before the end of its group",
+                ));
+            }
+            (false, true) => {
+                return Err(StorageError::corrupt(
+                    path,
+                    record_offset as u64,
+                    "group ends without a group-end record",
+                ));
+            }
+        }
+    }
+    Ok(GroupCheck::Complete {
+        group: head.group,
+        end,
+        pending,
+    })
+}
+
+/// The offset of the first record from `body` on that does not decode, if it starts before
+/// `until` (a damaged sector: the record that covers it fails).
+fn first_invalid_record(contents: &[u8], body: usize, until: usize) -> Option<usize> {
+    let mut offset = body;
+    while offset <= until {
+        match record::decode(contents, offset) {
+            Ok(record) => offset += record.record_bytes,
+            Err(_) => return Some(offset),
+        }
+    }
+    None
+}
+
+/// Looks for a valid record from `group_start` (the torn group's start) on that a torn write of
+/// group `in_flight` cannot explain: one of a later group. Valid records of the in-flight group
+/// itself (its head among them) are skipped whole (their payload may contain anything, including
+/// bytes that look like a record). When the in-flight group is unknown (a lone segment with
+/// nothing valid before the bad bytes), the first valid record found defines it.
 fn find_later_group(
     contents: &[u8],
-    invalid_offset: usize,
+    group_start: usize,
     in_flight: Option<u32>,
 ) -> Option<(usize, u32)> {
     let mut in_flight = in_flight;
-    let mut offset = invalid_offset + RECORD_ALIGN_BYTES;
+    let mut offset = group_start;
     while offset < contents.len() {
         match record::decode(contents, offset) {
             Ok(record) => match in_flight {

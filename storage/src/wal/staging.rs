@@ -1,6 +1,7 @@
 //! The staging buffer of one group commit: records are encoded here, in their final on-disk
-//! form, by the synchronous `stage_*` calls; `seal` closes the group (flag + padding) and the
-//! commit copies the sealed bytes into a DMA buffer and writes them with one `write_at`.
+//! form, by the synchronous `stage_*` calls; `seal` closes the group (flag + padding) and writes
+//! its group head (the checksum of every sector after it) into a second buffer; the commit copies
+//! head and records into one DMA buffer and writes them with one `write_at`.
 //!
 //! The buffer is allocated once with a fixed capacity and never grows: staging is refused
 //! (`StorageError::StagingFull`) rather than allocating.
@@ -15,6 +16,8 @@ pub(crate) struct Staging {
     buffer: Vec<u8>,
     /// Bound on staged records; the buffer has `BLOCK_BYTES` more capacity for the seal's Pad.
     staged_bytes_max: usize,
+    /// The sealed group's head; allocated once for the largest group.
+    head: Vec<u8>,
     /// The group the staged records belong to.
     group: u32,
     records: u32,
@@ -29,9 +32,12 @@ impl Staging {
     pub(crate) fn new(staged_bytes_max: usize, group: u32) -> Staging {
         assert!(staged_bytes_max >= BLOCK_BYTES);
         assert!(staged_bytes_max.is_multiple_of(BLOCK_BYTES));
+        let (head_bytes_max, group_bytes_max) = record::group_layout(staged_bytes_max);
+        assert!(group_bytes_max <= record::GROUP_BYTES_MAX);
         Staging {
             buffer: Vec::with_capacity(staged_bytes_max + BLOCK_BYTES),
             staged_bytes_max,
+            head: Vec::with_capacity(head_bytes_max),
             group,
             records: 0,
             last_record: None,
@@ -69,11 +75,18 @@ impl Staging {
         self.hard_state_last.as_ref()
     }
 
-    /// The sealed group, ready to write: a whole number of blocks.
-    pub(crate) fn sealed_bytes(&self) -> &[u8] {
+    /// The sealed group, ready to write: its head, then its records (closing Pad included);
+    /// together a whole number of blocks.
+    pub(crate) fn sealed_parts(&self) -> (&[u8], &[u8]) {
         assert!(self.sealed);
-        assert!(self.buffer.len().is_multiple_of(BLOCK_BYTES));
-        &self.buffer
+        assert!((self.head.len() + self.buffer.len()).is_multiple_of(BLOCK_BYTES));
+        (&self.head, &self.buffer)
+    }
+
+    /// Bytes of the sealed group, head included.
+    pub(crate) fn sealed_len(&self) -> usize {
+        assert!(self.sealed);
+        self.head.len() + self.buffer.len()
     }
 
     /// Bytes that staging `entries` and `hard_state` would take.
@@ -192,16 +205,14 @@ impl Staging {
     }
 
     /// Closes the group: the last record gets the group-end flag, and a Pad record fills the
-    /// group to the next block boundary (the Pad is then the flagged last record). An empty group
-    /// becomes one block holding one Pad record.
+    /// group to the next block boundary (the Pad is then the flagged last record); then the
+    /// group head is written. An empty group becomes one block: its head and one Pad record.
     pub(crate) fn seal(&mut self) {
         assert!(!self.sealed);
         let staged_bytes = self.buffer.len();
-        let pad_bytes = if staged_bytes == 0 {
-            BLOCK_BYTES
-        } else {
-            record::align_up(staged_bytes, BLOCK_BYTES) - staged_bytes
-        };
+        let (head_bytes, group_bytes) = record::group_layout(staged_bytes);
+        let pad_bytes = group_bytes - head_bytes - staged_bytes;
+        assert!(pad_bytes > 0 || staged_bytes > 0);
         if pad_bytes == 0 {
             // Set the flag on the last record in place; only its header changes, and its CRC is
             // recomputed from the stored payload CRC.
@@ -222,13 +233,16 @@ impl Staging {
             let pad_payload = &zeros[..pad_bytes - HEADER_BYTES];
             self.push_record(RecordKind::Pad, FLAG_GROUP_END, 0, 0, &[pad_payload]);
         }
-        assert!(self.buffer.len().is_multiple_of(BLOCK_BYTES));
+        assert_eq!(head_bytes + self.buffer.len(), group_bytes);
+        record::encode_group_head(&mut self.head, self.group, head_bytes, &self.buffer);
+        self.records += 1;
         self.sealed = true;
     }
 
     /// Empties the buffer for the next group (keeping its allocation).
     pub(crate) fn reset(&mut self, group: u32) {
         self.buffer.clear();
+        self.head.clear();
         self.group = group;
         self.records = 0;
         self.last_record = None;
@@ -252,7 +266,21 @@ mod tests {
         }
     }
 
-    fn records_of(bytes: &[u8]) -> Vec<crate::record::Header> {
+    /// The records after the group head (checked against it).
+    fn records_of(staging: &Staging) -> Vec<crate::record::Header> {
+        let (head, bytes) = staging.sealed_parts();
+        let mut group = head.to_vec();
+        group.extend_from_slice(bytes);
+        let parsed = crate::record::decode_group_head(&group, 0).unwrap();
+        assert_eq!(parsed.head_bytes, head.len());
+        assert_eq!(parsed.group_bytes, group.len());
+        assert!(crate::record::group_head_table_valid(&group, 0, &parsed));
+        for (index, sector) in bytes.chunks_exact(crate::record::SECTOR_BYTES).enumerate() {
+            assert_eq!(
+                crc32c::crc32c(sector),
+                crate::record::group_head_sector_crc(&group, 0, &parsed, index)
+            );
+        }
         let mut offset = 0;
         let mut headers = Vec::new();
         while offset < bytes.len() {
@@ -270,8 +298,8 @@ mod tests {
             .stage_entries(&[entry(1, 10), entry(2, 100)])
             .unwrap();
         staging.seal();
-        let headers = records_of(staging.sealed_bytes());
-        assert_eq!(staging.sealed_bytes().len(), BLOCK_BYTES);
+        let headers = records_of(&staging);
+        assert_eq!(staging.sealed_len(), BLOCK_BYTES);
         assert_eq!(headers.len(), 3);
         assert_eq!(headers[2].kind, RecordKind::Pad);
         assert!(headers.iter().all(|h| h.group == 9));
@@ -282,16 +310,28 @@ mod tests {
     #[test]
     fn seal_flags_last_record_when_exactly_aligned() {
         let mut staging = Staging::new(BLOCK_BYTES * 4, 0);
-        // One record of exactly one block: 32 header + 8 prefix + 4056 data.
-        staging
-            .stage_entries(&[entry(1, BLOCK_BYTES - HEADER_BYTES - 8)])
-            .unwrap();
+        // One record that fills the block after a one-sector head: 32 header + 8 prefix + data.
+        let data_bytes = BLOCK_BYTES - crate::record::SECTOR_BYTES - HEADER_BYTES - 8;
+        staging.stage_entries(&[entry(1, data_bytes)]).unwrap();
         staging.seal();
-        let headers = records_of(staging.sealed_bytes());
+        let headers = records_of(&staging);
         assert_eq!(headers.len(), 1);
         assert!(headers[0].is_group_end());
-        let view = decode(staging.sealed_bytes(), 0).unwrap();
-        assert_eq!(decode_entry(&view).data.len(), BLOCK_BYTES - 40);
+        assert_eq!(staging.sealed_len(), BLOCK_BYTES);
+        let view = decode(staging.sealed_parts().1, 0).unwrap();
+        assert_eq!(decode_entry(&view).data.len(), data_bytes);
+    }
+
+    #[test]
+    fn a_large_group_gets_a_head_of_several_sectors() {
+        let mut staging = Staging::new(BLOCK_BYTES * 64, 3);
+        staging
+            .stage_entries(&(1..=40).map(|i| entry(i, 5000)).collect::<Vec<_>>())
+            .unwrap();
+        staging.seal();
+        assert!(staging.sealed_parts().0.len() > crate::record::SECTOR_BYTES);
+        assert_eq!(records_of(&staging).len(), 41);
+        assert!(staging.sealed_len().is_multiple_of(BLOCK_BYTES));
     }
 
     #[test]
