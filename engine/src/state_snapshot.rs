@@ -5,7 +5,9 @@
 //!
 //! # Versions
 //! - 2 (written now): version 1's fields, then the sections that are not ledger state but must
-//!   survive a restart alike on every validator: the peer address book (node id ascending,
+//!   survive a restart: how far each outbox was pruned (a delivery carries it, see
+//!   `replica::ReceiptDelivery::pruned_through`; at most the applied index, below every receipt
+//!   still held), the peer address book (node id ascending,
 //!   bounded by `PEER_ADDRESSES_MAX` entries of `PEER_ADDRESS_BYTES_MAX` bytes), and the recent
 //!   windows (`ShardState::record_decision`, `ShardState::record_block`): each window's bound,
 //!   then its entries oldest first (at most the bound, itself at most `RECENT_TRANSACTIONS_LIMIT`
@@ -37,6 +39,8 @@ struct StateArchive {
     inbound_watermark: Vec<u64>,
     outbox: Vec<Vec<ReceiptArchive>>,
     block_hash: [u8; 32],
+    /// Per destination: how far the outbox was pruned (`ShardState::outbox_pruned_through`).
+    outbox_pruned_through: Vec<u64>,
     peer_addresses: Vec<PeerArchive>,
     recent_transactions_max: u64,
     recent_transactions: Vec<DecisionArchive>,
@@ -151,6 +155,9 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
             })
             .collect(),
         block_hash: state.block_hash(),
+        outbox_pruned_through: (0..state.shard_count())
+            .map(|d| state.outbox_pruned_through(d))
+            .collect(),
         peer_addresses: state
             .peer_addresses()
             .iter()
@@ -219,6 +226,36 @@ pub fn decode_state(bytes: &[u8]) -> Result<ShardState, StateSnapshotError> {
         block_hash: a.block_hash,
     };
     let mut state = core.load()?;
+    let pruned: Vec<u64> = a
+        .outbox_pruned_through
+        .iter()
+        .map(|p| p.to_native())
+        .collect();
+    if pruned.len() != state.shard_count() as usize {
+        return invalid(format!(
+            "{} outbox pruning points for {} shards",
+            pruned.len(),
+            state.shard_count()
+        ));
+    }
+    for (d, &through) in pruned.iter().enumerate() {
+        if through > state.applied_index() {
+            return invalid(format!(
+                "outbox to shard {d} pruned through {through}, beyond the applied index {}",
+                state.applied_index()
+            ));
+        }
+        if state
+            .outbox(d as u32)
+            .front()
+            .is_some_and(|r| r.source_index <= through)
+        {
+            return invalid(format!(
+                "outbox to shard {d} holds a receipt at or below its pruning point {through}"
+            ));
+        }
+    }
+    state.set_outbox_pruned_through(pruned);
     if a.peer_addresses.len() > PEER_ADDRESSES_MAX {
         return invalid(format!(
             "{} peer addresses (at most {PEER_ADDRESSES_MAX})",
@@ -448,6 +485,11 @@ mod tests {
             inbound_watermark: a.inbound_watermark.iter().map(|x| x.to_native()).collect(),
             outbox: a.outbox.iter().map(|_| Vec::new()).collect(),
             block_hash: a.block_hash,
+            outbox_pruned_through: a
+                .outbox_pruned_through
+                .iter()
+                .map(|x| x.to_native())
+                .collect(),
             peer_addresses: a
                 .peer_addresses
                 .iter()
@@ -510,6 +552,24 @@ mod tests {
             vec![1, 3]
         );
         assert_eq!(encode_state(&restored), bytes);
+    }
+
+    #[test]
+    fn outbox_pruning_points_survive_a_round_trip_and_are_checked() {
+        let mut s = state();
+        s.set_applied_index(40);
+        s.prune_outbox(1, 30);
+        let restored = decode_state(&encode_state(&s)).unwrap();
+        assert_eq!(restored.outbox_pruned_through(1), 30);
+        assert_eq!(restored.outbox_pruned_through(0), 0);
+        assert_eq!(restored.state_hash(), s.state_hash());
+        let mut archive = archive_of(&s);
+        archive.outbox_pruned_through = vec![0, 41];
+        let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+        assert!(error.contains("beyond the applied index"), "{error}");
+        archive.outbox_pruned_through = vec![0];
+        let error = decode_state(&bytes_of(&archive)).unwrap_err().to_string();
+        assert!(error.contains("pruning points"), "{error}");
     }
 
     #[test]

@@ -89,3 +89,41 @@ impl<R> ShardNode<R> {
         }
     }
 }
+
+impl<R> ShardNode<R> {
+    /// Apply waits at receipts the source shard forgot before this replica saw them (this
+    /// validator joined the destination's group before the source's): skipping them would
+    /// lose credits, so the replica asks the shard's leader for a snapshot that credits past
+    /// them. raft-rs refuses a second request while one is pending, and a leader cannot ask:
+    /// a stalled leader hands leadership to a caught-up voter and asks once it follows.
+    pub(super) fn fetch_snapshot_if_stalled(&mut self, now: Now) {
+        if !self.replica.wants_snapshot() || !self.config.replicated {
+            return;
+        }
+        let shard = self.replica.shard();
+        if !self.replica.is_leader() {
+            if self.replica.raw_node_mut().request_snapshot().is_ok() {
+                tracing::info!(
+                    shard,
+                    "receipts were pruned before this replica saw them: snapshot requested"
+                );
+                self.counters.snapshots_requested += 1;
+            }
+            return;
+        }
+        if self.replica.raw_node().raft.lead_transferee.is_some() {
+            return;
+        }
+        let successor = self.caught_up_successor();
+        if let Some(successor) = successor {
+            tracing::info!(
+                shard,
+                to = successor,
+                "stalled at pruned receipts: handing leadership over to fetch a snapshot"
+            );
+            self.replica.raw_node_mut().transfer_leader(successor);
+            self.last_handover_ms = Some(now.monotonic_ms);
+            self.counters.snapshots_requested += 1;
+        }
+    }
+}

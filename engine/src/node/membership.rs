@@ -2,7 +2,7 @@
 //! links that follow the group's membership, and leaders spread over the validators.
 
 use super::{Answer, Effects, Now, ShardNode, SubmitFailure};
-use crate::replica::{MembershipEvent, SubmitError};
+use crate::replica::SubmitError;
 use raft::eraftpb::ConfChangeType;
 
 impl<R> ShardNode<R> {
@@ -24,28 +24,47 @@ impl<R> ShardNode<R> {
             io.reply(reply, Answer::Membership(Err(failure)));
             return;
         }
+        let me = self.config.node_id;
+        let removes_me = changes
+            .iter()
+            .any(|&(change, id)| change == ConfChangeType::RemoveNode && id == me);
+        if removes_me && self.replica.is_leader() {
+            // raft-rs 0.7 keeps a leader that applied its own removal leading (it only stops
+            // counting its own vote), so a removed validator would go on leading a group it is
+            // not in. Hand leadership to a caught-up voter first; the operator's command goes
+            // round and the new leader removes us.
+            let failure = match self.caught_up_successor() {
+                Some(successor) => {
+                    tracing::info!(
+                        shard,
+                        to = successor,
+                        "asked to remove this leader: handing leadership over first"
+                    );
+                    self.replica.raw_node_mut().transfer_leader(successor);
+                    self.counters.leadership_handovers += 1;
+                    SubmitFailure::Retry(shard)
+                }
+                None => SubmitFailure::Rejected(SubmitError::Membership {
+                    shard,
+                    reason: "this validator leads the shard and no other voter has caught up to \
+                             take over; retry once one has",
+                }),
+            };
+            io.reply(reply, Answer::Membership(Err(failure)));
+            return;
+        }
         match self.replica.propose_membership(changes, peer_addr) {
             Ok(index) => self.membership = Some((index, reply)),
             Err(error) => io.reply(reply, Answer::Membership(Err(error.into()))),
         }
     }
 
-    /// Applies membership changes to the links and answers a proposed change once it applied
+    /// Reconciles the links with the configuration (after open, every applied membership
+    /// change and every installed snapshot) and answers a proposed change once it applied
     /// (or failed: leadership lost before it applied).
     pub(super) fn settle_membership<E: Effects<Reply = R>>(&mut self, io: &mut E) {
-        for event in self.replica.take_membership_events() {
-            match event {
-                MembershipEvent::Joined { node_id, peer_addr } => {
-                    if node_id != self.config.node_id && self.config.replicated {
-                        io.link(node_id, &peer_addr);
-                    }
-                }
-                MembershipEvent::Left { node_id } => {
-                    if node_id != self.config.node_id && self.config.replicated {
-                        io.unlink(node_id);
-                    }
-                }
-            }
+        if self.replica.take_membership_changed() && self.config.replicated {
+            self.reconcile_links(io);
         }
         let Some(&(index, _)) = self.membership.as_ref() else {
             return;
@@ -59,6 +78,44 @@ impl<R> ShardNode<R> {
         };
         let (_, reply) = self.membership.take().expect("checked");
         io.reply(reply, Answer::Membership(answer));
+    }
+
+    /// Links to every validator of the configuration and unlinks those no longer in it. The
+    /// edge counts links per shard: a validator is unlinked from a core's transport only when
+    /// no shard on that core has it in its configuration.
+    fn reconcile_links<E: Effects<Reply = R>>(&mut self, io: &mut E) {
+        let wanted = self.replica.peers_to_link();
+        let gone: Vec<u64> = self
+            .linked
+            .iter()
+            .copied()
+            .filter(|id| !wanted.iter().any(|(w, _)| w == id))
+            .collect();
+        for id in gone {
+            io.unlink(id);
+            self.linked.remove(&id);
+        }
+        for (id, addr) in wanted {
+            io.link(id, &addr);
+            self.linked.insert(id);
+        }
+    }
+
+    /// A voter other than this leader whose log matches the leader's and that was heard from
+    /// recently: one that can take leadership over at once (lowest id first).
+    pub(super) fn caught_up_successor(&self) -> Option<u64> {
+        let raft = &self.replica.raw_node().raft;
+        let me = self.config.node_id;
+        let last_index = raft.raft_log.last_index();
+        let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        voters.into_iter().find(|&id| {
+            id != me
+                && raft
+                    .prs()
+                    .get(id)
+                    .is_some_and(|p| p.matched == last_index && p.recent_active)
+        })
     }
 
     /// Leaders spread over the validators: shard `s` prefers the `s mod n`-th voter (by id).

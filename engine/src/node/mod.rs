@@ -163,10 +163,12 @@ pub trait Effects {
     /// other's full queues would deadlock).
     fn to_shard(&mut self, destination: ShardId, message: LocalMessage)
         -> Result<(), LocalMessage>;
-    /// A validator joined the group with this peer address (as the membership change carried
-    /// it): make it reachable.
+    /// Validator `node_id` is in this shard's configuration: make it reachable at `peer_addr`
+    /// (the address its membership change carried; empty for a founding validator, which the
+    /// edge knows from its command line). Called again with every reconciliation: idempotent.
     fn link(&mut self, node_id: u64, peer_addr: &[u8]);
-    /// A validator left the group.
+    /// Validator `node_id` is no longer in this shard's configuration. The edge unlinks it
+    /// only when no other shard sharing its transport still has it.
     fn unlink(&mut self, node_id: u64);
 }
 
@@ -210,6 +212,9 @@ pub struct NodeCounters {
     pub credits_announced: u64,
     pub receipts_pruned_to: u64,
     pub leadership_handovers: u64,
+    /// Times a replica stalled at receipts its source had forgot and asked for a snapshot
+    /// (or, as leader, handed leadership over to be able to ask).
+    pub snapshots_requested: u64,
 }
 
 impl NodeCounters {
@@ -223,6 +228,7 @@ impl NodeCounters {
         self.credits_announced += other.credits_announced;
         self.receipts_pruned_to = self.receipts_pruned_to.max(other.receipts_pruned_to);
         self.leadership_handovers += other.leadership_handovers;
+        self.snapshots_requested += other.snapshots_requested;
     }
 }
 
@@ -248,6 +254,8 @@ pub struct ShardNode<R> {
     /// Credit watermarks of the local snapshot handed out and not yet saved.
     snapshot_watermarks: Option<Vec<(ShardId, u64)>>,
     last_handover_ms: Option<u64>,
+    /// Validators this shard asked the edge to link (its configuration's, but itself).
+    linked: std::collections::BTreeSet<u64>,
     /// The monotonic clock at the latest tick or turn (deadlines of forwarded submissions).
     last_now_ms: u64,
     /// The ready cycle handed out and not yet persisted: its number, whether it installs a
@@ -271,6 +279,7 @@ impl<R> ShardNode<R> {
             last_snapshot_index,
             snapshot_watermarks: None,
             last_handover_ms: None,
+            linked: std::collections::BTreeSet::new(),
             last_now_ms: 0,
             in_flight: None,
             counters: NodeCounters::default(),
@@ -428,6 +437,7 @@ impl<R> ShardNode<R> {
         self.last_now_ms = now.monotonic_ms;
         self.replica.tick();
         self.expire_forwards(io, now);
+        self.fetch_snapshot_if_stalled(now);
         self.spread_leadership(now);
         if self
             .credits

@@ -9,7 +9,9 @@ use crate::record::{address_of, Address, Transfer};
 use crate::replica::ReplicaConfig;
 use ed25519_dalek::SigningKey;
 use raft::eraftpb::ConfChangeType;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2, Entry, EntryType};
 use raft::storage::MemStorage;
+use std::collections::BTreeMap;
 
 /// Records every action; refuses sends while `refuse` is set.
 #[derive(Default)]
@@ -17,6 +19,9 @@ struct Recorder {
     sent: Vec<(u64, PeerMessage)>,
     replies: Vec<(u32, Answer)>,
     refuse: Option<SendRefused>,
+    /// Validators linked (latest address asked for) and unlinked, in order.
+    links: BTreeMap<u64, Vec<u8>>,
+    unlinked: Vec<u64>,
 }
 
 impl Effects for Recorder {
@@ -37,8 +42,13 @@ impl Effects for Recorder {
     fn to_shard(&mut self, _: ShardId, _: LocalMessage) -> Result<(), LocalMessage> {
         Ok(())
     }
-    fn link(&mut self, _: u64, _: &[u8]) {}
-    fn unlink(&mut self, _: u64) {}
+    fn link(&mut self, node_id: u64, peer_addr: &[u8]) {
+        self.links.insert(node_id, peer_addr.to_vec());
+    }
+    fn unlink(&mut self, node_id: u64) {
+        self.links.remove(&node_id);
+        self.unlinked.push(node_id);
+    }
 }
 
 fn key() -> SigningKey {
@@ -383,4 +393,350 @@ fn a_membership_change_raft_would_ignore_is_refused_not_reported_applied() {
         io.replies
     );
     assert_eq!(node.replica().learners(), vec![2]);
+}
+
+/// Node 1 of shard `shard` (of `shards`), a follower of leader 2 in the group [1, 2, 3], with
+/// `state`; its storage is returned so that turns can write into it.
+fn follower_with(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
+    let mut replica_config = ReplicaConfig::new(1, state.shard());
+    replica_config.voters = vec![1, 2, 3];
+    let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+    let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
+    let mut node = ShardNode::new(replicated(), replica);
+    let mut io = Recorder::default();
+    leader_sends(&mut node, &mut io, &storage, 0, vec![], 0);
+    assert_eq!(node.replica().leader_id(), Some(2));
+    io.sent.clear();
+    (node, io, storage)
+}
+
+/// Leader 2 (term 1) appends `entries` after index `prev` and says `commit`; the follower
+/// runs turns until it has nothing more to do.
+fn leader_sends(
+    node: &mut ShardNode<u32>,
+    io: &mut Recorder,
+    storage: &MemStorage,
+    prev: u64,
+    entries: Vec<Entry>,
+    commit: u64,
+) {
+    let mut append = Message::default();
+    append.set_msg_type(MessageType::MsgAppend);
+    append.from = 2;
+    append.to = 1;
+    append.term = 1;
+    append.index = prev;
+    append.log_term = u64::from(prev > 0);
+    append.commit = commit;
+    append.entries = entries.into();
+    node.peer_message(io, 2, PeerMessage::Raft(Box::new(append)));
+    turns(node, io, storage, 3);
+}
+
+fn entry(index: u64, entry_type: EntryType, context: Vec<u8>, data: Vec<u8>) -> Entry {
+    let mut entry = Entry {
+        index,
+        term: 1,
+        context: context.into(),
+        data: data.into(),
+        ..Default::default()
+    };
+    entry.set_entry_type(entry_type);
+    entry
+}
+
+/// A markers entry of leader 2: credit receipts of `source` up to `up_to`.
+fn marker(index: u64, source: ShardId, up_to: u64) -> Entry {
+    let mut data = 1u32.to_le_bytes().to_vec();
+    data.extend_from_slice(&source.to_le_bytes());
+    data.extend_from_slice(&up_to.to_le_bytes());
+    let context = crate::replica::entry_context(crate::replica::ENTRY_KIND_MARKERS, 2, index);
+    entry(index, EntryType::EntryNormal, context.to_vec(), data)
+}
+
+fn membership(index: u64, changes: &[(ConfChangeType, u64)], context: &[u8]) -> Entry {
+    let mut cc = ConfChangeV2::default();
+    for &(change_type, node_id) in changes {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = node_id;
+        cc.mut_changes().push(single);
+    }
+    if !changes.is_empty() {
+        cc.set_transition(ConfChangeTransition::Auto);
+    }
+    cc.context = context.to_vec().into();
+    let data = protobuf::Message::write_to_bytes(&cc).expect("encodes");
+    entry(index, EntryType::EntryConfChangeV2, Vec::new(), data)
+}
+
+/// Shard 1 of 2 (empty) and an address it owns.
+fn destination_shard() -> (ShardState, Address) {
+    let genesis = Genesis {
+        chain_id: 7,
+        shards: Some(2),
+        allocations: vec![Allocation {
+            address: address_of(&key()),
+            asset: 0,
+            amount: 1_000,
+        }],
+    };
+    let to = (1..=255u8)
+        .map(|b| Address([b; 32]))
+        .find(|a| crate::shard::shard_of(a, 2) == 1)
+        .expect("an address of shard 1");
+    (ShardState::from_genesis(&genesis, 1, 2), to)
+}
+
+fn receipts(up_to: u64, pruned_through: u64, at: &[u64], to: Address) -> LocalMessage {
+    LocalMessage::Receipts(crate::replica::ReceiptDelivery {
+        source: 0,
+        destination: 1,
+        up_to,
+        pruned_through,
+        receipts: at
+            .iter()
+            .map(|&source_index| crate::ledger::Receipt {
+                source_index,
+                to,
+                asset: 0,
+                amount: 5,
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn a_marker_never_credits_past_receipts_the_source_forgot() {
+    // This validator joined shard 1's group before shard 0's: shard 0 pruned its receipts up
+    // to 6 (every member of *its* group had credited them) before this validator's replica of
+    // shard 0 existed; what reaches our shard 1 starts after 6. A marker up to 10 must not
+    // apply here (it would credit only the receipt at 8 and move the watermark past the
+    // forgotten ones): apply stalls and the replica asks the leader for a snapshot.
+    let (state, to) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    node.local_message(receipts(10, 6, &[8], to));
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
+    let state = node.replica().state();
+    assert_eq!(
+        state.inbound_watermark(0),
+        0,
+        "credited across forgotten receipts"
+    );
+    assert_eq!(state.account(&to).map(|a| a.balance(0)).unwrap_or(0), 0);
+    assert!(node.replica().wants_snapshot());
+    node.tick(&mut io, AT);
+    turns(&mut node, &mut io, &storage, 2);
+    let asked = io.sent.iter().any(|(to, m)| {
+        *to == 2
+            && matches!(m, PeerMessage::Raft(m)
+                if m.get_msg_type() == MessageType::MsgAppendResponse && m.request_snapshot > 0)
+    });
+    assert!(asked, "no snapshot request sent: {:?}", io.sent);
+    assert_eq!(node.counters().snapshots_requested, 1);
+}
+
+#[test]
+fn receipts_arriving_after_their_marker_committed_unblock_apply_without_a_raft_ready() {
+    let (state, to) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
+    assert!(node.replica().apply_blocked());
+    // The receipts arrive from shard 0 on this validator; raft has nothing new.
+    node.local_message(receipts(10, 0, &[8], to));
+    turns(&mut node, &mut io, &storage, 1);
+    let state = node.replica().state();
+    assert_eq!(state.inbound_watermark(0), 10);
+    assert_eq!(state.account(&to).map(|a| a.balance(0)), Some(5));
+    assert!(!node.replica().apply_blocked());
+}
+
+#[test]
+fn a_replica_links_to_every_validator_of_its_configuration_when_it_opens() {
+    // Restarted from a snapshot whose configuration has validator 4 (joined after the start,
+    // so not on the command line): its address comes from the snapshot's address book.
+    let (mut state, _) = destination_shard();
+    state.set_peer_address(4, b"127.0.0.1:9400".to_vec());
+    let mut replica_config = ReplicaConfig::new(1, 1);
+    replica_config.voters = vec![1, 2, 3, 4];
+    let storage = MemStorage::new_with_conf_state((vec![1, 2, 3, 4], vec![]));
+    let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
+    let mut node = ShardNode::new(replicated(), replica);
+    let mut io = Recorder::default();
+    turns(&mut node, &mut io, &storage, 1);
+    let linked: Vec<(u64, Vec<u8>)> = io.links.into_iter().collect();
+    assert_eq!(
+        linked,
+        vec![(2, vec![]), (3, vec![]), (4, b"127.0.0.1:9400".to_vec())]
+    );
+}
+
+#[test]
+fn a_removed_voter_stays_linked_while_it_is_an_outgoing_voter() {
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    // Two changes at once: joint consensus; 3 is an outgoing voter until the group leaves it.
+    let joint = membership(
+        1,
+        &[
+            (ConfChangeType::RemoveNode, 3),
+            (ConfChangeType::AddLearnerNode, 4),
+        ],
+        b"127.0.0.1:9400",
+    );
+    leader_sends(&mut node, &mut io, &storage, 0, vec![joint], 1);
+    assert!(
+        io.unlinked.is_empty(),
+        "unlinked while joint: {:?}",
+        io.unlinked
+    );
+    assert_eq!(
+        io.links.get(&4).map(Vec::as_slice),
+        Some(&b"127.0.0.1:9400"[..])
+    );
+    assert!(io.links.contains_key(&3));
+    // The leader leaves the joint configuration: now 3 is in no configuration.
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        1,
+        vec![membership(2, &[], b"")],
+        2,
+    );
+    assert_eq!(io.unlinked, vec![3]);
+    assert_eq!(
+        node.replica()
+            .state()
+            .peer_addresses()
+            .get(&4)
+            .map(Vec::as_slice),
+        Some(&b"127.0.0.1:9400"[..])
+    );
+}
+
+#[test]
+fn a_leader_asked_to_remove_itself_hands_leadership_over_first() {
+    // Leader 1 of [1, 2]; 2 has caught up.
+    let (state, _) = destination_shard();
+    let mut replica_config = ReplicaConfig::new(1, 1);
+    replica_config.voters = vec![1, 2];
+    let storage = MemStorage::new_with_conf_state((vec![1, 2], vec![]));
+    let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
+    let mut node = ShardNode::new(replicated(), replica);
+    let mut io = Recorder::default();
+    node.replica.raw_node_mut().campaign().expect("campaign");
+    // Grant whatever it asks for (a pre-vote first when pre-vote is on, then the vote).
+    for _ in 0..2 {
+        turns(&mut node, &mut io, &storage, 1);
+        let asks: Vec<Message> = io
+            .sent
+            .drain(..)
+            .filter_map(|(_, m)| match m {
+                PeerMessage::Raft(m) => Some(*m),
+                _ => None,
+            })
+            .filter(|m| {
+                matches!(
+                    m.get_msg_type(),
+                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                )
+            })
+            .collect();
+        for ask in asks {
+            let mut grant = Message::default();
+            grant.set_msg_type(if ask.get_msg_type() == MessageType::MsgRequestVote {
+                MessageType::MsgRequestVoteResponse
+            } else {
+                MessageType::MsgRequestPreVoteResponse
+            });
+            grant.from = 2;
+            grant.to = 1;
+            grant.term = ask.term;
+            node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(grant)));
+        }
+    }
+    turns(&mut node, &mut io, &storage, 2);
+    assert!(node.replica().is_leader());
+    let mut ack = Message::default();
+    ack.set_msg_type(MessageType::MsgAppendResponse);
+    ack.from = 2;
+    ack.to = 1;
+    ack.term = node.replica().raw_node().raft.term;
+    ack.index = node.replica().raw_node().raft.raft_log.last_index();
+    node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(ack)));
+    turns(&mut node, &mut io, &storage, 2);
+    io.replies.clear();
+    node.change_membership(&mut io, &[(ConfChangeType::RemoveNode, 1)], b"", 9);
+    turns(&mut node, &mut io, &storage, 2);
+    assert!(
+        matches!(
+            io.replies.as_slice(),
+            [(9, Answer::Membership(Err(SubmitFailure::Retry(1))))]
+        ),
+        "{:?}",
+        io.replies
+    );
+    assert_eq!(node.replica().raw_node().raft.lead_transferee, Some(2));
+    assert_eq!(
+        node.replica()
+            .raw_node()
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_membership_change_raft_cannot_apply_stops_the_replica() {
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    // Committed, but raft-rs refuses to apply it (a group without voters).
+    let impossible = membership(
+        1,
+        &[
+            (ConfChangeType::RemoveNode, 1),
+            (ConfChangeType::RemoveNode, 2),
+            (ConfChangeType::RemoveNode, 3),
+        ],
+        b"",
+    );
+    let mut append = Message::default();
+    append.set_msg_type(MessageType::MsgAppend);
+    append.from = 2;
+    append.to = 1;
+    append.term = 1;
+    append.commit = 1;
+    append.entries = vec![impossible].into();
+    node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(append)));
+    let mut stopped = None;
+    for _ in 0..3 {
+        match node.start_turn(&mut io, AT) {
+            Ok(Some(persist)) => {
+                storage.wl().append(&persist.entries).unwrap();
+                if let Some(hs) = &persist.hard_state {
+                    storage.wl().set_hardstate(hs.clone());
+                }
+                node.persisted(&mut io, persist.number, AT);
+                node.finish_turn(&mut io);
+            }
+            Ok(None) => {
+                node.finish_turn(&mut io);
+            }
+            Err(error) => {
+                stopped = Some(error);
+                break;
+            }
+        }
+    }
+    match stopped {
+        Some(crate::replica::ReplicaError::Membership { index: 1, .. }) => {}
+        other => panic!("expected the replica to stop at index 1, got {other:?}"),
+    }
+    // And it stays stopped.
+    assert!(node.start_turn(&mut io, AT).is_err());
 }

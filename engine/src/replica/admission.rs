@@ -222,7 +222,10 @@ impl ShardReplica {
             let floor = inbox
                 .proposed_up_to
                 .max(self.state.inbound_watermark(source as ShardId));
-            if inbox.progress > floor && !inbox.receipts.is_empty() {
+            // A leader with a hole in its receipts (see `Inbox::gap_through`) could not apply
+            // its own marker; it hands leadership over instead (`ShardNode::tick`).
+            let hole = inbox.gap_through > self.state.inbound_watermark(source as ShardId);
+            if inbox.progress > floor && !inbox.receipts.is_empty() && !hole {
                 payload.extend_from_slice(&(source as u32).to_le_bytes());
                 payload.extend_from_slice(&inbox.progress.to_le_bytes());
                 inbox.proposed_up_to = inbox.progress;

@@ -3,14 +3,30 @@
 
 use super::*;
 
+/// What a committed entry waits for before it can apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MarkerWait {
+    Ready,
+    /// Receipts from a source shard that have not arrived yet (they will).
+    Receipts,
+    /// Receipts the source already forgot: only a snapshot of this shard gets past.
+    Gap,
+}
+
 impl ShardReplica {
     /// `now_ms` is the wall clock, used only for block timestamps (never in state).
     pub fn apply_committed(&mut self, entries: Vec<Entry>, now_ms: u64) {
         self.now_ms = now_ms;
         self.apply_queue.extend(entries);
+        self.snapshot_wanted = false;
         while let Some(entry) = self.apply_queue.front() {
-            if !self.markers_ready(entry) {
-                break;
+            match self.marker_wait(entry) {
+                MarkerWait::Ready => {}
+                MarkerWait::Receipts => break,
+                MarkerWait::Gap => {
+                    self.snapshot_wanted = true;
+                    break;
+                }
             }
             let entry = self.apply_queue.pop_front().expect("front exists");
             self.apply_entry(&entry);
@@ -29,22 +45,37 @@ impl ShardReplica {
         }
     }
 
-    pub(super) fn markers_ready(&self, entry: &Entry) -> bool {
+    /// Whether a committed entry can apply now: a marker needs every receipt it credits.
+    pub(super) fn marker_wait(&self, entry: &Entry) -> MarkerWait {
         if entry.get_entry_type() != EntryType::EntryNormal
             || entry.data.is_empty()
             || entry.context.first() != Some(&ENTRY_KIND_MARKERS)
         {
-            return true;
+            return MarkerWait::Ready;
         }
-        match parse_markers(&entry.data) {
-            Some(markers) => markers.iter().all(|&(source, up_to)| {
-                source == self.config.shard
-                    || source >= self.state.shard_count()
-                    || self.inboxes[source as usize].progress >= up_to
-                    || self.state.inbound_watermark(source) >= up_to
-            }),
-            None => true,
+        let Some(markers) = parse_markers(&entry.data) else {
+            return MarkerWait::Ready;
+        };
+        let mut wait = MarkerWait::Ready;
+        for (source, up_to) in markers {
+            if source == self.config.shard || source >= self.state.shard_count() {
+                continue;
+            }
+            let watermark = self.state.inbound_watermark(source);
+            if up_to <= watermark {
+                continue;
+            }
+            let inbox = &self.inboxes[source as usize];
+            if inbox.gap_through > watermark {
+                // The source forgot receipts in (watermark, gap_through] before we saw them:
+                // crediting up to `up_to` here would skip them. Never skip: stall.
+                return MarkerWait::Gap;
+            }
+            if inbox.progress < up_to {
+                wait = MarkerWait::Receipts;
+            }
         }
+        wait
     }
 
     pub(super) fn apply_entry(&mut self, entry: &Entry) {
@@ -67,23 +98,27 @@ impl ShardReplica {
         match entry.get_entry_type() {
             EntryType::EntryConfChange => {
                 let mut cc = ConfChange::default();
-                if protobuf::Message::merge_from_bytes(&mut cc, &entry.data).is_ok() {
-                    if let Ok(cs) = self.node.apply_conf_change(&cc) {
-                        self.node.mut_store().mem.wl().set_conf_state(cs);
-                    }
-                }
-                self.state.set_applied_index(index);
+                let decoded = protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
+                    .map(|()| {
+                        // raft-rs's own `into_v2` (its trait is not exported): one change.
+                        let mut single = ConfChangeSingle::default();
+                        single.set_change_type(cc.get_change_type());
+                        single.node_id = cc.node_id;
+                        let mut v2 = ConfChangeV2::default();
+                        v2.mut_changes().push(single);
+                        v2.context = cc.context.clone();
+                        v2
+                    })
+                    .map_err(|e| e.to_string());
+                self.apply_membership(index, decoded);
                 return;
             }
             EntryType::EntryConfChangeV2 => {
                 let mut cc = ConfChangeV2::default();
-                if protobuf::Message::merge_from_bytes(&mut cc, &entry.data).is_ok() {
-                    if let Ok(cs) = self.node.apply_conf_change(&cc) {
-                        self.node.mut_store().mem.wl().set_conf_state(cs);
-                        self.record_membership(&cc);
-                    }
-                }
-                self.state.set_applied_index(index);
+                let decoded = protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
+                    .map(|()| cc)
+                    .map_err(|e| e.to_string());
+                self.apply_membership(index, decoded);
                 return;
             }
             EntryType::EntryNormal => {}

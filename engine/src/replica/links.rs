@@ -10,6 +10,12 @@ impl ShardReplica {
         let watermark = self.state.inbound_watermark(delivery.source);
         let inbox = &mut self.inboxes[delivery.source as usize];
         let floor = inbox.progress.max(watermark);
+        if delivery.pruned_through > floor {
+            // Receipts in (floor, pruned_through] were forgotten before this replica saw them
+            // (its validator was not in the source's group then): remember the hole, so that
+            // no marker credits across it (`marker_wait`).
+            inbox.gap_through = inbox.gap_through.max(delivery.pruned_through);
+        }
         for receipt in delivery.receipts {
             if receipt.source_index > floor {
                 inbox.receipts.push_back(receipt);
@@ -24,13 +30,6 @@ impl ShardReplica {
         self.state.prune_outbox(destination, up_to);
         let pruned = before - self.state.outbox(destination).len();
         self.delivered_len[destination as usize] -= pruned;
-    }
-
-    /// Applies committed entries in log order; stops at a marker whose receipts have not all
-    /// arrived, and resumes on the next call (after [`ShardReplica::receive_receipts`]).
-    /// Membership changes applied since the last call.
-    pub fn take_membership_events(&mut self) -> Vec<MembershipEvent> {
-        std::mem::take(&mut self.membership_events)
     }
 
     /// Proposes a membership change (raft-rs `ConfChangeV2`: several changes at once go through
@@ -116,19 +115,77 @@ impl ShardReplica {
         ids
     }
 
-    pub(super) fn record_membership(&mut self, cc: &ConfChangeV2) {
+    /// Applies a committed membership change: raft's configuration, the peer address book
+    /// (an added validator's address travels in the change's context) and an event for the
+    /// edge. A change raft cannot apply stops this replica (see [`ReplicaError::Membership`]).
+    pub(super) fn apply_membership(&mut self, index: u64, change: Result<ConfChangeV2, String>) {
+        let applied = change.and_then(|cc| {
+            self.node
+                .apply_conf_change(&cc)
+                .map(|cs| (cc, cs))
+                .map_err(|e| e.to_string())
+        });
+        match applied {
+            Ok((cc, cs)) => {
+                self.node.mut_store().mem.wl().set_conf_state(cs);
+                self.record_membership(&cc);
+            }
+            Err(message) => {
+                tracing::error!(shard = self.config.shard, index, %message, "membership change cannot be applied: replica stops");
+                self.fatal.get_or_insert(ReplicaError::Membership {
+                    shard: self.config.shard,
+                    index,
+                    message,
+                });
+            }
+        }
+        self.state.set_applied_index(index);
+    }
+
+    fn record_membership(&mut self, cc: &ConfChangeV2) {
         for change in cc.get_changes() {
             let node_id = change.node_id;
-            self.membership_events.push(match change.get_change_type() {
+            match change.get_change_type() {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                    MembershipEvent::Joined {
-                        node_id,
-                        peer_addr: cc.context.to_vec(),
+                    // A promotion may come without an address: keep the one the validator
+                    // joined with.
+                    if !cc.context.is_empty() {
+                        self.state.set_peer_address(node_id, cc.context.to_vec());
                     }
                 }
-                ConfChangeType::RemoveNode => MembershipEvent::Left { node_id },
-            });
+                ConfChangeType::RemoveNode => self.state.remove_peer_address(node_id),
+            }
         }
+        self.membership_changed = true;
+    }
+
+    /// Whether the configuration changed (a membership change applied, or a snapshot was
+    /// installed) since the last call: the edge reconciles its links then.
+    pub fn take_membership_changed(&mut self) -> bool {
+        std::mem::take(&mut self.membership_changed)
+    }
+
+    /// Every other validator this replica must reach: all ids of its configuration —
+    /// incoming and outgoing voters (a removed voter still counts while the joint
+    /// configuration lasts) and learners — with the address the log gave each, if any
+    /// (founding validators have theirs from the command line).
+    pub fn peers_to_link(&self) -> Vec<(u64, Vec<u8>)> {
+        let conf = self.node.raft.prs().conf().to_conf_state();
+        let mut ids: Vec<u64> = conf
+            .get_voters()
+            .iter()
+            .chain(conf.get_voters_outgoing())
+            .chain(conf.get_learners())
+            .chain(conf.get_learners_next())
+            .copied()
+            .filter(|&id| id != self.config.node_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let book = self.state.peer_addresses();
+        ids.into_iter()
+            .map(|id| (id, book.get(&id).cloned().unwrap_or_default()))
+            .collect()
     }
 
     /// Receipts to ship to other shards since the last call.
@@ -151,6 +208,7 @@ impl ShardReplica {
                 source: self.config.shard,
                 destination: d,
                 up_to: applied,
+                pruned_through: self.state.outbox_pruned_through(d),
                 receipts: Vec::new(),
             });
         }
@@ -172,6 +230,7 @@ impl ShardReplica {
             source: self.config.shard,
             destination,
             up_to: self.state.applied_index(),
+            pruned_through: self.state.outbox_pruned_through(destination),
             receipts,
         });
     }

@@ -61,7 +61,7 @@ pub use entry::{
     entry_context, parse_context, parse_markers, ENTRY_CONTEXT_BYTES, ENTRY_KIND_MARKERS,
     ENTRY_KIND_TRANSFERS,
 };
-pub use storage::ReplicaStorage;
+pub use storage::{bootstrap_snapshot, ReplicaStorage, BOOTSTRAP_INDEX, BOOTSTRAP_TERM};
 
 /// What a client learns about one transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,8 +168,13 @@ struct Ticket {
 #[derive(Default)]
 struct Inbox {
     receipts: VecDeque<Receipt>,
-    /// Every receipt of the source up to this source index has been received.
+    /// Every receipt of the source up to this source index has been received — except those
+    /// at or below `gap_through`, if that is above the state's watermark.
     progress: u64,
+    /// The source had already forgotten (pruned) its receipts up to this index when it first
+    /// delivered to us, and we had not credited them: markers beyond the watermark cannot
+    /// apply here until a snapshot of this shard (from its leader) credits past this point.
+    gap_through: u64,
     /// Highest `up_to` proposed in a marker by this node (while leader).
     proposed_up_to: u64,
 }
@@ -180,8 +185,12 @@ pub struct ReceiptDelivery {
     pub source: ShardId,
     pub destination: ShardId,
     /// All receipts of `source` for `destination` up to this source index are included in
-    /// this delivery or an earlier one.
+    /// this delivery or an earlier one — above `pruned_through`.
     pub up_to: u64,
+    /// The source forgot its receipts for `destination` up to this index (every member of
+    /// the source's group reported them durably credited). A destination replica that has
+    /// not credited that far never saw them: it must not apply a marker past them.
+    pub pruned_through: u64,
     pub receipts: Vec<Receipt>,
 }
 
@@ -213,10 +222,19 @@ impl ReadyWork {
 }
 
 /// Why a ready cycle failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ReplicaError {
     #[error("shard {shard}: snapshot from the leader at index {index} is unusable: {message}")]
     Snapshot {
+        shard: ShardId,
+        index: u64,
+        message: String,
+    },
+    /// A committed membership change that raft-rs could not apply (or decode). Every replica
+    /// applies the same entry, so this is a bug or a damaged log: the replica stops rather
+    /// than run on with a configuration that differs from its log.
+    #[error("shard {shard}: membership change at index {index} cannot be applied: {message}")]
+    Membership {
         shard: ShardId,
         index: u64,
         message: String,
@@ -251,6 +269,11 @@ pub struct ShardReplica {
     inboxes: Vec<Inbox>,
     /// Committed entries not yet applied (apply waits at a marker whose receipts are missing).
     apply_queue: VecDeque<Entry>,
+    /// Apply waits at a marker whose receipts the source already forgot: only a snapshot of
+    /// this shard from its leader can move it on (see `Inbox::gap_through`).
+    snapshot_wanted: bool,
+    /// A membership change that could not be applied: the replica stops (`ready` returns it).
+    fatal: Option<ReplicaError>,
     completed: Vec<(u64, Vec<Outcome>)>,
     failed: Vec<u64>,
     deliveries: Vec<ReceiptDelivery>,
@@ -268,16 +291,9 @@ pub struct ShardReplica {
     hashes: Vec<TxHash>,
     /// Wall-clock of the current apply call (supplied by the I/O edge).
     now_ms: u64,
-    /// Membership changes applied and not yet taken by the I/O edge (which updates its links).
-    membership_events: Vec<MembershipEvent>,
-}
-
-/// A membership change this replica applied: a validator joined (as learner or voter, with the
-/// peer address the change carried) or left the shard's group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MembershipEvent {
-    Joined { node_id: u64, peer_addr: Vec<u8> },
-    Left { node_id: u64 },
+    /// The configuration changed since the edge last reconciled its links (starts true: the
+    /// edge links to the configuration it opened with).
+    membership_changed: bool,
 }
 
 /// A slog drain that forwards raft-rs's logs to `tracing` at debug level.
@@ -298,7 +314,8 @@ pub fn raft_logger() -> slog::Logger {
 
 impl ShardReplica {
     /// Creates the replica over `storage` (already recovered) and `state` (from the latest
-    /// snapshot or genesis). A storage without a membership (brand new) gets `config.voters`.
+    /// snapshot or genesis). A storage without a membership gets `config.voters`; with none
+    /// (a joining validator) it starts with an empty configuration.
     /// A fresh single-voter group campaigns at once.
     pub fn new(
         config: ReplicaConfig,
@@ -313,10 +330,12 @@ impl ShardReplica {
             config.max_inflight_msgs >= 1,
             "max_inflight_msgs bounds pipelining"
         );
-        if !storage.initial_state()?.initialized() {
-            assert!(!config.voters.is_empty(), "a new group needs voters");
+        if !storage.initial_state()?.initialized() && !config.voters.is_empty() {
             storage.initialize_with_conf_state(ConfState::from((config.voters.clone(), vec![])));
         }
+        // Without voters and without a configuration: a validator joining the group. raft-rs
+        // starts it with an empty configuration (it neither votes nor campaigns) and it waits
+        // for the leader's snapshot, which brings the group's configuration.
         let raft_config = Config {
             id: config.node_id,
             election_tick: config.election_tick,
@@ -347,6 +366,8 @@ impl ShardReplica {
             pending_records: 0,
             inboxes: (0..shard_count).map(|_| Inbox::default()).collect(),
             apply_queue: VecDeque::new(),
+            snapshot_wanted: false,
+            fatal: None,
             completed: Vec::new(),
             failed: Vec::new(),
             deliveries: Vec::new(),
@@ -358,7 +379,7 @@ impl ShardReplica {
             recent_order: VecDeque::new(),
             hashes: Vec::new(),
             now_ms: 0,
-            membership_events: Vec::new(),
+            membership_changed: true,
             state,
         };
         // Receipts that survived in the snapshot's outbox are delivered again: the destination
@@ -428,6 +449,12 @@ impl ShardReplica {
     pub fn apply_blocked(&self) -> bool {
         !self.apply_queue.is_empty()
     }
+    /// Whether apply waits at a marker that only a snapshot from the leader can pass: the
+    /// source shard forgot receipts this replica never credited (it was not yet in the
+    /// source's group when they were pruned).
+    pub fn wants_snapshot(&self) -> bool {
+        self.snapshot_wanted
+    }
 
     /// A raft message from another replica of this shard. Messages that raft refuses (from a
     /// peer it does not know, a stale response) are dropped, as a transport would.
@@ -478,7 +505,17 @@ impl ShardReplica {
     /// calls [`ShardReplica::persisted`]; no other input may be fed in between.
     pub fn ready(&mut self, now_ms: u64) -> Result<Option<ReadyWork>, ReplicaError> {
         assert!(self.pending_ready.is_none(), "previous ready not persisted");
+        if let Some(fatal) = &self.fatal {
+            // Sticky: the replica does no more work.
+            return Err(fatal.clone());
+        }
         self.make_snapshot_if_requested();
+        if !self.apply_queue.is_empty() {
+            // Apply waits at a marker; the receipts it waits for may have arrived since (they
+            // come from another shard, not through raft, so raft may have no Ready for us).
+            self.apply_committed(Vec::new(), now_ms);
+            self.advance_apply();
+        }
         if !self.node.has_ready() {
             return Ok(None);
         }
@@ -558,6 +595,8 @@ impl ShardReplica {
             self.config.recent_transactions_max,
             self.config.recent_blocks_max,
         );
+        // The configuration is the snapshot's: the edge reconciles its links to it.
+        self.membership_changed = true;
         // Committed entries waiting at a marker are covered by the snapshot.
         self.apply_queue.retain(|e| e.index > index);
         // Our proposals up to its index: their fate is unknown here.

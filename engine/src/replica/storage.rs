@@ -71,3 +71,24 @@ impl Storage for ReplicaStorage {
         ))
     }
 }
+
+/// A founding group's log starts from a snapshot at this index (term [`BOOTSTRAP_TERM`]):
+/// the genesis state and the founding configuration. No log of any replica holds an entry at
+/// index 1, so a validator that joins later (an empty log, no configuration) can never be sent
+/// entries from the start — which it would replay on top of a configuration it does not have
+/// — and always starts from a leader's snapshot (TiKV bootstraps its regions the same way).
+pub const BOOTSTRAP_INDEX: u64 = 1;
+pub const BOOTSTRAP_TERM: u64 = 1;
+
+/// The founding snapshot of a shard's group: `state` (genesis, now at [`BOOTSTRAP_INDEX`]) and
+/// `voters`. Returns (index, term, configuration, archived state) for the log to save.
+pub fn bootstrap_snapshot(
+    state: &mut ShardState,
+    voters: &[u64],
+) -> (u64, u64, ConfState, Vec<u8>) {
+    assert_eq!(state.applied_index(), 0, "bootstrap from genesis only");
+    assert!(!voters.is_empty(), "a founding group has voters");
+    state.set_applied_index(BOOTSTRAP_INDEX);
+    let conf = ConfState::from((voters.to_vec(), vec![]));
+    (BOOTSTRAP_INDEX, BOOTSTRAP_TERM, conf, encode_state(state))
+}

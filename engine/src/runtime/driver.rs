@@ -15,11 +15,10 @@ use crate::peering::{Outbound, PeerMessage};
 use crate::record::{Address, Record, TxHash};
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::ShardId;
-use aurigraph_net::transport::{core_addr, SendError};
+use aurigraph_net::transport::SendError;
 use aurigraph_storage::shard_log::ShardLog;
 use futures::channel::oneshot;
 use raft::eraftpb::ConfChangeType;
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -139,27 +138,14 @@ impl Effects for RuntimeIo<'_> {
     }
 
     fn link(&mut self, node_id: u64, peer_addr: &[u8]) {
-        let Some(link) = self.link else { return };
-        let addr = std::str::from_utf8(peer_addr)
-            .ok()
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .and_then(|a| core_addr(a, self.core as u32));
-        match addr {
-            // Already known (another shard on this core applied it first): fine.
-            Some(addr) => {
-                if link.transport.add_peer(node_id, addr).is_ok() {
-                    tracing::info!(node_id, %addr, "validator joined: linked");
-                }
-            }
-            None => tracing::warn!(node_id, "validator joined without a usable peer address"),
+        if let Some(link) = self.link {
+            link.want(self.shard, node_id, peer_addr, self.core);
         }
     }
 
     fn unlink(&mut self, node_id: u64) {
         if let Some(link) = self.link {
-            if link.transport.remove_peer(node_id) {
-                tracing::info!(node_id, "validator left: unlinked");
-            }
+            link.unwant(self.shard, node_id);
         }
     }
 }
@@ -261,10 +247,7 @@ impl ShardDriver {
         let (node, mut io) = self.split();
         let persist = node
             .start_turn(&mut io, now)
-            .map_err(|e| EngineError::Snapshot {
-                shard,
-                message: e.to_string(),
-            })?;
+            .map_err(|source| EngineError::Replica { shard, source })?;
         if let Some(persist) = persist {
             if let Some(snapshot) = &persist.snapshot {
                 // Only a follower receives snapshots (from its leader): the replica restored

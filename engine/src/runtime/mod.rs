@@ -148,6 +148,13 @@ pub enum EngineError {
     },
     #[error("shard {shard}: snapshot state: {message}")]
     Snapshot { shard: ShardId, message: String },
+    /// The replica stopped: a snapshot from the leader it cannot use, or a committed
+    /// membership change raft cannot apply.
+    #[error("shard {shard}: replica stopped: {source}")]
+    Replica {
+        shard: ShardId,
+        source: crate::replica::ReplicaError,
+    },
     #[error("shard {shard}: consensus: {source}")]
     Raft { shard: ShardId, source: raft::Error },
     #[error("could not start executor {core}: {message}")]

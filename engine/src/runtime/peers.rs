@@ -13,6 +13,8 @@ use crate::shard::ShardId;
 use aurigraph_net::transport::{core_addr, SendError, Transport, TransportConfig};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// One core's link to the other validators.
@@ -20,6 +22,10 @@ pub(super) struct PeerLink {
     pub transport: Transport,
     /// Encoding buffer, reused (single-threaded: one core).
     buf: RefCell<Vec<u8>>,
+    /// Per validator, the shards of this core whose configuration has it. A validator is
+    /// unlinked only when no shard here wants it any more: in joint consensus a removed voter
+    /// is still an outgoing voter of its shard, and other shards may keep it as a member.
+    wanted: RefCell<BTreeMap<u64, BTreeSet<ShardId>>>,
 }
 
 impl PeerLink {
@@ -60,7 +66,61 @@ impl PeerLink {
         Ok(Some(Rc::new(PeerLink {
             transport,
             buf: RefCell::new(Vec::with_capacity(64 << 10)),
+            wanted: RefCell::new(BTreeMap::new()),
         })))
+    }
+
+    /// Shard `shard` has validator `node_id` in its configuration: reach it at `peer_addr`
+    /// (the address its membership change carried; empty for a founding validator, which
+    /// the command line registered). Idempotent.
+    pub fn want(&self, shard: ShardId, node_id: u64, peer_addr: &[u8], core: usize) {
+        self.wanted
+            .borrow_mut()
+            .entry(node_id)
+            .or_default()
+            .insert(shard);
+        if self.transport.has_peer(node_id) {
+            return;
+        }
+        let addr = std::str::from_utf8(peer_addr)
+            .ok()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .and_then(|a| core_addr(a, core as u32));
+        match addr {
+            Some(addr) => match self.transport.add_peer(node_id, addr) {
+                Ok(()) => {
+                    tracing::info!(node_id, %addr, shard, "validator of the configuration linked")
+                }
+                Err(error) => {
+                    tracing::warn!(node_id, %addr, %error, "validator could not be linked")
+                }
+            },
+            None => tracing::warn!(
+                node_id,
+                shard,
+                "validator of the configuration has no usable peer address (not on the \
+                 command line, none in its membership change): unreachable from here"
+            ),
+        }
+    }
+
+    /// Shard `shard` no longer has `node_id` in its configuration; unlinked once no shard
+    /// of this core has.
+    pub fn unwant(&self, shard: ShardId, node_id: u64) {
+        let mut wanted = self.wanted.borrow_mut();
+        let Some(shards) = wanted.get_mut(&node_id) else {
+            return;
+        };
+        shards.remove(&shard);
+        if shards.is_empty() {
+            wanted.remove(&node_id);
+            if self.transport.remove_peer(node_id) {
+                tracing::info!(
+                    node_id,
+                    "validator in no configuration on this core: unlinked"
+                );
+            }
+        }
     }
 
     /// Encodes with `encode` into the shared buffer and sends to `peer` for `shard`.

@@ -9,12 +9,13 @@ use crate::datadir::DataDir;
 use crate::genesis::Genesis;
 use crate::ledger::ShardState;
 use crate::node::{NodeConfig, ShardNode};
-use crate::replica::{ReplicaConfig, ShardReplica};
+use crate::replica::{bootstrap_snapshot, ReplicaConfig, ShardReplica};
 use crate::shard::ShardId;
 use crate::state_snapshot::decode_state;
 use aurigraph_storage::shard_log::ShardLog;
 use aurigraph_storage::wal::WalConfig;
-use raft::eraftpb::ConfState;
+use raft::eraftpb::{ConfState, HardState};
+use raft::Storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -196,21 +197,42 @@ async fn open_shard(
         segment_bytes_max: config.wal_segment_bytes_max,
         staged_bytes_max: config.wal_staged_bytes_max,
     };
-    // Every validator votes in every shard's group (a single validator: itself alone).
-    // A joining validator starts outside every group: the leader adds it as a learner.
-    let own = (!config.join).then_some(config.node_id);
-    let mut voters: Vec<u64> = own
-        .into_iter()
-        .chain(config.peers.iter().map(|&(id, _)| id))
-        .collect();
-    voters.sort_unstable();
+    // The founding validators (`--peers`, and this one) vote in every shard's group (a single
+    // validator: itself alone). A joining validator starts with no configuration at all: the
+    // leader adds it as a learner and its snapshot brings the group's configuration.
+    let voters: Vec<u64> = if config.join {
+        Vec::new()
+    } else {
+        let mut voters: Vec<u64> = std::iter::once(config.node_id)
+            .chain(config.peers.iter().map(|&(id, _)| id))
+            .collect();
+        voters.sort_unstable();
+        voters.dedup();
+        voters
+    };
     let initial_conf = ConfState {
         voters: voters.clone(),
         ..Default::default()
     };
-    let (log, snapshot) = ShardLog::open(&dir, initial_conf, wal)
+    let (mut log, mut snapshot) = ShardLog::open(&dir, initial_conf, wal)
         .await
         .map_err(|source| EngineError::Storage { shard, source })?;
+    let fresh = snapshot.is_none()
+        && log.storage().last_index().unwrap_or(0) == 0
+        && log
+            .storage()
+            .initial_state()
+            .is_ok_and(|s| s.hard_state == HardState::default());
+    if fresh && !voters.is_empty() {
+        // A founding replica's first start: its log begins with the founding snapshot (see
+        // `replica::BOOTSTRAP_INDEX`), saved durably before anything else happens.
+        let mut genesis_state = ShardState::from_genesis(genesis, shard, shard_count);
+        let (index, term, conf, data) = bootstrap_snapshot(&mut genesis_state, &voters);
+        log.save_snapshot(index, term, conf, data.clone())
+            .await
+            .map_err(|source| EngineError::Storage { shard, source })?;
+        snapshot = Some(data);
+    }
     let state = match snapshot {
         Some(bytes) => decode_state(&bytes).map_err(|e| EngineError::Snapshot {
             shard,

@@ -375,6 +375,11 @@ impl Transport {
         Ok(())
     }
 
+    /// Whether `node_id` is a peer of this core.
+    pub fn has_peer(&self, node_id: u64) -> bool {
+        self.inner.peers.borrow().contains_key(&node_id)
+    }
+
     /// Removes a peer and closes both its links. Returns whether it was a peer.
     pub fn remove_peer(&self, node_id: u64) -> bool {
         let Some(peer) = self.inner.peers.borrow_mut().remove(&node_id) else {
