@@ -25,7 +25,7 @@ pub(super) struct PeerLink {
     /// Per validator, the shards of this core whose configuration has it. A validator is
     /// unlinked only when no shard here wants it any more: in joint consensus a removed voter
     /// is still an outgoing voter of its shard, and other shards may keep it as a member.
-    wanted: RefCell<BTreeMap<u64, BTreeSet<ShardId>>>,
+    wanted: RefCell<LinkWants>,
 }
 
 impl PeerLink {
@@ -66,7 +66,7 @@ impl PeerLink {
         Ok(Some(Rc::new(PeerLink {
             transport,
             buf: RefCell::new(Vec::with_capacity(64 << 10)),
-            wanted: RefCell::new(BTreeMap::new()),
+            wanted: RefCell::new(LinkWants::default()),
         })))
     }
 
@@ -74,11 +74,7 @@ impl PeerLink {
     /// (the address its membership change carried; empty for a founding validator, which
     /// the command line registered). Idempotent.
     pub fn want(&self, shard: ShardId, node_id: u64, peer_addr: &[u8], core: usize) {
-        self.wanted
-            .borrow_mut()
-            .entry(node_id)
-            .or_default()
-            .insert(shard);
+        self.wanted.borrow_mut().want(shard, node_id);
         if self.transport.has_peer(node_id) {
             return;
         }
@@ -107,19 +103,12 @@ impl PeerLink {
     /// Shard `shard` no longer has `node_id` in its configuration; unlinked once no shard
     /// of this core has.
     pub fn unwant(&self, shard: ShardId, node_id: u64) {
-        let mut wanted = self.wanted.borrow_mut();
-        let Some(shards) = wanted.get_mut(&node_id) else {
-            return;
-        };
-        shards.remove(&shard);
-        if shards.is_empty() {
-            wanted.remove(&node_id);
-            if self.transport.remove_peer(node_id) {
-                tracing::info!(
-                    node_id,
-                    "validator in no configuration on this core: unlinked"
-                );
-            }
+        let unwanted = self.wanted.borrow_mut().unwant(shard, node_id);
+        if unwanted && self.transport.remove_peer(node_id) {
+            tracing::info!(
+                node_id,
+                "validator in no configuration on this core: unlinked"
+            );
         }
     }
 
@@ -133,6 +122,34 @@ impl PeerLink {
         let mut buf = self.buf.borrow_mut();
         encode(&mut buf);
         self.transport.send(peer, shard, &buf)
+    }
+}
+
+/// Which shards of a core have which validator in their configuration.
+#[derive(Default)]
+pub(super) struct LinkWants {
+    shards_of: BTreeMap<u64, BTreeSet<ShardId>>,
+}
+
+impl LinkWants {
+    /// Shard `shard` has `node_id` in its configuration (idempotent).
+    pub fn want(&mut self, shard: ShardId, node_id: u64) {
+        self.shards_of.entry(node_id).or_default().insert(shard);
+    }
+
+    /// Shard `shard` no longer has `node_id`; true when no shard of the core has it any more
+    /// (unlink it then). A node no shard wanted is not unlinked: a founding validator on the
+    /// command line stays linked until some shard's configuration dropped it.
+    pub fn unwant(&mut self, shard: ShardId, node_id: u64) -> bool {
+        let Some(shards) = self.shards_of.get_mut(&node_id) else {
+            return false;
+        };
+        shards.remove(&shard);
+        if !shards.is_empty() {
+            return false;
+        }
+        self.shards_of.remove(&node_id);
+        true
     }
 }
 
@@ -217,5 +234,23 @@ pub(super) async fn route(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LinkWants;
+
+    #[test]
+    fn a_validator_is_unlinked_only_when_no_shard_of_the_core_has_it() {
+        let mut wants = LinkWants::default();
+        // Shards 0 and 2 share this core; both have validator 3.
+        wants.want(0, 3);
+        wants.want(2, 3);
+        wants.want(2, 3);
+        assert!(!wants.unwant(0, 3), "shard 2 still has validator 3");
+        assert!(wants.unwant(2, 3));
+        assert!(!wants.unwant(2, 3), "already unlinked");
+        assert!(!wants.unwant(1, 9), "never wanted");
     }
 }
