@@ -191,6 +191,14 @@ impl NodeConfig {
                 "snapshot_piece_bytes {snapshot_piece_bytes}: must be between 256 and 1048576"
             )));
         }
+        let recent_transactions_per_shard = file.recent_transactions_per_shard.unwrap_or(262_144);
+        let recent_limit = aurigraph_engine::ledger::RECENT_TRANSACTIONS_LIMIT;
+        if recent_transactions_per_shard > recent_limit {
+            return Err(ConfigError::Invalid(format!(
+                "recent_transactions_per_shard {recent_transactions_per_shard}: must be at most \
+                 {recent_limit} (the window travels in every snapshot)"
+            )));
+        }
         let body_bytes_max = file.body_bytes_max.unwrap_or(BODY_BYTES_MAX);
         if body_bytes_max < BODY_BYTES_MAX_MIN {
             return Err(ConfigError::Invalid(format!(
@@ -230,7 +238,7 @@ impl NodeConfig {
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
             snapshot_interval_entries: file.snapshot_interval_entries.unwrap_or(20_000).max(1),
             snapshot_piece_bytes,
-            recent_transactions_per_shard: file.recent_transactions_per_shard.unwrap_or(262_144),
+            recent_transactions_per_shard,
             beacon: file.beacon,
         })
     }
@@ -398,6 +406,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("needs its own peer address"));
+        // A window larger than a snapshot may carry is refused at start, not by an assertion.
+        let file = dir.path().join("window.toml");
+        std::fs::write(&file, "recent_transactions_per_shard = 4194305\n").unwrap();
+        let args = NodeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let error = NodeConfig::resolve(&args).unwrap_err().to_string();
+        assert!(error.contains("recent_transactions_per_shard"), "{error}");
     }
 
     #[test]

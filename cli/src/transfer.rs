@@ -28,7 +28,7 @@ pub struct TransferArgs {
         env = "AURIGRAPH_NODE"
     )]
     pub node: String,
-    /// Nonce to sign [default: the sender's highest accepted nonce, from the node, plus 1].
+    /// Nonce to sign [default: the sender's highest spent nonce, from the node, plus 1].
     #[arg(long, value_name = "N")]
     pub nonce: Option<u64>,
     /// Chain id to sign over [default: the node's, from GET /api/v11/info].

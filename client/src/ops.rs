@@ -53,7 +53,7 @@ pub struct TransferRequest {
     pub to: Address,
     pub amount: u64,
     pub asset: u32,
-    /// Nonce to sign; `None`: the sender's highest accepted nonce, from the node, plus 1.
+    /// Nonce to sign; `None`: the sender's highest spent nonce, from the node, plus 1.
     pub nonce: Option<u64>,
     /// Chain id to sign over; `None`: the node's, from `GET /api/v11/info`.
     pub chain_id: Option<u32>,
@@ -131,7 +131,7 @@ pub async fn fetch_chain_id(client: &Client) -> Result<u32, RequestError> {
         })
 }
 
-/// The account's highest accepted nonce (`"nonce"` of `GET /api/v11/accounts/{address}`);
+/// The account's highest spent nonce (`"nonce"` of `GET /api/v11/accounts/{address}`);
 /// 0 for an account the node does not know.
 pub async fn fetch_nonce(client: &Client, address: &Address) -> Result<u64, RequestError> {
     let path = format!("/api/v11/accounts/{}", address.to_hex());

@@ -2,7 +2,9 @@
 
 use serde::{Serialize, Serializer};
 
-/// Outcome of one transfer. `Ok` is the only code under which state changed.
+/// Outcome of one transfer. Under `Ok` the balances changed; under `InsufficientFunds` only
+/// the sender's nonce was spent (so the refused transfer can never apply later); under every
+/// other code nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ResultCode {
