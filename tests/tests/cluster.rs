@@ -52,13 +52,16 @@ fn expected_balances(keys: &[SigningKey], transfers: &[Record]) -> Vec<(Address,
     balances.into_iter().collect()
 }
 
-/// A committed transfer is in node i's ledger: its lookup shows it decided (a resubmission
-/// may have recorded `NONCE_REPLAYED` over the first `OK`), or — the recent-transaction window
-/// may not survive a restart or a snapshot — the sender's nonce covers it. Each sender in
-/// these tests sends its nonces in order, one at a time, so nonce >= n means n committed.
+/// A committed transfer is in node i's ledger and node i says so: its lookup answers the
+/// first decision the log made (`OK`; a resubmission answered `NONCE_REPLAYED` does not replace
+/// it), on every validator alike — the window of decided transfers is part of the state and
+/// travels in snapshots, so restarts, kills and catch-up from a snapshot do not change the
+/// answer. Each sender in these tests sends its nonces in order, one at a time, so a spent
+/// nonce >= n means n committed: then a lookup that does not answer `OK` is a failure.
 fn present(cluster: &Cluster, i: usize, record: &Record) -> Result<(), String> {
-    if let Some(v) = cluster.transaction(i, record) {
-        if v["result"] == "OK" || v["result"] == "NONCE_REPLAYED" {
+    let lookup = cluster.transaction(i, record);
+    if let Some(v) = &lookup {
+        if v["result"] == "OK" {
             return Ok(());
         }
         if v["status"] != "PENDING" {
@@ -70,7 +73,13 @@ fn present(cluster: &Cluster, i: usize, record: &Record) -> Result<(), String> {
     }
     let (_, nonce) = cluster.account(i, &record.from());
     if nonce >= record.nonce() {
-        Ok(())
+        Err(format!(
+            "node {i}: transfer {} (nonce {}) applied (the account's nonce is {nonce}) but the \
+             lookup answers {:?}",
+            record.tx_hash().to_hex(),
+            record.nonce(),
+            lookup.map(|v| v.to_string())
+        ))
     } else {
         Err(format!(
             "node {i}: transfer {} (nonce {}) is missing: lookup {:?}, account nonce {nonce}",
