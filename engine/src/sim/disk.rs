@@ -18,19 +18,33 @@ pub struct DiskWrite {
     pub hard_state: Option<HardState>,
 }
 
+/// Bytes of a WAL record's header; records start 32-byte aligned (as `aurigraph_storage`'s
+/// record format).
+const WAL_RECORD_ALIGN: u64 = 32;
+
 #[derive(Clone, Debug, Default)]
 struct Durable {
     snapshot: Option<(SnapshotMetadata, Vec<u8>)>,
-    /// The WAL as replay sees it: later records replace the suffix from their index.
-    entries: Vec<Entry>,
+    /// The WAL as replay sees it: later records replace the suffix from their index. Each
+    /// entry with the byte offset of its record in the WAL.
+    entries: Vec<(u64, Entry)>,
     hard_state: Option<HardState>,
+    /// Where the next WAL record goes.
+    wal_end: u64,
+    /// A flipped bit in a sealed record: that record's offset (the checksum no longer matches).
+    corrupt: Option<u64>,
 }
 
 impl Durable {
     fn append(&mut self, entries: &[Entry]) {
         if let Some(first) = entries.first() {
-            self.entries.retain(|e| e.index < first.index);
-            self.entries.extend_from_slice(entries);
+            self.entries.retain(|(_, e)| e.index < first.index);
+            for e in entries {
+                let offset = self.wal_end;
+                let bytes = WAL_RECORD_ALIGN + protobuf::Message::compute_size(e) as u64;
+                self.wal_end += bytes.div_ceil(WAL_RECORD_ALIGN) * WAL_RECORD_ALIGN;
+                self.entries.push((offset, e.clone()));
+            }
         }
     }
     fn apply(&mut self, write: &DiskWrite) {
@@ -45,12 +59,21 @@ impl Durable {
     /// As `ShardLog::save_snapshot` + `Wal::compact`: the WAL keeps what follows the index.
     fn install_snapshot(&mut self, meta: SnapshotMetadata, data: Vec<u8>) {
         let index = meta.index;
-        self.entries.retain(|e| e.index > index);
+        self.entries.retain(|(_, e)| e.index > index);
+        if self
+            .corrupt
+            .is_some_and(|at| !self.entries.iter().any(|(o, _)| *o == at))
+        {
+            // The damaged record was compacted away with the segment that held it.
+            self.corrupt = None;
+        }
         self.snapshot = Some((meta, data));
     }
 }
 
 pub struct SimDisk {
+    /// The shard this disk holds (named in recovery errors, as a real WAL's path does).
+    shard: u32,
     durable: Durable,
     unsynced: Option<DiskWrite>,
     initial_conf: ConfState,
@@ -63,8 +86,9 @@ pub struct SimDisk {
 pub struct RecoveryError(pub String);
 
 impl SimDisk {
-    pub fn new(initial_conf: ConfState) -> SimDisk {
+    pub fn new(shard: u32, initial_conf: ConfState) -> SimDisk {
         SimDisk {
+            shard,
             durable: Durable::default(),
             unsynced: None,
             mem: MemStorage::new_with_conf_state(initial_conf.clone()),
@@ -148,6 +172,19 @@ impl SimDisk {
         self.mem = MemStorage::new();
     }
 
+    /// Flips one bit in a sealed (fsynced, not last) WAL record chosen by `pick` among the
+    /// `n` candidates; returns that record's byte offset, or `None` when the WAL holds fewer
+    /// than two records (the last one could be a torn tail, which recovery truncates).
+    pub fn flip_bit(&mut self, pick: impl FnOnce(usize) -> usize) -> Option<u64> {
+        let sealed = self.durable.entries.len().checked_sub(1)?;
+        if sealed == 0 {
+            return None;
+        }
+        let offset = self.durable.entries[pick(sealed)].0;
+        self.durable.corrupt = Some(offset);
+        Some(offset)
+    }
+
     /// Number of parts of the unsynced write (for choosing a torn prefix).
     pub fn unsynced_parts(&self) -> usize {
         self.unsynced.as_ref().map_or(0, |w| {
@@ -176,12 +213,20 @@ impl SimDisk {
                 None,
             ),
         };
+        if let Some(offset) = self.durable.corrupt {
+            // As `ShardLog::open`: a record that fails its checksum before the end of the WAL
+            // is corruption, not a torn tail: refuse to start, naming the file and the byte.
+            return Err(RecoveryError(format!(
+                "corruption in shard-{}/wal at byte offset {offset}: checksum mismatch",
+                self.shard
+            )));
+        }
         let mut entries: Vec<Entry> = self
             .durable
             .entries
             .iter()
-            .filter(|e| e.index > snap_index)
-            .cloned()
+            .filter(|(_, e)| e.index > snap_index)
+            .map(|(_, e)| e.clone())
             .collect();
         if let Some(stale) = entries.iter().position(|e| e.term < snap_term) {
             entries.truncate(stale);

@@ -17,6 +17,7 @@
 mod check;
 pub mod disk;
 mod net;
+mod operator;
 mod workload;
 
 use crate::genesis::{Allocation, Genesis};
@@ -32,21 +33,28 @@ use crate::verify::SignatureVerifier;
 use disk::{DiskWrite, SimDisk};
 use ed25519_dalek::SigningKey;
 use net::InFlight;
-use raft::eraftpb::ConfState;
+use operator::MembershipRequest;
+use raft::eraftpb::{ConfChangeType, ConfState};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use xxhash_rust::xxh3::Xxh3;
 
 const CHAIN: u32 = 7;
 /// Raft's election timeout: randomized in `[n, 2n)` ticks at every reset.
 const ELECTION_TICKS: usize = 10;
 /// A second asset, held by some accounts.
 const ASSET_B: u32 = 5;
+/// Probability that one write, or one fdatasync, fails during chaos (EIO or ENOSPC).
+const STORAGE_FAULT_P: f64 = 0.0006;
 
 /// What one seed's run looks like.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// Validators in the cluster; the shards' groups start with the first `group` of them as
+    /// voters, the others start outside every group (as `aurigraph node --join`).
     pub validators: usize,
+    pub group: usize,
     pub shards: u32,
     pub accounts: usize,
     /// Rounds of (chaos, calm): faults during chaos; all healed and restarted for calm, during
@@ -54,8 +62,23 @@ pub struct SimConfig {
     pub rounds: usize,
     pub chaos_ms: u64,
     pub calm_ms: u64,
-    /// Milliseconds of simulated time between raft ticks.
+    /// Milliseconds of simulated time between raft ticks (each validator's clock runs up to
+    /// `tick_drift_pct` % faster or slower, and its rate changes over time).
     pub tick_ms: u64,
+    pub tick_drift_pct: u64,
+    /// The operator moves the goal (spares replace voters, groups grow and shrink); without
+    /// it, membership changes only for repairs.
+    pub membership_moves: bool,
+    /// Write and fdatasync errors (fail-stop) and flipped WAL bits (repair).
+    pub storage_faults: bool,
+    pub one_way_partitions: bool,
+    /// The operator proposes a leader's own removal at that leader (finding F3: raft-rs keeps
+    /// a removed leader leading and panics at its next acknowledgement). Off: the operator
+    /// stops a validator before removing it from a group it leads.
+    pub remove_leader: bool,
+    /// The operator wipes a removed validator as soon as the leaders no longer list it
+    /// (finding F4); off: only once no replica's applied configuration lists it.
+    pub wipe_early: bool,
     /// Take a local snapshot (and truncate the log) every this many applied entries.
     pub snapshot_interval: u64,
     /// Raft messages larger than this go in pieces (small, so that snapshots do).
@@ -65,17 +88,25 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The configuration a seed picks: 3 validators, sometimes 5; 2 shards.
+    /// The configuration a seed picks: 4 validators, sometimes 5, groups of 3 voters at the
+    /// start; 2 shards.
     pub fn for_seed(seed: u64) -> SimConfig {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_c0f1_9000_0001);
         SimConfig {
-            validators: if rng.gen_bool(0.25) { 5 } else { 3 },
+            validators: if rng.gen_bool(0.25) { 5 } else { 4 },
+            group: 3,
             shards: 2,
             accounts: 8,
             rounds: 3,
             chaos_ms: 1500,
             calm_ms: 1200,
             tick_ms: 10,
+            tick_drift_pct: 20,
+            membership_moves: true,
+            storage_faults: true,
+            one_way_partitions: true,
+            remove_leader: false,
+            wipe_early: false,
             snapshot_interval: rng.gen_range(6..30),
             raft_piece_bytes: [512, 1024, 2048][rng.gen_range(0..3)],
             transport_queue_max: [4, 16, 64][rng.gen_range(0..3)],
@@ -120,6 +151,84 @@ pub struct SimStats {
     pub max_commit: u64,
     /// What the shard nodes did, summed over every replica and restart.
     pub node: NodeCounters,
+    /// Membership changes answered `Ok` (each change of a ConfChangeV2 counted by kind).
+    pub learners_added: u64,
+    pub voters_promoted: u64,
+    pub voters_removed: u64,
+    pub learners_removed: u64,
+    /// `Ok` answers of a ConfChangeV2 with several changes (joint consensus).
+    pub joint_changes: u64,
+    /// Membership answers: refused (with a reason), `Retry` (leadership lost), and requests
+    /// lost with the validator that held them (crash, fail-stop).
+    pub membership_refused: u64,
+    pub membership_retry: u64,
+    pub membership_lost: u64,
+    /// Validators wiped after leaving every group (and started again as joiners).
+    pub wiped: u64,
+    /// Validators the operator stopped before removing them from a group they led (F3).
+    pub operator_stops: u64,
+    /// Storage faults: the validator fail-stops (all its shards) and restarts later.
+    pub write_eio: u64,
+    pub write_enospc: u64,
+    pub fsync_eio: u64,
+    /// Bits flipped in sealed WAL records; recoveries refused because of them (each one checked
+    /// to name the shard and the record's offset); repairs completed (the validator removed
+    /// from every group, wiped, added back as a learner and promoted on every shard).
+    pub bit_flips: u64,
+    pub recoveries_refused: u64,
+    pub repairs_completed: u64,
+    pub one_way_partitions: u64,
+    /// Changes of a validator's tick rate, and the largest deviation seen (per mille).
+    pub tick_rate_changes: u64,
+    pub max_tick_skew_permille: u64,
+    /// Every event of the run (sends, deliveries, ready cycles, answers, crashes, starts,
+    /// membership proposals), hashed in order: two runs of a seed must agree on it.
+    pub trace_events: u64,
+    pub trace_digest: u128,
+}
+
+impl SimStats {
+    /// Adds another run's counts (for a report over many seeds; maxima stay maxima, the trace
+    /// digests are combined).
+    pub fn add(&mut self, other: &SimStats) {
+        self.steps += other.steps;
+        self.submitted += other.submitted;
+        self.acked += other.acked;
+        self.acked_ok += other.acked_ok;
+        self.cross_shard_ok += other.cross_shard_ok;
+        self.crashes += other.crashes;
+        self.torn_writes += other.torn_writes;
+        self.partitions += other.partitions;
+        self.dropped += other.dropped;
+        self.duplicated += other.duplicated;
+        self.transport_refused += other.transport_refused;
+        self.leader_changes += other.leader_changes;
+        self.max_commit = self.max_commit.max(other.max_commit);
+        self.node.add(&other.node);
+        self.learners_added += other.learners_added;
+        self.voters_promoted += other.voters_promoted;
+        self.voters_removed += other.voters_removed;
+        self.learners_removed += other.learners_removed;
+        self.joint_changes += other.joint_changes;
+        self.membership_refused += other.membership_refused;
+        self.membership_retry += other.membership_retry;
+        self.membership_lost += other.membership_lost;
+        self.wiped += other.wiped;
+        self.operator_stops += other.operator_stops;
+        self.write_eio += other.write_eio;
+        self.write_enospc += other.write_enospc;
+        self.fsync_eio += other.fsync_eio;
+        self.bit_flips += other.bit_flips;
+        self.recoveries_refused += other.recoveries_refused;
+        self.repairs_completed += other.repairs_completed;
+        self.one_way_partitions += other.one_way_partitions;
+        self.tick_rate_changes += other.tick_rate_changes;
+        self.max_tick_skew_permille = self
+            .max_tick_skew_permille
+            .max(other.max_tick_skew_permille);
+        self.trace_events += other.trace_events;
+        self.trace_digest ^= other.trace_digest;
+    }
 }
 
 /// Runs one seed; catches panics in the code under test and reports them as violations.
@@ -162,6 +271,11 @@ enum Input {
         client: u64,
         records: Vec<Record>,
     },
+    /// An operator's membership change, as the admin endpoint hands it to the shard.
+    Membership {
+        client: u64,
+        changes: Vec<(ConfChangeType, u64)>,
+    },
 }
 
 /// One shard replica on one validator: its node, disk and queued inputs.
@@ -179,7 +293,21 @@ struct Validator {
     up: bool,
     restart_at: Option<u64>,
     shards: Vec<Slot>,
-    next_tick: u64,
+    /// This validator's clock: microseconds of simulated time between its ticks, and when the
+    /// next one is due.
+    tick_period_us: u64,
+    next_tick_us: u64,
+    /// The voters its disks start with when they hold no membership yet: the initial group
+    /// (an original member), or the initial group without itself (a joiner, as `--join`).
+    initial_voters: Vec<u64>,
+    /// Recovery refused to start (a damaged WAL): down until the operator repairs it.
+    broken: bool,
+    /// Stopped by the operator before removing it from a group it leads: down until wiped.
+    stopped: bool,
+    /// The bit flipped in its WAL (shard, record offset), expected in the refusal.
+    flipped: Option<(usize, u64)>,
+    /// It has been in some shard's group since it was last wiped.
+    was_member: bool,
 }
 
 /// A transfer some client was told is decided.
@@ -226,6 +354,20 @@ struct Cluster {
     /// Per shard: whether a transfer submitted in this calm phase was acknowledged.
     calm_acks: Vec<bool>,
     calm_started: u64,
+    /// Chaos is on in this step (storage faults happen only then).
+    chaotic: bool,
+    /// One-way partitions: messages from the first validator to the second are lost.
+    one_way: BTreeSet<(usize, usize)>,
+    /// The operator: the voters every shard's group should have (node ids), the membership
+    /// requests waiting for their answer (by reply handle), the one outstanding per shard, the
+    /// changes answered `Ok` (shard, index, (term, hash) of the entry), a validator being
+    /// repaired (re-added after its wipe).
+    goal: BTreeSet<u64>,
+    requests: BTreeMap<u64, MembershipRequest>,
+    pending: Vec<Option<u64>>,
+    ok_changes: Vec<(usize, u64, (u64, u128))>,
+    repairing: Option<usize>,
+    trace: Xxh3,
 }
 
 impl Cluster {
@@ -291,29 +433,70 @@ impl Cluster {
             stats: SimStats::default(),
             calm_acks: vec![false; config.shards as usize],
             calm_started: 0,
+            chaotic: false,
+            one_way: BTreeSet::new(),
+            goal: (1..=config.group as u64).collect(),
+            requests: BTreeMap::new(),
+            pending: vec![None; config.shards as usize],
+            ok_changes: Vec::new(),
+            repairing: None,
+            trace: Xxh3::new(),
             genesis,
             config,
         };
-        let voters: Vec<u64> = (1..=n as u64).collect();
-        for _ in 0..n {
-            let shards = (0..cluster.config.shards)
-                .map(|_| Slot {
-                    node: None,
-                    disk: SimDisk::new(ConfState::from((voters.clone(), vec![]))),
-                    inputs: VecDeque::new(),
-                    in_flight: None,
-                    checked: 0,
-                })
-                .collect();
-            let next_tick = cluster.rng.gen_range(0..cluster.config.tick_ms);
+        for v in 0..n {
+            let initial_voters = cluster.initial_voters(v, v >= cluster.config.group);
+            let shards = cluster.fresh_slots(&initial_voters);
+            let tick_period_us = cluster.config.tick_ms * 1000;
+            let next_tick_us = cluster.rng.gen_range(0..tick_period_us);
             cluster.validators.push(Validator {
                 up: false,
                 restart_at: None,
                 shards,
-                next_tick,
+                tick_period_us,
+                next_tick_us,
+                initial_voters,
+                broken: false,
+                stopped: false,
+                flipped: None,
+                was_member: v < cluster.config.group,
             });
         }
         cluster
+    }
+
+    /// The voters validator `v`'s disks start with: the initial group for an original member
+    /// at the cluster's start; otherwise (a validator outside it, or one wiped) the initial
+    /// group without itself — it is in no group of its own view, never campaigns, and waits
+    /// for a leader to add it (as the runtime's `--join`: its `--peers`, the validators the
+    /// cluster started with). An empty configuration would be the natural choice, but
+    /// `ShardReplica::new` refuses one (see docs/simulator.md).
+    fn initial_voters(&self, v: usize, joiner: bool) -> Vec<u64> {
+        let id = v as u64 + 1;
+        (1..=self.config.group as u64)
+            .filter(|&m| !joiner || m != id)
+            .collect()
+    }
+
+    /// Empty disks for every shard of a validator.
+    fn fresh_slots(&self, initial_voters: &[u64]) -> Vec<Slot> {
+        (0..self.config.shards)
+            .map(|s| Slot {
+                node: None,
+                disk: SimDisk::new(s, ConfState::from((initial_voters.to_vec(), vec![]))),
+                inputs: VecDeque::new(),
+                in_flight: None,
+                checked: 0,
+            })
+            .collect()
+    }
+
+    /// Adds an event to the run's trace.
+    fn trace(&mut self, words: &[u64]) {
+        for w in words {
+            self.trace.update(&w.to_le_bytes());
+        }
+        self.stats.trace_events += 1;
     }
 
     fn violation(&self, message: String) -> Violation {
@@ -348,22 +531,25 @@ impl Cluster {
     }
 
     /// Starts (or restarts) a validator from its disks, as the runtime's `open_shard` does.
-    fn start(&mut self, v: usize) -> Result<(), Violation> {
+    /// A shard whose recovery is refused (a damaged WAL) keeps the whole validator down (the
+    /// runtime refuses to start) until the operator repairs it; returns whether it started.
+    fn start(&mut self, v: usize) -> Result<bool, Violation> {
         let shard_count = self.config.shards;
-        let voters: Vec<u64> = (1..=self.config.validators as u64).collect();
-        for s in 0..shard_count {
+        let mut recovered = Vec::new();
+        for s in 0..shard_count as usize {
+            match self.validators[v].shards[s].disk.recover() {
+                Ok(data) => recovered.push(data),
+                Err(refusal) => return self.refused(v, s, refusal.0).map(|()| false),
+            }
+        }
+        let voters = self.validators[v].initial_voters.clone();
+        for (s, data) in recovered.into_iter().enumerate() {
             let node_config = self.node_config(v);
-            let slot = &mut self.validators[v].shards[s as usize];
-            let data = slot.disk.recover().map_err(|e| Violation {
-                seed: self.seed,
-                step: self.now,
-                message: format!("validator {} shard {s}: recovery refused: {}", v + 1, e.0),
-            })?;
             let state = match data {
                 Some(bytes) => decode_state(&bytes).expect("own snapshot decodes"),
-                None => ShardState::from_genesis(&self.genesis, s, shard_count),
+                None => ShardState::from_genesis(&self.genesis, s as u32, shard_count),
             };
-            let mut config = ReplicaConfig::new(v as u64 + 1, s);
+            let mut config = ReplicaConfig::new(v as u64 + 1, s as u32);
             config.voters = voters.clone();
             config.election_tick = ELECTION_TICKS;
             config.heartbeat_tick = 2;
@@ -371,6 +557,7 @@ impl Cluster {
             config.entry_records_max = 16;
             config.recent_transactions_max = 0;
             config.recent_blocks_max = 0;
+            let slot = &mut self.validators[v].shards[s];
             slot.checked = state.applied_index();
             slot.inputs.clear();
             slot.in_flight = None;
@@ -378,13 +565,47 @@ impl Cluster {
                 ShardReplica::new(config, slot.disk.mem.clone(), state).expect("replica starts");
             slot.node = Some(ShardNode::new(node_config, replica));
         }
-        self.validators[v].up = true;
-        self.validators[v].restart_at = None;
+        let validator = &mut self.validators[v];
+        validator.up = true;
+        validator.restart_at = None;
+        validator.next_tick_us = self.now * 1000 + self.rng.gen_range(0..validator.tick_period_us);
+        self.trace(&[7, v as u64]);
+        Ok(true)
+    }
+
+    /// Recovery of validator `v`'s shard `s` refused to start: it must be the bit flipped in
+    /// its WAL, and the refusal must name the shard and the damaged record's offset (as a real
+    /// WAL's error names the file and the byte). The validator stays down for the operator.
+    fn refused(&mut self, v: usize, s: usize, message: String) -> Result<(), Violation> {
+        let Some((shard, offset)) = self.validators[v].flipped else {
+            return Err(self.violation(format!(
+                "validator {} shard {s}: recovery refused without a damaged WAL: {message}",
+                v + 1
+            )));
+        };
+        let names = message.contains(&format!("shard-{shard}/"))
+            && message.contains(&format!("byte offset {offset}:"));
+        if shard != s || !names {
+            return Err(self.violation(format!(
+                "validator {} shard {s}: recovery refusal does not name the damaged record (shard {shard}, offset {offset}): {message}",
+                v + 1
+            )));
+        }
+        self.stats.recoveries_refused += 1;
+        self.trace(&[8, v as u64, s as u64, offset]);
+        let validator = &mut self.validators[v];
+        validator.broken = true;
+        validator.restart_at = None;
+        self.start_repair(v);
         Ok(())
     }
 
+    /// Power loss or fail-stop: every shard loses what it had not fsynced (sometimes a torn
+    /// prefix of it survives); the membership requests it held are never answered. Now and
+    /// then a bit of a sealed WAL record was damaged as well (found at the next start).
     fn crash(&mut self, v: usize) {
         let torn_p = 0.5;
+        self.trace(&[6, v as u64]);
         let validator = &mut self.validators[v];
         validator.up = false;
         for s in 0..validator.shards.len() {
@@ -404,6 +625,8 @@ impl Cluster {
             slot.in_flight = None;
         }
         self.stats.crashes += 1;
+        self.forget_requests(v);
+        self.maybe_flip_bit(v);
     }
 
     fn node(&mut self, v: usize, s: usize) -> &mut ShardNode<u64> {
@@ -445,6 +668,21 @@ impl Cluster {
                 self.node(v, s)
                     .submit(&mut io, &records, &valid, Submitter::Client(client));
             }
+            Input::Membership { client, changes } => {
+                let before = self
+                    .node(v, s)
+                    .replica()
+                    .raw_node()
+                    .raft
+                    .raft_log
+                    .last_index();
+                if let Some(request) = self.requests.get_mut(&client) {
+                    request.before = Some(before);
+                }
+                let peer_addr = operator::peer_addr(v);
+                self.node(v, s)
+                    .change_membership(&mut io, &changes, &peer_addr, client);
+            }
         }
         self.flush(v, s, io)
     }
@@ -454,11 +692,22 @@ impl Cluster {
     /// taking simulated time.
     fn drive(&mut self, v: usize, s: usize) -> Result<(), Violation> {
         for _ in 0..16 {
+            if !self.validators[v].up {
+                return Ok(());
+            }
             if let Some((number, done_at)) = self.validators[v].shards[s].in_flight {
                 if done_at > self.now {
                     return Ok(());
                 }
                 self.validators[v].shards[s].in_flight = None;
+                if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P)
+                {
+                    // fdatasync failed: what it was to make durable is in an unknown state (the
+                    // kernel may have dropped the dirty pages): fail-stop, as a crash.
+                    self.stats.fsync_eio += 1;
+                    self.fail_stop(v);
+                    return Ok(());
+                }
                 self.validators[v].shards[s].disk.sync();
                 let now = self.clock();
                 let mut io = self.io(v, s);
@@ -487,7 +736,28 @@ impl Cluster {
                 entries: persist.entries,
                 hard_state: persist.hard_state,
             };
+            self.trace(&[
+                3,
+                v as u64,
+                s as u64,
+                persist.number,
+                write.snapshot.as_ref().map_or(0, |(m, _)| m.index),
+                write.entries.len() as u64,
+                write.entries.last().map_or(0, |e| e.index),
+                write.hard_state.as_ref().map_or(0, |h| h.commit),
+            ]);
             self.validators[v].shards[s].disk.stage(write);
+            if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P) {
+                // The write failed (EIO, or ENOSPC: the disk is full): fail-stop; whatever
+                // part of it reached the disk is like an unsynced write at a crash.
+                if self.rng.gen_bool(0.5) {
+                    self.stats.write_eio += 1;
+                } else {
+                    self.stats.write_enospc += 1;
+                }
+                self.fail_stop(v);
+                return Ok(());
+            }
             let latency = if self.rng.gen_bool(0.5) {
                 0
             } else {
@@ -525,13 +795,17 @@ impl Cluster {
         let mut out = format!("network: {} in flight; ", self.net.len());
         for (v, validator) in self.validators.iter().enumerate() {
             let Some(node) = &validator.shards[s].node else {
-                out.push_str(&format!("[{}: down] ", v + 1));
+                out.push_str(&format!(
+                    "[{}: down{}] ",
+                    v + 1,
+                    if validator.broken { ", broken" } else { "" }
+                ));
                 continue;
             };
             let st = node.status();
             let raft = &node.replica().raw_node().raft;
             out.push_str(&format!(
-                "[{}: {} term {} vote {} elapsed {}/{} transferee {:?} persisting {} queued {} leader {:?} commit {} applied {} last {} pending {} blocked {}] ",
+                "[{}: {} term {} vote {} elapsed {}/{} transferee {:?} persisting {} queued {} leader {:?} commit {} applied {} last {} pending {} blocked {} voters {:?}/{:?} learners {:?}] ",
                 v + 1,
                 st.role,
                 st.term,
@@ -546,15 +820,36 @@ impl Cluster {
                 st.applied_index,
                 st.last_index,
                 st.pending_records,
-                node.replica().apply_blocked()
+                node.replica().apply_blocked(),
+                raft.prs().conf().to_conf_state().voters,
+                raft.prs().conf().to_conf_state().voters_outgoing,
+                raft.prs().conf().to_conf_state().learners
             ));
         }
         out
     }
 
     /// A client's answer from validator `v`'s shard `s` (its own or a forwarded one's).
-    fn client_answer(&mut self, s: usize, client: u64, answer: Answer) -> Result<(), Violation> {
+    fn client_answer(
+        &mut self,
+        v: usize,
+        s: usize,
+        client: u64,
+        answer: Answer,
+    ) -> Result<(), Violation> {
+        let answer = match answer {
+            Answer::Membership(result) => return self.membership_answer(v, s, client, result),
+            other => other,
+        };
         let records = self.clients.remove(&client).unwrap_or_default();
+        match &answer {
+            Answer::Outcomes(Ok(outcomes)) => {
+                let mut words = vec![4, client];
+                words.extend(outcomes.iter().map(|o| o.block));
+                self.trace(&words);
+            }
+            _ => self.trace(&[5, client]),
+        }
         let Answer::Outcomes(Ok(outcomes)) = answer else {
             return Ok(());
         };
@@ -602,6 +897,7 @@ impl Cluster {
     fn step_once(&mut self, chaotic: bool, workload: bool) -> Result<(), Violation> {
         self.step
             .store(self.now, std::sync::atomic::Ordering::Relaxed);
+        self.chaotic = chaotic;
         if chaotic {
             self.chaos();
         }
@@ -613,13 +909,17 @@ impl Cluster {
             }
         }
         self.deliver_network();
-        // Ticks (each validator's clock has its own phase); a replica whose write is in
-        // flight ticks at its next tick (raft takes no input while persisting).
+        self.drift_clocks();
+        // Ticks (each validator's clock has its own phase and rate); a replica whose write is
+        // in flight ticks at its next tick (raft takes no input while persisting).
+        let now_us = self.now * 1000;
         for v in 0..self.validators.len() {
-            if !self.validators[v].up || self.validators[v].next_tick > self.now {
+            if !self.validators[v].up || self.validators[v].next_tick_us > now_us {
                 continue;
             }
-            self.validators[v].next_tick = self.now + self.config.tick_ms;
+            let validator = &mut self.validators[v];
+            validator.next_tick_us =
+                (validator.next_tick_us + validator.tick_period_us).max(now_us);
             for s in 0..self.validators[v].shards.len() {
                 if self.node(v, s).is_persisting() {
                     continue;
@@ -639,6 +939,7 @@ impl Cluster {
         if workload && self.rng.gen_bool(0.08) {
             self.submit_workload();
         }
+        self.operate(workload)?;
         for v in 0..self.validators.len() {
             if !self.validators[v].up {
                 continue;
@@ -656,6 +957,7 @@ impl Cluster {
         for v in 0..self.validators.len() {
             self.start(v)?;
         }
+        self.drift_clocks();
         for _round in 0..self.config.rounds {
             let end = self.now + self.config.chaos_ms;
             while self.now < end {
@@ -670,25 +972,38 @@ impl Cluster {
             }
             if let Some(s) = self.calm_acks.iter().position(|ok| !ok) {
                 return Err(self.violation(format!(
-                    "no progress: shard {s} acknowledged no transfer in {} ms after healing; replicas: {}",
+                    "no progress: shard {s} acknowledged no transfer in {} ms after healing (goal {:?}, pending {:?}); replicas: {}",
                     self.config.calm_ms,
-                    self.describe(s)
+                    self.goal,
+                    self.pending,
+                    (0..self.config.shards as usize)
+                        .map(|s| format!("shard {s}: {}", self.describe(s)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )));
             }
         }
-        // Quiesce: no new work, everyone catches up.
-        let deadline = self.now + 3000;
+        // Quiesce: no new work; the operator finishes its changes (a repair included), and
+        // every member of every group catches up.
+        let deadline = self.now + 8000;
         loop {
             if self.caught_up() {
                 break;
             }
             if self.now >= deadline {
-                return Err(self.violation("replicas did not catch up after the last heal".into()));
+                return Err(self.violation(format!(
+                    "replicas did not catch up after the last heal (goal {:?}, pending {:?}); shard 0: {}; shard 1: {}",
+                    self.goal,
+                    self.pending,
+                    self.describe(0),
+                    self.describe(1)
+                )));
             }
             self.step_once(false, false)?;
         }
         self.check_final()?;
         self.stats.steps = self.now;
+        self.stats.trace_digest = self.trace.digest128();
         let mut counters = Vec::new();
         for v in &self.validators {
             for slot in &v.shards {

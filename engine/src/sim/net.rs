@@ -1,5 +1,6 @@
 //! The simulated transport and the nodes' effects: what a node sends is encoded as on the
-//! wire and travels with drops, delays, duplicates and partitions, in order on each link (one
+//! wire and travels with drops, delays, duplicates, partitions (two-sided, and one-way: A hears
+//! B but B does not hear A), in order on each link (one
 //! TCP connection per pair of validators and core, as the real transport); each peer's
 //! queue takes a bounded number of messages per step (back-pressure: `SendRefused::Full`); a
 //! crashed peer's link is down.
@@ -9,6 +10,7 @@ use crate::node::{Answer, Effects, LocalMessage, SendRefused};
 use crate::peering::Outbound;
 use crate::shard::ShardId;
 use rand::Rng;
+use xxhash_rust::xxh3::xxh3_64;
 
 /// A payload on the simulated network.
 pub(super) struct InFlight {
@@ -70,7 +72,8 @@ impl Effects for SimIo {
         Ok(())
     }
 
-    // Every validator is linked to every other for the whole run (no membership changes).
+    // Every validator is linked to every other for the whole run (raft sends only to the
+    // group's members; a joiner is reachable before it joins, as one started with `--join`).
     fn link(&mut self, _node_id: u64, _peer_addr: &[u8]) {}
     fn unlink(&mut self, _node_id: u64) {}
 }
@@ -106,7 +109,7 @@ impl Cluster {
             }
         }
         for (client, answer) in io.replies {
-            self.client_answer(s, client, answer)?;
+            self.client_answer(v, s, client, answer)?;
         }
         Ok(())
     }
@@ -129,6 +132,15 @@ impl Cluster {
             *last = (*last).max(self.now + delay);
             let deliver_at = *last;
             self.next_seq += 1;
+            self.trace(&[
+                1,
+                from as u64,
+                to as u64,
+                shard as u64,
+                deliver_at,
+                self.next_seq,
+                xxh3_64(&payload),
+            ]);
             self.net.push(InFlight {
                 deliver_at,
                 seq: self.next_seq,
@@ -150,7 +162,10 @@ impl Cluster {
         self.net = rest;
         due.sort_by_key(|m| (m.deliver_at, m.seq));
         for m in due {
-            let reachable = self.validators[m.to].up && self.side[m.to] == self.side[m.from];
+            let reachable = self.validators[m.to].up
+                && self.side[m.to] == self.side[m.from]
+                && !self.one_way.contains(&(m.from, m.to));
+            self.trace(&[2, m.seq, reachable as u64]);
             if reachable {
                 self.validators[m.to].shards[m.shard as usize]
                     .inputs
@@ -182,9 +197,23 @@ impl Cluster {
         if self.rng.gen_bool(0.004) {
             self.side = vec![0; n];
         }
-        // Crashes (keeping a majority up most of the time) and restarts.
-        let up = self.validators.iter().filter(|v| v.up).count();
-        if self.rng.gen_bool(0.003) && up > n / 2 {
+        // One-way partitions: validator a stops hearing b while b still hears a.
+        if self.config.one_way_partitions && self.rng.gen_bool(0.003) {
+            let a = self.rng.gen_range(0..n);
+            let b = (a + self.rng.gen_range(1..n)) % n;
+            self.one_way.insert((b, a));
+            self.stats.one_way_partitions += 1;
+        }
+        if self.rng.gen_bool(0.003) {
+            self.one_way.clear();
+        }
+        // Crashes (keeping a majority of the group up most of the time) and restarts.
+        let up = self
+            .goal
+            .iter()
+            .filter(|&&id| self.validators[id as usize - 1].up)
+            .count();
+        if self.rng.gen_bool(0.003) && up > self.goal.len() / 2 {
             let v = self.rng.gen_range(0..n);
             if self.validators[v].up {
                 self.crash(v);
@@ -193,13 +222,38 @@ impl Cluster {
         }
     }
 
+    /// A storage fault (EIO, ENOSPC): the validator fail-stops — every shard, exactly like a
+    /// crash (what was not fsynced is lost) — and is restarted later.
+    pub(super) fn fail_stop(&mut self, v: usize) {
+        self.crash(v);
+        self.validators[v].restart_at = Some(self.now + self.rng.gen_range(20..400));
+    }
+
+    /// Each validator's clock runs at its own rate, within ±`tick_drift_pct` %, and the rate
+    /// changes now and then (chaos or not: clocks drift all the time).
+    pub(super) fn drift_clocks(&mut self) {
+        let base = self.config.tick_ms * 1000;
+        let spread = base * self.config.tick_drift_pct / 100;
+        for v in 0..self.validators.len() {
+            if self.now > 0 && !self.rng.gen_bool(0.0005) {
+                continue;
+            }
+            let period = self.rng.gen_range(base - spread..=base + spread);
+            self.validators[v].tick_period_us = period;
+            self.stats.tick_rate_changes += 1;
+            let skew = period.abs_diff(base) * 1000 / base;
+            self.stats.max_tick_skew_permille = self.stats.max_tick_skew_permille.max(skew);
+        }
+    }
+
     pub(super) fn heal(&mut self) -> Result<(), Violation> {
         self.side = vec![0; self.validators.len()];
+        self.one_way.clear();
         self.drop_p = 0.0;
         self.dup_p = 0.0;
         self.max_delay = 3;
         for v in 0..self.validators.len() {
-            if !self.validators[v].up {
+            if !self.validators[v].up && !self.validators[v].broken && !self.validators[v].stopped {
                 self.start(v)?;
             }
         }
