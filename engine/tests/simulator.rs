@@ -8,7 +8,8 @@
 //! - `AURIGRAPH_SIM_THREADS=t`: run the seeds on `t` threads (default 1); results are reported
 //!   in seed order either way.
 //! - `AURIGRAPH_SIM_OFF=membership,storage,one_way,drift`: switch fault kinds off (to narrow a
-//!   failure down); `AURIGRAPH_SIM_ON=remove_leader,wipe_early` switches on what is off by default.
+//!   failure down); `AURIGRAPH_SIM_ON=membership,remove_leader,wipe_early` switches on what is off by
+//!   default (see the findings in docs/simulator.md).
 
 use aurigraph_engine::sim::{run_seed_with, SimConfig, SimStats, Violation};
 
@@ -30,6 +31,7 @@ fn config_for(seed: u64) -> SimConfig {
         match kind {
             "remove_leader" => config.remove_leader = true,
             "wipe_early" => config.wipe_early = true,
+            "membership" => config.membership_moves = true,
             other => panic!("AURIGRAPH_SIM_ON: unknown kind {other}"),
         }
     }
