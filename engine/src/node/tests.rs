@@ -615,9 +615,8 @@ fn a_removed_voter_stays_linked_while_it_is_an_outgoing_voter() {
     );
 }
 
-#[test]
-fn a_leader_asked_to_remove_itself_hands_leadership_over_first() {
-    // Leader 1 of [1, 2]; 2 has caught up.
+/// Node 1, leader of the group [1, 2] of shard 1 (of 2), with 2 caught up.
+fn leader_of_two() -> (ShardNode<u32>, Recorder, MemStorage) {
     let (state, _) = destination_shard();
     let mut replica_config = ReplicaConfig::new(1, 1);
     replica_config.voters = vec![1, 2];
@@ -666,6 +665,24 @@ fn a_leader_asked_to_remove_itself_hands_leadership_over_first() {
     ack.index = node.replica().raw_node().raft.raft_log.last_index();
     node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(ack)));
     turns(&mut node, &mut io, &storage, 2);
+    (node, io, storage)
+}
+
+/// Leader 2 acknowledges everything node 1's log holds.
+fn ack_from_2(node: &mut ShardNode<u32>, io: &mut Recorder, storage: &MemStorage) {
+    let mut ack = Message::default();
+    ack.set_msg_type(MessageType::MsgAppendResponse);
+    ack.from = 2;
+    ack.to = 1;
+    ack.term = node.replica().raw_node().raft.term;
+    ack.index = node.replica().raw_node().raft.raft_log.last_index();
+    node.peer_message(io, 2, PeerMessage::Raft(Box::new(ack)));
+    turns(node, io, storage, 2);
+}
+
+#[test]
+fn a_leader_asked_to_remove_itself_hands_leadership_over_first() {
+    let (mut node, mut io, storage) = leader_of_two();
     io.replies.clear();
     node.change_membership(&mut io, &[(ConfChangeType::RemoveNode, 1)], b"", 9);
     turns(&mut node, &mut io, &storage, 2);
@@ -739,4 +756,22 @@ fn a_membership_change_raft_cannot_apply_stops_the_replica() {
     }
     // And it stays stopped.
     assert!(node.start_turn(&mut io, AT).is_err());
+}
+
+#[test]
+fn a_leader_that_applies_its_own_removal_steps_down() {
+    // The removal was proposed while another validator led, or leadership moved to this one
+    // before it applied: raft-rs 0.7 keeps a removed leader leading (and panics at the next
+    // append response, its own progress being gone). It must step down when it applies it.
+    let (mut node, mut io, storage) = leader_of_two();
+    let index = node
+        .replica
+        .propose_membership(&[(ConfChangeType::RemoveNode, 1)], b"")
+        .expect("proposed");
+    turns(&mut node, &mut io, &storage, 1);
+    ack_from_2(&mut node, &mut io, &storage);
+    assert!(node.replica().state().applied_index() >= index);
+    assert!(!node.replica().is_leader(), "a removed leader still leads");
+    // A late append response from 2 must not reach a leader without its own progress.
+    ack_from_2(&mut node, &mut io, &storage);
 }

@@ -129,6 +129,7 @@ impl ShardReplica {
             Ok((cc, cs)) => {
                 self.node.mut_store().mem.wl().set_conf_state(cs);
                 self.record_membership(&cc);
+                self.step_down_if_removed();
             }
             Err(message) => {
                 tracing::error!(shard = self.config.shard, index, %message, "membership change cannot be applied: replica stops");
@@ -140,6 +141,26 @@ impl ShardReplica {
             }
         }
         self.state.set_applied_index(index);
+    }
+
+    /// raft-rs 0.7 leaves a leader that applied its own removal in the leader state (its
+    /// `post_conf_change` has a "TODO: step down") with its own progress gone: it would go on
+    /// leading a group it is not in and panic at the next append response. A leader that is
+    /// no voter of the configuration it applied (neither incoming nor outgoing) steps down
+    /// here; the remaining voters elect a leader within the election timeout. (Asked to
+    /// remove itself, a leader hands over first — `ShardNode::change_membership` — but
+    /// leadership can move between a removal's proposal and its apply.)
+    fn step_down_if_removed(&mut self) {
+        let me = self.config.node_id;
+        let raft = &mut self.node.raft;
+        if raft.state == StateRole::Leader && !raft.prs().conf().voters().contains(me) {
+            tracing::info!(
+                shard = self.config.shard,
+                "this leader applied its own removal: stepping down"
+            );
+            let term = raft.term;
+            raft.become_follower(term, raft::INVALID_ID);
+        }
     }
 
     fn record_membership(&mut self, cc: &ConfChangeV2) {

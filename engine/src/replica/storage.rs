@@ -60,8 +60,12 @@ impl Storage for ReplicaStorage {
         let mut slot = self.snapshot.lock().expect("snapshot slot poisoned");
         if let Some(snapshot) = &slot.latest {
             let index = snapshot.get_metadata().index;
-            // Usable when the log continues right after it.
-            if index >= request_index && index + 1 >= first_index {
+            // Usable when the log holds its index: after installing it the follower's next
+            // append is sent with `prev = index`, whose term the leader must answer. One just
+            // below the first index does not do (`MemStorage::compact` keeps no term for it):
+            // the follower, already at that index, would ignore it and be sent it again, for
+            // ever — a newer one is made instead.
+            if index >= request_index && index >= first_index {
                 return Ok(snapshot.clone());
             }
         }
@@ -91,4 +95,39 @@ pub fn bootstrap_snapshot(
     state.set_applied_index(BOOTSTRAP_INDEX);
     let conf = ConfState::from((voters.to_vec(), vec![]));
     (BOOTSTRAP_INDEX, BOOTSTRAP_TERM, conf, encode_state(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_just_below_the_first_index_is_not_offered_a_newer_one_is_asked_for() {
+        let mem = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+        let entries: Vec<Entry> = (1..=40)
+            .map(|index| Entry {
+                index,
+                term: 5,
+                ..Default::default()
+            })
+            .collect();
+        mem.wl().append(&entries).unwrap();
+        // A local snapshot at 32 compacted the log to start at 32 (keeping 32's term).
+        mem.wl().compact(32).unwrap();
+        let storage = ReplicaStorage::new(mem);
+        let mut old = Snapshot::default();
+        old.mut_metadata().index = 31;
+        old.mut_metadata().term = 5;
+        storage.snapshot.lock().unwrap().latest = Some(old);
+        // A follower at 31 needs entry 32 onwards, sent with prev = 31: the snapshot at 31
+        // would not move it, and the leader cannot answer term(31).
+        assert!(storage.term(31).is_err());
+        assert!(storage.snapshot(0, 2).is_err());
+        assert!(storage.snapshot.lock().unwrap().requested);
+        let mut newer = Snapshot::default();
+        newer.mut_metadata().index = 36;
+        newer.mut_metadata().term = 5;
+        storage.snapshot.lock().unwrap().latest = Some(newer);
+        assert_eq!(storage.snapshot(0, 2).unwrap().get_metadata().index, 36);
+    }
 }
