@@ -710,6 +710,10 @@ impl ShardState {
     /// Forgets receipts to `destination` up to `source_index`: the destination has credited them
     /// durably (its snapshot covers them).
     pub fn prune_outbox(&mut self, destination: ShardId, source_index: u64) {
+        // Other validators may report credits beyond what this replica applied (it lags, or
+        // was just restored): receipts it has not produced yet are not forgotten in advance —
+        // they are pruned when they exist and a report covers them.
+        let source_index = source_index.min(self.applied_index);
         let pruned = &mut self.outbox_pruned_through[destination as usize];
         *pruned = (*pruned).max(source_index);
         let queue = &mut self.outbox[destination as usize];

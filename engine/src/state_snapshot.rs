@@ -573,6 +573,19 @@ mod tests {
     }
 
     #[test]
+    fn credits_reported_beyond_the_applied_index_prune_only_what_exists() {
+        // A lagging replica hears the other validators' higher credit reports: it must not
+        // forget receipts it has not produced yet (its next snapshot would hold receipts
+        // below its pruning point, and not load).
+        let mut s = state();
+        s.set_applied_index(10);
+        s.prune_outbox(1, 20);
+        assert_eq!(s.outbox_pruned_through(1), 10);
+        let restored = decode_state(&encode_state(&s)).unwrap();
+        assert_eq!(restored.outbox_pruned_through(1), 10);
+    }
+
+    #[test]
     fn peer_addresses_over_their_bounds_are_refused() {
         let mut s = state();
         s.set_peer_address(1, vec![b'a'; PEER_ADDRESS_BYTES_MAX + 1]);
