@@ -24,6 +24,13 @@ impl Credits {
         self.watermarks = watermarks;
     }
 
+    /// `node` left this shard's configuration: forget what it reported. Should the same node
+    /// id be added again (a wiped validator re-added), it counts as 0 until its new
+    /// incarnation reports — the old incarnation's watermark says nothing about the new one.
+    pub(super) fn forget_node(&mut self, node: u64) {
+        self.reported.retain(|&(_, id), _| id != node);
+    }
+
     pub(super) fn announce_due(&self, now: Now, interval_ms: u64) -> bool {
         !self.watermarks.is_empty()
             && now.monotonic_ms.saturating_sub(self.last_announce_ms) >= interval_ms

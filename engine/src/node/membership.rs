@@ -94,6 +94,7 @@ impl<R> ShardNode<R> {
         for id in gone {
             io.unlink(id);
             self.linked.remove(&id);
+            self.credits.forget_node(id);
         }
         for (id, addr) in wanted {
             io.link(id, &addr);

@@ -775,3 +775,35 @@ fn a_leader_that_applies_its_own_removal_steps_down() {
     // A late append response from 2 must not reach a leader without its own progress.
     ack_from_2(&mut node, &mut io, &storage);
 }
+
+#[test]
+fn a_re_added_validator_holds_pruning_back_until_its_new_incarnation_reports() {
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    let credited = |node_id: u64, up_to: u64| LocalMessage::Credited {
+        destination: 0,
+        node: node_id,
+        up_to,
+    };
+    // Validator 3's old incarnation credited receipts of this shard up to 50, then left.
+    node.local_message(credited(3, 50));
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        0,
+        vec![membership(1, &[(ConfChangeType::RemoveNode, 3)], b"")],
+        1,
+    );
+    // Wiped and re-added: its new replica has credited nothing yet.
+    let add = membership(2, &[(ConfChangeType::AddLearnerNode, 3)], b"127.0.0.1:9300");
+    leader_sends(&mut node, &mut io, &storage, 1, vec![add], 2);
+    assert_eq!(node.replica().learners(), vec![3]);
+    node.local_message(credited(1, 60));
+    node.local_message(credited(2, 60));
+    assert_eq!(
+        node.counters().receipts_pruned_to,
+        0,
+        "pruned by the old incarnation's report"
+    );
+}
