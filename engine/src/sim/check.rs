@@ -258,9 +258,27 @@ impl Cluster {
                 });
             }
             if total != amount as u128 {
+                let cut: Vec<String> = states
+                    .iter()
+                    .enumerate()
+                    .map(|(s, st)| {
+                        let marks: Vec<(u64, u64)> = (0..states.len() as ShardId)
+                            .map(|o| (st.inbound_watermark(o), st.outbox_pruned_through(o)))
+                            .collect();
+                        format!(
+                            "shard {s}: applied {} (inbound watermark, outbox pruned through) per shard {marks:?}, outbox lengths {:?}",
+                            st.applied_index(),
+                            (0..states.len() as ShardId)
+                                .map(|o| st.outbox(o).len())
+                                .collect::<Vec<_>>()
+                        )
+                    })
+                    .collect();
                 return Err(self.violation(format!(
-                    "supply of asset {asset} on validator {} is {total}, genesis says {amount}",
-                    v + 1
+                    "supply of asset {asset} on validator {} is {total}, genesis says {amount} (started with voters {:?}); {}",
+                    v + 1,
+                    self.validators[v].initial_voters,
+                    cut.join("; ")
                 )));
             }
         }
