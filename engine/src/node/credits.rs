@@ -78,8 +78,14 @@ impl<R> ShardNode<R> {
             .entry((destination, node))
             .or_insert(0);
         *known = (*known).max(up_to);
-        let safe = self
-            .members()
+        // This validator counts even while it is not (yet) in this group's configuration (a
+        // joiner before its snapshot, or a removed validator): its own destination replica
+        // reads receipts from this replica's outbox.
+        let mut counted = self.members();
+        counted.push(self.config.node_id);
+        counted.sort_unstable();
+        counted.dedup();
+        let safe = counted
             .into_iter()
             .map(|id| {
                 self.credits

@@ -807,3 +807,23 @@ fn a_re_added_validator_holds_pruning_back_until_its_new_incarnation_reports() {
         "pruned by the old incarnation's report"
     );
 }
+
+#[test]
+fn a_validator_outside_the_group_still_holds_its_own_pruning_back() {
+    // A joiner before its snapshot: not in its own configuration (here: the group [2, 3]).
+    let (state, _) = destination_shard();
+    let mut replica_config = ReplicaConfig::new(1, state.shard());
+    replica_config.voters = vec![2, 3];
+    let storage = MemStorage::new_with_conf_state((vec![2, 3], vec![]));
+    let replica = ShardReplica::new(replica_config, storage, state).expect("replica");
+    let mut node: ShardNode<u32> = ShardNode::new(replicated(), replica);
+    for member in [2, 3] {
+        node.local_message(LocalMessage::Credited {
+            destination: 0,
+            node: member,
+            up_to: 60,
+        });
+    }
+    // Its own destination replica has credited nothing: nothing may be forgotten here.
+    assert_eq!(node.counters().receipts_pruned_to, 0);
+}

@@ -60,12 +60,14 @@ impl Storage for ReplicaStorage {
         let mut slot = self.snapshot.lock().expect("snapshot slot poisoned");
         if let Some(snapshot) = &slot.latest {
             let index = snapshot.get_metadata().index;
-            // Usable when the log holds its index: after installing it the follower's next
-            // append is sent with `prev = index`, whose term the leader must answer. One just
-            // below the first index does not do (`MemStorage::compact` keeps no term for it):
-            // the follower, already at that index, would ignore it and be sent it again, for
-            // ever — a newer one is made instead.
-            if index >= request_index && index >= first_index {
+            // Usable when the log continues right after it and the leader can answer its
+            // term: the follower's next append is sent with `prev = index`. After
+            // `MemStorage::compact(i)` the log starts at `i` and keeps no term for `i - 1`;
+            // after `apply_snapshot(s)` (a restart) it starts at `s + 1` and answers `term(s)`
+            // from the snapshot. A snapshot whose term the leader cannot answer would be
+            // ignored by a follower already at it and sent again, for ever: a newer one is
+            // made instead.
+            if index >= request_index && index + 1 >= first_index && self.mem.term(index).is_ok() {
                 return Ok(snapshot.clone());
             }
         }
@@ -129,5 +131,24 @@ mod tests {
         newer.mut_metadata().term = 5;
         storage.snapshot.lock().unwrap().latest = Some(newer);
         assert_eq!(storage.snapshot(0, 2).unwrap().get_metadata().index, 36);
+    }
+
+    #[test]
+    fn after_a_restart_from_a_snapshot_that_snapshot_is_offered() {
+        // Restored from its snapshot at 115: the log starts at 116 and term(115) answers from
+        // the snapshot's metadata. A follower behind 115 needs exactly that snapshot; refusing
+        // it and archiving a "newer" one at the same applied index would go round for ever.
+        let mem = MemStorage::new();
+        let mut restored = Snapshot::default();
+        restored.mut_metadata().index = 115;
+        restored.mut_metadata().term = 4;
+        restored
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        mem.wl().apply_snapshot(restored.clone()).unwrap();
+        let storage = ReplicaStorage::new(mem);
+        assert_eq!(storage.first_index().unwrap(), 116);
+        storage.snapshot.lock().unwrap().latest = Some(restored);
+        assert_eq!(storage.snapshot(0, 2).unwrap().get_metadata().index, 115);
     }
 }
