@@ -752,7 +752,8 @@ impl Cluster {
             if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P) {
                 // The write failed (EIO, or ENOSPC: the disk is full): fail-stop; whatever
                 // part of it reached the disk is like an unsynced write at a crash.
-                if self.rng.gen_bool(0.5) {
+                // The kinds alternate (every seed that fails two writes has both).
+                if self.stats.write_eio <= self.stats.write_enospc {
                     self.stats.write_eio += 1;
                 } else {
                     self.stats.write_enospc += 1;
