@@ -227,8 +227,12 @@ impl Cluster {
     }
 
     /// Supply per asset on one validator: balances plus receipts in flight. Checked when the
-    /// validator's shards form a consistent cut (no destination credited beyond what its
-    /// source here has applied; a snapshot from another validator can briefly break that).
+    /// validator's shards form a consistent cut: no destination credited beyond what its
+    /// source here has applied (a snapshot from another validator can briefly break that),
+    /// and no source here has forgotten receipts its destination here has not credited (a
+    /// validator that was not in the source's group when they were pruned: the other
+    /// validators hold them, and the destination stalls until a snapshot credits past them —
+    /// crediting across the hole would make the cut consistent again and show the shortfall).
     fn check_supply(&self, v: usize) -> Result<(), Violation> {
         let shards = &self.validators[v].shards;
         let states: Vec<&ShardState> = shards
@@ -238,6 +242,12 @@ impl Cluster {
         for d in 0..states.len() {
             for s in 0..states.len() {
                 if s != d && states[d].inbound_watermark(s as ShardId) > states[s].applied_index() {
+                    return Ok(());
+                }
+                if s != d
+                    && states[s].outbox_pruned_through(d as ShardId)
+                        > states[d].inbound_watermark(s as ShardId)
+                {
                     return Ok(());
                 }
             }

@@ -192,6 +192,14 @@ impl SimDisk {
         })
     }
 
+    /// Nothing was ever made durable (a brand-new data directory, as `open_shard` sees it).
+    pub fn is_blank(&self) -> bool {
+        self.durable.snapshot.is_none()
+            && self.durable.entries.is_empty()
+            && self.durable.hard_state.is_none()
+            && self.unsynced.is_none()
+    }
+
     /// Rebuilds the in-memory log from what is durable; returns the snapshot's data.
     pub fn recover(&mut self) -> Result<Option<Vec<u8>>, RecoveryError> {
         assert!(self.unsynced.is_none());
