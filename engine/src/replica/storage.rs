@@ -55,7 +55,7 @@ impl Storage for ReplicaStorage {
     fn last_index(&self) -> raft::Result<u64> {
         self.mem.last_index()
     }
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let first_index = self.mem.first_index()?;
         let mut slot = self.snapshot.lock().expect("snapshot slot poisoned");
         if let Some(snapshot) = &slot.latest {
@@ -66,8 +66,23 @@ impl Storage for ReplicaStorage {
             // after `apply_snapshot(s)` (a restart) it starts at `s + 1` and answers `term(s)`
             // from the snapshot. A snapshot whose term the leader cannot answer would be
             // ignored by a follower already at it and sent again, for ever: a newer one is
-            // made instead.
-            if index >= request_index && index + 1 >= first_index && self.mem.term(index).is_ok() {
+            // made instead. So is one whose configuration does not hold the follower (made
+            // before it joined): raft-rs refuses to restore a snapshot that leaves it out of
+            // the group, and the leader would send the same one again, for ever; a newer one,
+            // at the leader's applied index, holds it (the leader tracks it only once it applied
+            // the change that added it).
+            let cs = snapshot.get_metadata().get_conf_state();
+            let holds_to = cs
+                .get_voters()
+                .iter()
+                .chain(cs.get_learners())
+                .chain(cs.get_voters_outgoing())
+                .any(|&id| id == to);
+            if index >= request_index
+                && index + 1 >= first_index
+                && self.mem.term(index).is_ok()
+                && holds_to
+            {
                 return Ok(snapshot.clone());
             }
         }
@@ -129,6 +144,9 @@ mod tests {
         let mut newer = Snapshot::default();
         newer.mut_metadata().index = 36;
         newer.mut_metadata().term = 5;
+        newer
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
         storage.snapshot.lock().unwrap().latest = Some(newer);
         assert_eq!(storage.snapshot(0, 2).unwrap().get_metadata().index, 36);
     }
@@ -150,5 +168,42 @@ mod tests {
         assert_eq!(storage.first_index().unwrap(), 116);
         storage.snapshot.lock().unwrap().latest = Some(restored);
         assert_eq!(storage.snapshot(0, 2).unwrap().get_metadata().index, 115);
+    }
+
+    #[test]
+    fn a_snapshot_made_before_the_follower_joined_is_not_offered_to_it() {
+        // The leader made a snapshot at 36 for some follower; validator 4 joined as a learner
+        // at 38. raft-rs on 4 refuses a snapshot whose configuration leaves it out (and
+        // answers with its commit index, 0), so offering the one at 36 would go round for
+        // ever: a newer one is asked for.
+        let mem = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+        let entries: Vec<Entry> = (1..=40)
+            .map(|index| Entry {
+                index,
+                term: 5,
+                ..Default::default()
+            })
+            .collect();
+        mem.wl().append(&entries).unwrap();
+        mem.wl().compact(32).unwrap();
+        let storage = ReplicaStorage::new(mem);
+        let mut before = Snapshot::default();
+        before.mut_metadata().index = 36;
+        before.mut_metadata().term = 5;
+        before
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        storage.snapshot.lock().unwrap().latest = Some(before);
+        assert_eq!(storage.snapshot(0, 2).unwrap().get_metadata().index, 36);
+        assert!(storage.snapshot(0, 4).is_err());
+        assert!(storage.snapshot.lock().unwrap().requested);
+        let mut after = Snapshot::default();
+        after.mut_metadata().index = 39;
+        after.mut_metadata().term = 5;
+        after
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![4])));
+        storage.snapshot.lock().unwrap().latest = Some(after);
+        assert_eq!(storage.snapshot(0, 4).unwrap().get_metadata().index, 39);
     }
 }

@@ -186,20 +186,23 @@ impl Cluster {
     /// the fresh, empty `v` as the old one (finding F4).
     fn forgotten_everywhere(&self, v: usize, members: &[u64]) -> bool {
         let id = v as u64 + 1;
-        members
-            .iter()
-            .all(|&m| m == id || self.validators[m as usize - 1].up)
-            && members.iter().filter(|&&m| m != id).all(|&m| {
-                let x = m as usize - 1;
-                (0..self.config.shards as usize).all(|s| {
-                    self.conf(x, s).is_none_or(|cs| {
-                        !cs.voters.contains(&id)
-                            && !cs.voters_outgoing.contains(&id)
-                            && !cs.learners.contains(&id)
-                            && !cs.learners_next.contains(&id)
-                    })
+        // A member whose recovery was refused (`broken`) never runs on its state again: it
+        // comes back only wiped, by its repair. Waiting for it to be up would deadlock when
+        // its repair needs `v` as the spare that keeps 3 voters.
+        members.iter().all(|&m| {
+            let x = &self.validators[m as usize - 1];
+            m == id || x.up || x.broken
+        }) && members.iter().filter(|&&m| m != id).all(|&m| {
+            let x = m as usize - 1;
+            (0..self.config.shards as usize).all(|s| {
+                self.conf(x, s).is_none_or(|cs| {
+                    !cs.voters.contains(&id)
+                        && !cs.voters_outgoing.contains(&id)
+                        && !cs.learners.contains(&id)
+                        && !cs.learners_next.contains(&id)
                 })
             })
+        })
     }
 
     /// Validators outside the goal that may join: up, whole, and fresh (never a member since
@@ -603,6 +606,11 @@ impl Cluster {
             }
             self.forget_requests(v);
         }
+        // What the network still carries to `v` was sent to its old incarnation, on
+        // connections that died with it (and that every member closed when it applied the
+        // removal): it never reaches the fresh one (a heartbeat of a leader that still had the
+        // old progress would carry a commit index beyond the empty log).
+        self.net.retain(|m| m.to != v);
         let initial_voters = self.initial_voters(v, true);
         let slots = self.fresh_slots(&initial_voters);
         let validator = &mut self.validators[v];
