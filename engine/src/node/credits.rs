@@ -132,7 +132,7 @@ impl<R> ShardNode<R> {
             tracing::info!(
                 shard,
                 to = successor,
-                "stalled at pruned receipts: handing leadership over to fetch a snapshot"
+                "stalled at receipts this validator cannot get: handing leadership over to fetch a snapshot"
             );
             self.replica.raw_node_mut().transfer_leader(successor);
             self.last_handover_ms = Some(now.monotonic_ms);

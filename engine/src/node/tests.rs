@@ -22,6 +22,8 @@ struct Recorder {
     /// Validators linked (latest address asked for) and unlinked, in order.
     links: BTreeMap<u64, Vec<u8>>,
     unlinked: Vec<u64>,
+    /// Messages handed to the other shards of this validator.
+    local: Vec<(ShardId, LocalMessage)>,
 }
 
 impl Effects for Recorder {
@@ -39,7 +41,8 @@ impl Effects for Recorder {
     fn reply(&mut self, to: u32, answer: Answer) {
         self.replies.push((to, answer));
     }
-    fn to_shard(&mut self, _: ShardId, _: LocalMessage) -> Result<(), LocalMessage> {
+    fn to_shard(&mut self, shard: ShardId, message: LocalMessage) -> Result<(), LocalMessage> {
+        self.local.push((shard, message));
         Ok(())
     }
     fn link(&mut self, node_id: u64, peer_addr: &[u8]) {
@@ -494,6 +497,7 @@ fn receipts(up_to: u64, pruned_through: u64, at: &[u64], to: Address) -> LocalMe
         destination: 1,
         up_to,
         pruned_through,
+        source_left: false,
         receipts: at
             .iter()
             .map(|&source_index| crate::ledger::Receipt {
@@ -534,6 +538,64 @@ fn a_marker_never_credits_past_receipts_the_source_forgot() {
     });
     assert!(asked, "no snapshot request sent: {:?}", io.sent);
     assert_eq!(node.counters().snapshots_requested, 1);
+}
+
+#[test]
+fn a_replica_removed_from_its_group_tells_the_other_shards_it_left() {
+    // Shard 1's replica of this validator (1) applies its own removal: it learns of no
+    // further entries, so its receipts for shard 0 here stop for good. Shard 0 must hear it.
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 0)], 1);
+    node.tick(&mut io, AT);
+    turns(&mut node, &mut io, &storage, 1);
+    let left = |io: &Recorder| {
+        io.local.iter().rev().find_map(|(to, m)| match m {
+            LocalMessage::Receipts(d) if *to == 0 => Some(d.source_left),
+            _ => None,
+        })
+    };
+    assert_eq!(left(&io), Some(false));
+    let removal = membership(2, &[(ConfChangeType::RemoveNode, 1)], b"");
+    leader_sends(&mut node, &mut io, &storage, 1, vec![removal], 2);
+    assert_eq!(node.replica().state().applied_index(), 2);
+    node.tick(&mut io, AT);
+    turns(&mut node, &mut io, &storage, 1);
+    assert_eq!(
+        left(&io),
+        Some(true),
+        "removal not announced: {:?}",
+        io.local
+    );
+}
+
+#[test]
+fn a_marker_past_receipts_of_a_source_this_validator_left_asks_for_a_snapshot() {
+    // This validator was removed from shard 0's group: its replica of shard 0 stopped at 10
+    // and will never deliver the receipts up to 12 that the marker credits. Waiting would
+    // stall apply for ever (and the whole shard with it while this replica leads): apply
+    // stops as at forgotten receipts and the replica asks the leader for a snapshot.
+    let (state, to) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    let LocalMessage::Receipts(mut delivery) = receipts(10, 0, &[8], to) else {
+        unreachable!()
+    };
+    delivery.source_left = true;
+    node.local_message(LocalMessage::Receipts(delivery));
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 12)], 1);
+    assert_eq!(node.replica().state().inbound_watermark(0), 0);
+    assert!(
+        node.replica().wants_snapshot(),
+        "waits for receipts that never come"
+    );
+    node.tick(&mut io, AT);
+    turns(&mut node, &mut io, &storage, 2);
+    let asked = io.sent.iter().any(|(to, m)| {
+        *to == 2
+            && matches!(m, PeerMessage::Raft(m)
+                if m.get_msg_type() == MessageType::MsgAppendResponse && m.request_snapshot > 0)
+    });
+    assert!(asked, "no snapshot request sent: {:?}", io.sent);
 }
 
 #[test]

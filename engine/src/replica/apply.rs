@@ -9,7 +9,8 @@ pub(super) enum MarkerWait {
     Ready,
     /// Receipts from a source shard that have not arrived yet (they will).
     Receipts,
-    /// Receipts the source already forgot: only a snapshot of this shard gets past.
+    /// Receipts the source already forgot, or that never come (the source's replica on this
+    /// validator left its group): only a snapshot of this shard gets past.
     Gap,
 }
 
@@ -72,6 +73,11 @@ impl ShardReplica {
                 return MarkerWait::Gap;
             }
             if inbox.progress < up_to {
+                if inbox.source_left {
+                    // This validator left the source's group: its replica there applies
+                    // nothing more. Waiting would stall for ever (a leader with it).
+                    return MarkerWait::Gap;
+                }
                 wait = MarkerWait::Receipts;
             }
         }

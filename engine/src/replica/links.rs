@@ -22,6 +22,7 @@ impl ShardReplica {
             }
         }
         inbox.progress = inbox.progress.max(delivery.up_to);
+        inbox.source_left = delivery.source_left;
     }
 
     /// The destination durably credited receipts up to `up_to`: forget them.
@@ -209,6 +210,22 @@ impl ShardReplica {
             .collect()
     }
 
+    /// Whether this replica applied a configuration without this validator (it was removed
+    /// from the group): it learns of no further entries. A joiner that has no configuration
+    /// yet has not left.
+    pub fn left_group(&self) -> bool {
+        let conf = self.node.raft.prs().conf().to_conf_state();
+        let me = self.config.node_id;
+        let members = || {
+            conf.voters
+                .iter()
+                .chain(&conf.voters_outgoing)
+                .chain(&conf.learners)
+                .chain(&conf.learners_next)
+        };
+        members().next().is_some() && !members().any(|&id| id == me)
+    }
+
     /// Receipts to ship to other shards since the last call.
     pub fn take_deliveries(&mut self) -> Vec<ReceiptDelivery> {
         std::mem::take(&mut self.deliveries)
@@ -220,6 +237,7 @@ impl ShardReplica {
     /// tick, so it costs at most one small message per destination per tick.
     pub fn announce_progress(&mut self) {
         let applied = self.state.applied_index();
+        let source_left = self.left_group();
         for d in 0..self.state.shard_count() {
             if d == self.config.shard || self.delivered_up_to[d as usize] >= applied {
                 continue;
@@ -230,6 +248,7 @@ impl ShardReplica {
                 destination: d,
                 up_to: applied,
                 pruned_through: self.state.outbox_pruned_through(d),
+                source_left,
                 receipts: Vec::new(),
             });
         }
@@ -252,6 +271,7 @@ impl ShardReplica {
             destination,
             up_to: self.state.applied_index(),
             pruned_through: self.state.outbox_pruned_through(destination),
+            source_left: self.left_group(),
             receipts,
         });
     }

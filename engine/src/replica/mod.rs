@@ -177,6 +177,9 @@ struct Inbox {
     gap_through: u64,
     /// Highest `up_to` proposed in a marker by this node (while leader).
     proposed_up_to: u64,
+    /// The source's replica on this validator left the source's group: receipts beyond
+    /// `progress` never reach this replica (see [`ReceiptDelivery::source_left`]).
+    source_left: bool,
 }
 
 /// Receipts to ship to another shard's core after apply.
@@ -191,6 +194,10 @@ pub struct ReceiptDelivery {
     /// the source's group reported them durably credited). A destination replica that has
     /// not credited that far never saw them: it must not apply a marker past them.
     pub pruned_through: u64,
+    /// The source's replica applied a configuration without this validator (it was removed
+    /// from the source's group): it applies nothing more, so receipts beyond `up_to` never
+    /// come. A marker past them can only be passed with a snapshot of the destination shard.
+    pub source_left: bool,
     pub receipts: Vec<Receipt>,
 }
 
@@ -451,7 +458,8 @@ impl ShardReplica {
     }
     /// Whether apply waits at a marker that only a snapshot from the leader can pass: the
     /// source shard forgot receipts this replica never credited (it was not yet in the
-    /// source's group when they were pruned).
+    /// source's group when they were pruned), or this validator's replica of the source left
+    /// the source's group before it applied them.
     pub fn wants_snapshot(&self) -> bool {
         self.snapshot_wanted
     }

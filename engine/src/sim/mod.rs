@@ -102,10 +102,9 @@ impl SimConfig {
             calm_ms: 1200,
             tick_ms: 10,
             tick_drift_pct: 20,
-            // Goal moves (spares replacing voters, groups growing and shrinking) on top of the
-            // repairs' membership changes: off by default while the seeds they fail are
-            // diagnosed (docs/simulator.md); `AURIGRAPH_SIM_ON=membership` turns them on.
-            membership_moves: false,
+            // Goal moves: spares replacing voters, groups growing and shrinking, on top of
+            // the repairs' membership changes (`AURIGRAPH_SIM_OFF=membership` turns them off).
+            membership_moves: true,
             storage_faults: true,
             one_way_partitions: true,
             remove_leader: true,
