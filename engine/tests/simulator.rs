@@ -118,6 +118,9 @@ fn simulator_seeds_hold_every_invariant() {
             "{node:?}"
         );
         assert!(node.leadership_handovers > 0, "{node:?}");
+        // A replica stalled at receipts its validator cannot get (pruned before it joined the
+        // source's group, or its source replica left the group) asked for a snapshot.
+        assert!(node.snapshots_requested > 0, "{node:?}");
         // Membership changes of every kind, answered and checked against the log: learners
         // added, promoted, voters and learners removed, several changes at once (joint
         // consensus), refusals and answers lost with leadership.
