@@ -115,6 +115,15 @@ impl<R> ShardNode<R> {
         }
         let shard = self.replica.shard();
         if !self.replica.is_leader() {
+            // raft-rs asks for a snapshot at this replica's last index and refuses appends
+            // until one arrives; a leader can make one only once it committed that far. With
+            // an uncommitted tail the leader may need this replica's acknowledgement to get
+            // there (a group of three with a voter down): both would wait for ever. Keep
+            // appending until the whole log is committed, then ask.
+            let log = &self.replica.raw_node().raft.raft_log;
+            if log.last_index() > log.committed {
+                return;
+            }
             if self.replica.raw_node_mut().request_snapshot().is_ok() {
                 tracing::info!(
                     shard,
@@ -137,6 +146,40 @@ impl<R> ShardNode<R> {
             self.replica.raw_node_mut().transfer_leader(successor);
             self.last_handover_ms = Some(now.monotonic_ms);
             self.counters.snapshots_requested += 1;
+        }
+    }
+
+    /// A leader whose apply waits at a marker acknowledges nothing: its shard stalls while it
+    /// waits. Receipts normally arrive within a round trip; when they have not for a
+    /// hand-over interval (this validator's replica of the source may have been removed from
+    /// that group without learning it, so it applies nothing more and cannot say it left),
+    /// the leader hands over to a caught-up voter, which has applied past the marker or will
+    /// on its own receipts.
+    pub(super) fn hand_over_if_blocked(&mut self, now: Now) {
+        if !self.config.replicated || !self.replica.is_leader() || !self.replica.apply_blocked() {
+            self.leader_blocked_since_ms = None;
+            return;
+        }
+        let since = *self.leader_blocked_since_ms.get_or_insert(now.monotonic_ms);
+        let interval = self.config.leader_transfer_interval_ms;
+        if now.monotonic_ms.saturating_sub(since) < interval
+            || self
+                .last_handover_ms
+                .is_some_and(|t| now.monotonic_ms.saturating_sub(t) < interval)
+            || self.replica.raw_node().raft.lead_transferee.is_some()
+        {
+            return;
+        }
+        if let Some(successor) = self.caught_up_successor() {
+            tracing::info!(
+                shard = self.replica.shard(),
+                to = successor,
+                "apply waited at receipts for a hand-over interval: handing leadership over"
+            );
+            self.replica.raw_node_mut().transfer_leader(successor);
+            self.last_handover_ms = Some(now.monotonic_ms);
+            self.leader_blocked_since_ms = None;
+            self.counters.leadership_handovers += 1;
         }
     }
 }

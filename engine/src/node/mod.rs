@@ -254,6 +254,9 @@ pub struct ShardNode<R> {
     /// Credit watermarks of the local snapshot handed out and not yet saved.
     snapshot_watermarks: Option<Vec<(ShardId, u64)>>,
     last_handover_ms: Option<u64>,
+    /// Since when this leader's apply has waited at a marker (`None`: not waiting, or not
+    /// leading).
+    leader_blocked_since_ms: Option<u64>,
     /// Validators this shard asked the edge to link (its configuration's, but itself).
     linked: std::collections::BTreeSet<u64>,
     /// The monotonic clock at the latest tick or turn (deadlines of forwarded submissions).
@@ -279,6 +282,7 @@ impl<R> ShardNode<R> {
             last_snapshot_index,
             snapshot_watermarks: None,
             last_handover_ms: None,
+            leader_blocked_since_ms: None,
             linked: std::collections::BTreeSet::new(),
             last_now_ms: 0,
             in_flight: None,
@@ -438,6 +442,7 @@ impl<R> ShardNode<R> {
         self.replica.tick();
         self.expire_forwards(io, now);
         self.fetch_snapshot_if_stalled(now);
+        self.hand_over_if_blocked(now);
         self.spread_leadership(now);
         if self
             .credits

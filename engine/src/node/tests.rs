@@ -599,6 +599,46 @@ fn a_marker_past_receipts_of_a_source_this_validator_left_asks_for_a_snapshot() 
 }
 
 #[test]
+fn a_stalled_follower_asks_for_a_snapshot_only_once_its_whole_log_is_committed() {
+    // raft-rs asks for a snapshot at the follower's last index and then refuses appends. Entry 2
+    // is not committed yet and the leader may need this follower's acknowledgement to commit
+    // it (three voters, one down): asking now would stall both for ever. The follower keeps
+    // acknowledging appends and asks once its log is committed.
+    let (state, to) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    let LocalMessage::Receipts(mut delivery) = receipts(10, 0, &[8], to) else {
+        unreachable!()
+    };
+    delivery.source_left = true;
+    node.local_message(LocalMessage::Receipts(delivery));
+    let tail = entry(2, EntryType::EntryNormal, vec![], vec![]);
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        0,
+        vec![marker(1, 0, 12), tail],
+        1,
+    );
+    assert!(node.replica().wants_snapshot());
+    let asked = |io: &Recorder| {
+        io.sent.iter().any(|(to, m)| {
+            *to == 2
+                && matches!(m, PeerMessage::Raft(m)
+                    if m.get_msg_type() == MessageType::MsgAppendResponse
+                        && m.request_snapshot > 0)
+        })
+    };
+    node.tick(&mut io, AT);
+    turns(&mut node, &mut io, &storage, 2);
+    assert!(!asked(&io), "asked with an uncommitted tail: {:?}", io.sent);
+    leader_sends(&mut node, &mut io, &storage, 2, vec![], 2);
+    node.tick(&mut io, AT);
+    turns(&mut node, &mut io, &storage, 2);
+    assert!(asked(&io), "no snapshot request sent: {:?}", io.sent);
+}
+
+#[test]
 fn receipts_arriving_after_their_marker_committed_unblock_apply_without_a_raft_ready() {
     let (state, to) = destination_shard();
     let (mut node, mut io, storage) = follower_with(state);
@@ -679,8 +719,12 @@ fn a_removed_voter_stays_linked_while_it_is_an_outgoing_voter() {
 
 /// Node 1, leader of the group [1, 2] of shard 1 (of 2), with 2 caught up.
 fn leader_of_two() -> (ShardNode<u32>, Recorder, MemStorage) {
-    let (state, _) = destination_shard();
-    let mut replica_config = ReplicaConfig::new(1, 1);
+    leader_of_two_on(destination_shard().0)
+}
+
+/// Node 1, leader of the group [1, 2] of `state`'s shard, with 2 caught up.
+fn leader_of_two_on(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
+    let mut replica_config = ReplicaConfig::new(1, state.shard());
     replica_config.voters = vec![1, 2];
     let storage = MemStorage::new_with_conf_state((vec![1, 2], vec![]));
     let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
@@ -888,4 +932,37 @@ fn a_validator_outside_the_group_still_holds_its_own_pruning_back() {
     }
     // Its own destination replica has credited nothing: nothing may be forgotten here.
     assert_eq!(node.counters().receipts_pruned_to, 0);
+}
+
+#[test]
+fn a_leader_whose_apply_waits_at_a_marker_hands_leadership_over() {
+    // Leader 1 of [1, 2] commits a marker whose receipts never reach it (its replica of the
+    // source shard was removed from that group without learning it): it applies nothing more
+    // and acknowledges nothing. After a hand-over interval it hands over to caught-up 2.
+    // Shard 0 prefers voter 1 as leader, so only the stall can make it hand over.
+    let genesis = Genesis {
+        chain_id: 7,
+        shards: Some(2),
+        allocations: vec![],
+    };
+    let (mut node, mut io, storage) = leader_of_two_on(ShardState::from_genesis(&genesis, 0, 2));
+    let data = marker(0, 1, 12).data.to_vec();
+    let context = crate::replica::entry_context(crate::replica::ENTRY_KIND_MARKERS, 1, 99);
+    node.replica
+        .raw_node_mut()
+        .propose(context.to_vec(), data)
+        .expect("proposed");
+    turns(&mut node, &mut io, &storage, 1);
+    ack_from_2(&mut node, &mut io, &storage);
+    assert!(node.replica().apply_blocked());
+    assert!(node.replica().is_leader());
+    let later = |ms: u64| Now {
+        monotonic_ms: AT.monotonic_ms + ms,
+        wall_ms: AT.wall_ms + ms,
+    };
+    node.tick(&mut io, later(0));
+    assert_eq!(node.replica().raw_node().raft.lead_transferee, None);
+    let interval = node.config().leader_transfer_interval_ms;
+    node.tick(&mut io, later(interval + 1));
+    assert_eq!(node.replica().raw_node().raft.lead_transferee, Some(2));
 }
