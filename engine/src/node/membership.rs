@@ -5,6 +5,10 @@ use super::{Answer, Effects, Now, ShardNode, SubmitFailure};
 use crate::replica::SubmitError;
 use raft::eraftpb::ConfChangeType;
 
+/// After a hand-over to the preferred voter did not take, leave it alone this many hand-over
+/// intervals.
+const SPREAD_BACKOFF_INTERVALS: u64 = 10;
+
 impl<R> ShardNode<R> {
     /// Proposes a membership change (on the leader); `reply` hears the log index once it
     /// applied here, or why not.
@@ -137,6 +141,21 @@ impl<R> ShardNode<R> {
         let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
         voters.sort_unstable();
         let preferred = voters[shard as usize % voters.len()];
+        if let Some((to, _)) = self.spread_to.take() {
+            // Still leading after handing over to `to`: the hand-over did not take (the voter
+            // declined it — its apply is blocked — or lost the election). Leave it alone for a
+            // while instead of pausing writes for a transfer every interval.
+            if raft.lead_transferee.is_none() {
+                self.spread_backoff_until_ms = now.monotonic_ms
+                    + SPREAD_BACKOFF_INTERVALS * self.config.leader_transfer_interval_ms;
+                tracing::debug!(shard, to, "leadership hand-over did not take: backing off");
+            } else {
+                self.spread_to = Some((to, now.monotonic_ms));
+            }
+        }
+        if now.monotonic_ms < self.spread_backoff_until_ms {
+            return;
+        }
         let last_index = raft.raft_log.last_index();
         let caught_up = raft
             .prs()
@@ -151,6 +170,7 @@ impl<R> ShardNode<R> {
             "handing shard leadership to its preferred validator"
         );
         self.replica.raw_node_mut().transfer_leader(preferred);
+        self.spread_to = Some((preferred, now.monotonic_ms));
         self.last_handover_ms = Some(now.monotonic_ms);
         self.counters.leadership_handovers += 1;
     }

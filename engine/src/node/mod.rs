@@ -215,6 +215,8 @@ pub struct NodeCounters {
     /// Times a replica stalled at receipts its source had forgot and asked for a snapshot
     /// (or, as leader, handed leadership over to be able to ask).
     pub snapshots_requested: u64,
+    /// Leadership hand-overs this replica declined because its apply waited at a marker.
+    pub handovers_declined: u64,
 }
 
 impl NodeCounters {
@@ -229,6 +231,7 @@ impl NodeCounters {
         self.receipts_pruned_to = self.receipts_pruned_to.max(other.receipts_pruned_to);
         self.leadership_handovers += other.leadership_handovers;
         self.snapshots_requested += other.snapshots_requested;
+        self.handovers_declined += other.handovers_declined;
     }
 }
 
@@ -254,6 +257,10 @@ pub struct ShardNode<R> {
     /// Credit watermarks of the local snapshot handed out and not yet saved.
     snapshot_watermarks: Option<Vec<(ShardId, u64)>>,
     last_handover_ms: Option<u64>,
+    /// The last hand-over `spread_leadership` started: (to, at); and until when it leaves
+    /// that voter alone after the hand-over did not take (the voter declined or could not win).
+    spread_to: Option<(u64, u64)>,
+    spread_backoff_until_ms: u64,
     /// Since when this leader's apply has waited at a marker (`None`: not waiting, or not
     /// leading).
     leader_blocked_since_ms: Option<u64>,
@@ -282,6 +289,8 @@ impl<R> ShardNode<R> {
             last_snapshot_index,
             snapshot_watermarks: None,
             last_handover_ms: None,
+            spread_to: None,
+            spread_backoff_until_ms: 0,
             leader_blocked_since_ms: None,
             linked: std::collections::BTreeSet::new(),
             last_now_ms: 0,
@@ -417,6 +426,17 @@ impl<R> ShardNode<R> {
 
     fn step(&mut self, message: Message) {
         assert!(self.in_flight.is_none(), "raft input while persisting");
+        if message.get_msg_type() == MessageType::MsgTimeoutNow && self.replica.apply_blocked() {
+            // A leadership hand-over to a replica whose apply waits at a marker: as leader it
+            // could acknowledge nothing (and would hand over again). Declining is always safe:
+            // the leader aborts the transfer after an election timeout and keeps leading.
+            tracing::debug!(
+                shard = self.replica.shard(),
+                "apply is blocked: leadership hand-over declined"
+            );
+            self.counters.handovers_declined += 1;
+            return;
+        }
         if let Err(error) = self.replica.step(message) {
             tracing::debug!(shard = self.replica.shard(), %error, "raft message ignored");
         }

@@ -966,3 +966,26 @@ fn a_leader_whose_apply_waits_at_a_marker_hands_leadership_over() {
     node.tick(&mut io, later(interval + 1));
     assert_eq!(node.replica().raw_node().raft.lead_transferee, Some(2));
 }
+
+#[test]
+fn a_replica_whose_apply_is_blocked_declines_a_leadership_hand_over() {
+    // Its apply waits at a marker: as leader it could acknowledge nothing (and would hand
+    // leadership back), so it does not campaign when the leader hands over to it.
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
+    assert!(node.replica().apply_blocked());
+    let mut timeout_now = Message::default();
+    timeout_now.set_msg_type(MessageType::MsgTimeoutNow);
+    timeout_now.from = 2;
+    timeout_now.to = 1;
+    timeout_now.term = 1;
+    node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(timeout_now)));
+    turns(&mut node, &mut io, &storage, 2);
+    assert_eq!(
+        node.replica().raw_node().raft.state,
+        raft::StateRole::Follower
+    );
+    assert_eq!(node.replica().raw_node().raft.term, 1);
+    assert_eq!(node.counters().handovers_declined, 1);
+}
