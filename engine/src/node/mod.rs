@@ -217,6 +217,8 @@ pub struct NodeCounters {
     pub snapshots_requested: u64,
     /// Leadership hand-overs this replica declined because its apply waited at a marker.
     pub handovers_declined: u64,
+    /// Vote requests a replica without any configuration (a joiner) did not answer.
+    pub votes_declined: u64,
 }
 
 impl NodeCounters {
@@ -232,6 +234,7 @@ impl NodeCounters {
         self.leadership_handovers += other.leadership_handovers;
         self.snapshots_requested += other.snapshots_requested;
         self.handovers_declined += other.handovers_declined;
+        self.votes_declined += other.votes_declined;
     }
 }
 
@@ -426,6 +429,29 @@ impl<R> ShardNode<R> {
 
     fn step(&mut self, message: Message) {
         assert!(self.in_flight.is_none(), "raft input while persisting");
+        let vote = matches!(
+            message.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        );
+        if vote
+            && self
+                .replica
+                .raw_node()
+                .raft
+                .prs()
+                .conf()
+                .voters()
+                .ids()
+                .is_empty()
+        {
+            // No configuration yet: a validator that joins (or rejoins wiped, under a node id
+            // it had before) and has not received the leader's snapshot. raft-rs would grant
+            // any candidate its vote (an empty log is behind every log), and a removed voter
+            // that never learnt its removal could then win a majority of its stale
+            // configuration with it. It is in no group yet: it does not vote.
+            self.counters.votes_declined += 1;
+            return;
+        }
         if message.get_msg_type() == MessageType::MsgTimeoutNow && self.replica.apply_blocked() {
             // A leadership hand-over to a replica whose apply waits at a marker: as leader it
             // could acknowledge nothing (and would hand over again). Declining is always safe:

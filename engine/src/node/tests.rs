@@ -989,3 +989,40 @@ fn a_replica_whose_apply_is_blocked_declines_a_leadership_hand_over() {
     assert_eq!(node.replica().raw_node().raft.term, 1);
     assert_eq!(node.counters().handovers_declined, 1);
 }
+
+#[test]
+fn a_replica_without_a_configuration_does_not_vote() {
+    // A joiner before its snapshot (possibly rejoining wiped, under a node id it had before):
+    // an empty log is behind every log, so raft-rs would grant any candidate its vote — a
+    // removed voter that never learnt its removal could win its stale configuration with it.
+    let (state, _) = destination_shard();
+    let mut replica_config = ReplicaConfig::new(3, state.shard());
+    replica_config.voters = Vec::new();
+    let storage = MemStorage::new();
+    let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("joiner");
+    let config = NodeConfig {
+        replicated: true,
+        incarnation: 3,
+        ..NodeConfig::new(3)
+    };
+    let mut node: ShardNode<u32> = ShardNode::new(config, replica);
+    let mut io = Recorder::default();
+    for msg_type in [MessageType::MsgRequestPreVote, MessageType::MsgRequestVote] {
+        let mut ask = Message::default();
+        ask.set_msg_type(msg_type);
+        ask.from = 2;
+        ask.to = 3;
+        ask.term = 7;
+        ask.index = 63;
+        ask.log_term = 6;
+        node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(ask)));
+        turns(&mut node, &mut io, &storage, 2);
+    }
+    assert_eq!(node.replica().raw_node().raft.vote, 0);
+    let granted = io.sent.iter().any(|(_, m)| {
+        matches!(m, PeerMessage::Raft(m)
+            if matches!(m.get_msg_type(), MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse) && !m.reject)
+    });
+    assert!(!granted, "{:?}", io.sent);
+    assert_eq!(node.counters().votes_declined, 2);
+}
