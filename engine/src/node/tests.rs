@@ -9,7 +9,7 @@ use crate::record::{address_of, Address, Transfer};
 use crate::replica::ReplicaConfig;
 use ed25519_dalek::SigningKey;
 use raft::eraftpb::ConfChangeType;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeV2, Entry, EntryType};
+use raft::eraftpb::{Entry, EntryType};
 use raft::storage::MemStorage;
 use std::collections::BTreeMap;
 
@@ -458,17 +458,7 @@ fn marker(index: u64, source: ShardId, up_to: u64) -> Entry {
 }
 
 fn membership(index: u64, changes: &[(ConfChangeType, u64)], context: &[u8]) -> Entry {
-    let mut cc = ConfChangeV2::default();
-    for &(change_type, node_id) in changes {
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(change_type);
-        single.node_id = node_id;
-        cc.mut_changes().push(single);
-    }
-    if !changes.is_empty() {
-        cc.set_transition(ConfChangeTransition::Auto);
-    }
-    cc.context = context.to_vec().into();
+    let cc = crate::replica::conf_change_v2(changes, context);
     let data = protobuf::Message::write_to_bytes(&cc).expect("encodes");
     entry(index, EntryType::EntryConfChangeV2, Vec::new(), data)
 }

@@ -105,16 +105,8 @@ impl ShardReplica {
             EntryType::EntryConfChange => {
                 let mut cc = ConfChange::default();
                 let decoded = protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
-                    .map(|()| {
-                        // raft-rs's own `into_v2` (its trait is not exported): one change.
-                        let mut single = ConfChangeSingle::default();
-                        single.set_change_type(cc.get_change_type());
-                        single.node_id = cc.node_id;
-                        let mut v2 = ConfChangeV2::default();
-                        v2.mut_changes().push(single);
-                        v2.context = cc.context.clone();
-                        v2
-                    })
+                    // raft-rs's own `into_v2` (its trait is not exported): one change.
+                    .map(|()| conf_change_v2(&[(cc.get_change_type(), cc.node_id)], &cc.context))
                     .map_err(|e| e.to_string());
                 self.apply_membership(index, decoded);
                 return;

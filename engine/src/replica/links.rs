@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// A raft-rs `ConfChangeV2` of `changes`, with `context` (an added validator's peer
+/// address). Several changes go through joint consensus, left automatically; none is the
+/// leave of a joint configuration.
+pub(crate) fn conf_change_v2(changes: &[(ConfChangeType, u64)], context: &[u8]) -> ConfChangeV2 {
+    let mut cc = ConfChangeV2::default();
+    for &(change_type, node_id) in changes {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = node_id;
+        cc.mut_changes().push(single);
+    }
+    cc.set_transition(ConfChangeTransition::Auto);
+    cc.context = context.to_vec().into();
+    cc
+}
+
 impl ShardReplica {
     /// Receipts shipped by another shard's replica on this validator.
     pub fn receive_receipts(&mut self, delivery: ReceiptDelivery) {
@@ -49,15 +65,7 @@ impl ShardReplica {
                 leader: self.leader_id(),
             });
         }
-        let mut cc = ConfChangeV2::default();
-        for &(change_type, node_id) in changes {
-            let mut single = ConfChangeSingle::default();
-            single.set_change_type(change_type);
-            single.node_id = node_id;
-            cc.mut_changes().push(single);
-        }
-        cc.set_transition(ConfChangeTransition::Auto);
-        cc.context = peer_addr.to_vec().into();
+        let cc = conf_change_v2(changes, peer_addr);
         // raft-rs does not refuse a conf change it will not take: it appends an empty entry in
         // its place, which applies like any other. Refuse here what it would refuse, so that
         // the operator hears it instead of a false "applied".

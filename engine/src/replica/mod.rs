@@ -55,6 +55,7 @@ mod admission;
 mod apply;
 mod entry;
 mod links;
+pub(crate) use links::conf_change_v2;
 mod storage;
 
 pub use entry::{
