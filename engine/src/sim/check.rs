@@ -325,3 +325,77 @@ impl Cluster {
         Ok(())
     }
 }
+
+impl Cluster {
+    /// One line per replica of shard `s` (for violation reports).
+    pub(super) fn describe(&self, s: usize) -> String {
+        let mut out = format!("network: {} in flight; ", self.net.len());
+        for (v, validator) in self.validators.iter().enumerate() {
+            let Some(node) = &validator.shards[s].node else {
+                out.push_str(&format!(
+                    "[{}: down{}] ",
+                    v + 1,
+                    if validator.broken { ", broken" } else { "" }
+                ));
+                continue;
+            };
+            let st = node.status();
+            let raft = &node.replica().raw_node().raft;
+            out.push_str(&format!(
+                "[{}: {} term {} vote {} elapsed {}/{} transferee {:?} persisting {} queued {} leader {:?} commit {} applied {} last {} pending {} blocked {} voters {:?}/{:?} learners {:?}] ",
+                v + 1,
+                st.role,
+                st.term,
+                raft.vote,
+                raft.election_elapsed,
+                raft.randomized_election_timeout(),
+                raft.lead_transferee,
+                node.is_persisting(),
+                node.queued_messages(),
+                st.leader_id,
+                st.commit_index,
+                st.applied_index,
+                st.last_index,
+                st.pending_records,
+                node.replica().apply_blocked(),
+                raft.prs().conf().to_conf_state().voters,
+                raft.prs().conf().to_conf_state().voters_outgoing,
+                raft.prs().conf().to_conf_state().learners
+            ));
+            if node.replica().is_leader() {
+                let mut progress: Vec<String> = raft
+                    .prs()
+                    .iter()
+                    .map(|(id, pr)| {
+                        format!(
+                            "{id}:{:?} match {} next {} paused {} pending_snapshot {} active {}",
+                            pr.state,
+                            pr.matched,
+                            pr.next_idx,
+                            pr.is_paused(),
+                            pr.pending_snapshot,
+                            pr.recent_active
+                        )
+                    })
+                    .collect();
+                progress.sort();
+                out.push_str(&format!("(progress {progress:?}) "));
+            }
+            if node.replica().apply_blocked() {
+                // The marker it waits at: (source shard, up to), and who proposed it.
+                let next = st.applied_index + 1;
+                let waits = raft
+                    .raft_log
+                    .slice(next, next + 1, None, raft::GetEntriesContext::empty(false))
+                    .ok()
+                    .and_then(|e| e.first().cloned())
+                    .map(|e| {
+                        let (_, proposer, _) = crate::replica::parse_context(&e.context);
+                        (proposer, crate::replica::parse_markers(&e.data))
+                    });
+                out.push_str(&format!("(waits at {next}: {waits:?}) "));
+            }
+        }
+        out
+    }
+}
