@@ -161,3 +161,23 @@ fn a_seed_replays_exactly() {
     let c = run_seed(4).unwrap_or_else(|v| panic!("seed 4 must pass: {v}"));
     assert_ne!(a.trace_digest, c.trace_digest);
 }
+
+/// Seeds that once broke an invariant, each for a reason since fixed (docs/simulator.md names
+/// the defect of each): they must keep passing. Seeds are cheap to run and a fix that only
+/// moved a defect to another seed shows up here first.
+const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
+    // A received snapshot's configuration applied before the snapshot: committed entries
+    // queued below it (apply waiting at a marker) applied a leave-joint to a configuration
+    // that was no longer joint.
+    306577, 401934,
+];
+
+#[test]
+fn seeds_that_once_failed_pass() {
+    let threads = env_u64("AURIGRAPH_SIM_THREADS").unwrap_or(2) as usize;
+    let failures: Vec<String> = run_seeds(SEEDS_THAT_ONCE_FAILED, threads)
+        .into_iter()
+        .filter_map(|r| r.err().map(|v| v.to_string()))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -518,8 +518,19 @@ impl ShardReplica {
             // Sticky: the replica does no more work.
             return Err(fatal.clone());
         }
-        self.make_snapshot_if_requested();
-        if !self.apply_queue.is_empty() {
+        // raft-rs switches to a received snapshot's configuration as soon as it steps the
+        // snapshot, before the snapshot reaches us in a Ready. Until the Ready below restores
+        // it, nothing may apply or be archived against that configuration: committed entries
+        // queued below the snapshot's index would apply their membership changes to it (a
+        // leave-joint against a configuration that is no longer joint stops the replica), and
+        // a snapshot made now would pair the old state with the new configuration. Restoring
+        // drops those entries; what stays queued above the snapshot applies with the
+        // Ready's committed entries.
+        let snapshot_stepped = self.node.raft.raft_log.unstable_snapshot().is_some();
+        if !snapshot_stepped {
+            self.make_snapshot_if_requested();
+        }
+        if !snapshot_stepped && !self.apply_queue.is_empty() {
             // Apply waits at a marker; the receipts it waits for may have arrived since (they
             // come from another shard, not through raft, so raft may have no Ready for us).
             self.apply_committed(Vec::new(), now_ms);
