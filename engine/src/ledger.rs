@@ -41,7 +41,8 @@ pub const NATIVE_ASSET: u32 = 0;
 pub const NONCE_WINDOW: u64 = 64;
 /// Upper bound on assets per chain (bounds per-account balance lists).
 pub const ASSETS_MAX: usize = 1024;
-/// Validators whose peer address a shard remembers (membership, not ledger).
+/// Node ids a shard's group remembers — with a peer address, or removed (never to come back):
+/// membership, not ledger. A group sees at most this many distinct validators in its life.
 pub const PEER_ADDRESSES_MAX: usize = 1024;
 /// Bytes of one remembered peer address (as a membership change's context carries it).
 pub const PEER_ADDRESS_BYTES_MAX: usize = 256;
@@ -268,9 +269,11 @@ pub struct ShardState {
     outbox_pruned_through: Vec<u64>,
     /// Hash of the last block (log entry with a payload) applied: chains the shard's blocks.
     block_hash: [u8; 32],
-    /// Validator node id -> its peer address bytes (from membership changes). Membership, not
-    /// ledger: carried in snapshots, not part of the state hash. At most `PEER_ADDRESSES_MAX`
-    /// entries of at most `PEER_ADDRESS_BYTES_MAX` bytes each.
+    /// Validator node id -> its peer address bytes (from membership changes); an empty address
+    /// marks a node id removed from the group, which is never added again (see
+    /// [`ShardState::node_removed`]). Membership, not ledger: carried in snapshots, not part of
+    /// the state hash. At most `PEER_ADDRESSES_MAX` entries of at most
+    /// `PEER_ADDRESS_BYTES_MAX` bytes each.
     peer_addresses: BTreeMap<u64, Vec<u8>>,
     recent: RecentWindows,
 }
@@ -393,23 +396,45 @@ impl ShardState {
         self.block_hash
     }
 
-    /// Validator node id -> peer address bytes, as membership changes carried them.
+    /// The group's record of node ids: id -> peer address bytes, as membership changes carried
+    /// them, or empty for a node id removed from the group (what snapshots carry).
     pub fn peer_addresses(&self) -> &BTreeMap<u64, Vec<u8>> {
         &self.peer_addresses
     }
 
-    /// Remembers (or replaces) `node_id`'s peer address. Deterministic on every replica (it is
-    /// called while applying the log): an address over `PEER_ADDRESS_BYTES_MAX` bytes, or a new
-    /// node id while `PEER_ADDRESSES_MAX` are remembered, is refused (logged, nothing stored);
+    /// `node_id`'s peer address, if a membership change carried one and it was not removed.
+    pub fn peer_address(&self, node_id: u64) -> Option<&[u8]> {
+        self.peer_addresses
+            .get(&node_id)
+            .filter(|addr| !addr.is_empty())
+            .map(Vec::as_slice)
+    }
+
+    /// Whether `node_id` was removed from this group. A removed node id never comes back (as
+    /// etcd refuses to reuse a removed member's id): messages its old incarnation sent can
+    /// still be in flight (a TCP connection under a partition retransmits for minutes), and a
+    /// leader would take an old append response for the new incarnation's progress — a
+    /// heartbeat then commits past the new, empty log, or over entries it does not hold.
+    pub fn node_removed(&self, node_id: u64) -> bool {
+        self.peer_addresses
+            .get(&node_id)
+            .is_some_and(|addr| addr.is_empty())
+    }
+
+    /// Remembers (or replaces) `node_id`'s peer address; an empty `addr` marks it removed.
+    /// Deterministic on every replica (it is called while applying the log): an address over
+    /// `PEER_ADDRESS_BYTES_MAX` bytes, a new node id while `PEER_ADDRESSES_MAX` are
+    /// remembered, or an address for a removed node id is refused (logged, nothing stored);
     /// check [`ShardState::peer_address_fits`] before proposing such a change.
     pub fn set_peer_address(&mut self, node_id: u64, addr: Vec<u8>) {
-        if !self.peer_address_fits(node_id, &addr) {
+        if !self.peer_address_fits(node_id, &addr) || self.node_removed(node_id) {
             tracing::warn!(
                 shard = self.shard,
                 node_id,
                 bytes = addr.len(),
                 remembered = self.peer_addresses.len(),
-                "peer address over its bounds not remembered"
+                removed = self.node_removed(node_id),
+                "peer address not remembered (over its bounds, or for a removed node id)"
             );
             return;
         }
@@ -424,9 +449,13 @@ impl ShardState {
                 || self.peer_addresses.contains_key(&node_id))
     }
 
-    /// Forgets `node_id`'s peer address (a no-op when none is remembered).
-    pub fn remove_peer_address(&mut self, node_id: u64) {
-        self.peer_addresses.remove(&node_id);
+    /// Marks `node_id` removed from the group: its address is forgotten and the id is never
+    /// added again ([`ShardState::node_removed`]).
+    pub fn mark_node_removed(&mut self, node_id: u64) {
+        if self.node_removed(node_id) {
+            return;
+        }
+        self.set_peer_address(node_id, Vec::new());
     }
 
     /// Chains a block: `hash = SHA-256(previous hash ‖ shard u32 ‖ height u64 ‖ term u64 ‖

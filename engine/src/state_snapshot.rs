@@ -532,25 +532,26 @@ mod tests {
     }
 
     #[test]
-    fn peer_addresses_survive_a_round_trip_outside_the_state_hash() {
+    fn peer_addresses_and_removed_node_ids_survive_a_round_trip_outside_the_state_hash() {
         let mut s = state();
         let hash = s.state_hash();
         s.set_peer_address(3, b"10.0.0.3:7000".to_vec());
         s.set_peer_address(1, b"10.0.0.1:7000".to_vec());
         s.set_peer_address(2, b"10.0.0.2:7000".to_vec());
-        s.remove_peer_address(2);
+        s.mark_node_removed(2);
+        s.mark_node_removed(5);
         assert_eq!(s.state_hash(), hash, "membership is not ledger state");
         let bytes = encode_state(&s);
         let restored = decode_state(&bytes).unwrap();
         assert_eq!(restored.peer_addresses(), s.peer_addresses());
-        assert_eq!(
-            restored
-                .peer_addresses()
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![1, 3]
-        );
+        assert_eq!(restored.peer_address(1), Some(&b"10.0.0.1:7000"[..]));
+        assert_eq!(restored.peer_address(2), None);
+        assert!(restored.node_removed(2) && restored.node_removed(5));
+        assert!(!restored.node_removed(1) && !restored.node_removed(4));
+        // A removed node id gets no address again.
+        let mut again = decode_state(&bytes).unwrap();
+        again.set_peer_address(2, b"10.0.0.2:7000".to_vec());
+        assert!(again.node_removed(2));
         assert_eq!(encode_state(&restored), bytes);
     }
 

@@ -398,6 +398,52 @@ fn a_membership_change_raft_would_ignore_is_refused_not_reported_applied() {
     assert_eq!(node.replica().learners(), vec![2]);
 }
 
+#[test]
+fn a_removed_node_id_is_never_added_again() {
+    let (mut node, mut io, storage) = restarted_single_leader();
+    turns(&mut node, &mut io, &storage, 3);
+    let change = |node: &mut ShardNode<u32>, io: &mut Recorder, kind, id, reply| {
+        io.replies.clear();
+        node.change_membership(io, &[(kind, id)], b"127.0.0.1:9200", reply);
+        turns(node, io, &storage, 3);
+        std::mem::take(&mut io.replies)
+    };
+    let added = change(&mut node, &mut io, ConfChangeType::AddLearnerNode, 2, 1);
+    assert!(
+        matches!(added.as_slice(), [(1, Answer::Membership(Ok(_)))]),
+        "{added:?}"
+    );
+    let removed = change(&mut node, &mut io, ConfChangeType::RemoveNode, 2, 2);
+    assert!(
+        matches!(removed.as_slice(), [(2, Answer::Membership(Ok(_)))]),
+        "{removed:?}"
+    );
+    assert!(node.replica().state().node_removed(2));
+    assert_eq!(node.replica().state().peer_address(2), None);
+    // Node 2's old incarnation may still have messages in flight to this leader: were 2
+    // added again, an old append response would count as the new, empty replica's progress.
+    for kind in [ConfChangeType::AddLearnerNode, ConfChangeType::AddNode] {
+        match change(&mut node, &mut io, kind, 2, 3).as_slice() {
+            [(
+                3,
+                Answer::Membership(Err(SubmitFailure::Rejected(SubmitError::Membership {
+                    reason,
+                    ..
+                }))),
+            )] => assert!(reason.contains("never added again"), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(node.replica().learners().is_empty());
+    // The validator comes back under a new node id.
+    let again = change(&mut node, &mut io, ConfChangeType::AddLearnerNode, 5, 4);
+    assert!(
+        matches!(again.as_slice(), [(4, Answer::Membership(Ok(_)))]),
+        "{again:?}"
+    );
+    assert_eq!(node.replica().learners(), vec![5]);
+}
+
 /// Node 1 of shard `shard` (of `shards`), a follower of leader 2 in the group [1, 2, 3], with
 /// `state`; its storage is returned so that turns can write into it.
 fn follower_with(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
@@ -698,11 +744,7 @@ fn a_removed_voter_stays_linked_while_it_is_an_outgoing_voter() {
     );
     assert_eq!(io.unlinked, vec![3]);
     assert_eq!(
-        node.replica()
-            .state()
-            .peer_addresses()
-            .get(&4)
-            .map(Vec::as_slice),
+        node.replica().state().peer_address(4),
         Some(&b"127.0.0.1:9400"[..])
     );
 }

@@ -2,6 +2,7 @@
 //! changes, progress announcements, leadership bookkeeping.
 
 use super::*;
+use crate::ledger::{PEER_ADDRESSES_MAX, PEER_ADDRESS_BYTES_MAX};
 
 /// A raft-rs `ConfChangeV2` of `changes`, with `context` (an added validator's peer
 /// address). Several changes go through joint consensus, left automatically; none is the
@@ -63,6 +64,41 @@ impl ShardReplica {
             return Err(SubmitError::NotLeader {
                 shard,
                 leader: self.leader_id(),
+            });
+        }
+        let adds = |change| {
+            matches!(
+                change,
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
+            )
+        };
+        if changes
+            .iter()
+            .any(|&(change, id)| adds(change) && self.state.node_removed(id))
+        {
+            return Err(SubmitError::Membership {
+                shard,
+                reason: "that node id was removed from this group and is never added again \
+                         (its old incarnation's messages may still be in flight): start the \
+                         validator with a new node id",
+            });
+        }
+        // Every node id the change names is remembered (its address, or that it was removed).
+        let book = self.state.peer_addresses();
+        let mut new_ids: Vec<u64> = changes
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|id| !book.contains_key(id))
+            .collect();
+        new_ids.sort_unstable();
+        new_ids.dedup();
+        if book.len() + new_ids.len() > PEER_ADDRESSES_MAX
+            || peer_addr.len() > PEER_ADDRESS_BYTES_MAX
+        {
+            return Err(SubmitError::Membership {
+                shard,
+                reason: "the group's record of node ids is full, or the peer address is too \
+                         long (docs/operations.md names both bounds)",
             });
         }
         let cc = conf_change_v2(changes, peer_addr);
@@ -183,7 +219,7 @@ impl ShardReplica {
                         self.state.set_peer_address(node_id, cc.context.to_vec());
                     }
                 }
-                ConfChangeType::RemoveNode => self.state.remove_peer_address(node_id),
+                ConfChangeType::RemoveNode => self.state.mark_node_removed(node_id),
             }
         }
         self.membership_changed = true;
@@ -212,9 +248,8 @@ impl ShardReplica {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let book = self.state.peer_addresses();
         ids.into_iter()
-            .map(|id| (id, book.get(&id).cloned().unwrap_or_default()))
+            .map(|id| (id, self.state.peer_address(id).unwrap_or_default().to_vec()))
             .collect()
     }
 

@@ -38,7 +38,10 @@ impl Cluster {
                 .max()
                 .unwrap_or(0);
             for id in members {
-                let slot = &self.validators[id as usize - 1].shards[s];
+                let Some(v) = self.index_of(id) else {
+                    return false;
+                };
+                let slot = &self.validators[v].shards[s];
                 let Some(r) = slot.node.as_ref().map(|n| n.replica()) else {
                     return false;
                 };
@@ -303,7 +306,8 @@ impl Cluster {
             let hashes: Vec<(u64, u64, u128)> = members
                 .iter()
                 .map(|&id| {
-                    let st = self.validators[id as usize - 1].shards[s]
+                    let v = self.index_of(id).expect("members are validators");
+                    let st = self.validators[v].shards[s]
                         .node
                         .as_ref()
                         .expect("up")

@@ -128,6 +128,9 @@ struct Validator {
     flipped: Option<(usize, u64)>,
     /// It has been in some shard's group since it was last wiped.
     was_member: bool,
+    /// Its node id: `index + 1` at first, a new one each time it is wiped (a removed node id
+    /// never comes back: `ShardState::node_removed`).
+    node_id: u64,
 }
 
 /// A transfer some client was told is decided.
@@ -155,6 +158,8 @@ struct Cluster {
     validators: Vec<Validator>,
     net: Vec<InFlight>,
     next_seq: u64,
+    /// The node id the next wiped validator comes back with.
+    next_node_id: u64,
     /// Per link (from, to, shard): when its latest message arrives (links are FIFO).
     link_clock: BTreeMap<(usize, usize, ShardId), u64>,
     /// Partition side of each validator (messages cross only within a side).
@@ -239,6 +244,7 @@ impl Cluster {
             validators: Vec::new(),
             net: Vec::new(),
             next_seq: 0,
+            next_node_id: n as u64 + 1,
             link_clock: BTreeMap::new(),
             side: vec![0; n],
             drop_p: 0.0,
@@ -280,6 +286,7 @@ impl Cluster {
                 stopped: false,
                 flipped: None,
                 was_member: v < cluster.config.group,
+                node_id: v as u64 + 1,
             });
         }
         cluster
@@ -312,6 +319,17 @@ impl Cluster {
             .collect()
     }
 
+    /// Validator `v`'s node id now.
+    pub(super) fn id(&self, v: usize) -> u64 {
+        self.validators[v].node_id
+    }
+
+    /// The validator (index) that has node id `id` now; `None` for an id that a wiped
+    /// validator had before.
+    pub(super) fn index_of(&self, id: u64) -> Option<usize> {
+        self.validators.iter().position(|x| x.node_id == id)
+    }
+
     /// Adds an event to the run's trace.
     fn trace(&mut self, words: &[u64]) {
         for w in words {
@@ -338,7 +356,7 @@ impl Cluster {
     /// The node's configuration on validator `v` (index), as the runtime derives it.
     fn node_config(&self, v: usize) -> NodeConfig {
         NodeConfig {
-            node_id: v as u64 + 1,
+            node_id: self.validators[v].node_id,
             incarnation: self.now + 1,
             replicated: true,
             forward_timeout_ms: 300,
@@ -383,7 +401,7 @@ impl Cluster {
                 Some(bytes) => decode_state(&bytes).expect("own snapshot decodes"),
                 None => ShardState::from_genesis(&self.genesis, s as u32, shard_count),
             };
-            let mut config = ReplicaConfig::new(v as u64 + 1, s as u32);
+            let mut config = ReplicaConfig::new(self.validators[v].node_id, s as u32);
             config.voters = voters.clone();
             config.election_tick = ELECTION_TICKS;
             config.heartbeat_tick = 2;

@@ -17,6 +17,8 @@ pub(super) struct InFlight {
     pub deliver_at: u64,
     pub seq: u64,
     pub from: usize,
+    /// The sender's node id when it sent (a wiped validator comes back with a new one).
+    pub from_id: u64,
     pub to: usize,
     pub shard: ShardId,
     pub payload: Vec<u8>,
@@ -27,8 +29,9 @@ pub(super) struct SimIo {
     sends: Vec<(u64, Vec<u8>)>,
     replies: Vec<(u64, Answer)>,
     local: Vec<(ShardId, LocalMessage)>,
-    /// Per peer (index = node id - 1): room left in its queue; `None`: the link is down.
-    room: Vec<Option<usize>>,
+    /// Per peer node id: room left in its queue; `None`: the link is down. An id no validator
+    /// has (any more) is down.
+    room: Vec<(u64, Option<usize>)>,
     refused: u64,
 }
 
@@ -36,10 +39,12 @@ impl Effects for SimIo {
     type Reply = u64;
 
     fn send(&mut self, to: u64, message: Outbound<'_>) -> Result<(), SendRefused> {
-        let room = self
+        let room = &mut self
             .room
-            .get_mut((to as usize).wrapping_sub(1))
-            .ok_or(SendRefused::Down)?;
+            .iter_mut()
+            .find(|(id, _)| *id == to)
+            .ok_or(SendRefused::Down)?
+            .1;
         match room {
             None => {
                 self.refused += 1;
@@ -83,7 +88,10 @@ impl Cluster {
     /// `transport_queue_max` messages; a peer that is down refuses.
     pub(super) fn io(&self, v: usize, _s: usize) -> SimIo {
         let room = (0..self.validators.len())
-            .map(|p| (p != v && self.validators[p].up).then_some(self.config.transport_queue_max))
+            .map(|p| {
+                let up = p != v && self.validators[p].up;
+                (self.id(p), up.then_some(self.config.transport_queue_max))
+            })
             .collect();
         SimIo {
             sends: Vec::new(),
@@ -98,7 +106,10 @@ impl Cluster {
     pub(super) fn flush(&mut self, v: usize, s: usize, io: SimIo) -> Result<(), Violation> {
         self.stats.transport_refused += io.refused;
         for (to, payload) in io.sends {
-            self.send(v, s as ShardId, (to - 1) as usize, payload);
+            let to = self
+                .index_of(to)
+                .expect("sends go only to validators that are up");
+            self.send(v, s as ShardId, to, payload);
         }
         for (destination, message) in io.local {
             if let Some(node) = self.validators[v].shards[destination as usize]
@@ -145,6 +156,7 @@ impl Cluster {
                 deliver_at,
                 seq: self.next_seq,
                 from,
+                from_id: self.id(from),
                 to,
                 shard,
                 payload: payload.clone(),
@@ -170,7 +182,7 @@ impl Cluster {
                 self.validators[m.to].shards[m.shard as usize]
                     .inputs
                     .push_back(Input::Peer {
-                        from: m.from as u64 + 1,
+                        from: m.from_id,
                         payload: m.payload,
                     });
             } else {
@@ -211,7 +223,7 @@ impl Cluster {
         let up = self
             .goal
             .iter()
-            .filter(|&&id| self.validators[id as usize - 1].up)
+            .filter(|&&id| self.index_of(id).is_some_and(|v| self.validators[v].up))
             .count();
         if self.rng.gen_bool(0.003) && up > self.goal.len() / 2 {
             let v = self.rng.gen_range(0..n);

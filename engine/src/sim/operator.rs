@@ -115,7 +115,7 @@ impl Cluster {
         }
         (0..self.validators.len()).all(|v| {
             let validator = &self.validators[v];
-            self.goal.contains(&(v as u64 + 1))
+            self.goal.contains(&self.id(v))
                 || (!validator.was_member && !validator.broken && !validator.stopped)
         })
     }
@@ -135,11 +135,13 @@ impl Cluster {
             }
         }
         for &id in &members {
-            self.validators[id as usize - 1].was_member = true;
+            if let Some(v) = self.index_of(id) {
+                self.validators[v].was_member = true;
+            }
         }
         if known {
             for v in 0..self.validators.len() {
-                let id = v as u64 + 1;
+                let id = self.id(v);
                 if !self.goal.contains(&id)
                     && self.validators[v].was_member
                     && !members.contains(&id)
@@ -150,7 +152,7 @@ impl Cluster {
             }
         }
         if let Some(v) = self.repairing {
-            let id = v as u64 + 1;
+            let id = self.id(v);
             let voter_everywhere = !self.validators[v].broken
                 && (0..shards).all(|s| {
                     self.leader(s)
@@ -165,8 +167,8 @@ impl Cluster {
         // Keep the goal at the minimum size while a spare is at hand (after a repair took a
         // voter out).
         if self.goal.len() < VOTERS_MIN {
-            if let Some(spare) = self.spares().first() {
-                self.goal.insert(*spare as u64 + 1);
+            if let Some(&spare) = self.spares().first() {
+                self.goal.insert(self.id(spare));
             }
         }
         for s in 0..shards {
@@ -196,15 +198,21 @@ impl Cluster {
     /// not applied the removal yet — or a deposed leader that does not know it yet — count
     /// the fresh, empty `v` as the old one (finding F4).
     fn forgotten_everywhere(&self, v: usize, members: &[u64]) -> bool {
-        let id = v as u64 + 1;
+        let id = self.id(v);
         // A member whose recovery was refused (`broken`) never runs on its state again: it
         // comes back only wiped, by its repair. Waiting for it to be up would deadlock when
         // its repair needs `v` as the spare that keeps 3 voters.
+        // (A member id that no validator has any more cannot be: a validator is wiped only
+        // once no group has it.)
         members.iter().all(|&m| {
-            let x = &self.validators[m as usize - 1];
-            m == id || x.up || x.broken
+            self.index_of(m).is_none_or(|x| {
+                let x = &self.validators[x];
+                m == id || x.up || x.broken
+            })
         }) && members.iter().filter(|&&m| m != id).all(|&m| {
-            let x = m as usize - 1;
+            let Some(x) = self.index_of(m) else {
+                return true;
+            };
             (0..self.config.shards as usize).all(|s| {
                 self.conf(x, s).is_none_or(|cs| {
                     !cs.voters.contains(&id)
@@ -222,7 +230,7 @@ impl Cluster {
         (0..self.validators.len())
             .filter(|&v| {
                 let validator = &self.validators[v];
-                !self.goal.contains(&(v as u64 + 1))
+                !self.goal.contains(&self.id(v))
                     && validator.up
                     && !validator.broken
                     && !validator.stopped
@@ -238,7 +246,8 @@ impl Cluster {
         let goal: Vec<u64> = self.goal.iter().copied().collect();
         let kind = self.rng.gen_range(0..4);
         if kind < 3 && !spares.is_empty() {
-            let spare = spares[self.rng.gen_range(0..spares.len())] as u64 + 1;
+            let pick = self.rng.gen_range(0..spares.len());
+            let spare = self.id(spares[pick]);
             if kind < 2 {
                 let out = goal[self.rng.gen_range(0..goal.len())];
                 self.goal.remove(&out);
@@ -258,7 +267,9 @@ impl Cluster {
     /// its replica has applied what the leader applied (give or take two entries) and is not
     /// waiting for receipts — a voter that cannot apply could lead and acknowledge nothing.
     fn ready_to_promote(&self, id: u64) -> bool {
-        let v = id as usize - 1;
+        let Some(v) = self.index_of(id) else {
+            return false;
+        };
         (0..self.config.shards as usize).all(|s| {
             let Some(leader) = self.leader(s) else {
                 return false;
@@ -290,7 +301,7 @@ impl Cluster {
         }
         let mut changes = Vec::new();
         for &id in &self.goal {
-            let v = id as usize - 1;
+            let v = self.index_of(id).expect("the goal names validators");
             if !cs.voters.contains(&id)
                 && !cs.learners.contains(&id)
                 && self.validators[v].up
@@ -332,7 +343,7 @@ impl Cluster {
         if !self.config.remove_leader {
             let mut stop = None;
             for &(kind, id) in &changes {
-                let x = id as usize - 1;
+                let Some(x) = self.index_of(id) else { continue };
                 if kind == ConfChangeType::RemoveNode
                     && cs.voters.contains(&id)
                     && self.validators[x].up
@@ -342,8 +353,10 @@ impl Cluster {
             }
             if let Some(x) = stop {
                 let others_up = cs.voters.iter().all(|&id| {
-                    let o = &self.validators[id as usize - 1];
-                    id as usize - 1 == x || (o.up && !o.broken)
+                    self.index_of(id).is_some_and(|o| {
+                        let up = self.validators[o].up && !self.validators[o].broken;
+                        o == x || up
+                    })
                 });
                 if others_up && !self.validators.iter().any(|o| o.broken) {
                     self.trace(&[16, x as u64]);
@@ -572,7 +585,7 @@ impl Cluster {
                 .validators
                 .iter()
                 .any(|x| x.broken || x.stopped || x.flipped.is_some())
-            || !self.goal.contains(&(v as u64 + 1))
+            || !self.goal.contains(&self.id(v))
             || (self.goal.len() <= VOTERS_MIN && self.spares().is_empty())
             || !self.rng.gen_bool(0.25)
         {
@@ -596,10 +609,10 @@ impl Cluster {
     /// from the leaders' snapshots, then promoted).
     pub(super) fn start_repair(&mut self, v: usize) {
         self.repairing = Some(v);
-        self.goal.remove(&(v as u64 + 1));
+        self.goal.remove(&self.id(v));
         if self.goal.len() < VOTERS_MIN {
-            if let Some(spare) = self.spares().first() {
-                self.goal.insert(*spare as u64 + 1);
+            if let Some(&spare) = self.spares().first() {
+                self.goal.insert(self.id(spare));
             }
         }
     }
@@ -632,10 +645,14 @@ impl Cluster {
         validator.flipped = None;
         validator.was_member = false;
         validator.restart_at = None;
+        // A wiped validator comes back under a new node id: its old one was removed from
+        // every group, and a removed node id is never added again.
+        validator.node_id = self.next_node_id;
+        self.next_node_id += 1;
         self.stats.wiped += 1;
         self.start(v)?;
         if self.repairing == Some(v) {
-            self.goal.insert(v as u64 + 1);
+            self.goal.insert(self.id(v));
         }
         Ok(())
     }
