@@ -174,6 +174,10 @@ const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
     // sent arrived after the re-add and counted as the new replica's progress, and the
     // leader's heartbeat committed past the new, empty log (raft-rs panics).
     400590,
+    // The operator promoted a learner by its applied index, ahead of what it had written; it
+    // crashed, came back with no configuration (it does not vote) and left a group of four
+    // with one voter down without a quorum. Promotion now follows the leader's progress.
+    500257,
 ];
 
 #[test]

@@ -337,7 +337,8 @@ impl Cluster {
         for (v, validator) in self.validators.iter().enumerate() {
             let Some(node) = &validator.shards[s].node else {
                 out.push_str(&format!(
-                    "[{}: down{}] ",
+                    "[node {} (validator {}): down{}] ",
+                    validator.node_id,
                     v + 1,
                     if validator.broken { ", broken" } else { "" }
                 ));
@@ -346,7 +347,8 @@ impl Cluster {
             let st = node.status();
             let raft = &node.replica().raw_node().raft;
             out.push_str(&format!(
-                "[{}: {} term {} vote {} elapsed {}/{} transferee {:?} persisting {} queued {} leader {:?} commit {} applied {} last {} pending {} blocked {} voters {:?}/{:?} learners {:?}] ",
+                "[node {} (validator {}): {} term {} vote {} elapsed {}/{} transferee {:?} persisting {} queued {} leader {:?} commit {} applied {} last {} pending {} blocked {} voters {:?}/{:?} learners {:?}] ",
+                validator.node_id,
                 v + 1,
                 st.role,
                 st.term,

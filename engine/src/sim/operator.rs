@@ -263,9 +263,14 @@ impl Cluster {
         self.trace(&words);
     }
 
-    /// Whether validator `id`, a learner, may be promoted: on every shard it is a member and
-    /// its replica has applied what the leader applied (give or take two entries) and is not
-    /// waiting for receipts — a voter that cannot apply could lead and acknowledge nothing.
+    /// Whether validator `id`, a learner, may be promoted: on every shard it is a member, the
+    /// leader's progress says it made durable what the leader applied (give or take two
+    /// entries: acknowledgements are sent only once written, as `aurigraph validators promote`
+    /// judges by the leaders' progress), and its replica is not waiting for receipts — a voter
+    /// that cannot apply could lead and acknowledge nothing. Judged by the learner's applied
+    /// index instead, a learner whose snapshot was restored but not yet written was promoted,
+    /// came back from a crash with no configuration (it does not vote: F16) and left a group of
+    /// four with one voter down without a quorum (seed 500257).
     fn ready_to_promote(&self, id: u64) -> bool {
         let Some(v) = self.index_of(id) else {
             return false;
@@ -275,11 +280,19 @@ impl Cluster {
                 return false;
             };
             let in_group = self.members(s).is_some_and(|m| m.contains(&id));
-            let leader_applied = self.validators[leader].shards[s]
-                .node
-                .as_ref()
-                .map_or(0, |n| n.replica().state().applied_index());
+            let Some(leader_node) = self.validators[leader].shards[s].node.as_ref() else {
+                return false;
+            };
+            let leader_applied = leader_node.replica().state().applied_index();
+            let durable = leader_node
+                .replica()
+                .raw_node()
+                .raft
+                .prs()
+                .get(id)
+                .map_or(0, |p| p.matched);
             in_group
+                && durable + 2 >= leader_applied
                 && self.validators[v].shards[s].node.as_ref().is_some_and(|n| {
                     n.replica().state().applied_index() + 2 >= leader_applied
                         && !n.replica().apply_blocked()
