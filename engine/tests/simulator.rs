@@ -138,6 +138,8 @@ fn simulator_seeds_hold_every_invariant() {
             "{total:?}"
         );
         assert!(total.repairs_completed > 0, "{total:?}");
+        // Commit-index-only ready cycles skip their fdatasync (and crashes lose them).
+        assert!(total.commit_index_only > 0, "{total:?}");
         // One-way partitions and clocks that drift.
         assert!(total.one_way_partitions > 0, "{total:?}");
         assert!(
