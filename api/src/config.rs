@@ -51,8 +51,10 @@ pub struct NodeArgs {
     /// Executors (one per core) [default: the number of CPUs available].
     #[arg(long, env = "AURIGRAPH_CORES", value_name = "N")]
     pub cores: Option<usize>,
-    /// Pin executor i to CPU i (for dedicated bare-metal hosts).
-    #[arg(long, env = "AURIGRAPH_PIN_CORES")]
+    /// Pin executor i to the i-th CPU the process may run on [default: true when --cores is
+    /// every CPU available (the host's only validator), false otherwise (validators sharing a
+    /// host)].
+    #[arg(long, env = "AURIGRAPH_PIN_CORES", value_name = "BOOL")]
     pub pin_cores: Option<bool>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "AURIGRAPH_LOG_FORMAT", value_name = "FORMAT")]
@@ -232,7 +234,12 @@ impl NodeConfig {
             peers,
             join: args.join,
             cores,
-            pin_cores: args.pin_cores.or(file.pin_cores).unwrap_or(false),
+            // A node that has every CPU it may run on is the host's only validator: pinned.
+            // One given fewer shares the host (local clusters, tests): the OS places it.
+            pin_cores: args
+                .pin_cores
+                .or(file.pin_cores)
+                .unwrap_or(cores == available),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             body_bytes_max,
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
@@ -375,6 +382,25 @@ mod tests {
         assert_eq!(c.cores, 3);
         args.cores = Some(2);
         assert_eq!(NodeConfig::resolve(&args).unwrap().cores, 2);
+    }
+
+    #[test]
+    fn a_node_with_every_cpu_pins_its_executors_one_that_shares_the_host_does_not() {
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let all = NodeConfig::resolve(&NodeArgs::default()).unwrap();
+        assert_eq!((all.cores, all.pin_cores), (available, true));
+        let explicit = NodeArgs {
+            pin_cores: Some(false),
+            ..Default::default()
+        };
+        assert!(!NodeConfig::resolve(&explicit).unwrap().pin_cores);
+        if available > 1 {
+            let fewer = NodeArgs {
+                cores: Some(available - 1),
+                ..Default::default()
+            };
+            assert!(!NodeConfig::resolve(&fewer).unwrap().pin_cores);
+        }
     }
 
     #[test]

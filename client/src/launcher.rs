@@ -188,10 +188,13 @@ pub fn start_cluster(
             cmd.arg("--cores").arg(cores.to_string());
         }
         if let Some(peer) = node.peer_addr {
+            // Validators sharing this host share its cores: none of them pins.
             cmd.arg("--peer-addr")
                 .arg(peer.to_string())
                 .arg("--peers")
-                .arg(&peers);
+                .arg(&peers)
+                .arg("--pin-cores")
+                .arg("false");
         }
         let child = cmd
             .stdin(Stdio::null())

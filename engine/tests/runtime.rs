@@ -243,3 +243,62 @@ fn a_resubmitted_transfer_is_replayed_and_its_status_stays_ok() {
     assert_eq!(balance(&engine, address_of(&keys[1])), 1_000_005);
     assert!(engine.shutdown().is_none());
 }
+
+/// The CPUs each thread of this process whose name starts with `name` may run on, as Linux
+/// lists them (`Cpus_allowed_list`, e.g. "0" or "0-3").
+fn cpus_allowed_of_threads(name: &str) -> Vec<String> {
+    let mut allowed = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim().starts_with(name) {
+            let status = std::fs::read_to_string(path.join("status")).unwrap();
+            allowed.extend(
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|l| l.trim().to_string()),
+            );
+        }
+    }
+    allowed
+}
+
+#[test]
+fn pinned_executors_run_each_on_one_cpu_of_the_process() {
+    let keys = keys(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    allowed.sort_unstable();
+    let mut c = config(dir.path());
+    c.cores = allowed.len().min(2);
+    c.pin_cores = true;
+    let engine = Engine::start(c.clone(), Some(&genesis(&keys))).unwrap();
+    for core in 0..c.cores {
+        // The executor's thread: glommio appends "-" and its own id to the name.
+        let name = format!("aurigraph/{core}-");
+        let threads = cpus_allowed_of_threads(&name);
+        assert!(!threads.is_empty(), "no thread named {name}");
+        assert!(
+            threads
+                .iter()
+                .all(|cpus| *cpus == allowed[core].to_string()),
+            "{name}: {threads:?}"
+        );
+    }
+    assert!(engine.shutdown().is_none());
+    // More executors than the CPUs it may run on: refused with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.cores = allowed.len() + 1;
+    c.pin_cores = true;
+    let error = match Engine::start(c, Some(&genesis(&keys))) {
+        Ok(_) => panic!("pinned more executors than CPUs"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("cannot pin"), "{error}");
+}

@@ -149,6 +149,9 @@ impl Cluster {
                     loopback(http[i]).to_string(),
                     "--cores".into(),
                     CORES.to_string(),
+                    // Validators sharing the host share its cores: none pins.
+                    "--pin-cores".into(),
+                    "false".into(),
                     "--peer-addr".into(),
                     loopback(peer[i]).to_string(),
                     "--peers".into(),
@@ -342,6 +345,8 @@ impl Cluster {
             loopback(http).to_string(),
             "--cores".into(),
             CORES.to_string(),
+            "--pin-cores".into(),
+            "false".into(),
             "--peer-addr".into(),
             loopback(peer).to_string(),
             "--peers".into(),

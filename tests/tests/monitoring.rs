@@ -290,6 +290,7 @@ fn metrics_cover_every_family_used_by_dashboards_and_alerts() {
         "aurigraph_batches_total",
         "aurigraph_batch_size",
         "aurigraph_signature_verifications_total",
+        "aurigraph_verify_key_cache_lookups_total",
         "aurigraph_consensus_term",
         "aurigraph_consensus_commit_index",
         "aurigraph_consensus_applied_index",

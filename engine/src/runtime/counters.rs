@@ -102,6 +102,9 @@ pub struct ShardCounters {
     pub commit_index_only: AtomicU64,
     pub signatures_valid: AtomicU64,
     pub signatures_invalid: AtomicU64,
+    /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
+    pub key_cache_hits: AtomicU64,
+    pub key_cache_misses: AtomicU64,
 }
 
 impl Default for ShardCounters {
@@ -113,11 +116,22 @@ impl Default for ShardCounters {
             commit_index_only: AtomicU64::new(0),
             signatures_valid: AtomicU64::new(0),
             signatures_invalid: AtomicU64::new(0),
+            key_cache_hits: AtomicU64::new(0),
+            key_cache_misses: AtomicU64::new(0),
         }
     }
 }
 
 impl ShardCounters {
+    pub(super) fn record_key_cache(&self, hits: u64, misses: u64) {
+        if hits > 0 {
+            self.key_cache_hits.fetch_add(hits, Relaxed);
+        }
+        if misses > 0 {
+            self.key_cache_misses.fetch_add(misses, Relaxed);
+        }
+    }
+
     pub(super) fn record_verified(&self, valid: &[bool]) {
         let ok = valid.iter().filter(|&&v| v).count() as u64;
         let bad = valid.len() as u64 - ok;

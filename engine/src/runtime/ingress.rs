@@ -11,8 +11,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Signatures verified between two chances for the core's other tasks to run.
-const VERIFY_SLICE_RECORDS: usize = 256;
+/// Signatures verified between two chances for the core's other tasks to run: 64 batched
+/// verifications take about 1.5 ms on a 2020s x86 core, near the executor's task quantum (256
+/// took ~5 ms and held the core's raft and network tasks back that long). Each slice is one
+/// batch equation, so a slice this size costs some verification throughput (docs/benchmarks.md).
+pub(super) const VERIFY_SLICE_RECORDS: usize = 64;
 
 /// Verifies the signatures of each submission on the shard's core, in slices that yield to the
 /// core's other tasks, and passes every command on to the shard's driver in arrival order.
@@ -27,7 +30,8 @@ pub(super) async fn ingress(
     shard: ShardId,
 ) {
     let counters = &counters[shard as usize];
-    let mut verifier = SignatureVerifier::default();
+    let mut verifier = SignatureVerifier::new(VERIFY_SLICE_RECORDS);
+    let mut cache_counted = (0, 0);
     let mut slice_valid = Vec::new();
     while let Some(mut command) = recv_polling(&rx).await {
         // A client's submission gets its verdicts here; one forwarded by another validator
@@ -36,6 +40,9 @@ pub(super) async fn ingress(
             if valid.len() != records.len() {
                 *valid = verify_in_slices(&mut verifier, records, &mut slice_valid).await;
                 counters.record_verified(valid);
+                let (hits, misses) = verifier.key_cache_stats();
+                counters.record_key_cache(hits - cache_counted.0, misses - cache_counted.1);
+                cache_counted = (hits, misses);
             }
         }
         let stop = matches!(command, Command::Shutdown);

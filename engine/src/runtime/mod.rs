@@ -50,7 +50,8 @@ pub struct EngineConfig {
     pub node_id: u64,
     /// Executors (one per core). Shards are spread over them.
     pub cores: usize,
-    /// Pin executor `i` to CPU `i` (bare metal); off lets the OS place them (shared hosts, tests).
+    /// Pin executor `i` to the `i`-th CPU this process may run on (its affinity mask, as
+    /// `core_affinity` reads it); off lets the OS place them (validators sharing a host).
     pub pin_cores: bool,
     /// Records per consensus entry.
     pub entry_records_max: usize,
@@ -141,6 +142,9 @@ impl EngineConfig {
 pub enum EngineError {
     #[error("{0}")]
     DataDir(String),
+    /// A setting this host cannot honour (e.g. pinning more executors than the CPUs allowed).
+    #[error("{0}")]
+    Config(String),
     #[error("shard {shard}: storage: {source}")]
     Storage {
         shard: ShardId,
@@ -226,11 +230,15 @@ impl Engine {
         let (go_tx, go_rx) = async_channel::bounded::<bool>(config.cores);
         let engine_startup_timeout = config.startup_timeout;
         let mut failure = None;
+        let cpus = if config.pin_cores {
+            pinnable_cpus(config.cores)?
+        } else {
+            Vec::new()
+        };
         for (core, shards) in receivers.into_iter().enumerate() {
-            let placement = if config.pin_cores {
-                Placement::Fixed(core)
-            } else {
-                Placement::Unbound
+            let placement = match cpus.get(core) {
+                Some(&cpu) => Placement::Fixed(cpu),
+                None => Placement::Unbound,
             };
             let config = config.clone();
             let genesis = genesis.clone();
@@ -242,7 +250,9 @@ impl Engine {
             let handle = engine.clone();
             let core_shards = shards.len();
             let spawned = LocalExecutorBuilder::new(placement)
-                .name(&format!("aurigraph-core-{core}"))
+                // "aurigraph/3": within Linux's 15-byte thread names, so that `top -H`, `ps -L`
+                // and /proc show which core a thread is.
+                .name(&format!("aurigraph/{core}"))
                 .io_memory(config.io_memory_bytes)
                 // How long a task may run before `yield_if_needed` lets the core's other tasks in
                 // (glommio's default is 100 ms): signature verification yields at this cadence,
@@ -554,4 +564,25 @@ impl Engine {
         }
         first
     }
+}
+
+/// The CPUs `cores` pinned executors go on: the first `cores` of those this process may run on
+/// (its affinity mask: `taskset`, a cgroup's cpuset), in order. Pinning executor `i` to CPU `i`
+/// regardless would fail, or pile executors together, under a mask that does not start at 0.
+fn pinnable_cpus(cores: usize) -> Result<Vec<usize>, EngineError> {
+    let mut cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    cpus.sort_unstable();
+    if cpus.len() < cores {
+        return Err(EngineError::Config(format!(
+            "cannot pin {cores} executors: this process may run on {} CPUs ({cpus:?}); \
+             use fewer --cores or --pin-cores false",
+            cpus.len()
+        )));
+    }
+    cpus.truncate(cores);
+    Ok(cpus)
 }

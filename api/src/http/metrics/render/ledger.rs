@@ -131,6 +131,28 @@ pub(super) fn admission(e: &mut Exposition, status: &[ShardStatus], counters: &[
         &[("outcome", "invalid")],
         invalid,
     );
+    e.family(
+        "aurigraph_verify_key_cache_lookups_total",
+        "counter",
+        "Lookups of the verifiers' decompressed public-key caches (bounded per shard), by \
+         result (hit, miss).",
+    );
+    for (result, read) in [
+        (
+            "hit",
+            (|c: &ShardCounters| c.key_cache_hits.load(Ordering::Relaxed))
+                as fn(&ShardCounters) -> u64,
+        ),
+        ("miss", |c: &ShardCounters| {
+            c.key_cache_misses.load(Ordering::Relaxed)
+        }),
+    ] {
+        e.sample(
+            "aurigraph_verify_key_cache_lookups_total",
+            &[("result", result)],
+            counters.iter().map(read).sum::<u64>(),
+        );
+    }
 }
 
 /// Consensus, per shard (each shard is one raft group).
