@@ -278,7 +278,7 @@ fn pinned_executors_run_each_on_one_cpu_of_the_process() {
     c.cores = allowed.len().min(2);
     c.pin_cores = true;
     let engine = Engine::start(c.clone(), Some(&genesis(&keys))).unwrap();
-    for core in 0..c.cores {
+    for (core, cpu) in allowed.iter().enumerate().take(c.cores) {
         // The executor's thread: glommio appends "-" and its own id to the name.
         let name = format!("aurigraph/{core}-");
         let threads = cpus_allowed_of_threads(&name);
