@@ -284,9 +284,7 @@ fn pinned_executors_run_each_on_one_cpu_of_the_process() {
         let threads = cpus_allowed_of_threads(&name);
         assert!(!threads.is_empty(), "no thread named {name}");
         assert!(
-            threads
-                .iter()
-                .all(|cpus| *cpus == allowed[core].to_string()),
+            threads.iter().all(|cpus| *cpus == cpu.to_string()),
             "{name}: {threads:?}"
         );
     }
