@@ -19,8 +19,10 @@
 //!
 //! How the figures are defined (nothing is estimated or extrapolated):
 //! - `elapsed`: from the first request sent to the last reply received.
-//! - `load accepted`: results received (any code) / elapsed, truncated to an integer (as
-//!   TigerBeetle's benchmark does). `ok per second`: `OK` results / elapsed.
+//! - `load accepted`: `OK` results / elapsed, truncated to an integer (as TigerBeetle's
+//!   benchmark does); `results per second` counts any code. A run in which any transfer came
+//!   back with another code, or any batch failed, prints its figures and then fails (non-zero
+//!   exit, the reason on stderr): the workload is all valid, so anything else is a fault.
 //! - `batch latency pN`: from sending a batch's request to receiving its whole reply, per batch,
 //!   recorded in microseconds in an HDR histogram (3 significant digits) and printed in whole
 //!   milliseconds, truncated (again as TigerBeetle prints them); p100 is the exact maximum.
@@ -112,6 +114,10 @@ impl Default for BenchOptions {
 /// What went wrong with a benchmark run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// Some transfer did not come back `OK`: the figures printed count only those that did,
+    /// and the run fails so that no script takes them for a clean run.
+    #[error("the run does not stand: {0}")]
+    NotAllOk(String),
     /// An option out of range; the message names it.
     #[error("{0}")]
     InvalidOption(String),
@@ -478,6 +484,9 @@ pub fn run(
     }
     if report.results_received == 0 {
         return Err(BenchError::NoResults);
+    }
+    if let Some(why) = report.not_all_ok() {
+        return Err(BenchError::NotAllOk(why));
     }
     Ok(())
 }
