@@ -300,3 +300,35 @@ fn pinned_executors_run_each_on_one_cpu_of_the_process() {
     };
     assert!(error.contains("cannot pin"), "{error}");
 }
+
+#[test]
+fn the_watchdog_names_a_core_whose_executor_makes_no_progress() {
+    use aurigraph_engine::runtime::watchdog::StallAction;
+    use aurigraph_engine::runtime::CoreService;
+    use std::time::{Duration, Instant};
+    let keys = keys(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.stall_timeout = Some(Duration::from_millis(1500));
+    c.stall_action = StallAction::Record;
+    // A service that holds core 1's executor thread for 4 s without yielding (as a reactor
+    // asleep on an operation that never completes would hold it).
+    let service: CoreService = std::sync::Arc::new(|core, _engine| {
+        Box::pin(async move {
+            if core == 1 {
+                std::thread::sleep(Duration::from_secs(4));
+            }
+        })
+    });
+    let engine = Engine::start_with_services(c, Some(&genesis(&keys)), Some(service)).unwrap();
+    let start = Instant::now();
+    while engine.stalled_core().is_none() && start.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (core, still) = engine
+        .stalled_core()
+        .expect("the watchdog saw core 1 stall");
+    assert_eq!(core, 1);
+    assert!(still >= Duration::from_millis(1500), "{still:?}");
+    assert!(engine.shutdown().is_none());
+}

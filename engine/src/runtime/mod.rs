@@ -18,6 +18,7 @@ mod driver;
 mod ingress;
 mod peers;
 mod per_core;
+pub mod watchdog;
 
 pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, FSYNC_BOUNDS_NS};
 
@@ -98,6 +99,11 @@ pub struct EngineConfig {
     pub raft_piece_bytes: usize,
     /// Largest raft message (a snapshot) a shard reassembles from pieces.
     pub raft_message_bytes_max: u64,
+    /// A core whose heartbeat has not moved for this long is stalled (see `watchdog`); `None`
+    /// turns the watchdog off.
+    pub stall_timeout: Option<Duration>,
+    /// What the watchdog does about a stalled core (stop the process; tests record it).
+    pub stall_action: watchdog::StallAction,
 }
 
 /// A service run on every core next to its shards (the HTTP server): called inside executor
@@ -133,6 +139,8 @@ impl EngineConfig {
             startup_timeout: Duration::from_secs(120),
             raft_piece_bytes: 1 << 20,
             raft_message_bytes_max: 1 << 30,
+            stall_timeout: Some(Duration::from_secs(10)),
+            stall_action: watchdog::StallAction::Exit,
         }
     }
 }
@@ -186,6 +194,9 @@ struct EngineInner {
     shards: Vec<async_channel::Sender<Command>>,
     counters: Arc<[ShardCounters]>,
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
+    /// Each executor's heartbeat count, which the watchdog reads.
+    beats: watchdog::Beats,
+    watchdog: std::sync::Mutex<Option<watchdog::Watchdog>>,
 }
 
 impl Engine {
@@ -223,6 +234,8 @@ impl Engine {
                 shards: senders,
                 counters: (0..shard_count).map(|_| ShardCounters::default()).collect(),
                 executors: std::sync::Mutex::new(Vec::new()),
+                beats: watchdog::Beats::new(config.cores),
+                watchdog: std::sync::Mutex::new(None),
             }),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), EngineError>>();
@@ -333,6 +346,13 @@ impl Engine {
                 EngineError::Stopped => joined.unwrap_or(EngineError::Stopped),
                 other => other,
             });
+        }
+        if let Some(timeout) = config.stall_timeout {
+            *engine.inner.watchdog.lock().unwrap() = Some(watchdog::Watchdog::start(
+                engine.inner.beats.clone(),
+                timeout,
+                config.stall_action,
+            ));
         }
         Ok(engine)
     }
@@ -537,7 +557,22 @@ impl Engine {
 
     /// Stops every shard after its current turn (what was acknowledged is durable already) and
     /// joins the executors. Idempotent.
+    /// The first stalled core the watchdog recorded (core, how long), with
+    /// `StallAction::Record`.
+    pub fn stalled_core(&self) -> Option<(usize, Duration)> {
+        self.inner
+            .watchdog
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(watchdog::Watchdog::stalled)
+    }
+
     pub fn shutdown(&self) -> Option<EngineError> {
+        // The executors' beats stop now for good reason: the watchdog first.
+        if let Some(mut watchdog) = self.inner.watchdog.lock().unwrap().take() {
+            watchdog.stop();
+        }
         for sender in &self.inner.shards {
             let _ = sender.try_send(Command::Shutdown);
             if sender.is_full() {

@@ -145,12 +145,16 @@ pub(super) async fn run_core(
     // reactor is notified; should a notification be missed, the next reactor turn still runs
     // the queued wakes. A heartbeat guarantees such a turn every interval, so a lost
     // notification costs at most that much latency, never a hang.
-    glommio::spawn_local(async {
+    // Each turn is also a beat for the watchdog: a core whose beats stop is stalled.
+    let beats = engine.inner.beats.clone();
+    glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(CHANNEL_POLL_INTERVAL).await;
+            beats.beat(core);
         }
     })
     .detach();
+    let beats = engine.inner.beats.clone();
     if let (Some(true), Some(service)) = (recv_polling(&go).await, service) {
         glommio::spawn_local(service(core, engine.clone())).detach();
     }
@@ -161,6 +165,8 @@ pub(super) async fn run_core(
             first_error.get_or_insert(e);
         }
     }
+    // Every shard of this core has stopped: its executor ends, and its beats with it.
+    beats.finished(core);
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
