@@ -180,6 +180,10 @@ const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
     // crashed, came back with no configuration (it does not vote) and left a group of four
     // with one voter down without a quorum. Promotion now follows the leader's progress.
     500257,
+    // A follower whose apply waited at a marker, with a committed membership change behind it,
+    // could not campaign (raft-rs refuses with membership changes unapplied) and kept its dead
+    // leader's lease: it ignored every pre-vote, and with a voter down no one was elected.
+    710333,
 ];
 
 #[test]

@@ -1058,3 +1058,55 @@ fn a_replica_without_a_configuration_does_not_vote() {
     assert!(!granted, "{:?}", io.sent);
     assert_eq!(node.counters().votes_declined, 2);
 }
+
+#[test]
+fn a_blocked_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
+    // Apply waits at a marker (index 1), and behind it a committed membership change waits too
+    // (index 2): raft-rs will not campaign with membership changes unapplied, and restarts
+    // its timer with the old leader still known — which made it ignore every pre-vote as
+    // "within the leader's lease" for ever (seed 710333). After a whole election timeout
+    // without its leader it forgets the leader and grants an up-to-date candidate its vote.
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    let joint = membership(2, &[(ConfChangeType::AddLearnerNode, 4)], b"127.0.0.1:9400");
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        0,
+        vec![marker(1, 0, 10), joint],
+        2,
+    );
+    assert!(node.replica().apply_blocked());
+    assert_eq!(node.replica().raw_node().raft.leader_id, 2);
+    let timeout = 2 * node.replica().raw_node().raft.election_timeout();
+    for tick in 0..timeout {
+        node.tick(
+            &mut io,
+            Now {
+                monotonic_ms: tick as u64,
+                wall_ms: tick as u64,
+            },
+        );
+        turns(&mut node, &mut io, &storage, 1);
+    }
+    let raft = &node.replica().raw_node().raft;
+    assert_eq!(raft.state, raft::StateRole::Follower, "it cannot campaign");
+    assert_eq!(raft.leader_id, raft::INVALID_ID);
+    // Candidate 3, as up to date, asks for a pre-vote: granted.
+    io.sent.clear();
+    let mut ask = Message::default();
+    ask.set_msg_type(MessageType::MsgRequestPreVote);
+    ask.from = 3;
+    ask.to = 1;
+    ask.term = 2;
+    ask.index = 2;
+    ask.log_term = 1;
+    node.peer_message(&mut io, 3, PeerMessage::Raft(Box::new(ask)));
+    turns(&mut node, &mut io, &storage, 2);
+    let granted = io.sent.iter().any(|(to, m)| {
+        matches!(m, PeerMessage::Raft(m)
+            if *to == 3 && m.get_msg_type() == MessageType::MsgRequestPreVoteResponse && !m.reject)
+    });
+    assert!(granted, "{:?}", io.sent);
+}

@@ -489,7 +489,27 @@ impl ShardReplica {
 
     /// One raft tick: elections and heartbeats; also tells other shards how far apply got.
     pub fn tick(&mut self) {
+        let raft = &self.node.raft;
+        let timing_out = raft.state == StateRole::Follower
+            && raft.promotable()
+            && raft.election_elapsed + 1 >= raft.randomized_election_timeout();
         self.node.tick();
+        // raft-rs refuses to campaign while committed membership changes are not applied (a
+        // replica whose apply waits at a marker), and restarts its election timer with the old
+        // leader still known: it would then ignore every (pre-)vote as "within the leader's
+        // lease" for ever, and with a voter down the group could elect no one. A follower
+        // whose election timeout passed without a campaign has not heard from its leader for a
+        // whole timeout: it forgets that leader, as a candidate would, and votes again.
+        let raft = &mut self.node.raft;
+        if timing_out && raft.state == StateRole::Follower && raft.leader_id != raft::INVALID_ID {
+            tracing::info!(
+                shard = self.config.shard,
+                leader = raft.leader_id,
+                "election timeout without a campaign (membership changes not applied yet): \
+                 forgetting the leader"
+            );
+            raft.leader_id = raft::INVALID_ID;
+        }
         self.announce_progress();
     }
 
