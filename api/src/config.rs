@@ -17,7 +17,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
     /// node_id, peers, cores, pin_cores, log_format, body_bytes_max, connections_max_per_core,
-    /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard).
+    /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard,
+    /// verify_slice_signatures).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (created on first start) [default: ./aurigraph-data].
@@ -89,6 +90,8 @@ pub struct FileConfig {
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
     pub recent_transactions_per_shard: Option<usize>,
+    /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
+    pub verify_slice_signatures: Option<usize>,
     /// `[[beacon]]` sections: randomness-beacon sources in priority order (none by default, so
     /// that a default node never reaches beyond loopback and serves the local fallback).
     #[serde(default)]
@@ -139,6 +142,7 @@ pub struct NodeConfig {
     pub snapshot_interval_entries: u64,
     pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
+    pub verify_slice_signatures: usize,
     /// Randomness-beacon sources, validated, in priority order (empty by default).
     pub beacon: Vec<BeaconSource>,
 }
@@ -201,6 +205,18 @@ impl NodeConfig {
                  {recent_limit} (the window travels in every snapshot)"
             )));
         }
+        use aurigraph_engine::runtime::ingress::{
+            VERIFY_SLICE_SIGNATURES_DEFAULT, VERIFY_SLICE_SIGNATURES_MAX,
+        };
+        let verify_slice_signatures = file
+            .verify_slice_signatures
+            .unwrap_or(VERIFY_SLICE_SIGNATURES_DEFAULT);
+        if !(1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&verify_slice_signatures) {
+            return Err(ConfigError::Invalid(format!(
+                "verify_slice_signatures {verify_slice_signatures}: must be between 1 and \
+                 {VERIFY_SLICE_SIGNATURES_MAX}"
+            )));
+        }
         let body_bytes_max = file.body_bytes_max.unwrap_or(BODY_BYTES_MAX);
         if body_bytes_max < BODY_BYTES_MAX_MIN {
             return Err(ConfigError::Invalid(format!(
@@ -246,6 +262,7 @@ impl NodeConfig {
             snapshot_interval_entries: file.snapshot_interval_entries.unwrap_or(20_000).max(1),
             snapshot_piece_bytes,
             recent_transactions_per_shard,
+            verify_slice_signatures,
             beacon: file.beacon,
         })
     }
@@ -406,6 +423,16 @@ mod tests {
     #[test]
     fn bad_config_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
+        for bad in [0, 257] {
+            let file = dir.path().join("slice.toml");
+            std::fs::write(&file, format!("verify_slice_signatures = {bad}\n")).unwrap();
+            let args = NodeArgs {
+                config: Some(file),
+                ..Default::default()
+            };
+            let error = NodeConfig::resolve(&args).unwrap_err().to_string();
+            assert!(error.contains("verify_slice_signatures"), "{error}");
+        }
         let file = dir.path().join("node.toml");
         std::fs::write(&file, "bogus = 1\n").unwrap();
         let args = NodeArgs {

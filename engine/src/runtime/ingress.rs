@@ -11,11 +11,14 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Signatures verified between two chances for the core's other tasks to run: 64 batched
-/// verifications take about 1.5 ms on a 2020s x86 core, near the executor's task quantum (256
-/// took ~5 ms and held the core's raft and network tasks back that long). Each slice is one
-/// batch equation, so a slice this size costs some verification throughput (docs/benchmarks.md).
-pub(super) const VERIFY_SLICE_RECORDS: usize = 64;
+/// Signatures verified between two chances for the core's other tasks to run, by default
+/// (`EngineConfig::verify_slice_signatures`): 64 batched verifications take about 1.5 ms on a
+/// 2020s x86 core, near the executor's task quantum (256 took ~5 ms and held the core's raft
+/// and network tasks back that long). Each slice is one batch equation, so smaller slices cost
+/// verification throughput: measured in docs/benchmarks.md (peak −13 %, p99 at half load −17 %).
+pub const VERIFY_SLICE_SIGNATURES_DEFAULT: usize = 64;
+/// The largest slice allowed (one batch equation; a failed one is re-verified one by one).
+pub const VERIFY_SLICE_SIGNATURES_MAX: usize = 256;
 
 /// Verifies the signatures of each submission on the shard's core, in slices that yield to the
 /// core's other tasks, and passes every command on to the shard's driver in arrival order.
@@ -28,9 +31,11 @@ pub(super) async fn ingress(
     tx: async_channel::Sender<Command>,
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
+    slice_signatures: usize,
 ) {
+    assert!((1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice_signatures));
     let counters = &counters[shard as usize];
-    let mut verifier = SignatureVerifier::new(VERIFY_SLICE_RECORDS);
+    let mut verifier = SignatureVerifier::new(slice_signatures);
     let mut cache_counted = (0, 0);
     let mut slice_valid = Vec::new();
     while let Some(mut command) = recv_polling(&rx).await {
@@ -38,7 +43,9 @@ pub(super) async fn ingress(
         // arrives with them (one per record, or they do not count).
         if let Some((records, valid)) = command.submission_mut() {
             if valid.len() != records.len() {
-                *valid = verify_in_slices(&mut verifier, records, &mut slice_valid).await;
+                *valid =
+                    verify_in_slices(&mut verifier, records, slice_signatures, &mut slice_valid)
+                        .await;
                 counters.record_verified(valid);
                 let (hits, misses) = verifier.key_cache_stats();
                 counters.record_key_cache(hits - cache_counted.0, misses - cache_counted.1);
@@ -79,10 +86,11 @@ pub(super) async fn recv_polling<T>(rx: &async_channel::Receiver<T>) -> Option<T
 async fn verify_in_slices(
     verifier: &mut SignatureVerifier,
     records: &[Record],
+    slice_signatures: usize,
     slice_valid: &mut Vec<bool>,
 ) -> Vec<bool> {
     let mut valid = Vec::with_capacity(records.len());
-    for slice in records.chunks(VERIFY_SLICE_RECORDS) {
+    for slice in records.chunks(slice_signatures) {
         verifier.verify(slice, slice_valid);
         valid.extend_from_slice(slice_valid);
         glommio::yield_if_needed().await;

@@ -15,7 +15,7 @@
 
 mod counters;
 mod driver;
-mod ingress;
+pub mod ingress;
 mod peers;
 mod per_core;
 pub mod watchdog;
@@ -69,6 +69,10 @@ pub struct EngineConfig {
     pub io_memory_bytes: usize,
     /// Longest stretch a task runs before yielding to the core's other tasks.
     pub task_quantum: Duration,
+    /// Signatures verified in one batch equation between two yields (1 ..= 256; see
+    /// `ingress::VERIFY_SLICE_SIGNATURES_DEFAULT`): smaller is kinder to the core's other
+    /// tasks, larger verifies more per second.
+    pub verify_slice_signatures: usize,
     /// Transfers remembered per shard for lookups by hash.
     pub recent_transactions_per_shard: usize,
     /// Block headers remembered per shard.
@@ -127,6 +131,7 @@ impl EngineConfig {
             wal_staged_bytes_max: 32 << 20,
             io_memory_bytes: 1 << 20,
             task_quantum: Duration::from_millis(1),
+            verify_slice_signatures: ingress::VERIFY_SLICE_SIGNATURES_DEFAULT,
             recent_transactions_per_shard: 262_144,
             recent_blocks_per_shard: 4096,
             peers: Vec::new(),

@@ -107,7 +107,14 @@ pub(super) async fn run_core(
                         // the fdatasync the I/O-bound one).
                         let counters = peers.inner.counters.clone();
                         glommio::spawn_local(
-                            ingress(rx, verified_tx, counters, shard).instrument(ingress_span),
+                            ingress(
+                                rx,
+                                verified_tx,
+                                counters,
+                                shard,
+                                config.verify_slice_signatures,
+                            )
+                            .instrument(ingress_span),
                         )
                         .detach();
                         let node_config = node_config(&config, link.is_some());
