@@ -244,28 +244,10 @@ fn a_resubmitted_transfer_is_replayed_and_its_status_stays_ok() {
     assert!(engine.shutdown().is_none());
 }
 
-/// The CPUs each thread of this process whose name starts with `name` may run on, as Linux
-/// lists them (`Cpus_allowed_list`, e.g. "0" or "0-3").
-fn cpus_allowed_of_threads(name: &str) -> Vec<String> {
-    let mut allowed = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim().starts_with(name) {
-            let status = std::fs::read_to_string(path.join("status")).unwrap();
-            allowed.extend(
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                    .map(|l| l.trim().to_string()),
-            );
-        }
-    }
-    allowed
-}
-
 #[test]
 fn pinned_executors_run_each_on_one_cpu_of_the_process() {
+    use aurigraph_engine::runtime::CoreService;
+    use std::sync::{Arc, Mutex};
     let keys = keys(2);
     let dir = tempfile::tempdir().unwrap();
     let mut allowed: Vec<usize> = core_affinity::get_core_ids()
@@ -277,17 +259,33 @@ fn pinned_executors_run_each_on_one_cpu_of_the_process() {
     let mut c = config(dir.path());
     c.cores = allowed.len().min(2);
     c.pin_cores = true;
-    let engine = Engine::start(c.clone(), Some(&genesis(&keys))).unwrap();
-    for (core, cpu) in allowed.iter().enumerate().take(c.cores) {
-        // The executor's thread: glommio appends "-" and its own id to the name.
-        let name = format!("aurigraph/{core}-");
-        let threads = cpus_allowed_of_threads(&name);
-        assert!(!threads.is_empty(), "no thread named {name}");
-        assert!(
-            threads.iter().all(|cpus| *cpus == cpu.to_string()),
-            "{name}: {threads:?}"
-        );
+    // Each executor reports the CPUs its own thread may run on (sched_getaffinity of the
+    // calling thread), from a service task running on it.
+    let seen: Arc<Mutex<Vec<(usize, Vec<usize>)>>> = Arc::default();
+    let service: CoreService = {
+        let seen = seen.clone();
+        Arc::new(move |core, _engine| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                let cpus = core_affinity::get_core_ids()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect();
+                seen.lock().unwrap().push((core, cpus));
+            })
+        })
+    };
+    let engine =
+        Engine::start_with_services(c.clone(), Some(&genesis(&keys)), Some(service)).unwrap();
+    let start = std::time::Instant::now();
+    while seen.lock().unwrap().len() < c.cores && start.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let expected: Vec<(usize, Vec<usize>)> = (0..c.cores).map(|i| (i, vec![allowed[i]])).collect();
+    assert_eq!(seen, expected);
     assert!(engine.shutdown().is_none());
     // More executors than the CPUs it may run on: refused with the reason.
     let dir = tempfile::tempdir().unwrap();
