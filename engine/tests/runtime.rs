@@ -261,7 +261,8 @@ fn pinned_executors_run_each_on_one_cpu_of_the_process() {
     c.pin_cores = true;
     // Each executor reports the CPUs its own thread may run on (sched_getaffinity of the
     // calling thread), from a service task running on it.
-    let seen: Arc<Mutex<Vec<(usize, Vec<usize>)>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(usize, Vec<usize>)>>>;
+    let seen: Seen = Arc::default();
     let service: CoreService = {
         let seen = seen.clone();
         Arc::new(move |core, _engine| {
