@@ -1110,3 +1110,77 @@ fn a_blocked_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
     });
     assert!(granted, "{:?}", io.sent);
 }
+
+#[test]
+fn a_snapshot_request_beyond_the_leaders_commit_index_gets_appends_again() {
+    // A follower asked an earlier leader for a snapshot at its last index (213 in seed 702359);
+    // raft-rs keeps that request when leadership changes and the new leader, whose commit
+    // index lags it, would send nothing but a snapshot it cannot make before it commits that
+    // far — which needs that follower's acknowledgement.
+    let (mut node, mut io, storage) = leader_of_two();
+    let raft = &node.replica().raw_node().raft;
+    let (term, committed) = (raft.term, raft.raft_log.committed);
+    let mut request = Message::default();
+    request.set_msg_type(MessageType::MsgAppendResponse);
+    request.from = 2;
+    request.to = 1;
+    request.term = term;
+    request.reject = true;
+    request.index = committed;
+    request.reject_hint = committed;
+    request.request_snapshot = committed + 5;
+    node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(request)));
+    turns(&mut node, &mut io, &storage, 2);
+    let progress = node.replica().raw_node().raft.prs().get(2).unwrap().clone();
+    assert_eq!(progress.pending_request_snapshot, raft::INVALID_INDEX);
+    // The next entry goes to 2 as an append (before: nothing, a snapshot it cannot make).
+    io.sent.clear();
+    node.replica.raw_node_mut().propose(vec![], vec![]).unwrap();
+    turns(&mut node, &mut io, &storage, 2);
+    let appended = io.sent.iter().any(|(to, m)| {
+        matches!(m, PeerMessage::Raft(m) if *to == 2 && m.get_msg_type() == MessageType::MsgAppend)
+    });
+    assert!(appended, "{:?}", io.sent);
+}
+
+#[test]
+fn a_follower_drops_its_snapshot_request_when_the_leader_changes() {
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
+    node.replica.raw_node_mut().raft.pending_request_snapshot = 1;
+    // Validator 3 is elected and appends.
+    let mut append = Message::default();
+    append.set_msg_type(MessageType::MsgAppend);
+    append.from = 3;
+    append.to = 1;
+    append.term = 2;
+    append.index = 1;
+    append.log_term = 1;
+    append.commit = 1;
+    node.peer_message(&mut io, 3, PeerMessage::Raft(Box::new(append)));
+    turns(&mut node, &mut io, &storage, 3);
+    assert_eq!(node.replica().raw_node().raft.leader_id, 3);
+    assert_eq!(
+        node.replica().raw_node().raft.pending_request_snapshot,
+        raft::INVALID_INDEX
+    );
+    // The same validator re-elected in a later term (after a restart its commit index may be
+    // behind this follower's: seed 702359) is a new leadership too.
+    node.replica.raw_node_mut().raft.pending_request_snapshot = 1;
+    let mut append = Message::default();
+    append.set_msg_type(MessageType::MsgAppend);
+    append.from = 3;
+    append.to = 1;
+    append.term = 3;
+    append.index = 1;
+    append.log_term = 1;
+    append.commit = 1;
+    node.peer_message(&mut io, 3, PeerMessage::Raft(Box::new(append)));
+    turns(&mut node, &mut io, &storage, 3);
+    assert_eq!(node.replica().raw_node().raft.term, 3);
+    assert_eq!(
+        node.replica().raw_node().raft.pending_request_snapshot,
+        raft::INVALID_INDEX
+    );
+}

@@ -321,14 +321,27 @@ impl ShardReplica {
 
     pub(super) fn note_leader(&mut self) {
         let leader = self.node.raft.leader_id;
+        let term = self.node.raft.term;
         if leader != 0 && leader != self.last_leader {
             self.leader_changes += 1;
             self.last_leader = leader;
+        }
+        // A new term of leadership, even by the same validator (re-elected after a restart,
+        // its commit index possibly behind ours: a commit index is not kept durable).
+        if leader != 0 && (leader, term) != self.last_leadership {
+            self.last_leadership = (leader, term);
             if leader != self.config.node_id {
                 // Markers proposed as leader may be lost; the next leader re-proposes.
                 for inbox in &mut self.inboxes {
                     inbox.proposed_up_to = 0;
                 }
+                // raft-rs keeps a follower's snapshot request across a change of leader, and
+                // the follower then refuses every append. A new leader may not have committed
+                // as far as the request (its commit index can lag a follower's) and may need
+                // this follower's acknowledgement to get there: both would wait for ever
+                // (seed 702359). Take appends from the new leader; a replica that still needs
+                // a snapshot asks again once its whole log is committed.
+                self.node.raft.pending_request_snapshot = raft::INVALID_INDEX;
             }
         }
     }

@@ -291,6 +291,8 @@ pub struct ShardReplica {
     delivered_up_to: Vec<u64>,
     leader_changes: u64,
     last_leader: u64,
+    /// (leader, term) last seen: a new one is a new leadership (`note_leader`).
+    last_leadership: (u64, u64),
     /// This validator's own statuses, not in the log (PENDING on the leader, a rejection before
     /// consensus), at most `recent_transactions_max`; decided transfers live in the state's
     /// window. `recent_order` may name a transfer already dropped from the map (decided since).
@@ -383,6 +385,7 @@ impl ShardReplica {
             delivered_up_to: vec![0; shard_count],
             leader_changes: 0,
             last_leader: 0,
+            last_leadership: (0, 0),
             recent_transactions: HashMap::new(),
             recent_order: VecDeque::new(),
             hashes: Vec::new(),
@@ -548,6 +551,7 @@ impl ShardReplica {
         // Ready's committed entries.
         let snapshot_stepped = self.node.raft.raft_log.unstable_snapshot().is_some();
         if !snapshot_stepped {
+            self.release_unservable_snapshot_requests();
             self.make_snapshot_if_requested();
         }
         if !snapshot_stepped && !self.apply_queue.is_empty() {
@@ -668,6 +672,34 @@ impl ShardReplica {
             self.queue_new_receipts(d);
         }
         Ok(())
+    }
+
+    /// A follower asked this leader for a snapshot at an index beyond what it committed (the
+    /// request may be older than this leader, whose commit index can lag the follower's):
+    /// raft-rs would send that follower nothing but a snapshot this leader cannot make before
+    /// it commits that far — which, with a voter down, needs that very follower's
+    /// acknowledgement. Send it appends again instead (probing); the follower asks again once
+    /// its whole log is committed (seed 702359).
+    fn release_unservable_snapshot_requests(&mut self) {
+        if self.node.raft.state != StateRole::Leader {
+            return;
+        }
+        let committed = self.node.raft.raft_log.committed;
+        let shard = self.config.shard;
+        for (&id, progress) in self.node.raft.mut_prs().iter_mut() {
+            let requested = progress.pending_request_snapshot;
+            if requested != raft::INVALID_INDEX && requested > committed {
+                tracing::info!(
+                    shard,
+                    follower = id,
+                    requested,
+                    committed,
+                    "snapshot request beyond this leader's commit index: sending appends"
+                );
+                progress.pending_request_snapshot = raft::INVALID_INDEX;
+                progress.become_probe();
+            }
+        }
     }
 
     /// Archives the state for a follower that needs a snapshot, when raft asked for one.
