@@ -90,7 +90,7 @@ impl Default for BenchOptions {
         BenchOptions {
             addresses: Vec::new(),
             nodes: 1,
-            transfers: 200_000,
+            transfers: 1_000_000,
             accounts: 10_000,
             batch_size: 1000,
             concurrency: 16,
