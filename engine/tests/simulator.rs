@@ -138,8 +138,6 @@ fn simulator_seeds_hold_every_invariant() {
             "{total:?}"
         );
         assert!(total.repairs_completed > 0, "{total:?}");
-        // Commit-index-only ready cycles skip their fdatasync (and crashes lose them).
-        assert!(total.commit_index_only > 0, "{total:?}");
         // One-way partitions and clocks that drift.
         assert!(total.one_way_partitions > 0, "{total:?}");
         assert!(
@@ -189,6 +187,11 @@ const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
     // its last index: the leader could not make it before committing that far, which needed
     // that follower's acknowledgement, and the follower refused appends while it waited.
     702359,
+    // With the commit index written lazily (no fdatasync for a ready cycle that only moved
+    // it), a crash made a follower forget that two membership changes were committed; it
+    // campaigned with the configuration before them, won with the vote of the removed voter,
+    // and overwrote a committed entry: the commit index stays durable with every change.
+    819526,
 ];
 
 #[test]
