@@ -605,6 +605,16 @@ fn a_replica_removed_from_its_group_tells_the_other_shards_it_left() {
     );
 }
 
+/// Receipts up to `up_to` (at `at`) from this validator's replica of shard 0, which left that
+/// group: it will deliver nothing more.
+fn receipts_of_a_source_that_left(up_to: u64, at: &[u64], to: Address) -> LocalMessage {
+    let LocalMessage::Receipts(mut delivery) = receipts(up_to, 0, at, to) else {
+        unreachable!()
+    };
+    delivery.source_left = true;
+    LocalMessage::Receipts(delivery)
+}
+
 #[test]
 fn a_marker_past_receipts_of_a_source_this_validator_left_asks_for_a_snapshot() {
     // This validator was removed from shard 0's group: its replica of shard 0 stopped at 10
@@ -613,11 +623,7 @@ fn a_marker_past_receipts_of_a_source_this_validator_left_asks_for_a_snapshot() 
     // stops as at forgotten receipts and the replica asks the leader for a snapshot.
     let (state, to) = destination_shard();
     let (mut node, mut io, storage) = follower_with(state);
-    let LocalMessage::Receipts(mut delivery) = receipts(10, 0, &[8], to) else {
-        unreachable!()
-    };
-    delivery.source_left = true;
-    node.local_message(LocalMessage::Receipts(delivery));
+    node.local_message(receipts_of_a_source_that_left(10, &[8], to));
     leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 12)], 1);
     assert_eq!(node.replica().state().inbound_watermark(0), 0);
     assert!(
@@ -642,11 +648,7 @@ fn a_stalled_follower_asks_for_a_snapshot_only_once_its_whole_log_is_committed()
     // acknowledging appends and asks once its log is committed.
     let (state, to) = destination_shard();
     let (mut node, mut io, storage) = follower_with(state);
-    let LocalMessage::Receipts(mut delivery) = receipts(10, 0, &[8], to) else {
-        unreachable!()
-    };
-    delivery.source_left = true;
-    node.local_message(LocalMessage::Receipts(delivery));
+    node.local_message(receipts_of_a_source_that_left(10, &[8], to));
     let tail = entry(2, EntryType::EntryNormal, vec![], vec![]);
     leader_sends(
         &mut node,
@@ -1148,9 +1150,9 @@ fn a_follower_drops_its_snapshot_request_when_the_leader_changes() {
     let (state, _) = destination_shard();
     let (mut node, mut io, storage) = follower_with(state);
     leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
-    // Validator 3 elected in term 2; then the same validator re-elected in term 3 (after a
-    // restart its commit index may be behind this follower's: seed 702359), a new leadership
-    // too. Each time the follower had a snapshot request pending.
+    // Validator 3 elected in term 2; then the same validator re-elected in term 3 (a newly
+    // elected leader's commit index may be behind this follower's: seed 702359), a new
+    // leadership too. Each time the follower had a snapshot request pending.
     for term in [2, 3] {
         node.replica.raw_node_mut().raft.pending_request_snapshot = 1;
         let mut append = Message::default();

@@ -322,13 +322,13 @@ impl ShardReplica {
     pub(super) fn note_leader(&mut self) {
         let leader = self.node.raft.leader_id;
         let term = self.node.raft.term;
-        if leader != 0 && leader != self.last_leader {
-            self.leader_changes += 1;
-            self.last_leader = leader;
-        }
-        // A new term of leadership, even by the same validator (re-elected after a restart,
-        // its commit index possibly behind ours: a commit index is not kept durable).
+        // A new term of leadership, even by the same validator (a newly elected leader's commit
+        // index can be behind ours); a change of leader counts only when the validator
+        // differs.
         if leader != 0 && (leader, term) != self.last_leadership {
+            if leader != self.last_leadership.0 {
+                self.leader_changes += 1;
+            }
             self.last_leadership = (leader, term);
             if leader != self.config.node_id {
                 // Markers proposed as leader may be lost; the next leader re-proposes.

@@ -290,7 +290,6 @@ pub struct ShardReplica {
     /// Highest `up_to` told to each destination.
     delivered_up_to: Vec<u64>,
     leader_changes: u64,
-    last_leader: u64,
     /// (leader, term) last seen: a new one is a new leadership (`note_leader`).
     last_leadership: (u64, u64),
     /// This validator's own statuses, not in the log (PENDING on the leader, a rejection before
@@ -384,7 +383,6 @@ impl ShardReplica {
             delivered_len: vec![0; shard_count],
             delivered_up_to: vec![0; shard_count],
             leader_changes: 0,
-            last_leader: 0,
             last_leadership: (0, 0),
             recent_transactions: HashMap::new(),
             recent_order: VecDeque::new(),
