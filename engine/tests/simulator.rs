@@ -192,6 +192,11 @@ const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
     // campaigned with the configuration before them, won with the vote of the removed voter,
     // and overwrote a committed entry: the commit index stays durable with every change.
     819526,
+    // A follower waiting at a marker whose receipts never came held the group's longest log,
+    // with a committed membership change behind the marker: raft-rs would not let it
+    // campaign and no shorter log got its vote. Membership changes now apply to raft ahead
+    // of a marker that waits.
+    917863, 714763,
 ];
 
 #[test]

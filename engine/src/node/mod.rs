@@ -697,7 +697,9 @@ impl<R> ShardNode<R> {
     fn local_snapshot_if_due(&mut self) -> Option<LocalSnapshot> {
         let state = self.replica.state();
         let applied = state.applied_index();
-        if applied < self.last_snapshot_index + self.config.snapshot_interval_entries {
+        if applied < self.last_snapshot_index + self.config.snapshot_interval_entries
+            || self.replica.membership_ahead()
+        {
             return None;
         }
         let raft = &self.replica.raw_node().raft;

@@ -1092,8 +1092,8 @@ fn a_blocked_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
         );
         turns(&mut node, &mut io, &storage, 1);
     }
+    // (Since the membership change applies to raft ahead of the marker, it campaigns too.)
     let raft = &node.replica().raw_node().raft;
-    assert_eq!(raft.state, raft::StateRole::Follower, "it cannot campaign");
     assert_eq!(raft.leader_id, raft::INVALID_ID);
     // Candidate 3, as up to date, asks for a pre-vote: granted.
     io.sent.clear();
@@ -1111,6 +1111,52 @@ fn a_blocked_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
             if *to == 3 && m.get_msg_type() == MessageType::MsgRequestPreVoteResponse && !m.reject)
     });
     assert!(granted, "{:?}", io.sent);
+}
+
+#[test]
+fn a_follower_blocked_at_a_marker_applies_membership_ahead_and_campaigns() {
+    // Seed 917863: apply waits at a marker (index 1) whose receipts do not come, a committed
+    // joint change waits behind it (index 2), and this follower holds the group's longest
+    // log. raft-rs will not campaign with a committed change unapplied, and no shorter log
+    // gets its vote: with a voter down nobody could be elected. raft's configuration depends
+    // on the log alone, so the change applies to raft ahead of the ledger.
+    let (state, to) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    let changes = [(ConfChangeType::AddNode, 4), (ConfChangeType::RemoveNode, 3)];
+    let joint = membership(2, &changes, b"127.0.0.1:9400");
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10), joint], 2);
+    let replica = node.replica();
+    assert!(replica.apply_blocked());
+    assert_eq!(replica.state().applied_index(), 0, "the ledger waits at the marker");
+    let mut conf = replica.raw_node().raft.prs().conf().to_conf_state();
+    conf.voters.sort_unstable();
+    conf.voters_outgoing.sort_unstable();
+    assert_eq!((conf.voters, conf.voters_outgoing), (vec![1, 2, 4], vec![1, 2, 3]));
+    assert_eq!(replica.raw_node().raft.raft_log.applied, 2);
+    assert!(replica.membership_ahead(), "no snapshot pairs the state with it");
+    let timeout = 2 * node.replica().raw_node().raft.election_timeout();
+    for tick in 0..timeout {
+        let now = Now {
+            monotonic_ms: tick as u64,
+            wall_ms: tick as u64,
+        };
+        node.tick(&mut io, now);
+        turns(&mut node, &mut io, &storage, 1);
+    }
+    let raft = &node.replica().raw_node().raft;
+    assert_ne!(raft.state, raft::StateRole::Follower, "it campaigns");
+    // The receipts come: the marker applies, then the change's ledger part (the address), in
+    // log order, without applying the change to raft a second time (a joint change twice
+    // would stop the replica).
+    node.local_message(receipts(10, 0, &[], to));
+    turns(&mut node, &mut io, &storage, 2);
+    let replica = node.replica();
+    assert_eq!(replica.state().applied_index(), 2);
+    assert!(!replica.apply_blocked() && !replica.membership_ahead());
+    assert_eq!(
+        replica.state().peer_address(4),
+        Some(&b"127.0.0.1:9400"[..])
+    );
 }
 
 #[test]

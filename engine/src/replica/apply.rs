@@ -14,6 +14,31 @@ pub(super) enum MarkerWait {
     Gap,
 }
 
+/// The membership change a committed entry carries (`None`: not a membership entry), as
+/// raft-rs's `ConfChangeV2`, or why it does not decode.
+pub(super) fn decode_membership(entry: &Entry) -> Option<Result<ConfChangeV2, String>> {
+    match entry.get_entry_type() {
+        EntryType::EntryNormal => None,
+        EntryType::EntryConfChange => {
+            let mut cc = ConfChange::default();
+            Some(
+                protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
+                    // raft-rs's own `into_v2` (its trait is not exported): one change.
+                    .map(|()| conf_change_v2(&[(cc.get_change_type(), cc.node_id)], &cc.context))
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        EntryType::EntryConfChangeV2 => {
+            let mut cc = ConfChangeV2::default();
+            Some(
+                protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
+                    .map(|()| cc)
+                    .map_err(|e| e.to_string()),
+            )
+        }
+    }
+}
+
 impl ShardReplica {
     /// `now_ms` is the wall clock, used only for block timestamps (never in state).
     pub fn apply_committed(&mut self, entries: Vec<Entry>, now_ms: u64) {
@@ -38,12 +63,14 @@ impl ShardReplica {
         self.note_leader();
     }
 
-    /// Tells raft how far apply got (call after each Ready cycle).
+    /// Tells raft how far apply got (call after each Ready cycle); while apply waits at a
+    /// marker, membership changes behind it apply to raft ahead (`apply_membership_ahead`).
     pub fn advance_apply(&mut self) {
         let applied = self.state.applied_index();
         if applied > self.node.raft.raft_log.applied {
             self.node.advance_apply_to(applied);
         }
+        self.apply_membership_ahead();
     }
 
     /// Whether a committed entry can apply now: a marker needs every receipt it credits.
@@ -102,21 +129,9 @@ impl ShardReplica {
     pub(super) fn apply_entry_inner(&mut self, entry: &Entry) {
         let index = entry.index;
         match entry.get_entry_type() {
-            EntryType::EntryConfChange => {
-                let mut cc = ConfChange::default();
-                let decoded = protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
-                    // raft-rs's own `into_v2` (its trait is not exported): one change.
-                    .map(|()| conf_change_v2(&[(cc.get_change_type(), cc.node_id)], &cc.context))
-                    .map_err(|e| e.to_string());
-                self.apply_membership(index, decoded);
-                return;
-            }
-            EntryType::EntryConfChangeV2 => {
-                let mut cc = ConfChangeV2::default();
-                let decoded = protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
-                    .map(|()| cc)
-                    .map_err(|e| e.to_string());
-                self.apply_membership(index, decoded);
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                let change = decode_membership(entry).expect("a membership entry");
+                self.apply_membership(index, change);
                 return;
             }
             EntryType::EntryNormal => {}

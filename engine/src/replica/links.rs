@@ -2,6 +2,7 @@
 //! changes, progress announcements, leadership bookkeeping.
 
 use super::*;
+use super::apply::decode_membership;
 use crate::ledger::{PEER_ADDRESSES_MAX, PEER_ADDRESS_BYTES_MAX};
 
 /// A raft-rs `ConfChangeV2` of `changes`, with `context` (an added validator's peer
@@ -163,18 +164,32 @@ impl ShardReplica {
     /// Applies a committed membership change: raft's configuration, the peer address book
     /// (an added validator's address travels in the change's context) and an event for the
     /// edge. A change raft cannot apply stops this replica (see [`ReplicaError::Membership`]).
+    /// Applies the committed membership change at `index`, in log order with the ledger: the
+    /// group's record of addresses and removed ids (ledger state), and raft's configuration
+    /// unless [`ShardReplica::apply_membership_ahead`] already changed it.
     pub(super) fn apply_membership(&mut self, index: u64, change: Result<ConfChangeV2, String>) {
-        let applied = change.and_then(|cc| {
+        let configured =
+            index <= self.membership_ahead_to || self.change_configuration(index, &change);
+        if let (true, Ok(cc)) = (configured, &change) {
+            self.record_membership(cc);
+        }
+        self.state.set_applied_index(index);
+    }
+
+    /// raft's side of a committed membership change: its configuration (what it counts votes
+    /// and acknowledgements with). `false` when raft-rs cannot apply it: the replica stops.
+    fn change_configuration(&mut self, index: u64, change: &Result<ConfChangeV2, String>) -> bool {
+        let applied = change.clone().and_then(|cc| {
             self.node
                 .apply_conf_change(&cc)
-                .map(|cs| (cc, cs))
                 .map_err(|e| e.to_string())
         });
         match applied {
-            Ok((cc, cs)) => {
+            Ok(cs) => {
                 self.node.mut_store().mem.wl().set_conf_state(cs);
-                self.record_membership(&cc);
+                self.membership_changed = true;
                 self.step_down_if_removed();
+                true
             }
             Err(message) => {
                 tracing::error!(shard = self.config.shard, index, %message, "membership change cannot be applied: replica stops");
@@ -183,9 +198,57 @@ impl ShardReplica {
                     index,
                     message,
                 });
+                false
             }
         }
-        self.state.set_applied_index(index);
+    }
+
+    /// Apply waits at a marker, and committed membership changes wait behind it: raft-rs
+    /// refuses to campaign while a committed change is unapplied, so a replica holding the
+    /// group's longest log could never campaign, nor vote for a shorter log, while its
+    /// receipts do not come — with a voter down no one could be elected (seed 917863). raft's
+    /// configuration depends on the log alone, never on the ledger: apply those changes to
+    /// raft now, in log order, and report raft's applied index up to the last of them (raft-rs
+    /// reads its applied index only to find unapplied changes, to leave a joint configuration
+    /// and in its checks before a change is proposed). The ledger's part (addresses, removed
+    /// ids) still applies in order with the entry. While raft's configuration is ahead of the
+    /// ledger no snapshot is made (it would pair the state with a later configuration); after
+    /// a restart raft starts again from the snapshot's configuration and the ledger's applied
+    /// index, and the changes are applied again, ahead or in order.
+    pub(super) fn apply_membership_ahead(&mut self) {
+        let log = &self.node.raft.raft_log;
+        if self.apply_queue.is_empty() || log.unstable_snapshot().is_some() {
+            return;
+        }
+        // raft-rs's bound on its applied index.
+        let limit = log.committed.min(log.persisted);
+        let ahead: Vec<(u64, Result<ConfChangeV2, String>)> = self
+            .apply_queue
+            .iter()
+            .filter(|e| e.index > self.membership_ahead_to && e.index <= limit)
+            .filter_map(|e| decode_membership(e).map(|change| (e.index, change)))
+            .collect();
+        for (index, change) in ahead {
+            if !self.change_configuration(index, &change) {
+                return;
+            }
+            tracing::info!(
+                shard = self.config.shard,
+                index,
+                applied = self.state.applied_index(),
+                "membership change applied to raft ahead of a marker that waits"
+            );
+            self.membership_ahead_to = index;
+        }
+        if self.membership_ahead_to > self.node.raft.raft_log.applied {
+            self.node.advance_apply_to(self.membership_ahead_to);
+        }
+    }
+
+    /// Whether raft's configuration is ahead of the ledger's applied index (see
+    /// [`ShardReplica::apply_membership_ahead`]): no snapshot pairs the two now.
+    pub fn membership_ahead(&self) -> bool {
+        self.membership_ahead_to > self.state.applied_index()
     }
 
     /// raft-rs 0.7 leaves a leader that applied its own removal in the leader state (its
@@ -208,6 +271,8 @@ impl ShardReplica {
         }
     }
 
+    /// The ledger's record of a membership change: the address an added validator came with,
+    /// the ids removed (never added again).
     fn record_membership(&mut self, cc: &ConfChangeV2) {
         for change in cc.get_changes() {
             let node_id = change.node_id;
@@ -269,6 +334,13 @@ impl ShardReplica {
         members().next().is_some() && !members().any(|&id| id == me)
     }
 
+    /// Whether this replica left its group and has applied everything it will: a replica
+    /// whose apply waits at a marker may have applied its removal to raft ahead of entries it
+    /// has yet to apply (`apply_membership_ahead`), which still produce receipts.
+    fn left_for_good(&self) -> bool {
+        self.left_group() && self.apply_queue.is_empty()
+    }
+
     /// Receipts to ship to other shards since the last call.
     pub fn take_deliveries(&mut self) -> Vec<ReceiptDelivery> {
         std::mem::take(&mut self.deliveries)
@@ -280,7 +352,7 @@ impl ShardReplica {
     /// tick, so it costs at most one small message per destination per tick.
     pub fn announce_progress(&mut self) {
         let applied = self.state.applied_index();
-        let source_left = self.left_group();
+        let source_left = self.left_for_good();
         for d in 0..self.state.shard_count() {
             if d == self.config.shard || self.delivered_up_to[d as usize] >= applied {
                 continue;
@@ -314,7 +386,7 @@ impl ShardReplica {
             destination,
             up_to: self.state.applied_index(),
             pruned_through: self.state.outbox_pruned_through(destination),
-            source_left: self.left_group(),
+            source_left: self.left_for_good(),
             receipts,
         });
     }

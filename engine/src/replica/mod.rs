@@ -280,6 +280,10 @@ pub struct ShardReplica {
     /// Apply waits at a marker whose receipts the source already forgot: only a snapshot of
     /// this shard from its leader can move it on (see `Inbox::gap_through`).
     snapshot_wanted: bool,
+    /// Highest index of a committed membership change applied to raft ahead of the ledger
+    /// (apply waited at a marker before it: `apply_membership_ahead`); at or below the
+    /// ledger's applied index when raft's configuration is the ledger's.
+    membership_ahead_to: u64,
     /// A membership change that could not be applied: the replica stops (`ready` returns it).
     fatal: Option<ReplicaError>,
     completed: Vec<(u64, Vec<Outcome>)>,
@@ -376,6 +380,7 @@ impl ShardReplica {
             inboxes: (0..shard_count).map(|_| Inbox::default()).collect(),
             apply_queue: VecDeque::new(),
             snapshot_wanted: false,
+            membership_ahead_to: 0,
             fatal: None,
             completed: Vec::new(),
             failed: Vec::new(),
@@ -639,8 +644,11 @@ impl ShardReplica {
         );
         // The configuration is the snapshot's: the edge reconciles its links to it.
         self.membership_changed = true;
-        // Committed entries waiting at a marker are covered by the snapshot.
+        // Committed entries waiting at a marker are covered by the snapshot (raft-rs restores
+        // only a snapshot at or past its commit index), and so are membership changes applied
+        // ahead of them: raft's configuration is the snapshot's.
         self.apply_queue.retain(|e| e.index > index);
+        self.membership_ahead_to = 0;
         // Our proposals up to its index: their fate is unknown here.
         while let Some((&i, _)) = self.proposals.first_key_value() {
             if i > index {
@@ -705,6 +713,10 @@ impl ShardReplica {
         let slot = self.node.store().snapshot.clone();
         let mut slot = slot.lock().expect("snapshot slot poisoned");
         if !slot.requested {
+            return;
+        }
+        if self.membership_ahead() {
+            // raft's configuration is ahead of the state: asked again next cycle.
             return;
         }
         slot.requested = false;
