@@ -338,6 +338,7 @@ pub fn development_genesis(data_dir: &Path) -> Result<Genesis, NodeError> {
     );
     Ok(Genesis {
         chain_id: DEV_CHAIN_ID,
+        controllers: Default::default(),
         shards: None,
         allocations: vec![Allocation {
             address,

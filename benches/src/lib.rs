@@ -369,6 +369,7 @@ pub fn genesis_for(addresses: &[Address], amount: u64) -> Genesis {
     allocations.sort_unstable_by_key(|a| a.address);
     Genesis {
         chain_id: CHAIN_ID,
+        controllers: Default::default(),
         shards: Some(1),
         allocations,
     }

@@ -40,6 +40,7 @@ fn genesis() -> Genesis {
     allocations.sort_by_key(|a| (a.address, a.asset));
     Genesis {
         chain_id: CHAIN,
+        controllers: Default::default(),
         shards: Some(SHARDS),
         allocations,
     }

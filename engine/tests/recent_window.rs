@@ -23,6 +23,7 @@ fn key() -> SigningKey {
 fn genesis() -> Genesis {
     Genesis {
         chain_id: CHAIN,
+        controllers: Default::default(),
         shards: Some(1),
         allocations: vec![Allocation {
             address: address_of(&key()),

@@ -30,6 +30,7 @@ fn genesis(keys: &[SigningKey]) -> Genesis {
     allocations.sort_by_key(|a| a.address);
     Genesis {
         chain_id: CHAIN,
+        controllers: Default::default(),
         shards: Some(SHARDS),
         allocations,
     }
@@ -329,5 +330,66 @@ fn the_watchdog_names_a_core_whose_executor_makes_no_progress() {
         .expect("the watchdog saw core 1 stall");
     assert_eq!(core, 1);
     assert!(still >= Duration::from_millis(1500), "{still:?}");
+    assert!(engine.shutdown().is_none());
+}
+
+#[test]
+fn a_gateway_moves_the_accounts_it_controls_without_signatures_and_no_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(4);
+    let mut g = genesis(&keys);
+    // keys[0] and keys[1] are custodial: acme controls the first, other the second.
+    g.controllers
+        .insert(address_of(&keys[0]), "acme".to_string());
+    g.controllers
+        .insert(address_of(&keys[1]), "other".to_string());
+    let engine = Engine::start(config(dir.path()), Some(&g)).unwrap();
+    let acme = engine.gateway("acme").expect("the genesis names acme");
+    assert!(engine.gateway("nobody").is_none());
+    let unsigned = |from: &SigningKey, nonce: u64| {
+        Transfer {
+            chain_id: CHAIN,
+            from: address_of(from),
+            to: address_of(&keys[3]),
+            asset: 0,
+            amount: 10,
+            nonce,
+        }
+        .with_signature(&[0; 64])
+    };
+    let batch = vec![
+        unsigned(&keys[0], 1),                           // acme's: no signature needed
+        unsigned(&keys[1], 1),                           // other's: acme may not move it
+        unsigned(&keys[2], 1),                           // nobody's: needs its signature
+        transfer(&keys[2], address_of(&keys[3]), 10, 2), // signed: fine from anyone
+        unsigned(&keys[0], 1),                           // the nonce window holds as ever
+    ];
+    let codes = |outcomes: Vec<aurigraph_engine::replica::Outcome>| -> Vec<ResultCode> {
+        outcomes.iter().map(|o| o.result).collect()
+    };
+    let got = codes(block_on(engine.submit_as(batch.clone(), Some(acme))).unwrap());
+    assert_eq!(
+        got,
+        vec![
+            ResultCode::Ok,
+            ResultCode::BadSignature,
+            ResultCode::BadSignature,
+            ResultCode::Ok,
+            ResultCode::NonceReplayed
+        ]
+    );
+    // Without the gateway, the custodial account needs its signature like any other.
+    let anonymous = codes(block_on(engine.submit(vec![unsigned(&keys[0], 2)])).unwrap());
+    assert_eq!(anonymous, vec![ResultCode::BadSignature]);
+    settle(&engine, &[(address_of(&keys[3]), 1_000_020)]);
+    let counters = engine.shard_counters();
+    let custodial: u64 = counters
+        .iter()
+        .map(|c| {
+            c.transfers_custodial
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(custodial, 2, "two records moved acme's account");
     assert!(engine.shutdown().is_none());
 }

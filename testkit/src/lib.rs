@@ -51,6 +51,7 @@ pub fn genesis(keys: &[SigningKey], shards: u32) -> Genesis {
     allocations.sort_by_key(|a| a.address);
     Genesis {
         chain_id: CHAIN,
+        controllers: Default::default(),
         shards: Some(shards),
         allocations,
     }

@@ -35,6 +35,30 @@ pub struct Genesis {
     pub shards: Option<u32>,
     /// Sorted by (address, asset), duplicates merged.
     pub allocations: Vec<Allocation>,
+    /// Custodial accounts (gateway mode): the gateway that may move each one without its
+    /// signature, from the allocations' `"controller": "gateway:NAME"`. Empty: none.
+    pub controllers: BTreeMap<Address, String>,
+}
+
+/// The prefix of an allocation's `controller`: the only kind of controller there is.
+pub const CONTROLLER_PREFIX: &str = "gateway:";
+/// Longest gateway name (`[A-Za-z0-9._-]`).
+pub const GATEWAY_NAME_BYTES_MAX: usize = 64;
+
+/// Checks a gateway name: 1 to [`GATEWAY_NAME_BYTES_MAX`] characters of `[A-Za-z0-9._-]`.
+pub fn check_gateway_name(name: &str) -> Result<(), String> {
+    let fits = !name.is_empty()
+        && name.len() <= GATEWAY_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "gateway name {name:?} must be 1 to {GATEWAY_NAME_BYTES_MAX} characters of A-Z a-z 0-9 . _ -"
+        ))
+    }
 }
 
 #[derive(Deserialize)]
@@ -55,6 +79,9 @@ struct AllocationJson {
     asset: u32,
     #[serde(deserialize_with = "amount_from_number_or_string")]
     amount: u64,
+    /// `"gateway:NAME"`: the account is custodial (gateway mode).
+    #[serde(default)]
+    controller: Option<String>,
 }
 
 /// Amounts may be JSON numbers or decimal strings (JavaScript clients cannot hold u64 exactly).
@@ -102,9 +129,30 @@ impl Genesis {
         }
         let mut merged: BTreeMap<(Address, u32), u64> = BTreeMap::new();
         let mut supply: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut controllers: BTreeMap<Address, String> = BTreeMap::new();
         for (index, a) in raw.allocations.iter().enumerate() {
             let fail = |message: String| GenesisError::Allocation { index, message };
             let address = Address::from_hex(&a.address).map_err(fail)?;
+            if let Some(controller) = &a.controller {
+                let name = controller.strip_prefix(CONTROLLER_PREFIX).ok_or_else(|| {
+                    fail(format!(
+                        "controller {controller:?} must be \"{CONTROLLER_PREFIX}NAME\""
+                    ))
+                })?;
+                check_gateway_name(name).map_err(fail)?;
+                match controllers.get(&address) {
+                    Some(known) if known != name => {
+                        return Err(fail(format!(
+                            "account {} is controlled by gateway {known:?} in an earlier \
+                             allocation, not {name:?}",
+                            address.to_hex()
+                        )))
+                    }
+                    _ => {
+                        controllers.insert(address, name.to_string());
+                    }
+                }
+            }
             if a.amount == 0 {
                 return Err(fail("amount must be greater than zero".into()));
             }
@@ -128,6 +176,7 @@ impl Genesis {
                     amount,
                 })
                 .collect(),
+            controllers,
         })
     }
 
@@ -157,11 +206,17 @@ impl Genesis {
             .allocations
             .iter()
             .map(|a| {
-                serde_json::json!({
+                let mut allocation = serde_json::json!({
                     "address": a.address.to_hex(),
                     "asset": a.asset,
                     "amount": a.amount.to_string(),
-                })
+                });
+                // Only custodial accounts carry the key: a genesis without controllers keeps
+                // the canonical form (and hash) it always had.
+                if let Some(name) = self.controllers.get(&a.address) {
+                    allocation["controller"] = format!("{CONTROLLER_PREFIX}{name}").into();
+                }
+                allocation
             })
             .collect();
         serde_json::to_string_pretty(&serde_json::json!({
@@ -225,10 +280,52 @@ mod tests {
                 ),
                 "total supply",
             ),
+            (
+                format!(
+                    r#"{{"chainId":7,"allocations":[{{"address":"{A}","amount":1,"controller":"acme"}}]}}"#
+                ),
+                "must be \"gateway:NAME\"",
+            ),
+            (
+                format!(
+                    r#"{{"chainId":7,"allocations":[{{"address":"{A}","amount":1,"controller":"gateway:a b"}}]}}"#
+                ),
+                "A-Z a-z 0-9",
+            ),
+            (
+                format!(
+                    r#"{{"chainId":7,"allocations":[{{"address":"{A}","amount":1,"controller":"gateway:x"}},{{"address":"{A}","asset":1,"amount":1,"controller":"gateway:y"}}]}}"#
+                ),
+                "controlled by gateway \"x\"",
+            ),
         ];
         for (json, needle) in cases {
             let err = Genesis::from_json(&json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn controllers_make_accounts_custodial_and_keep_the_canonical_form() {
+        const B: &str = "0202020202020202020202020202020202020202020202020202020202020202";
+        let plain = format!(r#"{{"chainId":7,"allocations":[{{"address":"{A}","amount":5}}]}}"#);
+        let g = Genesis::from_json(&plain).unwrap();
+        assert!(g.controllers.is_empty());
+        assert!(
+            !g.to_canonical_json(2).contains("controller"),
+            "old chains keep their hash"
+        );
+        let custodial = format!(
+            r#"{{"chainId":7,"allocations":[{{"address":"{A}","amount":5,"controller":"gateway:acme"}},
+               {{"address":"{A}","asset":1,"amount":5}},{{"address":"{B}","amount":5}}]}}"#
+        );
+        let g = Genesis::from_json(&custodial).unwrap();
+        let a = Address::from_hex(A).unwrap();
+        assert_eq!(g.controllers.len(), 1);
+        assert_eq!(g.controllers.get(&a).map(String::as_str), Some("acme"));
+        let again = Genesis::from_json(&g.to_canonical_json(2)).unwrap();
+        assert_eq!(again.controllers, g.controllers);
+        assert_eq!(again.hash(2), g.hash(2));
+        assert_ne!(g.hash(2), Genesis::from_json(&plain).unwrap().hash(2));
     }
 }

@@ -85,6 +85,7 @@ const AT: Now = Now {
 fn follower(config: NodeConfig) -> (ShardNode<u32>, Recorder) {
     let genesis = Genesis {
         chain_id: 7,
+        controllers: Default::default(),
         shards: Some(1),
         allocations: vec![Allocation {
             address: address_of(&key()),
@@ -329,6 +330,7 @@ fn raft_messages_queue_behind_pieces_in_raft_order() {
 fn restarted_single_leader() -> (ShardNode<u32>, Recorder, MemStorage) {
     let genesis = Genesis {
         chain_id: 7,
+        controllers: Default::default(),
         shards: Some(1),
         allocations: vec![],
     };
@@ -513,6 +515,7 @@ fn membership(index: u64, changes: &[(ConfChangeType, u64)], context: &[u8]) -> 
 fn destination_shard() -> (ShardState, Address) {
     let genesis = Genesis {
         chain_id: 7,
+        controllers: Default::default(),
         shards: Some(2),
         allocations: vec![Allocation {
             address: address_of(&key()),
@@ -976,6 +979,7 @@ fn a_leader_whose_apply_waits_at_a_marker_hands_leadership_over() {
     // Shard 0 prefers voter 1 as leader, so only the stall can make it hand over.
     let genesis = Genesis {
         chain_id: 7,
+        controllers: Default::default(),
         shards: Some(2),
         allocations: vec![],
     };
@@ -1122,18 +1126,38 @@ fn a_follower_blocked_at_a_marker_applies_membership_ahead_and_campaigns() {
     // on the log alone, so the change applies to raft ahead of the ledger.
     let (state, to) = destination_shard();
     let (mut node, mut io, storage) = follower_with(state);
-    let changes = [(ConfChangeType::AddNode, 4), (ConfChangeType::RemoveNode, 3)];
+    let changes = [
+        (ConfChangeType::AddNode, 4),
+        (ConfChangeType::RemoveNode, 3),
+    ];
     let joint = membership(2, &changes, b"127.0.0.1:9400");
-    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10), joint], 2);
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        0,
+        vec![marker(1, 0, 10), joint],
+        2,
+    );
     let replica = node.replica();
     assert!(replica.apply_blocked());
-    assert_eq!(replica.state().applied_index(), 0, "the ledger waits at the marker");
+    assert_eq!(
+        replica.state().applied_index(),
+        0,
+        "the ledger waits at the marker"
+    );
     let mut conf = replica.raw_node().raft.prs().conf().to_conf_state();
     conf.voters.sort_unstable();
     conf.voters_outgoing.sort_unstable();
-    assert_eq!((conf.voters, conf.voters_outgoing), (vec![1, 2, 4], vec![1, 2, 3]));
+    assert_eq!(
+        (conf.voters, conf.voters_outgoing),
+        (vec![1, 2, 4], vec![1, 2, 3])
+    );
     assert_eq!(replica.raw_node().raft.raft_log.applied, 2);
-    assert!(replica.membership_ahead(), "no snapshot pairs the state with it");
+    assert!(
+        replica.membership_ahead(),
+        "no snapshot pairs the state with it"
+    );
     let timeout = 2 * node.replica().raw_node().raft.election_timeout();
     for tick in 0..timeout {
         let now = Now {

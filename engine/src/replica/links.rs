@@ -1,8 +1,8 @@
 //! What crosses shards and validators: receipts in and out, credit pruning, membership
 //! changes, progress announcements, leadership bookkeeping.
 
-use super::*;
 use super::apply::decode_membership;
+use super::*;
 use crate::ledger::{PEER_ADDRESSES_MAX, PEER_ADDRESS_BYTES_MAX};
 
 /// A raft-rs `ConfChangeV2` of `changes`, with `context` (an added validator's peer
@@ -179,11 +179,9 @@ impl ShardReplica {
     /// raft's side of a committed membership change: its configuration (what it counts votes
     /// and acknowledgements with). `false` when raft-rs cannot apply it: the replica stops.
     fn change_configuration(&mut self, index: u64, change: &Result<ConfChangeV2, String>) -> bool {
-        let applied = change.clone().and_then(|cc| {
-            self.node
-                .apply_conf_change(&cc)
-                .map_err(|e| e.to_string())
-        });
+        let applied = change
+            .clone()
+            .and_then(|cc| self.node.apply_conf_change(&cc).map_err(|e| e.to_string()));
         match applied {
             Ok(cs) => {
                 self.node.mut_store().mem.wl().set_conf_state(cs);

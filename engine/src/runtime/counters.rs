@@ -100,6 +100,8 @@ pub struct ShardCounters {
     pub signatures_valid: AtomicU64,
     pub signatures_invalid: AtomicU64,
     /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
+    /// Transfers a gateway submitted for accounts it controls (admitted with no signature).
+    pub transfers_custodial: AtomicU64,
     pub key_cache_hits: AtomicU64,
     pub key_cache_misses: AtomicU64,
 }
@@ -112,6 +114,7 @@ impl Default for ShardCounters {
             snapshots: AtomicU64::new(0),
             signatures_valid: AtomicU64::new(0),
             signatures_invalid: AtomicU64::new(0),
+            transfers_custodial: AtomicU64::new(0),
             key_cache_hits: AtomicU64::new(0),
             key_cache_misses: AtomicU64::new(0),
         }
@@ -125,6 +128,13 @@ impl ShardCounters {
         }
         if misses > 0 {
             self.key_cache_misses.fetch_add(misses, Relaxed);
+        }
+    }
+
+    /// Transfers admitted without a signature: a gateway moving accounts it controls.
+    pub(super) fn record_custodial(&self, count: u64) {
+        if count > 0 {
+            self.transfers_custodial.fetch_add(count, Relaxed);
         }
     }
 

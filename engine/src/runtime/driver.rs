@@ -32,6 +32,9 @@ pub(super) enum Command {
     Submit {
         records: Vec<Record>,
         valid: Vec<bool>,
+        /// Per record, whether the authenticated gateway controls its source account (no
+        /// signature needed: `custody`); empty when none does.
+        custodial: Vec<bool>,
         from: Submitter<Reply>,
     },
     /// A message from this shard's replica on validator `from` (raft, pieces, forward replies).
@@ -66,10 +69,15 @@ pub(super) enum Command {
 }
 
 impl Command {
-    /// A submission's records and signature verdicts (empty until verified).
-    pub(super) fn submission_mut(&mut self) -> Option<(&[Record], &mut Vec<bool>)> {
+    /// A submission's records, signature verdicts (empty until verified) and custodial flags.
+    pub(super) fn submission_mut(&mut self) -> Option<(&[Record], &mut Vec<bool>, &[bool])> {
         match self {
-            Command::Submit { records, valid, .. } => Some((records, valid)),
+            Command::Submit {
+                records,
+                valid,
+                custodial,
+                ..
+            } => Some((records, valid, custodial)),
             _ => None,
         }
     }
@@ -297,6 +305,7 @@ impl ShardDriver {
                 records,
                 valid,
                 from,
+                ..
             } => node.submit(&mut io, &records, &valid, from),
             Command::Peer { from, message } => node.peer_message(&mut io, from, message),
             Command::Local(message) => node.local_message(message),

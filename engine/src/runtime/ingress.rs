@@ -41,12 +41,34 @@ pub(super) async fn ingress(
     while let Some(mut command) = recv_polling(&rx).await {
         // A client's submission gets its verdicts here; one forwarded by another validator
         // arrives with them (one per record, or they do not count).
-        if let Some((records, valid)) = command.submission_mut() {
+        if let Some((records, valid, custodial)) = command.submission_mut() {
             if valid.len() != records.len() {
-                *valid =
-                    verify_in_slices(&mut verifier, records, slice_signatures, &mut slice_valid)
-                        .await;
-                counters.record_verified(valid);
+                *valid = if custodial.iter().all(|&c| c) && !custodial.is_empty() {
+                    // A gateway moving only accounts it controls: nothing to verify.
+                    custodial.to_vec()
+                } else {
+                    verify_unless_custodial(
+                        &mut verifier,
+                        records,
+                        custodial,
+                        slice_signatures,
+                        &mut slice_valid,
+                    )
+                    .await
+                };
+                let custodial_count = custodial.iter().filter(|&&c| c).count();
+                counters.record_custodial(custodial_count as u64);
+                if custodial_count == 0 {
+                    counters.record_verified(valid);
+                } else {
+                    let verified: Vec<bool> = valid
+                        .iter()
+                        .zip(custodial)
+                        .filter(|(_, &c)| !c)
+                        .map(|(&v, _)| v)
+                        .collect();
+                    counters.record_verified(&verified);
+                }
                 let (hits, misses) = verifier.key_cache_stats();
                 counters.record_key_cache(hits - cache_counted.0, misses - cache_counted.1);
                 cache_counted = (hits, misses);
@@ -81,6 +103,34 @@ pub(super) async fn recv_polling<T>(rx: &async_channel::Receiver<T>) -> Option<T
             futures::future::Either::Right(_) => {}
         }
     }
+}
+
+/// Verdicts for a submission some of whose records a gateway controls (`custodial`, empty:
+/// none): those need no signature; the others are verified as anyone's.
+async fn verify_unless_custodial(
+    verifier: &mut SignatureVerifier,
+    records: &[Record],
+    custodial: &[bool],
+    slice_signatures: usize,
+    slice_valid: &mut Vec<bool>,
+) -> Vec<bool> {
+    if custodial.is_empty() {
+        return verify_in_slices(verifier, records, slice_signatures, slice_valid).await;
+    }
+    debug_assert_eq!(custodial.len(), records.len());
+    let signed: Vec<Record> = records
+        .iter()
+        .zip(custodial)
+        .filter(|(_, &c)| !c)
+        .map(|(r, _)| *r)
+        .collect();
+    let mut verdicts = verify_in_slices(verifier, &signed, slice_signatures, slice_valid)
+        .await
+        .into_iter();
+    custodial
+        .iter()
+        .map(|&c| c || verdicts.next().expect("one verdict per signed record"))
+        .collect()
 }
 
 async fn verify_in_slices(

@@ -14,6 +14,7 @@
 //! clients. Transfers are answered only after their entry was fdatasynced and applied.
 
 mod counters;
+pub mod custody;
 mod driver;
 pub mod ingress;
 mod peers;
@@ -30,6 +31,7 @@ use crate::node::{ShardStatus, SubmitFailure};
 use crate::record::{Address, Record, TxHash};
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
+pub use custody::GatewayId;
 use driver::{Command, Reply};
 use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -196,6 +198,8 @@ struct EngineInner {
     cores: usize,
     chain_id: u32,
     assets: Vec<u32>,
+    /// Which gateway controls which account (gateway mode), from the genesis.
+    custody: custody::Custody,
     shards: Vec<async_channel::Sender<Command>>,
     counters: Arc<[ShardCounters]>,
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
@@ -236,6 +240,7 @@ impl Engine {
                 cores: config.cores,
                 chain_id: genesis.chain_id,
                 assets: genesis.assets(),
+                custody: custody::Custody::from_genesis(&genesis),
                 shards: senders,
                 counters: (0..shard_count).map(|_| ShardCounters::default()).collect(),
                 executors: std::sync::Mutex::new(Vec::new()),
@@ -387,12 +392,30 @@ impl Engine {
     /// Submits records (any shards, any order) and resolves to one outcome per record, in
     /// order, once every record's entry was fdatasynced and applied (or rejected before).
     pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+        self.submit_as(records, None).await
+    }
+
+    /// The gateway named `name` (gateway mode), if the genesis gives it any account.
+    pub fn gateway(&self, name: &str) -> Option<GatewayId> {
+        self.inner.custody.gateway(name)
+    }
+
+    /// Like [`Engine::submit`], on behalf of `gateway` (authenticated by the caller): records
+    /// whose source account it controls need no signature; the others are verified.
+    pub async fn submit_as(
+        &self,
+        records: Vec<Record>,
+        gateway: Option<GatewayId>,
+    ) -> Result<Vec<Outcome>, SubmitFailure> {
         let total = records.len();
         let waits = self
-            .send_per_shard(records, |records, reply| Command::Submit {
-                records,
-                valid: Vec::new(),
-                from: Submitter::Client(Reply::Outcomes(reply)),
+            .send_per_shard(records, gateway, |records, custodial, reply| {
+                Command::Submit {
+                    records,
+                    valid: Vec::new(),
+                    custodial,
+                    from: Submitter::Client(Reply::Outcomes(reply)),
+                }
             })
             .await?;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
@@ -413,7 +436,8 @@ impl Engine {
     async fn send_per_shard<T>(
         &self,
         records: Vec<Record>,
-        command: impl Fn(Vec<Record>, oneshot::Sender<T>) -> Command,
+        gateway: Option<GatewayId>,
+        command: impl Fn(Vec<Record>, Vec<bool>, oneshot::Sender<T>) -> Command,
     ) -> Result<Vec<(Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
         let shard_count = self.inner.shard_count as usize;
         let mut per_shard: Vec<(Vec<usize>, Vec<Record>)> =
@@ -429,8 +453,12 @@ impl Engine {
                 continue;
             }
             let (tx, rx) = oneshot::channel();
+            let custodial = match gateway {
+                Some(gateway) => self.inner.custody.custodial(gateway, &group),
+                None => Vec::new(),
+            };
             self.inner.shards[s]
-                .send(command(group, tx))
+                .send(command(group, custodial, tx))
                 .await
                 .map_err(|_| SubmitFailure::Stopped)?;
             waits.push((positions, rx));
@@ -496,12 +524,24 @@ impl Engine {
         &self,
         records: Vec<Record>,
     ) -> Result<Vec<TxHash>, SubmitFailure> {
+        self.submit_detached_as(records, None).await
+    }
+
+    /// Like [`Engine::submit_detached`], on behalf of `gateway` (see [`Engine::submit_as`]).
+    pub async fn submit_detached_as(
+        &self,
+        records: Vec<Record>,
+        gateway: Option<GatewayId>,
+    ) -> Result<Vec<TxHash>, SubmitFailure> {
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
         let waits = self
-            .send_per_shard(records, |records, reply| Command::Submit {
-                records,
-                valid: Vec::new(),
-                from: Submitter::Detached(Reply::Admitted(reply)),
+            .send_per_shard(records, gateway, |records, custodial, reply| {
+                Command::Submit {
+                    records,
+                    valid: Vec::new(),
+                    custodial,
+                    from: Submitter::Detached(Reply::Admitted(reply)),
+                }
             })
             .await?;
         for (_, rx) in waits {

@@ -195,6 +195,7 @@ pub(super) async fn route(
                     let forwarded = Command::Submit {
                         records,
                         valid,
+                        custodial: Vec::new(),
                         from: Submitter::Peer {
                             node: from,
                             request,

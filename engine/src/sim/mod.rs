@@ -228,6 +228,7 @@ impl Cluster {
         allocations.sort_by_key(|a| (a.address, a.asset));
         let genesis = Genesis {
             chain_id: CHAIN,
+            controllers: Default::default(),
             shards: Some(config.shards),
             allocations,
         };
