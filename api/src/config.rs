@@ -60,6 +60,10 @@ pub struct NodeArgs {
     /// Log format: human or json [default: human].
     #[arg(long, env = "AURIGRAPH_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Tokens file (gateway mode): the SHA-256 of each bearer token this node accepts, with
+    /// its role and name (`aurigraph token new` makes one). Without it gateway mode is off.
+    #[arg(long, env = "AURIGRAPH_TOKENS", value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -84,6 +88,7 @@ pub struct FileConfig {
     pub cores: Option<usize>,
     pub pin_cores: Option<bool>,
     pub log_format: Option<LogFormat>,
+    pub tokens: Option<PathBuf>,
     pub body_bytes_max: Option<usize>,
     pub connections_max_per_core: Option<usize>,
     pub snapshot_interval_entries: Option<u64>,
@@ -143,6 +148,8 @@ pub struct NodeConfig {
     pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
     pub verify_slice_signatures: usize,
+    /// Bearer tokens accepted (gateway mode), from `--tokens`; empty: gateway mode off.
+    pub tokens: aurigraph_engine::tokens::Tokens,
     /// Randomness-beacon sources, validated, in priority order (empty by default).
     pub beacon: Vec<BeaconSource>,
 }
@@ -158,6 +165,9 @@ impl NodeConfig {
         };
         // A beacon's certificate and TLS-root paths are relative to the configuration file.
         if let Some(dir) = args.config.as_deref().and_then(Path::parent) {
+            if let Some(p) = file.tokens.as_mut().filter(|p| p.is_relative()) {
+                *p = dir.join(&*p);
+            }
             for source in &mut file.beacon {
                 for path in [&mut source.certificate, &mut source.tls_root] {
                     if let Some(p) = path.as_mut().filter(|p| p.is_relative()) {
@@ -217,6 +227,11 @@ impl NodeConfig {
                  {VERIFY_SLICE_SIGNATURES_MAX}"
             )));
         }
+        let tokens = match args.tokens.as_ref().or(file.tokens.as_ref()) {
+            Some(path) => aurigraph_engine::tokens::Tokens::load(path)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            None => aurigraph_engine::tokens::Tokens::default(),
+        };
         let body_bytes_max = file.body_bytes_max.unwrap_or(BODY_BYTES_MAX);
         if body_bytes_max < BODY_BYTES_MAX_MIN {
             return Err(ConfigError::Invalid(format!(
@@ -263,6 +278,7 @@ impl NodeConfig {
             snapshot_piece_bytes,
             recent_transactions_per_shard,
             verify_slice_signatures,
+            tokens,
             beacon: file.beacon,
         })
     }

@@ -124,6 +124,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         in_flight: in_flight.clone(),
         data_dir: Some(config.data_dir.clone()),
         beacon,
+        tokens: Arc::new(config.tokens.clone()),
         ..HttpSettings::new(config.http_addr)
     };
     // Each core binds its own listener; the first bind error stops the node with its message.

@@ -64,6 +64,15 @@ pub struct BenchArgs {
     /// Keep the temporary data directory of the started node.
     #[arg(long)]
     pub keep_data: bool,
+    /// Gateway mode: every account is custodial (`"controller": "gateway:bench"` in the
+    /// genesis) and the transfers go unsigned to POST /api/v11/gateway/transactions/batch with
+    /// a bearer token. A started node gets a fresh token; with --addresses give the token of
+    /// gateway "bench" on those nodes with --gateway-token-file.
+    #[arg(long)]
+    pub gateway: bool,
+    /// With --gateway and --addresses: a file holding the gateway's token.
+    #[arg(long, value_name = "FILE")]
+    pub gateway_token_file: Option<PathBuf>,
 }
 
 impl From<BenchArgs> for BenchOptions {
@@ -88,6 +97,8 @@ impl From<BenchArgs> for BenchOptions {
             json_replies: a.json_replies,
             keep_data: a.keep_data,
             verify_chunk: aurigraph_engine::verify::VERIFY_CHUNK_DEFAULT,
+            gateway: a.gateway,
+            gateway_token_file: a.gateway_token_file,
         }
     }
 }

@@ -56,7 +56,7 @@ pub fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         (None, false) => node::development_genesis(&args.dir)?,
     };
     let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
-    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, args.cores)?;
+    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, args.cores, None)?;
     for n in &cluster.nodes {
         println!(
             "validator {}: http://{}  peer {}  data {}  log {}",

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 mod beacon;
 mod bench;
 mod cluster;
+mod token;
 mod transfer;
 mod validators;
 
@@ -62,6 +63,9 @@ enum Command {
     /// prints the verified randomness in hex, or exits non-zero with the failed check.
     #[command(subcommand)]
     Beacon(beacon::BeaconCommand),
+    /// Bearer tokens of the node's tokens file (`aurigraph node --tokens FILE`): gateway mode.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Why a command failed: printed on stderr as `aurigraph: error: ...`, exit status 1.
@@ -85,6 +89,8 @@ enum CliError {
     Cluster(#[from] cluster::ClusterError),
     #[error(transparent)]
     Beacon(#[from] beacon::BeaconError),
+    #[error(transparent)]
+    Token(#[from] aurigraph_wire::tokens::TokensError),
 }
 
 /// mimalloc's `purge_delay` option (its index in mimalloc v3's `mi_option_e`).
@@ -134,12 +140,13 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Bench(args) => {
             node::init_logging(LogFormat::Human);
             let nodes = args.nodes;
-            aurigraph_client::bench::run(args.into(), move |genesis, dir| {
+            aurigraph_client::bench::run(args.into(), move |genesis, dir, tokens| {
                 let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
-                launcher::start_nodes(&exe, genesis, dir, nodes)
+                launcher::start_nodes(&exe, genesis, dir, nodes, tokens)
             })?
         }
         Command::Beacon(command) => beacon::run(command)?,
+        Command::Token(command) => token::run(command)?,
         Command::Cluster(args) => cluster::run(args)?,
         Command::Validators(command) => validators::run(command)?,
     }

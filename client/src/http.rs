@@ -116,6 +116,8 @@ pub enum UrlError {
     NoHost(String),
     #[error("node URL {0} must not have a path (the client adds /api/v11/...)")]
     HasPath(String),
+    #[error("the bearer token is not printable ASCII")]
+    BadToken,
 }
 
 /// A JSON batch reply that does not have the contract's shape.
@@ -268,6 +270,8 @@ pub struct Client {
     http: PooledClient<HttpConnector, Full<Bytes>>,
     base: String,
     timeout: Duration,
+    /// `Authorization: Bearer` value sent with every request (a gateway token), if any.
+    bearer: Option<HeaderValue>,
 }
 
 impl Client {
@@ -296,7 +300,17 @@ impl Client {
             http,
             base,
             timeout,
+            bearer: None,
         })
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>` with every request (gateway
+    /// mode). A token that cannot be a header value is refused.
+    pub fn with_bearer(mut self, token: &str) -> Result<Client, UrlError> {
+        let value =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| UrlError::BadToken)?;
+        self.bearer = Some(value);
+        Ok(self)
     }
 
     pub fn base_url(&self) -> &str {
@@ -405,6 +419,9 @@ impl Client {
             .header(ACCEPT, HeaderValue::from_static(accept));
         if let Some(ct) = content_type {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        if let Some(bearer) = &self.bearer {
+            request = request.header(hyper::header::AUTHORIZATION, bearer.clone());
         }
         let request = request.body(Full::new(body)).map_err(|e| {
             self.error(

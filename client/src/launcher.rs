@@ -117,6 +117,7 @@ pub fn start_cluster(
     dir: &Path,
     nodes: usize,
     cores: Option<usize>,
+    tokens: Option<&Path>,
 ) -> Result<LocalCluster, LaunchError> {
     if !(1..=LOCAL_NODES_MAX).contains(&nodes) {
         return Err(LaunchError::NodeCount(nodes));
@@ -187,6 +188,9 @@ pub fn start_cluster(
         if let Some(cores) = cores {
             cmd.arg("--cores").arg(cores.to_string());
         }
+        if let Some(tokens) = tokens {
+            cmd.arg("--tokens").arg(tokens);
+        }
         if let Some(peer) = node.peer_addr {
             // Validators sharing this host share its cores: none of them pins.
             cmd.arg("--peer-addr")
@@ -230,8 +234,9 @@ pub fn start_nodes(
     genesis: &Genesis,
     dir: &Path,
     nodes: usize,
+    tokens: Option<&Path>,
 ) -> Result<crate::bench::StartedNode, LaunchError> {
-    let cluster = start_cluster(exe, genesis, dir, nodes, None)?;
+    let cluster = start_cluster(exe, genesis, dir, nodes, None, tokens)?;
     for node in &cluster.nodes {
         eprintln!(
             "bench: validator {} at http://{} (log: {})",

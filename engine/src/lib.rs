@@ -30,7 +30,7 @@ pub mod verify;
 
 /// The wire contract (records, batches, result codes, genesis, shard routing), re-exported from
 /// `aurigraph-wire`.
-pub use aurigraph_wire::{batch, genesis, record, result, shard};
+pub use aurigraph_wire::{batch, genesis, record, result, shard, tokens};
 
 pub use batch::{decode_batch, encode_batch, BatchBuilder, BatchError, BatchView};
 pub use genesis::Genesis;

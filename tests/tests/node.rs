@@ -584,3 +584,83 @@ fn a_storage_failure_stops_the_process_with_its_exit_code_file_and_offset() {
     );
     eprintln!("logged: {line}");
 }
+
+#[test]
+fn gateway_mode_moves_custodial_accounts_with_a_token_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(3);
+    let mut g = genesis(&keys, 2);
+    g.controllers
+        .insert(address_of(&keys[0]), "acme".to_string());
+    let bin = &aurigraph_bin();
+    let tokens = dir.path().join("tokens.json");
+    let out = std::process::Command::new(bin)
+        .args(["token", "new", "--name", "acme", "--file"])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64);
+    assert!(!std::fs::read_to_string(&tokens).unwrap().contains(&token));
+    // A bad name: non-zero exit, a message, the file unchanged.
+    let out = std::process::Command::new(bin)
+        .args(["token", "new", "--name", "no spaces", "--file"])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway name"));
+
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&g),
+        free_port(),
+        &["--tokens", tokens.to_str().unwrap()],
+    );
+    let unsigned = |from: &ed25519_dalek::SigningKey, nonce: u64| {
+        Transfer {
+            chain_id: 7,
+            from: address_of(from),
+            to: address_of(&keys[2]),
+            asset: 0,
+            amount: 5,
+            nonce,
+        }
+        .with_signature(&[0; 64])
+    };
+    let post = |records: &[Record], authorization: Option<&str>| {
+        let body = encode_batch(records);
+        let mut headers = vec![("Content-Type", BATCH)];
+        let bearer;
+        if let Some(value) = authorization {
+            bearer = value.to_string();
+            headers.push(("Authorization", bearer.as_str()));
+        }
+        node.request(
+            "POST",
+            "/api/v11/gateway/transactions/batch",
+            Some(body),
+            &headers,
+        )
+    };
+    post(&[unsigned(&keys[0], 1)], None).assert_error(401, "UNAUTHORIZED");
+    post(&[unsigned(&keys[0], 1)], Some("Bearer 00")).assert_error(401, "UNAUTHORIZED");
+    let good = format!("Bearer {token}");
+    let reply = post(&[unsigned(&keys[0], 1), unsigned(&keys[1], 1)], Some(&good));
+    assert_eq!(reply.status, 200);
+    let results = reply.json()["results"].clone();
+    assert_eq!(results[0]["result"], "OK", "{results}");
+    assert_eq!(
+        results[1]["result"], "BAD_SIGNATURE",
+        "not acme's account: {results}"
+    );
+    // The public endpoint does not take the custodial account's transfer unsigned.
+    let public = post_batch(&node, &[unsigned(&keys[0], 2)]);
+    assert_eq!(public.json()["results"][0]["result"], "BAD_SIGNATURE");
+    settle(&node, &[(address_of(&keys[2]), FUNDS + 5)]);
+}

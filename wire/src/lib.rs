@@ -9,6 +9,7 @@
 //! - [`shard`]: which shard owns an address (clients may compute it).
 //! - [`keyfile`]: the key file of `aurigraph keygen` (written by the node for a development chain).
 //! - [`limits`]: the limits a client must respect.
+//! - [`tokens`]: the tokens file (bearer tokens for gateway mode, kept as hashes).
 
 pub mod batch;
 pub mod compact;
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod record;
 pub mod result;
 pub mod shard;
+pub mod tokens;
 
 pub use batch::{
     decode_batch, encode_batch, BatchBuilder, BatchError, BatchView, BATCH_RECORDS_MAX,

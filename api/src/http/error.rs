@@ -44,6 +44,10 @@ pub enum ErrorCode {
     TransactionNotFound,
     /// 404: a block this node does not hold.
     BlockNotFound,
+    /// 401: no bearer token, or one this node does not accept.
+    Unauthorized,
+    /// 403: a valid token that may not do this.
+    Forbidden,
     /// 503: this validator does not lead the shard.
     NotLeader,
     /// 503 with `Retry-After`: too many transfers wait for consensus.
@@ -64,7 +68,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the API description lists them.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -79,6 +83,8 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TransactionNotFound,
         ErrorCode::BlockNotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotLeader,
         ErrorCode::Overloaded,
         ErrorCode::Retry,
@@ -106,6 +112,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::TransactionNotFound => "TRANSACTION_NOT_FOUND",
             ErrorCode::BlockNotFound => "BLOCK_NOT_FOUND",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::Retry => "RETRY",
@@ -131,6 +139,8 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::MembershipChangeRefused => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge | ErrorCode::TooManyTransfers => {
                 StatusCode::PAYLOAD_TOO_LARGE

@@ -81,6 +81,8 @@ pub struct HttpSettings {
     /// `/api/v11/quantum/randomness/*` and the `beacon` health check (written by a beacon
     /// client; with no source configured, the default, those serve the local fallback).
     pub beacon: Arc<RwLock<BeaconState>>,
+    /// Bearer tokens this node accepts (gateway mode); empty: every token is refused.
+    pub tokens: Arc<aurigraph_engine::tokens::Tokens>,
 }
 
 impl HttpSettings {
@@ -100,6 +102,7 @@ impl HttpSettings {
             data_dir: None,
             checked_addr: Arc::new(OnceLock::new()),
             beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
+            tokens: Arc::default(),
         }
     }
 

@@ -244,6 +244,8 @@ fn error_responses() -> Value {
         "NotFound": e("NOT_FOUND (no such endpoint), TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND"),
         "TooLarge": e("PAYLOAD_TOO_LARGE (body over the node's limit, 16 MiB by default) or TOO_MANY_TRANSFERS (over 65,536 per batch by default)"),
         "UnsupportedMediaType": e("UNSUPPORTED_MEDIA_TYPE"),
+        "Unauthorized": e("UNAUTHORIZED: no Authorization: Bearer token, or one this node's tokens file does not hold"),
+        "Forbidden": e("FORBIDDEN: a valid token that may not do this (e.g. a gateway the genesis gives no account)"),
         "Unavailable": {
             "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE, NO_VERIFIED_PULSE (quantum/randomness/pulse/latest)",
             "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "Seconds (OVERLOADED, RETRY)" } },
@@ -269,6 +271,10 @@ pub fn document(version: &str) -> Value {
             "description": "The V11 paths and camelCase JSON names, served for real: verified signatures, Raft consensus per shard, durable storage. Every error is {\"error\":{\"code\":\"UPPER_SNAKE\",\"message\":\"…\"}} with a 4xx/5xx status; an unknown path is 404 NOT_FOUND and a known path with another method is 405 METHOD_NOT_ALLOWED (see components.responses). HTTP/1.1 with keep-alive and HTTP/2 (h2c with prior knowledge) on the same port."
         },
         "paths": paths(),
-        "components": { "schemas": Value::Object(schemas), "responses": error_responses() }
+        "components": {
+            "schemas": Value::Object(schemas),
+            "responses": error_responses(),
+            "securitySchemes": { "gatewayToken": { "type": "http", "scheme": "bearer", "description": "A gateway token: its SHA-256 is listed in the node's tokens file (--tokens)" } }
+        }
     })
 }

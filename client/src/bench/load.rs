@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PATH_BATCH: &str = "/api/v11/transactions/batch";
+/// The batch endpoint of signed transfers.
+pub(crate) const PATH_BATCH: &str = "/api/v11/transactions/batch";
+/// The batch endpoint of a gateway (gateway mode: bearer token, custodial accounts).
+pub(crate) const PATH_GATEWAY_BATCH: &str = "/api/v11/gateway/transactions/batch";
 
 /// Counts of one load worker, merged at the end.
 pub(crate) struct WorkerStats {
@@ -98,6 +101,8 @@ pub(crate) struct Load {
     pub stop: AtomicBool,
     pub rate: Option<u64>,
     pub compact: bool,
+    /// [`PATH_BATCH`], or [`PATH_GATEWAY_BATCH`] in gateway mode.
+    pub path: &'static str,
     pub progress: ProgressBar,
 }
 
@@ -131,7 +136,7 @@ pub(crate) async fn load_worker(load: Arc<Load>, client: Client, start: Instant)
         stats.transfers_sent += records as u64;
         stats.batches_sent += 1;
         let reply = client
-            .post_batch(PATH_BATCH, load.batches[b].clone(), records, load.compact)
+            .post_batch(load.path, load.batches[b].clone(), records, load.compact)
             .await;
         let received = Instant::now();
         stats.last_reply = Some(received);

@@ -43,7 +43,7 @@ pub mod workload;
 pub use report::{measure_verify_ceiling, Report, VerifyCeiling};
 pub use workload::{
     bench_key, bench_keys, genesis_json, sign_batches, Plan, BENCH_BALANCE, BENCH_CHAIN_ID,
-    BENCH_KEY_TAG, NONCE_WINDOW,
+    BENCH_GATEWAY, BENCH_KEY_TAG, NONCE_WINDOW,
 };
 
 use crate::http::{normalize_base_url, Client, ClientError, UrlError};
@@ -52,6 +52,7 @@ use crate::ops::RequestError;
 use aurigraph_wire::genesis::{Genesis, GenesisError, GENESIS_ALLOCATIONS_MAX};
 use aurigraph_wire::limits::BATCH_RECORDS_MAX;
 use aurigraph_wire::record::{address_of, Address};
+use aurigraph_wire::tokens::{add_to_file, new_token, Role, TokensError};
 use load::{load_worker, progress_bar, remote_nonce_bases, wait_healthy, Load, WorkerStats};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -82,6 +83,12 @@ pub struct BenchOptions {
     pub keep_data: bool,
     /// Signatures per verification group of the measured ceiling (the engine's chunk).
     pub verify_chunk: usize,
+    /// Gateway mode: every account is custodial (controlled by gateway [`BENCH_GATEWAY`]),
+    /// transfers go unsigned to the gateway endpoint with a bearer token.
+    pub gateway: bool,
+    /// With `gateway` and `addresses`: the file holding the gateway's token (a started node
+    /// gets a fresh token of its own).
+    pub gateway_token_file: Option<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -107,6 +114,8 @@ impl Default for BenchOptions {
             json_replies: false,
             keep_data: false,
             verify_chunk: 256,
+            gateway: false,
+            gateway_token_file: None,
         }
     }
 }
@@ -177,6 +186,8 @@ pub enum BenchError {
     Aborted(String),
     #[error("no results were received")]
     NoResults,
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
 }
 
 const GENESIS_HINT: &str = "start the node(s) with the genesis written by `aurigraph bench --print-genesis FILE` with the same --accounts, --genesis-seed and --chain-id";
@@ -242,6 +253,15 @@ fn validate(args: &BenchOptions) -> Result<(), BenchError> {
             "--nodes must be between 1 and {LOCAL_NODES_MAX}"
         )));
     }
+    if args.gateway && !args.addresses.is_empty() && args.gateway_token_file.is_none() {
+        return Err(invalid(
+            "--gateway with --addresses needs --gateway-token-file: the token of gateway \"bench\" \
+             on those nodes (`aurigraph token new --name bench`)",
+        ));
+    }
+    if args.gateway_token_file.is_some() && !args.gateway {
+        return Err(invalid("--gateway-token-file goes with --gateway"));
+    }
     if args.nodes > 1 && !args.addresses.is_empty() {
         return Err(invalid(
             "--nodes starts a local cluster; it cannot be combined with --addresses",
@@ -262,7 +282,7 @@ fn validate(args: &BenchOptions) -> Result<(), BenchError> {
 /// the node has stopped; `dir` is removed afterwards unless `--keep-data`.
 pub fn run(
     args: BenchOptions,
-    start_node: impl FnOnce(&Genesis, &Path) -> Result<StartedNode, LaunchError>,
+    start_node: impl FnOnce(&Genesis, &Path, Option<&Path>) -> Result<StartedNode, LaunchError>,
 ) -> Result<(), BenchError> {
     validate(&args)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -276,7 +296,7 @@ pub fn run(
 
     let keys = bench_keys(args.genesis_seed, args.accounts, sign_threads);
     let addresses: Vec<Address> = keys.iter().map(address_of).collect();
-    let genesis_text = genesis_json(&addresses, args.chain_id, args.shards);
+    let genesis_text = genesis_json(&addresses, args.chain_id, args.shards, args.gateway);
 
     if let Some(path) = &args.print_genesis {
         std::fs::write(path, &genesis_text).map_err(|source| BenchError::WriteGenesis {
@@ -309,6 +329,10 @@ pub fn run(
         stop: None,
         dir: None,
     };
+    let mut gateway_token: Option<String> = match &args.gateway_token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
     let urls: Vec<String> = if args.addresses.is_empty() {
         let dir = temp_dir()?;
         eprintln!(
@@ -320,7 +344,14 @@ pub fn run(
         if !args.keep_data {
             guard.dir = Some(dir.clone());
         }
-        let (urls, stop) = start_node(&genesis, &dir)?;
+        let tokens_path = dir.join("tokens.json");
+        if args.gateway {
+            let (token, entry) = new_token(Role::Gateway, BENCH_GATEWAY)?;
+            add_to_file(&tokens_path, entry)?;
+            gateway_token = Some(token);
+        }
+        let tokens = args.gateway.then_some(tokens_path.as_path());
+        let (urls, stop) = start_node(&genesis, &dir, tokens)?;
         guard.stop = Some(stop);
         if urls.is_empty() {
             return Err(BenchError::NoUrl);
@@ -343,7 +374,13 @@ pub fn run(
     let per_address = args.concurrency.div_ceil(urls.len());
     let clients: Vec<Client> = runtime.block_on(async {
         urls.iter()
-            .map(|u| Client::with_options(u, timeout, per_address))
+            .map(|u| {
+                let client = Client::with_options(u, timeout, per_address)?;
+                match &gateway_token {
+                    Some(token) => client.with_bearer(token),
+                    None => Ok(client),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
     })?;
 
@@ -380,12 +417,14 @@ pub fn run(
         args.chain_id,
         &nonce_bases,
         sign_threads,
+        !args.gateway,
         &signing_bar,
     );
     let signing = signing_start.elapsed();
     signing_bar.finish_and_clear();
     eprintln!(
-        "bench: signed {} transfers into {} batches in {:.2} s on {sign_threads} threads",
+        "bench: {} {} transfers into {} batches in {:.2} s on {sign_threads} threads",
+        if args.gateway { "built" } else { "signed" },
         args.transfers,
         batches.len(),
         signing.as_secs_f64()
@@ -393,7 +432,8 @@ pub fn run(
     drop(keys);
 
     // The ceiling, measured now on this machine (only meaningful for a node on this host).
-    let ceiling = if args.addresses.is_empty() {
+    // A gateway's transfers are not verified: no ceiling.
+    let ceiling = if args.addresses.is_empty() && !args.gateway {
         let c = measure_verify_ceiling(
             &batches,
             cores,
@@ -420,6 +460,11 @@ pub fn run(
         stop: AtomicBool::new(false),
         rate: args.rate,
         compact: !args.json_replies,
+        path: if args.gateway {
+            load::PATH_GATEWAY_BATCH
+        } else {
+            load::PATH_BATCH
+        },
         progress: load_bar.clone(),
     });
     let stats = runtime.block_on(async {
@@ -446,6 +491,7 @@ pub fn run(
     };
     let report = Report {
         addresses: urls,
+        gateway: args.gateway,
         accounts: args.accounts,
         batch_size: args.batch_size,
         concurrency: args.concurrency,
@@ -489,6 +535,24 @@ pub fn run(
         return Err(BenchError::NotAllOk(why));
     }
     Ok(())
+}
+
+/// The gateway token in `path` (the file holds the token, surrounding whitespace ignored).
+fn read_token(path: &Path) -> Result<String, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "--gateway-token-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(invalid(format!(
+            "--gateway-token-file {}: the file is empty",
+            path.display()
+        )));
+    }
+    Ok(token.to_string())
 }
 
 /// A fresh directory under the system's temporary directory.
@@ -541,6 +605,15 @@ mod tests {
                 addresses: vec!["http://a:1".into()],
                 ..BenchOptions::default()
             },
+            BenchOptions {
+                gateway: true,
+                addresses: vec!["http://a:1".into()],
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                gateway_token_file: Some("token".into()),
+                ..BenchOptions::default()
+            },
         ];
         for options in bad {
             let err = validate(&options).unwrap_err();
@@ -559,7 +632,7 @@ mod tests {
             print_genesis: Some(path.clone()),
             ..BenchOptions::default()
         };
-        run(options, |_, _| panic!("must not start a node")).unwrap();
+        run(options, |_, _, _| panic!("must not start a node")).unwrap();
         let g = Genesis::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(g.chain_id, BENCH_CHAIN_ID);
         assert_eq!(g.allocations.len(), 3);
@@ -567,5 +640,20 @@ mod tests {
             .allocations
             .iter()
             .any(|a| a.address == address_of(&bench_key(9, 2))));
+        assert!(
+            g.controllers.is_empty(),
+            "signed mode: no custodial account"
+        );
+        // Gateway mode: gateway "bench" controls every account.
+        let options = BenchOptions {
+            accounts: 3,
+            print_genesis: Some(path.clone()),
+            gateway: true,
+            ..BenchOptions::default()
+        };
+        run(options, |_, _, _| panic!("must not start a node")).unwrap();
+        let g = Genesis::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(g.controllers.len(), 3);
+        assert!(g.controllers.values().all(|name| name == BENCH_GATEWAY));
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Report {
     pub addresses: Vec<String>,
+    /// Gateway mode (unsigned transfers of custodial accounts) rather than signed transfers.
+    pub gateway: bool,
     pub accounts: usize,
     pub batch_size: usize,
     pub concurrency: usize,
@@ -172,9 +174,19 @@ impl Report {
     }
 
     /// The summary as printed.
+    /// `signed`, or `gateway` (custodial accounts, no signatures).
+    pub fn mode(&self) -> &'static str {
+        if self.gateway {
+            "gateway"
+        } else {
+            "signed"
+        }
+    }
+
     pub fn summary_lines(&self) -> Vec<String> {
         let mut lines = vec![
             format!("addresses = {}", self.addresses.join(",")),
+            format!("mode = {}", self.mode()),
             format!("accounts = {}", self.accounts),
             format!("batch size = {}", self.batch_size),
             format!("concurrency = {}", self.concurrency),
@@ -263,6 +275,7 @@ impl Report {
             .map(|(k, (n, first))| (k, serde_json::json!({"count": n, "first": first})))
             .collect();
         serde_json::json!({
+            "mode": self.mode(),
             "loadAcceptedTxPerSec": self.load_accepted(),
             "verifyCeilingTxPerSec": self.ceiling.map(|c| c.tx_per_sec()),
             "verifyCeilingPerCorePerSec": self.ceiling.map(|c| c.per_core_per_sec),
@@ -316,6 +329,7 @@ mod tests {
             h.saturating_record(l);
         }
         Report {
+            gateway: false,
             addresses: vec!["http://127.0.0.1:9003".into()],
             accounts: 10,
             batch_size: 100,

@@ -52,11 +52,26 @@ pub fn bench_keys(seed: u64, accounts: usize, threads: usize) -> Vec<SigningKey>
     })
 }
 
-/// The benchmark genesis as JSON (the contract's shape; `shards` only when given).
-pub fn genesis_json(addresses: &[Address], chain_id: u32, shards: Option<u32>) -> String {
+/// The gateway that controls every benchmark account in a `--gateway` run.
+pub const BENCH_GATEWAY: &str = "bench";
+
+/// The benchmark genesis as JSON (the contract's shape; `shards` only when given). With
+/// `gateway`, every account is custodial: [`BENCH_GATEWAY`] controls it.
+pub fn genesis_json(
+    addresses: &[Address],
+    chain_id: u32,
+    shards: Option<u32>,
+    gateway: bool,
+) -> String {
     let allocations: Vec<serde_json::Value> = addresses
         .iter()
-        .map(|a| serde_json::json!({"address": a.to_hex(), "asset": 0, "amount": BENCH_BALANCE.to_string()}))
+        .map(|a| {
+            let mut allocation = serde_json::json!({"address": a.to_hex(), "asset": 0, "amount": BENCH_BALANCE.to_string()});
+            if gateway {
+                allocation["controller"] = format!("gateway:{BENCH_GATEWAY}").into();
+            }
+            allocation
+        })
         .collect();
     let mut genesis = serde_json::json!({"chainId": chain_id});
     if let Some(shards) = shards {
@@ -125,13 +140,15 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// Signs every transfer of `plan` and packs them into batches, on `threads` threads.
-/// `nonce_bases[a]` is account `a`'s highest nonce already used on the chain.
+/// `nonce_bases[a]` is account `a`'s highest nonce already used on the chain. Unless `sign`:
+/// then the records carry no signature (zeros), for a gateway that controls the accounts.
 pub fn sign_batches(
     plan: &Plan,
     keys: &[SigningKey],
     chain_id: u32,
     nonce_bases: &[u64],
     threads: usize,
+    sign: bool,
     progress: &ProgressBar,
 ) -> Vec<Bytes> {
     let addresses: Vec<Address> = keys.iter().map(address_of).collect();
@@ -161,7 +178,11 @@ pub fn sign_batches(
                                 amount: 1,
                                 nonce: nonce_bases[s] + plan.nonce_offset(k),
                             };
-                            builder.push(&transfer.sign(&keys[s]));
+                            if sign {
+                                builder.push(&transfer.sign(&keys[s]));
+                            } else {
+                                builder.push(&transfer.with_signature(&[0; 64]));
+                            }
                         }
                         out.push((b, Bytes::from(builder.finish())));
                         progress.inc(len);
@@ -248,7 +269,7 @@ mod tests {
         assert_ne!(bench_key(5, 0).to_bytes(), bench_key(6, 0).to_bytes());
         assert_eq!(&bench_key(1, 2).to_bytes()[..16], b"aurigraph-bench\0");
         let addresses: Vec<Address> = keys.iter().map(address_of).collect();
-        let g = Genesis::from_json(&genesis_json(&addresses, 7, None)).unwrap();
+        let g = Genesis::from_json(&genesis_json(&addresses, 7, None, false)).unwrap();
         assert_eq!(g.chain_id, 7);
         assert_eq!(g.shards, None);
         assert_eq!(g.allocations.len(), 9);
@@ -256,7 +277,7 @@ mod tests {
             .allocations
             .iter()
             .all(|a| a.amount == BENCH_BALANCE && a.asset == 0 && addresses.contains(&a.address)));
-        let g = Genesis::from_json(&genesis_json(&addresses, 9, Some(4))).unwrap();
+        let g = Genesis::from_json(&genesis_json(&addresses, 9, Some(4), false)).unwrap();
         assert_eq!((g.chain_id, g.shards), (9, Some(4)));
     }
 
@@ -270,7 +291,7 @@ mod tests {
         };
         let keys = bench_keys(1, 4, 2);
         let bases = [0, 5, 0, 100];
-        let batches = sign_batches(&plan, &keys, 7, &bases, 3, &ProgressBar::hidden());
+        let batches = sign_batches(&plan, &keys, 7, &bases, 3, true, &ProgressBar::hidden());
         assert_eq!(batches.len(), 3);
         let mut k = 0;
         for (b, bytes) in batches.iter().enumerate() {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 /// A gateway of this chain (an index into the genesis's gateway names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GatewayId(u32);
+pub struct GatewayId(pub u32);
 
 /// Which gateway controls which account, from the genesis.
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 use aurigraph_engine::ledger::Account;
 use aurigraph_engine::record::{Address, Record, TxHash};
 use aurigraph_engine::replica::{BlockHeader, Outcome, TxStatus};
-use aurigraph_engine::runtime::ShardCounters;
+use aurigraph_engine::runtime::{GatewayId, ShardCounters};
 use aurigraph_engine::ConfChangeType;
 use aurigraph_engine::{Engine, EngineError, ShardStatus, SubmitFailure};
 use std::future::Future;
@@ -15,13 +15,19 @@ pub trait Backend: Clone + 'static {
     fn shard_count(&self) -> u32;
     fn cores(&self) -> usize;
     fn assets(&self) -> Vec<u32>;
+    /// The gateway named `name` (gateway mode), if the genesis gives it any account.
+    fn gateway(&self, name: &str) -> Option<GatewayId>;
+    /// Submits on behalf of `gateway` (authenticated), or of nobody (`None`): records whose
+    /// source account the gateway controls need no signature.
     fn submit(
         &self,
         records: Vec<Record>,
+        gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>>;
     fn submit_detached(
         &self,
         records: Vec<Record>,
+        gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<TxHash>, SubmitFailure>>;
     fn transaction(
         &self,
@@ -62,17 +68,22 @@ impl Backend for Engine {
     fn assets(&self) -> Vec<u32> {
         Engine::assets(self).to_vec()
     }
+    fn gateway(&self, name: &str) -> Option<GatewayId> {
+        Engine::gateway(self, name)
+    }
     fn submit(
         &self,
         records: Vec<Record>,
+        gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>> {
-        Engine::submit(self, records)
+        Engine::submit_as(self, records, gateway)
     }
     fn submit_detached(
         &self,
         records: Vec<Record>,
+        gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<TxHash>, SubmitFailure>> {
-        Engine::submit_detached(self, records)
+        Engine::submit_detached_as(self, records, gateway)
     }
     fn transaction(
         &self,

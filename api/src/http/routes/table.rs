@@ -89,6 +89,12 @@ impl<B: Backend, T: RequestBody> Routes<B, T> {
             doc: transactions::submit_batch_doc,
         },
         Route {
+            method: Method::POST,
+            path: "/api/v11/gateway/transactions/batch",
+            handler: |c, r, _| transactions::submit_gateway_batch(c, r).boxed_local(),
+            doc: transactions::submit_gateway_batch_doc,
+        },
+        Route {
             method: Method::GET,
             path: "/api/v11/transactions/{txHash}",
             handler: |c, _, [hash, _]| transactions::transaction(c, hash).boxed_local(),

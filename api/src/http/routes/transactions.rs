@@ -15,7 +15,9 @@ use crate::http::types::{
 use aurigraph_engine::batch::{decode_batch, BatchError, BATCH_FOOTER_BYTES};
 use aurigraph_engine::record::{Record, RECORD_BYTES};
 use aurigraph_engine::replica::TxStatus;
+use aurigraph_engine::runtime::GatewayId;
 use aurigraph_engine::shard_of;
+use aurigraph_engine::tokens::Principal;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -33,7 +35,7 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
         serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let record = transfer.to_record(ctx.backend.chain_id(), None)?;
     if !wait {
-        let hashes = ctx.backend.submit_detached(vec![record]).await?;
+        let hashes = ctx.backend.submit_detached(vec![record], None).await?;
         ctx.settings.metrics.record_detached(ctx.core, 1);
         let shard = shard_of(&record.from(), ctx.backend.shard_count());
         let hash = hashes.first().copied().unwrap_or_else(|| record.tx_hash());
@@ -43,7 +45,7 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
         ));
     }
     let admitted = Instant::now();
-    let outcomes = ctx.backend.submit(vec![record]).await?;
+    let outcomes = ctx.backend.submit(vec![record], None).await?;
     let Some(outcome) = outcomes.first() else {
         return Err(ApiError::internal("the engine returned no outcome"));
     };
@@ -55,6 +57,59 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
 
 /// `POST /api/v11/transactions/batch`: JSON `{"transactions":[…]}` or a binary batch.
 pub async fn submit_batch<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T>) -> Answer {
+    submit_batch_as(ctx, request, None).await
+}
+
+/// `POST /api/v11/gateway/transactions/batch`: the batch endpoint for a gateway (gateway
+/// mode), authenticated with `Authorization: Bearer <token>`; transfers from the accounts the
+/// genesis gives the gateway need no signature, every other transfer does.
+pub async fn submit_gateway_batch<B: Backend, T: RequestBody>(
+    ctx: &Ctx<B>,
+    request: Request<T>,
+) -> Answer {
+    let principal = bearer_principal(ctx, &request)?;
+    let Some(gateway) = ctx.backend.gateway(&principal.name) else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "the genesis gives gateway {:?} no account (an allocation's \"controller\": \"gateway:{}\")",
+                principal.name, principal.name
+            ),
+        ));
+    };
+    submit_batch_as(ctx, request, Some(gateway)).await
+}
+
+/// Who the request's `Authorization: Bearer` token belongs to (401 without a valid one).
+fn bearer_principal<B, T>(ctx: &Ctx<B>, request: &Request<T>) -> Result<Principal, ApiError> {
+    let unauthorized = |message: &str| ApiError::new(ErrorCode::Unauthorized, message);
+    let header = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("this endpoint needs Authorization: Bearer <gateway token>"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
+    if ctx.settings.tokens.is_empty() {
+        return Err(unauthorized(
+            "gateway mode is off on this node: it was started without a tokens file (--tokens)",
+        ));
+    }
+    ctx.settings
+        .tokens
+        .authenticate(token)
+        .cloned()
+        .ok_or_else(|| unauthorized("the token is not one this node accepts"))
+}
+
+async fn submit_batch_as<B: Backend, T: RequestBody>(
+    ctx: &Ctx<B>,
+    request: Request<T>,
+    gateway: Option<GatewayId>,
+) -> Answer {
     let binary = match content_type(&request)? {
         None => false,
         Some(media) if is_json(&media) => false,
@@ -82,7 +137,7 @@ pub async fn submit_batch<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Req
             .iter()
             .map(|r| shard_of(&r.from(), shard_count))
             .collect();
-        let hashes = ctx.backend.submit_detached(records).await?;
+        let hashes = ctx.backend.submit_detached(records, gateway).await?;
         ctx.settings.metrics.record_detached(ctx.core, count as u64);
         let results: Vec<PendingOut> = hashes
             .iter()
@@ -98,7 +153,7 @@ pub async fn submit_batch<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Req
         ));
     }
     let admitted = Instant::now();
-    let outcomes = ctx.backend.submit(records).await?;
+    let outcomes = ctx.backend.submit(records, gateway).await?;
     let latency = admitted.elapsed();
     if outcomes.len() != count {
         return Err(ApiError::internal(format!(
@@ -235,6 +290,16 @@ pub fn submit_batch_doc() -> Value {
             "503": error("Unavailable")
         }
     })
+}
+
+pub fn submit_gateway_batch_doc() -> Value {
+    let mut doc = submit_batch_doc();
+    doc["summary"] = "Submit a batch of transfers as a gateway (gateway mode)".into();
+    doc["description"] = "The batch endpoint for a gateway, with Authorization: Bearer <token> (a token of the node's tokens file with role gateway). Transfers whose source account the genesis gives that gateway (\"controller\": \"gateway:NAME\") need no signature (send any 64 bytes, e.g. zeros); every other transfer must be signed by its sender and is refused BAD_SIGNATURE otherwise. Nonce window, result codes, durability and replication are those of /api/v11/transactions/batch; the body and answer formats too.".into();
+    doc["security"] = json!([{ "gatewayToken": [] }]);
+    doc["responses"]["401"] = error("Unauthorized");
+    doc["responses"]["403"] = error("Forbidden");
+    doc
 }
 
 pub fn transaction_doc() -> Value {

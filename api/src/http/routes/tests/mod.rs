@@ -15,7 +15,7 @@ use aurigraph_engine::batch::encode_batch;
 use aurigraph_engine::ledger::Account;
 use aurigraph_engine::record::{Address, Record, Transfer, TxHash};
 use aurigraph_engine::replica::{BlockHeader, Outcome, SubmitError, TxStatus};
-use aurigraph_engine::runtime::ShardCounters;
+use aurigraph_engine::runtime::{GatewayId, ShardCounters};
 use aurigraph_engine::{shard_of, ConfChangeType, ResultCode};
 use aurigraph_engine::{EngineError, ShardStatus, SubmitFailure};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,6 +35,8 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub(crate) struct Fake {
     submitted: Rc<RefCell<Vec<Record>>>,
+    /// On whose behalf each submission came (gateway mode).
+    submitted_as: Rc<RefCell<Vec<Option<GatewayId>>>>,
     fail: Rc<RefCell<Option<SubmitFailure>>>,
     no_leader: bool,
     stopped: bool,
@@ -114,18 +116,31 @@ impl Backend for Fake {
     fn assets(&self) -> Vec<u32> {
         vec![0]
     }
-    async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+    fn gateway(&self, name: &str) -> Option<GatewayId> {
+        (name == "acme").then_some(GatewayId(0))
+    }
+    async fn submit(
+        &self,
+        records: Vec<Record>,
+        gateway: Option<GatewayId>,
+    ) -> Result<Vec<Outcome>, SubmitFailure> {
         if let Some(f) = self.fail.borrow().clone() {
             return Err(f);
         }
         self.submitted.borrow_mut().extend_from_slice(&records);
+        self.submitted_as.borrow_mut().push(gateway);
         Ok(records.iter().map(Fake::outcome).collect())
     }
-    async fn submit_detached(&self, records: Vec<Record>) -> Result<Vec<TxHash>, SubmitFailure> {
+    async fn submit_detached(
+        &self,
+        records: Vec<Record>,
+        gateway: Option<GatewayId>,
+    ) -> Result<Vec<TxHash>, SubmitFailure> {
         if let Some(f) = self.fail.borrow().clone() {
             return Err(f);
         }
         self.submitted.borrow_mut().extend_from_slice(&records);
+        self.submitted_as.borrow_mut().push(gateway);
         Ok(records.iter().map(Record::tx_hash).collect())
     }
     async fn transaction(&self, hash: TxHash) -> Result<Option<TxStatus>, EngineError> {

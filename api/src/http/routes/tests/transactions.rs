@@ -416,3 +416,68 @@ fn random_inputs_never_panic() {
         );
     }
 }
+
+#[test]
+fn the_gateway_endpoint_needs_a_token_of_the_tokens_file() {
+    use aurigraph_engine::tokens::{new_token, Role, Tokens};
+    let (token, entry) = new_token(Role::Gateway, "acme").unwrap();
+    let (stranger, stranger_entry) = new_token(Role::Gateway, "stranger").unwrap();
+    let file = json!({ "tokens": [entry, stranger_entry] }).to_string();
+    let fake = Fake::default();
+    let mut c = ctx(fake.clone());
+    let records = [signed(1, 10)];
+    let post = |authorization: Option<&str>| {
+        let mut req = request(
+            "POST",
+            "/api/v11/gateway/transactions/batch",
+            Some(BATCH_MEDIA_TYPE),
+            encode_batch(&records),
+        );
+        if let Some(value) = authorization {
+            req.headers_mut().insert(
+                hyper::header::AUTHORIZATION,
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        req
+    };
+    // Gateway mode off (no tokens file): every request is 401, and says why.
+    let (status, v) = call_json(&c, post(Some(&format!("Bearer {token}"))));
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("--tokens"));
+    c.settings.tokens = Arc::new(Tokens::from_json(&file).unwrap());
+    for bad in [
+        None,
+        Some("Basic abc"),
+        Some("Bearer "),
+        Some("Bearer nope"),
+    ] {
+        let (status, v) = call_json(&c, post(bad));
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad:?}: {v}");
+        assert_eq!(error_code(&v), "UNAUTHORIZED");
+    }
+    // A valid token of a gateway the genesis gives no account: 403.
+    let (status, v) = call_json(&c, post(Some(&format!("Bearer {stranger}"))));
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::FORBIDDEN, "FORBIDDEN")
+    );
+    assert!(
+        fake.submitted.borrow().is_empty(),
+        "nothing refused was submitted"
+    );
+    // The gateway's own token: submitted on its behalf.
+    let (status, v) = call_json(&c, post(Some(&format!("Bearer {token}"))));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(fake.submitted_as.borrow().as_slice(), &[Some(GatewayId(0))]);
+    // The public batch endpoint submits on nobody's behalf, token or not.
+    let mut public = post(Some(&format!("Bearer {token}")));
+    *public.uri_mut() = "/api/v11/transactions/batch".parse().unwrap();
+    let (status, _) = call_json(&c, public);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fake.submitted_as.borrow().last(), Some(&None));
+}
