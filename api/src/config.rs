@@ -97,6 +97,7 @@ pub struct FileConfig {
     pub recent_transactions_per_shard: Option<usize>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
+    pub stall_report_ms: Option<u64>,
     /// `[[beacon]]` sections: randomness-beacon sources in priority order (none by default, so
     /// that a default node never reaches beyond loopback and serves the local fallback).
     #[serde(default)]
@@ -148,6 +149,8 @@ pub struct NodeConfig {
     pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
     pub verify_slice_signatures: usize,
+    /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
+    pub stall_report_ms: u64,
     /// Bearer tokens accepted (gateway mode), from `--tokens`; empty: gateway mode off.
     pub tokens: aurigraph_engine::tokens::Tokens,
     /// Randomness-beacon sources, validated, in priority order (empty by default).
@@ -278,6 +281,7 @@ impl NodeConfig {
             snapshot_piece_bytes,
             recent_transactions_per_shard,
             verify_slice_signatures,
+            stall_report_ms: file.stall_report_ms.unwrap_or(0),
             tokens,
             beacon: file.beacon,
         })

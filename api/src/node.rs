@@ -152,6 +152,8 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     engine_config.pin_cores = config.pin_cores;
     engine_config.snapshot_interval_entries = config.snapshot_interval_entries;
     engine_config.verify_slice_signatures = config.verify_slice_signatures;
+    engine_config.stall_report_after = (config.stall_report_ms > 0)
+        .then(|| std::time::Duration::from_millis(config.stall_report_ms));
     engine_config.raft_piece_bytes = config.snapshot_piece_bytes;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
     if !config.peers.is_empty() {

@@ -17,6 +17,7 @@
 //! - 1: still read (a data directory written before the upgrade); its missing sections load
 //!   empty.
 
+use crate::ledger::chunked::ChunkedQueue;
 use crate::ledger::{
     Account, BlockHeader, Decision, Receipt, ShardState, ASSETS_MAX, PEER_ADDRESSES_MAX,
     PEER_ADDRESS_BYTES_MAX, RECENT_BLOCKS_LIMIT, RECENT_TRANSACTIONS_LIMIT,
@@ -25,7 +26,6 @@ use crate::record::{Address, TxHash};
 use crate::result::ResultCode;
 use crate::shard::SHARDS_MAX;
 use rkyv::{Archive, Serialize};
-use std::collections::VecDeque;
 
 #[derive(Archive, Serialize)]
 struct StateArchive {
@@ -431,7 +431,7 @@ impl Core<'_> {
                 },
             )
         });
-        let outbox: Vec<VecDeque<Receipt>> = self
+        let outbox: Vec<ChunkedQueue<Receipt>> = self
             .outbox
             .iter()
             .map(|q| {
@@ -468,6 +468,33 @@ mod tests {
 
     fn state() -> ShardState {
         ShardState::empty(0, 2, 7, vec![0, 5])
+    }
+
+    #[test]
+    fn preallocated_windows_start_empty_and_keep_their_bound() {
+        let mut s = state();
+        s.set_recent_bounds(100, 4);
+        s.reserve_recent();
+        assert_eq!(
+            s.recent_decisions().len(),
+            0,
+            "the pre-faulting placeholders are gone"
+        );
+        for i in 0..150u8 {
+            s.set_applied_index(u64::from(i) + 1);
+            s.record_decision(TxHash([i; 32]), ResultCode::Ok, u64::from(i) + 1);
+        }
+        assert_eq!(s.recent_decisions().len(), 100);
+        assert!(
+            s.recent_decision(&TxHash([0; 32])).is_none(),
+            "oldest forgotten"
+        );
+        assert!(s.recent_decision(&TxHash([149; 32])).is_some());
+        // A window restored with decisions is left as it is.
+        let mut again = decode_state(&encode_state(&s)).unwrap();
+        again.set_recent_bounds(100, 4);
+        again.reserve_recent();
+        assert_eq!(again.recent_decisions().len(), 100);
     }
 
     fn archive_of(state: &ShardState) -> StateArchive {
@@ -639,7 +666,7 @@ mod tests {
             s.record_block(
                 height,
                 1,
-                &[height as u8],
+                [&[height as u8][..]],
                 hashes.len() as u32,
                 1_000 + height,
             );

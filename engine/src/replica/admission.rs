@@ -50,10 +50,11 @@ impl ShardReplica {
             match stateless {
                 Err(code) => ticket.outcomes[slot] = Some(self.rejected(record, code)),
                 Ok(()) => {
-                    self.admitted.push((ticket_id, slot as u32, *record));
+                    let hash = record.tx_hash();
+                    self.admitted.push((ticket_id, slot as u32, *record, hash));
                     ticket.missing += 1;
                     let shard = self.config.shard;
-                    self.remember(record.tx_hash(), TxStatus::Pending { shard });
+                    self.remember(hash, TxStatus::Pending { shard });
                 }
             }
         }
@@ -142,9 +143,22 @@ impl ShardReplica {
         self.state.recent_blocks().back().copied()
     }
 
-    pub(super) fn push_block(&mut self, entry: &Entry, tx_count: u32) {
+    /// Chains the block of an applied entry other than transfers (its data is the payload).
+    pub(super) fn push_block(&mut self, entry: &Entry) {
         self.state
-            .record_block(entry.index, entry.term, &entry.data, tx_count, self.now_ms);
+            .record_block(entry.index, entry.term, [&entry.data[..]], 0, self.now_ms);
+    }
+
+    /// Chains the block of an applied entry of transfers (their hashes are the payload).
+    pub(super) fn push_transfers_block(&mut self, entry: &Entry, hashes: &[TxHash]) {
+        let payload = hashes.iter().map(|h| &h.0[..]);
+        self.state.record_block(
+            entry.index,
+            entry.term,
+            payload,
+            hashes.len() as u32,
+            self.now_ms,
+        );
     }
 
     /// Proposes what [`ShardReplica::submit_verified`] admitted as entries of at most
@@ -155,16 +169,16 @@ impl ShardReplica {
         self.propose_markers();
     }
 
-    fn propose_checked(&mut self, mut admitted: Vec<(u64, u32, Record)>) {
-        let mut slots: Vec<(u64, u32)> = Vec::with_capacity(self.config.entry_records_max);
+    fn propose_checked(&mut self, mut admitted: Vec<(u64, u32, Record, TxHash)>) {
+        let mut slots: Vec<Slot> = Vec::with_capacity(self.config.entry_records_max);
         let mut left = admitted.len();
-        for &(ticket, slot, record) in admitted.iter() {
+        for &(ticket, slot, record, hash) in admitted.iter() {
             if self.builder.is_empty() {
                 self.builder.reserve_records(left);
             }
             left -= 1;
             self.builder.push(&record);
-            slots.push((ticket, slot));
+            slots.push((ticket, slot, hash));
             if self.builder.is_full() {
                 self.propose_batch(&mut slots);
             }
@@ -179,7 +193,7 @@ impl ShardReplica {
         }
     }
 
-    pub(super) fn propose_batch(&mut self, slots: &mut Vec<(u64, u32)>) {
+    pub(super) fn propose_batch(&mut self, slots: &mut Vec<Slot>) {
         let data = self.builder.finish();
         let proposal = self.next_proposal;
         self.next_proposal += 1;
@@ -190,7 +204,7 @@ impl ShardReplica {
             Err(error) => {
                 // Lost leadership between admission and proposal: tell the clients.
                 tracing::debug!(shard = self.config.shard, %error, "proposal dropped");
-                for (ticket, slot) in taken {
+                for (ticket, slot, _) in taken {
                     self.fail_slot(ticket, slot);
                 }
             }
@@ -198,7 +212,7 @@ impl ShardReplica {
     }
 
     /// Remembers where the entry just proposed sits in the log (raft appends it at once).
-    pub(super) fn track_proposal(&mut self, slots: Vec<(u64, u32)>) {
+    pub(super) fn track_proposal(&mut self, slots: Vec<Slot>) {
         let index = self.node.raft.raft_log.last_index();
         let term = self.node.raft.term;
         if let Some(old) = self
@@ -206,7 +220,7 @@ impl ShardReplica {
             .insert(index, PendingProposal { term, slots })
         {
             // Our earlier proposal at this index was overwritten by a later leader.
-            for (ticket, slot) in old.slots {
+            for (ticket, slot, _) in old.slots {
                 self.fail_slot(ticket, slot);
             }
         }

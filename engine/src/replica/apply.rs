@@ -120,7 +120,7 @@ impl ShardReplica {
                 break;
             }
             let (_, lost) = self.proposals.pop_first().expect("non-empty");
-            for (ticket, slot) in lost.slots {
+            for (ticket, slot, _) in lost.slots {
                 self.fail_slot(ticket, slot);
             }
         }
@@ -159,7 +159,12 @@ impl ShardReplica {
                         let mut hashes = std::mem::take(&mut self.hashes);
                         self.state.apply_batch(index, records, &mut results);
                         hashes.clear();
-                        hashes.extend(records.iter().map(Record::tx_hash));
+                        match &slots {
+                            // Our own proposal: hashed at admission.
+                            Some(slots) => hashes.extend(slots.iter().map(|&(_, _, h)| h)),
+                            None => hashes.extend(records.iter().map(Record::tx_hash)),
+                        }
+                        debug_assert!(hashes.iter().zip(records).all(|(h, r)| *h == r.tx_hash()));
                         for (i, &tx_hash) in hashes.iter().enumerate() {
                             let outcome = Outcome {
                                 tx_hash,
@@ -171,7 +176,7 @@ impl ShardReplica {
                         }
                         if let Some(slots) = slots {
                             assert_eq!(slots.len(), results.len(), "proposal matches entry");
-                            for (i, (ticket, slot)) in slots.into_iter().enumerate() {
+                            for (i, (ticket, slot, _)) in slots.into_iter().enumerate() {
                                 let outcome = Outcome {
                                     tx_hash: hashes[i],
                                     result: results[i],
@@ -181,7 +186,7 @@ impl ShardReplica {
                                 self.resolve(ticket, slot, outcome);
                             }
                         }
-                        self.push_block(entry, records.len() as u32);
+                        self.push_transfers_block(entry, &hashes);
                         self.results = results;
                         self.hashes = hashes;
                     }
@@ -189,7 +194,7 @@ impl ShardReplica {
                         // Only a faulty proposer can commit this; every replica skips it alike.
                         tracing::warn!(shard = self.config.shard, index, %error, "malformed batch entry skipped");
                         if let Some(slots) = slots {
-                            for (ticket, slot) in slots {
+                            for (ticket, slot, _) in slots {
                                 self.fail_slot(ticket, slot);
                             }
                         }
@@ -214,7 +219,7 @@ impl ShardReplica {
                     }
                 }
                 self.state.set_applied_index(index);
-                self.push_block(entry, 0);
+                self.push_block(entry);
             }
             _ => {
                 tracing::warn!(

@@ -376,7 +376,7 @@ impl ShardReplica {
         if outbox.len() == already {
             return;
         }
-        let receipts: Vec<Receipt> = outbox.iter().skip(already).copied().collect();
+        let receipts: Vec<Receipt> = outbox.iter_from(already).copied().collect();
         self.delivered_len[destination as usize] = outbox.len();
         self.delivered_up_to[destination as usize] = self.state.applied_index();
         self.deliveries.push(ReceiptDelivery {

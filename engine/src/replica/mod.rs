@@ -35,6 +35,7 @@
 //! raft sends it on a later attempt.
 
 use crate::batch::{decode_batch, BatchBuilder, BATCH_RECORDS_MAX};
+use crate::ledger::chunked::ChunkedQueue;
 use crate::ledger::{precheck, Receipt, ShardState};
 use crate::record::{Record, TxHash};
 use crate::result::ResultCode;
@@ -135,6 +136,12 @@ pub struct ReplicaConfig {
     /// Block headers remembered for `GET /blocks/{shard}/{height}` (at most
     /// `ledger::RECENT_BLOCKS_LIMIT`; the same on every validator, like the above).
     pub recent_blocks_max: usize,
+    /// Allocate the recent windows at their bounds up front (and again after a snapshot
+    /// replaced the state) rather than let them grow under load: growing a window of 262,144
+    /// transfers rehashes it and copies its order, a stall of tens of milliseconds on the
+    /// shard's core (glommio's stall detector caught them). The runtime sets it; the
+    /// simulator and tests, with many short-lived states, do not.
+    pub preallocate_recent: bool,
 }
 
 impl ReplicaConfig {
@@ -155,6 +162,7 @@ impl ReplicaConfig {
             max_size_per_msg_bytes: 8 << 20,
             recent_transactions_max: 262_144,
             recent_blocks_max: 4096,
+            preallocate_recent: false,
         }
     }
 }
@@ -168,7 +176,7 @@ struct Ticket {
 /// Receipts received from one source shard and not yet credited here.
 #[derive(Default)]
 struct Inbox {
-    receipts: VecDeque<Receipt>,
+    receipts: ChunkedQueue<Receipt>,
     /// Every receipt of the source up to this source index has been received — except those
     /// at or below `gap_through`, if that is above the state's watermark.
     progress: u64,
@@ -252,9 +260,13 @@ pub enum ReplicaError {
 /// A proposal of this node waiting for its entry to apply.
 struct PendingProposal {
     term: u64,
-    /// (ticket, slot) per record, in batch order; empty for markers.
-    slots: Vec<(u64, u32)>,
+    /// One per record, in batch order; empty for markers.
+    slots: Vec<Slot>,
 }
+
+/// A proposed record's ticket, its slot in the ticket, and its `txHash` (computed once, at
+/// admission, and used again when the entry applies here).
+type Slot = (u64, u32, TxHash);
 
 /// The replica of one shard on one validator.
 pub struct ShardReplica {
@@ -265,11 +277,11 @@ pub struct ShardReplica {
     state: ShardState,
     results: Vec<ResultCode>,
     /// Admitted this turn, signatures verified: (ticket, slot, record).
-    admitted: Vec<(u64, u32, Record)>,
+    admitted: Vec<(u64, u32, Record, TxHash)>,
     builder: BatchBuilder,
     next_ticket: u64,
     next_proposal: u64,
-    tickets: HashMap<u64, Ticket>,
+    tickets: HashMap<u64, Ticket, foldhash::fast::RandomState>,
     /// Log index -> this node's proposal expected there. An entry applied at that index with
     /// the same term is ours; any other entry there means the proposal was lost.
     proposals: BTreeMap<u64, PendingProposal>,
@@ -299,7 +311,7 @@ pub struct ShardReplica {
     /// This validator's own statuses, not in the log (PENDING on the leader, a rejection before
     /// consensus), at most `recent_transactions_max`; decided transfers live in the state's
     /// window. `recent_order` may name a transfer already dropped from the map (decided since).
-    recent_transactions: HashMap<TxHash, TxStatus>,
+    recent_transactions: HashMap<TxHash, TxStatus, foldhash::fast::RandomState>,
     recent_order: VecDeque<TxHash>,
     hashes: Vec<TxHash>,
     /// Wall-clock of the current apply call (supplied by the I/O edge).
@@ -337,6 +349,9 @@ impl ShardReplica {
     ) -> Result<ShardReplica, raft::Error> {
         // The recent windows (possibly from a snapshot) take this validator's bounds.
         state.set_recent_bounds(config.recent_transactions_max, config.recent_blocks_max);
+        if config.preallocate_recent {
+            state.reserve_recent();
+        }
         assert!(config.entry_records_max >= 1 && config.entry_records_max <= BATCH_RECORDS_MAX);
         assert_eq!(config.shard, state.shard());
         assert!(
@@ -374,7 +389,7 @@ impl ShardReplica {
             admitted: Vec::new(),
             next_ticket: 1,
             next_proposal: 1,
-            tickets: HashMap::new(),
+            tickets: HashMap::default(),
             proposals: BTreeMap::new(),
             pending_records: 0,
             inboxes: (0..shard_count).map(|_| Inbox::default()).collect(),
@@ -389,7 +404,7 @@ impl ShardReplica {
             delivered_up_to: vec![0; shard_count],
             leader_changes: 0,
             last_leadership: (0, 0),
-            recent_transactions: HashMap::new(),
+            recent_transactions: HashMap::default(),
             recent_order: VecDeque::new(),
             hashes: Vec::new(),
             now_ms: 0,
@@ -642,6 +657,9 @@ impl ShardReplica {
             self.config.recent_transactions_max,
             self.config.recent_blocks_max,
         );
+        if self.config.preallocate_recent {
+            self.state.reserve_recent();
+        }
         // The configuration is the snapshot's: the edge reconciles its links to it.
         self.membership_changed = true;
         // Committed entries waiting at a marker are covered by the snapshot (raft-rs restores
@@ -655,7 +673,7 @@ impl ShardReplica {
                 break;
             }
             let (_, lost) = self.proposals.pop_first().expect("non-empty");
-            for (ticket, slot) in lost.slots {
+            for (ticket, slot, _) in lost.slots {
                 self.fail_slot(ticket, slot);
             }
         }

@@ -20,7 +20,9 @@ pub struct GatewayId(pub u32);
 #[derive(Debug, Default)]
 pub struct Custody {
     gateways: HashMap<String, GatewayId>,
-    controllers: HashMap<Address, GatewayId>,
+    /// Looked up once per record of a gateway's submission: foldhash (randomly seeded per
+    /// process), not SipHash.
+    controllers: HashMap<Address, GatewayId, foldhash::fast::RandomState>,
 }
 
 impl Custody {

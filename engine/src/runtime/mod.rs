@@ -71,6 +71,9 @@ pub struct EngineConfig {
     pub io_memory_bytes: usize,
     /// Longest stretch a task runs before yielding to the core's other tasks.
     pub task_quantum: Duration,
+    /// Log a warning with a backtrace whenever a core's tasks run this much longer than
+    /// `task_quantum` without yielding (glommio's stall detector); `None`: off.
+    pub stall_report_after: Option<Duration>,
     /// Signatures verified in one batch equation between two yields (1 ..= 256; see
     /// `ingress::VERIFY_SLICE_SIGNATURES_DEFAULT`): smaller is kinder to the core's other
     /// tasks, larger verifies more per second.
@@ -133,6 +136,7 @@ impl EngineConfig {
             wal_staged_bytes_max: 32 << 20,
             io_memory_bytes: 1 << 20,
             task_quantum: Duration::from_millis(1),
+            stall_report_after: None,
             verify_slice_signatures: ingress::VERIFY_SLICE_SIGNATURES_DEFAULT,
             recent_transactions_per_shard: 262_144,
             recent_blocks_per_shard: 4096,
@@ -281,6 +285,9 @@ impl Engine {
                 // (glommio's default is 100 ms): signature verification yields at this cadence,
                 // so it bounds the latency it adds to HTTP and consensus work on the same core.
                 .preempt_timer(config.task_quantum)
+                .detect_stalls(config.stall_report_after.map(|overage| {
+                    Box::new(StallReport { overage }) as Box<dyn glommio::StallDetectionHandler>
+                }))
                 .spawn(move || async move {
                     // A task that only wakes: a message from another thread makes the reactor
                     // leave its sleep and look at every queue and completion again.
@@ -665,4 +672,19 @@ fn pinnable_cpus(cores: usize) -> Result<Vec<usize>, EngineError> {
     }
     cpus.truncate(cores);
     Ok(cpus)
+}
+
+/// glommio's stall detector with our threshold: a core whose task queue runs longer than its
+/// quantum plus `overage` without yielding logs a warning with the running task's backtrace
+/// (glommio interrupts the thread with SIGUSR1 to take it). What found the large-table growth
+/// stalls of apply (see `ledger::chunked` and `ReplicaConfig::preallocate_recent`).
+#[derive(Debug)]
+struct StallReport {
+    overage: Duration,
+}
+
+impl glommio::StallDetectionHandler for StallReport {
+    fn threshold(&self, _queue: glommio::TaskQueueHandle, _expected: Duration) -> Option<Duration> {
+        Some(self.overage)
+    }
 }

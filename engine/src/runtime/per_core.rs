@@ -271,6 +271,7 @@ async fn open_shard(
     replica_config.pending_records_max = config.pending_records_max;
     replica_config.recent_transactions_max = config.recent_transactions_per_shard;
     replica_config.recent_blocks_max = config.recent_blocks_per_shard;
+    replica_config.preallocate_recent = true;
     let replica = ShardReplica::new(replica_config, log.storage(), state)
         .map_err(|source| EngineError::Raft { shard, source })?;
     tracing::info!(

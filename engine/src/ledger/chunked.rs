@@ -1,0 +1,148 @@
+//! A FIFO queue stored in fixed-size chunks: it grows by one chunk at a time and never moves
+//! what it holds. A `VecDeque` of half a million receipts doubles by copying all of them into
+//! a new allocation whose pages then fault in — tens of milliseconds on the shard's core in one
+//! go (glommio's stall detector caught 60 ms stalls of exactly that); here growing costs one
+//! chunk, and a chunk emptied at the front is kept for the next one needed at the back.
+
+use std::collections::VecDeque;
+
+/// Elements per chunk.
+pub const CHUNK_LEN: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub struct ChunkedQueue<T> {
+    /// Every chunk but the last is full (`CHUNK_LEN`); the first starts at `head`.
+    chunks: VecDeque<Vec<T>>,
+    head: usize,
+    len: usize,
+    /// An emptied chunk kept for reuse (at most one: the queue gives memory back as it shrinks).
+    spare: Option<Vec<T>>,
+}
+
+impl<T> Default for ChunkedQueue<T> {
+    fn default() -> Self {
+        ChunkedQueue {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+            spare: None,
+        }
+    }
+}
+
+impl<T: Copy> ChunkedQueue<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push_back(&mut self, item: T) {
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK_LEN) {
+            let chunk = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(CHUNK_LEN));
+            debug_assert!(chunk.is_empty() && chunk.capacity() >= CHUNK_LEN);
+            self.chunks.push_back(chunk);
+        }
+        self.chunks
+            .back_mut()
+            .expect("a chunk with room")
+            .push(item);
+        self.len += 1;
+    }
+
+    pub fn front(&self) -> Option<&T> {
+        self.chunks.front().and_then(|c| c.get(self.head))
+    }
+
+    pub fn pop_front(&mut self) -> Option<T> {
+        let chunk = self.chunks.front()?;
+        let item = *chunk.get(self.head)?;
+        self.head += 1;
+        self.len -= 1;
+        if self.head == chunk.len() {
+            // The front chunk is used up (if it is also the last one, the next push starts a
+            // fresh chunk either way).
+            let mut used = self.chunks.pop_front().expect("front exists");
+            self.head = 0;
+            used.clear();
+            self.spare = Some(used);
+        }
+        Some(item)
+    }
+
+    /// The elements from the `skip`-th on, oldest first (O(1) to find where to start).
+    pub fn iter_from(&self, skip: usize) -> impl Iterator<Item = &T> + '_ {
+        let skip = skip.min(self.len);
+        // Position of element `skip` counted from the start of the first chunk.
+        let at = self.head + skip;
+        let (first, offset) = (at / CHUNK_LEN, at % CHUNK_LEN);
+        self.chunks
+            .iter()
+            .skip(first)
+            .enumerate()
+            .flat_map(move |(i, c)| if i == 0 { &c[offset..] } else { &c[..] })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.iter_from(0)
+    }
+}
+
+impl<T: Copy> FromIterator<T> for ChunkedQueue<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        let mut queue = ChunkedQueue::new();
+        for item in items {
+            queue.push_back(item);
+        }
+        queue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_vecdeque_across_chunk_boundaries() {
+        let mut queue = ChunkedQueue::new();
+        let mut model = VecDeque::new();
+        let mut next = 0u64;
+        // Grow past several chunks, drain part, grow again, drain all: every step agrees.
+        for (pushes, pops) in [
+            (10_000, 3),
+            (5, 4_100),
+            (CHUNK_LEN, CHUNK_LEN),
+            (1, 7_000),
+            (9_000, 20_000),
+        ] {
+            for _ in 0..pushes {
+                queue.push_back(next);
+                model.push_back(next);
+                next += 1;
+            }
+            for _ in 0..pops {
+                assert_eq!(queue.pop_front(), model.pop_front());
+            }
+            assert_eq!(queue.len(), model.len());
+            assert_eq!(queue.front(), model.front());
+            assert!(queue.iter().eq(model.iter()));
+            for skip in [0, 1, CHUNK_LEN - 1, CHUNK_LEN, model.len() / 2, model.len()] {
+                assert!(
+                    queue.iter_from(skip).eq(model.iter().skip(skip)),
+                    "skip {skip}"
+                );
+            }
+        }
+        assert!(queue.is_empty() && queue.pop_front().is_none());
+        assert!(queue.chunks.is_empty(), "emptied chunks are not held");
+    }
+}
