@@ -2,6 +2,7 @@
 //! every core, all bound to the same port (SO_REUSEPORT), and stops gracefully on SIGTERM/SIGINT.
 
 use crate::config::{ConfigError, LogFormat, NodeArgs, NodeConfig};
+use crate::http::in_flight::InFlightCounts;
 use crate::http::{self, HttpSettings};
 use aurigraph_beacon::client as beacon_client;
 use aurigraph_engine::datadir::GENESIS_FILE;
@@ -11,7 +12,7 @@ use aurigraph_engine::runtime::{CoreService, Engine, EngineConfig};
 use aurigraph_engine::EngineError;
 use aurigraph_wire::keyfile::{self, KeyFileError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -95,7 +96,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     let signals = block_stop_signals();
     let genesis = genesis_for(&config)?;
     let draining = Arc::new(AtomicBool::new(false));
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let in_flight: Arc<InFlightCounts> = Arc::default();
     // The beacon client: a plain thread (not on the engine's cores) writing the state the
     // randomness endpoints read. No source by default: nothing is fetched, the fallback is
     // served. Stopped (joined) on every return path by dropping it.
@@ -203,10 +204,10 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     tracing::info!(signal, "stopping: draining in-flight requests");
     draining.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while in_flight.total() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let left = in_flight.load(Ordering::SeqCst);
+    let left = in_flight.total();
     if left > 0 {
         tracing::warn!(left, "requests still in flight after the drain timeout");
     }

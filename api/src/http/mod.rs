@@ -21,6 +21,7 @@
 //! [`server`] (accept loop, connections), [`openapi`] (the document the route table describes).
 
 pub mod error;
+pub mod in_flight;
 pub mod io;
 pub mod metrics;
 pub mod openapi;
@@ -37,7 +38,7 @@ use aurigraph_beacon::state::BeaconState;
 use aurigraph_wire::limits::BATCH_TRANSFERS_MAX;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ pub struct HttpSettings {
     /// Set to drain: stop accepting; running requests finish; new requests get 503.
     pub draining: Arc<AtomicBool>,
     /// Requests being handled now, over all cores.
-    pub in_flight: Arc<AtomicUsize>,
+    pub in_flight: Arc<in_flight::InFlightCounts>,
     /// Measured figures, over all cores (`/api/v11/stats`, `/metrics`).
     pub metrics: Arc<Metrics>,
     /// The node's data directory, for the disk-space figures of `/metrics` (none: not shown).
@@ -97,7 +98,7 @@ impl HttpSettings {
             node_id: 1,
             version: env!("CARGO_PKG_VERSION"),
             draining: Arc::new(AtomicBool::new(false)),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            in_flight: Arc::default(),
             metrics: Arc::new(Metrics::default()),
             data_dir: None,
             checked_addr: Arc::new(OnceLock::new()),

@@ -407,7 +407,7 @@ mod tests {
         );
         // The accept loop stops, and with it the executor.
         handle.join().unwrap();
-        assert_eq!(settings.in_flight.load(Ordering::SeqCst), 0);
+        assert_eq!(settings.in_flight.total(), 0);
     }
 
     #[test]

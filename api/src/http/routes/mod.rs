@@ -26,11 +26,12 @@ pub use backend::{Backend, MembershipResults};
 
 use super::error::ApiError;
 use super::HttpSettings;
+use crate::http::in_flight::InFlightCounts;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::{Request, Response};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 use table::{route_label, Lookup, Routes};
 use tracing::Instrument;
@@ -56,26 +57,26 @@ where
 {
 }
 
-/// Counts a request in `in_flight` for as long as it is handled (also when its future is
-/// dropped because the client went away).
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts a request in its core's `in_flight` for as long as it is handled (also when its
+/// future is dropped because the client went away).
+struct InFlight<'a>(&'a InFlightCounts, usize);
 
 impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> InFlight<'a> {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(counter)
+    fn enter(counts: &'a InFlightCounts, core: usize) -> InFlight<'a> {
+        counts.enter(core);
+        InFlight(counts, core)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.exit(self.1);
     }
 }
 
 /// Answers one request. Never panics on input; every failure is the contract's error shape.
 pub async fn handle<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T>) -> HttpResponse {
-    let _in_flight = InFlight::enter(&ctx.settings.in_flight);
+    let _in_flight = InFlight::enter(&ctx.settings.in_flight, ctx.core);
     let started = Instant::now();
     let uri = request.uri().clone();
     let method = request.method().clone();

@@ -7,7 +7,6 @@ use crate::http::metrics::{cpus_available, read_process, Histograms, Snapshot};
 use crate::http::HttpSettings;
 use aurigraph_engine::ShardStatus;
 use aurigraph_net::transport::TransportCounters;
-use std::sync::atomic::Ordering;
 
 /// HTTP requests by method, route template and status; their duration; those running now.
 pub(super) fn api(e: &mut Exposition, h: &Histograms, settings: &HttpSettings) {
@@ -47,7 +46,7 @@ pub(super) fn api(e: &mut Exposition, h: &Histograms, settings: &HttpSettings) {
         "aurigraph_http_requests_in_flight",
         "gauge",
         "HTTP requests being handled.",
-        settings.in_flight.load(Ordering::Relaxed),
+        settings.in_flight.total(),
     );
 }
 

@@ -63,7 +63,7 @@ fn routes_and_methods() {
             other => panic!("{}: {other:?}", route.path),
         }
     }
-    assert_eq!(c.settings.in_flight.load(Ordering::SeqCst), 0);
+    assert_eq!(c.settings.in_flight.total(), 0);
 }
 
 #[test]

@@ -117,7 +117,7 @@ fn bad_transfers_get_precise_errors() {
         (status, error_code(&v)),
         (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
     );
-    assert_eq!(c.settings.in_flight.load(Ordering::SeqCst), 0);
+    assert_eq!(c.settings.in_flight.total(), 0);
 }
 
 #[test]
