@@ -40,6 +40,9 @@ pub struct ClusterArgs {
     /// DIR/dev-key.json; reused when DIR already has one].
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
+    /// Tokens file every validator reads (gateway mode; `aurigraph token new`).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
 }
 
 /// Runs the command until SIGINT/SIGTERM or until a validator exits.
@@ -56,7 +59,8 @@ pub fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         (None, false) => node::development_genesis(&args.dir)?,
     };
     let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
-    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, args.cores, None)?;
+    let tokens = args.tokens.as_deref();
+    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, args.cores, tokens)?;
     for n in &cluster.nodes {
         println!(
             "validator {}: http://{}  peer {}  data {}  log {}",
