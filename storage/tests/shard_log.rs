@@ -422,3 +422,40 @@ fn raw_node_on_shard_log_survives_restart() {
         assert_eq!(more, vec![b"after restart".to_vec()]);
     });
 }
+
+#[test]
+fn a_commit_index_only_hard_state_is_written_with_the_next_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (mut log, _) = ShardLog::open(dir.path(), conf(&[1]), small_config(dir.path()))
+            .await
+            .unwrap();
+        log.persist(&entries(1..=6, 1, 100), Some(&hard_state(1, 1, 2)))
+            .await
+            .unwrap();
+        let group = log.wal().next_group();
+        // Only the commit index moved: staged, no group commit of its own.
+        let stats = log.stage_commit_index(&hard_state(1, 1, 4)).await.unwrap();
+        assert_eq!(stats.bytes_written, 0);
+        assert_eq!(log.wal().next_group(), group);
+        assert!(log.wal().staged_bytes() > 0);
+        assert_eq!(log.storage().initial_state().unwrap().hard_state.commit, 4);
+    });
+    // A crash before the next group commit loses it (raft learns it again from the leader).
+    run(async {
+        let (mut log, _) = ShardLog::open(dir.path(), conf(&[1]), small_config(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(log.storage().initial_state().unwrap().hard_state.commit, 2);
+        log.stage_commit_index(&hard_state(1, 1, 5)).await.unwrap();
+        // The next write carries it, in the same group commit.
+        log.persist(&entries(7..=8, 1, 100), None).await.unwrap();
+    });
+    run(async {
+        let (log, _) = ShardLog::open(dir.path(), conf(&[1]), small_config(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(log.storage().initial_state().unwrap().hard_state.commit, 5);
+        assert_eq!(log.last_index(), 8);
+    });
+}
