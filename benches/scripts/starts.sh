@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Starts a node N times under load and counts the starts that stalled (the start-up stall of a
+# glommio executor that the node answers by starting the process over; see docs/operations.md).
+#
+#   benches/scripts/starts.sh AURIGRAPH_BIN N [LOAD_SECONDS_PER_START]
+#
+# The load: while the starts run, `aurigraph bench --gateway` keeps a second node busy on the
+# same cores, in a loop (both started and stopped by this script). Each start: the node under test starts
+# over the same data directory (recovery every time, a growing log), must report healthy, take
+# one batch of transfers, and stop on SIGTERM with exit status 0. A start counts as stalled when
+# its log says "start-up stalled"; any other failure stops the script. Prints one line per 100
+# starts and at the end: starts, stalled starts, failures, wall time.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 AURIGRAPH_BIN N [LOAD_SECONDS_PER_START]" >&2
+    exit 2
+fi
+bin=$1 n=$2
+[ -x "$bin" ] || { echo "$0: $bin is not an executable" >&2; exit 2; }
+work=$(mktemp -d)
+load_pid=
+load_node_pid=
+node_pid=
+cleanup() {
+    [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true
+    if [ -n "$load_pid" ]; then
+        pkill -P "$load_pid" 2>/dev/null || true
+        kill "$load_pid" 2>/dev/null || true
+    fi
+    [ -n "$load_node_pid" ] && kill "$load_node_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The node under test: the benchmark's gateway genesis and a token, so that one batch can be
+# sent with the benchmark itself.
+"$bin" bench --gateway --accounts 10 --print-genesis "$work/genesis.json" 2>/dev/null
+"$bin" token new --name bench --file "$work/tokens.json" > "$work/token" 2>/dev/null
+port=$(free_port)
+
+# The load: a node of its own and a benchmark loop against it.
+"$bin" bench --gateway --print-genesis "$work/load-genesis.json" 2>/dev/null
+load_port=$(free_port)
+"$bin" node --data-dir "$work/load-data" --genesis "$work/load-genesis.json" --tokens "$work/tokens.json" \
+    --http-addr "127.0.0.1:$load_port" --cores 2 --pin-cores false > "$work/load-node.log" 2>&1 &
+load_node_pid=$!
+( while true; do
+    "$bin" bench --gateway --transfers 1000000 --addresses "http://127.0.0.1:$load_port" \
+        --gateway-token-file "$work/token" > /dev/null 2>&1 || sleep 1
+done ) &
+load_pid=$!
+
+stalled=0
+start=$(date +%s)
+for i in $(seq 1 "$n"); do
+    log="$work/node-$i.log"
+    "$bin" node --data-dir "$work/data" --genesis "$work/genesis.json" --tokens "$work/tokens.json" \
+        --http-addr "127.0.0.1:$port" --cores 2 --pin-cores false > "$log" 2>&1 &
+    node_pid=$!
+    healthy=
+    for _ in $(seq 1 600); do
+        if curl -sf "http://127.0.0.1:$port/api/v11/health" > /dev/null 2>&1; then
+            healthy=1
+            break
+        fi
+        if ! kill -0 "$node_pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    if [ -z "$healthy" ]; then
+        echo "start $i: the node did not become healthy in 60 s; its log:" >&2
+        tail -20 "$log" >&2
+        exit 1
+    fi
+    if ! "$bin" bench --gateway --accounts 10 --transfers 100 --batch-size 100 --concurrency 1 \
+        --addresses "http://127.0.0.1:$port" --gateway-token-file "$work/token" > "$work/bench-$i.log" 2>&1; then
+        echo "start $i: the batch failed:" >&2
+        tail -20 "$work/bench-$i.log" >&2
+        exit 1
+    fi
+    kill -TERM "$node_pid"
+    status=0
+    wait "$node_pid" || status=$?
+    node_pid=
+    if [ "$status" -ne 0 ]; then
+        echo "start $i: the node exited with status $status; its log:" >&2
+        tail -20 "$log" >&2
+        exit 1
+    fi
+    if grep -q "start-up stalled" "$log"; then
+        stalled=$((stalled + 1))
+        cp "$log" "$work/../aurigraph-stalled-start-$i.log" 2>/dev/null || true
+    fi
+    rm -f "$log" "$work/bench-$i.log"
+    if [ $((i % 100)) -eq 0 ]; then
+        echo "starts=$i stalled=$stalled wall_s=$(( $(date +%s) - start ))"
+    fi
+done
+echo "done: starts=$n stalled=$stalled failures=0 wall_s=$(( $(date +%s) - start ))"
