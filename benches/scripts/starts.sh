@@ -7,7 +7,8 @@
 # The load: while the starts run, `aurigraph bench --gateway` keeps a second node busy on the
 # same cores, in a loop (both started and stopped by this script). Each start: the node under test starts
 # over the same data directory (recovery every time, a growing log), must report healthy, take
-# one batch of transfers, and stop on SIGTERM with exit status 0. A start counts as stalled when
+# one batch of transfers (once every shard applied its whole log), and stop on SIGTERM with
+# exit status 0. A start counts as stalled when
 # its log says "start-up stalled"; any other failure stops the script. Prints one line per 100
 # starts and at the end: starts, stalled starts, failures, wall time.
 set -euo pipefail
@@ -71,6 +72,23 @@ for i in $(seq 1 "$n"); do
         fi
         sleep 0.1
     done
+    # Healthy is "every shard has a leader"; the log's tail may still be applying after a
+    # restart (the nonces the benchmark reads would be stale): wait until every shard applied
+    # all of its log.
+    if [ -n "$healthy" ]; then
+        healthy=
+        for _ in $(seq 1 600); do
+            if curl -sf "http://127.0.0.1:$port/api/v11/consensus/status" | python3 -c '
+import json, sys
+shards = json.load(sys.stdin)["shards"]
+sys.exit(0 if all(s["appliedIndex"] == s["lastIndex"] == s["commitIndex"] for s in shards) else 1)
+' 2>/dev/null; then
+                healthy=1
+                break
+            fi
+            sleep 0.05
+        done
+    fi
     if [ -z "$healthy" ]; then
         echo "start $i: the node did not become healthy in 60 s; its log:" >&2
         tail -20 "$log" >&2

@@ -594,11 +594,14 @@ fn gateway_mode_moves_custodial_accounts_with_a_token_and_nothing_else() {
         .insert(address_of(&keys[0]), "acme".to_string());
     let bin = &aurigraph_bin();
     let tokens = dir.path().join("tokens.json");
-    let out = std::process::Command::new(bin)
-        .args(["token", "new", "--name", "acme", "--file"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
+    let token_new = |name: &str| {
+        std::process::Command::new(bin)
+            .args(["token", "new", "--name", name, "--file"])
+            .arg(&tokens)
+            .output()
+            .unwrap()
+    };
+    let out = token_new("acme");
     assert!(
         out.status.success(),
         "{}",
@@ -608,11 +611,7 @@ fn gateway_mode_moves_custodial_accounts_with_a_token_and_nothing_else() {
     assert_eq!(token.len(), 64);
     assert!(!std::fs::read_to_string(&tokens).unwrap().contains(&token));
     // A bad name: non-zero exit, a message, the file unchanged.
-    let out = std::process::Command::new(bin)
-        .args(["token", "new", "--name", "no spaces", "--file"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
+    let out = token_new("no spaces");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("gateway name"));
 

@@ -461,6 +461,17 @@ fn follower_with(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
     (node, io, storage)
 }
 
+/// A message of `msg_type` from leader 2 (term 1) to this node (1), saying `commit`.
+fn from_leader(msg_type: MessageType, commit: u64) -> Message {
+    let mut message = Message::default();
+    message.set_msg_type(msg_type);
+    message.from = 2;
+    message.to = 1;
+    message.term = 1;
+    message.commit = commit;
+    message
+}
+
 /// Leader 2 (term 1) appends `entries` after index `prev` and says `commit`; the follower
 /// runs turns until it has nothing more to do.
 fn leader_sends(
@@ -471,14 +482,9 @@ fn leader_sends(
     entries: Vec<Entry>,
     commit: u64,
 ) {
-    let mut append = Message::default();
-    append.set_msg_type(MessageType::MsgAppend);
-    append.from = 2;
-    append.to = 1;
-    append.term = 1;
+    let mut append = from_leader(MessageType::MsgAppend, commit);
     append.index = prev;
     append.log_term = u64::from(prev > 0);
-    append.commit = commit;
     append.entries = entries.into();
     node.peer_message(io, 2, PeerMessage::Raft(Box::new(append)));
     turns(node, io, storage, 3);
@@ -1194,12 +1200,7 @@ fn the_commit_index_is_synced_whenever_it_passes_a_membership_change() {
     let change = membership(2, &[(ConfChangeType::AddLearnerNode, 4)], b"127.0.0.1:9400");
     leader_sends(&mut node, &mut io, &storage, 0, vec![normal, change], 0);
     let mut commit_only = |commit: u64| {
-        let mut heartbeat = Message::default();
-        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
-        heartbeat.from = 2;
-        heartbeat.to = 1;
-        heartbeat.term = 1;
-        heartbeat.commit = commit;
+        let heartbeat = from_leader(MessageType::MsgHeartbeat, commit);
         node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(heartbeat)));
         let persist = node
             .start_turn(&mut io, AT)
