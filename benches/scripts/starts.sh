@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Starts a node N times under load and counts the starts that stalled (the start-up stall of a
-# glommio executor that the node answers by starting the process over; see docs/operations.md).
+# glommio executor, which the node answers by starting the process over: docs/operations.md).
 #
-#   benches/scripts/starts.sh AURIGRAPH_BIN N [LOAD_SECONDS_PER_START]
+#   benches/scripts/starts.sh AURIGRAPH_BIN N
 #
 # The load: while the starts run, `aurigraph bench --gateway` keeps a second node busy on the
-# same cores, in a loop (both started and stopped by this script). Each start: the node under test starts
-# over the same data directory (recovery every time, a growing log), must report healthy, take
-# one batch of transfers (once every shard applied its whole log), and stop on SIGTERM with
-# exit status 0. The time from launch to that point is recorded. A start counts as stalled when
-# its log says "start-up stalled" (binaries that started the process over) or it did not
-# become healthy within 60 s; any other failure stops the script. Prints one line per 100
-# starts and at the end: starts, stalled starts, failures, wall time.
+# same cores, in a loop (both started and stopped by this script). Each start: the node under
+# test starts over the same data directory (recovery every time, a growing log), must report
+# healthy, take one batch of transfers (once every shard applied its whole log), and stop on
+# SIGTERM with exit status 0; the time from launch to that point is recorded. A start counts as
+# stalled when its log says "start-up stalled" (the node then started itself over and went
+# on); a node not healthy within 60 s, or any other failure, stops the script. With
+# STARTS_DIAGNOSE=1, a start not healthy after 10 s has its threads' kernel waits and gdb
+# backtraces written to aurigraph-start-N-threads.txt next to the work directory. Prints a line
+# per 100 starts and at the end: starts, stalled starts, wall time, start times p50/p99/max.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 AURIGRAPH_BIN N [LOAD_SECONDS_PER_START]" >&2
@@ -64,7 +66,15 @@ for i in $(seq 1 "$n"); do
         --http-addr "127.0.0.1:$port" --cores 2 --pin-cores false > "$log" 2>&1 &
     node_pid=$!
     healthy=
-    for _ in $(seq 1 600); do
+    for attempt in $(seq 1 600); do
+        if [ "$attempt" -eq 100 ] && [ -n "${STARTS_DIAGNOSE:-}" ]; then
+            # 10 s without becoming healthy: what every thread of the node is doing.
+            diag="$(dirname "$work")/aurigraph-start-$i-threads.txt"
+            for task in /proc/"$node_pid"/task/*; do
+                echo "$(cat "$task/comm") wchan=$(cat "$task/wchan") syscall=$(cut -d' ' -f1 "$task/syscall")"
+            done > "$diag" 2>&1
+            gdb -batch -ex "thread apply all bt" -p "$node_pid" >> "$diag" 2>&1 || true
+        fi
         if curl -sf "http://127.0.0.1:$port/api/v11/health" > /dev/null 2>&1; then
             healthy=1
             break
@@ -116,7 +126,7 @@ sys.exit(0 if all(s["appliedIndex"] == s["lastIndex"] == s["commitIndex"] for s 
     fi
     if grep -q "start-up stalled" "$log"; then
         stalled=$((stalled + 1))
-        cp "$log" "$work/../aurigraph-stalled-start-$i.log" 2>/dev/null || true
+        cp "$log" "$(dirname "$work")/aurigraph-stalled-start-$i.log" 2>/dev/null || true
     fi
     rm -f "$log" "$work/bench-$i.log"
     if [ $((i % 100)) -eq 0 ]; then

@@ -17,7 +17,6 @@ mod counters;
 pub mod custody;
 mod driver;
 pub mod ingress;
-pub mod kick;
 mod peers;
 mod per_core;
 pub mod watchdog;
@@ -183,8 +182,8 @@ pub enum EngineError {
     Raft { shard: ShardId, source: raft::Error },
     #[error("could not start executor {core}: {message}")]
     Executor { core: usize, message: String },
-    /// An executor did not report its shards recovered within the start-up timeout (woken with
-    /// signals all along). The stuck thread cannot be stopped from here.
+    /// An executor did not report its shards recovered within the start-up timeout. The
+    /// stuck thread cannot be stopped from here; the process should start over.
     #[error("executor {core} did not recover its shards within {seconds} s")]
     StartupStalled { core: usize, seconds: u64 },
     #[error("the engine is shut down")]
@@ -210,8 +209,6 @@ struct EngineInner {
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
     /// Each executor's heartbeat count, which the watchdog reads.
     beats: watchdog::Beats,
-    /// Each executor's thread, to wake with a signal when it sleeps through its wake-ups.
-    kicker: Arc<kick::Kicker>,
     watchdog: std::sync::Mutex<Option<watchdog::Watchdog>>,
 }
 
@@ -252,7 +249,6 @@ impl Engine {
                 counters: (0..shard_count).map(|_| ShardCounters::default()).collect(),
                 executors: std::sync::Mutex::new(Vec::new()),
                 beats: watchdog::Beats::new(config.cores),
-                kicker: Arc::new(kick::Kicker::new(config.cores)),
                 watchdog: std::sync::Mutex::new(None),
             }),
         };
@@ -293,18 +289,12 @@ impl Engine {
                     Box::new(StallReport { overage }) as Box<dyn glommio::StallDetectionHandler>
                 }))
                 .spawn(move || async move {
-                    let kicker = handle.inner.kicker.clone();
-                    kicker.register(core);
                     // A task that only wakes: a message from another thread makes the reactor
                     // leave its sleep and look at every queue and completion again.
                     glommio::spawn_local(async move { while nudge_rx.recv().await.is_ok() {} })
                         .detach();
-                    let result = per_core::run_core(
-                        core, config, genesis, shards, handle, ready, go, service,
-                    )
-                    .await;
-                    kicker.unregister(core);
-                    result
+                    per_core::run_core(core, config, genesis, shards, handle, ready, go, service)
+                        .await
                 });
             match spawned {
                 Ok(join) => engine.inner.executors.lock().unwrap().push(join),
@@ -320,10 +310,11 @@ impl Engine {
             // before the next starts. Started all at once, one executor now and then never
             // finished recovering (its reactor slept on an operation that did not complete),
             // about one start in twenty on this machine; root cause in glommio not yet found.
-            // While waiting, nudge the executor every NUDGE_INTERVAL, with a message and with a
-            // signal: now and then (one start in 300 under load here, `starts.sh`) its reactor
-            // went to sleep with a completion pending and slept through every wake-up but a
-            // signal (gdb: parked in io_uring_enter; see `kick`).
+            // While waiting, nudge the executor every NUDGE_INTERVAL: now and then (about one
+            // start in a hundred under load here) its reactor went to sleep with a blocking-pool
+            // completion pending and no timer armed, and slept forever (gdb: parked in
+            // io_uring_enter, its blocking thread idle). A wake from another thread writes the
+            // reactor's eventfd, which makes it process that completion.
             let started = Instant::now();
             let startup_timeout = engine_startup_timeout;
             let mut recovered = 0;
@@ -333,7 +324,6 @@ impl Engine {
                 let received = match ready_rx.recv_timeout(wait) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
                         let _ = nudge_tx.try_send(());
-                        engine.inner.kicker.kick(core);
                         continue;
                     }
                     other => other,
@@ -379,7 +369,6 @@ impl Engine {
                 engine.inner.beats.clone(),
                 timeout,
                 config.stall_action,
-                Some(engine.inner.kicker.clone()),
             ));
         }
         Ok(engine)

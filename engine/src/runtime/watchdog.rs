@@ -2,14 +2,11 @@
 //! `CHANNEL_POLL_INTERVAL` (10 ms); a thread outside the executors looks at the counts every
 //! `CHECK_INTERVAL`. A core whose count has not moved for `stall_timeout` is stalled — its
 //! reactor asleep on something that will not complete, or a task that never yields — and its
-//! shards answer nothing while the process looks alive. After `KICK_AFTER` without a beat the
-//! watchdog wakes the core's thread with a signal (a reactor asleep on a wake-up it missed
-//! takes it: see `kick`), at every check until it beats again. If it still makes no progress
-//! by `stall_timeout`, the watchdog logs which core and for how long, then stops the process (exit status 70, `EX_SOFTWARE`) so that its supervisor
+//! shards answer nothing while the process looks alive. The watchdog logs which core and for
+//! how long, then stops the process (exit status 70, `EX_SOFTWARE`) so that its supervisor
 //! restarts it; recovery then starts from what the disk holds, and nothing acknowledged was
 //! lost (acknowledgements follow durability). Tests ask it to record the stall instead.
 
-use super::kick::Kicker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,9 +14,6 @@ use std::time::{Duration, Instant};
 
 /// How often the watchdog thread looks at the beats.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
-/// A core whose beats have not moved for this long is woken with a signal (a healthy core
-/// beats every 10 ms).
-const KICK_AFTER: Duration = Duration::from_millis(1000);
 
 /// Exit status of a node stopped by the watchdog (`EX_SOFTWARE` of sysexits.h).
 pub const EXIT_STALLED: i32 = 70;
@@ -77,13 +71,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// `kicker`: the executors' threads, woken with a signal when their beats stop.
-    pub fn start(
-        beats: Beats,
-        stall_timeout: Duration,
-        action: StallAction,
-        kicker: Option<Arc<Kicker>>,
-    ) -> Watchdog {
+    pub fn start(beats: Beats, stall_timeout: Duration, action: StallAction) -> Watchdog {
         assert!(
             stall_timeout >= CHECK_INTERVAL * 2,
             "a stall lasts several checks"
@@ -95,16 +83,7 @@ impl Watchdog {
             let stalled = stalled.clone();
             std::thread::Builder::new()
                 .name("aurigraph-watch".into())
-                .spawn(move || {
-                    watch(
-                        &beats,
-                        stall_timeout,
-                        action,
-                        kicker.as_deref(),
-                        &stop,
-                        &stalled,
-                    )
-                })
+                .spawn(move || watch(&beats, stall_timeout, action, &stop, &stalled))
                 .expect("spawn the watchdog thread")
         };
         Watchdog {
@@ -138,14 +117,12 @@ fn watch(
     beats: &Beats,
     stall_timeout: Duration,
     action: StallAction,
-    kicker: Option<&Kicker>,
     stop: &AtomicBool,
     stalled: &Mutex<Option<(usize, Duration)>>,
 ) {
     let mut last = beats.read();
     let mut moved_at = vec![Instant::now(); last.len()];
     let mut reported = vec![false; last.len()];
-    let mut kicked = vec![false; last.len()];
     while !stop.load(Relaxed) {
         std::thread::park_timeout(CHECK_INTERVAL);
         if stop.load(Relaxed) {
@@ -154,32 +131,12 @@ fn watch(
         let now = Instant::now();
         for (core, count) in beats.read().into_iter().enumerate() {
             if count != last[core] || count == FINISHED {
-                if kicked[core] && count != FINISHED {
-                    tracing::warn!(
-                        core,
-                        stalled_ms = now.duration_since(moved_at[core]).as_millis() as u64,
-                        "executor beats again after a signal woke it"
-                    );
-                }
                 last[core] = count;
                 moved_at[core] = now;
                 reported[core] = false;
-                kicked[core] = false;
                 continue;
             }
             let still = now.duration_since(moved_at[core]);
-            if still >= KICK_AFTER {
-                if let Some(kicker) = kicker {
-                    if kicker.kick(core) && !kicked[core] {
-                        kicked[core] = true;
-                        tracing::warn!(
-                            core,
-                            stalled_ms = still.as_millis() as u64,
-                            "executor made no progress: woken with a signal"
-                        );
-                    }
-                }
-            }
             if still < stall_timeout || reported[core] {
                 continue;
             }
@@ -220,7 +177,6 @@ mod tests {
             beats.clone(),
             Duration::from_millis(1200),
             StallAction::Record,
-            None,
         );
         beats.finished(2);
         let start = Instant::now();
@@ -246,7 +202,6 @@ mod tests {
             beats.clone(),
             Duration::from_millis(1000),
             StallAction::Record,
-            None,
         );
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(2500) {
@@ -255,43 +210,5 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(watchdog.stalled(), None);
-    }
-
-    #[test]
-    fn a_core_whose_beats_stop_is_woken_with_a_signal_before_it_counts_as_stalled() {
-        let beats = Beats::new(1);
-        let kicker = Arc::new(Kicker::new(1));
-        let (registered_tx, registered_rx) = std::sync::mpsc::channel();
-        // The "core": a thread that never beats, asleep until a signal's handler runs.
-        let core = {
-            let kicker = kicker.clone();
-            std::thread::spawn(move || {
-                kicker.register(0);
-                registered_tx.send(()).unwrap();
-                // SAFETY: pause has no preconditions.
-                unsafe { libc::pause() };
-                kicker.unregister(0);
-            })
-        };
-        registered_rx.recv().unwrap();
-        let start = Instant::now();
-        let mut watchdog = Watchdog::start(
-            beats,
-            Duration::from_secs(10),
-            StallAction::Record,
-            Some(kicker.clone()),
-        );
-        while !core.is_finished() {
-            assert!(start.elapsed() < Duration::from_secs(5), "never woken");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(start.elapsed() >= KICK_AFTER, "{:?}", start.elapsed());
-        assert!(kicker.kicks() >= 1);
-        assert_eq!(
-            watchdog.stalled(),
-            None,
-            "woken well before the stall timeout"
-        );
-        watchdog.stop();
     }
 }
