@@ -197,6 +197,10 @@ const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
     // campaign and no shorter log got its vote. Membership changes now apply to raft ahead
     // of a marker that waits.
     917863, 714763,
+    // The commit index written lazily again, synced only when it passed a membership change:
+    // committed prefixes disagreed at shard 0 index 92 (term 7 vs 6). Reverted: the commit
+    // index is durable with every change.
+    1208122,
 ];
 
 #[test]

@@ -145,22 +145,6 @@ impl ShardLog {
         self.wal.commit().await
     }
 
-    /// Records a hard state that moved only the commit index (raft-rs's `!must_sync`): staged,
-    /// written with the next group commit, with no fdatasync of its own. Raft needs term and
-    /// vote durable before it answers, never the commit index: one lost in a crash is learnt
-    /// again from the leader (recovery never applies past what it finds). Without room in the
-    /// staging buffer it is persisted at once. Returns the stats of a commit when one ran.
-    pub async fn stage_commit_index(
-        &mut self,
-        hard_state: &HardState,
-    ) -> Result<CommitStats, StorageError> {
-        match self.stage(&[], Some(hard_state)) {
-            Ok(()) => Ok(CommitStats::default()),
-            Err(StorageError::StagingFull { .. }) => self.persist(&[], Some(hard_state)).await,
-            Err(error) => Err(error),
-        }
-    }
-
     /// `stage` + `sync`, splitting into several group commits when the batch does not fit the
     /// staging buffer. The hard state goes with the last part. Returns the summed stats.
     pub async fn persist(

@@ -301,7 +301,6 @@ fn metrics_cover_every_family_used_by_dashboards_and_alerts() {
         "aurigraph_wal_fsync_duration_seconds",
         "aurigraph_wal_bytes_written_total",
         "aurigraph_snapshots_total",
-        "aurigraph_wal_commit_index_only_total",
         "aurigraph_api_requests_total",
         "aurigraph_api_request_duration_seconds",
         "aurigraph_beacon_pulses_verified_total",

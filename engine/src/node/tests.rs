@@ -1190,39 +1190,6 @@ fn a_follower_blocked_at_a_marker_applies_membership_ahead_and_campaigns() {
 }
 
 #[test]
-fn the_commit_index_is_synced_whenever_it_passes_a_membership_change() {
-    // raft-rs lets a ready cycle that moves only the commit index skip its fdatasync; one that
-    // passes a membership change may not (a replica that forgot the change was committed
-    // campaigned with the older configuration: seed 819526).
-    let (state, _) = destination_shard();
-    let (mut node, mut io, storage) = follower_with(state);
-    let normal = entry(1, EntryType::EntryNormal, Vec::new(), Vec::new());
-    let change = membership(2, &[(ConfChangeType::AddLearnerNode, 4)], b"127.0.0.1:9400");
-    leader_sends(&mut node, &mut io, &storage, 0, vec![normal, change], 0);
-    let mut commit_only = |commit: u64| {
-        let heartbeat = from_leader(MessageType::MsgHeartbeat, commit);
-        node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(heartbeat)));
-        let persist = node
-            .start_turn(&mut io, AT)
-            .unwrap()
-            .expect("a ready cycle");
-        assert!(persist.entries.is_empty());
-        assert_eq!(persist.hard_state.as_ref().map(|h| h.commit), Some(commit));
-        storage
-            .wl()
-            .set_hardstate(persist.hard_state.clone().unwrap());
-        node.persisted(&mut io, persist.number, AT);
-        assert!(node.finish_turn(&mut io).is_none());
-        persist.must_sync
-    };
-    assert!(
-        !commit_only(1),
-        "over a normal entry: the index may reach the disk lazily"
-    );
-    assert!(commit_only(2), "over a membership change: synced");
-}
-
-#[test]
 fn a_snapshot_request_beyond_the_leaders_commit_index_gets_appends_again() {
     // A follower asked an earlier leader for a snapshot at its last index (213 in seed 702359);
     // raft-rs keeps that request when leadership changes and the new leader, whose commit

@@ -243,29 +243,6 @@ impl ShardReplica {
         }
     }
 
-    /// Whether moving the commit index to `commit` passes a membership change that the commit
-    /// index on disk does not cover yet (see `ShardReplica::commit_synced`). Entries already
-    /// compacted into a snapshot are covered by it.
-    pub(super) fn commit_passes_membership(&self, commit: u64) -> bool {
-        /// Beyond this many entries, sync rather than look.
-        const SCAN_ENTRIES_MAX: u64 = 4096;
-        let log = &self.node.raft.raft_log;
-        let low = (self.commit_synced + 1).max(log.first_index());
-        if commit < low {
-            return false;
-        }
-        if commit - low >= SCAN_ENTRIES_MAX {
-            return true;
-        }
-        match log.slice(low, commit + 1, None, raft::GetEntriesContext::empty(false)) {
-            Ok(entries) => entries
-                .iter()
-                .any(|e| e.get_entry_type() != EntryType::EntryNormal),
-            // Not in the log (compacted meanwhile, or unknown): sync.
-            Err(_) => true,
-        }
-    }
-
     /// Whether raft's configuration is ahead of the ledger's applied index (see
     /// [`ShardReplica::apply_membership_ahead`]): no snapshot pairs the two now.
     pub fn membership_ahead(&self) -> bool {

@@ -296,16 +296,6 @@ pub struct ShardReplica {
     /// (apply waited at a marker before it: `apply_membership_ahead`); at or below the
     /// ledger's applied index when raft's configuration is the ledger's.
     membership_ahead_to: u64,
-    /// The commit index as it last reached the disk with an fdatasync. raft-rs lets a ready
-    /// cycle that moves only the commit index skip its fdatasync (the index is recovered from
-    /// the leader), but it decides whether a replica may campaign from the membership changes
-    /// it knows to be committed: one that forgot in a crash that a change was committed
-    /// campaigned with the configuration before it and overwrote a committed entry (seed
-    /// 819526). So the commit index is synced whenever it passes a membership change
-    /// (`commit_passes_membership`).
-    commit_synced: u64,
-    /// The commit index the ready cycle being persisted makes durable, if it syncs.
-    pending_commit_synced: Option<u64>,
     /// A membership change that could not be applied: the replica stops (`ready` returns it).
     fatal: Option<ReplicaError>,
     completed: Vec<(u64, Vec<Outcome>)>,
@@ -389,8 +379,6 @@ impl ShardReplica {
         };
         raft_config.validate()?;
         let node = RawNode::new(&raft_config, ReplicaStorage::new(storage), &raft_logger())?;
-        // What the storage recovered is durable.
-        let commit_synced = node.raft.raft_log.committed;
         let shard_count = state.shard_count() as usize;
         let mut replica = ShardReplica {
             pending_ready: None,
@@ -408,8 +396,6 @@ impl ShardReplica {
             apply_queue: VecDeque::new(),
             snapshot_wanted: false,
             membership_ahead_to: 0,
-            commit_synced,
-            pending_commit_synced: None,
             fatal: None,
             completed: Vec::new(),
             failed: Vec::new(),
@@ -596,18 +582,9 @@ impl ShardReplica {
             return Ok(None);
         }
         let mut ready = self.node.ready();
-        let must_sync = ready.must_sync()
-            || ready
-                .hs()
-                .is_some_and(|hs| self.commit_passes_membership(hs.commit));
-        if must_sync {
-            // This write makes the commit index durable as it stands now (a commit index
-            // staged without a write of its own goes with it).
-            self.pending_commit_synced = Some(self.node.raft.raft_log.committed);
-        }
         let mut work = ReadyWork {
             number: ready.number(),
-            must_sync,
+            must_sync: ready.must_sync(),
             ..Default::default()
         };
         if !ready.snapshot().is_empty() {
@@ -637,9 +614,6 @@ impl ShardReplica {
             number,
             "persisted the ready cycle handed out"
         );
-        if let Some(commit) = self.pending_commit_synced.take() {
-            self.commit_synced = self.commit_synced.max(commit);
-        }
         let mut light = self.node.advance_append(ready);
         let committed = light.take_committed_entries();
         self.apply_committed(committed, now_ms);

@@ -97,9 +97,6 @@ pub struct ShardCounters {
     pub wal_fsync_ns: AtomicHistogram,
     pub wal_bytes_written: AtomicU64,
     pub snapshots: AtomicU64,
-    /// Ready cycles that moved only the commit index (raft-rs `!must_sync`): staged for the
-    /// next group commit instead of an fdatasync of their own.
-    pub commit_index_only: AtomicU64,
     pub signatures_valid: AtomicU64,
     pub signatures_invalid: AtomicU64,
     /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
@@ -115,7 +112,6 @@ impl Default for ShardCounters {
             wal_fsync_ns: AtomicHistogram::new(FSYNC_BOUNDS_NS),
             wal_bytes_written: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
-            commit_index_only: AtomicU64::new(0),
             signatures_valid: AtomicU64::new(0),
             signatures_invalid: AtomicU64::new(0),
             transfers_custodial: AtomicU64::new(0),

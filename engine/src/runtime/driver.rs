@@ -272,21 +272,11 @@ impl ShardDriver {
                     .map_err(|source| EngineError::Storage { shard, source })?;
             }
             if persist.has_writes() {
-                let stats = match (&persist.hard_state, persist.must_sync) {
-                    // Only the commit index moved: no fdatasync of its own (it goes with the
-                    // next group commit).
-                    (Some(hard_state), false) => {
-                        debug_assert!(persist.entries.is_empty() && persist.snapshot.is_none());
-                        self.counters().commit_index_only.fetch_add(1, Relaxed);
-                        self.log.stage_commit_index(hard_state).await
-                    }
-                    _ => {
-                        self.log
-                            .persist(&persist.entries, persist.hard_state.as_ref())
-                            .await
-                    }
-                }
-                .map_err(|source| EngineError::Storage { shard, source })?;
+                let stats = self
+                    .log
+                    .persist(&persist.entries, persist.hard_state.as_ref())
+                    .await
+                    .map_err(|source| EngineError::Storage { shard, source })?;
                 self.counters().record_commit(&stats);
             }
             let now = self.now();

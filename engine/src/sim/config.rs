@@ -101,9 +101,6 @@ pub struct SimStats {
     pub cross_shard_ok: u64,
     pub crashes: u64,
     pub torn_writes: u64,
-    /// Ready cycles that moved only the commit index (raft-rs `!must_sync`): staged for the
-    /// next write, no fdatasync of their own.
-    pub commit_index_only: u64,
     pub partitions: u64,
     pub dropped: u64,
     pub duplicated: u64,
@@ -160,7 +157,6 @@ impl SimStats {
         self.cross_shard_ok += other.cross_shard_ok;
         self.crashes += other.crashes;
         self.torn_writes += other.torn_writes;
-        self.commit_index_only += other.commit_index_only;
         self.partitions += other.partitions;
         self.dropped += other.dropped;
         self.duplicated += other.duplicated;

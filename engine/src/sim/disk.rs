@@ -76,8 +76,6 @@ pub struct SimDisk {
     shard: u32,
     durable: Durable,
     unsynced: Option<DiskWrite>,
-    /// A commit index staged without a write of its own (`stage_commit_index`).
-    lazy_hard_state: Option<HardState>,
     initial_conf: ConfState,
     /// The in-memory log the replica reads (as `ShardLog::storage`).
     pub mem: MemStorage,
@@ -93,28 +91,14 @@ impl SimDisk {
             shard,
             durable: Durable::default(),
             unsynced: None,
-            lazy_hard_state: None,
             mem: MemStorage::new_with_conf_state(initial_conf.clone()),
             initial_conf,
         }
     }
 
-    /// A hard state that moved only the commit index (as `ShardLog::stage_commit_index`):
-    /// visible at once, durable with the next write's group commit, lost in a crash before it.
-    pub fn stage_commit_index(&mut self, hard_state: HardState) {
-        assert!(self.unsynced.is_none(), "one write in flight at a time");
-        self.mem.wl().set_hardstate(hard_state.clone());
-        self.lazy_hard_state = Some(hard_state);
-    }
-
     /// Makes a write visible in memory at once (as `ShardLog::stage`); durable at [`Self::sync`].
-    pub fn stage(&mut self, mut write: DiskWrite) {
+    pub fn stage(&mut self, write: DiskWrite) {
         assert!(self.unsynced.is_none(), "one write in flight at a time");
-        // A staged commit index goes with this group commit (the write's own hard state, when
-        // it has one, is newer).
-        if let Some(lazy) = self.lazy_hard_state.take() {
-            write.hard_state.get_or_insert(lazy);
-        }
         {
             let local_term = write
                 .snapshot
@@ -167,7 +151,6 @@ impl SimDisk {
     /// Power loss: what was not fsynced is lost; with `torn = Some(k)` the first `k` parts
     /// (snapshot, entries one by one, hard state) of the unsynced write survive.
     pub fn crash(&mut self, torn: Option<usize>) {
-        self.lazy_hard_state = None;
         if let Some(write) = self.unsynced.take() {
             if let Some(mut keep) = torn {
                 let mut partial = DiskWrite::default();

@@ -599,22 +599,6 @@ impl Cluster {
                 write.entries.last().map_or(0, |e| e.index),
                 write.hard_state.as_ref().map_or(0, |h| h.commit),
             ]);
-            if let (Some(hard_state), false) = (write.hard_state.clone(), persist.must_sync) {
-                // As the runtime's driver: a ready cycle that moved only the commit index is
-                // staged for the next group commit, with no fdatasync of its own, and counts
-                // as written at once (a crash before that commit loses it).
-                assert!(write.snapshot.is_none() && write.entries.is_empty());
-                self.stats.commit_index_only += 1;
-                self.validators[v].shards[s]
-                    .disk
-                    .stage_commit_index(hard_state);
-                let now = self.clock();
-                let mut io = self.io(v, s);
-                self.node(v, s).persisted(&mut io, persist.number, now);
-                self.flush(v, s, io)?;
-                self.finish_turn(v, s)?;
-                continue;
-            }
             self.validators[v].shards[s].disk.stage(write);
             if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P) {
                 // The write failed (EIO, or ENOSPC: the disk is full): fail-stop; whatever

@@ -275,16 +275,6 @@ pub(super) fn storage(e: &mut Exposition, counters: &[ShardCounters], settings: 
             .sum::<u64>(),
     );
     e.single(
-        "aurigraph_wal_commit_index_only_total",
-        "counter",
-        "Ready cycles that moved only the commit index: staged for the next group commit, \
-         with no fdatasync of their own (raft-rs must_sync false), all shards.",
-        counters
-            .iter()
-            .map(|c| c.commit_index_only.load(Ordering::Relaxed))
-            .sum::<u64>(),
-    );
-    e.single(
         "aurigraph_snapshots_total",
         "counter",
         "Shard state snapshots written since start, all shards.",
