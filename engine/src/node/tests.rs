@@ -461,6 +461,24 @@ fn follower_with(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
     (node, io, storage)
 }
 
+/// Ticks (one ms of wall clock each) through twice the node's election timeout, a ready cycle
+/// after each tick.
+fn tick_through_two_election_timeouts(
+    node: &mut ShardNode<u32>,
+    io: &mut Recorder,
+    storage: &MemStorage,
+) {
+    let timeout = 2 * node.replica().raw_node().raft.election_timeout();
+    for tick in 0..timeout as u64 {
+        let now = Now {
+            monotonic_ms: tick,
+            wall_ms: tick,
+        };
+        node.tick(io, now);
+        turns(node, io, storage, 1);
+    }
+}
+
 /// A message of `msg_type` from leader 2 (term 1) to this node (1), saying `commit`.
 fn from_leader(msg_type: MessageType, commit: u64) -> Message {
     let mut message = Message::default();
@@ -1091,17 +1109,7 @@ fn a_blocked_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
     );
     assert!(node.replica().apply_blocked());
     assert_eq!(node.replica().raw_node().raft.leader_id, 2);
-    let timeout = 2 * node.replica().raw_node().raft.election_timeout();
-    for tick in 0..timeout {
-        node.tick(
-            &mut io,
-            Now {
-                monotonic_ms: tick as u64,
-                wall_ms: tick as u64,
-            },
-        );
-        turns(&mut node, &mut io, &storage, 1);
-    }
+    tick_through_two_election_timeouts(&mut node, &mut io, &storage);
     // (Since the membership change applies to raft ahead of the marker, it campaigns too.)
     let raft = &node.replica().raw_node().raft;
     assert_eq!(raft.leader_id, raft::INVALID_ID);
@@ -1164,15 +1172,7 @@ fn a_follower_blocked_at_a_marker_applies_membership_ahead_and_campaigns() {
         replica.membership_ahead(),
         "no snapshot pairs the state with it"
     );
-    let timeout = 2 * node.replica().raw_node().raft.election_timeout();
-    for tick in 0..timeout {
-        let now = Now {
-            monotonic_ms: tick as u64,
-            wall_ms: tick as u64,
-        };
-        node.tick(&mut io, now);
-        turns(&mut node, &mut io, &storage, 1);
-    }
+    tick_through_two_election_timeouts(&mut node, &mut io, &storage);
     let raft = &node.replica().raw_node().raft;
     assert_ne!(raft.state, raft::StateRole::Follower, "it campaigns");
     // The receipts come: the marker applies, then the change's ledger part (the address), in

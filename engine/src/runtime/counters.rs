@@ -99,9 +99,9 @@ pub struct ShardCounters {
     pub snapshots: AtomicU64,
     pub signatures_valid: AtomicU64,
     pub signatures_invalid: AtomicU64,
-    /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
     /// Transfers a gateway submitted for accounts it controls (admitted with no signature).
     pub transfers_custodial: AtomicU64,
+    /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
     pub key_cache_hits: AtomicU64,
     pub key_cache_misses: AtomicU64,
 }

@@ -43,32 +43,15 @@ pub(super) async fn ingress(
         // arrives with them (one per record, or they do not count).
         if let Some((records, valid, custodial)) = command.submission_mut() {
             if valid.len() != records.len() {
-                *valid = if custodial.iter().all(|&c| c) && !custodial.is_empty() {
-                    // A gateway moving only accounts it controls: nothing to verify.
-                    custodial.to_vec()
-                } else {
-                    verify_unless_custodial(
-                        &mut verifier,
-                        records,
-                        custodial,
-                        slice_signatures,
-                        &mut slice_valid,
-                    )
-                    .await
-                };
-                let custodial_count = custodial.iter().filter(|&&c| c).count();
-                counters.record_custodial(custodial_count as u64);
-                if custodial_count == 0 {
-                    counters.record_verified(valid);
-                } else {
-                    let verified: Vec<bool> = valid
-                        .iter()
-                        .zip(custodial)
-                        .filter(|(_, &c)| !c)
-                        .map(|(&v, _)| v)
-                        .collect();
-                    counters.record_verified(&verified);
-                }
+                *valid = verify_unless_custodial(
+                    &mut verifier,
+                    records,
+                    custodial,
+                    slice_signatures,
+                    &mut slice_valid,
+                    counters,
+                )
+                .await;
                 let (hits, misses) = verifier.key_cache_stats();
                 counters.record_key_cache(hits - cache_counted.0, misses - cache_counted.1);
                 cache_counted = (hits, misses);
@@ -106,27 +89,31 @@ pub(super) async fn recv_polling<T>(rx: &async_channel::Receiver<T>) -> Option<T
 }
 
 /// Verdicts for a submission some of whose records a gateway controls (`custodial`, empty:
-/// none): those need no signature; the others are verified as anyone's.
+/// none): those need no signature; the others are verified as anyone's. Counts both.
 async fn verify_unless_custodial(
     verifier: &mut SignatureVerifier,
     records: &[Record],
     custodial: &[bool],
     slice_signatures: usize,
     slice_valid: &mut Vec<bool>,
+    counters: &ShardCounters,
 ) -> Vec<bool> {
     if custodial.is_empty() {
-        return verify_in_slices(verifier, records, slice_signatures, slice_valid).await;
+        let verdicts = verify_in_slices(verifier, records, slice_signatures, slice_valid).await;
+        counters.record_verified(&verdicts);
+        return verdicts;
     }
-    debug_assert_eq!(custodial.len(), records.len());
+    assert_eq!(custodial.len(), records.len(), "one flag per record");
     let signed: Vec<Record> = records
         .iter()
         .zip(custodial)
         .filter(|(_, &c)| !c)
         .map(|(r, _)| *r)
         .collect();
-    let mut verdicts = verify_in_slices(verifier, &signed, slice_signatures, slice_valid)
-        .await
-        .into_iter();
+    let verdicts = verify_in_slices(verifier, &signed, slice_signatures, slice_valid).await;
+    counters.record_verified(&verdicts);
+    counters.record_custodial((records.len() - signed.len()) as u64);
+    let mut verdicts = verdicts.into_iter();
     custodial
         .iter()
         .map(|&c| c || verdicts.next().expect("one verdict per signed record"))
