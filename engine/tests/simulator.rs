@@ -201,6 +201,10 @@ const SEEDS_THAT_ONCE_FAILED: &[u64] = &[
     // committed prefixes disagreed at shard 0 index 92 (term 7 vs 6). Reverted: the commit
     // index is durable with every change.
     1208122,
+    // F24: a candidate under a joint configuration needed the vote of a removed validator that
+    // held a longer log and an older term; the refusal that told it the leave committed was
+    // dropped as stale, and nobody was elected.
+    1309781,
 ];
 
 #[test]

@@ -249,6 +249,62 @@ impl ShardReplica {
         self.membership_ahead_to > self.state.applied_index()
     }
 
+    /// raft-rs answers a (pre-)vote it refuses with its commit index, and a candidate that
+    /// learns from it of committed entries commits them, and stops campaigning if they hold
+    /// a membership change (`maybe_commit_by_vote`): that is how a candidate still in a joint
+    /// configuration hears that the group left it. But raft drops the refusal unread when it
+    /// carries an older term than the candidate's. A validator removed from the group keeps
+    /// an old term — it hears of no election (pre-votes do not move terms) — while it may be
+    /// the one that knows the leave committed: with a voter down, a candidate under the joint
+    /// configuration then needs the removed validator's vote, which it refuses to a shorter
+    /// log, and nobody is ever elected. A commit index and its entry's term are facts that do
+    /// not go stale (log matching: an entry of that term at that index here means the same
+    /// prefix, which is committed), so a candidate takes them from a refusal of any term,
+    /// exactly as raft would from a current one.
+    pub(super) fn learn_commit_from_stale_refusal(&mut self, message: &Message) {
+        let refusal = matches!(
+            message.get_msg_type(),
+            MessageType::MsgRequestVoteResponse | MessageType::MsgRequestPreVoteResponse
+        ) && message.reject;
+        let raft = &mut self.node.raft;
+        let candidate = matches!(raft.state, StateRole::Candidate | StateRole::PreCandidate);
+        if !refusal || !candidate || message.term >= raft.term || message.commit_term == 0 {
+            return;
+        }
+        let committed_before = raft.raft_log.committed;
+        if !raft
+            .raft_log
+            .maybe_commit(message.commit, message.commit_term)
+        {
+            return;
+        }
+        let committed = raft.raft_log.committed;
+        tracing::info!(
+            shard = self.config.shard,
+            from = message.from,
+            committed,
+            "commit index learnt from a refused vote of an older term"
+        );
+        let entries = raft
+            .raft_log
+            .slice(
+                committed_before + 1,
+                committed + 1,
+                None,
+                GetEntriesContext::empty(false),
+            )
+            .expect("committed entries are in the log");
+        // As raft does: a candidate that learns of committed membership changes stops
+        // campaigning until it has applied them, and campaigns under the new configuration.
+        if entries
+            .iter()
+            .any(|entry| entry.get_entry_type() != EntryType::EntryNormal)
+        {
+            let term = raft.term;
+            raft.become_follower(term, raft::INVALID_ID);
+        }
+    }
+
     /// raft-rs 0.7 leaves a leader that applied its own removal in the leader state (its
     /// `post_conf_change` has a "TODO: step down") with its own progress gone: it would go on
     /// leading a group it is not in and panic at the next append response. A leader that is

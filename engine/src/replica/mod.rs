@@ -501,6 +501,7 @@ impl ShardReplica {
                 return Ok(());
             }
         }
+        self.learn_commit_from_stale_refusal(&message);
         match self.node.step(message) {
             Ok(()) => Ok(()),
             Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
