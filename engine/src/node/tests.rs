@@ -1246,3 +1246,61 @@ fn a_follower_drops_its_snapshot_request_when_the_leader_changes() {
         assert_eq!(raft.pending_request_snapshot, raft::INVALID_INDEX);
     }
 }
+
+#[test]
+fn a_candidate_learns_the_leave_of_a_joint_configuration_from_a_refusal_of_an_older_term() {
+    // Seed 1309781: a candidate still in the joint configuration needs the vote of the removed
+    // validator, which knows the leave committed but refuses a shorter log, and answers with
+    // the old term it kept (removed, it hears of no election). raft drops such a refusal as
+    // stale, its commit index with it, and nobody is ever elected.
+    let (state, _) = destination_shard();
+    let (mut node, mut io, storage) = follower_with(state);
+    let changes = [
+        (ConfChangeType::AddNode, 4),
+        (ConfChangeType::RemoveNode, 3),
+    ];
+    let leave = membership(2, &[], b"");
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        0,
+        vec![membership(1, &changes, b"127.0.0.1:9400"), leave],
+        1,
+    );
+    let voters = |node: &ShardNode<u32>| {
+        let mut conf = node.replica().raw_node().raft.prs().conf().to_conf_state();
+        conf.voters.sort_unstable();
+        conf.voters_outgoing.sort_unstable();
+        (conf.voters, conf.voters_outgoing)
+    };
+    assert_eq!(voters(&node), (vec![1, 2, 4], vec![1, 2, 3]), "joint");
+    // The leader goes; this follower campaigns, and 2 grants its pre-vote: it is a candidate.
+    tick_through_two_election_timeouts(&mut node, &mut io, &storage);
+    let pre_vote_term = node.replica().raw_node().raft.term + 1;
+    let mut granted = Message::default();
+    granted.set_msg_type(MessageType::MsgRequestPreVoteResponse);
+    (granted.from, granted.to, granted.term) = (2, 1, pre_vote_term);
+    node.peer_message(&mut io, 2, PeerMessage::Raft(Box::new(granted)));
+    turns(&mut node, &mut io, &storage, 2);
+    let raft = &node.replica().raw_node().raft;
+    assert_eq!(raft.state, raft::StateRole::Candidate);
+    assert_eq!(raft.raft_log.committed, 1);
+    // 3, removed, refuses with its old term and the commit index that covers the leave.
+    let mut refused = Message::default();
+    refused.set_msg_type(MessageType::MsgRequestVoteResponse);
+    (refused.from, refused.to, refused.term) = (3, 1, 1);
+    (refused.reject, refused.commit, refused.commit_term) = (true, 2, 1);
+    assert!(refused.term < raft.term, "an older term");
+    node.peer_message(&mut io, 3, PeerMessage::Raft(Box::new(refused)));
+    turns(&mut node, &mut io, &storage, 2);
+    let raft = &node.replica().raw_node().raft;
+    assert_eq!(raft.raft_log.committed, 2, "the leave is known committed");
+    assert_eq!(
+        raft.state,
+        raft::StateRole::Follower,
+        "a candidate stops campaigning until it has applied the change"
+    );
+    assert_eq!(voters(&node), (vec![1, 2, 4], vec![]), "the group left it");
+    assert_eq!(node.replica().state().applied_index(), 2);
+}
