@@ -1090,43 +1090,73 @@ fn a_replica_without_a_configuration_does_not_vote() {
 }
 
 #[test]
-fn a_blocked_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
-    // Apply waits at a marker (index 1), and behind it a committed membership change waits too
-    // (index 2): raft-rs will not campaign with membership changes unapplied, and restarts
-    // its timer with the old leader still known — which made it ignore every pre-vote as
-    // "within the leader's lease" for ever (seed 710333). After a whole election timeout
-    // without its leader it forgets the leader and grants an up-to-date candidate its vote.
+fn a_follower_that_cannot_campaign_forgets_its_leader_and_votes() {
+    // raft-rs will not campaign while committed membership changes are unapplied, and
+    // restarts its timer with the old leader still known — which made a follower ignore every
+    // pre-vote as "within the leader's lease" for ever (seed 710333). Membership changes now
+    // apply to raft ahead of a waiting marker, so the window is the one between learning a
+    // commit and the next ready cycle: here a pre-vote this follower refuses (its log is
+    // longer) tells it that the change at index 2 committed, just before its election times
+    // out. After that whole timeout without its leader it forgets the leader and votes.
     let (state, _) = destination_shard();
     let (mut node, mut io, storage) = follower_with(state);
     let joint = membership(2, &[(ConfChangeType::AddLearnerNode, 4)], b"127.0.0.1:9400");
+    let tail = entry(3, EntryType::EntryNormal, Vec::new(), Vec::new());
     leader_sends(
         &mut node,
         &mut io,
         &storage,
         0,
-        vec![marker(1, 0, 10), joint],
-        2,
+        vec![marker(1, 0, 10), joint, tail],
+        0,
     );
-    assert!(node.replica().apply_blocked());
-    assert_eq!(node.replica().raw_node().raft.leader_id, 2);
-    tick_through_two_election_timeouts(&mut node, &mut io, &storage);
-    // (Since the membership change applies to raft ahead of the marker, it campaigns too.)
+    let raft = &mut node.replica.raw_node_mut().raft;
+    let timeout = 2 * raft.election_timeout() - 1;
+    raft.set_randomized_election_timeout(timeout);
+    // The leader falls silent; its lease runs out one tick before the election timeout.
+    for tick in 0..timeout as u64 - 1 {
+        let now = Now {
+            monotonic_ms: tick,
+            wall_ms: tick,
+        };
+        node.tick(&mut io, now);
+        turns(&mut node, &mut io, &storage, 1);
+    }
+    let pre_vote = |from: u64, index: u64, commit: u64| {
+        let mut ask = Message::default();
+        ask.set_msg_type(MessageType::MsgRequestPreVote);
+        (ask.from, ask.to, ask.term) = (from, 1, 2);
+        (ask.index, ask.log_term) = (index, 1);
+        (ask.commit, ask.commit_term) = (commit, 1);
+        PeerMessage::Raft(Box::new(ask))
+    };
+    // Candidate 3 holds [1, 2] and knows both committed: refused, and its commit index taken.
+    node.peer_message(&mut io, 3, pre_vote(3, 2, 2));
     let raft = &node.replica().raw_node().raft;
-    assert_eq!(raft.leader_id, raft::INVALID_ID);
-    // Candidate 3, as up to date, asks for a pre-vote: granted.
+    assert_eq!((raft.raft_log.committed, raft.raft_log.applied), (2, 0));
+    assert_eq!(raft.leader_id, 2);
+    // The election times out before a ready cycle hands the change over: no campaign.
+    node.tick(
+        &mut io,
+        Now {
+            monotonic_ms: timeout as u64,
+            wall_ms: timeout as u64,
+        },
+    );
+    let raft = &node.replica().raw_node().raft;
+    assert_eq!(
+        raft.state,
+        raft::StateRole::Follower,
+        "raft refused to campaign"
+    );
+    assert_eq!(raft.leader_id, raft::INVALID_ID, "the leader is forgotten");
+    // Candidate 2, as up to date, asks for a pre-vote: granted (not "within the lease").
     io.sent.clear();
-    let mut ask = Message::default();
-    ask.set_msg_type(MessageType::MsgRequestPreVote);
-    ask.from = 3;
-    ask.to = 1;
-    ask.term = 2;
-    ask.index = 2;
-    ask.log_term = 1;
-    node.peer_message(&mut io, 3, PeerMessage::Raft(Box::new(ask)));
-    turns(&mut node, &mut io, &storage, 2);
+    node.peer_message(&mut io, 2, pre_vote(2, 3, 2));
+    turns(&mut node, &mut io, &storage, 1);
     let granted = io.sent.iter().any(|(to, m)| {
         matches!(m, PeerMessage::Raft(m)
-            if *to == 3 && m.get_msg_type() == MessageType::MsgRequestPreVoteResponse && !m.reject)
+            if *to == 2 && m.get_msg_type() == MessageType::MsgRequestPreVoteResponse && !m.reject)
     });
     assert!(granted, "{:?}", io.sent);
 }
