@@ -16,7 +16,10 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 #[derive(Args, Debug, Clone, Default)]
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
-    /// node_id, peers, cores, pin_cores, log_format, body_bytes_max, connections_max_per_core,
+    /// node_id, peers, cores, pin_cores, log_format, tokens, body_bytes_max,
+    /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
+    /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
+    /// body_bytes_budget_per_core,
     /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard,
     /// verify_slice_signatures).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -91,6 +94,13 @@ pub struct FileConfig {
     pub tokens: Option<PathBuf>,
     pub body_bytes_max: Option<usize>,
     pub connections_max_per_core: Option<usize>,
+    /// Client limits (docs/security.md has the table and the defaults).
+    pub connections_per_ip_max_per_core: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub body_rate_bytes_per_s_min: Option<u64>,
+    pub body_bytes_budget_per_core: Option<usize>,
     pub snapshot_interval_entries: Option<u64>,
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
@@ -145,6 +155,7 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     pub body_bytes_max: usize,
     pub connections_max_per_core: usize,
+    pub client_limits: ClientLimits,
     pub snapshot_interval_entries: u64,
     pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
@@ -159,6 +170,72 @@ pub struct NodeConfig {
 
 /// Upper bound on executors (bounds threads and per-core tables).
 pub const CORES_MAX: usize = 256;
+
+/// What bounds one client of the HTTP API (`aurigraph_api::http::limits`; the table with the
+/// defaults is in docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    pub connections_per_ip_max_per_core: usize,
+    pub idle_timeout_ms: u64,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub body_rate_bytes_per_s_min: u64,
+    pub body_bytes_budget_per_core: usize,
+}
+
+impl ClientLimits {
+    /// The file's keys over the defaults; every one must be at least 1 (and the body budget
+    /// must hold one body of `body_bytes_max`).
+    fn resolve(file: &FileConfig, body_bytes_max: usize) -> Result<ClientLimits, ConfigError> {
+        use crate::http::limits as l;
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        let limits = ClientLimits {
+            connections_per_ip_max_per_core: file
+                .connections_per_ip_max_per_core
+                .unwrap_or(l::DEFAULT_CONNECTIONS_PER_IP_MAX_PER_CORE),
+            idle_timeout_ms: file
+                .idle_timeout_ms
+                .unwrap_or(ms(crate::http::DEFAULT_IDLE_TIMEOUT)),
+            header_read_timeout_ms: file
+                .header_read_timeout_ms
+                .unwrap_or(ms(l::DEFAULT_HEADER_READ_TIMEOUT)),
+            body_read_timeout_ms: file
+                .body_read_timeout_ms
+                .unwrap_or(ms(l::DEFAULT_BODY_READ_TIMEOUT)),
+            body_rate_bytes_per_s_min: file
+                .body_rate_bytes_per_s_min
+                .unwrap_or(l::DEFAULT_BODY_RATE_BYTES_PER_S_MIN),
+            body_bytes_budget_per_core: file
+                .body_bytes_budget_per_core
+                .unwrap_or(l::DEFAULT_BODY_BYTES_BUDGET_PER_CORE),
+        };
+        let zero = [
+            (
+                "connections_per_ip_max_per_core",
+                limits.connections_per_ip_max_per_core as u64,
+            ),
+            ("idle_timeout_ms", limits.idle_timeout_ms),
+            ("header_read_timeout_ms", limits.header_read_timeout_ms),
+            ("body_read_timeout_ms", limits.body_read_timeout_ms),
+            (
+                "body_rate_bytes_per_s_min",
+                limits.body_rate_bytes_per_s_min,
+            ),
+        ]
+        .into_iter()
+        .find(|&(_, value)| value == 0);
+        if let Some((key, _)) = zero {
+            return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+        }
+        if limits.body_bytes_budget_per_core < body_bytes_max {
+            return Err(ConfigError::Invalid(format!(
+                "body_bytes_budget_per_core ({}) must hold one body of body_bytes_max ({body_bytes_max})",
+                limits.body_bytes_budget_per_core
+            )));
+        }
+        Ok(limits)
+    }
+}
 
 impl NodeConfig {
     pub fn resolve(args: &NodeArgs) -> Result<NodeConfig, ConfigError> {
@@ -241,6 +318,7 @@ impl NodeConfig {
                 "body_bytes_max {body_bytes_max}: must be at least 1024"
             )));
         }
+        let client_limits = ClientLimits::resolve(&file, body_bytes_max)?;
         for source in &file.beacon {
             source
                 .validate()
@@ -277,6 +355,7 @@ impl NodeConfig {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             body_bytes_max,
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
+            client_limits,
             snapshot_interval_entries: file.snapshot_interval_entries.unwrap_or(20_000).max(1),
             snapshot_piece_bytes,
             recent_transactions_per_shard,

@@ -13,10 +13,12 @@ pub enum TokenCommand {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
         /// What the token may do: `gateway` (gateway mode: submit for the custodial accounts
-        /// whose genesis allocation says `"controller": "gateway:NAME"`).
+        /// whose genesis allocation says `"controller": "gateway:NAME"`) or `admin` (membership
+        /// changes: `aurigraph validators --token-file`).
         #[arg(long, value_enum, default_value_t = RoleArg::Gateway)]
         role: RoleArg,
-        /// The gateway's name (1 to 64 characters of A-Z a-z 0-9 . _ -).
+        /// The gateway's name, or the operator's for an admin token (named in the audit log):
+        /// 1 to 64 characters of A-Z a-z 0-9 . _ -.
         #[arg(long, value_name = "NAME")]
         name: String,
     },
@@ -25,6 +27,7 @@ pub enum TokenCommand {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum RoleArg {
     Gateway,
+    Admin,
 }
 
 pub fn run(command: TokenCommand) -> Result<(), TokensError> {
@@ -32,12 +35,14 @@ pub fn run(command: TokenCommand) -> Result<(), TokensError> {
         TokenCommand::New { file, role, name } => {
             let role = match role {
                 RoleArg::Gateway => Role::Gateway,
+                RoleArg::Admin => Role::Admin,
             };
             let (token, entry) = new_token(role, &name)?;
             add_to_file(&file, entry)?;
             println!("{token}");
             eprintln!(
-                "aurigraph: token of gateway {name:?} added to {} (restart the nodes that read it)",
+                "aurigraph: {} token of {name:?} added to {} (restart the nodes that read it)",
+                role.as_str(),
                 file.display()
             );
             Ok(())

@@ -42,6 +42,15 @@ pub struct Nodes {
     /// HTTP base URLs of the cluster's validators (every shard's leader must be among them).
     #[arg(long, value_name = "URL,...", value_delimiter = ',', required = true)]
     pub nodes: Vec<String>,
+    /// A file holding an admin token (`aurigraph token new --role admin` prints one; every
+    /// validator's tokens file must list it).
+    #[arg(
+        long,
+        env = "AURIGRAPH_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        required = true
+    )]
+    pub token_file: std::path::PathBuf,
 }
 
 /// Runs the command.
@@ -55,5 +64,7 @@ pub fn run(command: ValidatorsCommand) -> Result<(), MembershipError> {
         ValidatorsCommand::Promote { id, nodes } => (MembershipStep::Promote { id }, nodes),
         ValidatorsCommand::Remove { id, nodes } => (MembershipStep::Remove { id }, nodes),
     };
-    membership::run(&step, &nodes.nodes)
+    let token = aurigraph_client::http::read_token_file(&nodes.token_file, "--token-file")
+        .map_err(MembershipError::Token)?;
+    membership::run(&step, &nodes.nodes, &token)
 }

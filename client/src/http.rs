@@ -506,6 +506,17 @@ pub fn normalize_base_url(url: &str) -> Result<String, UrlError> {
     Ok(url)
 }
 
+/// The bearer token a file holds (surrounding whitespace ignored), for `flag`'s messages.
+pub fn read_token_file(path: &std::path::Path, flag: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("{flag} {}: the file is empty", path.display()));
+    }
+    Ok(token.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,8 @@ pub enum MembershipStep {
 pub enum MembershipError {
     #[error(transparent)]
     Url(#[from] UrlError),
+    #[error("{0}")]
+    Token(String),
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(std::io::Error),
     #[error("not applied on every shard within {secs} s (applied on {applied:?}); last problem: {last_problem}")]
@@ -50,8 +52,12 @@ pub enum MembershipError {
 }
 
 /// Applies `step` through the validators at `nodes` (HTTP base URLs; every shard's leader must
-/// be among them). Builds its own tokio runtime: call it outside any runtime.
-pub fn run(step: &MembershipStep, nodes: &[String]) -> Result<(), MembershipError> {
+/// be among them), with `admin_token` (a token of role admin in the validators' tokens files). Builds its own tokio runtime: call it outside any runtime.
+pub fn run(
+    step: &MembershipStep,
+    nodes: &[String],
+    admin_token: &str,
+) -> Result<(), MembershipError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +70,7 @@ pub fn run(step: &MembershipStep, nodes: &[String]) -> Result<(), MembershipErro
         };
         let clients = nodes
             .iter()
-            .map(|url| Client::new(url))
+            .map(|url| Client::new(url).and_then(|c| c.with_bearer(admin_token)))
             .collect::<Result<Vec<_>, _>>()?;
         if action == "promote" {
             check_caught_up(&clients, id).await?;

@@ -44,6 +44,10 @@ pub struct Cluster {
     nodes: Vec<Member>,
     /// `proxies[i][j]`: node i's way to node j's peer port (`None` on the diagonal).
     proxies: Vec<Vec<Option<Proxy>>>,
+    /// The tokens file every node reads (`--tokens`): one admin token, kept in
+    /// [`Cluster::admin_token_file`] for `aurigraph validators --token-file`.
+    tokens_file: PathBuf,
+    pub admin_token_file: PathBuf,
     /// Last: released after the children are killed and the proxies stopped.
     _serial: MutexGuard<'static, ()>,
 }
@@ -107,6 +111,13 @@ impl Cluster {
         let genesis_path = dir.join("genesis.json");
         std::fs::write(&genesis_path, genesis.to_canonical_json(shards)).unwrap();
 
+        let tokens_file = dir.join("tokens.json");
+        let admin_token_file = dir.join("admin.token");
+        let (token, entry) =
+            aurigraph_wire::tokens::new_token(aurigraph_wire::tokens::Role::Admin, "tests")
+                .unwrap();
+        aurigraph_wire::tokens::add_to_file(&tokens_file, entry).unwrap();
+        std::fs::write(&admin_token_file, token).unwrap();
         let http: Vec<u16> = (0..n).map(|_| pick_ports(1)).collect();
         let peer: Vec<u16> = (0..n).map(|_| pick_ports(CORES)).collect();
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
@@ -156,6 +167,8 @@ impl Cluster {
                     loopback(peer[i]).to_string(),
                     "--peers".into(),
                     peers.join(","),
+                    "--tokens".into(),
+                    tokens_file.display().to_string(),
                 ]);
                 args.insert(0, "node".into());
                 Member {
@@ -175,6 +188,8 @@ impl Cluster {
             shards,
             nodes,
             proxies,
+            tokens_file,
+            admin_token_file,
             _serial: serial,
         };
         for i in 0..n {
@@ -351,6 +366,8 @@ impl Cluster {
             loopback(peer).to_string(),
             "--peers".into(),
             peers.join(","),
+            "--tokens".into(),
+            self.tokens_file.display().to_string(),
         ];
         self.nodes.push(Member {
             id,

@@ -578,6 +578,8 @@ fn validators_cli(cluster: &Cluster, args: &[String]) {
     let out = std::process::Command::new(aurigraph_bin())
         .arg("validators")
         .args(args)
+        .arg("--token-file")
+        .arg(&cluster.admin_token_file)
         .output()
         .unwrap();
     if !out.status.success() {

@@ -29,6 +29,19 @@ pub const TOKEN_CHARS_MAX: usize = 256;
 pub enum Role {
     /// Submits transfers for the custodial accounts of gateway `name` without signatures.
     Gateway,
+    /// Runs the node's administration endpoints (membership changes); `name` is the operator,
+    /// named in the audit log.
+    Admin,
+}
+
+impl Role {
+    /// The name the tokens file uses.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 /// One entry of the tokens file.

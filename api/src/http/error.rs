@@ -34,6 +34,8 @@ pub enum ErrorCode {
     InvalidBatch,
     /// 400: the request body could not be read.
     BodyReadFailed,
+    /// 408 with `Connection: close`: the request body came too slowly.
+    RequestTimeout,
     /// 413: the body is over the node's limit.
     PayloadTooLarge,
     /// 413: more transfers in one request than the node takes.
@@ -68,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the API description lists them.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -78,6 +80,7 @@ impl ErrorCode {
         ErrorCode::InvalidTxHash,
         ErrorCode::InvalidBatch,
         ErrorCode::BodyReadFailed,
+        ErrorCode::RequestTimeout,
         ErrorCode::PayloadTooLarge,
         ErrorCode::TooManyTransfers,
         ErrorCode::UnsupportedMediaType,
@@ -107,6 +110,7 @@ impl ErrorCode {
             ErrorCode::InvalidTxHash => "INVALID_TX_HASH",
             ErrorCode::InvalidBatch => "INVALID_BATCH",
             ErrorCode::BodyReadFailed => "BODY_READ_FAILED",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::TooManyTransfers => "TOO_MANY_TRANSFERS",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -139,6 +143,7 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::MembershipChangeRefused => StatusCode::CONFLICT,
@@ -227,6 +232,33 @@ impl ApiError {
             ErrorCode::PayloadTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
         )
+    }
+
+    /// The body came too slowly: 408, and the connection closes (its unread bytes would
+    /// otherwise be taken for the next request).
+    pub fn request_timeout(slow: &crate::http::limits::BodyTooSlow) -> ApiError {
+        ApiError {
+            close: true,
+            ..ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("{slow}: a body must arrive at the node's minimum rate (docs/security.md)"),
+            )
+        }
+    }
+
+    /// The bodies being read on this core hold the memory they may: 503, retry shortly.
+    pub fn bodies_over_budget(budget_bytes: usize) -> ApiError {
+        ApiError {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            close: true,
+            ..ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "the request bodies being read on this core hold the {budget_bytes} bytes they \
+                     may together; retry after {RETRY_AFTER_SECONDS} s"
+                ),
+            )
+        }
     }
 
     pub fn too_many_transfers(count: usize, max: usize) -> ApiError {

@@ -31,11 +31,26 @@ pub struct Activity {
     pub progress: Cell<u64>,
     /// Requests of this connection being handled now (HTTP/2 may have several).
     pub in_flight: Cell<usize>,
+    /// When the first byte of a request head not yet complete arrived (HTTP/1.1: read while
+    /// no request runs; cleared when the request begins).
+    pub head_since: Cell<Option<std::time::Instant>>,
+    /// Whether heads have a deadline on this connection (HTTP/1.1, not HTTP/2).
+    pub head_deadline_applies: Cell<bool>,
 }
 
 impl Activity {
     fn bump(&self) {
         self.progress.set(self.progress.get().wrapping_add(1));
+    }
+
+    /// Bytes arrived while no request runs: a request head has begun (if none had).
+    fn note_head_bytes(&self) {
+        if self.head_deadline_applies.get()
+            && self.in_flight.get() == 0
+            && self.head_since.get().is_none()
+        {
+            self.head_since.set(Some(std::time::Instant::now()));
+        }
     }
 }
 
@@ -118,6 +133,7 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for HyperIo<S> {
                 unsafe { buf.advance(n.min(want)) };
                 if n > 0 {
                     this.activity.bump();
+                    this.activity.note_head_bytes();
                 }
                 Poll::Ready(Ok(()))
             }

@@ -23,6 +23,7 @@
 pub mod error;
 pub mod in_flight;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -65,6 +66,14 @@ pub struct HttpSettings {
     /// A connection with no request running and no bytes moving for this long is closed
     /// (bounds idle keep-alive connections and clients that stall mid-request).
     pub idle_timeout: Duration,
+    /// Connections one client address may hold per core; more are accepted and closed.
+    pub connections_per_ip_max_per_core: usize,
+    /// A request head (HTTP/1.1) must be complete this long after its first byte.
+    pub header_read_timeout: Duration,
+    /// When a request's body is due ([`limits::BodyDeadline`]): late, 408 and closed.
+    pub body_deadline: limits::BodyDeadline,
+    /// What the bodies being read on one core may hold together; past it, 503 `OVERLOADED`.
+    pub body_bytes_budget_per_core: usize,
     pub node_id: u64,
     pub version: &'static str,
     /// Set to drain: stop accepting; running requests finish; new requests get 503.
@@ -95,6 +104,13 @@ impl HttpSettings {
             batch_transfers_max: BATCH_TRANSFERS_MAX,
             connections_max_per_core: DEFAULT_CONNECTIONS_MAX_PER_CORE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            connections_per_ip_max_per_core: limits::DEFAULT_CONNECTIONS_PER_IP_MAX_PER_CORE,
+            header_read_timeout: limits::DEFAULT_HEADER_READ_TIMEOUT,
+            body_deadline: limits::BodyDeadline {
+                grace: limits::DEFAULT_BODY_READ_TIMEOUT,
+                rate_bytes_per_s_min: limits::DEFAULT_BODY_RATE_BYTES_PER_S_MIN,
+            },
+            body_bytes_budget_per_core: limits::DEFAULT_BODY_BYTES_BUDGET_PER_CORE,
             node_id: 1,
             version: env!("CARGO_PKG_VERSION"),
             draining: Arc::new(AtomicBool::new(false)),

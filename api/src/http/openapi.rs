@@ -274,7 +274,10 @@ pub fn document(version: &str) -> Value {
         "components": {
             "schemas": Value::Object(schemas),
             "responses": error_responses(),
-            "securitySchemes": { "gatewayToken": { "type": "http", "scheme": "bearer", "description": "A gateway token: its SHA-256 is listed in the node's tokens file (--tokens)" } }
+            "securitySchemes": {
+                "gatewayToken": { "type": "http", "scheme": "bearer", "description": "A token of role gateway: its SHA-256 is listed in the node's tokens file (--tokens)" },
+                "adminToken": { "type": "http", "scheme": "bearer", "description": "A token of role admin: its SHA-256 is listed in the node's tokens file (--tokens)" }
+            }
         }
     })
 }

@@ -2,12 +2,14 @@
 //! (HTTP/1.1 keep-alive or HTTP/2) per accepted socket, with an idle watchdog.
 
 use super::io::{Activity, HyperIo, LocalExec};
+use super::limits::{ClientConnections, WatchedBody};
 use super::metrics::SAMPLE_PERIOD;
 use super::routes::{self, Backend, Ctx};
 use super::HttpSettings;
 use aurigraph_engine::runtime::Engine;
 use futures::future::{select, Either};
 use glommio::net::{TcpListener, TcpStream};
+use hyper::body::Incoming;
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::io;
@@ -16,7 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often an accept loop looks at `draining` while no connection arrives.
 pub const DRAIN_POLL: Duration = Duration::from_millis(100);
@@ -116,14 +118,13 @@ async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, setting
         .detach();
     }
     let limit = settings.connections_max_per_core.max(1);
+    let per_client_limit = settings.connections_per_ip_max_per_core.max(1);
+    let clients = Rc::new(ClientConnections::default());
     let draining = settings.draining.clone();
-    let ctx = Rc::new(Ctx {
-        core,
-        backend,
-        settings,
-    });
+    let ctx = Rc::new(Ctx::new(core, backend, settings));
     let open = Rc::new(Cell::new(0usize));
     let mut refused: u64 = 0;
+    let mut refused_clients: u64 = 0;
     // One accept stays pending across the drain polls: dropping an accept that the kernel may
     // be completing could lose a connection, so it is only dropped when the loop ends.
     let mut accept = Box::pin(listener.accept());
@@ -167,11 +168,32 @@ async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, setting
             drop(stream);
             continue;
         }
+        let client = match stream.peer_addr() {
+            Ok(peer) => match clients.admit(peer.ip(), per_client_limit) {
+                Some(client) => Some(client),
+                None => {
+                    refused_clients += 1;
+                    if refused_clients.is_power_of_two() {
+                        tracing::warn!(
+                            core,
+                            client = %peer.ip(),
+                            per_client_limit,
+                            refused_clients,
+                            "a client address holds its connection limit: closing its new connections"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+            },
+            // A socket already reset by its peer: served (and ended) as any other.
+            Err(_) => None,
+        };
         open.set(open.get() + 1);
         let guard = OpenGuard(open.clone());
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
-            let _guard = guard;
+            let _guards = (guard, client);
             connection(ctx, stream).await;
         })
         .detach();
@@ -179,31 +201,55 @@ async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, setting
     tracing::debug!(core, "HTTP accept loop stopped (draining)");
 }
 
-/// Serves one connection until it closes, fails, or idles past `idle_timeout`.
+/// Serves one connection until it closes, fails, idles past `idle_timeout`, or (HTTP/1.1)
+/// takes longer than `header_read_timeout` to send a request head.
 async fn connection<B: Backend>(ctx: Rc<Ctx<B>>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let activity = Rc::new(Activity::default());
-    let idle = ctx.settings.idle_timeout;
+    let deadlines = Deadlines {
+        idle: ctx.settings.idle_timeout,
+        head: ctx.settings.header_read_timeout,
+    };
     let served = pin!(serve_connection(ctx, stream, activity.clone()));
-    let watchdog = pin!(watchdog(activity, idle));
+    let watchdog = pin!(watchdog(activity, deadlines));
     match select(served, watchdog).await {
         Either::Left((Err(error), _)) => tracing::debug!(%error, "connection ended with an error"),
         Either::Left((Ok(()), _)) => {}
-        Either::Right(((), _)) => tracing::debug!("idle connection closed"),
+        Either::Right((why, _)) => tracing::debug!(why, "connection closed"),
     }
 }
 
-/// Completes when the connection made no progress for a whole `idle` period while no request
-/// of it was running (so it fires after `idle` to `2 * idle` of idleness).
-async fn watchdog(activity: Rc<Activity>, idle: Duration) {
+/// How long a connection may idle, and take to send a request head.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    idle: Duration,
+    head: Duration,
+}
+
+/// How often a connection's watchdog looks (its deadlines fire up to this late).
+const WATCHDOG_TICK: Duration = Duration::from_millis(500);
+
+/// Completes, saying why, when the connection made no progress for `idle` while no request of
+/// it was running, or when a request head started (HTTP/1.1) and is still not complete after
+/// `head`. A running request is bounded by its own deadlines (the body's: `WatchedBody`).
+async fn watchdog(activity: Rc<Activity>, deadlines: Deadlines) -> &'static str {
     let mut seen = activity.progress.get();
+    let mut quiet_since = Instant::now();
     loop {
-        glommio::timer::sleep(idle).await;
-        let now = activity.progress.get();
-        if now == seen && activity.in_flight.get() == 0 {
-            return;
+        glommio::timer::sleep(WATCHDOG_TICK.min(deadlines.idle)).await;
+        let now = Instant::now();
+        let progress = activity.progress.get();
+        if progress != seen || activity.in_flight.get() > 0 {
+            seen = progress;
+            quiet_since = now;
+        } else if now - quiet_since >= deadlines.idle {
+            return "idle";
         }
-        seen = now;
+        let head_started = activity.head_since.get();
+        if activity.in_flight.get() == 0 && head_started.is_some_and(|t| now - t >= deadlines.head)
+        {
+            return "request head not complete within header_read_timeout";
+        }
     }
 }
 
@@ -213,6 +259,7 @@ struct RequestGuard(Rc<Activity>);
 impl RequestGuard {
     fn enter(activity: &Rc<Activity>) -> RequestGuard {
         activity.in_flight.set(activity.in_flight.get() + 1);
+        activity.head_since.set(None); // the head is complete: the request began
         RequestGuard(activity.clone())
     }
 }
@@ -232,9 +279,13 @@ async fn serve_connection<B: Backend>(
 ) -> Result<(), BoxError> {
     let mut io = HyperIo::new(stream, activity.clone());
     let h2 = io.sniff_h2_preface().await?;
-    let service = hyper::service::service_fn(move |request| {
+    // HTTP/2 frames its own requests (and pings an idle connection): no head deadline there.
+    activity.head_deadline_applies.set(!h2);
+    let body_deadline = ctx.settings.body_deadline;
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let ctx = ctx.clone();
         let guard = RequestGuard::enter(&activity);
+        let request = request.map(|body| WatchedBody::new(body, body_deadline));
         async move {
             let response = routes::handle(&ctx, request).await;
             drop(guard);

@@ -537,22 +537,9 @@ pub fn run(
     Ok(())
 }
 
-/// The gateway token in `path` (the file holds the token, surrounding whitespace ignored).
+/// The gateway token in `path`.
 fn read_token(path: &Path) -> Result<String, BenchError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(format!(
-            "--gateway-token-file {}: cannot read it: {e}",
-            path.display()
-        ))
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(invalid(format!(
-            "--gateway-token-file {}: the file is empty",
-            path.display()
-        )));
-    }
-    Ok(token.to_string())
+    crate::http::read_token_file(path, "--gateway-token-file").map_err(invalid)
 }
 
 /// A fresh directory under the system's temporary directory.

@@ -1,11 +1,13 @@
 //! `POST /api/v11/admin/validators`: membership changes, run by `aurigraph validators`.
 
-use super::request::read_body;
+use super::auth::require_role;
+use super::request::{content_type, is_json, read_body};
 use super::response::json_response;
 use super::{Answer, Backend, Ctx, RequestBody};
 use crate::http::error::ApiError;
 use crate::http::openapi::{error, json_content};
 use aurigraph_engine::replica::SubmitError;
+use aurigraph_engine::tokens::Role;
 use aurigraph_engine::ConfChangeType;
 use aurigraph_engine::SubmitFailure;
 use hyper::{Request, StatusCode};
@@ -25,7 +27,22 @@ pub async fn validators<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Reque
         #[serde(default)]
         peer_addr: Option<String>,
     }
-    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    // An admin token first: nothing else about the request is looked at without one. Then
+    // JSON only — a browser sends a cross-site form or text/plain POST without asking, never
+    // an application/json one.
+    let admin = require_role(ctx, &request, Role::Admin).inspect_err(|e| {
+        tracing::warn!(target: "audit", action = "membership", result = e.code.as_str(), "refused: {}", e.message);
+    })?;
+    match content_type(&request)? {
+        Some(media) if is_json(&media) => {}
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other.as_deref().unwrap_or("none"),
+                "application/json",
+            ))
+        }
+    }
+    let body = read_body(ctx, request).await?;
     let m: MembershipJson = serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let bad = |message: String| ApiError::invalid(message);
     if m.node_id == 0 {
@@ -53,7 +70,10 @@ pub async fn validators<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Reque
     let results = ctx
         .backend
         .change_membership(vec![(change, m.node_id)], peer_addr)
-        .await?;
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(target: "audit", who = %admin.name, action = %m.action, node_id = m.node_id, result = "ENGINE_FAILURE", "membership change failed: {e}");
+        })?;
     let shards: Vec<Value> = results
         .into_iter()
         .map(|(shard, result)| match result {
@@ -67,6 +87,7 @@ pub async fn validators<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Reque
             }
         })
         .collect();
+    tracing::info!(target: "audit", who = %admin.name, action = %m.action, node_id = m.node_id, shards = %serde_json::Value::Array(shards.clone()), "membership change");
     Ok(json_response(
         StatusCode::OK,
         &json!({ "action": m.action, "nodeId": m.node_id, "shards": shards }),
@@ -76,7 +97,7 @@ pub async fn validators<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Reque
 pub fn validators_doc() -> Value {
     json!({
         "summary": "Membership change (admin)",
-        "description": "One membership step on every shard this validator leads: add-learner (with the new validator's peerAddr), promote (learner to voter), remove. raft-rs ConfChangeV2 (joint consensus when several changes go together). Answers per shard APPLIED (log index), NOT_LEADER (leader id: run it there), REFUSED or RETRY; `aurigraph validators` runs it over every validator until all shards applied. Unauthenticated: expose the HTTP port to operators only.",
+        "description": "One membership step on every shard this validator leads: add-learner (with the new validator's peerAddr), promote (learner to voter), remove. raft-rs ConfChangeV2 (joint consensus when several changes go together). Answers per shard APPLIED (log index), NOT_LEADER (leader id: run it there), REFUSED or RETRY; `aurigraph validators` runs it over every validator until all shards applied. Needs Authorization: Bearer <token> of a token with role admin (401 without a valid token, 403 for a token of another role) and Content-Type: application/json (415 otherwise: a browser's cross-site form or text/plain POST is refused before anything is read); every call is an audit log line (target audit: who, what, result).",
         "requestBody": { "required": true, "content": json_content(json!({
             "type": "object", "required": ["action", "nodeId"],
             "properties": {
@@ -85,6 +106,7 @@ pub fn validators_doc() -> Value {
                 "peerAddr": { "type": "string", "description": "IP:PORT, the new validator's base peer address (add-learner)" }
             }
         })) },
-        "responses": { "200": { "description": "Per-shard results", "content": json_content(json!({ "type": "object" })) }, "400": error("BadRequest"), "503": error("Unavailable") }
+        "security": [{ "adminToken": [] }],
+        "responses": { "200": { "description": "Per-shard results", "content": json_content(json!({ "type": "object" })) }, "400": error("BadRequest"), "401": error("Unauthorized"), "403": error("Forbidden"), "415": error("UnsupportedMediaType"), "503": error("Unavailable") }
     })
 }

@@ -5,10 +5,12 @@
 //!
 //! One module per kind of endpoint: [`transactions`], [`accounts`], [`blocks`], [`consensus`]
 //! (and validators), [`admin`], [`quantum`] (randomness), [`node`] (health, info, figures,
-//! metrics, this API's description); [`request`] reads requests, [`response`] writes answers.
+//! metrics, this API's description); [`request`] reads requests, [`auth`] says who sends
+//! them, [`response`] writes answers.
 
 pub mod accounts;
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod blocks;
 pub mod consensus;
@@ -41,6 +43,20 @@ pub struct Ctx<B> {
     pub core: usize,
     pub backend: B,
     pub settings: HttpSettings,
+    /// The memory this core's request bodies hold while they are read.
+    pub bodies: crate::http::limits::BodyBudget,
+}
+
+impl<B> Ctx<B> {
+    pub fn new(core: usize, backend: B, settings: HttpSettings) -> Ctx<B> {
+        let bodies = crate::http::limits::BodyBudget::new(settings.body_bytes_budget_per_core);
+        Ctx {
+            core,
+            backend,
+            settings,
+            bodies,
+        }
+    }
 }
 
 pub type HttpResponse = Response<Full<Bytes>>;

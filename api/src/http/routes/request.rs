@@ -1,7 +1,8 @@
 //! Reading requests: media types, query parameters, bodies within the size limit.
 
-use super::RequestBody;
+use super::{Ctx, RequestBody};
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::limits::BodyTooSlow;
 use crate::http::types::RESULTS_MEDIA_TYPE;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
@@ -66,12 +67,16 @@ pub fn wait_param<T>(request: &Request<T>) -> Result<bool, ApiError> {
     Ok(wait)
 }
 
-/// Reads the whole body, refusing more than `limit` bytes: first by `Content-Length`, then
-/// while reading (`Limited`, for chunked bodies and lying lengths).
-pub async fn read_body<T: RequestBody>(
+/// Reads the whole body, refusing more than the node's `body_bytes_max`: first by
+/// `Content-Length`, then while reading (`Limited`, for chunked bodies and lying lengths). The
+/// body grows as its bytes arrive, within the core's budget for bodies being read (503
+/// `OVERLOADED` past it); one that comes too slowly ([`crate::http::limits::BodyTooSlow`]) is
+/// 408 `REQUEST_TIMEOUT` and closes the connection.
+pub async fn read_body<B, T: RequestBody>(
+    ctx: &Ctx<B>,
     request: Request<T>,
-    limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
+    let limit = ctx.settings.body_bytes_max;
     let declared = match request.headers().get(CONTENT_LENGTH) {
         Some(v) => Some(
             v.to_str()
@@ -85,13 +90,15 @@ pub async fn read_body<T: RequestBody>(
         return Err(ApiError::payload_too_large(limit));
     }
     let mut body = std::pin::pin!(Limited::new(request.into_body(), limit));
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut bytes = ctx.bodies.body(declared);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
                 ApiError::payload_too_large(limit)
+            } else if let Some(slow) = e.downcast_ref::<BodyTooSlow>() {
+                ApiError::request_timeout(slow)
             } else {
                 ApiError::new(
                     ErrorCode::BodyReadFailed,
@@ -100,10 +107,12 @@ pub async fn read_body<T: RequestBody>(
             }
         })?;
         if let Ok(data) = frame.into_data() {
-            bytes.extend_from_slice(&data);
+            bytes.extend(&data).map_err(|_| {
+                ApiError::bodies_over_budget(ctx.settings.body_bytes_budget_per_core)
+            })?;
         }
     }
-    Ok(bytes)
+    Ok(bytes.into_bytes())
 }
 
 /// `?name=N` as an integer in `min..=max` (`default` when absent); 400 otherwise.

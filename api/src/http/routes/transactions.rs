@@ -1,6 +1,7 @@
 //! Transfers: `POST /api/v11/transactions` (one, JSON), `POST /api/v11/transactions/batch`
 //! (JSON or the binary batch; JSON or compact results), `GET /api/v11/transactions/{txHash}`.
 
+use super::auth::require_role;
 use super::request::{content_type, is_json, read_body, wait_param, wants_compact};
 use super::response::{
     bytes_response, json_response, BatchOut, OutcomeOut, PendingBatchOut, PendingOut,
@@ -17,7 +18,7 @@ use aurigraph_engine::record::{Record, RECORD_BYTES};
 use aurigraph_engine::replica::TxStatus;
 use aurigraph_engine::runtime::GatewayId;
 use aurigraph_engine::shard_of;
-use aurigraph_engine::tokens::Principal;
+use aurigraph_engine::tokens::Role;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -30,7 +31,7 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
         Some(media) => return Err(ApiError::unsupported_media_type(&media, "application/json")),
     }
     let wait = wait_param(&request)?;
-    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let body = read_body(ctx, request).await?;
     let transfer: TransferJson =
         serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let record = transfer.to_record(ctx.backend.chain_id(), None)?;
@@ -67,7 +68,7 @@ pub async fn submit_gateway_batch<B: Backend, T: RequestBody>(
     ctx: &Ctx<B>,
     request: Request<T>,
 ) -> Answer {
-    let principal = bearer_principal(ctx, &request)?;
+    let principal = require_role(ctx, &request, Role::Gateway)?;
     let Some(gateway) = ctx.backend.gateway(&principal.name) else {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -78,31 +79,6 @@ pub async fn submit_gateway_batch<B: Backend, T: RequestBody>(
         ));
     };
     submit_batch_as(ctx, request, Some(gateway)).await
-}
-
-/// Who the request's `Authorization: Bearer` token belongs to (401 without a valid one).
-fn bearer_principal<B, T>(ctx: &Ctx<B>, request: &Request<T>) -> Result<Principal, ApiError> {
-    let unauthorized = |message: &str| ApiError::new(ErrorCode::Unauthorized, message);
-    let header = request
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("this endpoint needs Authorization: Bearer <gateway token>"))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
-    if ctx.settings.tokens.is_empty() {
-        return Err(unauthorized(
-            "gateway mode is off on this node: it was started without a tokens file (--tokens)",
-        ));
-    }
-    ctx.settings
-        .tokens
-        .authenticate(token)
-        .cloned()
-        .ok_or_else(|| unauthorized("the token is not one this node accepts"))
 }
 
 async fn submit_batch_as<B: Backend, T: RequestBody>(
@@ -124,7 +100,7 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
     let wait = wait_param(&request)?;
     let compact = wants_compact(&request);
     let max = ctx.settings.batch_transfers_max;
-    let body = read_body(request, ctx.settings.body_bytes_max).await?;
+    let body = read_body(ctx, request).await?;
     let records = if binary {
         decode_binary_batch(&body, max)?
     } else {

@@ -1,5 +1,6 @@
 //! The endpoints against a fake ledger ([`Fake`]), through [`handle`] as the server calls it.
 
+mod admin;
 mod node;
 mod quantum;
 mod reads;
@@ -38,6 +39,8 @@ pub(crate) struct Fake {
     /// On whose behalf each submission came (gateway mode).
     submitted_as: Rc<RefCell<Vec<Option<GatewayId>>>>,
     fail: Rc<RefCell<Option<SubmitFailure>>>,
+    /// Membership changes asked for.
+    membership_changes: Rc<RefCell<Vec<(ConfChangeType, u64)>>>,
     no_leader: bool,
     stopped: bool,
 }
@@ -194,6 +197,7 @@ impl Backend for Fake {
     ) -> Result<MembershipResults, EngineError> {
         // Shard 0 is led here, shard 1 elsewhere.
         assert_eq!(changes.len(), 1);
+        self.membership_changes.borrow_mut().extend(&changes);
         Ok(vec![
             (0, Ok(42)),
             (
@@ -220,11 +224,7 @@ fn ctx(fake: Fake) -> Ctx<Fake> {
     settings.version = "test";
     settings.batch_transfers_max = 3;
     settings.body_bytes_max = 4096;
-    Ctx {
-        core: 0,
-        backend: fake,
-        settings,
-    }
+    Ctx::new(0, fake, settings)
 }
 
 fn request(

@@ -1,0 +1,337 @@
+//! What bounds a client: the deadlines of a request's head and body, the memory all request
+//! bodies of a core may hold together, and the connections one client address may hold. The
+//! defaults and what each answers are in `docs/security.md`.
+//!
+//! The rules, and why:
+//! - A request head must be complete within `header_read_timeout` of its first byte (HTTP/1.1;
+//!   a slow head otherwise keeps a connection for as long as its bytes trickle).
+//! - A body must arrive at `body_rate_bytes_per_s_min` on average once `body_read_timeout` has
+//!   passed: the n-th byte is due by `start + body_read_timeout + n / rate`. Late: 408
+//!   `REQUEST_TIMEOUT` and the connection is closed. A request whose body stalls is not "being
+//!   worked on", so nothing else would ever end it.
+//! - Bodies grow as their bytes arrive (never from a declared `Content-Length`), and what the
+//!   bodies being read on a core hold together stays within `body_bytes_budget_per_core`: past
+//!   it, 503 `OVERLOADED` with `Retry-After` instead of memory the host does not have.
+//! - One client address holds at most `connections_per_ip_max_per_core` connections per core;
+//!   more are accepted and closed at once (as beyond `connections_max_per_core`).
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Default: a request head must be complete this long after its first byte.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default grace before a body's minimum rate applies.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default minimum average rate of a body after the grace (64 KiB/s).
+pub const DEFAULT_BODY_RATE_BYTES_PER_S_MIN: u64 = 64 * 1024;
+/// Default memory for the bodies being read on one core, together (256 MiB: 23 full binary
+/// batches of 65,536 transfers at once).
+pub const DEFAULT_BODY_BYTES_BUDGET_PER_CORE: usize = 256 << 20;
+/// Default connections one client address may hold on one core.
+pub const DEFAULT_CONNECTIONS_PER_IP_MAX_PER_CORE: usize = 512;
+/// A body's first allocation at most, whatever length it declares.
+const BODY_FIRST_ALLOCATION_BYTES_MAX: usize = 64 * 1024;
+
+/// The deadlines of a body: its n-th byte is due `grace + n / rate` after the request began.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyDeadline {
+    pub grace: Duration,
+    pub rate_bytes_per_s_min: u64,
+}
+
+impl BodyDeadline {
+    /// When the byte after the first `received` ones is due.
+    pub fn due(&self, start: Instant, received: u64) -> Instant {
+        let rate = self.rate_bytes_per_s_min.max(1);
+        let allowance = Duration::from_secs_f64(received as f64 / rate as f64);
+        start + self.grace + allowance
+    }
+}
+
+/// The error a [`WatchedBody`] ends with when its next byte is overdue.
+#[derive(Debug)]
+pub struct BodyTooSlow {
+    pub received_bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for BodyTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body came too slowly ({} bytes in {:.1} s)",
+            self.received_bytes,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyTooSlow {}
+
+/// A request body (hyper's) that ends with [`BodyTooSlow`] once its next byte is overdue
+/// ([`BodyDeadline`]). Runs on the connection's glommio executor (its timer is glommio's).
+pub struct WatchedBody {
+    inner: Incoming,
+    deadline: BodyDeadline,
+    start: Instant,
+    received_bytes: u64,
+    timer: Option<glommio::timer::Timer>,
+}
+
+impl WatchedBody {
+    pub fn new(inner: Incoming, deadline: BodyDeadline) -> WatchedBody {
+        WatchedBody {
+            inner,
+            deadline,
+            start: Instant::now(),
+            received_bytes: 0,
+            timer: None,
+        }
+    }
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received_bytes += data.len() as u64;
+                    this.timer = None; // the next byte's deadline is later
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        let due = this.deadline.due(this.start, this.received_bytes);
+        let timer = this.timer.get_or_insert_with(|| {
+            glommio::timer::Timer::new(due.saturating_duration_since(Instant::now()))
+        });
+        match Pin::new(timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Err(Box::new(BodyTooSlow {
+                received_bytes: this.received_bytes,
+                elapsed: this.start.elapsed(),
+            })))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The memory the bodies being read on one core hold together (one per core: single-threaded).
+#[derive(Debug)]
+pub struct BodyBudget {
+    held_bytes: Cell<usize>,
+    max_bytes: usize,
+}
+
+impl BodyBudget {
+    pub fn new(max_bytes: usize) -> BodyBudget {
+        BodyBudget {
+            held_bytes: Cell::new(0),
+            max_bytes,
+        }
+    }
+
+    /// What the bodies being read hold now.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.get()
+    }
+
+    /// A body to fill within this budget.
+    pub fn body(&self, declared_bytes: Option<u64>) -> BudgetedBody<'_> {
+        BudgetedBody {
+            budget: self,
+            bytes: Vec::new(),
+            declared_bytes: declared_bytes.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+}
+
+/// A body being read, whose allocation counts against its core's [`BodyBudget`] until it is
+/// taken ([`BudgetedBody::into_bytes`]) or dropped.
+pub struct BudgetedBody<'a> {
+    budget: &'a BodyBudget,
+    bytes: Vec<u8>,
+    declared_bytes: Option<usize>,
+}
+
+/// The core's body budget is spent.
+#[derive(Debug)]
+pub struct OverBudget;
+
+impl BudgetedBody<'_> {
+    /// Appends `data`, growing the allocation (at most to the declared length, when there is
+    /// one) only as bytes arrive.
+    pub fn extend(&mut self, data: &[u8]) -> Result<(), OverBudget> {
+        let needed = self.bytes.len() + data.len();
+        let capacity = self.bytes.capacity();
+        if needed > capacity {
+            let doubled = capacity
+                .saturating_mul(2)
+                .max(BODY_FIRST_ALLOCATION_BYTES_MAX);
+            let target = match self.declared_bytes {
+                Some(declared) => doubled.min(declared).max(needed),
+                None => doubled.max(needed),
+            };
+            let grow = target - capacity;
+            let held = self.budget.held_bytes.get();
+            if held + grow > self.budget.max_bytes {
+                return Err(OverBudget);
+            }
+            self.bytes.reserve_exact(target - self.bytes.len());
+            let grown = self.bytes.capacity() - capacity;
+            self.budget.held_bytes.set(held + grown);
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The bytes, no longer counted (the request is being worked on now).
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        let bytes = std::mem::take(&mut self.bytes);
+        let held = self.budget.held_bytes.get();
+        self.budget.held_bytes.set(held - bytes.capacity());
+        bytes
+    }
+}
+
+impl Drop for BudgetedBody<'_> {
+    fn drop(&mut self) {
+        let held = self.budget.held_bytes.get();
+        let capacity = self.bytes.capacity();
+        assert!(capacity <= held, "a body holds more than its budget counts");
+        self.budget.held_bytes.set(held - capacity);
+    }
+}
+
+/// Connections per client address on one core.
+#[derive(Debug, Default)]
+pub struct ClientConnections {
+    open: RefCell<HashMap<IpAddr, usize>>,
+}
+
+impl ClientConnections {
+    /// Counts a connection of `ip` unless it already holds `max`; the guard uncounts it.
+    pub fn admit(self: &Rc<Self>, ip: IpAddr, max: usize) -> Option<ClientGuard> {
+        let mut open = self.open.borrow_mut();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientGuard {
+            clients: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections `ip` holds now.
+    pub fn open(&self, ip: IpAddr) -> usize {
+        self.open.borrow().get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// Uncounts a connection when it ends.
+pub struct ClientGuard {
+    clients: Rc<ClientConnections>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.borrow_mut();
+        let count = open.get_mut(&self.ip).expect("a counted client");
+        *count -= 1;
+        if *count == 0 {
+            open.remove(&self.ip); // the map holds only clients with connections
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_grows_as_it_arrives_not_as_it_declares() {
+        let budget = BodyBudget::new(1 << 20);
+        let mut body = budget.body(Some(16_000_000));
+        assert_eq!(budget.held_bytes(), 0, "nothing for a declared length");
+        body.extend(&[1; 10]).unwrap();
+        assert!(budget.held_bytes() <= BODY_FIRST_ALLOCATION_BYTES_MAX);
+        drop(body);
+        assert_eq!(budget.held_bytes(), 0);
+    }
+
+    #[test]
+    fn bodies_over_the_cores_budget_are_refused_and_a_taken_body_is_uncounted() {
+        let budget = BodyBudget::new(200 * 1024);
+        let mut first = budget.body(None);
+        first.extend(&vec![0; 150 * 1024]).unwrap();
+        let mut second = budget.body(None);
+        assert!(second.extend(&vec![0; 100 * 1024]).is_err(), "over budget");
+        let bytes = first.into_bytes();
+        assert_eq!(bytes.len(), 150 * 1024);
+        assert_eq!(budget.held_bytes(), 0);
+        second.extend(&vec![0; 100 * 1024]).unwrap();
+    }
+
+    #[test]
+    fn a_body_never_allocates_past_its_declared_length() {
+        let budget = BodyBudget::new(1 << 20);
+        let mut body = budget.body(Some(100_000));
+        for _ in 0..10 {
+            body.extend(&[7; 10_000]).unwrap();
+        }
+        assert_eq!(budget.held_bytes(), 100_000);
+        assert_eq!(body.into_bytes().capacity(), 100_000);
+    }
+
+    #[test]
+    fn a_client_address_holds_at_most_its_connections() {
+        let clients = Rc::new(ClientConnections::default());
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let first = clients.admit(ip, 2).unwrap();
+        let _second = clients.admit(ip, 2).unwrap();
+        assert!(clients.admit(ip, 2).is_none());
+        assert!(clients.admit("127.0.0.3".parse().unwrap(), 2).is_some());
+        drop(first);
+        assert_eq!(clients.open(ip), 1);
+        assert!(clients.admit(ip, 2).is_some());
+    }
+
+    #[test]
+    fn a_bodys_deadline_moves_with_the_bytes_that_arrived() {
+        let deadline = BodyDeadline {
+            grace: Duration::from_secs(10),
+            rate_bytes_per_s_min: 1000,
+        };
+        let start = Instant::now();
+        assert_eq!(deadline.due(start, 0), start + Duration::from_secs(10));
+        assert_eq!(deadline.due(start, 5000), start + Duration::from_secs(15));
+    }
+}

@@ -1,0 +1,134 @@
+//! The admin endpoint: an admin token, JSON only, nothing changed otherwise.
+
+use super::*;
+use aurigraph_engine::tokens::{new_token, Role, Tokens};
+
+fn membership_post(
+    content_type: Option<&str>,
+    authorization: Option<&str>,
+) -> Request<Full<Bytes>> {
+    let body = json!({ "action": "remove", "nodeId": 3 }).to_string();
+    let mut req = request("POST", "/api/v11/admin/validators", content_type, body);
+    if let Some(value) = authorization {
+        req.headers_mut().insert(
+            hyper::header::AUTHORIZATION,
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    req
+}
+
+#[test]
+fn membership_changes_need_an_admin_token_and_json() {
+    let (admin, admin_entry) = new_token(Role::Admin, "ops").unwrap();
+    let (gateway, gateway_entry) = new_token(Role::Gateway, "acme").unwrap();
+    let fake = Fake::default();
+    let mut c = ctx(fake.clone());
+    let bearer = |token: &str| format!("Bearer {token}");
+    // A node without a tokens file takes no admin call.
+    let (status, v) = call_json(
+        &c,
+        membership_post(Some("application/json"), Some(&bearer(&admin))),
+    );
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--role admin"),
+        "{v}"
+    );
+    let file = json!({ "tokens": [admin_entry, gateway_entry] }).to_string();
+    c.settings.tokens = Arc::new(Tokens::from_json(&file).unwrap());
+    let refused = [
+        // A browser's cross-site POST: no token, text/plain.
+        (
+            Some("text/plain"),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            Some("application/json"),
+            Some("Bearer wrong".to_string()),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            Some("application/json"),
+            Some(bearer(&gateway)),
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        // The right token, but not JSON (a form or text/plain body).
+        (
+            Some("text/plain"),
+            Some(bearer(&admin)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            Some("application/x-www-form-urlencoded"),
+            Some(bearer(&admin)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            None,
+            Some(bearer(&admin)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ];
+    for (media, authorization, want_status, want_code) in refused {
+        let (status, v) = call_json(&c, membership_post(media, authorization.as_deref()));
+        assert_eq!(
+            (status, error_code(&v)),
+            (want_status, want_code),
+            "{media:?} {authorization:?}: {v}"
+        );
+    }
+    assert!(
+        fake.membership_changes.borrow().is_empty(),
+        "nothing changed"
+    );
+    let (status, v) = call_json(
+        &c,
+        membership_post(Some("application/json"), Some(&bearer(&admin))),
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["shards"][0]["status"], "APPLIED");
+    assert_eq!(
+        *fake.membership_changes.borrow(),
+        vec![(ConfChangeType::RemoveNode, 3)]
+    );
+}
+
+#[test]
+fn a_gateway_endpoint_refuses_an_admin_token() {
+    let (admin, admin_entry) = new_token(Role::Admin, "ops").unwrap();
+    let fake = Fake::default();
+    let mut c = ctx(fake.clone());
+    let file = json!({ "tokens": [admin_entry] }).to_string();
+    c.settings.tokens = Arc::new(Tokens::from_json(&file).unwrap());
+    let mut req = request(
+        "POST",
+        "/api/v11/gateway/transactions/batch",
+        Some(BATCH_MEDIA_TYPE),
+        encode_batch(&[signed(1, 10)]),
+    );
+    req.headers_mut().insert(
+        hyper::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {admin}")).unwrap(),
+    );
+    let (status, v) = call_json(&c, req);
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::FORBIDDEN, "FORBIDDEN"),
+        "{v}"
+    );
+    assert!(fake.submitted.borrow().is_empty());
+}
