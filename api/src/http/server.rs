@@ -246,8 +246,8 @@ async fn watchdog(activity: Rc<Activity>, deadlines: Deadlines) -> &'static str 
             return "idle";
         }
         let head_started = activity.head_since.get();
-        if activity.in_flight.get() == 0 && head_started.is_some_and(|t| now - t >= deadlines.head)
-        {
+        let head_late = head_started.is_some_and(|t| now - t >= deadlines.head);
+        if activity.in_flight.get() == 0 && head_late {
             return "request head not complete within header_read_timeout";
         }
     }
@@ -277,10 +277,16 @@ async fn serve_connection<B: Backend>(
     stream: TcpStream,
     activity: Rc<Activity>,
 ) -> Result<(), BoxError> {
+    // The first request's head is due from the connection's start (a connection that sends
+    // nothing is cut off as one that sends a head too slowly). HTTP/2 frames its own requests
+    // (and pings an idle connection): no head deadline there.
+    activity.head_since.set(Some(Instant::now()));
     let mut io = HyperIo::new(stream, activity.clone());
     let h2 = io.sniff_h2_preface().await?;
-    // HTTP/2 frames its own requests (and pings an idle connection): no head deadline there.
     activity.head_deadline_applies.set(!h2);
+    if h2 {
+        activity.head_since.set(None);
+    }
     let body_deadline = ctx.settings.body_deadline;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let ctx = ctx.clone();
@@ -490,6 +496,119 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         assert!(matches!(silent.read(&mut buf), Ok(0)));
+        settings.draining.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+    }
+
+    /// Reads from `stream` until it closes (or 5 s pass); what it read.
+    fn read_to_close(stream: &mut StdStream) -> String {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut data = Vec::new();
+        let _ = stream.read_to_end(&mut data);
+        String::from_utf8_lossy(&data).into_owned()
+    }
+
+    #[test]
+    fn slow_heads_and_slow_bodies_are_cut_off_and_a_client_address_is_capped() {
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.header_read_timeout = Duration::from_millis(300);
+        settings.body_deadline = crate::http::limits::BodyDeadline {
+            grace: Duration::from_millis(300),
+            rate_bytes_per_s_min: 1000,
+        };
+        settings.connections_per_ip_max_per_core = 3;
+        let (addr, settings, handle) = start(settings);
+        // A head that never completes: closed, without an answer (there is no request yet).
+        let started = std::time::Instant::now();
+        let mut head = StdStream::connect(addr).unwrap();
+        write!(head, "POST /api/v11/transactions HTTP/1.1\r\nHost: x\r\n").unwrap();
+        assert_eq!(read_to_close(&mut head), "");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // A body that declares 16 MB and stops after 10 bytes: 408 REQUEST_TIMEOUT, closed.
+        let started = std::time::Instant::now();
+        let mut body = StdStream::connect(addr).unwrap();
+        write!(
+            body,
+            "POST /api/v11/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16000000\r\n\r\n{{\"from\":12"
+        )
+        .unwrap();
+        let answer = read_to_close(&mut body);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // Three connections of this address are served; a fourth is closed at once.
+        let mut held: Vec<StdStream> = (0..3).map(|_| StdStream::connect(addr).unwrap()).collect();
+        for stream in &mut held {
+            assert_eq!(send(stream, "GET", "/api/v11/health", "").0, 200);
+        }
+        let mut fourth = StdStream::connect(addr).unwrap();
+        let _ = write!(fourth, "GET /api/v11/health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(read_to_close(&mut fourth), "", "over the address's limit");
+        drop(held.pop());
+        // Once one closes, the address may connect again (the server sees the close shortly).
+        let served = (0..100).any(|_| {
+            let mut again = StdStream::connect(addr).unwrap();
+            again
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let ok = try_send(&mut again, "GET", "/api/v11/health", "").is_some();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok
+        });
+        assert!(served);
+        settings.draining.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn bodies_past_the_cores_budget_are_refused_until_memory_is_free_again() {
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.body_bytes_budget_per_core = 100_000;
+        let (addr, settings, handle) = start(settings);
+        // A holds the whole budget: 70,000 of the 100,000 bytes it declares have arrived.
+        let mut a = StdStream::connect(addr).unwrap();
+        write!(
+            a,
+            "POST /api/v11/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
+        .unwrap();
+        a.write_all(&[b' '; 70_000]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // B's small body does not fit: 503 OVERLOADED with Retry-After.
+        let mut b = StdStream::connect(addr).unwrap();
+        let transfer = transfer_json(&signed(1, 10)).to_string();
+        let (status, head, answer) = send(&mut b, "POST", "/api/v11/transactions", &transfer);
+        assert_eq!(status, 503, "{answer}");
+        assert!(answer.contains("OVERLOADED"), "{answer}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 1"),
+            "{head}"
+        );
+        // A's body completes (blanks: not JSON) and is answered; its memory is free again.
+        a.write_all(&[b' '; 30_000]).unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut status_line = [0u8; 12];
+        a.read_exact(&mut status_line).unwrap();
+        assert_eq!(&status_line, b"HTTP/1.1 400");
+        let mut c = StdStream::connect(addr).unwrap();
+        let (status, _, answer) = send(&mut c, "POST", "/api/v11/transactions", &transfer);
+        assert_eq!(status, 200, "{answer}");
         settings.draining.store(true, Ordering::SeqCst);
         handle.join().unwrap();
     }

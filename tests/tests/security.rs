@@ -1,0 +1,214 @@
+//! Hostile clients against the real `aurigraph` binary on loopback: slow heads and bodies, and
+//! the admin endpoint without an admin token.
+
+use aurigraph_testkit::*;
+use aurigraph_wire::batch::encode_batch;
+use aurigraph_wire::record::{address_of, Transfer};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+/// A connection to `to` from source address `from` (another loopback address than the
+/// legitimate client's, as an attacker's host would be).
+fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((from, 0)).into())?;
+    socket.connect(&to.into())?;
+    Ok(socket.into())
+}
+
+const ATTACK_CONNECTIONS: usize = 1000;
+/// The deadlines this test's node runs with (the defaults are 10 s; shorter keeps it quick).
+const HEADER_READ_TIMEOUT_MS: u64 = 2000;
+const BODY_READ_TIMEOUT_MS: u64 = 2000;
+/// What the node's memory may grow by while 1,000 connections hold a declared 16 MB body each:
+/// their connection state, not their declared bodies (16 GB).
+const ATTACK_RSS_GROWTH_BYTES_MAX: u64 = 64 << 20;
+
+#[test]
+fn a_slow_body_attack_is_cut_off_within_memory_while_transfers_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(2);
+    let g = genesis(&keys, 2);
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "header_read_timeout_ms = {HEADER_READ_TIMEOUT_MS}\nbody_read_timeout_ms = {BODY_READ_TIMEOUT_MS}\n"
+        ),
+    )
+    .unwrap();
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&g),
+        free_port(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let pid = node.child.as_ref().unwrap().id();
+    let addr = SocketAddr::from(([127, 0, 0, 1], node.port));
+    let rss_before = rss_bytes(pid);
+
+    // 1,000 connections, each a batch head declaring 16 MB, and then nothing.
+    let started = Instant::now();
+    let mut attack: Vec<TcpStream> = Vec::with_capacity(ATTACK_CONNECTIONS);
+    for _ in 0..ATTACK_CONNECTIONS {
+        let Ok(mut stream) = connect_from([127, 0, 0, 2], addr) else {
+            continue; // refused at once (the address's connection limit): also fine
+        };
+        let _ = write!(
+            stream,
+            "POST /api/v11/transactions/batch HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH_MEDIA_TYPE}\r\nContent-Length: 16000000\r\n\r\n"
+        );
+        attack.push(stream);
+    }
+    // Meanwhile a legitimate client's transfers keep succeeding, and memory stays bounded.
+    let mut rss_max = rss_bytes(pid);
+    let mut nonce = 0;
+    while started.elapsed() < Duration::from_millis(BODY_READ_TIMEOUT_MS + 1000) {
+        nonce += 1;
+        let record = Transfer {
+            chain_id: 7,
+            from: address_of(&keys[0]),
+            to: address_of(&keys[1]),
+            asset: 0,
+            amount: 1,
+            nonce,
+        }
+        .sign(&keys[0]);
+        let reply = node.request(
+            "POST",
+            "/api/v11/transactions/batch",
+            Some(encode_batch(&[record])),
+            &[("Content-Type", BATCH_MEDIA_TYPE)],
+        );
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(
+            reply.json()["results"][0]["result"],
+            "OK",
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        rss_max = rss_max.max(rss_bytes(pid));
+    }
+    assert!(nonce > 5, "only {nonce} transfers while under attack");
+    let growth = rss_max.saturating_sub(rss_before);
+    println!(
+        "SLOW-BODY: {} attack connections held; RSS {} MiB before, {} MiB at most under attack \
+         (+{} MiB); {nonce} transfers OK meanwhile",
+        attack.len(),
+        rss_before >> 20,
+        rss_max >> 20,
+        growth >> 20
+    );
+    assert!(
+        growth <= ATTACK_RSS_GROWTH_BYTES_MAX,
+        "RSS grew by {growth} bytes under the attack"
+    );
+    // Every attack connection is answered 408 and closed by its deadline (or was closed at once).
+    let deadline = started + Duration::from_millis(BODY_READ_TIMEOUT_MS + 5000);
+    let mut timed_out = 0;
+    for stream in &mut attack {
+        let left = deadline.saturating_duration_since(Instant::now());
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(50))))
+            .unwrap();
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&answer);
+                assert!(
+                    text.is_empty() || text.starts_with("HTTP/1.1 408"),
+                    "{text}"
+                );
+                timed_out += usize::from(!text.is_empty());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("an attack connection still open after its deadline: {e}"),
+        }
+    }
+    println!(
+        "SLOW-BODY: {timed_out} answered 408 REQUEST_TIMEOUT, all closed within {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(timed_out > 0);
+}
+
+#[test]
+fn the_admin_endpoint_refuses_cross_site_and_tokenless_calls_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = &aurigraph_bin();
+    let tokens = dir.path().join("tokens.json");
+    let token_new = |role: &str, name: &str| {
+        let out = std::process::Command::new(bin)
+            .args(["token", "new", "--role", role, "--name", name, "--file"])
+            .arg(&tokens)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let admin = token_new("admin", "ops");
+    let gateway = token_new("gateway", "acme");
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys(2), 2)),
+        free_port(),
+        &["--tokens", tokens.to_str().unwrap()],
+    );
+    let validators = || node.get("/api/v11/consensus/status").json()["shards"].clone();
+    let before = validators();
+    let body = br#"{"action":"remove","nodeId":1}"#.to_vec();
+    let post = |headers: &[(&str, &str)]| {
+        node.request(
+            "POST",
+            "/api/v11/admin/validators",
+            Some(body.clone()),
+            headers,
+        )
+    };
+    // What a browser sends cross-site without asking: text/plain, no token.
+    post(&[("Content-Type", "text/plain")]).assert_error(401, "UNAUTHORIZED");
+    post(&[("Content-Type", "application/json")]).assert_error(401, "UNAUTHORIZED");
+    let wrong = format!("Bearer {}", "0".repeat(64));
+    post(&[
+        ("Content-Type", "application/json"),
+        ("Authorization", &wrong),
+    ])
+    .assert_error(401, "UNAUTHORIZED");
+    let as_gateway = format!("Bearer {gateway}");
+    post(&[
+        ("Content-Type", "application/json"),
+        ("Authorization", &as_gateway),
+    ])
+    .assert_error(403, "FORBIDDEN");
+    let as_admin = format!("Bearer {admin}");
+    post(&[("Content-Type", "text/plain"), ("Authorization", &as_admin)])
+        .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    assert_eq!(validators(), before, "nothing changed");
+    let log = node.log_text();
+    assert!(
+        log.contains("audit"),
+        "refusals are audit log lines:\n{log}"
+    );
+}
