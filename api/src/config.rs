@@ -19,7 +19,7 @@ pub struct NodeArgs {
     /// node_id, peers, cores, pin_cores, log_format, tokens, body_bytes_max,
     /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
-    /// body_bytes_budget_per_core,
+    /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
     /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard,
     /// verify_slice_signatures).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -101,6 +101,8 @@ pub struct FileConfig {
     pub body_read_timeout_ms: Option<u64>,
     pub body_rate_bytes_per_s_min: Option<u64>,
     pub body_bytes_budget_per_core: Option<usize>,
+    pub requests_per_s_per_ip: Option<u64>,
+    pub request_burst_per_ip: Option<u64>,
     pub snapshot_interval_entries: Option<u64>,
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
@@ -181,6 +183,8 @@ pub struct ClientLimits {
     pub body_read_timeout_ms: u64,
     pub body_rate_bytes_per_s_min: u64,
     pub body_bytes_budget_per_core: usize,
+    /// Requests a second per client address per core, and the burst; `None`: no limit.
+    pub requests_per_s_per_ip: Option<(u64, u64)>,
 }
 
 impl ClientLimits {
@@ -208,7 +212,17 @@ impl ClientLimits {
             body_bytes_budget_per_core: file
                 .body_bytes_budget_per_core
                 .unwrap_or(l::DEFAULT_BODY_BYTES_BUDGET_PER_CORE),
+            // The burst defaults to one second's worth.
+            requests_per_s_per_ip: file
+                .requests_per_s_per_ip
+                .map(|rate| (rate, file.request_burst_per_ip.unwrap_or(rate))),
         };
+        if file.request_burst_per_ip.is_some() && file.requests_per_s_per_ip.is_none() {
+            return Err(ConfigError::Invalid(
+                "request_burst_per_ip needs requests_per_s_per_ip".into(),
+            ));
+        }
+        let (rate, burst) = limits.requests_per_s_per_ip.unwrap_or((1, 1));
         let zero = [
             (
                 "connections_per_ip_max_per_core",
@@ -221,6 +235,8 @@ impl ClientLimits {
                 "body_rate_bytes_per_s_min",
                 limits.body_rate_bytes_per_s_min,
             ),
+            ("requests_per_s_per_ip", rate),
+            ("request_burst_per_ip", burst),
         ]
         .into_iter()
         .find(|&(_, value)| value == 0);

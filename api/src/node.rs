@@ -127,6 +127,13 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
             rate_bytes_per_s_min: config.client_limits.body_rate_bytes_per_s_min,
         },
         body_bytes_budget_per_core: config.client_limits.body_bytes_budget_per_core,
+        request_rate_per_ip: config
+            .client_limits
+            .requests_per_s_per_ip
+            .map(|(rate, burst)| crate::http::limits::RequestRate {
+                per_s: rate as f64,
+                burst: burst as f64,
+            }),
         node_id: config.node_id,
         version: VERSION,
         draining: draining.clone(),

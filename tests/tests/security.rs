@@ -212,3 +212,53 @@ fn the_admin_endpoint_refuses_cross_site_and_tokenless_calls_and_changes_nothing
         "refusals are audit log lines:\n{log}"
     );
 }
+
+#[test]
+fn a_client_over_its_request_rate_is_answered_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    // A burst of 5, then one request a second (per core; the node runs 2).
+    std::fs::write(
+        &config,
+        "requests_per_s_per_ip = 1\nrequest_burst_per_ip = 5\n",
+    )
+    .unwrap();
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys(2), 2)),
+        free_port(),
+        &["--config", config.to_str().unwrap()],
+    );
+    // Requests on one kept-alive connection stay on one core; from an address of its own (the
+    // start-up's health checks spent some of 127.0.0.1's bucket).
+    let addr = SocketAddr::from(([127, 0, 0, 1], node.port));
+    let mut stream = connect_from([127, 0, 0, 3], addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        write!(stream, "GET /api/v11/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        statuses.push(head[9..12].to_string());
+        if head.starts_with("http/1.1 429") {
+            assert!(head.contains("retry-after: 1"), "{head}");
+            assert!(String::from_utf8_lossy(&body).contains("RATE_LIMITED"));
+        }
+    }
+    assert_eq!(statuses[..5], ["200"; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| s == "429"), "{statuses:?}");
+}

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// 403: a valid token that may not do this.
     Forbidden,
+    /// 429 with `Retry-After`: this client address sent more requests than its rate.
+    RateLimited,
     /// 503: this validator does not lead the shard.
     NotLeader,
     /// 503 with `Retry-After`: too many transfers wait for consensus.
@@ -70,7 +72,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the API description lists them.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -88,6 +90,7 @@ impl ErrorCode {
         ErrorCode::BlockNotFound,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
         ErrorCode::NotLeader,
         ErrorCode::Overloaded,
         ErrorCode::Retry,
@@ -118,6 +121,7 @@ impl ErrorCode {
             ErrorCode::BlockNotFound => "BLOCK_NOT_FOUND",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::Retry => "RETRY",
@@ -146,6 +150,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MembershipChangeRefused => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge | ErrorCode::TooManyTransfers => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -257,6 +262,17 @@ impl ApiError {
                     "the request bodies being read on this core hold the {budget_bytes} bytes they \
                      may together; retry after {RETRY_AFTER_SECONDS} s"
                 ),
+            )
+        }
+    }
+
+    /// This client address is over its request rate: 429, retry after `seconds`.
+    pub fn rate_limited(seconds: u32) -> ApiError {
+        ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this client address sent more requests than the node's rate allows; retry after {seconds} s"),
             )
         }
     }

@@ -14,6 +14,9 @@
 //!   it, 503 `OVERLOADED` with `Retry-After` instead of memory the host does not have.
 //! - One client address holds at most `connections_per_ip_max_per_core` connections per core;
 //!   more are accepted and closed at once (as beyond `connections_max_per_core`).
+//! - With `requests_per_s_per_ip` set, one client address's requests on a core are a token
+//!   bucket (that rate, a burst of `request_burst_per_ip`): past it, 429 `RATE_LIMITED` with
+//!   `Retry-After`.
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -228,21 +231,69 @@ impl Drop for BudgetedBody<'_> {
     }
 }
 
-/// Connections per client address on one core.
+/// A token bucket of requests: `burst` at most, refilled at `per_s` a second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestRate {
+    pub per_s: f64,
+    pub burst: f64,
+}
+
+/// What one client address holds on one core: connections, and its request bucket.
+#[derive(Debug)]
+struct ClientState {
+    connections: usize,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl ClientState {
+    fn refill(&mut self, rate: RequestRate, now: Instant) {
+        let elapsed_s = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens = (self.tokens + elapsed_s * rate.per_s).min(rate.burst);
+        self.refilled_at = now;
+    }
+}
+
+/// Client addresses one core remembers at most: beyond it, addresses without connections are
+/// forgotten (their request debt with them).
+const CLIENTS_REMEMBERED_MAX: usize = 65_536;
+
+/// Connections and request rates per client address on one core. An address is remembered
+/// while it has connections, and after its last one closes only until its bucket is full
+/// again (closing and reopening connections does not reset a rate).
 #[derive(Debug, Default)]
 pub struct ClientConnections {
-    open: RefCell<HashMap<IpAddr, usize>>,
+    clients: RefCell<HashMap<IpAddr, ClientState>>,
+    /// `None`: no request-rate limit.
+    rate: Option<RequestRate>,
 }
 
 impl ClientConnections {
+    pub fn new(rate: Option<RequestRate>) -> ClientConnections {
+        ClientConnections {
+            clients: RefCell::default(),
+            rate,
+        }
+    }
+
     /// Counts a connection of `ip` unless it already holds `max`; the guard uncounts it.
     pub fn admit(self: &Rc<Self>, ip: IpAddr, max: usize) -> Option<ClientGuard> {
-        let mut open = self.open.borrow_mut();
-        let count = open.entry(ip).or_insert(0);
-        if *count >= max {
+        let mut clients = self.clients.borrow_mut();
+        if clients.len() >= CLIENTS_REMEMBERED_MAX {
+            clients.retain(|_, client| client.connections > 0);
+        }
+        let burst = self.rate.map_or(0.0, |rate| rate.burst);
+        let client = clients.entry(ip).or_insert_with(|| ClientState {
+            connections: 0,
+            tokens: burst,
+            refilled_at: Instant::now(),
+        });
+        if client.connections >= max {
             return None;
         }
-        *count += 1;
+        client.connections += 1;
         Some(ClientGuard {
             clients: self.clone(),
             ip,
@@ -251,23 +302,54 @@ impl ClientConnections {
 
     /// Connections `ip` holds now.
     pub fn open(&self, ip: IpAddr) -> usize {
-        self.open.borrow().get(&ip).copied().unwrap_or(0)
+        self.clients
+            .borrow()
+            .get(&ip)
+            .map_or(0, |client| client.connections)
     }
 }
 
-/// Uncounts a connection when it ends.
+/// A connection of one client address: uncounts it when dropped.
 pub struct ClientGuard {
     clients: Rc<ClientConnections>,
     ip: IpAddr,
 }
 
+impl ClientGuard {
+    /// Takes one request from the address's bucket; `Err(seconds)` until one is there again.
+    pub fn take_request(&self) -> Result<(), u32> {
+        let Some(rate) = self.clients.rate else {
+            return Ok(());
+        };
+        let mut clients = self.clients.clients.borrow_mut();
+        let client = clients.get_mut(&self.ip).expect("a counted client");
+        client.refill(rate, Instant::now());
+        if client.tokens >= 1.0 {
+            client.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait_s = (1.0 - client.tokens) / rate.per_s;
+            Err(wait_s.ceil().max(1.0) as u32)
+        }
+    }
+}
+
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        let mut open = self.clients.open.borrow_mut();
-        let count = open.get_mut(&self.ip).expect("a counted client");
-        *count -= 1;
-        if *count == 0 {
-            open.remove(&self.ip); // the map holds only clients with connections
+        let mut clients = self.clients.clients.borrow_mut();
+        let client = clients.get_mut(&self.ip).expect("a counted client");
+        client.connections -= 1;
+        if client.connections == 0 {
+            let full = match self.clients.rate {
+                None => true,
+                Some(rate) => {
+                    client.refill(rate, Instant::now());
+                    client.tokens >= rate.burst
+                }
+            };
+            if full {
+                clients.remove(&self.ip); // nothing left to remember
+            }
         }
     }
 }
@@ -309,6 +391,26 @@ mod tests {
         }
         assert_eq!(budget.held_bytes(), 100_000);
         assert_eq!(body.into_bytes().capacity(), 100_000);
+    }
+
+    #[test]
+    fn a_client_addresss_requests_are_rate_limited_across_its_connections() {
+        let rate = RequestRate {
+            per_s: 1.0,
+            burst: 3.0,
+        };
+        let clients = Rc::new(ClientConnections::new(Some(rate)));
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let a = clients.admit(ip, 10).unwrap();
+        let b = clients.admit(ip, 10).unwrap();
+        assert!(a.take_request().is_ok() && b.take_request().is_ok() && a.take_request().is_ok());
+        assert_eq!(b.take_request(), Err(1), "the burst is spent");
+        // Closing every connection and coming back does not reset the bucket.
+        drop((a, b));
+        let c = clients.admit(ip, 10).unwrap();
+        assert!(c.take_request().is_err());
+        let other = clients.admit("127.0.0.3".parse().unwrap(), 10).unwrap();
+        assert!(other.take_request().is_ok());
     }
 
     #[test]

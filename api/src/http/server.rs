@@ -1,8 +1,9 @@
 //! The per-core server: bind, accept loop with a connection limit, and one hyper connection
 //! (HTTP/1.1 keep-alive or HTTP/2) per accepted socket, with an idle watchdog.
 
+use super::error::ApiError;
 use super::io::{Activity, HyperIo, LocalExec};
-use super::limits::{ClientConnections, WatchedBody};
+use super::limits::{ClientConnections, ClientGuard, WatchedBody};
 use super::metrics::SAMPLE_PERIOD;
 use super::routes::{self, Backend, Ctx};
 use super::HttpSettings;
@@ -119,7 +120,7 @@ async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, setting
     }
     let limit = settings.connections_max_per_core.max(1);
     let per_client_limit = settings.connections_per_ip_max_per_core.max(1);
-    let clients = Rc::new(ClientConnections::default());
+    let clients = Rc::new(ClientConnections::new(settings.request_rate_per_ip));
     let draining = settings.draining.clone();
     let ctx = Rc::new(Ctx::new(core, backend, settings));
     let open = Rc::new(Cell::new(0usize));
@@ -193,8 +194,8 @@ async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, setting
         let guard = OpenGuard(open.clone());
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
-            let _guards = (guard, client);
-            connection(ctx, stream).await;
+            let _guard = guard;
+            connection(ctx, stream, client.map(Rc::new)).await;
         })
         .detach();
     }
@@ -203,14 +204,18 @@ async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, setting
 
 /// Serves one connection until it closes, fails, idles past `idle_timeout`, or (HTTP/1.1)
 /// takes longer than `header_read_timeout` to send a request head.
-async fn connection<B: Backend>(ctx: Rc<Ctx<B>>, stream: TcpStream) {
+async fn connection<B: Backend>(
+    ctx: Rc<Ctx<B>>,
+    stream: TcpStream,
+    client: Option<Rc<ClientGuard>>,
+) {
     let _ = stream.set_nodelay(true);
     let activity = Rc::new(Activity::default());
     let deadlines = Deadlines {
         idle: ctx.settings.idle_timeout,
         head: ctx.settings.header_read_timeout,
     };
-    let served = pin!(serve_connection(ctx, stream, activity.clone()));
+    let served = pin!(serve_connection(ctx, stream, activity.clone(), client));
     let watchdog = pin!(watchdog(activity, deadlines));
     match select(served, watchdog).await {
         Either::Left((Err(error), _)) => tracing::debug!(%error, "connection ended with an error"),
@@ -276,6 +281,7 @@ async fn serve_connection<B: Backend>(
     ctx: Rc<Ctx<B>>,
     stream: TcpStream,
     activity: Rc<Activity>,
+    client: Option<Rc<ClientGuard>>,
 ) -> Result<(), BoxError> {
     // The first request's head is due from the connection's start (a connection that sends
     // nothing is cut off as one that sends a head too slowly). HTTP/2 frames its own requests
@@ -292,8 +298,14 @@ async fn serve_connection<B: Backend>(
         let ctx = ctx.clone();
         let guard = RequestGuard::enter(&activity);
         let request = request.map(|body| WatchedBody::new(body, body_deadline));
+        let rate = client
+            .as_ref()
+            .map_or(Ok(()), |client| client.take_request());
         async move {
-            let response = routes::handle(&ctx, request).await;
+            let response = match rate {
+                Ok(()) => routes::handle(&ctx, request).await,
+                Err(seconds) => ApiError::rate_limited(seconds).into_response(),
+            };
             drop(guard);
             Ok::<_, Infallible>(response)
         }
@@ -609,6 +621,29 @@ mod tests {
         let mut c = StdStream::connect(addr).unwrap();
         let (status, _, answer) = send(&mut c, "POST", "/api/v11/transactions", &transfer);
         assert_eq!(status, 200, "{answer}");
+        settings.draining.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn a_client_address_over_its_request_rate_gets_429() {
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.request_rate_per_ip = Some(crate::http::limits::RequestRate {
+            per_s: 0.5,
+            burst: 2.0,
+        });
+        let (addr, settings, handle) = start(settings);
+        let mut a = StdStream::connect(addr).unwrap();
+        let mut b = StdStream::connect(addr).unwrap();
+        assert_eq!(send(&mut a, "GET", "/api/v11/health", "").0, 200);
+        assert_eq!(send(&mut b, "GET", "/api/v11/health", "").0, 200);
+        let (status, head, body) = send(&mut a, "GET", "/api/v11/health", "");
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("RATE_LIMITED"), "{body}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 2"),
+            "{head}"
+        );
         settings.draining.store(true, Ordering::SeqCst);
         handle.join().unwrap();
     }
