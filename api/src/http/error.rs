@@ -64,7 +64,7 @@ pub enum ErrorCode {
     ShuttingDown,
     /// 503: the ledger engine failed.
     EngineFailure,
-    /// 503: no verified beacon pulse is held.
+    /// 404: no verified beacon pulse is held (no beacon configured, or none verified yet).
     NoVerifiedPulse,
     /// 500: a defect of this node.
     Internal,
@@ -143,9 +143,10 @@ impl ErrorCode {
             | ErrorCode::InvalidTxHash
             | ErrorCode::InvalidBatch
             | ErrorCode::BodyReadFailed => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound | ErrorCode::TransactionNotFound | ErrorCode::BlockNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ErrorCode::NotFound
+            | ErrorCode::TransactionNotFound
+            | ErrorCode::BlockNotFound
+            | ErrorCode::NoVerifiedPulse => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -160,8 +161,7 @@ impl ErrorCode {
             | ErrorCode::Overloaded
             | ErrorCode::Retry
             | ErrorCode::ShuttingDown
-            | ErrorCode::EngineFailure
-            | ErrorCode::NoVerifiedPulse => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorCode::EngineFailure => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -46,11 +46,54 @@ fn paths() -> Value {
 }
 
 fn u64_string(description: &str) -> Value {
-    json!({ "type": "string", "pattern": "^[0-9]{1,20}$", "description": description })
+    json!({ "type": "string", "pattern": decimal_at_most(u64::MAX), "description": description })
 }
 
-fn integer_or_string(description: &str) -> Value {
-    json!({ "oneOf": [{ "type": "integer", "format": "int64", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]{1,20}$" }], "description": description })
+/// An unsigned integer up to `max`, as a JSON number or a decimal string (V11 clients send
+/// both; strings carry u64 values that JSON numbers lose in many clients).
+fn integer_or_string(max: u64, description: &str) -> Value {
+    json!({ "oneOf": [{ "type": "integer", "minimum": 0, "maximum": max }, { "type": "string", "pattern": decimal_at_most(max) }], "description": description })
+}
+
+/// `schema`, or null (an optional field a client may also send as null).
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = true.into();
+    schema
+}
+
+/// A regular expression for the decimal strings of 0..=`max` (leading zeros allowed, as the
+/// server's parser takes them): fewer digits than `max`, or as many and at most `max` — digit
+/// by digit, a smaller digit at the first place they differ.
+pub fn decimal_at_most(max: u64) -> String {
+    let digits: Vec<u32> = max
+        .to_string()
+        .chars()
+        .map(|c| c.to_digit(10).expect("a digit"))
+        .collect();
+    let n = digits.len();
+    let mut alternatives = Vec::new();
+    if n > 1 {
+        alternatives.push(format!("[0-9]{{1,{}}}", n - 1));
+    }
+    let mut prefix = String::new();
+    for (i, &digit) in digits.iter().enumerate() {
+        if digit > 0 {
+            let rest = n - i - 1;
+            let smaller = if digit == 1 {
+                "0".to_string()
+            } else {
+                format!("[0-{}]", digit - 1)
+            };
+            alternatives.push(if rest == 0 {
+                format!("{prefix}{smaller}")
+            } else {
+                format!("{prefix}{smaller}[0-9]{{{rest}}}")
+            });
+        }
+        prefix.push(char::from_digit(digit, 10).expect("a digit"));
+    }
+    alternatives.push(prefix);
+    format!("^0*({})$", alternatives.join("|"))
 }
 
 fn transfer_schemas() -> Map<String, Value> {
@@ -63,12 +106,12 @@ fn transfer_schemas() -> Map<String, Value> {
         "properties": {
             "fromAddress": reference("Address"),
             "toAddress": reference("Address"),
-            "amount": integer_or_string("u64; 0 is decided as ZERO_AMOUNT"),
-            "asset": integer_or_string("u32, default 0 (the native asset)"),
-            "nonce": integer_or_string("u64, replay protection (sliding window of 64 below the highest)"),
-            "chainId": integer_or_string("u32, default: the node's chain (what the signature must cover); another chain is decided as WRONG_CHAIN"),
+            "amount": integer_or_string(u64::MAX, "u64; 0 is decided as ZERO_AMOUNT"),
+            "asset": nullable(integer_or_string(u32::MAX.into(), "u32, default 0 (the native asset); null or absent: the default")),
+            "nonce": integer_or_string(u64::MAX, "u64, replay protection (sliding window of 64 below the highest)"),
+            "chainId": nullable(integer_or_string(u32::MAX.into(), "u32, null or absent: the node's chain (what the signature must cover); another chain is decided as WRONG_CHAIN")),
             "signature": { "type": "string", "pattern": "^[0-9a-fA-F]{128}$", "description": "Ed25519 signature of the 104-byte message, 128 hex characters" },
-            "transactionType": { "type": "string", "enum": ["TRANSFER"] }
+            "transactionType": { "type": "string", "enum": ["TRANSFER", null], "nullable": true, "description": "TRANSFER (the only type), or null or absent" }
         }
     }));
     s.insert("TransferBatch".into(), json!({
@@ -241,13 +284,13 @@ fn error_responses() -> Value {
     let e = |d: &str| json!({ "description": d, "content": json_content(reference("Error")) });
     json!({
         "BadRequest": e("Malformed or invalid request: MALFORMED_JSON (with line and column), INVALID_REQUEST (wrong types, missing or unknown fields, bad parameters), INVALID_ADDRESS, INVALID_SIGNATURE, INVALID_TX_HASH, INVALID_BATCH"),
-        "NotFound": e("NOT_FOUND (no such endpoint), TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND"),
+        "NotFound": e("NOT_FOUND (no such endpoint), TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND, NO_VERIFIED_PULSE"),
         "TooLarge": e("PAYLOAD_TOO_LARGE (body over the node's limit, 16 MiB by default) or TOO_MANY_TRANSFERS (over 65,536 per batch by default)"),
         "UnsupportedMediaType": e("UNSUPPORTED_MEDIA_TYPE"),
         "Unauthorized": e("UNAUTHORIZED: no Authorization: Bearer token, or one this node's tokens file does not hold"),
         "Forbidden": e("FORBIDDEN: a valid token that may not do this (e.g. a gateway the genesis gives no account)"),
         "Unavailable": {
-            "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE, NO_VERIFIED_PULSE (quantum/randomness/pulse/latest)",
+            "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE",
             "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "Seconds (OVERLOADED, RETRY)" } },
             "content": json_content(reference("Error"))
         },
@@ -280,4 +323,35 @@ pub fn document(version: &str) -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_at_most;
+
+    #[test]
+    fn the_decimal_pattern_takes_exactly_the_integers_up_to_its_maximum() {
+        for max in [0u64, 1, 9, 10, 99, 100, 305, 4_294_967_295, u64::MAX] {
+            let pattern = regex::Regex::new(&decimal_at_most(max)).unwrap();
+            let around = [0, 1.min(max), max / 2, max.saturating_sub(1), max];
+            for n in around {
+                assert!(pattern.is_match(&n.to_string()), "{max}: {n}");
+                assert!(
+                    pattern.is_match(&format!("00{n}")),
+                    "{max}: leading zeros {n}"
+                );
+            }
+            if let Some(over) = max.checked_add(1) {
+                assert!(!pattern.is_match(&over.to_string()), "{max}: {over}");
+                assert!(
+                    !pattern.is_match(&over.saturating_mul(10).to_string()),
+                    "{max}"
+                );
+            } else {
+                assert!(!pattern.is_match("18446744073709551616"));
+                assert!(!pattern.is_match("99999999999999999999"));
+            }
+            assert!(!pattern.is_match("") && !pattern.is_match("1a") && !pattern.is_match("-1"));
+        }
+    }
 }

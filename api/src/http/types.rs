@@ -84,15 +84,24 @@ impl Visitor<'_> for IntegerVisitor {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
-        if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(E::custom(format!(
                 "{s:?} is not a decimal integer; expected {}",
                 Expecting(&self)
             )));
         }
-        let v: u64 = s
-            .parse()
-            .map_err(|_| E::custom(format!("{s} is larger than the maximum {}", self.0)))?;
+        // Leading zeros are taken (as the API description's pattern says); the body limit
+        // bounds how many.
+        let significant = s.trim_start_matches('0');
+        if significant.len() > 20 {
+            return Err(E::custom(format!("{s} is larger than the maximum {}", self.0)));
+        }
+        let v: u64 = match significant {
+            "" => 0,
+            digits => digits
+                .parse()
+                .map_err(|_| E::custom(format!("{s} is larger than the maximum {}", self.0)))?,
+        };
         self.check(v)
     }
 }
@@ -290,6 +299,11 @@ mod tests {
         assert_eq!(v.0, u64::MAX);
         let v: Integer<u64> = serde_json::from_str("0").unwrap();
         assert_eq!(v.0, 0);
+        for (zeros, want) in [("\"000\"", 0), ("\"0000000000000000000000042\"", 42)] {
+            assert_eq!(serde_json::from_str::<Integer<u64>>(zeros).unwrap().0, want);
+        }
+        let padded_max = "\"000000018446744073709551615\"";
+        assert_eq!(serde_json::from_str::<Integer<u64>>(padded_max).unwrap().0, u64::MAX);
         for bad in [
             "-1",
             "1.5",
@@ -297,6 +311,8 @@ mod tests {
             "\"1e3\"",
             "\"\"",
             "\"18446744073709551616\"",
+            "\"000118446744073709551616\"",
+            "\"100000000000000000000000\"",
             "true",
             "null",
             "\" 1\"",

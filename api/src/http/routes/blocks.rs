@@ -33,12 +33,16 @@ pub async fn latest<B: Backend>(ctx: &Ctx<B>) -> Answer {
 
 /// `GET /api/v11/blocks/{shard}/{height}`.
 pub async fn block<B: Backend>(ctx: &Ctx<B>, shard: &str, height: &str) -> Answer {
-    let shard: u32 = shard
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("shard {shard:?} is not a number")))?;
-    let height: u64 = height
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("height {height:?} is not a number")))?;
+    let shard: u32 = shard.parse().map_err(|_| {
+        ApiError::invalid(format!(
+            "shard {shard:?} is not a shard number (an integer 0..=4294967295)"
+        ))
+    })?;
+    let height: u64 = height.parse().map_err(|_| {
+        ApiError::invalid(format!(
+            "height {height:?} is not a height (an integer 0..=18446744073709551615)"
+        ))
+    })?;
     let shards = ctx.backend.shard_count();
     if shard >= shards {
         return Err(ApiError::new(
@@ -77,8 +81,8 @@ pub fn block_doc() -> Value {
         "summary": "A block of a shard",
         "description": "A block is one applied entry of the shard's log; its height is the log index. Each shard keeps a bounded window of recent blocks: older (or future) heights are 404.",
         "parameters": [
-            { "name": "shard", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } },
-            { "name": "height", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } }
+            { "name": "shard", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0, "maximum": u32::MAX } },
+            { "name": "height", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0, "maximum": u64::MAX } }
         ],
         "responses": { "200": ok("The block", "Block"), "400": error("BadRequest"), "404": error("NotFound"), "503": error("Unavailable") }
     })

@@ -297,7 +297,7 @@ pub fn info_doc() -> Value {
 pub fn pulse_latest_doc() -> Value {
     operation(
         "Latest verified pulse",
-        "The public output (value, hex; bytes, base64) of the latest verified pulse and its provenance (source, chain, index, id = pulse CID or URI, pulse timestamp), enough to fetch and re-verify it. Public by design: never a secret. 503 NO_VERIFIED_PULSE when none is held.",
-        json!({ "200": { "description": "Latest verified pulse", "content": json_content(json!({ "type": "object" })) }, "503": error("Unavailable") }),
+        "The public output (value, hex; bytes, base64) of the latest verified pulse and its provenance (source, chain, index, id = pulse CID or URI, pulse timestamp), enough to fetch and re-verify it. Public by design: never a secret. 404 NO_VERIFIED_PULSE when none is held (always, while no source is configured).",
+        json!({ "200": { "description": "Latest verified pulse", "content": json_content(json!({ "type": "object" })) }, "404": error("NotFound") }),
     )
 }

@@ -129,7 +129,7 @@ fn randomness_health_info_pulse_unconfigured() {
     assert_eq!(v["limits"]["randomBytesSize"]["max"], 1024);
 
     let (status, v) = get(&c, "/api/v11/quantum/randomness/pulse/latest");
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&v), "NO_VERIFIED_PULSE");
     assert!(v["error"]["message"]
         .as_str()
@@ -178,7 +178,7 @@ fn randomness_with_a_verified_pulse_and_a_failing_source() {
         "curby: no verified pulse yet"
     );
     let (status, v) = get(&c, "/api/v11/quantum/randomness/pulse/latest");
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&v), "NO_VERIFIED_PULSE");
 
     c.settings
