@@ -262,3 +262,75 @@ fn a_client_over_its_request_rate_is_answered_429_with_retry_after() {
     assert_eq!(statuses[..5], ["200"; 5], "{statuses:?}");
     assert!(statuses[5..].iter().all(|s| s == "429"), "{statuses:?}");
 }
+
+/// schemathesis's `st`: `$AURIGRAPH_SCHEMATHESIS`, or `st` on the PATH (`tests/run` installs
+/// it in a virtual environment and sets the variable).
+fn schemathesis() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("AURIGRAPH_SCHEMATHESIS") {
+        return path.into();
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let candidate = std::path::Path::new(dir).join("st");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "schemathesis is not installed: this test needs its `st` (tests/run installs it: \
+         python3 -m venv DIR && DIR/bin/pip install schemathesis==4.32.5, then \
+         AURIGRAPH_SCHEMATHESIS=DIR/bin/st)"
+    );
+}
+
+#[test]
+fn schemathesis_finds_the_api_description_and_the_server_agreeing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    let out = std::process::Command::new(aurigraph_bin())
+        .args(["token", "new", "--name", "acme", "--file"])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gateway = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys(2), 2)),
+        free_port(),
+        &["--tokens", tokens.to_str().unwrap()],
+    );
+    // Every check; the gateway token on every request (the admin endpoint then answers 403,
+    // and is not driven into membership changes of this single validator).
+    let out = std::process::Command::new(schemathesis())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            &format!("http://127.0.0.1:{}/api/v11/openapi.json", node.port),
+        ])
+        .args([
+            "--checks",
+            "all",
+            "--max-examples",
+            "50",
+            "--seed",
+            "20261127",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {gateway}")])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("generated") || l.contains("passed"))
+        .collect();
+    println!("SCHEMATHESIS: {}", summary.join(" | "));
+    assert!(
+        out.status.success(),
+        "schemathesis found the API description and the server disagreeing:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

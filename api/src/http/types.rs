@@ -94,7 +94,10 @@ impl Visitor<'_> for IntegerVisitor {
         // bounds how many.
         let significant = s.trim_start_matches('0');
         if significant.len() > 20 {
-            return Err(E::custom(format!("{s} is larger than the maximum {}", self.0)));
+            return Err(E::custom(format!(
+                "{s} is larger than the maximum {}",
+                self.0
+            )));
         }
         let v: u64 = match significant {
             "" => 0,
@@ -303,7 +306,10 @@ mod tests {
             assert_eq!(serde_json::from_str::<Integer<u64>>(zeros).unwrap().0, want);
         }
         let padded_max = "\"000000018446744073709551615\"";
-        assert_eq!(serde_json::from_str::<Integer<u64>>(padded_max).unwrap().0, u64::MAX);
+        assert_eq!(
+            serde_json::from_str::<Integer<u64>>(padded_max).unwrap().0,
+            u64::MAX
+        );
         for bad in [
             "-1",
             "1.5",
