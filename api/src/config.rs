@@ -16,7 +16,7 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 #[derive(Args, Debug, Clone, Default)]
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
-    /// node_id, peers, cores, pin_cores, log_format, tokens, body_bytes_max,
+    /// node_id, peers, cores, pin_cores, log_format, tokens, tls_cert, tls_key, body_bytes_max,
     /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
@@ -67,6 +67,24 @@ pub struct NodeArgs {
     /// its role and name (`aurigraph token new` makes one). Without it gateway mode is off.
     #[arg(long, env = "AURIGRAPH_TOKENS", value_name = "FILE")]
     pub tokens: Option<PathBuf>,
+    /// TLS certificate chain (PEM, the node's certificate first) for the HTTP API; with
+    /// --tls-key. Without both the API is plaintext (the loopback development default).
+    /// Reloaded from the same files on SIGHUP. `aurigraph certs` makes a development pair.
+    #[arg(
+        long,
+        env = "AURIGRAPH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); with --tls-cert.
+    #[arg(
+        long,
+        env = "AURIGRAPH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -92,6 +110,8 @@ pub struct FileConfig {
     pub pin_cores: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub tokens: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub body_bytes_max: Option<usize>,
     pub connections_max_per_core: Option<usize>,
     /// Client limits (docs/security.md has the table and the defaults).
@@ -166,6 +186,8 @@ pub struct NodeConfig {
     pub stall_report_ms: u64,
     /// Bearer tokens accepted (gateway mode), from `--tokens`; empty: gateway mode off.
     pub tokens: aurigraph_engine::tokens::Tokens,
+    /// TLS on the HTTP API (`--tls-cert`, `--tls-key`), loaded; `None`: plaintext.
+    pub tls: Option<std::sync::Arc<crate::http::tls::Tls>>,
     /// Randomness-beacon sources, validated, in priority order (empty by default).
     pub beacon: Vec<BeaconSource>,
 }
@@ -261,8 +283,10 @@ impl NodeConfig {
         };
         // A beacon's certificate and TLS-root paths are relative to the configuration file.
         if let Some(dir) = args.config.as_deref().and_then(Path::parent) {
-            if let Some(p) = file.tokens.as_mut().filter(|p| p.is_relative()) {
-                *p = dir.join(&*p);
+            for path in [&mut file.tokens, &mut file.tls_cert, &mut file.tls_key] {
+                if let Some(p) = path.as_mut().filter(|p| p.is_relative()) {
+                    *p = dir.join(&*p);
+                }
             }
             for source in &mut file.beacon {
                 for path in [&mut source.certificate, &mut source.tls_root] {
@@ -328,6 +352,23 @@ impl NodeConfig {
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
             None => aurigraph_engine::tokens::Tokens::default(),
         };
+        let tls = match (
+            args.tls_cert.as_ref().or(file.tls_cert.as_ref()),
+            args.tls_key.as_ref().or(file.tls_key.as_ref()),
+        ) {
+            (Some(cert), Some(key)) => Some(std::sync::Arc::new(
+                crate::http::tls::Tls::load(cert, key)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "TLS needs both a certificate and its key (--tls-cert and --tls-key, or \
+                     tls_cert and tls_key)"
+                        .into(),
+                ))
+            }
+        };
         let body_bytes_max = file.body_bytes_max.unwrap_or(BODY_BYTES_MAX);
         if body_bytes_max < BODY_BYTES_MAX_MIN {
             return Err(ConfigError::Invalid(format!(
@@ -378,6 +419,7 @@ impl NodeConfig {
             verify_slice_signatures,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),
             tokens,
+            tls,
             beacon: file.beacon,
         })
     }

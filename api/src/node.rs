@@ -92,8 +92,8 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         aurigraph_engine::datadir::absolute(&config.data_dir).map_err(NodeError::DataDir)?;
     init_logging(config.log_format);
     // Block the stop signals before any thread starts, so that every thread inherits the mask
-    // and only `wait_for_stop_signal` receives them.
-    let signals = block_stop_signals();
+    // and only the main thread receives them (SIGHUP: reload TLS; the others: stop).
+    let signals = block_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP]);
     let genesis = genesis_for(&config)?;
     let draining = Arc::new(AtomicBool::new(false));
     let in_flight: Arc<InFlightCounts> = Arc::default();
@@ -141,6 +141,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         data_dir: Some(config.data_dir.clone()),
         beacon,
         tokens: Arc::new(config.tokens.clone()),
+        tls: config.tls.clone(),
         ..HttpSettings::new(config.http_addr)
     };
     // Each core binds its own listener; the first bind error stops the node with its message.
@@ -212,10 +213,16 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         chain_id = engine.chain_id(),
         shards = engine.shard_count(),
         cores = engine.cores(),
-        "node ready: http://{}/api/v11/health",
+        "node ready: {}://{}/api/v11/health",
+        if config.tls.is_some() { "https" } else { "http" },
         config.http_addr
     );
-    let signal = wait_for_stop_signal(signals);
+    let signal = loop {
+        match wait_for_signal(signals) {
+            libc::SIGHUP => reload_tls(config.tls.as_deref()),
+            signal => break signal_name(signal),
+        }
+    };
     tracing::info!(signal, "stopping: draining in-flight requests");
     draining.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -370,14 +377,34 @@ pub fn development_genesis(data_dir: &Path) -> Result<Genesis, NodeError> {
 /// Blocks SIGINT and SIGTERM on this thread (and the threads it starts later); returns the set
 /// for [`wait_for_stop_signal_timeout`].
 pub fn block_stop_signals() -> libc::sigset_t {
+    block_signals(&[libc::SIGINT, libc::SIGTERM])
+}
+
+/// Blocks `signals` on this thread and the threads it starts later; returns the set.
+fn block_signals(signals: &[libc::c_int]) -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
+    }
+}
+
+/// SIGHUP: the TLS certificate and key are read again (new connections get them; connections
+/// already established keep theirs). A pair that does not load leaves the one in force.
+fn reload_tls(tls: Option<&http::tls::Tls>) {
+    match tls {
+        None => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS reload failed; the certificate in force stays")
+            }
+        },
     }
 }
 
@@ -399,12 +426,17 @@ pub fn wait_for_stop_signal_timeout(
     }
 }
 
-fn wait_for_stop_signal(set: libc::sigset_t) -> &'static str {
+/// Waits for one of the blocked signals in `set`.
+fn wait_for_signal(set: libc::sigset_t) -> libc::c_int {
     let mut signal: libc::c_int = 0;
     // SAFETY: `set` holds blocked signals; sigwait stores the one received.
     unsafe {
         libc::sigwait(&set, &mut signal);
     }
+    signal
+}
+
+fn signal_name(signal: libc::c_int) -> &'static str {
     match signal {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod beacon;
 mod bench;
+mod certs;
 mod cluster;
 mod token;
 mod transfer;
@@ -63,9 +64,13 @@ enum Command {
     /// prints the verified randomness in hex, or exits non-zero with the failed check.
     #[command(subcommand)]
     Beacon(beacon::BeaconCommand),
-    /// Bearer tokens of the node's tokens file (`aurigraph node --tokens FILE`): gateway mode.
+    /// Bearer tokens of the node's tokens file (`aurigraph node --tokens FILE`): gateway mode
+    /// and the admin endpoint.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// A development certificate authority and a node certificate it signed, for the HTTP
+    /// API's TLS (`aurigraph node --tls-cert --tls-key`). Not for production.
+    Certs(certs::CertsArgs),
 }
 
 /// Why a command failed: printed on stderr as `aurigraph: error: ...`, exit status 1.
@@ -91,6 +96,8 @@ enum CliError {
     Beacon(#[from] beacon::BeaconError),
     #[error(transparent)]
     Token(#[from] aurigraph_wire::tokens::TokensError),
+    #[error(transparent)]
+    Certs(#[from] certs::CertsError),
 }
 
 /// mimalloc's `purge_delay` option (its index in mimalloc v3's `mi_option_e`).
@@ -147,6 +154,7 @@ fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Beacon(command) => beacon::run(command)?,
         Command::Token(command) => token::run(command)?,
+        Command::Certs(args) => certs::run(args)?,
         Command::Cluster(args) => cluster::run(args)?,
         Command::Validators(command) => validators::run(command)?,
     }

@@ -334,3 +334,159 @@ fn schemathesis_finds_the_api_description_and_the_server_agreeing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `openssl s_client` to `port` trusting `ca`, offering ALPN h2: its output.
+fn s_client(port: u16, ca: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-servername",
+            "localhost",
+            "-alpn",
+            "h2,http/1.1",
+            "-CAfile",
+        ])
+        .arg(ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl (Debian's openssl package)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection (rustls, ALPN http/1.1) to `port` trusting the CA in `ca` (PEM).
+fn tls_connect(port: u16, ca: &std::path::Path) -> TlsStream {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(connection, tcp)
+}
+
+#[test]
+fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = aurigraph_bin();
+    let certs = |sub: &str| {
+        let path = dir.path().join(sub);
+        let out = std::process::Command::new(&bin)
+            .args(["certs", "--dir"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    };
+    let first = certs("first");
+    // Nothing is overwritten: a second run into the same directory fails with the file's name.
+    let again = std::process::Command::new(&bin)
+        .args(["certs", "--dir"])
+        .arg(&first)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    for file in ["node.pem", "node-key.pem"] {
+        std::fs::copy(first.join(file), live.join(file)).unwrap();
+    }
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys(2), 2)),
+        free_port(),
+        &[
+            "--tls-cert",
+            live.join("node.pem").to_str().unwrap(),
+            "--tls-key",
+            live.join("node-key.pem").to_str().unwrap(),
+        ],
+    );
+    let hello = s_client(node.port, &first.join("ca.pem"));
+    assert!(hello.contains("Verify return code: 0 (ok)"), "{hello}");
+    assert!(hello.contains("ALPN protocol: h2"), "{hello}");
+    assert!(hello.contains("TLSv1.3"), "{hello}");
+    // A connection kept open across the reload: rustls, HTTP/1.1.
+    let mut kept = tls_connect(node.port, &first.join("ca.pem"));
+    let ask = |stream: &mut TlsStream| -> String {
+        stream
+            .write_all(b"GET /api/v11/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        // The whole answer: a head, then a body of its content-length (health is small).
+        while !answer.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            answer.push(byte[0]);
+        }
+        let head = String::from_utf8(answer).unwrap();
+        let length: usize = head
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        head
+    };
+    assert!(ask(&mut kept).starts_with("HTTP/1.1 200"));
+    // New certificate files from another CA, then SIGHUP.
+    let second = certs("second");
+    for file in ["node.pem", "node-key.pem"] {
+        std::fs::copy(second.join(file), live.join(file)).unwrap();
+    }
+    let pid = node.child.as_ref().unwrap().id() as i32;
+    // SAFETY: a signal to the node's own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s_client(node.port, &second.join("ca.pem")).contains("Verify return code: 0 (ok)") {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate is never served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stale = s_client(node.port, &first.join("ca.pem"));
+    assert!(!stale.contains("Verify return code: 0 (ok)"), "{stale}");
+    assert!(
+        ask(&mut kept).starts_with("HTTP/1.1 200"),
+        "the kept connection goes on"
+    );
+    assert!(node.log_text().contains("TLS certificate and key reloaded"));
+    // curl over TLS with the new CA: HTTP/2 by ALPN.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(second.join("ca.pem"))
+        .arg(format!("https://localhost:{}/api/v11/health", node.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+}

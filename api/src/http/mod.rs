@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod tls;
 pub mod types;
 
 /// The media types of the binary endpoints (the wire contract, `aurigraph-wire`).
@@ -95,6 +96,8 @@ pub struct HttpSettings {
     pub beacon: Arc<RwLock<BeaconState>>,
     /// Bearer tokens this node accepts (gateway mode); empty: every token is refused.
     pub tokens: Arc<aurigraph_engine::tokens::Tokens>,
+    /// TLS on this port (certificate and key, reloadable); `None`: plaintext.
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 impl HttpSettings {
@@ -123,6 +126,7 @@ impl HttpSettings {
             checked_addr: Arc::new(OnceLock::new()),
             beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
             tokens: Arc::default(),
+            tls: None,
         }
     }
 

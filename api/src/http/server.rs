@@ -284,11 +284,43 @@ async fn serve_connection<B: Backend>(
     client: Option<Rc<ClientGuard>>,
 ) -> Result<(), BoxError> {
     // The first request's head is due from the connection's start (a connection that sends
-    // nothing is cut off as one that sends a head too slowly). HTTP/2 frames its own requests
-    // (and pings an idle connection): no head deadline there.
+    // nothing, or whose TLS handshake drags, is cut off as one that sends a head too slowly).
     activity.head_since.set(Some(Instant::now()));
-    let mut io = HyperIo::new(stream, activity.clone());
-    let h2 = io.sniff_h2_preface().await?;
+    match ctx.settings.tls.clone() {
+        None => {
+            // Plaintext: HTTP/2 with prior knowledge or HTTP/1.1, told by the first bytes.
+            let mut io = HyperIo::new(stream, activity.clone());
+            let h2 = io.sniff_h2_preface().await?;
+            serve_http(ctx, io, h2, activity, client).await
+        }
+        Some(tls) => {
+            // TLS: the protocol is the one ALPN agreed (HTTP/1.1 without ALPN).
+            let stream = tls.acceptor().accept(stream).await?;
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            serve_http(
+                ctx,
+                HyperIo::new(stream, activity.clone()),
+                h2,
+                activity,
+                client,
+            )
+            .await
+        }
+    }
+}
+
+/// Serves HTTP/2 (`h2`) or HTTP/1.1 on a connection's byte stream until it closes.
+async fn serve_http<B: Backend, S>(
+    ctx: Rc<Ctx<B>>,
+    io: HyperIo<S>,
+    h2: bool,
+    activity: Rc<Activity>,
+    client: Option<Rc<ClientGuard>>,
+) -> Result<(), BoxError>
+where
+    S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + 'static,
+{
+    // HTTP/2 frames its own requests (and pings an idle connection): no head deadline there.
     activity.head_deadline_applies.set(!h2);
     if h2 {
         activity.head_since.set(None);
@@ -644,6 +676,116 @@ mod tests {
             head.to_ascii_lowercase().contains("retry-after: 2"),
             "{head}"
         );
+        settings.draining.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+    }
+
+    /// A development CA and a certificate it signed for 127.0.0.1, written into `dir` as
+    /// `{name}.pem`, `{name}-key.pem`; returns the CA's certificate (DER).
+    fn issue(dir: &std::path::Path, name: &str) -> rustls::pki_types::CertificateDer<'static> {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), leaf.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+        ca.der().clone()
+    }
+
+    type TlsStream = rustls::StreamOwned<rustls::ClientConnection, StdStream>;
+
+    /// A TLS connection trusting `ca`, offering ALPN `alpn`; the handshake's error if any.
+    fn tls_connect(
+        addr: SocketAddr,
+        ca: &rustls::pki_types::CertificateDer<'static>,
+        alpn: &[&[u8]],
+    ) -> Result<TlsStream, io::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let tcp = StdStream::connect(addr)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(stream)
+    }
+
+    /// One HTTP/1.1 GET over `stream`; the status.
+    fn tls_get(stream: &mut TlsStream, path: &str) -> u16 {
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        head[9..12].parse().unwrap()
+    }
+
+    #[test]
+    fn tls_serves_http1_and_h2_by_alpn_and_a_reload_reaches_new_connections_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_ca = issue(dir.path(), "node");
+        let (cert, key) = (dir.path().join("node.pem"), dir.path().join("node-key.pem"));
+        let tls = std::sync::Arc::new(crate::http::tls::Tls::load(&cert, &key).unwrap());
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.tls = Some(tls.clone());
+        let (addr, settings, handle) = start(settings);
+        let mut kept = tls_connect(addr, &first_ca, &[b"http/1.1"]).unwrap();
+        assert_eq!(tls_get(&mut kept, "/api/v11/health"), 200);
+        let h2 = tls_connect(addr, &first_ca, &[b"h2", b"http/1.1"]).unwrap();
+        assert_eq!(
+            h2.conn.alpn_protocol(),
+            Some(b"h2".as_slice()),
+            "ALPN picks h2"
+        );
+        assert_eq!(
+            h2.conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        // A client that does not trust the node's CA refuses it; plaintext gets no answer.
+        let stranger = issue(dir.path(), "stranger");
+        assert!(tls_connect(addr, &stranger, &[]).is_err());
+        let mut plain = StdStream::connect(addr).unwrap();
+        assert!(try_send(&mut plain, "GET", "/api/v11/health", "").is_none());
+        // A new certificate from another CA, reloaded: new connections get it, the connection
+        // established before keeps its session and goes on.
+        let second_ca = issue(dir.path(), "node");
+        tls.reload().unwrap();
+        assert!(
+            tls_connect(addr, &first_ca, &[]).is_err(),
+            "the old CA no longer verifies"
+        );
+        let mut fresh = tls_connect(addr, &second_ca, &[]).unwrap();
+        assert_eq!(tls_get(&mut fresh, "/api/v11/health"), 200);
+        assert_eq!(tls_get(&mut kept, "/api/v11/info"), 200);
+        // A key that does not belong to the certificate: the reload fails, the pair stays.
+        std::fs::copy(dir.path().join("stranger-key.pem"), &key).unwrap();
+        assert!(tls.reload().unwrap_err().to_string().contains("node.pem"));
+        assert!(tls_connect(addr, &second_ca, &[]).is_ok());
         settings.draining.store(true, Ordering::SeqCst);
         handle.join().unwrap();
     }
