@@ -98,8 +98,8 @@ pub fn decimal_at_most(max: u64) -> String {
 
 fn transfer_schemas() -> Map<String, Value> {
     let mut s = Map::new();
-    s.insert("Address".into(), json!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "An account's Ed25519 public key, 64 hex characters" }));
-    s.insert("Hash".into(), json!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "SHA-256, 64 hex characters" }));
+    s.insert("Address".into(), json!({ "type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]{64}$", "description": "An account's Ed25519 public key, 64 hex characters (a 0x prefix is taken; answers never carry one)" }));
+    s.insert("Hash".into(), json!({ "type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]{64}$", "description": "SHA-256, 64 hex characters (a 0x prefix is taken; answers never carry one)" }));
     s.insert("Transfer".into(), json!({
         "type": "object", "additionalProperties": false,
         "required": ["fromAddress", "toAddress", "amount", "nonce", "signature"],
@@ -110,7 +110,7 @@ fn transfer_schemas() -> Map<String, Value> {
             "asset": nullable(integer_or_string(u32::MAX.into(), "u32, default 0 (the native asset); null or absent: the default")),
             "nonce": integer_or_string(u64::MAX, "u64, replay protection (sliding window of 64 below the highest)"),
             "chainId": nullable(integer_or_string(u32::MAX.into(), "u32, null or absent: the node's chain (what the signature must cover); another chain is decided as WRONG_CHAIN")),
-            "signature": { "type": "string", "pattern": "^[0-9a-fA-F]{128}$", "description": "Ed25519 signature of the 104-byte message, 128 hex characters" },
+            "signature": { "type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]{128}$", "description": "Ed25519 signature of the 104-byte message, 128 hex characters (a 0x prefix is taken)" },
             "transactionType": { "type": "string", "enum": ["TRANSFER", null], "nullable": true, "description": "TRANSFER (the only type), or null or absent" }
         }
     }));

@@ -156,16 +156,16 @@ impl TransferJson {
                 )));
             }
         }
-        let from = Address::from_hex(&self.from_address).map_err(|e| {
+        let from = Address::from_hex(without_0x(&self.from_address)).map_err(|e| {
             ApiError::new(
                 ErrorCode::InvalidAddress,
                 format!("{}fromAddress: {e}", at()),
             )
         })?;
-        let to = Address::from_hex(&self.to_address).map_err(|e| {
+        let to = Address::from_hex(without_0x(&self.to_address)).map_err(|e| {
             ApiError::new(ErrorCode::InvalidAddress, format!("{}toAddress: {e}", at()))
         })?;
-        let signature = parse_signature(&self.signature).map_err(|e| {
+        let signature = parse_signature(without_0x(&self.signature)).map_err(|e| {
             ApiError::new(
                 ErrorCode::InvalidSignature,
                 format!("{}signature: {e}", at()),
@@ -183,6 +183,13 @@ impl TransferJson {
     }
 }
 
+/// Hex as V11 clients send it: with or without a `0x` prefix.
+pub fn without_0x(text: &str) -> &str {
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+}
+
 fn parse_signature(text: &str) -> Result<[u8; SIGNATURE_BYTES], String> {
     if text.len() != 2 * SIGNATURE_BYTES {
         return Err(format!(
@@ -198,7 +205,7 @@ fn parse_signature(text: &str) -> Result<[u8; SIGNATURE_BYTES], String> {
 
 /// Parses a `txHash` path segment.
 pub fn parse_tx_hash(text: &str) -> Result<TxHash, ApiError> {
-    TxHash::from_hex(text).map_err(|e| {
+    TxHash::from_hex(without_0x(text)).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidTxHash,
             e.replace("an address", "a transaction hash"),
@@ -208,7 +215,7 @@ pub fn parse_tx_hash(text: &str) -> Result<TxHash, ApiError> {
 
 /// Parses an `address` path segment.
 pub fn parse_address(text: &str) -> Result<Address, ApiError> {
-    Address::from_hex(text).map_err(|e| ApiError::new(ErrorCode::InvalidAddress, e))
+    Address::from_hex(without_0x(text)).map_err(|e| ApiError::new(ErrorCode::InvalidAddress, e))
 }
 
 /// `CONFIRMED` iff the result is `OK`; any other result is `REJECTED` (decided, not applied).

@@ -53,9 +53,11 @@ pub fn wait_param<T>(request: &Request<T>) -> Result<bool, ApiError> {
     for pair in request.uri().query().unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == "wait" {
+            // Exactly the API description's boolean (a bare `?wait` or `wait=1` is refused
+            // rather than guessed at).
             wait = match value {
-                "true" | "1" | "" => true,
-                "false" | "0" => false,
+                "true" => true,
+                "false" => false,
                 other => {
                     return Err(ApiError::invalid(format!(
                         "query parameter wait={other:?}: expected true or false"

@@ -178,6 +178,32 @@ impl<B: Backend, T: RequestBody> Routes<B, T> {
             handler: |c, _, _| std::future::ready(quantum::pulse_latest(c)).boxed_local(),
             doc: quantum::pulse_latest_doc,
         },
+        // The paths V11 clients used, served by the endpoints they meant (documented as
+        // deprecated aliases).
+        Route {
+            method: Method::GET,
+            path: "/api/v11/blockchain/latest",
+            handler: |c, _, _| blocks::latest(c).boxed_local(),
+            doc: || alias_doc("/api/v11/blocks/latest", blocks::latest_doc()),
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v11/blockchain/stats",
+            handler: |c, _, _| node::stats(c).boxed_local(),
+            doc: || alias_doc("/api/v11/stats", node::stats_doc()),
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v11/consensus/metrics",
+            handler: |c, _, _| consensus::status(c).boxed_local(),
+            doc: || alias_doc("/api/v11/consensus/status", consensus::status_doc()),
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v11/system/status",
+            handler: |c, _, _| node::health(c, node::Health::Ready).boxed_local(),
+            doc: || alias_doc("/api/v11/health", node::health_doc()),
+        },
     ];
 }
 
@@ -270,4 +296,12 @@ fn fit<'p>(template: &str, path: &'p str) -> Option<Params<'p>> {
             _ => return None,
         }
     }
+}
+
+/// The description of a V11 path alias: `target`'s, marked deprecated, naming `target`.
+fn alias_doc(target: &str, mut doc: Value) -> Value {
+    let summary = doc["summary"].as_str().unwrap_or_default().to_string();
+    doc["summary"] = format!("{summary} (V11 alias of {target})").into();
+    doc["deprecated"] = true.into();
+    doc
 }

@@ -176,3 +176,29 @@ fn draining_refuses_new_requests() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error_code(&v), "SHUTTING_DOWN");
 }
+
+#[test]
+fn the_v11_path_aliases_answer_as_their_endpoints() {
+    let c = ctx(Fake::default());
+    for (alias, target) in [
+        ("/api/v11/blockchain/latest", "/api/v11/blocks/latest"),
+        ("/api/v11/blockchain/stats", "/api/v11/stats"),
+        ("/api/v11/consensus/metrics", "/api/v11/consensus/status"),
+        ("/api/v11/system/status", "/api/v11/health"),
+    ] {
+        let (alias_status, alias_body) = get(&c, alias);
+        let (target_status, target_body) = get(&c, target);
+        assert_eq!(alias_status, StatusCode::OK, "{alias}: {alias_body}");
+        assert_eq!(alias_status, target_status, "{alias}");
+        // Figures that move between the two calls aside, the same shape.
+        let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(keys(&alias_body), keys(&target_body), "{alias}");
+    }
+    let (_, doc) = get(&c, "/api/v11/openapi.json");
+    let alias = &doc["paths"]["/api/v11/blockchain/latest"]["get"];
+    assert_eq!(alias["deprecated"], true);
+    assert!(alias["summary"]
+        .as_str()
+        .unwrap()
+        .contains("/api/v11/blocks/latest"));
+}

@@ -481,3 +481,41 @@ fn the_gateway_endpoint_needs_a_token_of_the_tokens_file() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fake.submitted_as.borrow().last(), Some(&None));
 }
+
+#[test]
+fn v11_clients_may_prefix_hex_with_0x() {
+    let fake = Fake::default();
+    let c = ctx(fake.clone());
+    let record = signed(1, 10);
+    let mut transfer = transfer_json(&record);
+    for field in ["fromAddress", "toAddress", "signature"] {
+        let hex = transfer[field].as_str().unwrap().to_string();
+        transfer[field] = format!("0x{hex}").into();
+    }
+    let req = request(
+        "POST",
+        "/api/v11/transactions",
+        Some("application/json"),
+        transfer.to_string(),
+    );
+    let (status, v) = call_json(&c, req);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        fake.submitted.borrow().as_slice(),
+        &[record],
+        "the same transfer"
+    );
+    // A path's hash and address too.
+    let hash = hex::encode(record.tx_hash().0);
+    let (status, v) = get(&c, &format!("/api/v11/transactions/0X{hash}"));
+    assert_ne!(status, StatusCode::BAD_REQUEST, "{v}");
+    let from = record.from().to_hex();
+    let (status, v) = get(&c, &format!("/api/v11/accounts/0x{from}"));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Only one prefix, and only hex after it.
+    let (status, v) = get(&c, &format!("/api/v11/accounts/0x0x{}", &from[4..]));
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::BAD_REQUEST, "INVALID_ADDRESS")
+    );
+}
