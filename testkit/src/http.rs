@@ -65,6 +65,27 @@ pub fn http_request(
     parse_response(&raw)
 }
 
+/// Reads one HTTP/1.1 response with a `Content-Length` body from a kept-alive connection
+/// (the connection stays usable for the next request).
+pub fn read_response(stream: &mut impl std::io::Read) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte)?;
+        raw.push(byte[0]);
+    }
+    let length: usize = String::from_utf8_lossy(&raw)
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse()))
+        .unwrap_or(Ok(0))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad content-length"))?;
+    let head_bytes = raw.len();
+    raw.resize(head_bytes + length, 0);
+    stream.read_exact(&mut raw[head_bytes..])?;
+    parse_response(&raw)
+}
+
 /// Parses a whole HTTP/1.1 response (chunked bodies decoded).
 pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());

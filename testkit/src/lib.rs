@@ -19,7 +19,7 @@ pub mod proxy;
 
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 pub use bin::aurigraph_bin;
-pub use http::{http_request, parse_response, Response};
+pub use http::{http_request, parse_response, read_response, Response};
 pub use node::Node;
 
 use aurigraph_wire::genesis::{Allocation, Genesis};
@@ -82,4 +82,23 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `aurigraph token new --role ROLE --name NAME --file FILE`: the token it printed (the test
+/// fails with the command's message when it fails).
+pub fn new_token(file: &std::path::Path, role: &str, name: &str) -> String {
+    let out = std::process::Command::new(aurigraph_bin())
+        .args(["token", "new", "--role", role, "--name", name, "--file"])
+        .arg(file)
+        .output()
+        .expect("run aurigraph token new");
+    assert!(
+        out.status.success(),
+        "aurigraph token new: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("a token is text")
+        .trim()
+        .to_string()
 }

@@ -153,23 +153,9 @@ fn a_slow_body_attack_is_cut_off_within_memory_while_transfers_go_on() {
 #[test]
 fn the_admin_endpoint_refuses_cross_site_and_tokenless_calls_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = &aurigraph_bin();
     let tokens = dir.path().join("tokens.json");
-    let token_new = |role: &str, name: &str| {
-        let out = std::process::Command::new(bin)
-            .args(["token", "new", "--role", role, "--name", name, "--file"])
-            .arg(&tokens)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let admin = token_new("admin", "ops");
-    let gateway = token_new("gateway", "acme");
+    let admin = new_token(&tokens, "admin", "ops");
+    let gateway = new_token(&tokens, "gateway", "acme");
     let node = Node::start_with_args(
         dir.path(),
         Some(&genesis(&keys(2), 2)),
@@ -239,28 +225,21 @@ fn a_client_over_its_request_rate_is_answered_429_with_retry_after() {
     let mut statuses = Vec::new();
     for _ in 0..8 {
         write!(stream, "GET /api/v11/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
+        let answer = read_response(&mut stream).unwrap();
+        if answer.status == 429 {
+            let retry_after = answer.headers.iter().find(|(k, _)| k == "retry-after");
+            assert_eq!(
+                retry_after.map(|(_, v)| v.as_str()),
+                Some("1"),
+                "{:?}",
+                answer.headers
+            );
+            answer.assert_error(429, "RATE_LIMITED");
         }
-        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse().unwrap())
-            .unwrap();
-        let mut body = vec![0u8; length];
-        stream.read_exact(&mut body).unwrap();
-        statuses.push(head[9..12].to_string());
-        if head.starts_with("http/1.1 429") {
-            assert!(head.contains("retry-after: 1"), "{head}");
-            assert!(String::from_utf8_lossy(&body).contains("RATE_LIMITED"));
-        }
+        statuses.push(answer.status);
     }
-    assert_eq!(statuses[..5], ["200"; 5], "{statuses:?}");
-    assert!(statuses[5..].iter().all(|s| s == "429"), "{statuses:?}");
+    assert_eq!(statuses[..5], [200; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
 }
 
 /// schemathesis's `st`: `$AURIGRAPH_SCHEMATHESIS`, or `st` on the PATH (`tests/run` installs
@@ -286,17 +265,7 @@ fn schemathesis() -> std::path::PathBuf {
 fn schemathesis_finds_the_api_description_and_the_server_agreeing() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.json");
-    let out = std::process::Command::new(aurigraph_bin())
-        .args(["token", "new", "--name", "acme", "--file"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let gateway = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let gateway = new_token(&tokens, "gateway", "acme");
     let node = Node::start_with_args(
         dir.path(),
         Some(&genesis(&keys(2), 2)),
@@ -425,31 +394,13 @@ fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
     assert!(hello.contains("TLSv1.3"), "{hello}");
     // A connection kept open across the reload: rustls, HTTP/1.1.
     let mut kept = tls_connect(node.port, &first.join("ca.pem"));
-    let ask = |stream: &mut TlsStream| -> String {
+    let ask = |stream: &mut TlsStream| -> u16 {
         stream
             .write_all(b"GET /api/v11/health HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
-        let mut answer = Vec::new();
-        let mut byte = [0u8; 1];
-        // The whole answer: a head, then a body of its content-length (health is small).
-        while !answer.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            answer.push(byte[0]);
-        }
-        let head = String::from_utf8(answer).unwrap();
-        let length: usize = head
-            .to_ascii_lowercase()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap();
-        let mut body = vec![0u8; length];
-        stream.read_exact(&mut body).unwrap();
-        head
+        read_response(stream).unwrap().status
     };
-    assert!(ask(&mut kept).starts_with("HTTP/1.1 200"));
+    assert_eq!(ask(&mut kept), 200);
     // New certificate files from another CA, then SIGHUP.
     let second = certs("second");
     for file in ["node.pem", "node-key.pem"] {
@@ -468,10 +419,7 @@ fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
     }
     let stale = s_client(node.port, &first.join("ca.pem"));
     assert!(!stale.contains("Verify return code: 0 (ok)"), "{stale}");
-    assert!(
-        ask(&mut kept).starts_with("HTTP/1.1 200"),
-        "the kept connection goes on"
-    );
+    assert_eq!(ask(&mut kept), 200, "the kept connection goes on");
     assert!(node.log_text().contains("TLS certificate and key reloaded"));
     // curl over TLS with the new CA: HTTP/2 by ALPN.
     let out = std::process::Command::new("curl")
