@@ -11,7 +11,7 @@
 use aurigraph_api::http::types::{BatchJson, TransferJson};
 use aurigraph_beacon::nist::NistCertificate;
 use aurigraph_beacon::twine::TwineChain;
-use aurigraph_net::transport::{decode_frame, Frame, Limits};
+use aurigraph_net::transport::{decode_frame, Frame, Limits, HEADER_BYTES};
 use std::sync::OnceLock;
 
 /// The chain id the JSON transfers are checked against (any: the check is the same).
@@ -43,14 +43,34 @@ pub fn json_transfers(data: &[u8]) {
 }
 
 /// A frame of a peer link (handshake or data), as a validator reads it from a peer's socket;
-/// the messages of a data frame are walked.
+/// the messages of a data frame are walked. The frame's checksum covers everything behind the
+/// header, so a mutated frame almost never gets past it: each input is decoded as it is and
+/// again with its checksum made right, which reaches the payload's decoders.
 pub fn peer_frame(data: &[u8]) {
     let limits = Limits::new(SHARDS);
-    if let Ok(Some((Frame::Data(frame), _))) = decode_frame(data, &limits) {
+    walk_frame(data, &limits);
+    if let Some(fixed) = with_valid_checksum(data) {
+        walk_frame(&fixed, &limits);
+    }
+}
+
+fn walk_frame(data: &[u8], limits: &Limits) {
+    if let Ok(Some((Frame::Data(frame), _))) = decode_frame(data, limits) {
         for message in frame.iter() {
             std::hint::black_box(message);
         }
     }
+}
+
+/// `data` with the frame checksum (bytes 12..16: CRC-32C of bytes 0..12 and the payload the
+/// header declares) made right; `None` when the bytes are too short to hold that payload.
+fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
+    let declared = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?) as usize;
+    let payload = data.get(HEADER_BYTES..HEADER_BYTES.checked_add(declared)?)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&data[0..12]), payload);
+    let mut fixed = data.to_vec();
+    fixed[12..16].copy_from_slice(&crc.to_le_bytes());
+    Some(fixed)
 }
 
 /// One message of a peer link's data frame: a raft message or a piece, a forward, receipts.

@@ -683,15 +683,23 @@ mod tests {
     /// A development CA and a certificate it signed for 127.0.0.1, written into `dir` as
     /// `{name}.pem`, `{name}-key.pem`; returns the CA's certificate (DER).
     fn issue(dir: &std::path::Path, name: &str) -> rustls::pki_types::CertificateDer<'static> {
+        issue_valid_until(dir, name, rcgen::date_time_ymd(4096, 1, 1))
+    }
+
+    /// [`issue`], the node's certificate valid until `not_after`.
+    fn issue_valid_until(
+        dir: &std::path::Path,
+        name: &str,
+        not_after: time::OffsetDateTime,
+    ) -> rustls::pki_types::CertificateDer<'static> {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::default();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca = ca.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        leaf.not_after = not_after;
+        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
         std::fs::write(dir.join(format!("{name}.pem")), leaf.pem()).unwrap();
         std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
         ca.der().clone()
@@ -782,6 +790,16 @@ mod tests {
         let mut fresh = tls_connect(addr, &second_ca, &[]).unwrap();
         assert_eq!(tls_get(&mut fresh, "/api/v11/health"), 200);
         assert_eq!(tls_get(&mut kept, "/api/v11/info"), 200);
+        // An expired certificate is served if the operator configures one, and clients refuse it.
+        let expired_ca = issue_valid_until(dir.path(), "node", rcgen::date_time_ymd(2020, 1, 1));
+        tls.reload().unwrap();
+        let refused = tls_connect(addr, &expired_ca, &[]).unwrap_err();
+        assert!(
+            refused.to_string().to_lowercase().contains("expired"),
+            "{refused}"
+        );
+        let second_ca = issue(dir.path(), "node");
+        tls.reload().unwrap();
         // A key that does not belong to the certificate: the reload fails, the pair stays.
         std::fs::copy(dir.path().join("stranger-key.pem"), &key).unwrap();
         assert!(tls.reload().unwrap_err().to_string().contains("node.pem"));
