@@ -113,8 +113,11 @@ fn nist_certificate() -> &'static NistCertificate {
     })
 }
 
-/// Every target by name (the corpus directory of each is `corpus/NAME`).
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+/// A target: its name (its corpus directory is `corpus/NAME`) and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: [Target; 7] = [
     ("binary_batch", binary_batch),
     ("json_transfers", json_transfers),
     ("peer_frame", peer_frame),
