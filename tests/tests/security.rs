@@ -150,18 +150,23 @@ fn a_slow_body_attack_is_cut_off_within_memory_while_transfers_go_on() {
     assert!(timed_out > 0);
 }
 
+/// A node of the tests' genesis in `dir`, reading the tokens file `tokens`.
+fn node_with_tokens(dir: &std::path::Path, tokens: &std::path::Path) -> Node {
+    Node::start_with_args(
+        dir,
+        Some(&genesis(&keys(2), 2)),
+        free_port(),
+        &["--tokens", tokens.to_str().unwrap()],
+    )
+}
+
 #[test]
 fn the_admin_endpoint_refuses_cross_site_and_tokenless_calls_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.json");
     let admin = new_token(&tokens, "admin", "ops");
     let gateway = new_token(&tokens, "gateway", "acme");
-    let node = Node::start_with_args(
-        dir.path(),
-        Some(&genesis(&keys(2), 2)),
-        free_port(),
-        &["--tokens", tokens.to_str().unwrap()],
-    );
+    let node = node_with_tokens(dir.path(), &tokens);
     let validators = || node.get("/api/v11/consensus/status").json()["shards"].clone();
     let before = validators();
     let body = br#"{"action":"remove","nodeId":1}"#.to_vec();
@@ -266,12 +271,7 @@ fn schemathesis_finds_the_api_description_and_the_server_agreeing() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.json");
     let gateway = new_token(&tokens, "gateway", "acme");
-    let node = Node::start_with_args(
-        dir.path(),
-        Some(&genesis(&keys(2), 2)),
-        free_port(),
-        &["--tokens", tokens.to_str().unwrap()],
-    );
+    let node = node_with_tokens(dir.path(), &tokens);
     // Every check; the gateway token on every request (the admin endpoint then answers 403,
     // and is not driven into membership changes of this single validator).
     let out = std::process::Command::new(schemathesis())
