@@ -25,6 +25,15 @@ use std::time::{Duration, Instant};
 pub const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// Concurrent HTTP/2 streams per connection.
 const H2_STREAMS_MAX: u32 = 256;
+/// A request's header block at most (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`; larger: the
+/// stream is refused with 431).
+const H2_HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+/// Streams a client may open and reset before the connection is closed with GOAWAY (the
+/// "rapid reset" flood), and streams this server may reset for a client's errors.
+const H2_PENDING_RESET_STREAMS_MAX: usize = 20;
+const H2_LOCAL_ERROR_RESET_STREAMS_MAX: usize = 1024;
+/// Header fields of an HTTP/1.1 request at most (more: 431).
+const H1_HEADERS_MAX: usize = 100;
 /// HTTP/2 flow-control windows: large enough that a binary batch of ~1000 records (168 KiB)
 /// arrives without waiting for window updates.
 const H2_STREAM_WINDOW: u32 = 1 << 20;
@@ -345,6 +354,9 @@ where
     if h2 {
         hyper::server::conn::http2::Builder::new(LocalExec)
             .max_concurrent_streams(H2_STREAMS_MAX)
+            .max_header_list_size(H2_HEADER_LIST_BYTES_MAX)
+            .max_pending_accept_reset_streams(H2_PENDING_RESET_STREAMS_MAX)
+            .max_local_error_reset_streams(H2_LOCAL_ERROR_RESET_STREAMS_MAX)
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .serve_connection(io, service)
@@ -352,6 +364,7 @@ where
     } else {
         hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .max_headers(H1_HEADERS_MAX)
             // No hyper timer on glommio: the watchdog above bounds idle and stalled connections.
             .header_read_timeout(None)
             .serve_connection(io, service)
@@ -804,6 +817,53 @@ mod tests {
         std::fs::copy(dir.path().join("stranger-key.pem"), &key).unwrap();
         assert!(tls.reload().unwrap_err().to_string().contains("node.pem"));
         assert!(tls_connect(addr, &second_ca, &[]).is_ok());
+        settings.draining.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn oversized_header_blocks_are_refused_over_http2_and_http1() {
+        let (addr, settings, handle) = start(HttpSettings::new("127.0.0.1:0".parse().unwrap()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            let get = |extra: usize| {
+                hyper::Request::get(format!("http://{addr}/api/v11/health"))
+                    .header("x-filler", "a".repeat(extra))
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap()
+            };
+            let small = sender.send_request(get(1000)).await.unwrap();
+            assert_eq!(small.status(), 200);
+            let large = sender.send_request(get(32 * 1024)).await;
+            assert!(
+                large.as_ref().map_or(true, |r| r.status() == 431),
+                "{:?}",
+                large.map(|r| r.status())
+            );
+        });
+        drop(runtime);
+        let mut many = StdStream::connect(addr).unwrap();
+        let headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+        write!(
+            many,
+            "GET /api/v11/health HTTP/1.1\r\nHost: x\r\n{headers}\r\n"
+        )
+        .unwrap();
+        many.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        let _ = many.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
         settings.draining.store(true, Ordering::SeqCst);
         handle.join().unwrap();
     }
