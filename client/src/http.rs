@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -108,8 +109,10 @@ impl std::error::Error for ClientError {}
 pub enum UrlError {
     #[error("empty node URL")]
     Empty,
-    #[error("node URL {0}: only http:// is supported (e.g. http://127.0.0.1:9003)")]
+    #[error("node URL {0}: only http:// and https:// are supported (e.g. http://127.0.0.1:9003)")]
     NotHttp(String),
+    #[error("https: {0}")]
+    Tls(String),
     #[error("node URL {url} is not a valid URL: {reason}")]
     Invalid { url: String, reason: String },
     #[error("node URL {0} has no host")]
@@ -267,7 +270,7 @@ fn error_from_body(status: StatusCode, body: &[u8]) -> ErrorKind {
 /// A client for one node, e.g. `http://127.0.0.1:9003`. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct Client {
-    http: PooledClient<HttpConnector, Full<Bytes>>,
+    http: PooledClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     timeout: Duration,
     /// `Authorization: Bearer` value sent with every request (a gateway token), if any.
@@ -291,6 +294,28 @@ impl Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.enforce_http(false); // https:// goes through the TLS layer below
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = hyper_rustls::HttpsConnectorBuilder::new();
+        let tls = if base.starts_with("https://") {
+            // The platform's trusted CAs (rustls-native-certs: SSL_CERT_FILE or SSL_CERT_DIR
+            // when set, e.g. SSL_CERT_FILE=ca.pem for a development CA of `aurigraph certs`).
+            tls.with_provider_and_native_roots(provider).map_err(|e| {
+                UrlError::Tls(format!(
+                    "no trusted CA certificates ({e}); set SSL_CERT_FILE to a PEM file of the \
+                     CAs to trust"
+                ))
+            })?
+        } else {
+            // Never used for http://; the connector type is the same for both.
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| UrlError::Tls(e.to_string()))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            tls.with_tls_config(config)
+        };
+        let connector = tls.https_or_http().enable_http1().wrap_connector(connector);
         let http = PooledClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -476,8 +501,8 @@ fn describe_transport_error(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// `http://host:port` without a trailing slash; `host:port` gets `http://`; https is refused
-/// (the node serves plain HTTP; put TLS in front of it and benchmark the node itself).
+/// `http://host:port` or `https://host:port` without a trailing slash; `host:port` gets
+/// `http://`.
 pub fn normalize_base_url(url: &str) -> Result<String, UrlError> {
     let url = url.trim().trim_end_matches('/');
     if url.is_empty() {
@@ -488,7 +513,7 @@ pub fn normalize_base_url(url: &str) -> Result<String, UrlError> {
     } else {
         format!("http://{url}")
     };
-    if !url.starts_with("http://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(UrlError::NotHttp(url));
     }
     let uri: Uri = url
@@ -614,10 +639,11 @@ mod tests {
             normalize_base_url("localhost:9003").unwrap(),
             "http://localhost:9003"
         );
-        assert!(normalize_base_url("https://x:1")
+        assert_eq!(normalize_base_url("https://x:1/").unwrap(), "https://x:1");
+        assert!(normalize_base_url("ftp://x:1")
             .unwrap_err()
             .to_string()
-            .contains("http://"));
+            .contains("https://"));
         assert!(normalize_base_url("http://x:1/api")
             .unwrap_err()
             .to_string()

@@ -377,9 +377,10 @@ fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
     for file in ["node.pem", "node-key.pem"] {
         std::fs::copy(first.join(file), live.join(file)).unwrap();
     }
+    // A development chain: its funded key is in the data directory, for the CLI below.
     let node = Node::start_with_args(
         dir.path(),
-        Some(&genesis(&keys(2), 2)),
+        None,
         free_port(),
         &[
             "--tls-cert",
@@ -437,4 +438,26 @@ fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+    // The command-line client over https: it trusts what SSL_CERT_FILE names, and refuses an
+    // unknown CA with the reason.
+    let transfer = |ca: &std::path::Path| {
+        std::process::Command::new(&bin)
+            .args(["transfer", "--key"])
+            .arg(node.data_dir.join("dev-key.json"))
+            .args(["--to", &"22".repeat(32), "--amount", "5", "--node"])
+            .arg(format!("https://localhost:{}", node.port))
+            .env("SSL_CERT_FILE", ca)
+            .output()
+            .unwrap()
+    };
+    let out = transfer(&second.join("ca.pem"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"result\": \"OK\""));
+    let out = transfer(&first.join("ca.pem"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
 }
