@@ -438,6 +438,28 @@ mod tests {
         try_send(stream, method, path, body).expect("a response")
     }
 
+    type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+    /// An HTTP/2 (prior knowledge) connection to `addr` on a tokio runtime of its own.
+    fn h2_client(addr: SocketAddr) -> (tokio::runtime::Runtime, H2Sender) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sender = runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            sender
+        });
+        (runtime, sender)
+    }
+
     #[test]
     fn serves_http1_keep_alive_h2_and_drains() {
         let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
@@ -458,19 +480,8 @@ mod tests {
         assert!(head.to_ascii_lowercase().contains("allow: get"), "{head}");
 
         // HTTP/2 with prior knowledge, on the same port.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (runtime, mut sender) = h2_client(addr);
         runtime.block_on(async {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                hyper_util::rt::TokioIo::new(tcp),
-            )
-            .await
-            .unwrap();
-            tokio::spawn(conn);
             for _ in 0..3 {
                 let request = hyper::Request::get(format!("http://{addr}/q/health/ready"))
                     .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -824,19 +835,8 @@ mod tests {
     #[test]
     fn oversized_header_blocks_are_refused_over_http2_and_http1() {
         let (addr, settings, handle) = start(HttpSettings::new("127.0.0.1:0".parse().unwrap()));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (runtime, mut sender) = h2_client(addr);
         runtime.block_on(async {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                hyper_util::rt::TokioIo::new(tcp),
-            )
-            .await
-            .unwrap();
-            tokio::spawn(conn);
             let get = |extra: usize| {
                 hyper::Request::get(format!("http://{addr}/api/v11/health"))
                     .header("x-filler", "a".repeat(extra))
