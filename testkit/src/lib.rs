@@ -102,3 +102,12 @@ pub fn new_token(file: &std::path::Path, role: &str, name: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The executable `name` in a directory of `PATH`, if there is one.
+pub fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(name))
+        .find(|candidate| candidate.is_file())
+}

@@ -41,11 +41,8 @@ fn deploy(path: &str) -> PathBuf {
 
 /// A tool from the Debian `prometheus` package, or a failure that says how to get it.
 fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let candidate = Path::new(dir).join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
+    if let Some(path) = on_path(name) {
+        return path;
     }
     panic!(
         "`{name}` is not installed: these tests need Prometheus's `{name}` on the PATH \

@@ -253,11 +253,8 @@ fn schemathesis() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("AURIGRAPH_SCHEMATHESIS") {
         return path.into();
     }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let candidate = std::path::Path::new(dir).join("st");
-        if candidate.is_file() {
-            return candidate;
-        }
+    if let Some(path) = on_path("st") {
+        return path;
     }
     panic!(
         "schemathesis is not installed: this test needs its `st` (tests/run installs it: \
