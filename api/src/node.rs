@@ -408,7 +408,7 @@ fn reload_tls(tls: Option<&http::tls::Tls>) {
     }
 }
 
-/// Like [`wait_for_stop_signal`], giving up after `timeout` (`None`: no signal came).
+/// Waits for SIGINT or SIGTERM, giving up after `timeout` (`None`: no signal came).
 pub fn wait_for_stop_signal_timeout(
     set: libc::sigset_t,
     timeout: Duration,
@@ -419,11 +419,7 @@ pub fn wait_for_stop_signal_timeout(
     };
     // SAFETY: `set` holds blocked signals; sigtimedwait returns the one received or -1.
     let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-    match signal {
-        libc::SIGINT => Some("SIGINT"),
-        libc::SIGTERM => Some("SIGTERM"),
-        _ => None,
-    }
+    matches!(signal, libc::SIGINT | libc::SIGTERM).then(|| signal_name(signal))
 }
 
 /// Waits for one of the blocked signals in `set`.
