@@ -16,7 +16,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 #[derive(Args, Debug, Clone, Default)]
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
-    /// node_id, peers, cores, pin_cores, log_format, tokens, tls_cert, tls_key, body_bytes_max,
+    /// node_id, peers, peer_ca, peer_cert, peer_key, allow_plaintext_peers, cores, pin_cores,
+    /// log_format, tokens, tls_cert, tls_key, body_bytes_max,
     /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
@@ -48,6 +49,38 @@ pub struct NodeArgs {
     /// may be listed). Every shard is replicated on all of them; without it, a single validator.
     #[arg(long, env = "AURIGRAPH_PEERS", value_name = "ID=HOST:PORT,...")]
     pub peers: Option<String>,
+    /// Certificates trusted for peer links (PEM): the cluster CA, or every validator's pinned
+    /// self-signed certificate. With --peer-cert and --peer-key every peer link is mutual TLS
+    /// 1.3 and a peer must present a certificate for its node id (`node-<id>.aurigraph`).
+    /// `aurigraph certs --peer-ids 1,2,3` makes a development set. Reloaded on SIGHUP.
+    #[arg(
+        long,
+        env = "AURIGRAPH_PEER_CA",
+        value_name = "FILE",
+        requires_all = ["peer_cert", "peer_key"]
+    )]
+    pub peer_ca: Option<PathBuf>,
+    /// This validator's peer certificate chain (PEM, its certificate first); with --peer-ca.
+    #[arg(
+        long,
+        env = "AURIGRAPH_PEER_CERT",
+        value_name = "FILE",
+        requires_all = ["peer_ca", "peer_key"]
+    )]
+    pub peer_cert: Option<PathBuf>,
+    /// The peer certificate's private key (PEM); with --peer-ca.
+    #[arg(
+        long,
+        env = "AURIGRAPH_PEER_KEY",
+        value_name = "FILE",
+        requires_all = ["peer_ca", "peer_cert"]
+    )]
+    pub peer_key: Option<PathBuf>,
+    /// Run peer links as plain, unauthenticated TCP even to addresses beyond loopback (only on
+    /// a network where nobody else can reach the peer ports). Without peer TLS, a node refuses
+    /// to start with a non-loopback peer address unless this is given.
+    #[arg(long, env = "AURIGRAPH_ALLOW_PLAINTEXT_PEERS")]
+    pub allow_plaintext_peers: bool,
     /// Join a running cluster: start outside every shard's group (the validators listed in
     /// --peers form it) until `aurigraph validators add` makes this validator a learner.
     #[arg(long, env = "AURIGRAPH_JOIN")]
@@ -106,6 +139,10 @@ pub struct FileConfig {
     pub peer_addr: Option<SocketAddr>,
     pub node_id: Option<u64>,
     pub peers: Option<String>,
+    pub peer_ca: Option<PathBuf>,
+    pub peer_cert: Option<PathBuf>,
+    pub peer_key: Option<PathBuf>,
+    pub allow_plaintext_peers: Option<bool>,
     pub cores: Option<usize>,
     pub pin_cores: Option<bool>,
     pub log_format: Option<LogFormat>,
@@ -170,6 +207,11 @@ pub struct NodeConfig {
     /// The other validators, by node id, with their base peer addresses (empty: single
     /// validator). Sorted by id, this node excluded.
     pub peers: Vec<(u64, SocketAddr)>,
+    /// Mutual TLS on peer links (`--peer-ca`, `--peer-cert`, `--peer-key`), loaded; `None`:
+    /// plain TCP (loopback, or `--allow-plaintext-peers`).
+    pub peer_tls: Option<std::sync::Arc<aurigraph_net::transport::PeerTls>>,
+    /// Plain peer links beyond loopback allowed (`--allow-plaintext-peers`).
+    pub allow_plaintext_peers: bool,
     /// Joining a running cluster (see `NodeArgs::join`).
     pub join: bool,
     pub cores: usize,
@@ -283,7 +325,14 @@ impl NodeConfig {
         };
         // A beacon's certificate and TLS-root paths are relative to the configuration file.
         if let Some(dir) = args.config.as_deref().and_then(Path::parent) {
-            for path in [&mut file.tokens, &mut file.tls_cert, &mut file.tls_key] {
+            for path in [
+                &mut file.tokens,
+                &mut file.tls_cert,
+                &mut file.tls_key,
+                &mut file.peer_ca,
+                &mut file.peer_cert,
+                &mut file.peer_key,
+            ] {
                 if let Some(p) = path.as_mut().filter(|p| p.is_relative()) {
                     *p = dir.join(&*p);
                 }
@@ -320,6 +369,12 @@ impl NodeConfig {
             cores,
             args.peer_addr.or(file.peer_addr),
             peers_text.map(String::as_str),
+        )?;
+        let peer_tls = resolve_peer_tls(
+            node_id,
+            args,
+            &file,
+            peer_addr.iter().chain(peers.iter().map(|(_, a)| a)),
         )?;
         let snapshot_piece_bytes = file.snapshot_piece_bytes.unwrap_or(1 << 20);
         if !(256..=1 << 20).contains(&snapshot_piece_bytes) {
@@ -401,6 +456,9 @@ impl NodeConfig {
             node_id,
             peer_addr,
             peers,
+            peer_tls,
+            allow_plaintext_peers: args.allow_plaintext_peers
+                || file.allow_plaintext_peers == Some(true),
             join: args.join,
             cores,
             // A node that has every CPU it may run on is the host's only validator: pinned.
@@ -422,6 +480,42 @@ impl NodeConfig {
             tls,
             beacon: file.beacon,
         })
+    }
+}
+
+/// Loads the peer TLS files when given (all three, or none); without them, peer links are plain
+/// TCP, which is refused beyond loopback unless explicitly allowed.
+fn resolve_peer_tls<'a>(
+    node_id: u64,
+    args: &NodeArgs,
+    file: &FileConfig,
+    mut addresses: impl Iterator<Item = &'a SocketAddr>,
+) -> Result<Option<std::sync::Arc<aurigraph_net::transport::PeerTls>>, ConfigError> {
+    let ca = args.peer_ca.as_ref().or(file.peer_ca.as_ref());
+    let cert = args.peer_cert.as_ref().or(file.peer_cert.as_ref());
+    let key = args.peer_key.as_ref().or(file.peer_key.as_ref());
+    match (ca, cert, key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let tls = aurigraph_net::transport::PeerTls::load(node_id, ca, cert, key)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            Ok(Some(std::sync::Arc::new(tls)))
+        }
+        (None, None, None) => {
+            let allowed = args.allow_plaintext_peers || file.allow_plaintext_peers == Some(true);
+            if allowed {
+                return Ok(None);
+            }
+            match addresses.find(|a| !a.ip().is_loopback()) {
+                Some(addr) => Err(ConfigError::Invalid(format!(
+                    "peer address {addr} is beyond loopback: peer links there need mutual TLS                      (--peer-ca, --peer-cert and --peer-key; `aurigraph certs --peer-ids` makes                      a development set), or --allow-plaintext-peers on a network nobody else                      can reach"
+                ))),
+                None => Ok(None),
+            }
+        }
+        _ => Err(ConfigError::Invalid(
+            "peer TLS needs all of --peer-ca, --peer-cert and --peer-key (or peer_ca,              peer_cert and peer_key)"
+                .into(),
+        )),
     }
 }
 

@@ -10,6 +10,7 @@ use aurigraph_engine::genesis::{Allocation, Genesis, GenesisError};
 use aurigraph_engine::record::address_of;
 use aurigraph_engine::runtime::{CoreService, Engine, EngineConfig};
 use aurigraph_engine::EngineError;
+use aurigraph_net::transport::PeerTls;
 use aurigraph_wire::keyfile::{self, KeyFileError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -176,6 +177,8 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;
+        engine_config.peer_tls = config.peer_tls.clone();
+        engine_config.allow_plaintext_peers = config.allow_plaintext_peers;
         engine_config.join = joined(&config)?;
         // Failover within about a second: 25 ms ticks, elections after 10-20 silent ticks
         // (250-500 ms), heartbeats every 2 (50 ms).
@@ -219,7 +222,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     );
     let signal = loop {
         match wait_for_signal(signals) {
-            libc::SIGHUP => reload_tls(config.tls.as_deref()),
+            libc::SIGHUP => reload_tls(config.tls.as_deref(), config.peer_tls.as_deref()),
             signal => break signal_name(signal),
         }
     };
@@ -396,15 +399,26 @@ fn block_signals(signals: &[libc::c_int]) -> libc::sigset_t {
 
 /// SIGHUP: the TLS certificate and key are read again (new connections get them; connections
 /// already established keep theirs). A pair that does not load leaves the one in force.
-fn reload_tls(tls: Option<&http::tls::Tls>) {
-    match tls {
-        None => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
-        Some(tls) => match tls.reload() {
+fn reload_tls(tls: Option<&http::tls::Tls>, peer_tls: Option<&PeerTls>) {
+    if tls.is_none() && peer_tls.is_none() {
+        tracing::info!("SIGHUP: no TLS configured, nothing to reload");
+    }
+    if let Some(tls) = tls {
+        match tls.reload() {
             Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
             Err(error) => {
                 tracing::error!(%error, "SIGHUP: TLS reload failed; the certificate in force stays")
             }
-        },
+        }
+    }
+    if let Some(tls) = peer_tls {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: peer CA, certificate and key reloaded"),
+            Err(error) => tracing::error!(
+                %error,
+                "SIGHUP: peer TLS reload failed; the certificate in force stays"
+            ),
+        }
     }
 }
 

@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// With --gateway and --addresses: a file holding the gateway's token.
     #[arg(long, value_name = "FILE")]
     pub gateway_token_file: Option<PathBuf>,
+    /// With --nodes N (N > 1): link the started validators with plain TCP instead of mutual
+    /// TLS, to measure what TLS on replication costs.
+    #[arg(long)]
+    pub plaintext_peers: bool,
 }
 
 impl From<BenchArgs> for BenchOptions {

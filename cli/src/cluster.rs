@@ -4,7 +4,7 @@
 
 use aurigraph_api::config::LogFormat;
 use aurigraph_api::node::{self, NodeError};
-use aurigraph_client::launcher::{start_cluster, LaunchError, LOCAL_NODES_MAX};
+use aurigraph_client::launcher::{start_cluster, LaunchError, LaunchOptions, LOCAL_NODES_MAX};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ pub struct ClusterArgs {
     /// Tokens file every validator reads (gateway mode; `aurigraph token new`).
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
+    /// Link the validators with plain TCP instead of mutual TLS (by default their peer
+    /// certificates come from a development CA in DIR/peer-certs, made on first use).
+    #[arg(long)]
+    pub plaintext_peers: bool,
 }
 
 /// Runs the command until SIGINT/SIGTERM or until a validator exits.
@@ -59,8 +63,12 @@ pub fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         (None, false) => node::development_genesis(&args.dir)?,
     };
     let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
-    let tokens = args.tokens.as_deref();
-    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, args.cores, tokens)?;
+    let options = LaunchOptions {
+        cores: args.cores,
+        tokens: args.tokens.as_deref(),
+        plaintext_peers: args.plaintext_peers,
+    };
+    let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, options)?;
     for n in &cluster.nodes {
         println!(
             "validator {}: http://{}  peer {}  data {}  log {}",

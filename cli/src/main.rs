@@ -146,10 +146,10 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Transfer(args) => transfer::run(args)?,
         Command::Bench(args) => {
             node::init_logging(LogFormat::Human);
-            let nodes = args.nodes;
+            let (nodes, plaintext_peers) = (args.nodes, args.plaintext_peers);
             aurigraph_client::bench::run(args.into(), move |genesis, dir, tokens| {
                 let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
-                launcher::start_nodes(&exe, genesis, dir, nodes, tokens)
+                launcher::start_nodes(&exe, genesis, dir, nodes, tokens, plaintext_peers)
             })?
         }
         Command::Beacon(command) => beacon::run(command)?,

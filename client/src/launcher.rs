@@ -42,6 +42,8 @@ pub enum LaunchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make the peer certificates in {}: {message}", dir.display())]
+    PeerCerts { dir: PathBuf, message: String },
     #[error("cannot start node {node}: {source}")]
     Spawn { node: u64, source: std::io::Error },
     #[error("node {node}: {reason}; its log:\n{log}")]
@@ -61,6 +63,51 @@ pub struct LocalNode {
     pub peer_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+}
+
+/// How a local cluster's validators run, beyond their count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LaunchOptions<'a> {
+    /// Executors per validator (see [`start_cluster`]).
+    pub cores: Option<usize>,
+    /// Tokens file every validator reads.
+    pub tokens: Option<&'a Path>,
+    /// Peer links as plain TCP instead of mutual TLS (to measure what TLS costs).
+    pub plaintext_peers: bool,
+}
+
+/// Where a local cluster keeps its development CA and peer certificates.
+pub const PEER_CERTS_DIR: &str = "peer-certs";
+
+/// The files `aurigraph certs --peer-ids` writes into its directory for validator `id`: the
+/// CA every validator trusts, and the validator's own certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl PeerTlsFiles {
+    pub fn new(dir: &Path, id: u64) -> PeerTlsFiles {
+        PeerTlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("peer-{id}.pem")),
+            key: dir.join(format!("peer-{id}-key.pem")),
+        }
+    }
+
+    /// The `aurigraph node` flags that use them.
+    pub fn node_args(&self) -> [std::ffi::OsString; 6] {
+        [
+            "--peer-ca".into(),
+            self.ca.clone().into(),
+            "--peer-cert".into(),
+            self.cert.clone().into(),
+            "--peer-key".into(),
+            self.key.clone().into(),
+        ]
+    }
 }
 
 /// The running children of a local cluster; stopped (SIGTERM, then wait) on drop.
@@ -108,17 +155,24 @@ impl Drop for LocalCluster {
 }
 
 /// Starts `nodes` validators (ids 1..=nodes) as `exe node ...` (`exe`: the `aurigraph` binary)
-/// on loopback in `dir` (`node-<id>/` each), all with `genesis`, each with `cores` executors (default: all CPUs for one validator, an equal part
-/// of them, at least one, for several); with more than one, every node lists the others in
-/// `--peers`. Returns once every node's HTTP port accepts connections.
+/// on loopback in `dir` (`node-<id>/` each), all with `genesis`, each with `options.cores`
+/// executors (default: all CPUs for one validator, an equal part of them, at least one, for
+/// several); with more than one, every node lists the others in `--peers`, and their links
+/// are mutual TLS with certificates of a development CA in `dir/peer-certs` (made by `exe
+/// certs` when missing) unless `options.plaintext_peers`. Returns once every node's HTTP port
+/// accepts connections.
 pub fn start_cluster(
     exe: &Path,
     genesis: &Genesis,
     dir: &Path,
     nodes: usize,
-    cores: Option<usize>,
-    tokens: Option<&Path>,
+    options: LaunchOptions<'_>,
 ) -> Result<LocalCluster, LaunchError> {
+    let LaunchOptions {
+        cores,
+        tokens,
+        plaintext_peers,
+    } = options;
     if !(1..=LOCAL_NODES_MAX).contains(&nodes) {
         return Err(LaunchError::NodeCount(nodes));
     }
@@ -159,6 +213,15 @@ pub fn start_cluster(
         });
     }
     drop(taken);
+    let peer_certs = if nodes > 1 && !plaintext_peers {
+        Some(ensure_peer_certs(
+            exe,
+            &dir.join(PEER_CERTS_DIR),
+            nodes as u64,
+        )?)
+    } else {
+        None
+    };
     let peers = planned
         .iter()
         .filter_map(|n| n.peer_addr.map(|a| format!("{}={a}", n.node_id)))
@@ -199,6 +262,9 @@ pub fn start_cluster(
                 .arg(&peers)
                 .arg("--pin-cores")
                 .arg("false");
+            if let Some(certs) = &peer_certs {
+                cmd.args(PeerTlsFiles::new(certs, node.node_id).node_args());
+            }
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -235,8 +301,14 @@ pub fn start_nodes(
     dir: &Path,
     nodes: usize,
     tokens: Option<&Path>,
+    plaintext_peers: bool,
 ) -> Result<crate::bench::StartedNode, LaunchError> {
-    let cluster = start_cluster(exe, genesis, dir, nodes, None, tokens)?;
+    let options = LaunchOptions {
+        tokens,
+        plaintext_peers,
+        ..LaunchOptions::default()
+    };
+    let cluster = start_cluster(exe, genesis, dir, nodes, options)?;
     for node in &cluster.nodes {
         eprintln!(
             "bench: validator {} at http://{} (log: {})",
@@ -248,6 +320,39 @@ pub fn start_nodes(
     let urls = cluster.urls();
     let mut cluster = cluster;
     Ok((urls, Box::new(move || cluster.stop())))
+}
+
+/// Makes the peer certificates of validators 1..=nodes that `dir` lacks (`exe certs
+/// --peer-ids`, which creates the CA or signs with the one there) and returns `dir`.
+pub fn ensure_peer_certs(exe: &Path, dir: &Path, nodes: u64) -> Result<PathBuf, LaunchError> {
+    let missing: Vec<String> = (1..=nodes)
+        .filter(|&id| {
+            let files = PeerTlsFiles::new(dir, id);
+            !files.cert.exists() || !files.key.exists()
+        })
+        .map(|id| id.to_string())
+        .collect();
+    if !missing.is_empty() {
+        let fail = |message: String| LaunchError::PeerCerts {
+            dir: dir.to_path_buf(),
+            message,
+        };
+        let out = Command::new(exe)
+            .arg("certs")
+            .arg("--dir")
+            .arg(dir)
+            .arg("--peer-ids")
+            .arg(missing.join(","))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            return Err(fail(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// A loopback address whose port and the `count - 1` ports after it are free now; the

@@ -118,6 +118,14 @@ impl Cluster {
                 .unwrap();
         aurigraph_wire::tokens::add_to_file(&tokens_file, entry).unwrap();
         std::fs::write(&admin_token_file, token).unwrap();
+        // Peer links are mutual TLS, as deployed: certificates of a development CA.
+        let peer_certs = dir.join(aurigraph_client::launcher::PEER_CERTS_DIR);
+        aurigraph_client::launcher::ensure_peer_certs(
+            &crate::aurigraph_bin(),
+            &peer_certs,
+            n as u64,
+        )
+        .unwrap();
         let http: Vec<u16> = (0..n).map(|_| pick_ports(1)).collect();
         let peer: Vec<u16> = (0..n).map(|_| pick_ports(CORES)).collect();
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
@@ -170,6 +178,7 @@ impl Cluster {
                     "--tokens".into(),
                     tokens_file.display().to_string(),
                 ]);
+                args.extend(peer_tls_args(&peer_certs, id));
                 args.insert(0, "node".into());
                 Member {
                     id,
@@ -347,7 +356,10 @@ impl Cluster {
             .map(|m| format!("{}={}", m.id, loopback(m.peer_port)))
             .chain(std::iter::once(format!("{id}={}", loopback(peer))))
             .collect();
-        let args: Vec<String> = vec![
+        let peer_certs = self.dir.join(aurigraph_client::launcher::PEER_CERTS_DIR);
+        aurigraph_client::launcher::ensure_peer_certs(&crate::aurigraph_bin(), &peer_certs, id)
+            .unwrap();
+        let mut args: Vec<String> = vec![
             "node".into(),
             "--join".into(),
             "--node-id".into(),
@@ -369,6 +381,7 @@ impl Cluster {
             "--tokens".into(),
             self.tokens_file.display().to_string(),
         ];
+        args.extend(peer_tls_args(&peer_certs, id));
         self.nodes.push(Member {
             id,
             http_port: http,
@@ -817,4 +830,13 @@ fn tail(text: &str, bytes: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// The `aurigraph node` flags of validator `id`'s peer certificate in `dir`.
+fn peer_tls_args(dir: &Path, id: u64) -> Vec<String> {
+    aurigraph_client::launcher::PeerTlsFiles::new(dir, id)
+        .node_args()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }

@@ -31,6 +31,7 @@ use crate::node::{ShardStatus, SubmitFailure};
 use crate::record::{Address, Record, TxHash};
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
+use aurigraph_net::transport::PeerTls;
 pub use custody::GatewayId;
 use driver::{Command, Reply};
 use futures::channel::oneshot;
@@ -87,6 +88,11 @@ pub struct EngineConfig {
     pub peers: Vec<(u64, SocketAddr)>,
     /// This validator's base peer address; required when `peers` is not empty.
     pub peer_addr: Option<SocketAddr>,
+    /// Mutual TLS on every peer link (`None`: plain TCP; see `aurigraph_net::transport`).
+    pub peer_tls: Option<Arc<PeerTls>>,
+    /// Without `peer_tls`: whether a validator that membership adds at an address beyond
+    /// loopback is linked anyway (plain TCP on a network the operator trusts).
+    pub allow_plaintext_peers: bool,
     /// Joining an existing cluster: this validator starts in none of the shards' groups (its
     /// initial membership is the other validators); it receives the log once a leader adds it
     /// as a learner (`Engine::change_membership`).
@@ -142,6 +148,8 @@ impl EngineConfig {
             recent_blocks_per_shard: 4096,
             peers: Vec::new(),
             peer_addr: None,
+            peer_tls: None,
+            allow_plaintext_peers: false,
             join: false,
             election_ticks: 10,
             heartbeat_ticks: 2,

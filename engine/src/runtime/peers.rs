@@ -26,6 +26,8 @@ pub(super) struct PeerLink {
     /// unlinked only when no shard here wants it any more: in joint consensus a removed voter
     /// is still an outgoing voter of its shard, and other shards may keep it as a member.
     wanted: RefCell<LinkWants>,
+    /// Links to validators beyond loopback are allowed: mutual TLS, or the operator's choice.
+    beyond_loopback: bool,
 }
 
 impl PeerLink {
@@ -46,15 +48,17 @@ impl PeerLink {
             .ok_or_else(|| fail("peers are configured but no peer address".into()))?;
         let listen = core_addr(base, core as u32)
             .ok_or_else(|| fail(format!("peer port of core {core} overflows ({base})")))?;
-        let transport = Transport::bind(TransportConfig::new(
+        let mut transport_config = TransportConfig::new(
             chain_tag(genesis, shard_count),
             config.node_id,
             core as u32,
             config.cores as u32,
             shard_count,
             listen,
-        ))
-        .map_err(|e| fail(format!("peer transport on {listen}: {e}")))?;
+        );
+        transport_config.tls = config.peer_tls.clone();
+        let transport = Transport::bind(transport_config)
+            .map_err(|e| fail(format!("peer transport on {listen}: {e}")))?;
         for &(id, addr) in &config.peers {
             let addr = core_addr(addr, core as u32)
                 .ok_or_else(|| fail(format!("peer {id}: port of core {core} overflows")))?;
@@ -62,11 +66,18 @@ impl PeerLink {
                 .add_peer(id, addr)
                 .map_err(|e| fail(format!("peer {id} at {addr}: {e}")))?;
         }
-        tracing::info!(core, %listen, peers = config.peers.len(), "peer transport listening");
+        tracing::info!(
+            core,
+            %listen,
+            peers = config.peers.len(),
+            mutual_tls = config.peer_tls.is_some(),
+            "peer transport listening"
+        );
         Ok(Some(Rc::new(PeerLink {
             transport,
             buf: RefCell::new(Vec::with_capacity(64 << 10)),
             wanted: RefCell::new(LinkWants::default()),
+            beyond_loopback: config.peer_tls.is_some() || config.allow_plaintext_peers,
         })))
     }
 
@@ -83,6 +94,13 @@ impl PeerLink {
             .and_then(|a| a.parse::<SocketAddr>().ok())
             .and_then(|a| core_addr(a, core as u32));
         match addr {
+            Some(addr) if !addr.ip().is_loopback() && !self.beyond_loopback => tracing::warn!(
+                node_id,
+                %addr,
+                shard,
+                "validator of the configuration not linked: its address is beyond loopback and \
+                 peer links are plaintext (configure peer TLS, or allow plaintext peers)"
+            ),
             Some(addr) => match self.transport.add_peer(node_id, addr) {
                 Ok(()) => {
                     tracing::info!(node_id, %addr, shard, "validator of the configuration linked")

@@ -40,6 +40,7 @@
 mod frame;
 mod link;
 mod queue;
+mod tls;
 
 pub use frame::{
     decode_frame, encode_handshake, DataFrame, DataFrameEncoder, Frame, FrameDecoder, FrameError,
@@ -48,8 +49,10 @@ pub use frame::{
     MESSAGES_PER_FRAME_MAX, MESSAGE_BYTES_MAX, MESSAGE_HEADER_BYTES, PAYLOAD_BYTES_MAX, VERSION,
 };
 pub use link::{InboundBatch, PeerStatus, Transport};
+pub use tls::{peer_identity_name, PeerTls, PeerTlsError};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// The address core `core` uses, given a validator's base peer address: port + core index.
@@ -100,6 +103,9 @@ pub struct TransportConfig {
     /// A write that makes no progress this long closes the link (10,000 ms): a peer that
     /// stopped reading does not pin the link's buffers forever.
     pub write_timeout_ms: u64,
+    /// Mutual TLS on every link, shared by every core's transport (`None`: plain TCP, for
+    /// loopback development or where the operator explicitly allowed it).
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 impl TransportConfig {
@@ -129,6 +135,7 @@ impl TransportConfig {
             connect_timeout_ms: 1_000,
             handshake_timeout_ms: 2_000,
             write_timeout_ms: 10_000,
+            tls: None,
         }
     }
 
@@ -178,9 +185,12 @@ pub struct TransportCounters {
     pub bytes_received: u64,
     /// Inbound links closed for a malformed frame (bad magic, checksum, bounds, ...).
     pub decode_errors: u64,
-    /// Handshakes refused, either side: other chain, core or placement, unknown node, or
-    /// malformed/missing handshake.
+    /// Handshakes refused, either side: other chain, core or placement, unknown node,
+    /// malformed/missing handshake, or failed authentication.
     pub handshakes_refused: u64,
+    /// Links refused for their certificate, either side: a failed TLS handshake (none,
+    /// untrusted, expired, or a plaintext peer) or a certificate for another node id.
+    pub authentication_failures: u64,
     /// Outbound links established (handshake done), and those of them after the first per peer.
     pub connects: u64,
     pub reconnects: u64,

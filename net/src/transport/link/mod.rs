@@ -6,12 +6,14 @@ use super::frame::{
     Limits, Messages, PushError, HANDSHAKE_FRAME_BYTES_MAX, MESSAGES_PER_FRAME_MAX,
 };
 use super::queue::{LocalQueue, Signal};
+use super::tls::{check_peer_identity, peer_identity_name};
 use super::{SendError, TransportConfig, TransportCounters, TransportError};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
 use glommio::timer::{sleep, timeout};
 use glommio::GlommioError;
+use rustls::pki_types::ServerName;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +25,9 @@ use std::task::Poll;
 use std::time::Duration;
 use thiserror::Error;
 
+mod stream;
 mod tasks;
+use stream::LinkStream;
 use tasks::*;
 
 /// Pooled receive buffers larger than this are freed rather than kept, so the pool holds at
@@ -39,6 +43,8 @@ enum LinkError {
     Frame(#[from] FrameError),
     #[error("handshake refused: {0}")]
     Refused(String),
+    #[error("authentication failed: {0}")]
+    Authentication(String),
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
     #[error("handshake timed out")]
@@ -65,7 +71,8 @@ pub struct InboundBatch {
 }
 
 impl InboundBatch {
-    /// The node that sent the frame (authenticated by the link's handshake only).
+    /// The node that sent the frame: with peer TLS, the node its certificate names; without,
+    /// the node its handshake claimed.
     pub fn from_node(&self) -> u64 {
         self.from
     }

@@ -51,7 +51,7 @@ impl Drop for InboundGuard {
     }
 }
 
-pub(super) async fn run_reader(inner: Rc<Inner>, mut stream: TcpStream, task_id: u64) {
+pub(super) async fn run_reader(inner: Rc<Inner>, stream: TcpStream, task_id: u64) {
     let mut guard = InboundGuard {
         inner: Rc::clone(&inner),
         task_id,
@@ -59,19 +59,22 @@ pub(super) async fn run_reader(inner: Rc<Inner>, mut stream: TcpStream, task_id:
     };
     let remote = stream.peer_addr().ok();
     let mut decoder = FrameDecoder::new(inner.handshake_limits(), inner.config.read_buffer_bytes);
-    let handshake = timeout(
-        Duration::from_millis(inner.config.handshake_timeout_ms),
-        async { Ok(accept_handshake(&inner, &mut stream, &mut decoder).await) },
-    )
-    .await
-    .unwrap_or(Err(LinkError::Timeout));
-    let peer = match handshake {
-        Ok(peer) => peer,
+    // One deadline for the TLS handshake and the handshake frames together.
+    let handshake = within(inner.config.handshake_timeout_ms, async {
+        let mut stream = accept_link(&inner, stream).await?;
+        let peer = accept_handshake(&inner, &mut stream, &mut decoder).await?;
+        Ok((stream, peer))
+    })
+    .await;
+    let (mut stream, peer) = match handshake {
+        Ok(link) => link,
         Err(e) => {
             inner.bump(|c| {
                 c.handshakes_refused += 1;
-                if matches!(e, LinkError::Frame(_)) {
-                    c.decode_errors += 1;
+                match e {
+                    LinkError::Frame(_) => c.decode_errors += 1,
+                    LinkError::Authentication(_) => c.authentication_failures += 1,
+                    _ => {}
                 }
             });
             tracing::warn!(remote = ?remote, error = %e, "inbound link refused");
@@ -106,29 +109,80 @@ pub(super) async fn run_reader(inner: Rc<Inner>, mut stream: TcpStream, task_id:
     }
 }
 
+/// `future`, or [`LinkError::Timeout`] after `timeout_ms`.
+async fn within<T>(
+    timeout_ms: u64,
+    future: impl Future<Output = Result<T, LinkError>>,
+) -> Result<T, LinkError> {
+    timeout(Duration::from_millis(timeout_ms), async {
+        Ok(future.await)
+    })
+    .await
+    .unwrap_or(Err(LinkError::Timeout))
+}
+
+/// An accepted connection made ready for the handshake frames: with peer TLS, once the TLS
+/// handshake verified the client's certificate chain.
+async fn accept_link(inner: &Inner, stream: TcpStream) -> Result<LinkStream, LinkError> {
+    stream.set_write_timeout(Some(Duration::from_millis(inner.config.write_timeout_ms)))?;
+    let Some(tls) = &inner.config.tls else {
+        return Ok(LinkStream::Plain(stream));
+    };
+    let stream = tls
+        .config()
+        .acceptor
+        .accept(stream)
+        .await
+        .map_err(|e| LinkError::Authentication(format!("TLS handshake: {e}")))?;
+    Ok(LinkStream::Tls(Box::new(stream.into())))
+}
+
+/// Checks that the peer's certificate is for the node its handshake claims (TLS links only:
+/// a plain link has nothing to check against).
+fn authenticate(inner: &Inner, stream: &LinkStream, claimed: u64) -> Result<(), LinkError> {
+    match stream {
+        LinkStream::Plain(_) => Ok(()),
+        LinkStream::Tls(tls) => {
+            let certificates = tls.get_ref().1.peer_certificates();
+            check_peer_identity(certificates, claimed).map_err(|e| {
+                debug_assert!(inner.config.tls.is_some());
+                LinkError::Authentication(e)
+            })
+        }
+    }
+}
+
 pub(super) async fn accept_handshake(
     inner: &Rc<Inner>,
-    stream: &mut TcpStream,
+    stream: &mut LinkStream,
     decoder: &mut FrameDecoder,
 ) -> Result<Rc<Peer>, LinkError> {
-    stream.set_write_timeout(Some(Duration::from_millis(inner.config.write_timeout_ms)))?;
     let handshake = read_handshake(inner, stream, decoder).await?;
+    // An impostor learns nothing from us, not even our handshake.
+    authenticate(inner, stream, handshake.node_id)?;
     let peer = match inner.check_handshake(&handshake, None) {
         Ok(peer) => peer,
         Err(e) => {
             // Answer anyway, so that a misconfigured peer logs precisely why it was refused
             // (its own check of our handshake fails too), then close.
-            let _ = stream.write_all(&inner.handshake_frame).await;
+            let _ = write_flushed(stream, &inner.handshake_frame).await;
             return Err(e);
         }
     };
-    stream.write_all(&inner.handshake_frame).await?;
+    write_flushed(stream, &inner.handshake_frame).await?;
     Ok(peer)
+}
+
+/// Writes all of `bytes` and flushes: a TLS stream may hold encrypted bytes back until then.
+async fn write_flushed(stream: &mut LinkStream, bytes: &[u8]) -> Result<(), LinkError> {
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
 }
 
 pub(super) async fn read_some(
     inner: &Inner,
-    stream: &mut TcpStream,
+    stream: &mut LinkStream,
     decoder: &mut FrameDecoder,
 ) -> Result<(), LinkError> {
     let n = stream.read(decoder.read_buf()).await?;
@@ -142,7 +196,7 @@ pub(super) async fn read_some(
 
 pub(super) async fn read_handshake(
     inner: &Inner,
-    stream: &mut TcpStream,
+    stream: &mut LinkStream,
     decoder: &mut FrameDecoder,
 ) -> Result<Handshake, LinkError> {
     loop {
@@ -168,7 +222,7 @@ pub(super) fn make_batch(inner: &Inner, from: u64, frame: DataFrame<'_>) -> Inbo
 
 pub(super) async fn read_frames(
     inner: &Inner,
-    stream: &mut TcpStream,
+    stream: &mut LinkStream,
     decoder: &mut FrameDecoder,
     from: u64,
 ) -> Result<(), LinkError> {
@@ -261,12 +315,18 @@ pub(super) async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
             Err(e) => {
                 inner.bump(|c| {
                     c.connect_failures += 1;
-                    if matches!(e, LinkError::Refused(_)) {
-                        c.handshakes_refused += 1;
+                    match e {
+                        LinkError::Refused(_) => c.handshakes_refused += 1,
+                        LinkError::Authentication(_) => {
+                            c.handshakes_refused += 1;
+                            c.authentication_failures += 1;
+                        }
+                        _ => {}
                     }
                 });
                 // Warn once per outage; the retries of a peer that stays down go to debug.
-                if attempt == 0 || matches!(e, LinkError::Refused(_)) {
+                if attempt == 0 || matches!(e, LinkError::Refused(_) | LinkError::Authentication(_))
+                {
                     tracing::warn!(peer = peer.node_id, addr = %peer.addr, error = %e, "connect failed");
                 } else {
                     tracing::debug!(peer = peer.node_id, addr = %peer.addr, error = %e, attempt, "connect failed");
@@ -279,9 +339,10 @@ pub(super) async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
     }
 }
 
-/// Dials `peer`, exchanges handshakes, and returns the link ready for data.
-pub(super) async fn connect(inner: &Rc<Inner>, peer: &Peer) -> Result<TcpStream, LinkError> {
-    let mut stream = TcpStream::connect_timeout(
+/// Dials `peer`, exchanges handshakes (TLS, then the handshake frames), and returns the link
+/// ready for data.
+pub(super) async fn connect(inner: &Rc<Inner>, peer: &Peer) -> Result<LinkStream, LinkError> {
+    let stream = TcpStream::connect_timeout(
         peer.addr,
         Duration::from_millis(inner.config.connect_timeout_ms),
     )
@@ -289,30 +350,37 @@ pub(super) async fn connect(inner: &Rc<Inner>, peer: &Peer) -> Result<TcpStream,
     // Raft votes and heartbeats are small and latency-bound; batching is ours to do.
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(Duration::from_millis(inner.config.write_timeout_ms)))?;
-    timeout(
-        Duration::from_millis(inner.config.handshake_timeout_ms),
-        async {
-            Ok(async {
-                stream.write_all(&inner.handshake_frame).await?;
-                // Only the handshake is ever read on an outbound link; a small buffer will do.
-                let mut decoder = FrameDecoder::new(inner.handshake_limits(), 0);
-                let reply = read_handshake(inner, &mut stream, &mut decoder).await?;
-                inner.check_handshake(&reply, Some(peer.node_id))?;
-                Ok::<(), LinkError>(())
+    within(inner.config.handshake_timeout_ms, async {
+        let mut stream = match &inner.config.tls {
+            None => LinkStream::Plain(stream),
+            Some(tls) => {
+                // rustls refuses a server certificate that is not for the node we dialled.
+                let name = ServerName::try_from(peer_identity_name(peer.node_id))
+                    .expect("identity names are DNS names");
+                let tls_stream = tls
+                    .config()
+                    .connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| LinkError::Authentication(format!("TLS handshake: {e}")))?;
+                LinkStream::Tls(Box::new(tls_stream.into()))
             }
-            .await)
-        },
-    )
+        };
+        write_flushed(&mut stream, &inner.handshake_frame).await?;
+        // Only the handshake is ever read on an outbound link; a small buffer will do.
+        let mut decoder = FrameDecoder::new(inner.handshake_limits(), 0);
+        let reply = read_handshake(inner, &mut stream, &mut decoder).await?;
+        inner.check_handshake(&reply, Some(peer.node_id))?;
+        Ok(stream)
+    })
     .await
-    .unwrap_or(Err(LinkError::Timeout))?;
-    Ok(stream)
 }
 
 /// Writes whatever `send` staged, one frame per write, until the link fails or closes.
 pub(super) async fn pump(
     inner: &Inner,
     peer: &Peer,
-    stream: &mut TcpStream,
+    stream: &mut LinkStream,
     spare: &mut DataFrameEncoder,
 ) -> Result<(), LinkError> {
     loop {
@@ -335,7 +403,7 @@ pub(super) async fn pump(
         let messages = u64::from(spare.len());
         let frame = spare.finish();
         let bytes = frame.len() as u64;
-        stream.write_all(frame).await?;
+        write_flushed(stream, frame).await?;
         spare.clear();
         inner.bump(|c| {
             c.frames_sent += 1;

@@ -87,7 +87,7 @@ pub(super) fn beacon(e: &mut Exposition, settings: &HttpSettings) {
 type PeerCounter = fn(&TransportCounters) -> u64;
 
 /// The transport counters, one family each (all counters, labelled `core`).
-const PEER_COUNTERS: [(&str, &str, PeerCounter); 7] = [
+const PEER_COUNTERS: [(&str, &str, PeerCounter); 9] = [
     (
         "aurigraph_peer_messages_sent_total",
         "Messages sent to other validators.",
@@ -112,6 +112,17 @@ const PEER_COUNTERS: [(&str, &str, PeerCounter); 7] = [
         "aurigraph_peer_decode_errors_total",
         "Inbound links closed for a malformed frame.",
         |c| c.decode_errors,
+    ),
+    (
+        "aurigraph_peer_handshakes_refused_total",
+        "Peer links refused at their handshake (other chain or placement, unknown node, \
+         failed authentication).",
+        |c| c.handshakes_refused,
+    ),
+    (
+        "aurigraph_peer_authentication_failures_total",
+        "Peer links refused for their certificate (none, untrusted, expired, another node's).",
+        |c| c.authentication_failures,
     ),
     (
         "aurigraph_peer_reconnects_total",
