@@ -41,7 +41,23 @@ fn build() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace root");
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // Cargo sets these for the test process; a build script that reads one (ring's does) would
+    // see it change between this build and one from a shell, and both would rebuild it and
+    // everything above it.
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("CARGO_PKG_")
+            || name_text.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name_text,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            command.env_remove(&name);
+        }
+    }
+    let status = command
         .current_dir(workspace)
         .args([
             "build",

@@ -11,6 +11,7 @@
 use crate::http::{http, Response};
 use crate::ports::pick_ports;
 use crate::proxy::Proxy;
+use aurigraph_client::launcher::PeerTlsFiles;
 use aurigraph_wire::genesis::Genesis;
 use aurigraph_wire::record::{Address, Record};
 use serde_json::Value;
@@ -178,7 +179,7 @@ impl Cluster {
                     "--tokens".into(),
                     tokens_file.display().to_string(),
                 ]);
-                args.extend(peer_tls_args(&peer_certs, id));
+                args.extend(peer_tls_args(&PeerTlsFiles::new(&peer_certs, id)));
                 args.insert(0, "node".into());
                 Member {
                     id,
@@ -344,6 +345,16 @@ impl Cluster {
     /// proxies) but is in no shard's group until `aurigraph validators add` makes it a
     /// learner. Returns its index once its HTTP port answers.
     pub fn add_joining_node(&mut self) -> usize {
+        let id = self.len() as u64 + 1;
+        let peer_certs = self.dir.join(aurigraph_client::launcher::PEER_CERTS_DIR);
+        aurigraph_client::launcher::ensure_peer_certs(&crate::aurigraph_bin(), &peer_certs, id)
+            .unwrap();
+        self.add_joining_node_with(Some(PeerTlsFiles::new(&peer_certs, id)))
+    }
+
+    /// [`Cluster::add_joining_node`] with the given peer certificate files (`None`: plain
+    /// peer links), for validators the cluster must not let in.
+    pub fn add_joining_node_with(&mut self, peer_tls: Option<PeerTlsFiles>) -> usize {
         let i = self.len();
         let id = i as u64 + 1;
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
@@ -356,9 +367,6 @@ impl Cluster {
             .map(|m| format!("{}={}", m.id, loopback(m.peer_port)))
             .chain(std::iter::once(format!("{id}={}", loopback(peer))))
             .collect();
-        let peer_certs = self.dir.join(aurigraph_client::launcher::PEER_CERTS_DIR);
-        aurigraph_client::launcher::ensure_peer_certs(&crate::aurigraph_bin(), &peer_certs, id)
-            .unwrap();
         let mut args: Vec<String> = vec![
             "node".into(),
             "--join".into(),
@@ -381,7 +389,9 @@ impl Cluster {
             "--tokens".into(),
             self.tokens_file.display().to_string(),
         ];
-        args.extend(peer_tls_args(&peer_certs, id));
+        if let Some(files) = peer_tls {
+            args.extend(peer_tls_args(&files));
+        }
         self.nodes.push(Member {
             id,
             http_port: http,
@@ -400,6 +410,25 @@ impl Cluster {
         // Not healthy yet (it knows no leader until it is a learner): wait for liveness.
         self.wait_ok(i, "/q/health/live", Instant::now() + WAIT);
         i
+    }
+
+    /// Runs `aurigraph validators ARGS --token-file <the admin token>`; fails the test (with
+    /// the logs) if it fails.
+    pub fn validators_cli(&self, args: &[String]) {
+        let out = Command::new(crate::aurigraph_bin())
+            .arg("validators")
+            .args(args)
+            .arg("--token-file")
+            .arg(&self.admin_token_file)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            self.fail(&format!(
+                "aurigraph validators {args:?} failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
 
     // ---- HTTP ----
@@ -832,9 +861,9 @@ fn tail(text: &str, bytes: usize) -> &str {
     &text[start..]
 }
 
-/// The `aurigraph node` flags of validator `id`'s peer certificate in `dir`.
-fn peer_tls_args(dir: &Path, id: u64) -> Vec<String> {
-    aurigraph_client::launcher::PeerTlsFiles::new(dir, id)
+/// The `aurigraph node` flags that use `files`.
+fn peer_tls_args(files: &PeerTlsFiles) -> Vec<String> {
+    files
         .node_args()
         .iter()
         .map(|a| a.to_string_lossy().into_owned())

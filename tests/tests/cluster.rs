@@ -574,23 +574,6 @@ fn a_partitioned_validator_catches_up_after_healing() {
 }
 
 /// Runs `aurigraph validators ARGS…` and fails the test with its output when it fails.
-fn validators_cli(cluster: &Cluster, args: &[String]) {
-    let out = std::process::Command::new(aurigraph_bin())
-        .arg("validators")
-        .args(args)
-        .arg("--token-file")
-        .arg(&cluster.admin_token_file)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        cluster.fail(&format!(
-            "aurigraph validators {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-}
-
 #[test]
 fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
     let dir = tempfile::tempdir().unwrap();
@@ -606,28 +589,22 @@ fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
     let fourth = cluster.add_joining_node();
     let peer_addr = format!("127.0.0.1:{}", cluster.node(fourth).peer_port);
     let urls = cluster.urls(&three);
-    validators_cli(
-        &cluster,
-        &[
-            "add".into(),
-            "--id".into(),
-            "4".into(),
-            "--peer-addr".into(),
-            peer_addr,
-            "--nodes".into(),
-            urls.clone(),
-        ],
-    );
-    validators_cli(
-        &cluster,
-        &[
-            "promote".into(),
-            "--id".into(),
-            "4".into(),
-            "--nodes".into(),
-            urls,
-        ],
-    );
+    cluster.validators_cli(&[
+        "add".into(),
+        "--id".into(),
+        "4".into(),
+        "--peer-addr".into(),
+        peer_addr,
+        "--nodes".into(),
+        urls.clone(),
+    ]);
+    cluster.validators_cli(&[
+        "promote".into(),
+        "--id".into(),
+        "4".into(),
+        "--nodes".into(),
+        urls,
+    ]);
     cluster.wait_converged();
     for i in 0..=fourth {
         let status = cluster.status(i);
@@ -652,16 +629,13 @@ fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
     ));
 
     // Remove validator 1, then stop it; the other three carry on.
-    validators_cli(
-        &cluster,
-        &[
-            "remove".into(),
-            "--id".into(),
-            "1".into(),
-            "--nodes".into(),
-            cluster.urls(&four),
-        ],
-    );
+    cluster.validators_cli(&[
+        "remove".into(),
+        "--id".into(),
+        "1".into(),
+        "--nodes".into(),
+        cluster.urls(&four),
+    ]);
     cluster.kill9(0);
     let rest: Vec<usize> = (1..=fourth).collect();
     sent.extend(send_rounds(
