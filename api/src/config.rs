@@ -672,6 +672,38 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_peer_links_stay_on_loopback_unless_allowed() {
+        let peers = |addr: &str| NodeArgs {
+            node_id: Some(1),
+            cores: Some(1),
+            peers: Some(format!("1={addr}:7000,2={addr}:7100")),
+            ..Default::default()
+        };
+        NodeConfig::resolve(&peers("127.0.0.1")).unwrap();
+        let error = NodeConfig::resolve(&peers("10.0.0.1"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("10.0.0.1:7000"), "{error}");
+        assert!(error.contains("--peer-ca"), "{error}");
+        let allowed = NodeConfig::resolve(&NodeArgs {
+            allow_plaintext_peers: true,
+            ..peers("10.0.0.1")
+        })
+        .unwrap();
+        assert!(allowed.allow_plaintext_peers && allowed.peer_tls.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "peer_ca = \"ca.pem\"\n").unwrap();
+        let half = NodeConfig::resolve(&NodeArgs {
+            config: Some(file),
+            ..peers("127.0.0.1")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(half.contains("all of --peer-ca"), "{half}");
+    }
+
+    #[test]
     fn bad_config_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         for bad in [0, 257] {

@@ -473,6 +473,7 @@ fn promtool_accepts_the_shipped_rules_and_config_and_every_alert_has_a_runbook()
         "AurigraphBeaconFallback",
         "AurigraphDiskAlmostFull",
         "AurigraphPeerLinkDown",
+        "AurigraphPeerAuthenticationFailures",
     ] {
         assert!(
             rules.contains(&format!("- alert: {name}\n")),
