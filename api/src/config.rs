@@ -16,7 +16,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 #[derive(Args, Debug, Clone, Default)]
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
-    /// node_id, peers, peer_ca, peer_cert, peer_key, allow_plaintext_peers, cores, pin_cores,
+    /// admin_addr, cors_allow_origins, node_id, peers, peer_ca, peer_cert, peer_key,
+    /// allow_plaintext_peers, cores, pin_cores,
     /// log_format, tokens, tls_cert, tls_key, body_bytes_max,
     /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
@@ -35,6 +36,11 @@ pub struct NodeArgs {
     /// HTTP API address [default: 127.0.0.1:9003].
     #[arg(long, env = "AURIGRAPH_HTTP_ADDR", value_name = "HOST:PORT")]
     pub http_addr: Option<SocketAddr>,
+    /// A separate listener for the admin endpoints (membership changes), e.g. on a management
+    /// network or loopback; the public listener then answers 404 for them. Served by core 0,
+    /// with the same TLS and tokens. Without it, one listener serves everything.
+    #[arg(long, env = "AURIGRAPH_ADMIN_ADDR", value_name = "HOST:PORT")]
+    pub admin_addr: Option<SocketAddr>,
     /// gRPC address [default: 127.0.0.1:9004] (gRPC is not served by this version yet).
     #[arg(long, env = "AURIGRAPH_GRPC_ADDR", value_name = "HOST:PORT")]
     pub grpc_addr: Option<SocketAddr>,
@@ -135,6 +141,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub genesis: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    /// Origins whose web pages may read the API's answers (CORS); none by default.
+    pub cors_allow_origins: Option<Vec<String>>,
     pub grpc_addr: Option<SocketAddr>,
     pub peer_addr: Option<SocketAddr>,
     pub node_id: Option<u64>,
@@ -196,6 +205,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub genesis: Option<PathBuf>,
     pub http_addr: SocketAddr,
+    /// The admin endpoints' own listener (`--admin-addr`); `None`: served on `http_addr`.
+    pub admin_addr: Option<SocketAddr>,
+    /// CORS (`cors_allow_origins`), validated; empty: off.
+    pub cors: crate::http::cors::Cors,
     /// Reserved for the gRPC API (not served by this version); parsed and validated now so that
     /// configurations written today keep working.
     #[allow(dead_code)]
@@ -431,6 +444,22 @@ impl NodeConfig {
             )));
         }
         let client_limits = ClientLimits::resolve(&file, body_bytes_max)?;
+        let cors =
+            crate::http::cors::Cors::parse(file.cors_allow_origins.as_deref().unwrap_or(&[]))
+                .map_err(ConfigError::Invalid)?;
+        let http_addr = args
+            .http_addr
+            .or(file.http_addr)
+            .unwrap_or_else(|| DEFAULT_HTTP_ADDR.parse().expect("valid"));
+        let admin_addr = args.admin_addr.or(file.admin_addr);
+        if admin_addr
+            .is_some_and(|a| a == http_addr || a.port() == http_addr.port() && a.port() != 0)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--admin-addr {}: must be another port than --http-addr {http_addr}",
+                admin_addr.expect("checked")
+            )));
+        }
         for source in &file.beacon {
             source
                 .validate()
@@ -445,10 +474,9 @@ impl NodeConfig {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             genesis: args.genesis.clone().or(file.genesis),
-            http_addr: args
-                .http_addr
-                .or(file.http_addr)
-                .unwrap_or_else(|| DEFAULT_HTTP_ADDR.parse().expect("valid")),
+            http_addr,
+            admin_addr,
+            cors,
             grpc_addr: args
                 .grpc_addr
                 .or(file.grpc_addr)

@@ -143,14 +143,44 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         beacon,
         tokens: Arc::new(config.tokens.clone()),
         tls: config.tls.clone(),
+        surface: if config.admin_addr.is_some() {
+            http::Surface::Public
+        } else {
+            http::Surface::All
+        },
+        cors: Arc::new(config.cors.clone()),
         ..HttpSettings::new(config.http_addr)
     };
+    // The admin listener: core 0 only (membership changes are rare), same TLS and tokens.
+    let admin_settings = config.admin_addr.map(|addr| HttpSettings {
+        addr,
+        surface: http::Surface::Admin,
+        checked_addr: Arc::default(),
+        ..settings.clone()
+    });
     // Each core binds its own listener; the first bind error stops the node with its message.
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), NodeError>>();
     let service: CoreService = Arc::new(move |core, engine| {
         let settings = settings.clone();
         let bound = bound_tx.clone();
+        let admin = admin_settings.clone().filter(|_| core == 0);
         Box::pin(async move {
+            if let Some(admin) = admin {
+                match http::bind(&admin) {
+                    Ok(listener) => {
+                        let _ = bound.send(Ok(()));
+                        let engine = engine.clone();
+                        glommio::spawn_local(http::serve_admin(listener, core, engine, admin))
+                            .detach();
+                    }
+                    Err(e) => {
+                        let _ = bound.send(Err(NodeError::Listen {
+                            addr: admin.addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
             match http::bind(&settings) {
                 Ok(listener) => {
                     let _ = bound.send(Ok(()));
@@ -197,7 +227,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         }
         Err(error) => return Err(error.into()),
     };
-    for _ in 0..config.cores {
+    for _ in 0..config.cores + usize::from(config.admin_addr.is_some()) {
         match bound_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -220,6 +250,9 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         if config.tls.is_some() { "https" } else { "http" },
         config.http_addr
     );
+    if let Some(admin) = config.admin_addr {
+        tracing::info!(%admin, "admin endpoints served on their own listener only");
+    }
     let signal = loop {
         match wait_for_signal(signals) {
             libc::SIGHUP => reload_tls(config.tls.as_deref(), config.peer_tls.as_deref()),

@@ -205,6 +205,66 @@ fn the_admin_endpoint_refuses_cross_site_and_tokenless_calls_and_changes_nothing
 }
 
 #[test]
+fn an_admin_listener_takes_the_admin_endpoint_off_the_public_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    let admin = new_token(&tokens, "admin", "ops");
+    let admin_port = free_port();
+    let node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys(2), 2)),
+        free_port(),
+        &[
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin_port}"),
+        ],
+    );
+    let as_admin = format!("Bearer {admin}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", as_admin.as_str()),
+    ];
+    // Removing a validator that is not a member: the shards answer, nothing changes.
+    let body = br#"{"action":"remove","nodeId":7}"#.to_vec();
+    let public = node.request(
+        "POST",
+        "/api/v11/admin/validators",
+        Some(body.clone()),
+        &headers,
+    );
+    public.assert_error(404, "NOT_FOUND");
+    assert!(String::from_utf8_lossy(&public.body).contains("admin listener"));
+    let on_admin = http_request(
+        admin_port,
+        "POST",
+        "/api/v11/admin/validators",
+        Some(body),
+        &headers,
+    )
+    .unwrap();
+    assert_eq!(
+        on_admin.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&on_admin.body)
+    );
+    assert!(on_admin.json()["shards"].is_array(), "{}", on_admin.json());
+    // The admin listener needs the token as much as the public one did.
+    http_request(
+        admin_port,
+        "POST",
+        "/api/v11/admin/validators",
+        Some(b"{}".to_vec()),
+        &[("Content-Type", "application/json")],
+    )
+    .unwrap()
+    .assert_error(401, "UNAUTHORIZED");
+    assert_eq!(node.get("/api/v11/health").status, 200);
+}
+
+#[test]
 fn a_client_over_its_request_rate_is_answered_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.toml");

@@ -222,6 +222,17 @@ impl ApiError {
         )
     }
 
+    /// An admin endpoint asked for on the public listener of a node with an admin listener.
+    pub fn admin_listener_only(method: &str, path: &str) -> ApiError {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "no such endpoint here: {method} {path} is served on this node's admin listener \
+                 only (--admin-addr)"
+            ),
+        )
+    }
+
     /// `allow`: the methods the path takes, as the `Allow` header lists them.
     pub fn method_not_allowed(method: &str, path: &str, allow: impl Into<String>) -> ApiError {
         let allow = allow.into();

@@ -20,6 +20,7 @@
 //! [`metrics`] (measured figures and the `/metrics` exposition), [`io`] (glommio/hyper glue),
 //! [`server`] (accept loop, connections), [`openapi`] (the document the route table describes).
 
+pub mod cors;
 pub mod error;
 pub mod in_flight;
 pub mod io;
@@ -34,7 +35,7 @@ pub mod types;
 /// The media types of the binary endpoints (the wire contract, `aurigraph-wire`).
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 pub use metrics::Metrics;
-pub use server::{bind, serve};
+pub use server::{bind, serve, serve_admin};
 
 use aurigraph_beacon::state::BeaconState;
 use aurigraph_wire::limits::BATCH_TRANSFERS_MAX;
@@ -98,6 +99,20 @@ pub struct HttpSettings {
     pub tokens: Arc<aurigraph_engine::tokens::Tokens>,
     /// TLS on this port (certificate and key, reloadable); `None`: plaintext.
     pub tls: Option<Arc<tls::Tls>>,
+    /// Which endpoints this listener serves.
+    pub surface: Surface,
+    /// Origins whose web pages may read this node's answers (CORS); empty: none.
+    pub cors: Arc<cors::Cors>,
+}
+
+/// Which endpoints a listener serves: all of them (one listener, the default), all but the
+/// admin endpoints (the public listener when `--admin-addr` is set), or all of them on the
+/// admin listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    All,
+    Public,
+    Admin,
 }
 
 impl HttpSettings {
@@ -127,6 +142,8 @@ impl HttpSettings {
             beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
             tokens: Arc::default(),
             tls: None,
+            surface: Surface::All,
+            cors: Arc::default(),
         }
     }
 

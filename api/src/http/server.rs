@@ -99,7 +99,24 @@ fn listen_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
 /// Serves connections from `listener` on this core until `settings.draining` is set. Runs as a
 /// local task of the core's glommio executor.
 pub async fn serve(listener: TcpListener, core: usize, engine: Engine, settings: HttpSettings) {
-    run(core, listener, engine, settings).await
+    run(core, listener, engine, settings, Listener::Primary).await
+}
+
+/// Serves the admin listener (`--admin-addr`) on `core`, next to that core's public one.
+pub async fn serve_admin(
+    listener: TcpListener,
+    core: usize,
+    engine: Engine,
+    settings: HttpSettings,
+) {
+    run(core, listener, engine, settings, Listener::Secondary).await
+}
+
+/// Whether a listener is its core's first (which owns the core's per-thread figures).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Primary,
+    Secondary,
 }
 
 /// Decrements the core's open-connection count when a connection task ends.
@@ -111,10 +128,18 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn run<B: Backend>(core: usize, listener: TcpListener, backend: B, settings: HttpSettings) {
+async fn run<B: Backend>(
+    core: usize,
+    listener: TcpListener,
+    backend: B,
+    settings: HttpSettings,
+    kind: Listener,
+) {
     // This task runs on the core's executor thread: its CPU time is the core's.
-    settings.metrics.register_core_thread(core);
-    if core == 0 {
+    if kind == Listener::Primary {
+        settings.metrics.register_core_thread(core);
+    }
+    if core == 0 && kind == Listener::Primary {
         // One sampler per process derives the windowed figures (tps, peak, CPU, latency).
         let metrics = settings.metrics.clone();
         let draining = settings.draining.clone();
@@ -393,7 +418,7 @@ mod tests {
             .spawn(move || async move {
                 let listener = bind(&inner).unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                run(0, listener, Fake::default(), inner).await;
+                run(0, listener, Fake::default(), inner, Listener::Primary).await;
             })
             .unwrap();
         let addr = rx.recv().unwrap();

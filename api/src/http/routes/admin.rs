@@ -18,6 +18,10 @@ use serde_json::{json, Value};
 /// (`peerAddr`, the new validator's base peer address, for add-learner). Answers per shard
 /// `APPLIED` (with the log index), `NOT_LEADER` (with the leader: run it there), `REFUSED` or
 /// `RETRY`. `aurigraph validators` drives it over every validator until all shards applied.
+/// Every admin endpoint's path starts so (hidden on a public listener when an admin listener
+/// is configured).
+pub const PATH_PREFIX: &str = "/api/v11/admin/";
+
 pub async fn validators<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T>) -> Answer {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -27,7 +27,7 @@ pub(crate) mod tests;
 pub use backend::{Backend, MembershipResults};
 
 use super::error::ApiError;
-use super::HttpSettings;
+use super::{HttpSettings, Surface};
 use crate::http::in_flight::InFlightCounts;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -107,14 +107,26 @@ pub async fn handle<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
         core = ctx.core,
         status = tracing::field::Empty,
     );
-    let response = if ctx.settings.draining.load(Ordering::SeqCst) {
+    let cors = &ctx.settings.cors;
+    let origin = (!cors.is_off())
+        .then(|| request.headers().get(hyper::header::ORIGIN).cloned())
+        .flatten();
+    let mut response = if ctx.settings.draining.load(Ordering::SeqCst) {
         ApiError::shutting_down().into_response()
+    } else if let Some(headers) = cors.preflight(&method, request.headers()) {
+        let mut preflight = Response::new(Full::new(Bytes::new()));
+        *preflight.status_mut() = crate::http::cors::PREFLIGHT_STATUS;
+        *preflight.headers_mut() = headers;
+        preflight
     } else {
         match dispatch(ctx, request, found).instrument(span.clone()).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
     };
+    if origin.is_some() {
+        cors.decorate(origin.as_ref(), response.headers_mut());
+    }
     if !span.is_disabled() {
         span.record("status", response.status().as_u16());
         span.in_scope(|| {
@@ -141,6 +153,17 @@ async fn dispatch<B: Backend, T: RequestBody>(
     found: Lookup<'_>,
 ) -> Answer {
     match found {
+        Lookup::Found { slot, .. }
+            if ctx.settings.surface == Surface::Public
+                && Routes::<B, T>::TABLE[slot]
+                    .path
+                    .starts_with(admin::PATH_PREFIX) =>
+        {
+            Err(ApiError::admin_listener_only(
+                request.method().as_str(),
+                request.uri().path(),
+            ))
+        }
         Lookup::Found { slot, params } => {
             (Routes::<B, T>::TABLE[slot].handler)(ctx, request, params).await
         }

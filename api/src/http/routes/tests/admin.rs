@@ -132,3 +132,32 @@ fn a_gateway_endpoint_refuses_an_admin_token() {
     );
     assert!(fake.submitted.borrow().is_empty());
 }
+
+#[test]
+fn with_an_admin_listener_the_public_one_hides_the_admin_endpoints() {
+    let (admin, entry) = new_token(Role::Admin, "ops").unwrap();
+    let fake = Fake::default();
+    let mut c = ctx(fake.clone());
+    let file = json!({ "tokens": [entry] }).to_string();
+    c.settings.tokens = Arc::new(Tokens::from_json(&file).unwrap());
+    let post = || membership_post(Some("application/json"), Some(&format!("Bearer {admin}")));
+    c.settings.surface = crate::http::Surface::Public;
+    let (status, v) = call_json(&c, post());
+    assert_eq!(
+        (status, error_code(&v)),
+        (StatusCode::NOT_FOUND, "NOT_FOUND")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin listener"),
+        "{v}"
+    );
+    assert!(fake.membership_changes.borrow().is_empty());
+    // Everything else is served as before.
+    assert_eq!(get(&c, "/api/v11/health").0, StatusCode::OK);
+    c.settings.surface = crate::http::Surface::Admin;
+    assert_eq!(call_json(&c, post()).0, StatusCode::OK);
+    assert_eq!(fake.membership_changes.borrow().len(), 1);
+}

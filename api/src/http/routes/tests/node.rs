@@ -202,3 +202,50 @@ fn the_v11_path_aliases_answer_as_their_endpoints() {
         .unwrap()
         .contains("/api/v11/blocks/latest"));
 }
+
+#[test]
+fn cors_answers_listed_origins_only() {
+    let mut c = ctx(Fake::default());
+    let from = |origin: &str, method: &str| {
+        let mut req = request(method, "/api/v11/health", None, Bytes::new());
+        req.headers_mut().insert(
+            hyper::header::ORIGIN,
+            HeaderValue::from_str(origin).unwrap(),
+        );
+        if method == "OPTIONS" {
+            req.headers_mut().insert(
+                hyper::header::ACCESS_CONTROL_REQUEST_METHOD,
+                HeaderValue::from_static("GET"),
+            );
+        }
+        req
+    };
+    let allow = hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN;
+    // Off by default: no CORS header, and a preflight is just an OPTIONS request (405).
+    let (status, headers, _) = call(&c, from("https://portal.example", "GET"));
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.contains_key(&allow));
+    assert_eq!(
+        call(&c, from("https://portal.example", "OPTIONS")).0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    c.settings.cors =
+        Arc::new(crate::http::cors::Cors::parse(&["https://portal.example".to_string()]).unwrap());
+    let (status, headers, _) = call(&c, from("https://portal.example", "GET"));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[&allow], "https://portal.example");
+    let (status, headers, body) = call(&c, from("https://portal.example", "OPTIONS"));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(body.is_empty());
+    assert_eq!(headers[&allow], "https://portal.example");
+    assert!(headers[hyper::header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    let (_, headers, _) = call(&c, from("https://evil.example", "GET"));
+    assert!(!headers.contains_key(&allow));
+    assert_eq!(
+        call(&c, from("https://evil.example", "OPTIONS")).0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
