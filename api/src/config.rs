@@ -22,6 +22,7 @@ pub struct NodeArgs {
     /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
+    /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard,
     /// verify_slice_signatures).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -169,6 +170,8 @@ pub struct FileConfig {
     pub body_bytes_budget_per_core: Option<usize>,
     pub requests_per_s_per_ip: Option<u64>,
     pub request_burst_per_ip: Option<u64>,
+    pub requests_per_s_per_token: Option<u64>,
+    pub request_burst_per_token: Option<u64>,
     pub snapshot_interval_entries: Option<u64>,
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
@@ -262,6 +265,8 @@ pub struct ClientLimits {
     pub body_bytes_budget_per_core: usize,
     /// Requests a second per client address per core, and the burst; `None`: no limit.
     pub requests_per_s_per_ip: Option<(u64, u64)>,
+    /// Requests a second per bearer token (its name) per core, and the burst; `None`: no limit.
+    pub requests_per_s_per_token: Option<(u64, u64)>,
 }
 
 impl ClientLimits {
@@ -289,17 +294,15 @@ impl ClientLimits {
             body_bytes_budget_per_core: file
                 .body_bytes_budget_per_core
                 .unwrap_or(l::DEFAULT_BODY_BYTES_BUDGET_PER_CORE),
-            // The burst defaults to one second's worth.
-            requests_per_s_per_ip: file
-                .requests_per_s_per_ip
-                .map(|rate| (rate, file.request_burst_per_ip.unwrap_or(rate))),
+            requests_per_s_per_ip: rate_and_burst(
+                ("requests_per_s_per_ip", file.requests_per_s_per_ip),
+                ("request_burst_per_ip", file.request_burst_per_ip),
+            )?,
+            requests_per_s_per_token: rate_and_burst(
+                ("requests_per_s_per_token", file.requests_per_s_per_token),
+                ("request_burst_per_token", file.request_burst_per_token),
+            )?,
         };
-        if file.request_burst_per_ip.is_some() && file.requests_per_s_per_ip.is_none() {
-            return Err(ConfigError::Invalid(
-                "request_burst_per_ip needs requests_per_s_per_ip".into(),
-            ));
-        }
-        let (rate, burst) = limits.requests_per_s_per_ip.unwrap_or((1, 1));
         let zero = [
             (
                 "connections_per_ip_max_per_core",
@@ -312,8 +315,6 @@ impl ClientLimits {
                 "body_rate_bytes_per_s_min",
                 limits.body_rate_bytes_per_s_min,
             ),
-            ("requests_per_s_per_ip", rate),
-            ("request_burst_per_ip", burst),
         ]
         .into_iter()
         .find(|&(_, value)| value == 0);
@@ -508,6 +509,27 @@ impl NodeConfig {
             tls,
             beacon: file.beacon,
         })
+    }
+}
+
+/// A request rate and its burst (which defaults to one second's worth), each at least 1; the
+/// burst alone is an error.
+fn rate_and_burst(
+    (rate_key, rate): (&str, Option<u64>),
+    (burst_key, burst): (&str, Option<u64>),
+) -> Result<Option<(u64, u64)>, ConfigError> {
+    match (rate, burst) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ConfigError::Invalid(format!(
+            "{burst_key} needs {rate_key}"
+        ))),
+        (Some(0), _) => Err(ConfigError::Invalid(format!(
+            "{rate_key} must be at least 1"
+        ))),
+        (Some(_), Some(0)) => Err(ConfigError::Invalid(format!(
+            "{burst_key} must be at least 1"
+        ))),
+        (Some(rate), burst) => Ok(Some((rate, burst.unwrap_or(rate)))),
     }
 }
 

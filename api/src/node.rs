@@ -131,10 +131,11 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         request_rate_per_ip: config
             .client_limits
             .requests_per_s_per_ip
-            .map(|(rate, burst)| crate::http::limits::RequestRate {
-                per_s: rate as f64,
-                burst: burst as f64,
-            }),
+            .map(crate::http::limits::RequestRate::from_pair),
+        request_rate_per_token: config
+            .client_limits
+            .requests_per_s_per_token
+            .map(crate::http::limits::RequestRate::from_pair),
         node_id: config.node_id,
         version: VERSION,
         draining: draining.clone(),

@@ -16,7 +16,8 @@
 //!   more are accepted and closed at once (as beyond `connections_max_per_core`).
 //! - With `requests_per_s_per_ip` set, one client address's requests on a core are a token
 //!   bucket (that rate, a burst of `request_burst_per_ip`): past it, 429 `RATE_LIMITED` with
-//!   `Retry-After`.
+//!   `Retry-After`. With `requests_per_s_per_token` set, so are one bearer token's requests,
+//!   from wherever they come ([`PrincipalRates`]).
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -238,15 +239,31 @@ pub struct RequestRate {
     pub burst: f64,
 }
 
-/// What one client address holds on one core: connections, and its request bucket.
-#[derive(Debug)]
-struct ClientState {
-    connections: usize,
+impl RequestRate {
+    /// From the configuration's (requests a second, burst).
+    pub fn from_pair((per_s, burst): (u64, u64)) -> RequestRate {
+        RequestRate {
+            per_s: per_s as f64,
+            burst: burst as f64,
+        }
+    }
+}
+
+/// The requests one client may still send at once, refilled over time.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
     tokens: f64,
     refilled_at: Instant,
 }
 
-impl ClientState {
+impl Bucket {
+    fn full(rate: Option<RequestRate>) -> Bucket {
+        Bucket {
+            tokens: rate.map_or(0.0, |rate| rate.burst),
+            refilled_at: Instant::now(),
+        }
+    }
+
     fn refill(&mut self, rate: RequestRate, now: Instant) {
         let elapsed_s = now
             .saturating_duration_since(self.refilled_at)
@@ -254,6 +271,30 @@ impl ClientState {
         self.tokens = (self.tokens + elapsed_s * rate.per_s).min(rate.burst);
         self.refilled_at = now;
     }
+
+    /// Takes one request; `Err(seconds)` until one is there again.
+    fn take(&mut self, rate: RequestRate, now: Instant) -> Result<(), u32> {
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait_s = (1.0 - self.tokens) / rate.per_s;
+            Err(wait_s.ceil().max(1.0) as u32)
+        }
+    }
+
+    fn is_full(&mut self, rate: RequestRate, now: Instant) -> bool {
+        self.refill(rate, now);
+        self.tokens >= rate.burst
+    }
+}
+
+/// What one client address holds on one core: connections, and its request bucket.
+#[derive(Debug)]
+struct ClientState {
+    connections: usize,
+    bucket: Bucket,
 }
 
 /// Client addresses one core remembers at most: beyond it, addresses without connections are
@@ -284,11 +325,9 @@ impl ClientConnections {
         if clients.len() >= CLIENTS_REMEMBERED_MAX {
             clients.retain(|_, client| client.connections > 0);
         }
-        let burst = self.rate.map_or(0.0, |rate| rate.burst);
         let client = clients.entry(ip).or_insert_with(|| ClientState {
             connections: 0,
-            tokens: burst,
-            refilled_at: Instant::now(),
+            bucket: Bucket::full(self.rate),
         });
         if client.connections >= max {
             return None;
@@ -323,14 +362,7 @@ impl ClientGuard {
         };
         let mut clients = self.clients.clients.borrow_mut();
         let client = clients.get_mut(&self.ip).expect("a counted client");
-        client.refill(rate, Instant::now());
-        if client.tokens >= 1.0 {
-            client.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait_s = (1.0 - client.tokens) / rate.per_s;
-            Err(wait_s.ceil().max(1.0) as u32)
-        }
+        client.bucket.take(rate, Instant::now())
     }
 }
 
@@ -342,10 +374,7 @@ impl Drop for ClientGuard {
         if client.connections == 0 {
             let full = match self.clients.rate {
                 None => true,
-                Some(rate) => {
-                    client.refill(rate, Instant::now());
-                    client.tokens >= rate.burst
-                }
+                Some(rate) => client.bucket.is_full(rate, Instant::now()),
             };
             if full {
                 clients.remove(&self.ip); // nothing left to remember
@@ -354,9 +383,61 @@ impl Drop for ClientGuard {
     }
 }
 
+/// Principals (tokens) one core keeps a bucket for at most: beyond it, full buckets are
+/// forgotten. Tokens files are short; this bounds the table whatever they hold.
+const PRINCIPALS_REMEMBERED_MAX: usize = 4096;
+
+/// Request rates per principal (the name of a bearer token) on one core: whoever holds a
+/// token is limited as that token, from any address and connection.
+#[derive(Debug, Default)]
+pub struct PrincipalRates {
+    buckets: RefCell<HashMap<String, Bucket>>,
+    /// `None`: no per-token limit.
+    rate: Option<RequestRate>,
+}
+
+impl PrincipalRates {
+    pub fn new(rate: Option<RequestRate>) -> PrincipalRates {
+        PrincipalRates {
+            buckets: RefCell::default(),
+            rate,
+        }
+    }
+
+    /// Takes one request of `principal`'s bucket; `Err(seconds)` until one is there again.
+    pub fn take(&self, principal: &str) -> Result<(), u32> {
+        let Some(rate) = self.rate else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut buckets = self.buckets.borrow_mut();
+        if !buckets.contains_key(principal) && buckets.len() >= PRINCIPALS_REMEMBERED_MAX {
+            buckets.retain(|_, bucket| !bucket.is_full(rate, now));
+        }
+        buckets
+            .entry(principal.to_owned())
+            .or_insert_with(|| Bucket::full(Some(rate)))
+            .take(rate, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_limited_as_itself_and_others_are_not() {
+        let rates = PrincipalRates::new(Some(RequestRate {
+            per_s: 1.0,
+            burst: 3.0,
+        }));
+        for _ in 0..3 {
+            rates.take("acme").unwrap();
+        }
+        assert_eq!(rates.take("acme"), Err(1));
+        rates.take("globex").unwrap();
+        assert!(PrincipalRates::default().take("acme").is_ok());
+    }
 
     #[test]
     fn a_body_grows_as_it_arrives_not_as_it_declares() {

@@ -72,6 +72,8 @@ pub struct HttpSettings {
     pub connections_per_ip_max_per_core: usize,
     /// Requests one client address may send per core (a token bucket); `None`: no limit.
     pub request_rate_per_ip: Option<limits::RequestRate>,
+    /// Requests one bearer token may send per core (a token bucket); `None`: no limit.
+    pub request_rate_per_token: Option<limits::RequestRate>,
     /// A request head (HTTP/1.1) must be complete this long after its first byte.
     pub header_read_timeout: Duration,
     /// When a request's body is due ([`limits::BodyDeadline`]): late, 408 and closed.
@@ -126,6 +128,7 @@ impl HttpSettings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connections_per_ip_max_per_core: limits::DEFAULT_CONNECTIONS_PER_IP_MAX_PER_CORE,
             request_rate_per_ip: None,
+            request_rate_per_token: None,
             header_read_timeout: limits::DEFAULT_HEADER_READ_TIMEOUT,
             body_deadline: limits::BodyDeadline {
                 grace: limits::DEFAULT_BODY_READ_TIMEOUT,

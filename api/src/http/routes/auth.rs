@@ -8,7 +8,8 @@ use hyper::Request;
 
 /// The principal of the request's bearer token if it has `role`: 401 without a token or with
 /// one this node does not accept (also when the node has no tokens file), 403 for a valid
-/// token of another role.
+/// token of another role, 429 when the token is over its request rate on this core
+/// (`requests_per_s_per_token`).
 pub fn require_role<B, T>(
     ctx: &Ctx<B>,
     request: &Request<T>,
@@ -54,5 +55,8 @@ pub fn require_role<B, T>(
             ),
         ));
     }
+    ctx.principals
+        .take(&principal.name)
+        .map_err(ApiError::rate_limited)?;
     Ok(principal)
 }

@@ -45,16 +45,20 @@ pub struct Ctx<B> {
     pub settings: HttpSettings,
     /// The memory this core's request bodies hold while they are read.
     pub bodies: crate::http::limits::BodyBudget,
+    /// Each bearer token's request bucket on this core.
+    pub principals: crate::http::limits::PrincipalRates,
 }
 
 impl<B> Ctx<B> {
     pub fn new(core: usize, backend: B, settings: HttpSettings) -> Ctx<B> {
         let bodies = crate::http::limits::BodyBudget::new(settings.body_bytes_budget_per_core);
+        let principals = crate::http::limits::PrincipalRates::new(settings.request_rate_per_token);
         Ctx {
             core,
             backend,
             settings,
             bodies,
+            principals,
         }
     }
 }

@@ -161,3 +161,24 @@ fn with_an_admin_listener_the_public_one_hides_the_admin_endpoints() {
     assert_eq!(call_json(&c, post()).0, StatusCode::OK);
     assert_eq!(fake.membership_changes.borrow().len(), 1);
 }
+
+#[test]
+fn a_token_over_its_request_rate_is_answered_429_from_any_connection() {
+    let (admin, entry) = new_token(Role::Admin, "ops").unwrap();
+    let fake = Fake::default();
+    let mut c = ctx(fake.clone());
+    let file = json!({ "tokens": [entry] }).to_string();
+    c.settings.tokens = Arc::new(Tokens::from_json(&file).unwrap());
+    c.principals = crate::http::limits::PrincipalRates::new(Some(
+        crate::http::limits::RequestRate::from_pair((1, 2)),
+    ));
+    let post = || membership_post(Some("application/json"), Some(&format!("Bearer {admin}")));
+    assert_eq!(call_json(&c, post()).0, StatusCode::OK);
+    assert_eq!(call_json(&c, post()).0, StatusCode::OK);
+    let (status, headers, body) = call(&c, post());
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[hyper::header::RETRY_AFTER], "1");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&v), "RATE_LIMITED");
+    assert_eq!(fake.membership_changes.borrow().len(), 2, "the third did nothing");
+}
