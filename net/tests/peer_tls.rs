@@ -3,10 +3,12 @@
 //! CA, an expired one, or one naming another node is refused before any frame reaches the
 //! owner, and the legitimate link is never disturbed.
 
+mod common;
 use aurigraph_net::transport::{
-    encode_handshake, peer_identity_name, DataFrameEncoder, Handshake, PeerTls, PeerTlsError,
-    Transport, TransportConfig, FRAME_BYTES_MAX,
+    peer_identity_name, DataFrameEncoder, PeerTls, PeerTlsError, Transport, TransportConfig,
+    FRAME_BYTES_MAX,
 };
+use common::{handshake_as, CHAIN, SHARDS};
 use glommio::timer::sleep;
 use glommio::{LocalExecutorBuilder, Placement};
 use rcgen::{
@@ -21,8 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-const CHAIN: &[u8] = b"aurigraph-test";
-const SHARDS: u32 = 4;
 const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct Ca {
@@ -81,22 +81,6 @@ fn config(node: u64, tls: Arc<PeerTls>) -> TransportConfig {
     c.handshake_timeout_ms = 1_000;
     c.tls = Some(tls);
     c
-}
-
-fn handshake_as(node_id: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_handshake(
-        &Handshake {
-            chain_id: CHAIN.to_vec(),
-            node_id,
-            core: 0,
-            cores: 1,
-            shard_count: SHARDS,
-        },
-        &mut out,
-    )
-    .unwrap();
-    out
 }
 
 /// A handshake claiming node 3 and a data frame, as a rustls client (with `client_cert`, or

@@ -1,10 +1,12 @@
 //! Loopback tests of the validator transport: real glommio executors in their own threads,
 //! real TCP on 127.0.0.1, ports chosen by the kernel. Every wait has a deadline well under 20 s.
 
+mod common;
 use aurigraph_net::transport::{
-    decode_frame, encode_handshake, DataFrameEncoder, Frame, Handshake, InboundBatch, Limits,
-    SendError, Transport, TransportConfig, TransportCounters, FRAME_BYTES_MAX,
+    decode_frame, DataFrameEncoder, Frame, Handshake, InboundBatch, Limits, SendError, Transport,
+    TransportConfig, TransportCounters, FRAME_BYTES_MAX,
 };
+use common::{handshake_as, CHAIN, SHARDS};
 use glommio::timer::{sleep, timeout};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::collections::HashMap;
@@ -17,8 +19,6 @@ use std::sync::{mpsc, Arc};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-const CHAIN: &[u8] = b"aurigraph-test";
-const SHARDS: u32 = 4;
 const TEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn any_port() -> SocketAddr {
@@ -326,22 +326,6 @@ fn expect_closed(mut s: StdTcpStream, what: &str) {
             Err(e) => panic!("{what}: link not closed by the transport: {e}"),
         }
     }
-}
-
-fn handshake_as(node_id: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_handshake(
-        &Handshake {
-            chain_id: CHAIN.to_vec(),
-            node_id,
-            core: 0,
-            cores: 1,
-            shard_count: SHARDS,
-        },
-        &mut out,
-    )
-    .unwrap();
-    out
 }
 
 /// Connects as node 3 (a configured peer of node 2), completes the handshake, and returns the

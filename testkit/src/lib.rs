@@ -84,23 +84,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `aurigraph ARGS` and returns what it printed on stdout; the test fails with the
+/// command's stderr when it fails.
+pub fn aurigraph_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = std::process::Command::new(aurigraph_bin())
+        .args(args)
+        .output()
+        .expect("run aurigraph");
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(
+        out.status.success(),
+        "aurigraph {}: {}",
+        shown.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("output is text")
+}
+
 /// `aurigraph token new --role ROLE --name NAME --file FILE`: the token it printed (the test
 /// fails with the command's message when it fails).
 pub fn new_token(file: &std::path::Path, role: &str, name: &str) -> String {
-    let out = std::process::Command::new(aurigraph_bin())
-        .args(["token", "new", "--role", role, "--name", name, "--file"])
-        .arg(file)
-        .output()
-        .expect("run aurigraph token new");
-    assert!(
-        out.status.success(),
-        "aurigraph token new: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("a token is text")
-        .trim()
-        .to_string()
+    let file = file.as_os_str();
+    aurigraph_ok(&[
+        "token".as_ref(),
+        "new".as_ref(),
+        "--role".as_ref(),
+        role.as_ref(),
+        "--name".as_ref(),
+        name.as_ref(),
+        "--file".as_ref(),
+        file,
+    ])
+    .trim()
+    .to_string()
 }
 
 /// The executable `name` in a directory of `PATH`, if there is one.

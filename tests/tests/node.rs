@@ -423,17 +423,10 @@ fn development_chain_keygen_and_transfer_cli() {
     assert!(!again.status.success());
 
     let url = format!("http://127.0.0.1:{}", node.port);
-    let out = std::process::Command::new(bin)
-        .args(["transfer", "--key"])
-        .arg(&dev_key)
-        .args(["--to", &alice, "--amount", "25", "--node", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = dev_key.display().to_string();
+    aurigraph_ok(&[
+        "transfer", "--key", &key, "--to", &alice, "--amount", "25", "--node", &url,
+    ]);
     settle(&node, &[(Address::from_hex(&alice).unwrap(), 25)]);
 
     // Bad CLI input: non-zero exit and a message on stderr.

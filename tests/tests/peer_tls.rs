@@ -97,20 +97,6 @@ fn tls_attempt(port: u16, ca: &Path, client: Option<&PeerTlsFiles>, bytes: &[u8]
     answer
 }
 
-fn certs(dir: &Path, ids: &str) {
-    let out = std::process::Command::new(aurigraph_bin())
-        .args(["certs", "--dir"])
-        .arg(dir)
-        .args(["--peer-ids", ids])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn applied(status: &serde_json::Value) -> u64 {
     (0..SHARDS)
         .filter_map(|s| shard_status(status, s)?["appliedIndex"].as_u64())
@@ -126,7 +112,13 @@ fn without_the_cluster_certificate_nobody_injects_or_joins() {
     let cluster_ca = dir.path().join(PEER_CERTS_DIR).join("ca.pem");
     let rogue_dir = dir.path().join("rogue-certs");
     // Another CA's certificates for node 2 (to impersonate it) and node 4 (to join as it).
-    certs(&rogue_dir, "2,4");
+    aurigraph_ok(&[
+        "certs".as_ref(),
+        "--dir".as_ref(),
+        rogue_dir.as_os_str(),
+        "--peer-ids".as_ref(),
+        "2,4".as_ref(),
+    ]);
     let receiver = address_of(&keys[3]);
     let mut nonce = 0;
     let mut commit_one = |cluster: &Cluster| {

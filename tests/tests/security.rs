@@ -408,16 +408,7 @@ fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
     let bin = aurigraph_bin();
     let certs = |sub: &str| {
         let path = dir.path().join(sub);
-        let out = std::process::Command::new(&bin)
-            .args(["certs", "--dir"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        aurigraph_ok(&["certs".as_ref(), "--dir".as_ref(), path.as_os_str()]);
         path
     };
     let first = certs("first");

@@ -180,5 +180,9 @@ fn a_token_over_its_request_rate_is_answered_429_from_any_connection() {
     assert_eq!(headers[hyper::header::RETRY_AFTER], "1");
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error_code(&v), "RATE_LIMITED");
-    assert_eq!(fake.membership_changes.borrow().len(), 2, "the third did nothing");
+    assert_eq!(
+        fake.membership_changes.borrow().len(),
+        2,
+        "the third did nothing"
+    );
 }
