@@ -67,11 +67,24 @@ pub enum NodeError {
     HttpStart,
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// Start-up stalled and the process could not start over.
-    #[error("{error}{detail}")]
-    Stalled { error: EngineError, detail: String },
     #[error("stopped with an error: {0}")]
     Stopped(EngineError),
+}
+
+impl NodeError {
+    /// The process exit status for this error: [`EXIT_STALLED`] (70) when an executor stalled
+    /// during start-up, like the runtime watchdog's (a supervisor restarts the node), 1
+    /// otherwise.
+    ///
+    /// [`EXIT_STALLED`]: aurigraph_engine::runtime::watchdog::EXIT_STALLED
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            NodeError::Engine(EngineError::StartupStalled { .. }) => {
+                aurigraph_engine::runtime::watchdog::EXIT_STALLED as u8
+            }
+            _ => 1,
+        }
+    }
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -221,13 +234,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(STARTUP_STALL_TIMEOUT, Duration::from_millis);
-    let engine = match Engine::start_with_services(engine_config, genesis.as_ref(), Some(service)) {
-        Ok(engine) => engine,
-        Err(error @ EngineError::StartupStalled { .. }) => {
-            return Err(restart_after_stall(error));
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let engine = Engine::start_with_services(engine_config, genesis.as_ref(), Some(service))?;
     for _ in 0..config.cores + usize::from(config.admin_addr.is_some()) {
         match bound_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
@@ -302,55 +309,8 @@ fn joined(config: &NodeConfig) -> Result<bool, NodeError> {
     Ok(config.join || marker.exists())
 }
 
-/// Start attempts of one `aurigraph node` invocation (the first included).
-const START_ATTEMPTS_MAX: u32 = 3;
 /// How long an executor may take to recover its shards before the start counts as stalled.
 const STARTUP_STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Carries the attempt number across a restart.
-const START_ATTEMPT_ENV: &str = "AURIGRAPH_START_ATTEMPT";
-
-/// Now and then (one start in 50 to 150 in stress runs under load on a 2-vCPU VM) a glommio
-/// executor goes to sleep during start-up with an operation's completion pending and never
-/// wakes (gdb: parked in `io_uring_enter`, no timer armed); the thread cannot be stopped from
-/// outside. Nothing was acknowledged yet and recovery is idempotent, so the process replaces
-/// itself (`exec`, same arguments) and starts over, at most `START_ATTEMPTS_MAX` times. Returns
-/// the error to report when it cannot.
-fn restart_after_stall(error: EngineError) -> NodeError {
-    use std::os::unix::process::CommandExt;
-    let attempt: u32 = std::env::var(START_ATTEMPT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    if attempt >= START_ATTEMPTS_MAX {
-        return NodeError::Stalled {
-            error,
-            detail: format!(" (after {attempt} attempts)"),
-        };
-    }
-    tracing::error!(
-        %error,
-        attempt,
-        "start-up stalled; starting the process over"
-    );
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            return NodeError::Stalled {
-                error,
-                detail: format!("; cannot restart: {e}"),
-            }
-        }
-    };
-    // exec only returns on failure.
-    let failure = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(START_ATTEMPT_ENV, (attempt + 1).to_string())
-        .exec();
-    NodeError::Stalled {
-        error,
-        detail: format!("; cannot restart: {failure}"),
-    }
-}
 
 /// The genesis to create the data directory with: the `--genesis` file, or (when the directory
 /// has no genesis yet) a development genesis funding a new key written into the directory.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts a node N times under load and counts the starts that stalled (the start-up stall of a
-# glommio executor, which the node answers by starting the process over: docs/operations.md).
+# Starts a node N times under load and counts the starts that stalled (an executor that
+# recovered nothing within the start-up timeout: the node exits with status 70;
+# docs/operations.md, "Lost wake-ups").
 #
 #   benches/scripts/starts.sh AURIGRAPH_BIN N
 #
@@ -9,8 +10,9 @@
 # test starts over the same data directory (recovery every time, a growing log), must report
 # healthy, take one batch of transfers (once every shard applied its whole log), and stop on
 # SIGTERM with exit status 0; the time from launch to that point is recorded. A start counts as
-# stalled when its log says "start-up stalled" (the node then started itself over and went
-# on); a node not healthy within 60 s, or any other failure, stops the script. With
+# stalled when the node exits with status 70 before it is healthy (its log is kept next to the
+# work directory, and the script goes on); a node not healthy within 60 s, or any other
+# failure, stops the script. With
 # STARTS_DIAGNOSE=1, a start not healthy after 10 s has its threads' kernel waits and gdb
 # backtraces written to aurigraph-start-N-threads.txt next to the work directory. Prints a line
 # per 100 starts and at the end: starts, stalled starts, wall time, start times p50/p99/max.
@@ -104,6 +106,17 @@ sys.exit(0 if all(s["appliedIndex"] == s["lastIndex"] == s["commitIndex"] for s 
     if [ -n "$healthy" ]; then
         echo $(( ($(date +%s%N) - launched) / 1000000 )) >> "$work/start-ms"
     fi
+    if [ -z "$healthy" ] && ! kill -0 "$node_pid" 2>/dev/null; then
+        status=0
+        wait "$node_pid" || status=$?
+        node_pid=
+        if [ "$status" -eq 70 ]; then
+            stalled=$((stalled + 1))
+            cp "$log" "$(dirname "$work")/aurigraph-stalled-start-$i.log" 2>/dev/null || true
+            echo "start $i: stalled (exit 70): $(grep -o 'executor [0-9]* did not recover.*' "$log" | head -1)" >&2
+            continue
+        fi
+    fi
     if [ -z "$healthy" ]; then
         echo "start $i: the node did not become healthy in 60 s; its log:" >&2
         tail -20 "$log" >&2
@@ -123,10 +136,6 @@ sys.exit(0 if all(s["appliedIndex"] == s["lastIndex"] == s["commitIndex"] for s 
         echo "start $i: the node exited with status $status; its log:" >&2
         tail -20 "$log" >&2
         exit 1
-    fi
-    if grep -q "start-up stalled" "$log"; then
-        stalled=$((stalled + 1))
-        cp "$log" "$(dirname "$work")/aurigraph-stalled-start-$i.log" 2>/dev/null || true
     fi
     rm -f "$log" "$work/bench-$i.log"
     if [ $((i % 100)) -eq 0 ]; then

@@ -130,7 +130,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("aurigraph: error: {error}");
-            ExitCode::FAILURE
+            match &error {
+                CliError::Node(node) => ExitCode::from(node.exit_status()),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -441,9 +441,9 @@ fn development_chain_keygen_and_transfer_cli() {
 }
 
 #[test]
-fn a_stalled_start_restarts_the_process_a_bounded_number_of_times() {
-    // A start-up timeout of 0 ms makes every start count as stalled: the node replaces itself
-    // twice (3 attempts), then exits with the reason.
+fn a_stalled_start_exits_70_and_names_the_core() {
+    // A start-up timeout of 0 ms makes every start count as stalled: the node stops at once
+    // with the runtime watchdog's status (a supervisor restarts it) and says which core.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("node.log");
     let status = std::process::Command::new(aurigraph_bin())
@@ -456,14 +456,9 @@ fn a_stalled_start_restarts_the_process_a_bounded_number_of_times() {
         .status()
         .unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(status.code(), Some(1), "{text}");
-    assert_eq!(
-        text.matches("start-up stalled; starting the process over")
-            .count(),
-        2,
-        "{text}"
-    );
-    assert!(text.contains("(after 3 attempts)"), "{text}");
+    assert_eq!(status.code(), Some(70), "{text}");
+    assert!(text.contains("executor 0 did not recover"), "{text}");
+    assert!(!text.contains("starting the process over"), "{text}");
 }
 
 /// The exit status of a node whose storage failed while it ran (`EX_IOERR` of sysexits.h;

@@ -7,9 +7,7 @@ use super::driver::Command;
 use crate::record::Record;
 use crate::shard::ShardId;
 use crate::verify::SignatureVerifier;
-use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Signatures verified between two chances for the core's other tasks to run, by default
 /// (`EngineConfig::verify_slice_signatures`): 64 batched verifications take about 1.5 ms on a
@@ -38,7 +36,7 @@ pub(super) async fn ingress(
     let mut verifier = SignatureVerifier::new(slice_signatures);
     let mut cache_counted = (0, 0);
     let mut slice_valid = Vec::new();
-    while let Some(mut command) = recv_polling(&rx).await {
+    while let Ok(mut command) = rx.recv().await {
         // A client's submission gets its verdicts here; one forwarded by another validator
         // arrives with them (one per record, or they do not count).
         if let Some((records, valid, custodial)) = command.submission_mut() {
@@ -60,30 +58,6 @@ pub(super) async fn ingress(
         let stop = matches!(command, Command::Shutdown);
         if tx.send(command).await.is_err() || stop {
             return;
-        }
-    }
-}
-
-/// How often a task waiting on a cross-thread channel also looks at it without being woken.
-/// A wake from another thread reaches a glommio executor through its reactor, and one was seen
-/// lost here (a test hung until a debugger's signal woke the reactor); this bounds the cost of
-/// such a loss to one interval instead of forever.
-pub(super) const CHANNEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Receives from a channel fed by other threads; `None` once it is closed and empty.
-pub(super) async fn recv_polling<T>(rx: &async_channel::Receiver<T>) -> Option<T> {
-    loop {
-        match rx.try_recv() {
-            Ok(item) => return Some(item),
-            Err(async_channel::TryRecvError::Closed) => return None,
-            Err(async_channel::TryRecvError::Empty) => {}
-        }
-        let recv = pin!(rx.recv());
-        let sleep = pin!(glommio::timer::sleep(CHANNEL_POLL_INTERVAL));
-        match futures::future::select(recv, sleep).await {
-            futures::future::Either::Left((Ok(item), _)) => return Some(item),
-            futures::future::Either::Left((Err(_), _)) => return None,
-            futures::future::Either::Right(_) => {}
         }
     }
 }

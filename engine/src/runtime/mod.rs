@@ -44,9 +44,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the starting thread nudges an executor that has not reported its shards yet.
-const NUDGE_INTERVAL: Duration = Duration::from_millis(200);
-
 /// How the engine runs.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -191,7 +188,8 @@ pub enum EngineError {
     #[error("could not start executor {core}: {message}")]
     Executor { core: usize, message: String },
     /// An executor did not report its shards recovered within the start-up timeout. The
-    /// stuck thread cannot be stopped from here; the process should start over.
+    /// stuck thread cannot be stopped from here: the node exits with the watchdog's status
+    /// (`watchdog::EXIT_STALLED`) so that its supervisor starts it over.
     #[error("executor {core} did not recover its shards within {seconds} s")]
     StartupStalled { core: usize, seconds: u64 },
     #[error("the engine is shut down")]
@@ -279,8 +277,6 @@ impl Engine {
             let genesis = genesis.clone();
             let ready = ready_tx.clone();
             let go = go_rx.clone();
-            // Nudges from this thread while the executor recovers its shards (see below).
-            let (nudge_tx, nudge_rx) = async_channel::bounded::<()>(1);
             let service = service.clone();
             let handle = engine.clone();
             let core_shards = shards.len();
@@ -297,10 +293,6 @@ impl Engine {
                     Box::new(StallReport { overage }) as Box<dyn glommio::StallDetectionHandler>
                 }))
                 .spawn(move || async move {
-                    // A task that only wakes: a message from another thread makes the reactor
-                    // leave its sleep and look at every queue and completion again.
-                    glommio::spawn_local(async move { while nudge_rx.recv().await.is_ok() {} })
-                        .detach();
                     per_core::run_core(core, config, genesis, shards, handle, ready, go, service)
                         .await
                 });
@@ -315,27 +307,16 @@ impl Engine {
                 }
             }
             // Executors start one at a time: each sets up its rings and recovers its shards
-            // before the next starts. Started all at once, one executor now and then never
-            // finished recovering (its reactor slept on an operation that did not complete),
-            // about one start in twenty on this machine; root cause in glommio not yet found.
-            // While waiting, nudge the executor every NUDGE_INTERVAL: now and then (about one
-            // start in a hundred under load here) its reactor went to sleep with a blocking-pool
-            // completion pending and no timer armed, and slept forever (gdb: parked in
-            // io_uring_enter, its blocking thread idle). A wake from another thread writes the
-            // reactor's eventfd, which makes it process that completion.
+            // before the next starts, so that recovery's disk reads do not compete. A core that
+            // recovers nothing within the start-up timeout is reported as stalled. (Starts
+            // stalled now and then until the glommio fix in third_party/README.md: an executor
+            // parked with a runnable task queued after a blocking-pool completion.)
             let started = Instant::now();
             let startup_timeout = engine_startup_timeout;
             let mut recovered = 0;
             while recovered < core_shards {
                 let left = startup_timeout.saturating_sub(started.elapsed());
-                let wait = left.min(NUDGE_INTERVAL);
-                let received = match ready_rx.recv_timeout(wait) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
-                        let _ = nudge_tx.try_send(());
-                        continue;
-                    }
-                    other => other,
-                };
+                let received = ready_rx.recv_timeout(left);
                 recovered += 1;
                 match received {
                     Ok(Ok(())) => {}

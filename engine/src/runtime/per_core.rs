@@ -2,8 +2,9 @@
 //! service (HTTP) that runs next to them once every shard of the engine is ready.
 
 use super::driver::{Command, ShardDriver};
-use super::ingress::{ingress, recv_polling, CHANNEL_POLL_INTERVAL};
+use super::ingress::ingress;
 use super::peers::{self, PeerLink};
+use super::watchdog::HEARTBEAT_INTERVAL;
 use super::{CoreService, Engine, EngineConfig, EngineError};
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
@@ -148,21 +149,17 @@ pub(super) async fn run_core(
         ));
     }
     drop(ready);
-    // Wakes from other threads (replies, channel sends) are queued for this executor and the
-    // reactor is notified; should a notification be missed, the next reactor turn still runs
-    // the queued wakes. A heartbeat guarantees such a turn every interval, so a lost
-    // notification costs at most that much latency, never a hang.
-    // Each turn is also a beat for the watchdog: a core whose beats stop is stalled.
+    // A beat for the watchdog every interval: a core whose beats stop is stalled.
     let beats = engine.inner.beats.clone();
     glommio::spawn_local(async move {
         loop {
-            glommio::timer::sleep(CHANNEL_POLL_INTERVAL).await;
+            glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
             beats.beat(core);
         }
     })
     .detach();
     let beats = engine.inner.beats.clone();
-    if let (Some(true), Some(service)) = (recv_polling(&go).await, service) {
+    if let (Ok(true), Some(service)) = (go.recv().await, service) {
         glommio::spawn_local(service(core, engine.clone())).detach();
     }
     drop(engine);

@@ -1,5 +1,5 @@
 //! The per-core liveness watchdog. Every executor runs a heartbeat task that counts a beat each
-//! `CHANNEL_POLL_INTERVAL` (10 ms); a thread outside the executors looks at the counts every
+//! [`HEARTBEAT_INTERVAL`] (10 ms); a thread outside the executors looks at the counts every
 //! `CHECK_INTERVAL`. A core whose count has not moved for `stall_timeout` is stalled — its
 //! reactor asleep on something that will not complete, or a task that never yields — and its
 //! shards answer nothing while the process looks alive. The watchdog logs which core and for
@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// How often each executor's heartbeat task counts a beat.
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often the watchdog thread looks at the beats.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
