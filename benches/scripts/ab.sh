@@ -4,7 +4,11 @@
 #
 #   benches/scripts/ab.sh BEFORE_BIN AFTER_BIN PAIRS [bench arguments...]
 #
-# For each pair it runs BEFORE then AFTER with the same arguments and prints one line per run:
+# For each pair it runs both binaries with the same arguments, BEFORE first in odd pairs and
+# AFTER first in even pairs (ABBA): on the 2-core development machine consecutive gateway runs
+# alternate between a fast and a slow mode whatever the binary (an A/A run of two copies of one
+# binary gave the second of each pair 0.754x the first; docs/benchmarks.md), so a fixed order
+# would credit one side with the other's position. It prints one line per run:
 #   <label> <pair> load_accepted=<tx/s> verify_ceiling=<tx/s> p99_ms=<ms>
 # then the median load accepted of each side and their ratio. A run that fails stops the script.
 set -euo pipefail
@@ -20,7 +24,9 @@ done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for pair in $(seq 1 "$pairs"); do
-    for side in before after; do
+    order="before after"
+    [ $((pair % 2)) -eq 0 ] && order="after before"
+    for side in $order; do
         bin=$before
         [ "$side" = after ] && bin=$after
         log="$out/$side-$pair.log"
