@@ -384,10 +384,13 @@ impl NodeConfig {
             args.peer_addr.or(file.peer_addr),
             peers_text.map(String::as_str),
         )?;
+        let allow_plaintext_peers =
+            args.allow_plaintext_peers || file.allow_plaintext_peers == Some(true);
         let peer_tls = resolve_peer_tls(
             node_id,
             args,
             &file,
+            allow_plaintext_peers,
             peer_addr.iter().chain(peers.iter().map(|(_, a)| a)),
         )?;
         let snapshot_piece_bytes = file.snapshot_piece_bytes.unwrap_or(1 << 20);
@@ -486,8 +489,7 @@ impl NodeConfig {
             peer_addr,
             peers,
             peer_tls,
-            allow_plaintext_peers: args.allow_plaintext_peers
-                || file.allow_plaintext_peers == Some(true),
+            allow_plaintext_peers,
             join: args.join,
             cores,
             // A node that has every CPU it may run on is the host's only validator: pinned.
@@ -539,6 +541,7 @@ fn resolve_peer_tls<'a>(
     node_id: u64,
     args: &NodeArgs,
     file: &FileConfig,
+    allow_plaintext_peers: bool,
     mut addresses: impl Iterator<Item = &'a SocketAddr>,
 ) -> Result<Option<std::sync::Arc<aurigraph_net::transport::PeerTls>>, ConfigError> {
     let ca = args.peer_ca.as_ref().or(file.peer_ca.as_ref());
@@ -551,8 +554,7 @@ fn resolve_peer_tls<'a>(
             Ok(Some(std::sync::Arc::new(tls)))
         }
         (None, None, None) => {
-            let allowed = args.allow_plaintext_peers || file.allow_plaintext_peers == Some(true);
-            if allowed {
+            if allow_plaintext_peers {
                 return Ok(None);
             }
             match addresses.find(|a| !a.ip().is_loopback()) {

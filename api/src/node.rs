@@ -180,32 +180,13 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         let admin = admin_settings.clone().filter(|_| core == 0);
         Box::pin(async move {
             if let Some(admin) = admin {
-                match http::bind(&admin) {
-                    Ok(listener) => {
-                        let _ = bound.send(Ok(()));
-                        let engine = engine.clone();
-                        glommio::spawn_local(http::serve_admin(listener, core, engine, admin))
-                            .detach();
-                    }
-                    Err(e) => {
-                        let _ = bound.send(Err(NodeError::Listen {
-                            addr: admin.addr,
-                            reason: e.to_string(),
-                        }));
-                    }
+                if let Some(listener) = bind_reported(&admin, &bound) {
+                    let engine = engine.clone();
+                    glommio::spawn_local(http::serve_admin(listener, core, engine, admin)).detach();
                 }
             }
-            match http::bind(&settings) {
-                Ok(listener) => {
-                    let _ = bound.send(Ok(()));
-                    http::serve(listener, core, engine, settings).await;
-                }
-                Err(e) => {
-                    let _ = bound.send(Err(NodeError::Listen {
-                        addr: settings.addr,
-                        reason: e.to_string(),
-                    }));
-                }
+            if let Some(listener) = bind_reported(&settings, &bound) {
+                http::serve(listener, core, engine, settings).await;
             }
         })
     });
@@ -398,20 +379,40 @@ fn reload_tls(tls: Option<&http::tls::Tls>, peer_tls: Option<&PeerTls>) {
         tracing::info!("SIGHUP: no TLS configured, nothing to reload");
     }
     if let Some(tls) = tls {
-        match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-            Err(error) => {
-                tracing::error!(%error, "SIGHUP: TLS reload failed; the certificate in force stays")
-            }
-        }
+        report_reload("TLS certificate and key", tls.reload());
     }
     if let Some(tls) = peer_tls {
-        match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: peer CA, certificate and key reloaded"),
-            Err(error) => tracing::error!(
-                %error,
-                "SIGHUP: peer TLS reload failed; the certificate in force stays"
-            ),
+        report_reload("peer CA, certificate and key", tls.reload());
+    }
+}
+
+/// Logs the outcome of reloading `what` on SIGHUP.
+fn report_reload(what: &str, result: Result<(), impl std::fmt::Display>) {
+    match result {
+        Ok(()) => tracing::info!("SIGHUP: {what} reloaded"),
+        Err(error) => {
+            tracing::error!(%error, "SIGHUP: reloading the {what} failed; the ones in force stay")
+        }
+    }
+}
+
+/// Binds one core's listener of `settings` and reports the outcome on `bound` (the starting
+/// thread waits for one report per listener); `None` when it could not bind.
+fn bind_reported(
+    settings: &HttpSettings,
+    bound: &std::sync::mpsc::Sender<Result<(), NodeError>>,
+) -> Option<glommio::net::TcpListener> {
+    match http::bind(settings) {
+        Ok(listener) => {
+            let _ = bound.send(Ok(()));
+            Some(listener)
+        }
+        Err(e) => {
+            let _ = bound.send(Err(NodeError::Listen {
+                addr: settings.addr,
+                reason: e.to_string(),
+            }));
+            None
         }
     }
 }

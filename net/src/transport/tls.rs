@@ -33,6 +33,11 @@ pub fn peer_identity_name(node_id: u64) -> String {
     format!("node-{node_id}.aurigraph")
 }
 
+/// [`peer_identity_name`] as the name TLS verifies a certificate against.
+pub(crate) fn peer_server_name(node_id: u64) -> ServerName<'static> {
+    ServerName::try_from(peer_identity_name(node_id)).expect("identity names are DNS names")
+}
+
 /// Why the peer TLS files could not be used; every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerTlsError {
@@ -120,12 +125,15 @@ pub(crate) fn check_peer_identity(
     let leaf = certificates
         .and_then(|c| c.first())
         .ok_or("the peer presented no certificate")?;
-    let name = peer_identity_name(node_id);
     let cert = webpki::EndEntityCert::try_from(leaf)
         .map_err(|e| format!("unreadable peer certificate: {e}"))?;
-    let server_name = ServerName::try_from(name.as_str()).expect("identity names are DNS names");
-    cert.verify_is_valid_for_subject_name(&server_name)
-        .map_err(|_| format!("the peer's certificate is not for node {node_id} ({name})"))
+    cert.verify_is_valid_for_subject_name(&peer_server_name(node_id))
+        .map_err(|_| {
+            format!(
+                "the peer's certificate is not for node {node_id} ({})",
+                peer_identity_name(node_id)
+            )
+        })
 }
 
 fn build(
@@ -158,7 +166,7 @@ fn build(
 
     // Our own certificate, checked both ways it will be checked by peers.
     let name = peer_identity_name(node_id);
-    let server_name = ServerName::try_from(name.clone()).expect("identity names are DNS names");
+    let server_name = peer_server_name(node_id);
     let now = UnixTime::now();
     WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
         .build()

@@ -6,14 +6,13 @@ use super::frame::{
     Limits, Messages, PushError, HANDSHAKE_FRAME_BYTES_MAX, MESSAGES_PER_FRAME_MAX,
 };
 use super::queue::{LocalQueue, Signal};
-use super::tls::{check_peer_identity, peer_identity_name};
+use super::tls::{check_peer_identity, peer_server_name};
 use super::{SendError, TransportConfig, TransportCounters, TransportError};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
 use glommio::timer::{sleep, timeout};
 use glommio::GlommioError;
-use rustls::pki_types::ServerName;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;

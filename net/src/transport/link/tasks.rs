@@ -139,15 +139,12 @@ async fn accept_link(inner: &Inner, stream: TcpStream) -> Result<LinkStream, Lin
 
 /// Checks that the peer's certificate is for the node its handshake claims (TLS links only:
 /// a plain link has nothing to check against).
-fn authenticate(inner: &Inner, stream: &LinkStream, claimed: u64) -> Result<(), LinkError> {
+fn authenticate(stream: &LinkStream, claimed: u64) -> Result<(), LinkError> {
     match stream {
         LinkStream::Plain(_) => Ok(()),
         LinkStream::Tls(tls) => {
             let certificates = tls.get_ref().1.peer_certificates();
-            check_peer_identity(certificates, claimed).map_err(|e| {
-                debug_assert!(inner.config.tls.is_some());
-                LinkError::Authentication(e)
-            })
+            check_peer_identity(certificates, claimed).map_err(LinkError::Authentication)
         }
     }
 }
@@ -159,7 +156,7 @@ pub(super) async fn accept_handshake(
 ) -> Result<Rc<Peer>, LinkError> {
     let handshake = read_handshake(inner, stream, decoder).await?;
     // An impostor learns nothing from us, not even our handshake.
-    authenticate(inner, stream, handshake.node_id)?;
+    authenticate(stream, handshake.node_id)?;
     let peer = match inner.check_handshake(&handshake, None) {
         Ok(peer) => peer,
         Err(e) => {
@@ -355,12 +352,10 @@ pub(super) async fn connect(inner: &Rc<Inner>, peer: &Peer) -> Result<LinkStream
             None => LinkStream::Plain(stream),
             Some(tls) => {
                 // rustls refuses a server certificate that is not for the node we dialled.
-                let name = ServerName::try_from(peer_identity_name(peer.node_id))
-                    .expect("identity names are DNS names");
                 let tls_stream = tls
                     .config()
                     .connector
-                    .connect(name, stream)
+                    .connect(peer_server_name(peer.node_id), stream)
                     .await
                     .map_err(|e| LinkError::Authentication(format!("TLS handshake: {e}")))?;
                 LinkStream::Tls(Box::new(tls_stream.into()))
