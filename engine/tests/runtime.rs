@@ -393,3 +393,56 @@ fn a_gateway_moves_the_accounts_it_controls_without_signatures_and_no_others() {
     assert_eq!(custodial, 2, "two records moved acme's account");
     assert!(engine.shutdown().is_none());
 }
+
+#[test]
+fn executors_reach_each_others_shards_over_their_rings_not_a_shared_channel() {
+    use aurigraph_engine::runtime::CoreService;
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(6);
+    let g = genesis(&keys);
+    let shards: std::collections::BTreeSet<u32> = keys
+        .iter()
+        .map(|k| shard_of(&address_of(k), SHARDS))
+        .collect();
+    assert_eq!(shards.len(), 2, "the senders span both shards");
+    let sink = address_of(&SigningKey::from_bytes(&[99; 32]));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Vec<ResultCode>)>();
+    // On every core: one transfer from every key (both shards, so one of them on the other
+    // core), each core with its own nonce.
+    let signed: Vec<Vec<Record>> = (0..2)
+        .map(|core| {
+            keys.iter()
+                .map(|k| transfer(k, sink, 1, 1 + core as u64))
+                .collect()
+        })
+        .collect();
+    let service: CoreService = std::sync::Arc::new(move |core, engine: Engine| {
+        let records = signed[core].clone();
+        let done = done_tx.clone();
+        Box::pin(async move {
+            let outcomes = engine.submit(records).await.unwrap();
+            let codes = outcomes.iter().map(|o| o.result).collect();
+            done.send((core, codes)).unwrap();
+        })
+    });
+    let engine = Engine::start_with_services(config(dir.path()), Some(&g), Some(service)).unwrap();
+    for _ in 0..2 {
+        let (core, codes) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("both cores answered");
+        assert_eq!(codes, vec![ResultCode::Ok; 6], "core {core}");
+    }
+    let counters = engine.shard_counters();
+    let total = |field: fn(&aurigraph_engine::runtime::ShardCounters) -> u64| -> u64 {
+        counters.iter().map(field).sum()
+    };
+    // Before this thread asks anything: only the executors have sent commands.
+    assert_eq!(total(|c| c.commands_from_threads.load(Relaxed)), 0);
+    // Each core submitted to the other core's shard at least once, plus receipts between
+    // the shards.
+    assert!(total(|c| c.commands_from_cores.load(Relaxed)) >= 2);
+    settle(&engine, &[(sink, 12)]);
+    assert!(total(|c| c.commands_from_threads.load(Relaxed)) > 0);
+    assert!(engine.shutdown().is_none());
+}

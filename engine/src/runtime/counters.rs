@@ -104,6 +104,10 @@ pub struct ShardCounters {
     /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
     pub key_cache_hits: AtomicU64,
     pub key_cache_misses: AtomicU64,
+    /// Commands that reached the shard over a ring from another executor (`mesh`).
+    pub commands_from_cores: AtomicU64,
+    /// Commands from threads that are not executors (the control plane: tests, shutdown).
+    pub commands_from_threads: AtomicU64,
 }
 
 impl Default for ShardCounters {
@@ -117,6 +121,8 @@ impl Default for ShardCounters {
             transfers_custodial: AtomicU64::new(0),
             key_cache_hits: AtomicU64::new(0),
             key_cache_misses: AtomicU64::new(0),
+            commands_from_cores: AtomicU64::new(0),
+            commands_from_threads: AtomicU64::new(0),
         }
     }
 }

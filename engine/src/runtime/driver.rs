@@ -4,6 +4,7 @@
 //! writes go to the shard's log with one group commit per turn.
 
 use super::counters::ShardCounters;
+use super::mesh::TrySendError;
 use super::peers::PeerLink;
 use super::{Engine, EngineConfig, EngineError};
 use crate::ledger::Account;
@@ -18,6 +19,8 @@ use crate::shard::ShardId;
 use aurigraph_net::transport::SendError;
 use aurigraph_storage::shard_log::ShardLog;
 use futures::channel::oneshot;
+use futures::FutureExt;
+use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use raft::eraftpb::ConfChangeType;
 use std::pin::pin;
 use std::rc::Rc;
@@ -134,12 +137,15 @@ impl Effects for RuntimeIo<'_> {
         destination: ShardId,
         message: LocalMessage,
     ) -> Result<(), LocalMessage> {
-        let Some(tx) = self.engine.inner.shards.get(destination as usize) else {
+        if destination >= self.engine.shard_count() {
             return Ok(());
-        };
-        match tx.try_send(Command::Local(message)) {
+        }
+        match self
+            .engine
+            .try_send_to(destination, Command::Local(message))
+        {
             Ok(()) => Ok(()),
-            Err(async_channel::TrySendError::Full(Command::Local(message))) => Err(message),
+            Err(TrySendError::Full(Command::Local(message))) => Err(message),
             // Closed: the engine is stopping.
             Err(_) => Ok(()),
         }
@@ -164,7 +170,11 @@ pub(super) struct ShardDriver {
     pub config: EngineConfig,
     pub node: ShardNode<Reply>,
     pub log: ShardLog,
-    pub rx: async_channel::Receiver<Command>,
+    /// Verified submissions from the shard's ingress task; peer messages from the core's
+    /// peer router; commands of every other kind, passed on by the ingress task.
+    pub rx: LocalReceiver<Command>,
+    /// The sending end of `rx` (its length is the shard's queue, with the ingress channel's).
+    pub queue: Rc<LocalSender<Command>>,
     pub engine: Engine,
     /// This core's link to the other validators (none when single).
     pub link: Option<Rc<PeerLink>>,
@@ -194,28 +204,35 @@ impl ShardDriver {
         loop {
             if self.node.is_idle() {
                 let wait = next_tick.saturating_duration_since(Instant::now());
-                let recv = pin!(self.rx.recv());
-                let sleep = pin!(glommio::timer::sleep(wait));
-                match futures::future::select(recv, sleep).await {
-                    futures::future::Either::Left((Ok(command), _)) => {
-                        if self.handle(command) {
-                            break;
-                        }
+                let received = {
+                    let recv = pin!(self.rx.recv());
+                    let sleep = pin!(glommio::timer::sleep(wait));
+                    match futures::future::select(recv, sleep).await {
+                        futures::future::Either::Left((command, _)) => Some(command),
+                        futures::future::Either::Right(_) => None,
                     }
-                    futures::future::Either::Left((Err(_), _)) => break,
-                    futures::future::Either::Right(_) => {}
+                };
+                let stop = match received {
+                    Some(Some(command)) => self.handle(command),
+                    // Every sender gone: nothing can reach the shard any more.
+                    Some(None) => true,
+                    None => false,
+                };
+                if stop {
+                    break;
                 }
             }
             let mut stop = false;
             for _ in 0..COMMANDS_PER_TURN_MAX {
-                match self.rx.try_recv() {
-                    Ok(command) => {
+                // What is queued now, without waiting (a local channel has no `try_recv`).
+                match self.rx.recv().now_or_never() {
+                    Some(Some(command)) => {
                         if self.handle(command) {
                             stop = true;
                             break;
                         }
                     }
-                    Err(_) => break,
+                    _ => break,
                 }
             }
             if Instant::now() >= next_tick {
@@ -340,7 +357,8 @@ impl ShardDriver {
         let mut status = self.node.status();
         let shard = self.node.shard();
         status.core = self.core;
-        status.queued_commands = self.engine.inner.shards[shard as usize].len() + self.rx.len();
+        status.queued_commands = self.queue.len()
+            + super::mesh::Outbox::current(self.engine.id()).map_or(0, |o| o.queued(shard));
         if let Some(link) = &self.link {
             status.transport = Some(link.transport.counters());
             status.peer_links = self

@@ -7,6 +7,8 @@ use super::driver::Command;
 use crate::record::Record;
 use crate::shard::ShardId;
 use crate::verify::SignatureVerifier;
+use glommio::channels::local_channel::{LocalReceiver, LocalSender};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Signatures verified between two chances for the core's other tasks to run, by default
@@ -25,8 +27,8 @@ pub const VERIFY_SLICE_SIGNATURES_MAX: usize = 256;
 /// each transfer is verified once in the cluster, by the validator its client talked to.
 /// Followers never verify what they apply: the leader's log holds only verified transfers.
 pub(super) async fn ingress(
-    rx: async_channel::Receiver<Command>,
-    tx: async_channel::Sender<Command>,
+    rx: LocalReceiver<Command>,
+    tx: Rc<LocalSender<Command>>,
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
     slice_signatures: usize,
@@ -36,7 +38,7 @@ pub(super) async fn ingress(
     let mut verifier = SignatureVerifier::new(slice_signatures);
     let mut cache_counted = (0, 0);
     let mut slice_valid = Vec::new();
-    while let Ok(mut command) = rx.recv().await {
+    while let Some(mut command) = rx.recv().await {
         // A client's submission gets its verdicts here; one forwarded by another validator
         // arrives with them (one per record, or they do not count).
         if let Some((records, valid, custodial)) = command.submission_mut() {

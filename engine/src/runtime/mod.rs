@@ -3,8 +3,8 @@
 //!
 //! Shard `s` lives on core `s mod cores`. Nothing is shared between cores: every cross-core
 //! interaction (a client submission, an account query, receipts from another shard) is a
-//! message on the target shard's bounded channel (`async-channel`, whose wakers cross threads;
-//! glommio handles foreign wakes).
+//! message on a bounded single-producer ring between the two cores ([`mesh`]), and within a
+//! core on the shard's local channel.
 //!
 //! Each shard runs as two tasks on its core: the ingress ([`ingress`]) verifies signatures in
 //! slices while the driver ([`driver`]) waits for its group commit; the driver performs what
@@ -17,6 +17,7 @@ mod counters;
 pub mod custody;
 mod driver;
 pub mod ingress;
+mod mesh;
 mod peers;
 mod per_core;
 pub mod watchdog;
@@ -210,7 +211,9 @@ struct EngineInner {
     assets: Vec<u32>,
     /// Which gateway controls which account (gateway mode), from the genesis.
     custody: custody::Custody,
-    shards: Vec<async_channel::Sender<Command>>,
+    /// Each core's channel for commands from threads that are not its executors (the
+    /// executors themselves use the rings of [`mesh`]).
+    foreign: Vec<async_channel::Sender<mesh::Envelope>>,
     counters: Arc<[ShardCounters]>,
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
     /// Each executor's heartbeat count, which the watchdog reads.
@@ -235,14 +238,7 @@ impl Engine {
             .map_err(EngineError::DataDir)?;
         let shard_count = data_dir.shard_count;
         let genesis = Arc::new(data_dir.genesis.clone());
-        let mut senders = Vec::with_capacity(shard_count as usize);
-        let mut receivers: Vec<Vec<(ShardId, async_channel::Receiver<Command>)>> =
-            (0..config.cores).map(|_| Vec::new()).collect();
-        for shard in 0..shard_count {
-            let (tx, rx) = async_channel::bounded(config.shard_queue_depth);
-            senders.push(tx);
-            receivers[shard as usize % config.cores].push((shard, rx));
-        }
+        let (mesh_ends, foreign) = mesh::build(config.cores, config.shard_queue_depth);
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 node_id: config.node_id,
@@ -251,7 +247,7 @@ impl Engine {
                 chain_id: genesis.chain_id,
                 assets: genesis.assets(),
                 custody: custody::Custody::from_genesis(&genesis),
-                shards: senders,
+                foreign,
                 counters: (0..shard_count).map(|_| ShardCounters::default()).collect(),
                 executors: std::sync::Mutex::new(Vec::new()),
                 beats: watchdog::Beats::new(config.cores),
@@ -268,7 +264,10 @@ impl Engine {
         } else {
             Vec::new()
         };
-        for (core, shards) in receivers.into_iter().enumerate() {
+        for (core, ends) in mesh_ends.into_iter().enumerate() {
+            let shards: Vec<ShardId> = (0..shard_count)
+                .filter(|&s| s as usize % config.cores == core)
+                .collect();
             let placement = match cpus.get(core) {
                 Some(&cpu) => Placement::Fixed(cpu),
                 None => Placement::Unbound,
@@ -293,8 +292,14 @@ impl Engine {
                     Box::new(StallReport { overage }) as Box<dyn glommio::StallDetectionHandler>
                 }))
                 .spawn(move || async move {
-                    per_core::run_core(core, config, genesis, shards, handle, ready, go, service)
-                        .await
+                    let core_setup = per_core::Core {
+                        core,
+                        config,
+                        genesis,
+                        shards,
+                        ends,
+                    };
+                    per_core::run_core(core_setup, handle, ready, go, service).await
                 });
             match spawned {
                 Ok(join) => engine.inner.executors.lock().unwrap().push(join),
@@ -453,8 +458,7 @@ impl Engine {
                 Some(gateway) => self.inner.custody.custodial(gateway, &group),
                 None => Vec::new(),
             };
-            self.inner.shards[s]
-                .send(command(group, custodial, tx))
+            self.send_to(s as ShardId, command(group, custodial, tx))
                 .await
                 .map_err(|_| SubmitFailure::Stopped)?;
             waits.push((positions, rx));
@@ -468,11 +472,10 @@ impl Engine {
         &self,
         ask: impl Fn(oneshot::Sender<T>) -> Command,
     ) -> Result<Vec<T>, EngineError> {
-        let mut waits = Vec::with_capacity(self.inner.shards.len());
-        for sender in &self.inner.shards {
+        let mut waits = Vec::with_capacity(self.inner.shard_count as usize);
+        for shard in 0..self.inner.shard_count {
             let (reply, rx) = oneshot::channel();
-            sender
-                .send(ask(reply))
+            self.send_to(shard, ask(reply))
                 .await
                 .map_err(|_| EngineError::Stopped)?;
             waits.push(rx);
@@ -505,10 +508,9 @@ impl Engine {
 
     /// The account as its shard holds it now.
     pub async fn account(&self, address: Address) -> Result<Option<Account>, EngineError> {
-        let s = shard_of(&address, self.inner.shard_count) as usize;
+        let shard = shard_of(&address, self.inner.shard_count);
         let (tx, rx) = oneshot::channel();
-        self.inner.shards[s]
-            .send(Command::Account { address, reply: tx })
+        self.send_to(shard, Command::Account { address, reply: tx })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
@@ -565,15 +567,15 @@ impl Engine {
         shard: ShardId,
         height: u64,
     ) -> Result<Option<BlockHeader>, EngineError> {
-        let Some(sender) = self.inner.shards.get(shard as usize) else {
+        if shard >= self.inner.shard_count {
             return Ok(None);
-        };
+        }
         let (tx, rx) = oneshot::channel();
-        sender
-            .send(Command::Block {
-                height: Some(height),
-                reply: tx,
-            })
+        let ask = Command::Block {
+            height: Some(height),
+            reply: tx,
+        };
+        self.send_to(shard, ask)
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
@@ -614,13 +616,53 @@ impl Engine {
         if let Some(mut watchdog) = self.inner.watchdog.lock().unwrap().take() {
             watchdog.stop();
         }
-        for sender in &self.inner.shards {
-            let _ = sender.try_send(Command::Shutdown);
-            if sender.is_full() {
-                let _ = futures::executor::block_on(sender.send(Command::Shutdown));
+        for shard in 0..self.inner.shard_count {
+            let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
+            if let Err(async_channel::TrySendError::Full(stop)) =
+                foreign.try_send((shard, Command::Shutdown))
+            {
+                let _ = futures::executor::block_on(foreign.send(stop));
             }
         }
         self.join_error()
+    }
+
+    /// This engine's identity among the engines of the process (its executors' outboxes
+    /// carry it).
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Sends `command` to `shard`, waiting while its queue is full: from one of the engine's
+    /// executors over the rings of [`mesh`], from any other thread over the target core's
+    /// foreign channel. `Err`: the engine stopped.
+    async fn send_to(&self, shard: ShardId, command: Command) -> Result<(), Command> {
+        assert!(shard < self.inner.shard_count, "shard {shard} out of range");
+        let command = match mesh::Outbox::current(self.id()) {
+            Some(outbox) => match outbox.send(shard, command).await {
+                Ok(()) => return Ok(()),
+                // The ring to that core not connected yet (only while the engine starts), or
+                // the shard stopped (then the foreign channel's router drops it as well).
+                Err(command) => command,
+            },
+            None => command,
+        };
+        self.inner.foreign[shard as usize % self.inner.cores]
+            .send((shard, command))
+            .await
+            .map_err(|e| e.0 .1)
+    }
+
+    /// Queues `command` for `shard` if there is room now (see [`Engine::send_to`]).
+    fn try_send_to(&self, shard: ShardId, command: Command) -> Result<(), mesh::TrySendError> {
+        if let Some(outbox) = mesh::Outbox::current(self.id()) {
+            return outbox.try_send(shard, command);
+        }
+        let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
+        foreign.try_send((shard, command)).map_err(|e| match e {
+            async_channel::TrySendError::Full((_, c)) => mesh::TrySendError::Full(c),
+            async_channel::TrySendError::Closed((_, c)) => mesh::TrySendError::Closed(c),
+        })
     }
 
     fn join_error(&self) -> Option<EngineError> {

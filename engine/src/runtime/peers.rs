@@ -11,6 +11,7 @@ use crate::node::{LocalMessage, Submitter};
 use crate::peering::{self, ForwardRefusal, ForwardReply, Outbound, PeerMessage};
 use crate::shard::ShardId;
 use aurigraph_net::transport::{core_addr, SendError, Transport, TransportConfig};
+use glommio::channels::local_channel::LocalSender;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -191,7 +192,7 @@ fn chain_tag(genesis: &Genesis, shard_count: u32) -> Vec<u8> {
 /// message (raft retransmits; a forwarded submission is refused as overloaded).
 pub(super) async fn route(
     link: Rc<PeerLink>,
-    drivers: Vec<(ShardId, async_channel::Sender<Command>)>,
+    drivers: Vec<(ShardId, Rc<LocalSender<Command>>)>,
     engine: Engine,
 ) {
     let driver = |shard: u32| drivers.iter().find(|(s, _)| *s == shard).map(|(_, tx)| tx);
@@ -219,8 +220,7 @@ pub(super) async fn route(
                             request,
                         },
                     };
-                    let ingress = &engine.inner.shards[shard as usize];
-                    if ingress.try_send(forwarded).is_err() && request != 0 {
+                    if engine.try_send_to(shard, forwarded).is_err() && request != 0 {
                         let refused = ForwardReply::Refused(ForwardRefusal::Overloaded);
                         let reply = Outbound::ForwardReply {
                             request,
@@ -234,15 +234,13 @@ pub(super) async fn route(
                     source,
                     up_to,
                 }) => {
-                    if destination == shard {
-                        if let Some(tx) = engine.inner.shards.get(source as usize) {
-                            let credited = LocalMessage::Credited {
-                                destination,
-                                node: from,
-                                up_to,
-                            };
-                            let _ = tx.try_send(Command::Local(credited));
-                        }
+                    if destination == shard && source < engine.shard_count() {
+                        let credited = LocalMessage::Credited {
+                            destination,
+                            node: from,
+                            up_to,
+                        };
+                        let _ = engine.try_send_to(source, Command::Local(credited));
                     }
                 }
                 Ok(message) => {

@@ -1,8 +1,9 @@
 //! One core: its peer link, its shards (each an ingress task and a driver task), and the
 //! service (HTTP) that runs next to them once every shard of the engine is ready.
 
-use super::driver::{Command, ShardDriver};
+use super::driver::ShardDriver;
 use super::ingress::ingress;
+use super::mesh;
 use super::peers::{self, PeerLink};
 use super::watchdog::HEARTBEAT_INTERVAL;
 use super::{CoreService, Engine, EngineConfig, EngineError};
@@ -15,8 +16,10 @@ use crate::shard::ShardId;
 use crate::state_snapshot::decode_state;
 use aurigraph_storage::shard_log::ShardLog;
 use aurigraph_storage::wal::WalConfig;
+use glommio::channels::local_channel;
 use raft::eraftpb::{ConfState, HardState};
 use raft::Storage;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -46,18 +49,46 @@ fn node_config(config: &EngineConfig, replicated: bool) -> NodeConfig {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one executor is given: its core, its shards and its ends of the rings.
+pub(super) struct Core {
+    pub core: usize,
+    pub config: EngineConfig,
+    pub genesis: Arc<Genesis>,
+    /// The shards this core owns (`s mod cores == core`).
+    pub shards: Vec<ShardId>,
+    pub ends: mesh::CoreEnds,
+}
+
 pub(super) async fn run_core(
-    core: usize,
-    config: EngineConfig,
-    genesis: Arc<Genesis>,
-    shards: Vec<(ShardId, async_channel::Receiver<Command>)>,
+    setup: Core,
     engine: Engine,
     ready: std::sync::mpsc::Sender<Result<(), EngineError>>,
     go: async_channel::Receiver<bool>,
     service: Option<CoreService>,
 ) -> Result<(), EngineError> {
+    let Core {
+        core,
+        config,
+        genesis,
+        shards,
+        ends,
+    } = setup;
     let shard_count = engine.shard_count();
+    // Each shard's ingress channel (index = shard, this core's only): what clients, peers and
+    // other shards send it, over this core's outbox or a ring's router.
+    let mut ingress_channels: Vec<_> = shards
+        .iter()
+        .map(|_| local_channel::new_bounded(config.shard_queue_depth))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(tx, rx)| (Rc::new(tx), Some(rx)))
+        .collect();
+    let mut local = vec![None; shard_count as usize];
+    for (shard, (tx, _)) in shards.iter().zip(&ingress_channels) {
+        local[*shard as usize] = Some(tx.clone());
+    }
+    let counters = engine.inner.counters.clone();
+    let connecting = mesh::install(engine.id(), config.cores, ends, local, counters);
     // This core's link to the same core of every other validator (none when single).
     let link = match PeerLink::start(core, &config, &genesis, shard_count) {
         Ok(link) => link,
@@ -76,17 +107,23 @@ pub(super) async fn run_core(
     // forward replies from the peer router.
     let driver_channels: Vec<_> = shards
         .iter()
-        .map(|(shard, _)| (*shard, async_channel::bounded(config.shard_queue_depth)))
+        .map(|&shard| {
+            let (tx, rx) = local_channel::new_bounded(config.shard_queue_depth);
+            (shard, Rc::new(tx), rx)
+        })
         .collect();
     if let Some(link) = &link {
         let drivers = driver_channels
             .iter()
-            .map(|(shard, (tx, _))| (*shard, tx.clone()))
+            .map(|(shard, tx, _)| (*shard, tx.clone()))
             .collect();
         glommio::spawn_local(peers::route(link.clone(), drivers, engine.clone())).detach();
     }
     let mut tasks = Vec::new();
-    for ((shard, rx), (_, (verified_tx, verified_rx))) in shards.into_iter().zip(driver_channels) {
+    for ((shard, verified_tx, verified_rx), (_, ingress_rx)) in
+        driver_channels.into_iter().zip(&mut ingress_channels)
+    {
+        let rx = ingress_rx.take().expect("one ingress task per shard");
         let config = config.clone();
         let genesis = genesis.clone();
         let peers = engine.clone();
@@ -110,7 +147,7 @@ pub(super) async fn run_core(
                         glommio::spawn_local(
                             ingress(
                                 rx,
-                                verified_tx,
+                                verified_tx.clone(),
                                 counters,
                                 shard,
                                 config.verify_slice_signatures,
@@ -125,6 +162,7 @@ pub(super) async fn run_core(
                             config,
                             log,
                             rx: verified_rx,
+                            queue: verified_tx,
                             engine: peers,
                             link,
                             started: Instant::now(),
@@ -160,6 +198,11 @@ pub(super) async fn run_core(
     .detach();
     let beats = engine.inner.beats.clone();
     if let (Ok(true), Some(service)) = (go.recv().await, service) {
+        // Every executor runs now: the rings connect. Clients are served once this core
+        // reaches every other one over its own ring.
+        for ring in connecting {
+            ring.await;
+        }
         glommio::spawn_local(service(core, engine.clone())).detach();
     }
     drop(engine);

@@ -1,0 +1,229 @@
+//! How commands reach a shard without a lock between cores.
+//!
+//! - **Between two executors**: one bounded single-producer, single-consumer ring per ordered
+//!   pair of cores (glommio's shared channels: a lock-free ring, and an eventfd write only when
+//!   the receiving core sleeps). On the receiving core, one router task per ring hands each
+//!   command to its shard.
+//! - **Within a core**: each shard's ingress channel is a glommio local channel (no atomics).
+//! - **From a thread that is not one of the engine's executors** (tests, the shutdown from the
+//!   main thread): a multi-producer channel per core, with its own router. This is the control
+//!   plane; no executor ever uses it once its rings are connected.
+//!
+//! Each executor finds its ends in a thread-local [`Outbox`], installed when the core starts.
+//! Every queue is bounded: a full ring or shard channel holds its sender back (`send`) or is
+//! reported (`try_send`: the caller keeps the command and retries).
+
+use super::counters::ShardCounters;
+use super::driver::Command;
+use crate::shard::ShardId;
+use glommio::channels::local_channel::LocalSender;
+use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::{GlommioError, ResourceType};
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// A command on its way to a shard on another core.
+pub(super) type Envelope = (ShardId, Command);
+
+/// Why a command could not be queued without waiting; the command comes back.
+pub(super) enum TrySendError<T = Command> {
+    Full(T),
+    /// The shard stopped (the engine is shutting down).
+    Closed(T),
+}
+
+/// One core's ends of the rings, made before the executors start and moved into its executor.
+pub(super) struct CoreEnds {
+    /// To every other core (index = destination core; `None` at this core's own index).
+    outgoing: Vec<Option<SharedSender<Envelope>>>,
+    /// From every other core.
+    incoming: Vec<SharedReceiver<Envelope>>,
+    /// From threads that are not executors of this engine.
+    foreign: async_channel::Receiver<Envelope>,
+}
+
+/// The rings of `cores` executors (`cores × (cores − 1)` of them, `depth` commands each), and
+/// the senders of each core's foreign channel.
+pub(super) fn build(
+    cores: usize,
+    depth: usize,
+) -> (Vec<CoreEnds>, Vec<async_channel::Sender<Envelope>>) {
+    assert!(cores > 0 && depth > 0);
+    let mut ends: Vec<CoreEnds> = Vec::with_capacity(cores);
+    let mut foreign_senders = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let (tx, rx) = async_channel::bounded(depth);
+        foreign_senders.push(tx);
+        ends.push(CoreEnds {
+            outgoing: (0..cores).map(|_| None).collect(),
+            incoming: Vec::with_capacity(cores - 1),
+            foreign: rx,
+        });
+    }
+    for from in 0..cores {
+        for to in (0..cores).filter(|&to| to != from) {
+            let (tx, rx) = shared_channel::new_bounded(depth);
+            ends[from].outgoing[to] = Some(tx);
+            ends[to].incoming.push(rx);
+        }
+    }
+    (ends, foreign_senders)
+}
+
+/// What an executor sends through: its shards' ingress channels and its rings to the other
+/// cores. Single-threaded (one per executor thread).
+pub(super) struct Outbox {
+    /// The engine it belongs to (several engines may share a process: tests).
+    engine: usize,
+    cores: usize,
+    /// Ingress channel of each shard of this core (index = shard; `None`: another core's).
+    local: Vec<Option<Rc<LocalSender<Command>>>>,
+    /// Ring to each other core, once both ends connected (index = core).
+    remote: Vec<OnceCell<ConnectedSender<Envelope>>>,
+}
+
+thread_local! {
+    static OUTBOX: RefCell<Option<Rc<Outbox>>> = const { RefCell::new(None) };
+}
+
+impl Outbox {
+    /// The outbox of the executor running this thread, if it is one of `engine`'s.
+    pub(super) fn current(engine: usize) -> Option<Rc<Outbox>> {
+        OUTBOX.with(|o| o.borrow().as_ref().filter(|o| o.engine == engine).cloned())
+    }
+
+    /// Sends `command` to `shard`, waiting while its queue is full. `Err` gives the command
+    /// back when this core cannot reach the shard yet (its ring not connected: the caller
+    /// uses the foreign channel) or the shard stopped.
+    pub(super) async fn send(&self, shard: ShardId, command: Command) -> Result<(), Command> {
+        let core = shard as usize % self.cores;
+        if let Some(Some(tx)) = self.local.get(shard as usize) {
+            return tx.send(command).await.map_err(item);
+        }
+        match self.remote[core].get() {
+            Some(ring) => ring.send((shard, command)).await.map_err(|e| item(e).1),
+            None => Err(command),
+        }
+    }
+
+    /// Queues `command` for `shard` if there is room now (a ring not yet connected counts as
+    /// full: retried later, so one sender's commands to a shard stay in order).
+    pub(super) fn try_send(&self, shard: ShardId, command: Command) -> Result<(), TrySendError> {
+        let core = shard as usize % self.cores;
+        if let Some(Some(tx)) = self.local.get(shard as usize) {
+            return tx.try_send(command).map_err(classify);
+        }
+        match self.remote[core].get() {
+            Some(ring) => ring
+                .try_send((shard, command))
+                .map_err(|e| match classify(e) {
+                    TrySendError::Full((_, c)) => TrySendError::Full(c),
+                    TrySendError::Closed((_, c)) => TrySendError::Closed(c),
+                }),
+            None => Err(TrySendError::Full(command)),
+        }
+    }
+
+    /// Commands queued on the ingress channel of `shard` (one of this core's).
+    pub(super) fn queued(&self, shard: ShardId) -> usize {
+        self.local
+            .get(shard as usize)
+            .and_then(Option::as_ref)
+            .map_or(0, |tx| tx.len())
+    }
+}
+
+/// Installs this executor's outbox and connects its rings: one task per ring end (a ring's
+/// `connect` waits for the other core to connect its end). Incoming rings and the foreign
+/// channel get a router task each, which hands commands to `local` (this core's shards'
+/// ingress channels, index = shard). Returns the tasks connecting the outgoing rings: the
+/// core awaits them once every executor runs, before it serves clients.
+pub(super) fn install(
+    engine: usize,
+    cores: usize,
+    ends: CoreEnds,
+    local: Vec<Option<Rc<LocalSender<Command>>>>,
+    counters: Arc<[ShardCounters]>,
+) -> Vec<glommio::task::JoinHandle<()>> {
+    let local = Rc::new(local);
+    let outbox = Rc::new(Outbox {
+        engine,
+        cores,
+        local: local.to_vec(),
+        remote: (0..cores).map(|_| OnceCell::new()).collect(),
+    });
+    OUTBOX.with(|o| *o.borrow_mut() = Some(outbox.clone()));
+    let mut connecting = Vec::new();
+    for (core, end) in ends.outgoing.into_iter().enumerate() {
+        let Some(end) = end else { continue };
+        let outbox = outbox.clone();
+        let task = glommio::spawn_local(async move {
+            let ring = end.connect().await;
+            assert!(
+                outbox.remote[core].set(ring).is_ok(),
+                "ring connected twice"
+            );
+        });
+        connecting.push(task.detach());
+    }
+    for end in ends.incoming {
+        let local = local.clone();
+        let counters = counters.clone();
+        glommio::spawn_local(async move {
+            let ring = end.connect().await;
+            while let Some((shard, command)) = ring.recv().await {
+                let counted = &counters[shard as usize].commands_from_cores;
+                deliver(&local, shard, command, counted).await;
+            }
+        })
+        .detach();
+    }
+    let foreign = ends.foreign;
+    glommio::spawn_local(async move {
+        while let Ok((shard, command)) = foreign.recv().await {
+            let counted = &counters[shard as usize].commands_from_threads;
+            deliver(&local, shard, command, counted).await;
+        }
+    })
+    .detach();
+    connecting
+}
+
+/// Hands a command that arrived on a ring to its shard's ingress channel, waiting for room
+/// (back-pressure reaches the sending core through the ring). A stopped shard drops it: its
+/// reply channel closes, and the asker sees the engine stopping.
+async fn deliver(
+    local: &[Option<Rc<LocalSender<Command>>>],
+    shard: ShardId,
+    command: Command,
+    counted: &AtomicU64,
+) {
+    match local.get(shard as usize) {
+        Some(Some(tx)) => {
+            counted.fetch_add(1, Relaxed);
+            drop(tx.send(command).await)
+        }
+        _ => {
+            // Senders route by `shard mod cores`; a shard not on this core is a bug.
+            debug_assert!(false, "command for shard {shard} on the wrong core");
+            tracing::error!(shard, "command for a shard not on this core dropped");
+        }
+    }
+}
+
+fn item<T>(error: GlommioError<T>) -> T {
+    match classify(error) {
+        TrySendError::Full(c) | TrySendError::Closed(c) => c,
+    }
+}
+
+/// Which failure a channel's error is, with the item it gives back.
+fn classify<T>(error: GlommioError<T>) -> TrySendError<T> {
+    match error {
+        GlommioError::WouldBlock(ResourceType::Channel(c)) => TrySendError::Full(c),
+        GlommioError::Closed(ResourceType::Channel(c)) => TrySendError::Closed(c),
+        _ => unreachable!("a channel's send fails with WouldBlock or Closed"),
+    }
+}
