@@ -442,6 +442,23 @@ fn executors_reach_each_others_shards_over_their_rings_not_a_shared_channel() {
     // Each core submitted to the other core's shard at least once, plus receipts between
     // the shards.
     assert!(total(|c| c.commands_from_cores.load(Relaxed)) >= 2);
+    // What one core lent the other (records, outcomes) came back to be freed where it was
+    // allocated (the last of them may still be on its way).
+    let cores = engine.core_counters();
+    let home = || -> u64 { cores.iter().map(|c| c.buffers_home.load(Relaxed)).sum() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while home() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        home() >= 4,
+        "records and outcomes of two cross-core submissions"
+    );
+    let away: u64 = cores
+        .iter()
+        .map(|c| c.buffers_freed_away.load(Relaxed))
+        .sum();
+    assert_eq!(away, 0);
     settle(&engine, &[(sink, 12)]);
     assert!(total(|c| c.commands_from_threads.load(Relaxed)) > 0);
     assert!(engine.shutdown().is_none());

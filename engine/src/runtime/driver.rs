@@ -39,6 +39,9 @@ pub(super) enum Command {
         /// signature needed: `custody`); empty when none does.
         custodial: Vec<bool>,
         from: Submitter<Reply>,
+        /// The core whose executor allocated `records` and `custodial` (they go back to it
+        /// once admitted); `None` from threads that are not executors and from peers.
+        home: Option<usize>,
     },
     /// A message from this shard's replica on validator `from` (raft, pieces, forward replies).
     Peer {
@@ -321,9 +324,16 @@ impl ShardDriver {
             Command::Submit {
                 records,
                 valid,
+                custodial,
                 from,
-                ..
-            } => node.submit(&mut io, &records, &valid, from),
+                home,
+            } => {
+                node.submit(&mut io, &records, &valid, from);
+                // Admitted or answered: the node copied what it keeps. The lender frees them.
+                if let Some(home) = home {
+                    self.send_home(home, super::mesh::Lent::Submission(records, custodial));
+                }
+            }
             Command::Peer { from, message } => node.peer_message(&mut io, from, message),
             Command::Local(message) => node.local_message(message),
             Command::ChangeMembership {
@@ -351,6 +361,13 @@ impl ShardDriver {
             Command::Shutdown => return true,
         }
         false
+    }
+
+    fn send_home(&self, home: usize, lent: super::mesh::Lent) {
+        if let Some(outbox) = super::mesh::Outbox::current(self.engine.id()) {
+            let counters = &self.engine.inner.core_counters[self.core];
+            outbox.send_home(home, lent, counters);
+        }
     }
 
     fn status(&self) -> ShardStatus {

@@ -15,6 +15,8 @@
 
 use super::counters::ShardCounters;
 use super::driver::Command;
+use crate::record::Record;
+use crate::replica::Outcome;
 use crate::shard::ShardId;
 use glommio::channels::local_channel::LocalSender;
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
@@ -24,8 +26,26 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// A command on its way to a shard on another core.
-pub(super) type Envelope = (ShardId, Command);
+/// What travels on a ring (and on a core's foreign channel).
+pub(super) enum Envelope {
+    /// A command for a shard of the receiving core.
+    Command(ShardId, Command),
+    /// Buffers the receiving core allocated and lent to another core's shard: back home, to be
+    /// freed by the core that allocated them (no allocator sees memory of another core freed).
+    Home(Lent),
+}
+
+/// Buffers lent from one core to another with a command or an answer.
+#[expect(
+    dead_code,
+    reason = "held only to be dropped by the core that allocated them"
+)]
+pub(super) enum Lent {
+    /// A submission's records and custodial flags, once the shard admitted (copied) them.
+    Submission(Vec<Record>, Vec<bool>),
+    /// A shard's outcomes, once the submitting core read them.
+    Outcomes(Vec<Outcome>),
+}
 
 /// Why a command could not be queued without waiting; the command comes back.
 pub(super) enum TrySendError<T = Command> {
@@ -77,6 +97,8 @@ pub(super) fn build(
 pub(super) struct Outbox {
     /// The engine it belongs to (several engines may share a process: tests).
     engine: usize,
+    /// The core this outbox is on.
+    core: usize,
     cores: usize,
     /// Ingress channel of each shard of this core (index = shard; `None`: another core's).
     local: Vec<Option<Rc<LocalSender<Command>>>>,
@@ -103,9 +125,35 @@ impl Outbox {
             return tx.send(command).await.map_err(item);
         }
         match self.remote[core].get() {
-            Some(ring) => ring.send((shard, command)).await.map_err(|e| item(e).1),
+            Some(ring) => {
+                ring.send(Envelope::Command(shard, command))
+                    .await
+                    .map_err(|e| match item(e) {
+                        Envelope::Command(_, command) => command,
+                        Envelope::Home(_) => unreachable!("a command was sent"),
+                    })
+            }
             None => Err(command),
         }
+    }
+
+    /// This executor's core.
+    pub(super) fn core(&self) -> usize {
+        self.core
+    }
+
+    /// Sends buffers core `home` lent back to it, to be freed there. Returns false when they
+    /// are freed here instead: `home` is this core, or its ring is full or closed (bounded:
+    /// never waits).
+    pub(super) fn send_home(&self, home: usize, lent: Lent, counters: &CoreCounters) -> bool {
+        let sent = home != self.core
+            && self.remote[home]
+                .get()
+                .is_some_and(|ring| ring.try_send(Envelope::Home(lent)).is_ok());
+        if !sent && home != self.core {
+            counters.buffers_freed_away.fetch_add(1, Relaxed);
+        }
+        sent
     }
 
     /// Queues `command` for `shard` if there is room now (a ring not yet connected counts as
@@ -117,10 +165,11 @@ impl Outbox {
         }
         match self.remote[core].get() {
             Some(ring) => ring
-                .try_send((shard, command))
+                .try_send(Envelope::Command(shard, command))
                 .map_err(|e| match classify(e) {
-                    TrySendError::Full((_, c)) => TrySendError::Full(c),
-                    TrySendError::Closed((_, c)) => TrySendError::Closed(c),
+                    TrySendError::Full(Envelope::Command(_, c)) => TrySendError::Full(c),
+                    TrySendError::Closed(Envelope::Command(_, c)) => TrySendError::Closed(c),
+                    _ => unreachable!("a command was sent"),
                 }),
             None => Err(TrySendError::Full(command)),
         }
@@ -142,14 +191,16 @@ impl Outbox {
 /// core awaits them once every executor runs, before it serves clients.
 pub(super) fn install(
     engine: usize,
-    cores: usize,
+    (core, cores): (usize, usize),
     ends: CoreEnds,
     local: Vec<Option<Rc<LocalSender<Command>>>>,
     counters: Arc<[ShardCounters]>,
+    core_counters: Arc<[CoreCounters]>,
 ) -> Vec<glommio::task::JoinHandle<()>> {
     let local = Rc::new(local);
     let outbox = Rc::new(Outbox {
         engine,
+        core,
         cores,
         local: local.to_vec(),
         remote: (0..cores).map(|_| OnceCell::new()).collect(),
@@ -171,24 +222,46 @@ pub(super) fn install(
     for end in ends.incoming {
         let local = local.clone();
         let counters = counters.clone();
+        let home = core_counters.clone();
         glommio::spawn_local(async move {
             let ring = end.connect().await;
-            while let Some((shard, command)) = ring.recv().await {
-                let counted = &counters[shard as usize].commands_from_cores;
-                deliver(&local, shard, command, counted).await;
+            while let Some(envelope) = ring.recv().await {
+                match envelope {
+                    Envelope::Command(shard, command) => {
+                        let counted = &counters[shard as usize].commands_from_cores;
+                        deliver(&local, shard, command, counted).await;
+                    }
+                    // Freed here, on the core that allocated them.
+                    Envelope::Home(lent) => {
+                        drop(lent);
+                        home[core].buffers_home.fetch_add(1, Relaxed);
+                    }
+                }
             }
         })
         .detach();
     }
     let foreign = ends.foreign;
     glommio::spawn_local(async move {
-        while let Ok((shard, command)) = foreign.recv().await {
-            let counted = &counters[shard as usize].commands_from_threads;
-            deliver(&local, shard, command, counted).await;
+        while let Ok(envelope) = foreign.recv().await {
+            if let Envelope::Command(shard, command) = envelope {
+                let counted = &counters[shard as usize].commands_from_threads;
+                deliver(&local, shard, command, counted).await;
+            }
         }
     })
     .detach();
     connecting
+}
+
+/// Per core: what happened to the buffers its executor lent to other cores.
+#[derive(Default)]
+#[repr(align(128))]
+pub struct CoreCounters {
+    /// Lent buffers that came back over a ring and were freed by this core.
+    pub buffers_home: AtomicU64,
+    /// Buffers of another core freed by this one: the ring home was full (never waits).
+    pub buffers_freed_away: AtomicU64,
 }
 
 /// Hands a command that arrived on a ring to its shard's ingress channel, waiting for room

@@ -23,6 +23,7 @@ mod per_core;
 pub mod watchdog;
 
 pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, FSYNC_BOUNDS_NS};
+pub use mesh::CoreCounters;
 
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
@@ -215,6 +216,7 @@ struct EngineInner {
     /// executors themselves use the rings of [`mesh`]).
     foreign: Vec<async_channel::Sender<mesh::Envelope>>,
     counters: Arc<[ShardCounters]>,
+    core_counters: Arc<[CoreCounters]>,
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
     /// Each executor's heartbeat count, which the watchdog reads.
     beats: watchdog::Beats,
@@ -249,6 +251,7 @@ impl Engine {
                 custody: custody::Custody::from_genesis(&genesis),
                 foreign,
                 counters: (0..shard_count).map(|_| ShardCounters::default()).collect(),
+                core_counters: (0..config.cores).map(|_| CoreCounters::default()).collect(),
                 executors: std::sync::Mutex::new(Vec::new()),
                 beats: watchdog::Beats::new(config.cores),
                 watchdog: std::sync::Mutex::new(None),
@@ -390,6 +393,11 @@ impl Engine {
         &self.inner.counters
     }
 
+    /// Running totals of every core (index = core).
+    pub fn core_counters(&self) -> &Arc<[CoreCounters]> {
+        &self.inner.core_counters
+    }
+
     /// Submits records (any shards, any order) and resolves to one outcome per record, in
     /// order, once every record's entry was fdatasynced and applied (or rejected before).
     pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
@@ -416,14 +424,22 @@ impl Engine {
                     valid: Vec::new(),
                     custodial,
                     from: Submitter::Client(Reply::Outcomes(reply)),
+                    home: None,
                 }
             })
             .await?;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
-        for (positions, rx) in waits {
+        let outbox = mesh::Outbox::current(self.id());
+        for (shard, positions, rx) in waits {
             let got = rx.await.map_err(|_| SubmitFailure::Stopped)??;
-            for (position, outcome) in positions.into_iter().zip(got) {
-                outcomes[position] = Some(outcome);
+            for (&position, outcome) in positions.iter().zip(&got) {
+                outcomes[position] = Some(*outcome);
+            }
+            // The shard's core allocated them: freed there.
+            if let Some(outbox) = &outbox {
+                let home = shard as usize % self.inner.cores;
+                let counters = &self.inner.core_counters[outbox.core()];
+                outbox.send_home(home, mesh::Lent::Outcomes(got), counters);
             }
         }
         Ok(outcomes
@@ -433,13 +449,16 @@ impl Engine {
     }
 
     /// Splits `records` by owning shard and sends each shard one command built by `command`;
-    /// returns, per shard reached, the positions of its records in `records` and its reply.
+    /// returns, per shard reached, the shard, the positions of its records in `records` and
+    /// its reply. From an executor, the command says which core lent its buffers (they come
+    /// back to be freed there).
     async fn send_per_shard<T>(
         &self,
         records: Vec<Record>,
         gateway: Option<GatewayId>,
         command: impl Fn(Vec<Record>, Vec<bool>, oneshot::Sender<T>) -> Command,
-    ) -> Result<Vec<(Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
+    ) -> Result<Vec<(ShardId, Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
+        let lender = mesh::Outbox::current(self.id()).map(|o| o.core());
         let shard_count = self.inner.shard_count as usize;
         let mut per_shard: Vec<(Vec<usize>, Vec<Record>)> =
             vec![(Vec::new(), Vec::new()); shard_count];
@@ -458,10 +477,14 @@ impl Engine {
                 Some(gateway) => self.inner.custody.custodial(gateway, &group),
                 None => Vec::new(),
             };
-            self.send_to(s as ShardId, command(group, custodial, tx))
+            let mut submission = command(group, custodial, tx);
+            if let Command::Submit { home, .. } = &mut submission {
+                *home = lender;
+            }
+            self.send_to(s as ShardId, submission)
                 .await
                 .map_err(|_| SubmitFailure::Stopped)?;
-            waits.push((positions, rx));
+            waits.push((s as ShardId, positions, rx));
         }
         Ok(waits)
     }
@@ -539,10 +562,11 @@ impl Engine {
                     valid: Vec::new(),
                     custodial,
                     from: Submitter::Detached(Reply::Admitted(reply)),
+                    home: None,
                 }
             })
             .await?;
-        for (_, rx) in waits {
+        for (_, _, rx) in waits {
             rx.await.map_err(|_| SubmitFailure::Stopped)??;
         }
         Ok(hashes)
@@ -619,7 +643,7 @@ impl Engine {
         for shard in 0..self.inner.shard_count {
             let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
             if let Err(async_channel::TrySendError::Full(stop)) =
-                foreign.try_send((shard, Command::Shutdown))
+                foreign.try_send(mesh::Envelope::Command(shard, Command::Shutdown))
             {
                 let _ = futures::executor::block_on(foreign.send(stop));
             }
@@ -647,10 +671,12 @@ impl Engine {
             },
             None => command,
         };
-        self.inner.foreign[shard as usize % self.inner.cores]
-            .send((shard, command))
-            .await
-            .map_err(|e| e.0 .1)
+        let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
+        match foreign.send(mesh::Envelope::Command(shard, command)).await {
+            Ok(()) => Ok(()),
+            Err(async_channel::SendError(mesh::Envelope::Command(_, command))) => Err(command),
+            Err(_) => unreachable!("a command was sent"),
+        }
     }
 
     /// Queues `command` for `shard` if there is room now (see [`Engine::send_to`]).
@@ -659,9 +685,15 @@ impl Engine {
             return outbox.try_send(shard, command);
         }
         let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
-        foreign.try_send((shard, command)).map_err(|e| match e {
-            async_channel::TrySendError::Full((_, c)) => mesh::TrySendError::Full(c),
-            async_channel::TrySendError::Closed((_, c)) => mesh::TrySendError::Closed(c),
+        let envelope = mesh::Envelope::Command(shard, command);
+        foreign.try_send(envelope).map_err(|e| match e {
+            async_channel::TrySendError::Full(mesh::Envelope::Command(_, c)) => {
+                mesh::TrySendError::Full(c)
+            }
+            async_channel::TrySendError::Closed(mesh::Envelope::Command(_, c)) => {
+                mesh::TrySendError::Closed(c)
+            }
+            _ => unreachable!("a command was sent"),
         })
     }
 

@@ -219,6 +219,7 @@ pub(super) async fn route(
                             node: from,
                             request,
                         },
+                        home: None,
                     };
                     if engine.try_send_to(shard, forwarded).is_err() && request != 0 {
                         let refused = ForwardReply::Refused(ForwardRefusal::Overloaded);

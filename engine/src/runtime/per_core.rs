@@ -87,8 +87,14 @@ pub(super) async fn run_core(
     for (shard, (tx, _)) in shards.iter().zip(&ingress_channels) {
         local[*shard as usize] = Some(tx.clone());
     }
-    let counters = engine.inner.counters.clone();
-    let connecting = mesh::install(engine.id(), config.cores, ends, local, counters);
+    let connecting = mesh::install(
+        engine.id(),
+        (core, config.cores),
+        ends,
+        local,
+        engine.inner.counters.clone(),
+        engine.inner.core_counters.clone(),
+    );
     // This core's link to the same core of every other validator (none when single).
     let link = match PeerLink::start(core, &config, &genesis, shard_count) {
         Ok(link) => link,

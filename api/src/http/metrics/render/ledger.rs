@@ -153,6 +153,26 @@ pub(super) fn admission(e: &mut Exposition, status: &[ShardStatus], counters: &[
             counters.iter().map(read).sum::<u64>(),
         );
     }
+    e.family(
+        "aurigraph_shard_commands_received_total",
+        "counter",
+        "Commands that reached the shard from another core's executor over their ring \
+         (from=\"core\") or from a thread that is not an executor (from=\"thread\"). Commands \
+         from the shard's own core are not counted.",
+    );
+    for (shard, c) in counters.iter().enumerate() {
+        let shard = shard.to_string();
+        for (from, count) in [
+            ("core", &c.commands_from_cores),
+            ("thread", &c.commands_from_threads),
+        ] {
+            e.sample(
+                "aurigraph_shard_commands_received_total",
+                &[("shard", &shard), ("from", from)],
+                count.load(Ordering::Relaxed),
+            );
+        }
+    }
 }
 
 /// Consensus, per shard (each shard is one raft group).
