@@ -37,6 +37,7 @@ mod status;
 pub use forward::{failure_of, refusal_of};
 pub use status::ShardStatus;
 
+use crate::ledger::Receipt;
 use crate::peering::{ForwardReply, Outbound, PeerMessage};
 use crate::record::Record;
 use crate::replica::{Outcome, ReceiptDelivery, ReplicaError, ShardReplica, SubmitError};
@@ -468,15 +469,23 @@ impl<R> ShardNode<R> {
         }
     }
 
-    /// A message from another shard of this validator.
-    pub fn local_message(&mut self, message: LocalMessage) {
+    /// A message from another shard of this validator. Returns the buffer of a receipt
+    /// delivery, emptied, with the shard that allocated it: the edge frees it on that shard's
+    /// core.
+    pub fn local_message(&mut self, message: LocalMessage) -> Option<(ShardId, Vec<Receipt>)> {
         match message {
-            LocalMessage::Receipts(delivery) => self.replica.receive_receipts(delivery),
+            LocalMessage::Receipts(delivery) => {
+                let source = delivery.source;
+                Some((source, self.replica.receive_receipts(delivery)))
+            }
             LocalMessage::Credited {
                 destination,
                 node,
                 up_to,
-            } => self.credited(destination, node, up_to),
+            } => {
+                self.credited(destination, node, up_to);
+                None
+            }
         }
     }
 

@@ -23,7 +23,9 @@ pub(crate) fn conf_change_v2(changes: &[(ConfChangeType, u64)], context: &[u8]) 
 
 impl ShardReplica {
     /// Receipts shipped by another shard's replica on this validator.
-    pub fn receive_receipts(&mut self, delivery: ReceiptDelivery) {
+    /// Returns the delivery's receipt buffer, emptied: the edge frees it where it was
+    /// allocated (the source shard's core).
+    pub fn receive_receipts(&mut self, mut delivery: ReceiptDelivery) -> Vec<Receipt> {
         assert_eq!(delivery.destination, self.config.shard);
         let watermark = self.state.inbound_watermark(delivery.source);
         let inbox = &mut self.inboxes[delivery.source as usize];
@@ -34,13 +36,14 @@ impl ShardReplica {
             // no marker credits across it (`marker_wait`).
             inbox.gap_through = inbox.gap_through.max(delivery.pruned_through);
         }
-        for receipt in delivery.receipts {
+        for receipt in delivery.receipts.drain(..) {
             if receipt.source_index > floor {
                 inbox.receipts.push_back(receipt);
             }
         }
         inbox.progress = inbox.progress.max(delivery.up_to);
         inbox.source_left = delivery.source_left;
+        delivery.receipts
     }
 
     /// The destination durably credited receipts up to `up_to`: forget them.

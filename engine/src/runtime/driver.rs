@@ -335,7 +335,12 @@ impl ShardDriver {
                 }
             }
             Command::Peer { from, message } => node.peer_message(&mut io, from, message),
-            Command::Local(message) => node.local_message(message),
+            Command::Local(message) => {
+                if let Some((source, buffer)) = node.local_message(message) {
+                    let home = source as usize % self.engine.cores();
+                    self.send_home(home, super::mesh::Lent::Receipts(buffer));
+                }
+            }
             Command::ChangeMembership {
                 changes,
                 peer_addr,

@@ -15,6 +15,7 @@
 
 use super::counters::ShardCounters;
 use super::driver::Command;
+use crate::ledger::Receipt;
 use crate::record::Record;
 use crate::replica::Outcome;
 use crate::shard::ShardId;
@@ -45,6 +46,8 @@ pub(super) enum Lent {
     Submission(Vec<Record>, Vec<bool>),
     /// A shard's outcomes, once the submitting core read them.
     Outcomes(Vec<Outcome>),
+    /// A delivery of cross-shard receipts, once the destination shard took them.
+    Receipts(Vec<Receipt>),
 }
 
 /// Why a command could not be queued without waiting; the command comes back.
