@@ -13,6 +13,7 @@
 //! Recovery (in [`Wal::open`]) is described in `recovery.rs`.
 
 mod dma_cache;
+
 mod recovery;
 mod segment;
 mod staging;
@@ -33,6 +34,10 @@ use dma_cache::DmaCache;
 pub use recovery::TornTail;
 use segment::SegmentInfo;
 use staging::Staging;
+
+/// The DMA buffer allocated and touched when the WAL opens: a group commit of a full entry
+/// (8,192 transfers, ~1.4 MB) with its header fits.
+const PREFAULTED_DMA_BYTES: usize = 2 << 20;
 
 #[derive(Clone, Debug)]
 pub struct WalConfig {
@@ -189,6 +194,8 @@ impl Wal {
             segment_count: segments.len(),
             torn_tail: outcome.torn_tail,
         };
+        let mut dma_cache = DmaCache::default();
+        dma_cache.prefault(&active, PREFAULTED_DMA_BYTES.min(config.staged_bytes_max));
         let wal = Wal {
             dir,
             directory,
@@ -196,7 +203,7 @@ impl Wal {
             segments,
             active,
             staging: Staging::new(config.staged_bytes_max, next_group),
-            dma_cache: DmaCache::default(),
+            dma_cache,
             hard_state_durable,
             poisoned: false,
             stats: WalStats::default(),

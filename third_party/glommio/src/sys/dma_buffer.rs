@@ -87,6 +87,9 @@ pub struct DmaBuffer {
     // Invariant: trim + size are at most one byte past the original allocation.
     trim: usize,
     size: usize,
+    // aurigraph patch: the original allocation's size, so that `set_len` can grow a buffer
+    // back within it (third_party/README.md).
+    allocated: usize,
 }
 
 impl DmaBuffer {
@@ -95,6 +98,7 @@ impl DmaBuffer {
             storage: BufferStorage::Sys(SysAlloc::new(size)?),
             size,
             trim: 0,
+            allocated: size,
         })
     }
 
@@ -103,6 +107,7 @@ impl DmaBuffer {
             storage,
             size,
             trim: 0,
+            allocated: size,
         }
     }
 
@@ -120,6 +125,20 @@ impl DmaBuffer {
     pub fn trim_to_size(&mut self, newsize: usize) {
         assert!(newsize <= self.size);
         self.size = newsize;
+    }
+
+    /// Sets the length of the addressable contents to `len`, which may be larger than the
+    /// current [`len`](#method.len) but not than the original allocation (aurigraph patch: one
+    /// buffer serves writes of any size up to its allocation; see [`capacity`](#method.capacity)).
+    /// Contents beyond the previous length are whatever the allocation held.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(self.trim + len <= self.allocated, "set_len beyond the allocation");
+        self.size = len;
+    }
+
+    /// The largest length [`set_len`](#method.set_len) accepts (aurigraph patch).
+    pub fn capacity(&self) -> usize {
+        self.allocated - self.trim
     }
 
     /// Returns a representation of the current addressable contents of this
