@@ -23,7 +23,8 @@ pub struct NodeArgs {
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
     /// requests_per_s_per_token, request_burst_per_token,
-    /// snapshot_interval_entries, snapshot_piece_bytes, recent_transactions_per_shard,
+    /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
+    /// recent_transactions_per_shard,
     /// verify_slice_signatures).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -173,6 +174,9 @@ pub struct FileConfig {
     pub requests_per_s_per_token: Option<u64>,
     pub request_burst_per_token: Option<u64>,
     pub snapshot_interval_entries: Option<u64>,
+    /// Bytes of applied entries between two snapshots (bounds the in-memory log; default
+    /// 512 MiB, at least 1 MiB).
+    pub snapshot_interval_bytes: Option<u64>,
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
     pub recent_transactions_per_shard: Option<usize>,
@@ -237,6 +241,7 @@ pub struct NodeConfig {
     pub connections_max_per_core: usize,
     pub client_limits: ClientLimits,
     pub snapshot_interval_entries: u64,
+    pub snapshot_interval_bytes: u64,
     pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
     pub verify_slice_signatures: usize,
@@ -503,6 +508,10 @@ impl NodeConfig {
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
             client_limits,
             snapshot_interval_entries: file.snapshot_interval_entries.unwrap_or(20_000).max(1),
+            snapshot_interval_bytes: file
+                .snapshot_interval_bytes
+                .unwrap_or(512 << 20)
+                .max(1 << 20),
             snapshot_piece_bytes,
             recent_transactions_per_shard,
             verify_slice_signatures,

@@ -328,6 +328,10 @@ fn raft_messages_queue_behind_pieces_in_raft_order() {
 /// Node 1 leading a single-voter group after a restart (its log holds an entry of term 1 that
 /// is not applied yet; it campaigns at once), with the in-memory log the test persists into.
 fn restarted_single_leader() -> (ShardNode<u32>, Recorder, MemStorage) {
+    restarted_single_leader_with(NodeConfig::new(1))
+}
+
+fn restarted_single_leader_with(config: NodeConfig) -> (ShardNode<u32>, Recorder, MemStorage) {
     let genesis = Genesis {
         chain_id: 7,
         controllers: Default::default(),
@@ -349,7 +353,7 @@ fn restarted_single_leader() -> (ShardNode<u32>, Recorder, MemStorage) {
         ..Default::default()
     });
     let replica = ShardReplica::new(ReplicaConfig::new(1, 0), storage.clone(), state).unwrap();
-    let node = ShardNode::new(NodeConfig::new(1), replica);
+    let node = ShardNode::new(config, replica);
     assert!(node.replica().is_leader());
     (node, Recorder::default(), storage)
 }
@@ -1333,4 +1337,43 @@ fn a_candidate_learns_the_leave_of_a_joint_configuration_from_a_refusal_of_an_ol
     );
     assert_eq!(voters(&node), (vec![1, 2, 4], vec![]), "the group left it");
     assert_eq!(node.replica().state().applied_index(), 2);
+}
+
+#[test]
+fn a_shard_snapshots_once_the_entries_it_applied_pass_the_byte_bound() {
+    // 100 transfers make one entry of about 17 KB: under a 10 KB bound a snapshot is due,
+    // under the default bound (and far from 20,000 entries) none is.
+    for (bytes_bound, due) in [
+        (NodeConfig::new(1).snapshot_interval_bytes, false),
+        (10_000, true),
+    ] {
+        let config = NodeConfig {
+            snapshot_interval_bytes: bytes_bound,
+            ..NodeConfig::new(1)
+        };
+        let (mut node, mut io, storage) = restarted_single_leader_with(config);
+        let (records, valid) = transfers(100);
+        node.submit(&mut io, &records, &valid, Submitter::Client(1));
+        let mut snapshot = None;
+        for _ in 0..5 {
+            if let Some(persist) = node.start_turn(&mut io, AT).unwrap() {
+                storage.wl().append(&persist.entries).unwrap();
+                if let Some(hs) = &persist.hard_state {
+                    storage.wl().set_hardstate(hs.clone());
+                }
+                node.persisted(&mut io, persist.number, AT);
+            }
+            snapshot = node.finish_turn(&mut io);
+            if snapshot.is_some() {
+                break;
+            }
+        }
+        assert!(node.replica().applied_bytes() > 10_000);
+        assert_eq!(snapshot.is_some(), due, "bound {bytes_bound}");
+        if let Some(snapshot) = snapshot {
+            node.snapshot_saved(&mut io, snapshot.index, AT);
+            // The bound counts from the snapshot on: nothing more is due.
+            assert!(node.finish_turn(&mut io).is_none());
+        }
+    }
 }

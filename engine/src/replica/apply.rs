@@ -113,6 +113,7 @@ impl ShardReplica {
 
     pub(super) fn apply_entry(&mut self, entry: &Entry) {
         self.apply_entry_inner(entry);
+        self.applied_bytes += entry.data.len() as u64;
         // Proposals of ours at or below this index that did not apply are lost: their clients
         // must retry (resubmitting is harmless).
         while let Some((&i, _)) = self.proposals.first_key_value() {

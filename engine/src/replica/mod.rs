@@ -314,6 +314,9 @@ pub struct ShardReplica {
     recent_transactions: HashMap<TxHash, TxStatus, foldhash::fast::RandomState>,
     recent_order: VecDeque<TxHash>,
     hashes: Vec<TxHash>,
+    /// Bytes of entry data applied since this replica was created (what the in-memory log
+    /// holds since the last snapshot, roughly: the node snapshots by it).
+    applied_bytes: u64,
     /// Wall-clock of the current apply call (supplied by the I/O edge).
     now_ms: u64,
     /// The configuration changed since the edge last reconciled its links (starts true: the
@@ -408,6 +411,7 @@ impl ShardReplica {
             recent_transactions: HashMap::default(),
             recent_order,
             hashes: Vec::new(),
+            applied_bytes: 0,
             now_ms: 0,
             membership_changed: true,
             state,
@@ -476,6 +480,11 @@ impl ShardReplica {
         !self.admitted.is_empty()
     }
     /// Whether apply is waiting for receipts from another shard.
+    /// Bytes of entry data applied since this replica was created.
+    pub fn applied_bytes(&self) -> u64 {
+        self.applied_bytes
+    }
+
     pub fn apply_blocked(&self) -> bool {
         !self.apply_queue.is_empty()
     }

@@ -62,8 +62,10 @@ pub struct EngineConfig {
     pub pending_records_max: usize,
     /// Commands queued per shard channel (back-pressure beyond it).
     pub shard_queue_depth: usize,
-    /// Take a snapshot (and truncate the log) every this many applied entries.
+    /// Take a snapshot (and truncate the log) every this many applied entries...
     pub snapshot_interval_entries: u64,
+    /// ...or every this many bytes of applied entries (bounds the in-memory log and the WAL).
+    pub snapshot_interval_bytes: u64,
     pub raft_tick: Duration,
     pub wal_segment_bytes_max: u64,
     pub wal_staged_bytes_max: usize,
@@ -136,6 +138,7 @@ impl EngineConfig {
             pending_records_max: 262_144,
             shard_queue_depth: 4096,
             snapshot_interval_entries: 20_000,
+            snapshot_interval_bytes: 512 << 20,
             raft_tick: Duration::from_millis(100),
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,

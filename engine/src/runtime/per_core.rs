@@ -44,6 +44,7 @@ fn node_config(config: &EngineConfig, replicated: bool) -> NodeConfig {
         raft_piece_bytes: config.raft_piece_bytes,
         raft_message_bytes_max: config.raft_message_bytes_max,
         snapshot_interval_entries: config.snapshot_interval_entries,
+        snapshot_interval_bytes: config.snapshot_interval_bytes,
         credit_announce_interval_ms: CREDIT_ANNOUNCE_INTERVAL.as_millis() as u64,
         leader_transfer_interval_ms: LEADER_TRANSFER_INTERVAL.as_millis() as u64,
     }

@@ -365,6 +365,8 @@ impl Cluster {
             raft_piece_bytes: self.config.raft_piece_bytes,
             raft_message_bytes_max: 1 << 20,
             snapshot_interval_entries: self.config.snapshot_interval,
+            // By entries only, as the seeds were written for (its entries are small).
+            snapshot_interval_bytes: u64::MAX,
             credit_announce_interval_ms: 200,
             leader_transfer_interval_ms: 300,
         }
