@@ -17,7 +17,7 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9004";
 pub struct NodeArgs {
     /// TOML configuration file (keys: data_dir, genesis, http_addr, grpc_addr, peer_addr,
     /// admin_addr, cors_allow_origins, node_id, peers, peer_ca, peer_cert, peer_key,
-    /// allow_plaintext_peers, cores, pin_cores,
+    /// allow_plaintext_peers, cores, pin_cores, heap_prefault_mib,
     /// log_format, tokens, tls_cert, tls_key, body_bytes_max,
     /// connections_max_per_core, connections_per_ip_max_per_core, idle_timeout_ms,
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
@@ -101,6 +101,11 @@ pub struct NodeArgs {
     /// host)].
     #[arg(long, env = "AURIGRAPH_PIN_CORES", value_name = "BOOL")]
     pub pin_cores: Option<bool>,
+    /// Touch this many MiB of heap at start, then free it, so that the memory the node takes
+    /// under load is warm (in a VM, first touches of memory the guest has not used lately cost
+    /// several times more; docs/operations.md) [default: 0, off].
+    #[arg(long, env = "AURIGRAPH_HEAP_PREFAULT_MIB", value_name = "MIB")]
+    pub heap_prefault_mib: Option<u64>,
     /// Log format: human or json [default: human].
     #[arg(long, env = "AURIGRAPH_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -156,6 +161,7 @@ pub struct FileConfig {
     pub allow_plaintext_peers: Option<bool>,
     pub cores: Option<usize>,
     pub pin_cores: Option<bool>,
+    pub heap_prefault_mib: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub tokens: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -236,6 +242,8 @@ pub struct NodeConfig {
     pub join: bool,
     pub cores: usize,
     pub pin_cores: bool,
+    /// Heap touched at start (0: none).
+    pub heap_prefault_bytes: usize,
     pub log_format: LogFormat,
     pub body_bytes_max: usize,
     pub connections_max_per_core: usize,
@@ -371,6 +379,23 @@ impl NodeConfig {
                 "--cores {cores}: must be between 1 and {CORES_MAX}"
             )));
         }
+        let heap_prefault_mib = args
+            .heap_prefault_mib
+            .or(file.heap_prefault_mib)
+            .unwrap_or(0);
+        let memory_mib = host_memory_mib();
+        if memory_mib.is_some_and(|total| heap_prefault_mib > total / 2) {
+            return Err(ConfigError::Invalid(format!(
+                "--heap-prefault-mib {heap_prefault_mib}: more than half of this host's memory \
+                 ({} MiB)",
+                memory_mib.unwrap_or(0)
+            )));
+        }
+        let heap_prefault_bytes = usize::try_from(heap_prefault_mib << 20).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "--heap-prefault-mib {heap_prefault_mib}: too large"
+            ))
+        })?;
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id == 0 {
             return Err(ConfigError::Invalid(
@@ -503,6 +528,7 @@ impl NodeConfig {
                 .pin_cores
                 .or(file.pin_cores)
                 .unwrap_or(cores == available),
+            heap_prefault_bytes,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             body_bytes_max,
             connections_max_per_core: file.connections_max_per_core.unwrap_or(4096).max(1),
@@ -546,6 +572,20 @@ fn rate_and_burst(
 
 /// Loads the peer TLS files when given (all three, or none); without them, peer links are plain
 /// TCP, which is refused beyond loopback unless explicitly allowed.
+/// The host's memory (`MemTotal` of /proc/meminfo), if it can be read.
+fn host_memory_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
+}
+
 fn resolve_peer_tls<'a>(
     node_id: u64,
     args: &NodeArgs,
@@ -711,6 +751,32 @@ mod tests {
         assert_eq!(c.cores, 3);
         args.cores = Some(2);
         assert_eq!(NodeConfig::resolve(&args).unwrap().cores, 2);
+    }
+
+    #[test]
+    fn heap_prefault_is_off_by_default_and_refused_beyond_half_the_hosts_memory() {
+        assert_eq!(
+            NodeConfig::resolve(&NodeArgs::default())
+                .unwrap()
+                .heap_prefault_bytes,
+            0
+        );
+        let some = NodeArgs {
+            heap_prefault_mib: Some(64),
+            ..Default::default()
+        };
+        assert_eq!(
+            NodeConfig::resolve(&some).unwrap().heap_prefault_bytes,
+            64 << 20
+        );
+        let total = host_memory_mib().expect("/proc/meminfo");
+        let too_much = NodeArgs {
+            heap_prefault_mib: Some(total),
+            ..Default::default()
+        };
+        let error = NodeConfig::resolve(&too_much).unwrap_err().to_string();
+        assert!(error.contains("--heap-prefault-mib"), "{error}");
+        assert!(error.contains("half of this host's memory"), "{error}");
     }
 
     #[test]

@@ -7,5 +7,6 @@
 //! - [`node`]: starting a node, serving until SIGTERM/SIGINT, stopping gracefully.
 
 pub mod config;
+pub mod heap;
 pub mod http;
 pub mod node;

@@ -190,6 +190,14 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
             }
         })
     });
+    if config.heap_prefault_bytes > 0 {
+        let took = crate::heap::prefault(config.heap_prefault_bytes);
+        tracing::info!(
+            mib = config.heap_prefault_bytes >> 20,
+            ms = took.as_millis() as u64,
+            "heap prefaulted"
+        );
+    }
     let mut engine_config = EngineConfig::new(&config.data_dir, config.cores);
     engine_config.node_id = config.node_id;
     engine_config.pin_cores = config.pin_cores;

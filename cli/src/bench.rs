@@ -77,6 +77,12 @@ pub struct BenchArgs {
     /// TLS, to measure what TLS on replication costs.
     #[arg(long)]
     pub plaintext_peers: bool,
+    /// Without --addresses: heap each started validator touches at start, in MiB (its
+    /// `--heap-prefault-mib`), so that the run measures a node whose memory is warm, as a
+    /// long-running node's is; 0 turns it off. On a VM, runs without it alternate between a
+    /// fast and a slow mode (docs/benchmarks.md).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub node_heap_prefault_mib: u64,
 }
 
 impl From<BenchArgs> for BenchOptions {

@@ -67,6 +67,7 @@ pub fn run(args: ClusterArgs) -> Result<(), ClusterError> {
         cores: args.cores,
         tokens: args.tokens.as_deref(),
         plaintext_peers: args.plaintext_peers,
+        heap_prefault_mib: None,
     };
     let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, options)?;
     for n in &cluster.nodes {

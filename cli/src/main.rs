@@ -150,9 +150,17 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Bench(args) => {
             node::init_logging(LogFormat::Human);
             let (nodes, plaintext_peers) = (args.nodes, args.plaintext_peers);
+            let heap_prefault_mib =
+                (args.node_heap_prefault_mib > 0).then_some(args.node_heap_prefault_mib);
             aurigraph_client::bench::run(args.into(), move |genesis, dir, tokens| {
                 let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
-                launcher::start_nodes(&exe, genesis, dir, nodes, tokens, plaintext_peers)
+                let options = launcher::LaunchOptions {
+                    tokens,
+                    plaintext_peers,
+                    heap_prefault_mib,
+                    ..Default::default()
+                };
+                launcher::start_nodes(&exe, genesis, dir, nodes, options)
             })?
         }
         Command::Beacon(command) => beacon::run(command)?,

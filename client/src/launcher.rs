@@ -74,6 +74,8 @@ pub struct LaunchOptions<'a> {
     pub tokens: Option<&'a Path>,
     /// Peer links as plain TCP instead of mutual TLS (to measure what TLS costs).
     pub plaintext_peers: bool,
+    /// Heap each validator touches at start (`aurigraph node --heap-prefault-mib`).
+    pub heap_prefault_mib: Option<u64>,
 }
 
 /// Where a local cluster keeps its development CA and peer certificates.
@@ -172,6 +174,7 @@ pub fn start_cluster(
         cores,
         tokens,
         plaintext_peers,
+        heap_prefault_mib,
     } = options;
     if !(1..=LOCAL_NODES_MAX).contains(&nodes) {
         return Err(LaunchError::NodeCount(nodes));
@@ -254,6 +257,9 @@ pub fn start_cluster(
         if let Some(tokens) = tokens {
             cmd.arg("--tokens").arg(tokens);
         }
+        if let Some(mib) = heap_prefault_mib {
+            cmd.arg("--heap-prefault-mib").arg(mib.to_string());
+        }
         if let Some(peer) = node.peer_addr {
             // Validators sharing this host share its cores: none of them pins.
             cmd.arg("--peer-addr")
@@ -300,14 +306,8 @@ pub fn start_nodes(
     genesis: &Genesis,
     dir: &Path,
     nodes: usize,
-    tokens: Option<&Path>,
-    plaintext_peers: bool,
+    options: LaunchOptions<'_>,
 ) -> Result<crate::bench::StartedNode, LaunchError> {
-    let options = LaunchOptions {
-        tokens,
-        plaintext_peers,
-        ..LaunchOptions::default()
-    };
     let cluster = start_cluster(exe, genesis, dir, nodes, options)?;
     for node in &cluster.nodes {
         eprintln!(
