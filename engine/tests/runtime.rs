@@ -106,7 +106,7 @@ fn transfers_commit_apply_and_survive_restart() {
     bad_sig.0[150] ^= 1;
     let mut all = records.clone();
     all.push(bad_sig);
-    let outcomes = block_on(engine.submit(all.clone())).unwrap();
+    let outcomes = block_on(engine.submit(&all)).unwrap();
     let codes: Vec<ResultCode> = outcomes.iter().map(|o| o.result).collect();
     assert_eq!(
         codes,
@@ -151,7 +151,7 @@ fn transfers_commit_apply_and_survive_restart() {
         .collect();
     assert_eq!(hashes, again);
     // The replay window survived: the same transfer again is a replay.
-    let o = block_on(engine.submit(vec![records[0]])).unwrap();
+    let o = block_on(engine.submit(&[records[0]])).unwrap();
     assert_eq!(o[0].result, ResultCode::NonceReplayed);
     assert!(engine.shutdown().is_none());
 }
@@ -180,7 +180,8 @@ fn many_cross_shard_transfers_conserve_supply_across_snapshots() {
                 transfer(k, address_of(&keys[j]), 7 + i as u64, nonce[i]),
             ));
         }
-        let outcomes = block_on(engine.submit(batch.iter().map(|b| b.2).collect())).unwrap();
+        let outcomes =
+            block_on(engine.submit(&batch.iter().map(|b| b.2).collect::<Vec<_>>())).unwrap();
         for ((i, j, _), o) in batch.iter().zip(outcomes) {
             assert_eq!(o.result, ResultCode::Ok);
             expected[*i] -= 7 + *i as u64;
@@ -227,11 +228,11 @@ fn a_resubmitted_transfer_is_replayed_and_its_status_stays_ok() {
     let keys = keys(2);
     let engine = Engine::start(config(dir.path()), Some(&genesis(&keys))).unwrap();
     let record = transfer(&keys[0], address_of(&keys[1]), 5, 1);
-    let first = block_on(engine.submit(vec![record])).unwrap();
+    let first = block_on(engine.submit(&[record])).unwrap();
     assert_eq!(first[0].result, ResultCode::Ok);
     // Resubmitting the same signed transfer (a client retrying) is harmless: it is not applied
     // again, and the transfer's status remains the outcome of the first submission.
-    let again = block_on(engine.submit(vec![record])).unwrap();
+    let again = block_on(engine.submit(&[record])).unwrap();
     assert_eq!(again[0].result, ResultCode::NonceReplayed);
     let status = block_on(engine.transaction(record.tx_hash())).unwrap();
     match status {
@@ -367,7 +368,7 @@ fn a_gateway_moves_the_accounts_it_controls_without_signatures_and_no_others() {
     let codes = |outcomes: Vec<aurigraph_engine::replica::Outcome>| -> Vec<ResultCode> {
         outcomes.iter().map(|o| o.result).collect()
     };
-    let got = codes(block_on(engine.submit_as(batch.clone(), Some(acme))).unwrap());
+    let got = codes(block_on(engine.submit_as(&batch, Some(acme))).unwrap());
     assert_eq!(
         got,
         vec![
@@ -379,7 +380,7 @@ fn a_gateway_moves_the_accounts_it_controls_without_signatures_and_no_others() {
         ]
     );
     // Without the gateway, the custodial account needs its signature like any other.
-    let anonymous = codes(block_on(engine.submit(vec![unsigned(&keys[0], 2)])).unwrap());
+    let anonymous = codes(block_on(engine.submit(&[unsigned(&keys[0], 2)])).unwrap());
     assert_eq!(anonymous, vec![ResultCode::BadSignature]);
     settle(&engine, &[(address_of(&keys[3]), 1_000_020)]);
     let counters = engine.shard_counters();
@@ -421,7 +422,7 @@ fn executors_reach_each_others_shards_over_their_rings_not_a_shared_channel() {
         let records = signed[core].clone();
         let done = done_tx.clone();
         Box::pin(async move {
-            let outcomes = engine.submit(records).await.unwrap();
+            let outcomes = engine.submit(&records).await.unwrap();
             let codes = outcomes.iter().map(|o| o.result).collect();
             done.send((core, codes)).unwrap();
         })

@@ -557,6 +557,7 @@ impl<R> ShardNode<R> {
             // A leader's snapshot is installed and durable: its credits count as this
             // validator's, and the log before it is gone.
             self.last_snapshot_index = index;
+            self.snapshot_applied_bytes = self.replica.applied_bytes();
             tracing::info!(
                 shard = self.replica.shard(),
                 index,
@@ -716,8 +717,11 @@ impl<R> ShardNode<R> {
         let applied = state.applied_index();
         let entries_due =
             applied >= self.last_snapshot_index + self.config.snapshot_interval_entries;
-        let bytes_due = self.replica.applied_bytes()
-            >= self.snapshot_applied_bytes + self.config.snapshot_interval_bytes;
+        let bytes_since = self
+            .replica
+            .applied_bytes()
+            .saturating_sub(self.snapshot_applied_bytes);
+        let bytes_due = bytes_since >= self.config.snapshot_interval_bytes;
         if !(entries_due || bytes_due) || self.replica.membership_ahead() {
             return None;
         }

@@ -403,7 +403,7 @@ impl Engine {
 
     /// Submits records (any shards, any order) and resolves to one outcome per record, in
     /// order, once every record's entry was fdatasynced and applied (or rejected before).
-    pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitFailure> {
+    pub async fn submit(&self, records: &[Record]) -> Result<Vec<Outcome>, SubmitFailure> {
         self.submit_as(records, None).await
     }
 
@@ -416,7 +416,7 @@ impl Engine {
     /// whose source account it controls need no signature; the others are verified.
     pub async fn submit_as(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> Result<Vec<Outcome>, SubmitFailure> {
         let total = records.len();
@@ -457,7 +457,7 @@ impl Engine {
     /// back to be freed there).
     async fn send_per_shard<T>(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
         command: impl Fn(Vec<Record>, Vec<bool>, oneshot::Sender<T>) -> Command,
     ) -> Result<Vec<(ShardId, Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
@@ -465,10 +465,11 @@ impl Engine {
         let shard_count = self.inner.shard_count as usize;
         let mut per_shard: Vec<(Vec<usize>, Vec<Record>)> =
             vec![(Vec::new(), Vec::new()); shard_count];
-        for (i, r) in records.into_iter().enumerate() {
+        // The one copy of the records on their way to the shards: into each shard's group.
+        for (i, r) in records.iter().enumerate() {
             let group = &mut per_shard[shard_of(&r.from(), shard_count as u32) as usize];
             group.0.push(i);
-            group.1.push(r);
+            group.1.push(*r);
         }
         let mut waits = Vec::new();
         for (s, (positions, group)) in per_shard.into_iter().enumerate() {
@@ -544,17 +545,14 @@ impl Engine {
 
     /// Queues records for consensus and returns their hashes once every owning shard admitted
     /// them (the `?wait=false` path); their outcomes appear in [`Engine::transaction`].
-    pub async fn submit_detached(
-        &self,
-        records: Vec<Record>,
-    ) -> Result<Vec<TxHash>, SubmitFailure> {
+    pub async fn submit_detached(&self, records: &[Record]) -> Result<Vec<TxHash>, SubmitFailure> {
         self.submit_detached_as(records, None).await
     }
 
     /// Like [`Engine::submit_detached`], on behalf of `gateway` (see [`Engine::submit_as`]).
     pub async fn submit_detached_as(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> Result<Vec<TxHash>, SubmitFailure> {
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();

@@ -18,9 +18,10 @@
 //! a new connection first sends a handshake frame (chain id, node id, core, cores, shard
 //! count); the acceptor checks the connector's and answers with its own, which the connector
 //! checks in turn. A link between different chains, cores or shard placements, or from a node
-//! that is not a configured peer, is refused. (Peers are not authenticated yet: the handshake
-//! protects against misconfiguration, not against an attacker. TLS or signed handshakes come
-//! with membership.)
+//! that is not a configured peer, is refused. With `TransportConfig::tls` every link is mutual
+//! TLS 1.3 and the certificate must name the node id the handshake claims ([`tls`]); without
+//! it the handshake protects against misconfiguration only (loopback, or an operator's
+//! explicit choice).
 //!
 //! **Sending.** [`Transport::send`] copies the message into the peer's staging frame (no
 //! allocation once the buffer is warm) and returns at once: `Full` when the staging frame is

@@ -21,12 +21,12 @@ pub trait Backend: Clone + 'static {
     /// source account the gateway controls need no signature.
     fn submit(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>>;
     fn submit_detached(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<TxHash>, SubmitFailure>>;
     fn transaction(
@@ -73,14 +73,14 @@ impl Backend for Engine {
     }
     fn submit(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>> {
         Engine::submit_as(self, records, gateway)
     }
     fn submit_detached(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<TxHash>, SubmitFailure>> {
         Engine::submit_detached_as(self, records, gateway)

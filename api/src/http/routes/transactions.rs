@@ -36,7 +36,10 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
         serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let record = transfer.to_record(ctx.backend.chain_id(), None)?;
     if !wait {
-        let hashes = ctx.backend.submit_detached(vec![record], None).await?;
+        let hashes = ctx
+            .backend
+            .submit_detached(std::slice::from_ref(&record), None)
+            .await?;
         ctx.settings.metrics.record_detached(ctx.core, 1);
         let shard = shard_of(&record.from(), ctx.backend.shard_count());
         let hash = hashes.first().copied().unwrap_or_else(|| record.tx_hash());
@@ -46,7 +49,10 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
         ));
     }
     let admitted = Instant::now();
-    let outcomes = ctx.backend.submit(vec![record], None).await?;
+    let outcomes = ctx
+        .backend
+        .submit(std::slice::from_ref(&record), None)
+        .await?;
     let Some(outcome) = outcomes.first() else {
         return Err(ApiError::internal("the engine returned no outcome"));
     };
@@ -101,10 +107,11 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
     let compact = wants_compact(&request);
     let max = ctx.settings.batch_transfers_max;
     let body = read_body(ctx, request).await?;
-    let records = if binary {
-        decode_binary_batch(&body, max)?
+    // A binary batch's records are read in place from the body (rkyv-validated), not copied.
+    let records: std::borrow::Cow<'_, [Record]> = if binary {
+        std::borrow::Cow::Borrowed(decode_binary_batch(&body, max)?)
     } else {
-        decode_json_batch(&body, max, ctx.backend.chain_id())?
+        std::borrow::Cow::Owned(decode_json_batch(&body, max, ctx.backend.chain_id())?)
     };
     let count = records.len();
     if !wait {
@@ -113,7 +120,7 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
             .iter()
             .map(|r| shard_of(&r.from(), shard_count))
             .collect();
-        let hashes = ctx.backend.submit_detached(records, gateway).await?;
+        let hashes = ctx.backend.submit_detached(&records, gateway).await?;
         ctx.settings.metrics.record_detached(ctx.core, count as u64);
         let results: Vec<PendingOut> = hashes
             .iter()
@@ -129,7 +136,7 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
         ));
     }
     let admitted = Instant::now();
-    let outcomes = ctx.backend.submit(records, gateway).await?;
+    let outcomes = ctx.backend.submit(&records, gateway).await?;
     let latency = admitted.elapsed();
     if outcomes.len() != count {
         return Err(ApiError::internal(format!(
@@ -160,8 +167,8 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
     ))
 }
 
-/// Validates a binary batch (`aurigraph_engine::batch`) and copies its records out.
-fn decode_binary_batch(body: &[u8], max: usize) -> Result<Vec<Record>, ApiError> {
+/// Validates a binary batch (`aurigraph_engine::batch`); its records, in place in `body`.
+fn decode_binary_batch(body: &[u8], max: usize) -> Result<&[Record], ApiError> {
     // The count follows from the length; refuse oversize batches before validating them.
     if body.len() >= BATCH_FOOTER_BYTES
         && (body.len() - BATCH_FOOTER_BYTES).is_multiple_of(RECORD_BYTES)
@@ -172,7 +179,7 @@ fn decode_binary_batch(body: &[u8], max: usize) -> Result<Vec<Record>, ApiError>
         }
     }
     match decode_batch(body) {
-        Ok(view) => Ok(view.records().to_vec()),
+        Ok(view) => Ok(view.records()),
         Err(BatchError::TooManyRecords { count, .. }) => {
             Err(ApiError::too_many_transfers(count, max))
         }

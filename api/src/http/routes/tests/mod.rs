@@ -124,25 +124,25 @@ impl Backend for Fake {
     }
     async fn submit(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> Result<Vec<Outcome>, SubmitFailure> {
         if let Some(f) = self.fail.borrow().clone() {
             return Err(f);
         }
-        self.submitted.borrow_mut().extend_from_slice(&records);
+        self.submitted.borrow_mut().extend_from_slice(records);
         self.submitted_as.borrow_mut().push(gateway);
         Ok(records.iter().map(Fake::outcome).collect())
     }
     async fn submit_detached(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         gateway: Option<GatewayId>,
     ) -> Result<Vec<TxHash>, SubmitFailure> {
         if let Some(f) = self.fail.borrow().clone() {
             return Err(f);
         }
-        self.submitted.borrow_mut().extend_from_slice(&records);
+        self.submitted.borrow_mut().extend_from_slice(records);
         self.submitted_as.borrow_mut().push(gateway);
         Ok(records.iter().map(Record::tx_hash).collect())
     }
