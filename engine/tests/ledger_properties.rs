@@ -474,3 +474,69 @@ fn corrupt_state_archives_are_rejected() {
     // Either rejected, or (if the flip hit plain data) a different but valid state: never a panic.
     let _ = decode_state(&flipped);
 }
+
+/// The recent-transfers window as the contract describes it: the last `max` distinct transfers
+/// recorded, the first decision of each kept while it stays.
+#[derive(Default)]
+struct WindowModel {
+    order: std::collections::VecDeque<u8>,
+    decisions: BTreeMap<u8, u64>,
+}
+
+impl WindowModel {
+    fn record(&mut self, key: u8, block: u64, max: usize) {
+        if self.decisions.contains_key(&key) {
+            return;
+        }
+        self.decisions.insert(key, block);
+        self.order.push_back(key);
+        while self.order.len() > max {
+            let old = self.order.pop_front().unwrap();
+            self.decisions.remove(&old);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The window forgets lazily (stale entries dropped in bulk); what it answers must be what
+    /// an exact window answers, through repeats, re-entries after leaving, a snapshot round
+    /// trip and a smaller bound.
+    #[test]
+    fn the_recent_window_answers_like_an_exact_window(
+        keys in proptest::collection::vec(0u8..40, 1..400),
+        max in 1usize..24,
+    ) {
+        use aurigraph_engine::record::TxHash;
+        let mut state = ShardState::from_genesis(&genesis(), 0, 1);
+        state.set_recent_bounds(max, 4);
+        let mut model = WindowModel::default();
+        for (i, key) in keys.iter().enumerate() {
+            let block = i as u64 + 1;
+            state.set_applied_index(block);
+            state.record_decision(TxHash([*key; 32]), ResultCode::Ok, block);
+            model.record(*key, block, max);
+            for k in 0u8..40 {
+                let got = state.recent_decision(&TxHash([k; 32])).map(|d| d.block);
+                prop_assert_eq!(got, model.decisions.get(&k).copied(), "key {} after {}", k, i);
+            }
+        }
+        let order: Vec<u8> = state.recent_decisions().map(|(h, _)| h.0[0]).collect();
+        prop_assert_eq!(&order, &model.order.iter().copied().collect::<Vec<_>>());
+        let restored = decode_state(&encode_state(&state)).unwrap();
+        let again: Vec<u8> = restored.recent_decisions().map(|(h, _)| h.0[0]).collect();
+        prop_assert_eq!(&again, &order);
+        // A smaller bound forgets the oldest at once.
+        let smaller = max / 2;
+        state.set_recent_bounds(smaller, 4);
+        while model.order.len() > smaller {
+            let old = model.order.pop_front().unwrap();
+            model.decisions.remove(&old);
+        }
+        for k in 0u8..40 {
+            let got = state.recent_decision(&TxHash([k; 32])).map(|d| d.block);
+            prop_assert_eq!(got, model.decisions.get(&k).copied());
+        }
+    }
+}
