@@ -25,7 +25,7 @@ pub struct NodeArgs {
     /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
     /// recent_transactions_per_shard,
-    /// verify_slice_signatures).
+    /// verify_slice_signatures, verify_slice_signatures_backlogged).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (created on first start) [default: ./aurigraph-data].
@@ -188,6 +188,8 @@ pub struct FileConfig {
     pub recent_transactions_per_shard: Option<usize>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
+    /// The same while submissions wait behind the one being verified (1 ..= 256; default 256).
+    pub verify_slice_signatures_backlogged: Option<usize>,
     pub stall_report_ms: Option<u64>,
     /// `[[beacon]]` sections: randomness-beacon sources in priority order (none by default, so
     /// that a default node never reaches beyond loopback and serves the local fallback).
@@ -253,6 +255,7 @@ pub struct NodeConfig {
     pub snapshot_piece_bytes: usize,
     pub recent_transactions_per_shard: usize,
     pub verify_slice_signatures: usize,
+    pub verify_slice_signatures_backlogged: usize,
     /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
     pub stall_report_ms: u64,
     /// Bearer tokens accepted (gateway mode), from `--tokens`; empty: gateway mode off.
@@ -440,15 +443,26 @@ impl NodeConfig {
         use aurigraph_engine::runtime::ingress::{
             VERIFY_SLICE_SIGNATURES_DEFAULT, VERIFY_SLICE_SIGNATURES_MAX,
         };
-        let verify_slice_signatures = file
-            .verify_slice_signatures
-            .unwrap_or(VERIFY_SLICE_SIGNATURES_DEFAULT);
-        if !(1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&verify_slice_signatures) {
-            return Err(ConfigError::Invalid(format!(
-                "verify_slice_signatures {verify_slice_signatures}: must be between 1 and \
-                 {VERIFY_SLICE_SIGNATURES_MAX}"
-            )));
-        }
+        let slice = |key: &str, value: Option<usize>, default: usize| {
+            let slice = value.unwrap_or(default);
+            if (1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice) {
+                Ok(slice)
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{key} {slice}: must be between 1 and {VERIFY_SLICE_SIGNATURES_MAX}"
+                )))
+            }
+        };
+        let verify_slice_signatures = slice(
+            "verify_slice_signatures",
+            file.verify_slice_signatures,
+            VERIFY_SLICE_SIGNATURES_DEFAULT,
+        )?;
+        let verify_slice_signatures_backlogged = slice(
+            "verify_slice_signatures_backlogged",
+            file.verify_slice_signatures_backlogged,
+            VERIFY_SLICE_SIGNATURES_MAX,
+        )?;
         let tokens = match args.tokens.as_ref().or(file.tokens.as_ref()) {
             Some(path) => aurigraph_engine::tokens::Tokens::load(path)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -541,6 +555,7 @@ impl NodeConfig {
             snapshot_piece_bytes,
             recent_transactions_per_shard,
             verify_slice_signatures,
+            verify_slice_signatures_backlogged,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),
             tokens,
             tls,
@@ -833,15 +848,20 @@ mod tests {
     #[test]
     fn bad_config_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in [0, 257] {
-            let file = dir.path().join("slice.toml");
-            std::fs::write(&file, format!("verify_slice_signatures = {bad}\n")).unwrap();
-            let args = NodeArgs {
-                config: Some(file),
-                ..Default::default()
-            };
-            let error = NodeConfig::resolve(&args).unwrap_err().to_string();
-            assert!(error.contains("verify_slice_signatures"), "{error}");
+        for key in [
+            "verify_slice_signatures",
+            "verify_slice_signatures_backlogged",
+        ] {
+            for bad in [0, 257] {
+                let file = dir.path().join("slice.toml");
+                std::fs::write(&file, format!("{key} = {bad}\n")).unwrap();
+                let args = NodeArgs {
+                    config: Some(file),
+                    ..Default::default()
+                };
+                let error = NodeConfig::resolve(&args).unwrap_err().to_string();
+                assert!(error.contains(&format!("{key} {bad}")), "{error}");
+            }
         }
         let file = dir.path().join("node.toml");
         std::fs::write(&file, "bogus = 1\n").unwrap();

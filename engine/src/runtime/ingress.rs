@@ -11,14 +11,46 @@ use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Signatures verified between two chances for the core's other tasks to run, by default
-/// (`EngineConfig::verify_slice_signatures`): 64 batched verifications take about 1.5 ms on a
-/// 2020s x86 core, near the executor's task quantum (256 took ~5 ms and held the core's raft
-/// and network tasks back that long). Each slice is one batch equation, so smaller slices cost
-/// verification throughput: measured in docs/benchmarks.md (peak −13 %, p99 at half load −17 %).
+/// Signatures verified between two chances for the core's other tasks to run, by default,
+/// while nothing waits behind the submission (`EngineConfig::verify_slice_signatures`): 64
+/// batched verifications take about 1.5 ms on a 2020s x86 core, near the executor's task
+/// quantum (256 took ~5 ms and held the core's raft and network tasks back that long). Each
+/// slice is one batch equation, so smaller slices cost verification throughput; a backlogged
+/// shard uses `VerifySlices::backlogged` instead (docs/benchmarks.md).
 pub const VERIFY_SLICE_SIGNATURES_DEFAULT: usize = 64;
 /// The largest slice allowed (one batch equation; a failed one is re-verified one by one).
 pub const VERIFY_SLICE_SIGNATURES_MAX: usize = 256;
+
+/// Slice sizes (signatures per batch equation between two yields): `idle` when nothing else
+/// waits on the shard's ingress channel (a small slice keeps the core's other tasks waiting
+/// less), `backlogged` when submissions are queued behind the one being verified (then the
+/// core is saturated: larger equations verify more per second, and the wait they add is
+/// queueing the client sees anyway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifySlices {
+    pub idle: usize,
+    pub backlogged: usize,
+}
+
+impl VerifySlices {
+    /// The slice for a submission with `queued` commands behind it.
+    fn for_backlog(&self, queued: usize) -> usize {
+        if queued > 0 {
+            self.backlogged
+        } else {
+            self.idle
+        }
+    }
+}
+
+impl Default for VerifySlices {
+    fn default() -> VerifySlices {
+        VerifySlices {
+            idle: VERIFY_SLICE_SIGNATURES_DEFAULT,
+            backlogged: VERIFY_SLICE_SIGNATURES_MAX,
+        }
+    }
+}
 
 /// Verifies the signatures of each submission on the shard's core, in slices that yield to the
 /// core's other tasks, and passes every command on to the shard's driver in arrival order.
@@ -27,15 +59,17 @@ pub const VERIFY_SLICE_SIGNATURES_MAX: usize = 256;
 /// each transfer is verified once in the cluster, by the validator its client talked to.
 /// Followers never verify what they apply: the leader's log holds only verified transfers.
 pub(super) async fn ingress(
-    rx: LocalReceiver<Command>,
+    (rx, queue): (LocalReceiver<Command>, Rc<LocalSender<Command>>),
     tx: Rc<LocalSender<Command>>,
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
-    slice_signatures: usize,
+    slices: VerifySlices,
 ) {
-    assert!((1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice_signatures));
+    for slice in [slices.idle, slices.backlogged] {
+        assert!((1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice));
+    }
     let counters = &counters[shard as usize];
-    let mut verifier = SignatureVerifier::new(slice_signatures);
+    let mut verifier = SignatureVerifier::new(slices.idle.max(slices.backlogged));
     let mut cache_counted = (0, 0);
     let mut slice_valid = Vec::new();
     while let Some(mut command) = rx.recv().await {
@@ -43,6 +77,8 @@ pub(super) async fn ingress(
         // arrives with them (one per record, or they do not count).
         if let Some((records, valid, custodial)) = command.submission_mut() {
             if valid.len() != records.len() {
+                // What waits behind this submission decides the slice (`VerifySlices`).
+                let slice_signatures = slices.for_backlog(queue.len());
                 *valid = verify_unless_custodial(
                     &mut verifier,
                     records,
@@ -109,4 +145,21 @@ async fn verify_in_slices(
         glommio::yield_if_needed().await;
     }
     valid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerifySlices;
+
+    #[test]
+    fn a_backlog_behind_a_submission_picks_the_larger_slice() {
+        let slices = VerifySlices::default();
+        assert_eq!(slices.for_backlog(0), 64);
+        assert_eq!(slices.for_backlog(1), 256);
+        let fixed = VerifySlices {
+            idle: 32,
+            backlogged: 32,
+        };
+        assert_eq!(fixed.for_backlog(9), 32);
+    }
 }

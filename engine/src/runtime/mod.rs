@@ -80,6 +80,9 @@ pub struct EngineConfig {
     /// `ingress::VERIFY_SLICE_SIGNATURES_DEFAULT`): smaller is kinder to the core's other
     /// tasks, larger verifies more per second.
     pub verify_slice_signatures: usize,
+    /// The slice while submissions wait behind the one being verified (the core is
+    /// saturated; see `ingress::VerifySlices`).
+    pub verify_slice_signatures_backlogged: usize,
     /// Transfers remembered per shard for lookups by hash.
     pub recent_transactions_per_shard: usize,
     /// Block headers remembered per shard.
@@ -146,6 +149,7 @@ impl EngineConfig {
             task_quantum: Duration::from_millis(1),
             stall_report_after: None,
             verify_slice_signatures: ingress::VERIFY_SLICE_SIGNATURES_DEFAULT,
+            verify_slice_signatures_backlogged: ingress::VERIFY_SLICE_SIGNATURES_MAX,
             recent_transactions_per_shard: 262_144,
             recent_blocks_per_shard: 4096,
             peers: Vec::new(),

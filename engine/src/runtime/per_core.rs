@@ -2,7 +2,7 @@
 //! service (HTTP) that runs next to them once every shard of the engine is ready.
 
 use super::driver::ShardDriver;
-use super::ingress::ingress;
+use super::ingress::{ingress, VerifySlices};
 use super::mesh;
 use super::peers::{self, PeerLink};
 use super::watchdog::HEARTBEAT_INTERVAL;
@@ -127,10 +127,11 @@ pub(super) async fn run_core(
         glommio::spawn_local(peers::route(link.clone(), drivers, engine.clone())).detach();
     }
     let mut tasks = Vec::new();
-    for ((shard, verified_tx, verified_rx), (_, ingress_rx)) in
+    for ((shard, verified_tx, verified_rx), (ingress_tx, ingress_rx)) in
         driver_channels.into_iter().zip(&mut ingress_channels)
     {
         let rx = ingress_rx.take().expect("one ingress task per shard");
+        let ingress_queue = ingress_tx.clone();
         let config = config.clone();
         let genesis = genesis.clone();
         let peers = engine.clone();
@@ -153,11 +154,14 @@ pub(super) async fn run_core(
                         let counters = peers.inner.counters.clone();
                         glommio::spawn_local(
                             ingress(
-                                rx,
+                                (rx, ingress_queue),
                                 verified_tx.clone(),
                                 counters,
                                 shard,
-                                config.verify_slice_signatures,
+                                VerifySlices {
+                                    idle: config.verify_slice_signatures,
+                                    backlogged: config.verify_slice_signatures_backlogged,
+                                },
                             )
                             .instrument(ingress_span),
                         )
