@@ -5,13 +5,15 @@
 //!   directory fsync, old snapshots removed);
 //! - load: `read_latest_snapshot` (read, verify checksum) + `decode_state` (validate the archive,
 //!   rebuild the shard's hash map);
-//! - and the file layer alone (`write_snapshot` of already encoded bytes, `read_latest_snapshot`).
+//! - and the file layer alone (`write_snapshot` of already encoded bytes, `read_latest_snapshot`);
+//! - the part of a take the shard's core pays (`capture_state`, a copy of the state: the node
+//!   archives the copy on glommio's blocking pool).
 
 use aurigraph_benches::{
     criterion, filesystem_of, genesis_for, measuring, median_ns, random_addresses, scratch_dir,
     sized, Comparison, Summary,
 };
-use aurigraph_engine::state_snapshot::{decode_state, encode_state};
+use aurigraph_engine::state_snapshot::{capture_state, decode_state, encode_state};
 use aurigraph_engine::ShardState;
 use aurigraph_storage::{read_latest_snapshot, write_snapshot};
 use criterion::SamplingMode;
@@ -103,6 +105,10 @@ fn main() {
             elapsed
         })
     });
+    // What the shard's core pays now: the copy; archiving runs on glommio's blocking pool.
+    group.bench_function("capture_on_core", |b| {
+        b.iter_with_large_drop(|| capture_state(&state))
+    });
     group.measurement_time(short);
     group.bench_function("file_write", |b| {
         b.iter(|| {
@@ -158,6 +164,14 @@ fn main() {
             "snapshot_raw_write_ms_1m_accounts",
             "snapshot_write_ratio_vs_raw",
             "raw File::create+write_all+sync_all baseline",
+        ),
+        (
+            "capture_on_core",
+            "take_encode_write",
+            "snapshot_on_core_ms_1m_accounts",
+            "snapshot_write_ms_1m_accounts",
+            "snapshot_on_core_share",
+            "the whole take (copy, archive, file)",
         ),
         (
             "file_write",

@@ -612,6 +612,11 @@ impl ShardState {
     }
 
     /// Accounts in address order (deterministic, for snapshots).
+    /// Every account, in no particular order.
+    pub fn accounts(&self) -> impl ExactSizeIterator<Item = (&Address, &Account)> + '_ {
+        self.accounts.iter()
+    }
+
     pub fn accounts_sorted(&self) -> Vec<(&Address, &Account)> {
         let mut list: Vec<(&Address, &Account)> = self.accounts.iter().collect();
         list.sort_unstable_by(|a, b| a.0.cmp(b.0));

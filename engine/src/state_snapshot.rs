@@ -118,9 +118,47 @@ pub enum StateSnapshotError {
 
 /// Archives the shard's state.
 pub fn encode_state(state: &ShardState) -> Vec<u8> {
+    capture_state(state).encode()
+}
+
+/// A shard's state copied out for its snapshot and not archived yet. Taking it is one copy of
+/// the state, on the shard's core; archiving it (`StateImage::encode`: sorting the accounts,
+/// rkyv) is most of a snapshot's cost and can run on another thread.
+pub struct StateImage {
+    archive: StateArchive,
+}
+
+impl StateImage {
+    /// The snapshot's bytes: the same as `encode_state` of the state it was taken from.
+    pub fn encode(mut self) -> Vec<u8> {
+        // Sorted, so that identical states archive identically.
+        self.archive
+            .accounts
+            .sort_unstable_by(|a, b| a.address.cmp(&b.address));
+        rkyv::to_bytes::<rkyv::rancor::Error>(&self.archive)
+            .expect("archiving to memory cannot fail")
+            .into_vec()
+    }
+
+    /// The applied index of the state it was taken from.
+    pub fn applied_index(&self) -> u64 {
+        self.archive.applied_index
+    }
+}
+
+impl std::fmt::Debug for StateImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateImage")
+            .field("applied_index", &self.archive.applied_index)
+            .field("accounts", &self.archive.accounts.len())
+            .finish()
+    }
+}
+
+/// Copies `state` out for a snapshot (see [`StateImage`]).
+pub fn capture_state(state: &ShardState) -> StateImage {
     let accounts = state
-        .accounts_sorted()
-        .into_iter()
+        .accounts()
         .map(|(address, a)| AccountArchive {
             address: address.0,
             nonce_high: a.nonce_high,
@@ -190,9 +228,7 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
             })
             .collect(),
     };
-    rkyv::to_bytes::<rkyv::rancor::Error>(&archive)
-        .expect("archiving to memory cannot fail")
-        .into_vec()
+    StateImage { archive }
 }
 
 /// Validates and loads an archived shard state (format version 2, or 1).

@@ -42,7 +42,7 @@ use crate::peering::{ForwardReply, Outbound, PeerMessage};
 use crate::record::Record;
 use crate::replica::{Outcome, ReceiptDelivery, ReplicaError, ShardReplica, SubmitError};
 use crate::shard::ShardId;
-use crate::state_snapshot::encode_state;
+use crate::state_snapshot::{capture_state, StateImage};
 use raft::eraftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
 use std::collections::{HashMap, VecDeque};
 
@@ -204,7 +204,9 @@ pub struct LocalSnapshot {
     pub index: u64,
     pub term: u64,
     pub conf: ConfState,
-    pub data: Vec<u8>,
+    /// The state copied out; `StateImage::encode` gives the snapshot's bytes (the runtime
+    /// archives it off the shard's core).
+    pub image: StateImage,
 }
 
 /// What the node did, for metrics and for the simulator's coverage report.
@@ -734,7 +736,7 @@ impl<R> ShardNode<R> {
             index: applied,
             term,
             conf: raft.prs().conf().to_conf_state(),
-            data: encode_state(state),
+            image: capture_state(state),
         };
         self.snapshot_watermarks = Some(self.inbound_watermarks());
         self.snapshot_applied_bytes = self.replica.applied_bytes();

@@ -9,8 +9,8 @@ use super::peers::PeerLink;
 use super::{Engine, EngineConfig, EngineError};
 use crate::ledger::Account;
 use crate::node::{
-    Answer, Effects, LocalMessage, Now, SendRefused, ShardNode, ShardStatus, SubmitFailure,
-    Submitter,
+    Answer, Effects, LocalMessage, LocalSnapshot, Now, SendRefused, ShardNode, ShardStatus,
+    SubmitFailure, Submitter,
 };
 use crate::peering::{Outbound, PeerMessage};
 use crate::record::{Address, Record, TxHash};
@@ -305,14 +305,34 @@ impl ShardDriver {
         }
         let (node, mut io) = self.split();
         if let Some(snapshot) = node.finish_turn(&mut io) {
+            let LocalSnapshot {
+                index,
+                term,
+                conf,
+                image,
+            } = snapshot;
+            // Archiving the copied state (sorting its accounts, rkyv) is most of a snapshot's
+            // cost: it runs on glommio's blocking pool, so the core's other shards and its HTTP
+            // server go on meanwhile; this shard waits for it.
+            let started = Instant::now();
+            let data = glommio::executor()
+                .spawn_blocking(move || image.encode())
+                .await;
+            tracing::debug!(
+                shard,
+                index,
+                bytes = data.len(),
+                encode_ms = started.elapsed().as_millis() as u64,
+                "snapshot archived"
+            );
             self.log
-                .save_snapshot(snapshot.index, snapshot.term, snapshot.conf, snapshot.data)
+                .save_snapshot(index, term, conf, data)
                 .await
                 .map_err(|source| EngineError::Storage { shard, source })?;
             self.counters().snapshots.fetch_add(1, Relaxed);
             let now = self.now();
             let (node, mut io) = self.split();
-            node.snapshot_saved(&mut io, snapshot.index, now);
+            node.snapshot_saved(&mut io, index, now);
         }
         Ok(())
     }

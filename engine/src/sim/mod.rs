@@ -636,7 +636,7 @@ impl Cluster {
                 index,
                 snapshot.term,
                 snapshot.conf,
-                snapshot.data,
+                snapshot.image.encode(),
             );
             let now = self.clock();
             let mut io = self.io(v, s);
