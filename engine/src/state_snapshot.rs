@@ -132,9 +132,7 @@ impl StateImage {
     /// The snapshot's bytes: the same as `encode_state` of the state it was taken from.
     pub fn encode(mut self) -> Vec<u8> {
         // Sorted, so that identical states archive identically.
-        self.archive
-            .accounts
-            .sort_unstable_by(|a, b| a.address.cmp(&b.address));
+        self.archive.accounts.sort_unstable_by_key(|a| a.address);
         rkyv::to_bytes::<rkyv::rancor::Error>(&self.archive)
             .expect("archiving to memory cannot fail")
             .into_vec()
