@@ -27,6 +27,9 @@ use tracing::Instrument;
 /// How often a shard repeats its durable credit watermarks to the source shards.
 const CREDIT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a core waits for its rings to the other cores before it serves clients anyway.
+const RING_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Shortest time between two leadership hand-overs of one shard.
 const LEADER_TRANSFER_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -210,9 +213,20 @@ pub(super) async fn run_core(
     let beats = engine.inner.beats.clone();
     if let (Ok(true), Some(service)) = (go.recv().await, service) {
         // Every executor runs now: the rings connect. Clients are served once this core
-        // reaches every other one over its own ring.
-        for ring in connecting {
-            ring.await;
+        // reaches every other one over its own ring, or after `RING_CONNECT_TIMEOUT` anyway:
+        // until a ring connects, commands to that core take its foreign channel (slower, but
+        // nothing is lost), and a core that never served would go unnoticed.
+        let connected = futures::future::join_all(connecting);
+        let timeout = glommio::timer::sleep(RING_CONNECT_TIMEOUT);
+        if let futures::future::Either::Right(_) =
+            futures::future::select(std::pin::pin!(connected), std::pin::pin!(timeout)).await
+        {
+            tracing::warn!(
+                core,
+                seconds = RING_CONNECT_TIMEOUT.as_secs(),
+                "rings to other cores not all connected; serving, with commands to those \
+                 cores on the shared channel until they connect"
+            );
         }
         glommio::spawn_local(service(core, engine.clone())).detach();
     }
