@@ -104,6 +104,8 @@ pub struct ShardCounters {
     /// Lookups of the verifier's decompressed-key cache (bounded: `KEY_CACHE_ENTRIES_MAX`).
     pub key_cache_hits: AtomicU64,
     pub key_cache_misses: AtomicU64,
+    /// Where a shard's time goes, per turn and per submission (`Stage`), in nanoseconds.
+    pub stage_ns: [AtomicHistogram; Stage::COUNT],
     /// Commands that reached the shard over a ring from another executor (`mesh`).
     pub commands_from_cores: AtomicU64,
     /// Commands from threads that are not executors (the control plane: tests, shutdown).
@@ -121,13 +123,55 @@ impl Default for ShardCounters {
             transfers_custodial: AtomicU64::new(0),
             key_cache_hits: AtomicU64::new(0),
             key_cache_misses: AtomicU64::new(0),
+            stage_ns: std::array::from_fn(|_| AtomicHistogram::new(FSYNC_BOUNDS_NS)),
             commands_from_cores: AtomicU64::new(0),
             commands_from_threads: AtomicU64::new(0),
         }
     }
 }
 
+/// The stages of a transfer's way through its shard, timed (`ShardCounters::stage_ns`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// From the submitting core's send to the shard's driver taking the submission: the
+    /// channels, the ingress task's verification, and the turn the driver was in.
+    ToAdmission,
+    /// A turn's proposal and ready cycle: entries built, raft's ready, committed entries
+    /// applied.
+    ProposeApply,
+    /// A turn's write and fdatasync (and a snapshot from the leader, if any).
+    Persist,
+    /// The rest of a turn: raft's answers, clients answered, messages to other shards.
+    Answer,
+}
+
+impl Stage {
+    pub const COUNT: usize = 4;
+    pub const ALL: [Stage; Stage::COUNT] = [
+        Stage::ToAdmission,
+        Stage::ProposeApply,
+        Stage::Persist,
+        Stage::Answer,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::ToAdmission => "to_admission",
+            Stage::ProposeApply => "propose_apply",
+            Stage::Persist => "persist",
+            Stage::Answer => "answer",
+        }
+    }
+}
+
 impl ShardCounters {
+    /// Records that `stage` took `elapsed`.
+    pub(super) fn record_stage(&self, stage: Stage, elapsed: std::time::Duration) {
+        let ns = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+        self.stage_ns[stage as usize].observe(ns);
+    }
+
     pub(super) fn record_key_cache(&self, hits: u64, misses: u64) {
         if hits > 0 {
             self.key_cache_hits.fetch_add(hits, Relaxed);

@@ -3,7 +3,7 @@
 //! go out to the transport, to clients' reply channels and to other shards' channels; its
 //! writes go to the shard's log with one group commit per turn.
 
-use super::counters::ShardCounters;
+use super::counters::{ShardCounters, Stage};
 use super::mesh::TrySendError;
 use super::peers::PeerLink;
 use super::{Engine, EngineConfig, EngineError};
@@ -40,8 +40,11 @@ pub(super) enum Command {
         custodial: Vec<bool>,
         from: Submitter<Reply>,
         /// The core whose executor allocated `records` and `custodial` (they go back to it
-        /// once admitted); `None` from threads that are not executors and from peers.
-        home: Option<usize>,
+        /// once admitted); `None` from threads that are not executors and from peers. (A u16:
+        /// at most 256 cores, and it keeps `Command` small for the channels.)
+        home: Option<u16>,
+        /// When the submitting core sent it (`None`: forwarded by a peer).
+        sent: Option<Instant>,
     },
     /// A message from this shard's replica on validator `from` (raft, pieces, forward replies).
     Peer {
@@ -272,11 +275,16 @@ impl ShardDriver {
     async fn turn(&mut self) -> Result<(), EngineError> {
         let shard = self.node.shard();
         let now = self.now();
+        let mut stage_started = Instant::now();
         let (node, mut io) = self.split();
         let persist = node
             .start_turn(&mut io, now)
             .map_err(|source| EngineError::Replica { shard, source })?;
         if let Some(persist) = persist {
+            let written = Instant::now();
+            self.counters()
+                .record_stage(Stage::ProposeApply, written - stage_started);
+            stage_started = written;
             if let Some(snapshot) = &persist.snapshot {
                 // Only a follower receives snapshots (from its leader): the replica restored
                 // its state already; make it durable before the entries that follow it.
@@ -299,12 +307,19 @@ impl ShardDriver {
                     .map_err(|source| EngineError::Storage { shard, source })?;
                 self.counters().record_commit(&stats);
             }
+            let durable = Instant::now();
+            self.counters()
+                .record_stage(Stage::Persist, durable - stage_started);
+            stage_started = durable;
             let now = self.now();
             let (node, mut io) = self.split();
             node.persisted(&mut io, persist.number, now);
         }
         let (node, mut io) = self.split();
-        if let Some(snapshot) = node.finish_turn(&mut io) {
+        let snapshot = node.finish_turn(&mut io);
+        self.counters()
+            .record_stage(Stage::Answer, stage_started.elapsed());
+        if let Some(snapshot) = snapshot {
             let LocalSnapshot {
                 index,
                 term,
@@ -347,11 +362,17 @@ impl ShardDriver {
                 custodial,
                 from,
                 home,
+                sent,
             } => {
                 node.submit(&mut io, &records, &valid, from);
+                if let Some(sent) = sent {
+                    let counters = &io.engine.inner.counters[io.shard as usize];
+                    counters.record_stage(Stage::ToAdmission, sent.elapsed());
+                }
                 // Admitted or answered: the node copied what it keeps. The lender frees them.
                 if let Some(home) = home {
-                    self.send_home(home, super::mesh::Lent::Submission(records, custodial));
+                    let lent = super::mesh::Lent::Submission(records, custodial);
+                    self.send_home(usize::from(home), lent);
                 }
             }
             Command::Peer { from, message } => node.peer_message(&mut io, from, message),

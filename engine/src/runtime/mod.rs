@@ -22,7 +22,7 @@ mod peers;
 mod per_core;
 pub mod watchdog;
 
-pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, FSYNC_BOUNDS_NS};
+pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, Stage, FSYNC_BOUNDS_NS};
 pub use mesh::CoreCounters;
 
 use crate::datadir::DataDir;
@@ -432,6 +432,7 @@ impl Engine {
                     custodial,
                     from: Submitter::Client(Reply::Outcomes(reply)),
                     home: None,
+                    sent: None,
                 }
             })
             .await?;
@@ -465,7 +466,8 @@ impl Engine {
         gateway: Option<GatewayId>,
         command: impl Fn(Vec<Record>, Vec<bool>, oneshot::Sender<T>) -> Command,
     ) -> Result<Vec<(ShardId, Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
-        let lender = mesh::Outbox::current(self.id()).map(|o| o.core());
+        let lender = mesh::Outbox::current(self.id())
+            .map(|o| u16::try_from(o.core()).expect("at most 65,536 cores"));
         let shard_count = self.inner.shard_count as usize;
         let mut per_shard: Vec<(Vec<usize>, Vec<Record>)> =
             vec![(Vec::new(), Vec::new()); shard_count];
@@ -486,8 +488,9 @@ impl Engine {
                 None => Vec::new(),
             };
             let mut submission = command(group, custodial, tx);
-            if let Command::Submit { home, .. } = &mut submission {
+            if let Command::Submit { home, sent, .. } = &mut submission {
                 *home = lender;
+                *sent = Some(Instant::now());
             }
             self.send_to(s as ShardId, submission)
                 .await
@@ -568,6 +571,7 @@ impl Engine {
                     custodial,
                     from: Submitter::Detached(Reply::Admitted(reply)),
                     home: None,
+                    sent: None,
                 }
             })
             .await?;

@@ -220,6 +220,7 @@ pub(super) async fn route(
                             request,
                         },
                         home: None,
+                        sent: None,
                     };
                     if engine.try_send_to(shard, forwarded).is_err() && request != 0 {
                         let refused = ForwardReply::Refused(ForwardRefusal::Overloaded);

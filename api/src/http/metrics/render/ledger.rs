@@ -4,7 +4,7 @@ use super::per_shard;
 use crate::http::metrics::exposition::Exposition;
 use crate::http::metrics::{disk_space, Histograms, Snapshot};
 use crate::http::HttpSettings;
-use aurigraph_engine::runtime::{HistogramCounts, ShardCounters};
+use aurigraph_engine::runtime::{HistogramCounts, ShardCounters, Stage};
 use aurigraph_engine::ShardStatus;
 use std::sync::atomic::Ordering;
 
@@ -285,6 +285,26 @@ pub(super) fn storage(e: &mut Exposition, counters: &[ShardCounters], settings: 
         "fdatasync time of each WAL group commit, all shards.",
     );
     e.histogram("aurigraph_wal_fsync_duration_seconds", &[], &fsync, 1e9);
+    e.family(
+        "aurigraph_shard_stage_duration_seconds",
+        "histogram",
+        "Where the shards' time goes, all shards: to_admission (a submission from the \
+         submitting core's send to its admission: channels, signature verification, the turn in \
+         progress), and per turn propose_apply (entries built, raft's ready, committed entries \
+         applied), persist (write and fdatasync), answer (clients answered).",
+    );
+    for stage in Stage::ALL {
+        let mut counts = HistogramCounts::default();
+        for c in counters {
+            counts.add(&c.stage_ns[stage as usize].read());
+        }
+        e.histogram(
+            "aurigraph_shard_stage_duration_seconds",
+            &[("stage", stage.label())],
+            &counts,
+            1e9,
+        );
+    }
     e.single(
         "aurigraph_wal_bytes_written_total",
         "counter",
