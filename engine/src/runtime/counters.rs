@@ -136,12 +136,14 @@ pub enum Stage {
     /// From the submitting core's send to the shard's driver taking the submission: the
     /// channels, the ingress task's verification, and the turn the driver was in.
     ToAdmission,
-    /// A turn's proposal and ready cycle: entries built, raft's ready, committed entries
-    /// applied.
+    /// The start of a turn: entries built and proposed, raft's ready (with the entries other
+    /// validators' acknowledgements committed since the last turn, applied).
     ProposeApply,
-    /// A turn's write and fdatasync (and a snapshot from the leader, if any).
+    /// A turn's write and fdatasync (and a snapshot from the leader, if any), wall clock: it
+    /// includes waiting for the core once the I/O completed.
     Persist,
-    /// The rest of a turn: raft's answers, clients answered, messages to other shards.
+    /// The rest of a turn: raft's answer to the write (entries it committed applied: on a
+    /// single validator, all of them), clients answered, messages to other shards.
     Answer,
 }
 

@@ -290,8 +290,9 @@ pub(super) fn storage(e: &mut Exposition, counters: &[ShardCounters], settings: 
         "histogram",
         "Where the shards' time goes, all shards: to_admission (a submission from the \
          submitting core's send to its admission: channels, signature verification, the turn in \
-         progress), and per turn propose_apply (entries built, raft's ready, committed entries \
-         applied), persist (write and fdatasync), answer (clients answered).",
+         progress), and per turn propose_apply (entries proposed, raft's ready, entries other \
+         validators committed applied), persist (write and fdatasync, wall clock), answer \
+         (entries the write committed applied, clients answered).",
     );
     for stage in Stage::ALL {
         let mut counts = HistogramCounts::default();
