@@ -195,6 +195,14 @@ fn many_cross_shard_transfers_conserve_supply_across_snapshots() {
         .collect();
     settle(&engine, &expect);
     eprintln!("phase 1 settled");
+    // Snapshots are archived off the core while turns go on, then saved at a later turn: more
+    // than one of them completed.
+    let saved: u64 = engine
+        .shard_counters()
+        .iter()
+        .map(|c| c.snapshots.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert!(saved >= 2, "{saved} snapshots saved");
     assert!(engine.shutdown().is_none());
     let snaps = std::fs::read_dir(dir.path().join("shards/0000/snap"))
         .unwrap()

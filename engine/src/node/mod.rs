@@ -715,6 +715,10 @@ impl<R> ShardNode<R> {
 
     /// The local snapshot due now, if any (every `snapshot_interval_entries` applied entries).
     fn local_snapshot_if_due(&mut self) -> Option<LocalSnapshot> {
+        if self.snapshot_watermarks.is_some() {
+            // The last one handed out is not saved yet (the edge archives it meanwhile).
+            return None;
+        }
         let state = self.replica.state();
         let applied = state.applied_index();
         let entries_due =

@@ -22,7 +22,9 @@ use futures::channel::oneshot;
 use futures::FutureExt;
 use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use raft::eraftpb::ConfChangeType;
-use std::pin::pin;
+use raft::eraftpb::ConfState;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -186,6 +188,17 @@ pub(super) struct ShardDriver {
     pub link: Option<Rc<PeerLink>>,
     /// The monotonic clock's origin (the node sees milliseconds since it).
     pub started: Instant,
+    /// A local snapshot being archived on glommio's blocking pool while turns go on.
+    pub archiving: Option<Archiving>,
+}
+
+/// A local snapshot handed out by the node, its state being archived off the core.
+pub(super) struct Archiving {
+    index: u64,
+    term: u64,
+    conf: ConfState,
+    started: Instant,
+    data: Pin<Box<dyn Future<Output = Vec<u8>>>>,
 }
 
 impl ShardDriver {
@@ -274,6 +287,7 @@ impl ShardDriver {
     /// of the turn and a local snapshot when one is due.
     async fn turn(&mut self) -> Result<(), EngineError> {
         let shard = self.node.shard();
+        self.save_archived(false).await?;
         let now = self.now();
         let mut stage_started = Instant::now();
         let (node, mut io) = self.split();
@@ -281,6 +295,11 @@ impl ShardDriver {
             .start_turn(&mut io, now)
             .map_err(|source| EngineError::Replica { shard, source })?;
         if let Some(persist) = persist {
+            if persist.snapshot.is_some() {
+                // A leader's snapshot (newer than any local one): the local one first, so that
+                // snapshots are saved in index order.
+                self.save_archived(true).await?;
+            }
             let written = Instant::now();
             self.counters()
                 .record_stage(Stage::ProposeApply, written - stage_started);
@@ -320,35 +339,65 @@ impl ShardDriver {
         self.counters()
             .record_stage(Stage::Answer, stage_started.elapsed());
         if let Some(snapshot) = snapshot {
+            // Archiving the copied state (sorting its accounts, rkyv) is most of a snapshot's
+            // cost: it runs on glommio's blocking pool while this shard's turns go on (the log
+            // keeps everything until the snapshot is saved, at a later turn).
             let LocalSnapshot {
                 index,
                 term,
                 conf,
                 image,
             } = snapshot;
-            // Archiving the copied state (sorting its accounts, rkyv) is most of a snapshot's
-            // cost: it runs on glommio's blocking pool, so the core's other shards and its HTTP
-            // server go on meanwhile; this shard waits for it.
-            let started = Instant::now();
-            let data = glommio::executor()
-                .spawn_blocking(move || image.encode())
-                .await;
-            tracing::debug!(
-                shard,
+            let data = glommio::executor().spawn_blocking(move || image.encode());
+            assert!(self.archiving.is_none(), "one local snapshot at a time");
+            self.archiving = Some(Archiving {
                 index,
-                bytes = data.len(),
-                encode_ms = started.elapsed().as_millis() as u64,
-                "snapshot archived"
-            );
-            self.log
-                .save_snapshot(index, term, conf, data)
-                .await
-                .map_err(|source| EngineError::Storage { shard, source })?;
-            self.counters().snapshots.fetch_add(1, Relaxed);
-            let now = self.now();
-            let (node, mut io) = self.split();
-            node.snapshot_saved(&mut io, index, now);
+                term,
+                conf,
+                started: Instant::now(),
+                data: Box::pin(data),
+            });
         }
+        Ok(())
+    }
+
+    /// Saves the local snapshot being archived once its bytes are ready (with `wait`, waits
+    /// for them), then tells the node.
+    async fn save_archived(&mut self, wait: bool) -> Result<(), EngineError> {
+        let shard = self.node.shard();
+        let Some(archiving) = self.archiving.as_mut() else {
+            return Ok(());
+        };
+        let data = if wait {
+            archiving.data.as_mut().await
+        } else {
+            match archiving.data.as_mut().now_or_never() {
+                Some(data) => data,
+                None => return Ok(()),
+            }
+        };
+        let Archiving {
+            index,
+            term,
+            conf,
+            started,
+            ..
+        } = self.archiving.take().expect("archiving");
+        tracing::debug!(
+            shard,
+            index,
+            bytes = data.len(),
+            archive_ms = started.elapsed().as_millis() as u64,
+            "snapshot archived"
+        );
+        self.log
+            .save_snapshot(index, term, conf, data)
+            .await
+            .map_err(|source| EngineError::Storage { shard, source })?;
+        self.counters().snapshots.fetch_add(1, Relaxed);
+        let now = self.now();
+        let (node, mut io) = self.split();
+        node.snapshot_saved(&mut io, index, now);
         Ok(())
     }
 

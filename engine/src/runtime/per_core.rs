@@ -180,6 +180,7 @@ pub(super) async fn run_core(
                             engine: peers,
                             link,
                             started: Instant::now(),
+                            archiving: None,
                         }
                         .run()
                         .await;
