@@ -317,6 +317,12 @@ pub fn start_nodes(
             node.log.display()
         );
     }
+    match options.heap_prefault_mib {
+        Some(mib) => eprintln!("bench: each validator warmed {mib} MiB of heap at start"),
+        None => {
+            eprintln!("bench: validators started with a cold heap (--node-heap-prefault-mib 0)")
+        }
+    }
     let urls = cluster.urls();
     let mut cluster = cluster;
     Ok((urls, Box::new(move || cluster.stop())))
