@@ -394,11 +394,14 @@ impl NodeConfig {
                 memory_mib.unwrap_or(0)
             )));
         }
-        let heap_prefault_bytes = usize::try_from(heap_prefault_mib << 20).map_err(|_| {
-            ConfigError::Invalid(format!(
-                "--heap-prefault-mib {heap_prefault_mib}: too large"
-            ))
-        })?;
+        let heap_prefault_bytes = heap_prefault_mib
+            .checked_mul(1 << 20)
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--heap-prefault-mib {heap_prefault_mib}: too large"
+                ))
+            })?;
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id == 0 {
             return Err(ConfigError::Invalid(

@@ -41,6 +41,8 @@ use xxhash_rust::xxh3::xxh3_128;
 pub mod chunked;
 mod peer_book;
 mod recent;
+
+pub(crate) use recent::touch_capacity;
 use recent::RecentWindows;
 
 pub const NATIVE_ASSET: u32 = 0;
@@ -615,12 +617,6 @@ impl ShardState {
     /// Every account, in no particular order.
     pub fn accounts(&self) -> impl ExactSizeIterator<Item = (&Address, &Account)> + '_ {
         self.accounts.iter()
-    }
-
-    pub fn accounts_sorted(&self) -> Vec<(&Address, &Account)> {
-        let mut list: Vec<(&Address, &Account)> = self.accounts.iter().collect();
-        list.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        list
     }
 
     /// Rebuilds a shard from its parts (snapshot load). Recomputes the hash sum.

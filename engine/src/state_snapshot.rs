@@ -137,11 +137,6 @@ impl StateImage {
             .expect("archiving to memory cannot fail")
             .into_vec()
     }
-
-    /// The applied index of the state it was taken from.
-    pub fn applied_index(&self) -> u64 {
-        self.archive.applied_index
-    }
 }
 
 impl std::fmt::Debug for StateImage {

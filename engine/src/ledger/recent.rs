@@ -22,6 +22,15 @@ pub(super) struct RecentWindows {
     pub(super) blocks: VecDeque<BlockHeader>,
 }
 
+/// Writes every slot of an empty `queue`'s capacity once and empties it again, so that its
+/// pages fault in now rather than while it fills under load.
+pub(crate) fn touch_capacity(queue: &mut VecDeque<TxHash>) {
+    assert!(queue.is_empty());
+    let room = queue.capacity();
+    queue.resize(room, TxHash([0; 32]));
+    queue.clear();
+}
+
 impl RecentWindows {
     pub(super) fn trim(&mut self) {
         while self.order.len() > self.transactions_max {
@@ -137,9 +146,7 @@ impl ShardState {
             }
             // `clear` keeps the allocation and leaves no tombstones.
             recent.transactions.clear();
-            let room = recent.order.capacity();
-            recent.order.resize(room, TxHash([0; 32]));
-            recent.order.clear();
+            touch_capacity(&mut recent.order);
         }
         assert!(recent.transactions.is_empty() || recent.order.len() == recent.transactions.len());
     }

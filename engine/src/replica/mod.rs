@@ -790,9 +790,7 @@ fn recent_order_queue(config: &ReplicaConfig) -> VecDeque<TxHash> {
         return VecDeque::new();
     }
     // One more than the bound: `remember` pushes before it trims.
-    let capacity = config.recent_transactions_max + 1;
-    let mut queue = VecDeque::with_capacity(capacity);
-    queue.resize(capacity, TxHash([0; 32]));
-    queue.clear();
+    let mut queue = VecDeque::with_capacity(config.recent_transactions_max + 1);
+    crate::ledger::touch_capacity(&mut queue);
     queue
 }

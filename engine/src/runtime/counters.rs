@@ -139,8 +139,9 @@ pub enum Stage {
     /// The start of a turn: entries built and proposed, raft's ready (with the entries other
     /// validators' acknowledgements committed since the last turn, applied).
     ProposeApply,
-    /// A turn's write and fdatasync (and a snapshot from the leader, if any), wall clock: it
-    /// includes waiting for the core once the I/O completed.
+    /// A turn's write and fdatasync (and a snapshot from the leader, if any, after the local
+    /// one being archived), wall clock: it includes waiting for the core once the I/O
+    /// completed.
     Persist,
     /// The rest of a turn: raft's answer to the write (entries it committed applied: on a
     /// single validator, all of them), clients answered, messages to other shards.
@@ -172,6 +173,13 @@ impl ShardCounters {
     pub(super) fn record_stage(&self, stage: Stage, elapsed: std::time::Duration) {
         let ns = elapsed.as_nanos().min(u64::MAX as u128) as u64;
         self.stage_ns[stage as usize].observe(ns);
+    }
+
+    /// Records that `stage` took the time since `*since`, and starts the next stage now.
+    pub(super) fn lap(&self, stage: Stage, since: &mut std::time::Instant) {
+        let now = std::time::Instant::now();
+        self.record_stage(stage, now - *since);
+        *since = now;
     }
 
     pub(super) fn record_key_cache(&self, hits: u64, misses: u64) {

@@ -181,8 +181,10 @@ pub(super) struct ShardDriver {
     /// Verified submissions from the shard's ingress task; peer messages from the core's
     /// peer router; commands of every other kind, passed on by the ingress task.
     pub rx: LocalReceiver<Command>,
-    /// The sending end of `rx` (its length is the shard's queue, with the ingress channel's).
+    /// The sending end of `rx`, and that of the shard's ingress channel: their lengths are
+    /// the shard's queue.
     pub queue: Rc<LocalSender<Command>>,
+    pub ingress_queue: Rc<LocalSender<Command>>,
     pub engine: Engine,
     /// This core's link to the other validators (none when single).
     pub link: Option<Rc<PeerLink>>,
@@ -295,15 +297,12 @@ impl ShardDriver {
             .start_turn(&mut io, now)
             .map_err(|source| EngineError::Replica { shard, source })?;
         if let Some(persist) = persist {
+            self.counters().lap(Stage::ProposeApply, &mut stage_started);
             if persist.snapshot.is_some() {
                 // A leader's snapshot (newer than any local one): the local one first, so that
                 // snapshots are saved in index order.
                 self.save_archived(true).await?;
             }
-            let written = Instant::now();
-            self.counters()
-                .record_stage(Stage::ProposeApply, written - stage_started);
-            stage_started = written;
             if let Some(snapshot) = &persist.snapshot {
                 // Only a follower receives snapshots (from its leader): the replica restored
                 // its state already; make it durable before the entries that follow it.
@@ -326,18 +325,14 @@ impl ShardDriver {
                     .map_err(|source| EngineError::Storage { shard, source })?;
                 self.counters().record_commit(&stats);
             }
-            let durable = Instant::now();
-            self.counters()
-                .record_stage(Stage::Persist, durable - stage_started);
-            stage_started = durable;
+            self.counters().lap(Stage::Persist, &mut stage_started);
             let now = self.now();
             let (node, mut io) = self.split();
             node.persisted(&mut io, persist.number, now);
         }
         let (node, mut io) = self.split();
         let snapshot = node.finish_turn(&mut io);
-        self.counters()
-            .record_stage(Stage::Answer, stage_started.elapsed());
+        self.counters().lap(Stage::Answer, &mut stage_started);
         if let Some(snapshot) = snapshot {
             // Archiving the copied state (sorting its accounts, rkyv) is most of a snapshot's
             // cost: it runs on glommio's blocking pool while this shard's turns go on (the log
@@ -460,17 +455,14 @@ impl ShardDriver {
 
     fn send_home(&self, home: usize, lent: super::mesh::Lent) {
         if let Some(outbox) = super::mesh::Outbox::current(self.engine.id()) {
-            let counters = &self.engine.inner.core_counters[self.core];
-            outbox.send_home(home, lent, counters);
+            outbox.send_home(home, lent);
         }
     }
 
     fn status(&self) -> ShardStatus {
         let mut status = self.node.status();
-        let shard = self.node.shard();
         status.core = self.core;
-        status.queued_commands = self.queue.len()
-            + super::mesh::Outbox::current(self.engine.id()).map_or(0, |o| o.queued(shard));
+        status.queued_commands = self.queue.len() + self.ingress_queue.len();
         if let Some(link) = &self.link {
             status.transport = Some(link.transport.counters());
             status.peer_links = self

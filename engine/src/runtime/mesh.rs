@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// What travels on a ring (and on a core's foreign channel).
+/// What travels on a ring.
 pub(super) enum Envelope {
     /// A command for a shard of the receiving core.
     Command(ShardId, Command),
@@ -35,6 +35,20 @@ pub(super) enum Envelope {
     /// freed by the core that allocated them (no allocator sees memory of another core freed).
     Home(Lent),
 }
+
+impl Envelope {
+    /// The command of an envelope that carried one (a failed send hands it back).
+    fn into_command(self) -> Command {
+        match self {
+            Envelope::Command(_, command) => command,
+            Envelope::Home(_) => unreachable!("only commands are sent and handed back"),
+        }
+    }
+}
+
+/// What a core's foreign channel carries: commands only (threads that are not executors lend
+/// no buffers).
+pub(super) type Foreign = (ShardId, Command);
 
 /// Buffers lent from one core to another with a command or an answer.
 #[expect(
@@ -64,7 +78,7 @@ pub(super) struct CoreEnds {
     /// From every other core.
     incoming: Vec<SharedReceiver<Envelope>>,
     /// From threads that are not executors of this engine.
-    foreign: async_channel::Receiver<Envelope>,
+    foreign: async_channel::Receiver<Foreign>,
 }
 
 /// The rings of `cores` executors (`cores × (cores − 1)` of them, `depth` commands each), and
@@ -72,7 +86,7 @@ pub(super) struct CoreEnds {
 pub(super) fn build(
     cores: usize,
     depth: usize,
-) -> (Vec<CoreEnds>, Vec<async_channel::Sender<Envelope>>) {
+) -> (Vec<CoreEnds>, Vec<async_channel::Sender<Foreign>>) {
     assert!(cores > 0 && depth > 0);
     let mut ends: Vec<CoreEnds> = Vec::with_capacity(cores);
     let mut foreign_senders = Vec::with_capacity(cores);
@@ -103,10 +117,13 @@ pub(super) struct Outbox {
     /// The core this outbox is on.
     core: usize,
     cores: usize,
-    /// Ingress channel of each shard of this core (index = shard; `None`: another core's).
-    local: Vec<Option<Rc<LocalSender<Command>>>>,
+    /// Ingress channel of each shard of this core (index = shard; `None`: another core's),
+    /// shared with the core's routers.
+    local: Rc<Vec<Option<Rc<LocalSender<Command>>>>>,
     /// Ring to each other core, once both ends connected (index = core).
     remote: Vec<OnceCell<ConnectedSender<Envelope>>>,
+    /// Every core's counters (this one's counts the buffers it frees for others).
+    core_counters: Arc<[CoreCounters]>,
 }
 
 thread_local! {
@@ -128,14 +145,10 @@ impl Outbox {
             return tx.send(command).await.map_err(item);
         }
         match self.remote[core].get() {
-            Some(ring) => {
-                ring.send(Envelope::Command(shard, command))
-                    .await
-                    .map_err(|e| match item(e) {
-                        Envelope::Command(_, command) => command,
-                        Envelope::Home(_) => unreachable!("a command was sent"),
-                    })
-            }
+            Some(ring) => ring
+                .send(Envelope::Command(shard, command))
+                .await
+                .map_err(|e| item(e).into_command()),
             None => Err(command),
         }
     }
@@ -145,18 +158,21 @@ impl Outbox {
         self.core
     }
 
-    /// Sends buffers core `home` lent back to it, to be freed there. Returns false when they
-    /// are freed here instead: `home` is this core, or its ring is full or closed (bounded:
-    /// never waits).
-    pub(super) fn send_home(&self, home: usize, lent: Lent, counters: &CoreCounters) -> bool {
-        let sent = home != self.core
-            && self.remote[home]
-                .get()
-                .is_some_and(|ring| ring.try_send(Envelope::Home(lent)).is_ok());
-        if !sent && home != self.core {
-            counters.buffers_freed_away.fetch_add(1, Relaxed);
+    /// Sends buffers core `home` lent back to it, to be freed there. They are freed here
+    /// instead when `home` is this core, or (counted) when its ring is full or closed: this
+    /// never waits.
+    pub(super) fn send_home(&self, home: usize, lent: Lent) {
+        if home == self.core {
+            return;
         }
-        sent
+        let sent = self.remote[home]
+            .get()
+            .is_some_and(|ring| ring.try_send(Envelope::Home(lent)).is_ok());
+        if !sent {
+            self.core_counters[self.core]
+                .buffers_freed_away
+                .fetch_add(1, Relaxed);
+        }
     }
 
     /// Queues `command` for `shard` if there is room now (a ring not yet connected counts as
@@ -170,20 +186,11 @@ impl Outbox {
             Some(ring) => ring
                 .try_send(Envelope::Command(shard, command))
                 .map_err(|e| match classify(e) {
-                    TrySendError::Full(Envelope::Command(_, c)) => TrySendError::Full(c),
-                    TrySendError::Closed(Envelope::Command(_, c)) => TrySendError::Closed(c),
-                    _ => unreachable!("a command was sent"),
+                    TrySendError::Full(envelope) => TrySendError::Full(envelope.into_command()),
+                    TrySendError::Closed(envelope) => TrySendError::Closed(envelope.into_command()),
                 }),
             None => Err(TrySendError::Full(command)),
         }
-    }
-
-    /// Commands queued on the ingress channel of `shard` (one of this core's).
-    pub(super) fn queued(&self, shard: ShardId) -> usize {
-        self.local
-            .get(shard as usize)
-            .and_then(Option::as_ref)
-            .map_or(0, |tx| tx.len())
     }
 }
 
@@ -205,8 +212,9 @@ pub(super) fn install(
         engine,
         core,
         cores,
-        local: local.to_vec(),
+        local: local.clone(),
         remote: (0..cores).map(|_| OnceCell::new()).collect(),
+        core_counters: core_counters.clone(),
     });
     OUTBOX.with(|o| *o.borrow_mut() = Some(outbox.clone()));
     let mut connecting = Vec::new();
@@ -246,11 +254,9 @@ pub(super) fn install(
     }
     let foreign = ends.foreign;
     glommio::spawn_local(async move {
-        while let Ok(envelope) = foreign.recv().await {
-            if let Envelope::Command(shard, command) = envelope {
-                let counted = &counters[shard as usize].commands_from_threads;
-                deliver(&local, shard, command, counted).await;
-            }
+        while let Ok((shard, command)) = foreign.recv().await {
+            let counted = &counters[shard as usize].commands_from_threads;
+            deliver(&local, shard, command, counted).await;
         }
     })
     .detach();

@@ -221,7 +221,7 @@ struct EngineInner {
     custody: custody::Custody,
     /// Each core's channel for commands from threads that are not its executors (the
     /// executors themselves use the rings of [`mesh`]).
-    foreign: Vec<async_channel::Sender<mesh::Envelope>>,
+    foreign: Vec<async_channel::Sender<mesh::Foreign>>,
     counters: Arc<[ShardCounters]>,
     core_counters: Arc<[CoreCounters]>,
     executors: std::sync::Mutex<Vec<glommio::ExecutorJoinHandle<Result<(), EngineError>>>>,
@@ -425,15 +425,8 @@ impl Engine {
     ) -> Result<Vec<Outcome>, SubmitFailure> {
         let total = records.len();
         let waits = self
-            .send_per_shard(records, gateway, |records, custodial, reply| {
-                Command::Submit {
-                    records,
-                    valid: Vec::new(),
-                    custodial,
-                    from: Submitter::Client(Reply::Outcomes(reply)),
-                    home: None,
-                    sent: None,
-                }
+            .send_per_shard(records, gateway, |reply| {
+                Submitter::Client(Reply::Outcomes(reply))
             })
             .await?;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
@@ -446,8 +439,7 @@ impl Engine {
             // The shard's core allocated them: freed there.
             if let Some(outbox) = &outbox {
                 let home = shard as usize % self.inner.cores;
-                let counters = &self.inner.core_counters[outbox.core()];
-                outbox.send_home(home, mesh::Lent::Outcomes(got), counters);
+                outbox.send_home(home, mesh::Lent::Outcomes(got));
             }
         }
         Ok(outcomes
@@ -456,15 +448,15 @@ impl Engine {
             .collect())
     }
 
-    /// Splits `records` by owning shard and sends each shard one command built by `command`;
-    /// returns, per shard reached, the shard, the positions of its records in `records` and
-    /// its reply. From an executor, the command says which core lent its buffers (they come
-    /// back to be freed there).
+    /// Splits `records` by owning shard and sends each shard one submission, answered as
+    /// `from` says; returns, per shard reached, the shard, the positions of its records in
+    /// `records` and its reply. From an executor, the submission says which core lent its
+    /// buffers (they come back to be freed there).
     async fn send_per_shard<T>(
         &self,
         records: &[Record],
         gateway: Option<GatewayId>,
-        command: impl Fn(Vec<Record>, Vec<bool>, oneshot::Sender<T>) -> Command,
+        from: impl Fn(oneshot::Sender<T>) -> Submitter<Reply>,
     ) -> Result<Vec<(ShardId, Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
         let lender = mesh::Outbox::current(self.id())
             .map(|o| u16::try_from(o.core()).expect("at most 65,536 cores"));
@@ -487,11 +479,14 @@ impl Engine {
                 Some(gateway) => self.inner.custody.custodial(gateway, &group),
                 None => Vec::new(),
             };
-            let mut submission = command(group, custodial, tx);
-            if let Command::Submit { home, sent, .. } = &mut submission {
-                *home = lender;
-                *sent = Some(Instant::now());
-            }
+            let submission = Command::Submit {
+                records: group,
+                valid: Vec::new(),
+                custodial,
+                from: from(tx),
+                home: lender,
+                sent: Some(Instant::now()),
+            };
             self.send_to(s as ShardId, submission)
                 .await
                 .map_err(|_| SubmitFailure::Stopped)?;
@@ -564,15 +559,8 @@ impl Engine {
     ) -> Result<Vec<TxHash>, SubmitFailure> {
         let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
         let waits = self
-            .send_per_shard(records, gateway, |records, custodial, reply| {
-                Command::Submit {
-                    records,
-                    valid: Vec::new(),
-                    custodial,
-                    from: Submitter::Detached(Reply::Admitted(reply)),
-                    home: None,
-                    sent: None,
-                }
+            .send_per_shard(records, gateway, |reply| {
+                Submitter::Detached(Reply::Admitted(reply))
             })
             .await?;
         for (_, _, rx) in waits {
@@ -652,7 +640,7 @@ impl Engine {
         for shard in 0..self.inner.shard_count {
             let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
             if let Err(async_channel::TrySendError::Full(stop)) =
-                foreign.try_send(mesh::Envelope::Command(shard, Command::Shutdown))
+                foreign.try_send((shard, Command::Shutdown))
             {
                 let _ = futures::executor::block_on(foreign.send(stop));
             }
@@ -681,11 +669,10 @@ impl Engine {
             None => command,
         };
         let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
-        match foreign.send(mesh::Envelope::Command(shard, command)).await {
-            Ok(()) => Ok(()),
-            Err(async_channel::SendError(mesh::Envelope::Command(_, command))) => Err(command),
-            Err(_) => unreachable!("a command was sent"),
-        }
+        foreign
+            .send((shard, command))
+            .await
+            .map_err(|async_channel::SendError((_, command))| command)
     }
 
     /// Queues `command` for `shard` if there is room now (see [`Engine::send_to`]).
@@ -694,15 +681,9 @@ impl Engine {
             return outbox.try_send(shard, command);
         }
         let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
-        let envelope = mesh::Envelope::Command(shard, command);
-        foreign.try_send(envelope).map_err(|e| match e {
-            async_channel::TrySendError::Full(mesh::Envelope::Command(_, c)) => {
-                mesh::TrySendError::Full(c)
-            }
-            async_channel::TrySendError::Closed(mesh::Envelope::Command(_, c)) => {
-                mesh::TrySendError::Closed(c)
-            }
-            _ => unreachable!("a command was sent"),
+        foreign.try_send((shard, command)).map_err(|e| match e {
+            async_channel::TrySendError::Full((_, c)) => mesh::TrySendError::Full(c),
+            async_channel::TrySendError::Closed((_, c)) => mesh::TrySendError::Closed(c),
         })
     }
 

@@ -1,6 +1,7 @@
 //! One core: its peer link, its shards (each an ingress task and a driver task), and the
 //! service (HTTP) that runs next to them once every shard of the engine is ready.
 
+use super::driver::Command;
 use super::driver::ShardDriver;
 use super::ingress::{ingress, VerifySlices};
 use super::mesh;
@@ -16,7 +17,7 @@ use crate::shard::ShardId;
 use crate::state_snapshot::decode_state;
 use aurigraph_storage::shard_log::ShardLog;
 use aurigraph_storage::wal::WalConfig;
-use glommio::channels::local_channel;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use raft::eraftpb::{ConfState, HardState};
 use raft::Storage;
 use std::rc::Rc;
@@ -53,6 +54,31 @@ fn node_config(config: &EngineConfig, replicated: bool) -> NodeConfig {
     }
 }
 
+/// One shard's two channels on its core, each bounded by `shard_queue_depth`.
+struct ShardChannels {
+    shard: ShardId,
+    /// What clients, peers and other shards send the shard (over this core's outbox or a
+    /// ring's router); the shard's ingress task reads it.
+    ingress: (Rc<LocalSender<Command>>, LocalReceiver<Command>),
+    /// Verified submissions from the ingress task; raft messages and forward replies from the
+    /// peer router. The shard's driver reads it.
+    driver: (Rc<LocalSender<Command>>, LocalReceiver<Command>),
+}
+
+impl ShardChannels {
+    fn new(shard: ShardId, depth: usize) -> ShardChannels {
+        let bounded = || {
+            let (tx, rx) = local_channel::new_bounded(depth);
+            (Rc::new(tx), rx)
+        };
+        ShardChannels {
+            shard,
+            ingress: bounded(),
+            driver: bounded(),
+        }
+    }
+}
+
 /// What one executor is given: its core, its shards and its ends of the rings.
 pub(super) struct Core {
     pub core: usize,
@@ -78,18 +104,14 @@ pub(super) async fn run_core(
         ends,
     } = setup;
     let shard_count = engine.shard_count();
-    // Each shard's ingress channel (index = shard, this core's only): what clients, peers and
-    // other shards send it, over this core's outbox or a ring's router.
-    let mut ingress_channels: Vec<_> = shards
+    let channels: Vec<ShardChannels> = shards
         .iter()
-        .map(|_| local_channel::new_bounded(config.shard_queue_depth))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|(tx, rx)| (Rc::new(tx), Some(rx)))
+        .map(|&shard| ShardChannels::new(shard, config.shard_queue_depth))
         .collect();
+    // The ingress channel of each shard of this core (index = shard), for the outbox.
     let mut local = vec![None; shard_count as usize];
-    for (shard, (tx, _)) in shards.iter().zip(&ingress_channels) {
-        local[*shard as usize] = Some(tx.clone());
+    for channel in &channels {
+        local[channel.shard as usize] = Some(channel.ingress.0.clone());
     }
     let connecting = mesh::install(
         engine.id(),
@@ -113,28 +135,20 @@ pub(super) async fn run_core(
             return Err(error);
         }
     };
-    // Each driver's channel: verified submissions from its ingress task, raft messages and
-    // forward replies from the peer router.
-    let driver_channels: Vec<_> = shards
-        .iter()
-        .map(|&shard| {
-            let (tx, rx) = local_channel::new_bounded(config.shard_queue_depth);
-            (shard, Rc::new(tx), rx)
-        })
-        .collect();
     if let Some(link) = &link {
-        let drivers = driver_channels
+        let drivers = channels
             .iter()
-            .map(|(shard, tx, _)| (*shard, tx.clone()))
+            .map(|channel| (channel.shard, channel.driver.0.clone()))
             .collect();
         glommio::spawn_local(peers::route(link.clone(), drivers, engine.clone())).detach();
     }
     let mut tasks = Vec::new();
-    for ((shard, verified_tx, verified_rx), (ingress_tx, ingress_rx)) in
-        driver_channels.into_iter().zip(&mut ingress_channels)
-    {
-        let rx = ingress_rx.take().expect("one ingress task per shard");
-        let ingress_queue = ingress_tx.clone();
+    for channel in channels {
+        let ShardChannels {
+            shard,
+            ingress: (ingress_tx, ingress_rx),
+            driver: (driver_tx, driver_rx),
+        } = channel;
         let config = config.clone();
         let genesis = genesis.clone();
         let peers = engine.clone();
@@ -157,8 +171,8 @@ pub(super) async fn run_core(
                         let counters = peers.inner.counters.clone();
                         glommio::spawn_local(
                             ingress(
-                                (rx, ingress_queue),
-                                verified_tx.clone(),
+                                (ingress_rx, ingress_tx.clone()),
+                                driver_tx.clone(),
                                 counters,
                                 shard,
                                 VerifySlices {
@@ -175,8 +189,9 @@ pub(super) async fn run_core(
                             node: ShardNode::new(node_config, replica),
                             config,
                             log,
-                            rx: verified_rx,
-                            queue: verified_tx,
+                            rx: driver_rx,
+                            queue: driver_tx,
+                            ingress_queue: ingress_tx,
                             engine: peers,
                             link,
                             started: Instant::now(),
