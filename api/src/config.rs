@@ -24,6 +24,7 @@ pub struct NodeArgs {
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
     /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
+    /// ready_cycles_in_flight_max,
     /// recent_transactions_per_shard,
     /// verify_slice_signatures, verify_slice_signatures_backlogged).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -185,6 +186,9 @@ pub struct FileConfig {
     pub snapshot_interval_bytes: Option<u64>,
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
+    /// Ready cycles of a shard staged and not yet durable (1 ..= 64; default 8; 1: each write
+    /// durable before the next cycle starts).
+    pub ready_cycles_in_flight_max: Option<usize>,
     pub recent_transactions_per_shard: Option<usize>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
@@ -253,6 +257,7 @@ pub struct NodeConfig {
     pub snapshot_interval_entries: u64,
     pub snapshot_interval_bytes: u64,
     pub snapshot_piece_bytes: usize,
+    pub ready_cycles_in_flight_max: usize,
     pub recent_transactions_per_shard: usize,
     pub verify_slice_signatures: usize,
     pub verify_slice_signatures_backlogged: usize,
@@ -268,6 +273,9 @@ pub struct NodeConfig {
 
 /// Upper bound on executors (bounds threads and per-core tables).
 pub const CORES_MAX: usize = 256;
+
+/// Bound on `ready_cycles_in_flight_max`: each cycle in flight holds its messages to send.
+pub const READY_CYCLES_IN_FLIGHT_LIMIT: usize = 64;
 
 /// What bounds one client of the HTTP API (`aurigraph_api::http::limits`; the table with the
 /// defaults is in docs/security.md).
@@ -466,6 +474,13 @@ impl NodeConfig {
             file.verify_slice_signatures_backlogged,
             VERIFY_SLICE_SIGNATURES_MAX,
         )?;
+        let ready_cycles_in_flight_max = file.ready_cycles_in_flight_max.unwrap_or(8);
+        if !(1..=READY_CYCLES_IN_FLIGHT_LIMIT).contains(&ready_cycles_in_flight_max) {
+            return Err(ConfigError::Invalid(format!(
+                "ready_cycles_in_flight_max {ready_cycles_in_flight_max}: must be between 1 and \
+                 {READY_CYCLES_IN_FLIGHT_LIMIT}"
+            )));
+        }
         let tokens = match args.tokens.as_ref().or(file.tokens.as_ref()) {
             Some(path) => aurigraph_engine::tokens::Tokens::load(path)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -556,6 +571,7 @@ impl NodeConfig {
                 .unwrap_or(512 << 20)
                 .max(1 << 20),
             snapshot_piece_bytes,
+            ready_cycles_in_flight_max,
             recent_transactions_per_shard,
             verify_slice_signatures,
             verify_slice_signatures_backlogged,
@@ -851,11 +867,12 @@ mod tests {
     #[test]
     fn bad_config_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        for key in [
-            "verify_slice_signatures",
-            "verify_slice_signatures_backlogged",
+        for (key, bad_values) in [
+            ("verify_slice_signatures", [0, 257]),
+            ("verify_slice_signatures_backlogged", [0, 257]),
+            ("ready_cycles_in_flight_max", [0, 65]),
         ] {
-            for bad in [0, 257] {
+            for bad in bad_values {
                 let file = dir.path().join("slice.toml");
                 std::fs::write(&file, format!("{key} = {bad}\n")).unwrap();
                 let args = NodeArgs {

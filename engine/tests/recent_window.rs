@@ -66,7 +66,8 @@ fn cycles(replica: &mut ShardReplica, storage: &MemStorage, now_ms: u64) {
         if let Some(hs) = &work.hard_state {
             storage.wl().set_hardstate(hs.clone());
         }
-        replica.persisted(work.number, now_ms);
+        replica.staged(work.number);
+        replica.persisted(work.number);
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! Persistence contract (raft-rs asynchronous ready): entries and hard states given to
 //! [`ShardLog::stage`] are visible to `RawNode` at once but durable only when [`ShardLog::sync`]
-//! returns; the caller acknowledges (sends messages, calls `on_persist_ready`) only after that.
+//! (or [`ShardLog::finish_sync`] of the group commit that took them) returns; the caller
+//! acknowledges (sends messages, calls `on_persist_ready`) only after that. One group commit is
+//! in flight at a time, and the next one stages meanwhile.
 //! A failed `sync` poisons the log: the process must restart and recover.
 //!
 //! Membership: the conf state survives restarts through snapshots (their metadata carries it).
@@ -140,9 +142,67 @@ impl ShardLog {
         Ok(())
     }
 
-    /// Group-commits everything staged; returns after the fdatasync.
+    /// Group-commits everything staged; returns after the fdatasync. No group may be in
+    /// flight.
     pub async fn sync(&mut self) -> Result<CommitStats, StorageError> {
         self.wal.commit().await
+    }
+
+    /// Starts a group commit of everything staged (see [`Wal::start_commit`]); staging goes on
+    /// meanwhile. Returns whether one started (`false`: nothing staged).
+    pub async fn start_sync(&mut self) -> Result<bool, StorageError> {
+        self.wal.start_commit().await
+    }
+
+    /// Waits until the group commit in flight is durable (cancel-safe).
+    pub async fn finish_sync(&mut self) -> Result<CommitStats, StorageError> {
+        self.wal.finish_commit().await
+    }
+
+    /// Whether a group commit is in flight.
+    pub fn is_syncing(&self) -> bool {
+        self.wal.is_committing()
+    }
+
+    /// Stages the longest prefix of `entries` that fits the staging buffer, and `hard_state`
+    /// too when all of them fit with it. Returns how many entries were staged and whether
+    /// everything was (`false`: commit what is staged, then stage the rest). An entry larger
+    /// than the whole staging buffer is refused.
+    pub fn stage_prefix(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(usize, bool), StorageError> {
+        let free_bytes = self.wal.staged_bytes_free();
+        let mut fitting = 0;
+        let mut fitting_bytes = 0;
+        for entry in entries {
+            let bytes = Wal::bytes_needed(std::slice::from_ref(entry), None);
+            if fitting_bytes + bytes > free_bytes {
+                break;
+            }
+            fitting_bytes += bytes;
+            fitting += 1;
+        }
+        let hard_state_bytes = Wal::bytes_needed(&[], hard_state);
+        if fitting == entries.len() && fitting_bytes + hard_state_bytes <= free_bytes {
+            self.stage(entries, hard_state)?;
+            return Ok((fitting, true));
+        }
+        if fitting == 0 && self.wal.staged_bytes() == 0 {
+            // Staging holds at least a block, more than any hard state: an entry did not fit.
+            let entry = &entries[0];
+            return Err(StorageError::Invalid(format!(
+                "entry {} needs {} bytes, more than staged_bytes_max {}",
+                entry.index,
+                Wal::bytes_needed(std::slice::from_ref(entry), None),
+                self.wal.staged_bytes_max()
+            )));
+        }
+        if fitting > 0 {
+            self.stage(&entries[..fitting], None)?;
+        }
+        Ok((fitting, false))
     }
 
     /// `stage` + `sync`, splitting into several group commits when the batch does not fit the
@@ -155,37 +215,12 @@ impl ShardLog {
         let mut total = CommitStats::default();
         let mut rest = entries;
         loop {
-            let free_bytes = self.wal.staged_bytes_free();
-            let mut fitting = 0;
-            let mut fitting_bytes = 0;
-            for entry in rest {
-                let bytes = Wal::bytes_needed(std::slice::from_ref(entry), None);
-                if fitting_bytes + bytes > free_bytes {
-                    break;
-                }
-                fitting_bytes += bytes;
-                fitting += 1;
-            }
-            let hard_state_bytes = Wal::bytes_needed(&[], hard_state);
-            if fitting == rest.len() && fitting_bytes + hard_state_bytes <= free_bytes {
-                self.stage(rest, hard_state)?;
-                add_stats(&mut total, self.sync().await?);
+            let (staged, done) = self.stage_prefix(rest, hard_state)?;
+            rest = &rest[staged..];
+            add_stats(&mut total, self.sync().await?);
+            if done {
                 return Ok(total);
             }
-            if fitting == 0 && self.wal.staged_bytes() == 0 {
-                let entry = &rest[0];
-                return Err(StorageError::Invalid(format!(
-                    "entry {} needs {} bytes, more than staged_bytes_max {}",
-                    entry.index,
-                    Wal::bytes_needed(std::slice::from_ref(entry), None),
-                    self.wal.staged_bytes_max()
-                )));
-            }
-            if fitting > 0 {
-                self.stage(&rest[..fitting], None)?;
-                rest = &rest[fitting..];
-            }
-            add_stats(&mut total, self.sync().await?);
         }
     }
 

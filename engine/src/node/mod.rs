@@ -86,6 +86,9 @@ pub struct NodeConfig {
     pub credit_announce_interval_ms: u64,
     /// Shortest time between two leadership hand-overs.
     pub leader_transfer_interval_ms: u64,
+    /// Ready cycles handed out and not yet durable, at most (1: each write is durable before
+    /// the next cycle starts; more: the next group is proposed and sent while a write runs).
+    pub ready_cycles_in_flight_max: usize,
 }
 
 impl NodeConfig {
@@ -102,6 +105,7 @@ impl NodeConfig {
             snapshot_interval_bytes: 512 << 20,
             credit_announce_interval_ms: 5_000,
             leader_transfer_interval_ms: 2_000,
+            ready_cycles_in_flight_max: 8,
         }
     }
 }
@@ -178,8 +182,9 @@ pub trait Effects {
     fn unlink(&mut self, node_id: u64);
 }
 
-/// A ready cycle's writes: make them durable (the snapshot first, then the entries and the
-/// hard state, one group commit), then call [`ShardNode::persisted`] with `number`.
+/// A ready cycle's writes: stage them (the snapshot first, then the entries and the hard
+/// state) and call [`ShardNode::staged`] with `number`; once they are durable (in order with
+/// the cycles before), call [`ShardNode::persisted`].
 #[derive(Debug)]
 pub struct Persist {
     pub number: u64,
@@ -195,6 +200,18 @@ impl Persist {
     pub fn has_writes(&self) -> bool {
         self.snapshot.is_some() || !self.entries.is_empty() || self.hard_state.is_some()
     }
+}
+
+/// A ready cycle handed out and not yet durable.
+#[derive(Debug)]
+struct InFlightCycle {
+    number: u64,
+    /// Whether it has writes (one without is durable once every cycle before it is).
+    has_writes: bool,
+    /// The index of the leader's snapshot it installs.
+    snapshot_index: Option<u64>,
+    /// Messages that must wait until it is durable.
+    after_write: Vec<Message>,
 }
 
 /// The state at `index`, to save as the shard's snapshot (the log before it may go); then call
@@ -281,9 +298,9 @@ pub struct ShardNode<R> {
     linked: std::collections::BTreeSet<u64>,
     /// The monotonic clock at the latest tick or turn (deadlines of forwarded submissions).
     last_now_ms: u64,
-    /// The ready cycle handed out and not yet persisted: its number, whether it installs a
-    /// snapshot, and the messages that must wait until it is durable.
-    in_flight: Option<(u64, Option<u64>, Vec<Message>)>,
+    /// Ready cycles handed out and not yet durable, oldest first (at most
+    /// `ready_cycles_in_flight_max`).
+    in_flight: VecDeque<InFlightCycle>,
     counters: NodeCounters,
 }
 
@@ -308,7 +325,7 @@ impl<R> ShardNode<R> {
             leader_blocked_since_ms: None,
             linked: std::collections::BTreeSet::new(),
             last_now_ms: 0,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             counters: NodeCounters::default(),
             config,
             replica,
@@ -329,7 +346,7 @@ impl<R> ShardNode<R> {
     }
     /// Whether a turn would do nothing: the edge may sleep until the next input or tick.
     pub fn is_idle(&self) -> bool {
-        self.in_flight.is_none() && !self.replica.has_ready() && !self.replica.has_admitted()
+        !self.replica.has_ready() && !self.replica.has_admitted()
     }
     /// Raft's election clock: ticks since it was last reset, and the timeout it runs to.
     pub fn election_clock(&self) -> (usize, usize) {
@@ -349,9 +366,23 @@ impl<R> ShardNode<R> {
     pub fn queued_messages(&self) -> usize {
         self.pieces.queued()
     }
-    /// Whether a turn's persist is in flight (no raft input may be fed until `persisted`).
+    /// Whether a ready cycle's writes are not yet durable.
     pub fn is_persisting(&self) -> bool {
-        self.in_flight.is_some()
+        !self.in_flight.is_empty()
+    }
+
+    /// Whether [`ShardNode::start_turn`] may be called: fewer cycles in flight than the bound,
+    /// and none at all when the next cycle restores a snapshot from the leader (written before
+    /// anything after it, so nothing may be pending before it either).
+    pub fn can_start_turn(&self) -> bool {
+        let bound = if self.replica.has_snapshot_to_restore()
+            || self.in_flight.back().is_some_and(|c| c.snapshot_index.is_some())
+        {
+            1
+        } else {
+            self.config.ready_cycles_in_flight_max
+        };
+        self.in_flight.len() < bound
     }
 
     /// A submission whose signatures the edge verified (`valid[i]` for `records[i]`).
@@ -439,7 +470,6 @@ impl<R> ShardNode<R> {
     }
 
     fn step(&mut self, message: Message) {
-        assert!(self.in_flight.is_none(), "raft input while persisting");
         let vote = matches!(
             message.get_msg_type(),
             MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
@@ -502,7 +532,6 @@ impl<R> ShardNode<R> {
     /// A raft tick (the edge calls it every tick interval): elections and heartbeats,
     /// forwarded submissions that timed out, leadership hand-over, credit announcements.
     pub fn tick<E: Effects<Reply = R>>(&mut self, io: &mut E, now: Now) {
-        assert!(self.in_flight.is_none(), "tick while persisting");
         self.last_now_ms = now.monotonic_ms;
         self.replica.tick();
         self.expire_forwards(io, now);
@@ -518,14 +547,15 @@ impl<R> ShardNode<R> {
     }
 
     /// Proposes what was admitted and starts a ready cycle: applies what committed and is
-    /// durable, sends what may go before the write, and returns the write (or `None`: nothing
-    /// to persist; call [`ShardNode::finish_turn`] next).
+    /// durable, sends what may go before the write, and returns the write to stage (or `None`:
+    /// nothing to write). Only when [`ShardNode::can_start_turn`]. Then
+    /// [`ShardNode::finish_turn`], whether or not a write is still pending.
     pub fn start_turn<E: Effects<Reply = R>>(
         &mut self,
         io: &mut E,
         now: Now,
     ) -> Result<Option<Persist>, ReplicaError> {
-        assert!(self.in_flight.is_none(), "one ready cycle at a time");
+        assert!(self.can_start_turn(), "ready cycles in flight at their bound");
         self.last_now_ms = now.monotonic_ms;
         self.replica.propose_admitted();
         let Some(mut work) = self.replica.ready(now.wall_ms)? else {
@@ -535,12 +565,21 @@ impl<R> ShardNode<R> {
         // vote only once persisted); everything else waits for the write.
         let early = std::mem::take(&mut work.messages);
         self.send_raft(io, early);
-        let snapshot_index = work.snapshot.as_ref().map(|s| s.get_metadata().index);
-        self.in_flight = Some((
-            work.number,
-            snapshot_index,
-            std::mem::take(&mut work.persisted_messages),
-        ));
+        let has_writes = work.has_writes();
+        self.in_flight.push_back(InFlightCycle {
+            number: work.number,
+            has_writes,
+            snapshot_index: work.snapshot.as_ref().map(|s| s.get_metadata().index),
+            after_write: std::mem::take(&mut work.persisted_messages),
+        });
+        if !has_writes {
+            // Nothing to write: durable as soon as every cycle before it is.
+            self.replica.staged(work.number);
+            if self.in_flight.len() == 1 {
+                self.persisted(io, work.number, now);
+            }
+            return Ok(None);
+        }
         Ok(Some(Persist {
             number: work.number,
             snapshot: work.snapshot,
@@ -550,33 +589,49 @@ impl<R> ShardNode<R> {
         }))
     }
 
-    /// The write of ready cycle `number` is durable.
+    /// The writes of ready cycle `number` are staged (readable from the storage): raft takes
+    /// input again. Call before any other input.
+    pub fn staged(&mut self, number: u64) {
+        assert_eq!(
+            self.in_flight.back().map(|c| c.number),
+            Some(number),
+            "staged the ready cycle handed out last"
+        );
+        self.replica.staged(number);
+    }
+
+    /// The writes of every ready cycle up to `number` are durable.
     pub fn persisted<E: Effects<Reply = R>>(&mut self, io: &mut E, number: u64, now: Now) {
-        let (expected, snapshot_index, after_write) =
-            self.in_flight.take().expect("persisted without a write");
-        assert_eq!(expected, number, "persisted the write handed out");
-        if let Some(index) = snapshot_index {
-            // A leader's snapshot is installed and durable: its credits count as this
-            // validator's, and the log before it is gone.
-            self.last_snapshot_index = index;
-            self.snapshot_applied_bytes = self.replica.applied_bytes();
-            tracing::info!(
-                shard = self.replica.shard(),
-                index,
-                "caught up from the leader's snapshot: installed"
-            );
-            self.credits.set_watermarks(self.inbound_watermarks());
-            self.announce_credits(io, now);
+        let mut last = None;
+        // Cycles without writes behind the durable ones are durable with them.
+        while let Some(cycle) = self.in_flight.front() {
+            if cycle.number > number && cycle.has_writes {
+                break;
+            }
+            let cycle = self.in_flight.pop_front().expect("front exists");
+            if let Some(index) = cycle.snapshot_index {
+                // A leader's snapshot is installed and durable: its credits count as this
+                // validator's, and the log before it is gone.
+                self.last_snapshot_index = index;
+                self.snapshot_applied_bytes = self.replica.applied_bytes();
+                tracing::info!(
+                    shard = self.replica.shard(),
+                    index,
+                    "caught up from the leader's snapshot: installed"
+                );
+                self.credits.set_watermarks(self.inbound_watermarks());
+                self.announce_credits(io, now);
+            }
+            self.send_raft(io, cycle.after_write);
+            last = Some(cycle.number);
         }
-        self.send_raft(io, after_write);
-        let messages = self.replica.persisted(number, now.wall_ms);
-        self.send_raft(io, messages);
+        let last = last.expect("persisted without a write in flight");
+        self.replica.persisted(last);
     }
 
     /// The rest of a turn: more pieces of large messages, membership events, answers, messages
     /// to other shards; returns a local snapshot to save when one is due.
     pub fn finish_turn<E: Effects<Reply = R>>(&mut self, io: &mut E) -> Option<LocalSnapshot> {
-        assert!(self.in_flight.is_none(), "finish_turn while persisting");
         self.pump_pieces(io);
         self.settle_membership(io);
         self.answer(io);

@@ -366,6 +366,7 @@ fn turns(node: &mut ShardNode<u32>, io: &mut Recorder, storage: &MemStorage, n: 
             if let Some(hs) = &persist.hard_state {
                 storage.wl().set_hardstate(hs.clone());
             }
+            node.staged(persist.number);
             node.persisted(io, persist.number, AT);
         }
         assert!(node.finish_turn(io).is_none());
@@ -909,6 +910,7 @@ fn a_membership_change_raft_cannot_apply_stops_the_replica() {
                 if let Some(hs) = &persist.hard_state {
                     storage.wl().set_hardstate(hs.clone());
                 }
+                node.staged(persist.number);
                 node.persisted(&mut io, persist.number, AT);
                 node.finish_turn(&mut io);
             }
@@ -1361,6 +1363,7 @@ fn a_shard_snapshots_once_the_entries_it_applied_pass_the_byte_bound() {
                 if let Some(hs) = &persist.hard_state {
                     storage.wl().set_hardstate(hs.clone());
                 }
+                node.staged(persist.number);
                 node.persisted(&mut io, persist.number, AT);
             }
             snapshot = node.finish_turn(&mut io);

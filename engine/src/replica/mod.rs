@@ -22,14 +22,17 @@
 //!    restored its state from it), entries and a hard state to persist, `messages` that may be
 //!    sent at once and `persisted_messages` that must wait for the fdatasync. Committed entries
 //!    that were already durable are applied inside `ready`.
-//! 2. The caller makes the snapshot, entries and hard state durable (and visible in the
-//!    `MemStorage`, which `ShardLog::stage` does), fdatasyncs, then sends `persisted_messages`.
-//! 3. [`ShardReplica::persisted`] advances raft and applies what committed meanwhile; it returns
-//!    more messages (a leader's), which may be sent at once.
+//! 2. The caller stages the snapshot, entries and hard state (visible in the `MemStorage`, which
+//!    `ShardLog::stage` does) and calls [`ShardReplica::staged`]; raft takes input again.
+//! 3. Once they are durable the caller sends `persisted_messages` and calls
+//!    [`ShardReplica::persisted`]; what commits because of it applies at the next cycle.
 //!
-//! A follower thus acknowledges entries only after they are durable (asynchronous persistence in
-//! raft-rs 0.7 terms: a non-leader's messages are all `persisted_messages`).
-//!
+//! Several cycles may be staged and not yet durable (raft-rs's asynchronous append): a leader
+//! proposes and sends the next group while the previous one's fdatasync runs. A follower
+//! acknowledges entries only after they are durable (a non-leader's messages are all
+//! `persisted_messages`), and nothing applies before it is durable here (raft-rs applies up to
+//! the smaller of the commit and the persisted index).
+
 //! Snapshots for lagging followers are made on demand: when raft asks the storage for one, the
 //! replica archives its state at its applied index (`state_snapshot`) on the next ready cycle and
 //! raft sends it on a later attempt.
@@ -272,7 +275,8 @@ type Slot = (u64, u32, TxHash);
 pub struct ShardReplica {
     config: ReplicaConfig,
     node: RawNode<ReplicaStorage>,
-    /// The Ready handed out by [`ShardReplica::ready`] and not yet persisted.
+    /// The Ready handed out by [`ShardReplica::ready`] and not yet staged (its writes not yet
+    /// readable by raft from the storage).
     pending_ready: Option<Ready>,
     state: ShardState,
     results: Vec<ResultCode>,
@@ -459,9 +463,14 @@ impl ShardReplica {
     pub fn commit_index(&self) -> u64 {
         self.node.raft.raft_log.committed
     }
-    /// Whether a ready cycle has work (also true while a handed-out one is not yet persisted).
+    /// Whether a ready cycle has work (false while a handed-out one is not yet staged).
     pub fn has_ready(&self) -> bool {
         self.pending_ready.is_none() && self.node.has_ready()
+    }
+    /// Whether raft holds a snapshot from the leader that the next ready cycle restores (that
+    /// cycle must start with no earlier write pending: the snapshot is written first).
+    pub fn has_snapshot_to_restore(&self) -> bool {
+        self.node.raft.raft_log.unstable_snapshot().is_some()
     }
     pub fn is_leader(&self) -> bool {
         self.node.raft.state == StateRole::Leader
@@ -501,7 +510,7 @@ impl ShardReplica {
     pub fn step(&mut self, message: Message) -> Result<(), raft::Error> {
         assert!(
             self.pending_ready.is_none(),
-            "step while a ready cycle is not persisted"
+            "step while a ready cycle is not staged"
         );
         if message.get_msg_type() == MessageType::MsgSnapshot {
             // Raft keeps the snapshot's data; check it before raft commits to it.
@@ -562,10 +571,13 @@ impl ShardReplica {
 
     /// Starts a ready cycle: applies committed entries that are durable, restores a snapshot
     /// received from the leader, and returns what the caller must persist and send. `None` when
-    /// there is nothing to do. The caller persists, fdatasyncs, sends `persisted_messages`, then
-    /// calls [`ShardReplica::persisted`]; no other input may be fed in between.
+    /// there is nothing to do. The caller stages the writes (raft reads them from the storage
+    /// from then on) and calls [`ShardReplica::staged`] before any other input; once they are
+    /// durable it sends `persisted_messages` and calls [`ShardReplica::persisted`]. Ready
+    /// cycles are persisted in order; several may be staged and not yet durable (raft-rs's
+    /// asynchronous append: the next group is proposed and sent while a write runs).
     pub fn ready(&mut self, now_ms: u64) -> Result<Option<ReadyWork>, ReplicaError> {
-        assert!(self.pending_ready.is_none(), "previous ready not persisted");
+        assert!(self.pending_ready.is_none(), "previous ready not staged");
         if let Some(fatal) = &self.fatal {
             // Sticky: the replica does no more work.
             return Err(fatal.clone());
@@ -613,23 +625,26 @@ impl ShardReplica {
         Ok(Some(work))
     }
 
-    /// The caller made the ready cycle `number` durable (and sent its persisted messages).
-    /// Applies what committed meanwhile; returns messages that may be sent at once.
-    pub fn persisted(&mut self, number: u64, now_ms: u64) -> Vec<Message> {
+    /// The caller staged the writes of ready cycle `number`: raft may read them from the
+    /// storage, and takes input again.
+    pub fn staged(&mut self, number: u64) {
         let ready = self
             .pending_ready
             .take()
-            .expect("persisted without a ready cycle");
-        assert_eq!(
-            ready.number(),
-            number,
-            "persisted the ready cycle handed out"
-        );
-        let mut light = self.node.advance_append(ready);
-        let committed = light.take_committed_entries();
-        self.apply_committed(committed, now_ms);
+            .expect("staged without a ready cycle");
+        assert_eq!(ready.number(), number, "staged the ready cycle handed out");
+        self.node.advance_append_async(ready);
         self.advance_apply();
-        light.take_messages()
+    }
+
+    /// Ready cycles up to `number` are durable (and their persisted messages sent). What
+    /// commits because of it applies at the next ready cycle.
+    pub fn persisted(&mut self, number: u64) {
+        assert!(
+            self.pending_ready.is_none(),
+            "persisted while a ready cycle is not staged"
+        );
+        self.node.on_persist_ready(number);
     }
 
     /// Replaces the state with a snapshot received from the leader (catch-up after the log

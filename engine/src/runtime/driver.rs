@@ -1,7 +1,10 @@
 //! The I/O edge of one shard: performs what its [`ShardNode`] decides. Commands come in on the
 //! shard's channel (through the ingress task, which verified submissions); the node's actions
 //! go out to the transport, to clients' reply channels and to other shards' channels; its
-//! writes go to the shard's log with one group commit per turn.
+//! writes go to the shard's log. One group commit is in flight at a time; while it runs, the
+//! shard goes on with its next turns (raft-rs's asynchronous append) and stages their writes
+//! for the next group, which starts when the one in flight is durable: a group holds whatever
+//! accumulated meanwhile, so its size follows the load.
 
 use super::counters::{ShardCounters, Stage};
 use super::mesh::TrySendError;
@@ -19,6 +22,7 @@ use crate::shard::ShardId;
 use aurigraph_net::transport::SendError;
 use aurigraph_storage::shard_log::ShardLog;
 use futures::channel::oneshot;
+use futures::future::Either;
 use futures::FutureExt;
 use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use raft::eraftpb::ConfChangeType;
@@ -172,6 +176,13 @@ impl Effects for RuntimeIo<'_> {
     }
 }
 
+/// What a waiting shard woke up to.
+enum Woke {
+    Command(Option<Command>),
+    Tick,
+    Written(Result<aurigraph_storage::CommitStats, aurigraph_storage::StorageError>),
+}
+
 /// One shard on its core: the node, its log, its channel.
 pub(super) struct ShardDriver {
     pub core: usize,
@@ -192,6 +203,20 @@ pub(super) struct ShardDriver {
     pub started: Instant,
     /// A local snapshot being archived on glommio's blocking pool while turns go on.
     pub archiving: Option<Archiving>,
+    pub writes: Writes,
+}
+
+/// The shard's writes on their way to disk: ready cycles staged for the next group commit, and
+/// the group commit in flight.
+#[derive(Default)]
+pub(super) struct Writes {
+    /// The last ready cycle whose writes are all staged and in no group commit yet.
+    staged_up_to: Option<u64>,
+    /// The last ready cycle the group commit in flight makes durable (`None` also when it
+    /// holds only part of a cycle still being staged).
+    committing_up_to: Option<u64>,
+    /// When the group commit in flight started.
+    commit_started: Option<Instant>,
 }
 
 /// A local snapshot handed out by the node, its state being archived off the core.
@@ -223,21 +248,41 @@ impl ShardDriver {
         let shard = self.node.shard();
         let mut next_tick = Instant::now() + self.config.raft_tick;
         loop {
-            if self.node.is_idle() {
+            if self.node.is_idle() || !self.node.can_start_turn() {
+                // Every cycle not yet durable is in the group commit in flight (a turn starts
+                // one for what it staged): waiting for it, a command or the tick is enough.
+                assert!(
+                    !self.node.is_persisting() || self.log.is_syncing(),
+                    "ready cycles in flight without a group commit"
+                );
                 let wait = next_tick.saturating_duration_since(Instant::now());
-                let received = {
-                    let recv = pin!(self.rx.recv());
-                    let sleep = pin!(glommio::timer::sleep(wait));
-                    match futures::future::select(recv, sleep).await {
-                        futures::future::Either::Left((command, _)) => Some(command),
-                        futures::future::Either::Right(_) => None,
+                let woke = {
+                    let recv = self.rx.recv().map(Woke::Command);
+                    let sleep = glommio::timer::sleep(wait).map(|_| Woke::Tick);
+                    let log = &mut self.log;
+                    let written = async {
+                        if log.is_syncing() {
+                            Woke::Written(log.finish_sync().await)
+                        } else {
+                            std::future::pending().await
+                        }
+                    };
+                    let (sleep, written) = (pin!(sleep), pin!(written));
+                    let timed = futures::future::select(sleep, written);
+                    match futures::future::select(pin!(recv), timed).await {
+                        Either::Left((woke, _)) => woke,
+                        Either::Right((either, _)) => either.factor_first().0,
                     }
                 };
-                let stop = match received {
-                    Some(Some(command)) => self.handle(command),
+                let stop = match woke {
+                    Woke::Command(Some(command)) => self.handle(command),
                     // Every sender gone: nothing can reach the shard any more.
-                    Some(None) => true,
-                    None => false,
+                    Woke::Command(None) => true,
+                    Woke::Tick => false,
+                    Woke::Written(result) => {
+                        self.written(result)?;
+                        false
+                    }
                 };
                 if stop {
                     break;
@@ -262,11 +307,20 @@ impl ShardDriver {
                 node.tick(&mut io, now);
                 next_tick = Instant::now() + self.config.raft_tick;
             }
+            if self.log.is_syncing() {
+                // A group commit that completed meanwhile.
+                if let Some(result) = self.log.finish_sync().now_or_never() {
+                    self.written(result)?;
+                }
+            }
             self.turn().await?;
             if stop {
                 break;
             }
         }
+        // What is staged or in flight was acknowledged to no one: made durable all the same,
+        // so the log is closed with no write under way.
+        self.drain_writes().await?;
         let (node, mut io) = self.split();
         node.shutdown(&mut io);
         tracing::info!(shard, "shard stopped");
@@ -284,51 +338,51 @@ impl ShardDriver {
         (&mut self.node, io)
     }
 
-    /// One ready cycle: the node's write with one group commit (one fdatasync; more only if
-    /// the entries overflow the staging buffer), nothing acknowledged before it; then the rest
-    /// of the turn and a local snapshot when one is due.
+    /// One turn: a ready cycle when the node may start one (its writes staged for the next
+    /// group commit, nothing acknowledged before they are durable), then the rest of the turn,
+    /// a local snapshot when one is due, and a group commit of what is staged when none is in
+    /// flight.
     async fn turn(&mut self) -> Result<(), EngineError> {
         let shard = self.node.shard();
         self.save_archived(false).await?;
-        let now = self.now();
         let mut stage_started = Instant::now();
-        let (node, mut io) = self.split();
-        let persist = node
-            .start_turn(&mut io, now)
-            .map_err(|source| EngineError::Replica { shard, source })?;
-        if let Some(persist) = persist {
-            self.counters().lap(Stage::ProposeApply, &mut stage_started);
-            if persist.snapshot.is_some() {
-                // A leader's snapshot (newer than any local one): the local one first, so that
-                // snapshots are saved in index order.
-                self.save_archived(true).await?;
-            }
-            if let Some(snapshot) = &persist.snapshot {
-                // Only a follower receives snapshots (from its leader): the replica restored
-                // its state already; make it durable before the entries that follow it.
-                let meta = snapshot.get_metadata();
-                self.log
-                    .save_snapshot(
-                        meta.index,
-                        meta.term,
-                        meta.get_conf_state().clone(),
-                        snapshot.data.to_vec(),
-                    )
-                    .await
-                    .map_err(|source| EngineError::Storage { shard, source })?;
-            }
-            if persist.has_writes() {
-                let stats = self
-                    .log
-                    .persist(&persist.entries, persist.hard_state.as_ref())
-                    .await
-                    .map_err(|source| EngineError::Storage { shard, source })?;
-                self.counters().record_commit(&stats);
-            }
-            self.counters().lap(Stage::Persist, &mut stage_started);
+        if self.node.can_start_turn() {
             let now = self.now();
             let (node, mut io) = self.split();
-            node.persisted(&mut io, persist.number, now);
+            let persist = node
+                .start_turn(&mut io, now)
+                .map_err(|source| EngineError::Replica { shard, source })?;
+            if let Some(persist) = persist {
+                self.counters().lap(Stage::ProposeApply, &mut stage_started);
+                if let Some(snapshot) = &persist.snapshot {
+                    // Only a follower receives snapshots (from its leader): the replica
+                    // restored its state already. The node starts such a cycle with nothing
+                    // else in flight; a local snapshot being archived is older: saved first,
+                    // so that snapshots are saved in index order.
+                    assert!(!self.log.is_syncing() && self.writes.staged_up_to.is_none());
+                    self.save_archived(true).await?;
+                    let meta = snapshot.get_metadata();
+                    self.log
+                        .save_snapshot(
+                            meta.index,
+                            meta.term,
+                            meta.get_conf_state().clone(),
+                            snapshot.data.to_vec(),
+                        )
+                        .await
+                        .map_err(|source| EngineError::Storage { shard, source })?;
+                }
+                let durable_meanwhile = self
+                    .stage(&persist.entries, persist.hard_state.as_ref())
+                    .await?;
+                self.node.staged(persist.number);
+                self.writes.staged_up_to = Some(persist.number);
+                if let Some(number) = durable_meanwhile {
+                    let now = self.now();
+                    let (node, mut io) = self.split();
+                    node.persisted(&mut io, number, now);
+                }
+            }
         }
         let (node, mut io) = self.split();
         let snapshot = node.finish_turn(&mut io);
@@ -352,6 +406,98 @@ impl ShardDriver {
                 started: Instant::now(),
                 data: Box::pin(data),
             });
+        }
+        if !self.log.is_syncing() && self.writes.staged_up_to.is_some() {
+            self.start_writes().await?;
+        }
+        Ok(())
+    }
+
+    /// Stages a ready cycle's entries and hard state. When they do not fit the staging buffer,
+    /// what it holds is written first (after the group in flight): returns the last cycle that
+    /// became durable on the way, for the node once this one is staged too.
+    async fn stage(
+        &mut self,
+        entries: &[raft::eraftpb::Entry],
+        hard_state: Option<&raft::eraftpb::HardState>,
+    ) -> Result<Option<u64>, EngineError> {
+        let shard = self.node.shard();
+        let mut durable = None;
+        let mut rest = entries;
+        loop {
+            let (staged, done) = self
+                .log
+                .stage_prefix(rest, hard_state)
+                .map_err(|source| EngineError::Storage { shard, source })?;
+            rest = &rest[staged..];
+            if done {
+                return Ok(durable);
+            }
+            // The staging buffer is full: the group in flight, then one of what is staged
+            // (which holds part of this cycle, or an earlier cycle's writes).
+            if self.log.is_syncing() {
+                let result = self.log.finish_sync().await;
+                durable = self.record_written(result)?.or(durable);
+            }
+            self.start_writes().await?;
+            let result = self.log.finish_sync().await;
+            durable = self.record_written(result)?.or(durable);
+        }
+    }
+
+    /// Starts a group commit of everything staged.
+    async fn start_writes(&mut self) -> Result<(), EngineError> {
+        let shard = self.node.shard();
+        assert!(!self.log.is_syncing());
+        let started = self
+            .log
+            .start_sync()
+            .await
+            .map_err(|source| EngineError::Storage { shard, source })?;
+        assert!(started, "a group commit of nothing staged");
+        self.writes.committing_up_to = self.writes.staged_up_to.take();
+        self.writes.commit_started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The group commit in flight ended: counts it, and returns the last ready cycle it made
+    /// durable.
+    fn record_written(
+        &mut self,
+        result: Result<aurigraph_storage::CommitStats, aurigraph_storage::StorageError>,
+    ) -> Result<Option<u64>, EngineError> {
+        let shard = self.node.shard();
+        let stats = result.map_err(|source| EngineError::Storage { shard, source })?;
+        self.counters().record_commit(&stats);
+        if let Some(mut started) = self.writes.commit_started.take() {
+            self.counters().lap(Stage::Persist, &mut started);
+        }
+        Ok(self.writes.committing_up_to.take())
+    }
+
+    /// The group commit in flight ended: the node hears which cycles are durable.
+    fn written(
+        &mut self,
+        result: Result<aurigraph_storage::CommitStats, aurigraph_storage::StorageError>,
+    ) -> Result<(), EngineError> {
+        if let Some(number) = self.record_written(result)? {
+            let now = self.now();
+            let (node, mut io) = self.split();
+            node.persisted(&mut io, number, now);
+        }
+        Ok(())
+    }
+
+    /// Makes every staged write durable: the group in flight, then one of what is staged.
+    async fn drain_writes(&mut self) -> Result<(), EngineError> {
+        if self.log.is_syncing() {
+            let result = self.log.finish_sync().await;
+            self.written(result)?;
+        }
+        if self.writes.staged_up_to.is_some() {
+            self.start_writes().await?;
+            let result = self.log.finish_sync().await;
+            self.written(result)?;
         }
         Ok(())
     }
@@ -378,6 +524,8 @@ impl ShardDriver {
             started,
             ..
         } = self.archiving.take().expect("archiving");
+        // Saving compacts the WAL, which takes no group commit under way.
+        self.drain_writes().await?;
         tracing::debug!(
             shard,
             index,

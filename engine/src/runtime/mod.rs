@@ -66,6 +66,8 @@ pub struct EngineConfig {
     pub snapshot_interval_entries: u64,
     /// ...or every this many bytes of applied entries (bounds the in-memory log and the WAL).
     pub snapshot_interval_bytes: u64,
+    /// Ready cycles of a shard handed out and not yet durable, at most (1: no pipelining).
+    pub ready_cycles_in_flight_max: usize,
     pub raft_tick: Duration,
     pub wal_segment_bytes_max: u64,
     pub wal_staged_bytes_max: usize,
@@ -142,6 +144,7 @@ impl EngineConfig {
             shard_queue_depth: 4096,
             snapshot_interval_entries: 20_000,
             snapshot_interval_bytes: 512 << 20,
+            ready_cycles_in_flight_max: 8,
             raft_tick: Duration::from_millis(100),
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,

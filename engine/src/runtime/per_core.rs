@@ -2,7 +2,7 @@
 //! service (HTTP) that runs next to them once every shard of the engine is ready.
 
 use super::driver::Command;
-use super::driver::ShardDriver;
+use super::driver::{ShardDriver, Writes};
 use super::ingress::{ingress, VerifySlices};
 use super::mesh;
 use super::peers::{self, PeerLink};
@@ -51,6 +51,7 @@ fn node_config(config: &EngineConfig, replicated: bool) -> NodeConfig {
         snapshot_interval_bytes: config.snapshot_interval_bytes,
         credit_announce_interval_ms: CREDIT_ANNOUNCE_INTERVAL.as_millis() as u64,
         leader_transfer_interval_ms: LEADER_TRANSFER_INTERVAL.as_millis() as u64,
+        ready_cycles_in_flight_max: config.ready_cycles_in_flight_max,
     }
 }
 
@@ -196,6 +197,7 @@ pub(super) async fn run_core(
                             link,
                             started: Instant::now(),
                             archiving: None,
+                            writes: Writes::default(),
                         }
                         .run()
                         .await;

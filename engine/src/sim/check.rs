@@ -45,7 +45,7 @@ impl Cluster {
                 let Some(r) = slot.node.as_ref().map(|n| n.replica()) else {
                     return false;
                 };
-                if r.state().applied_index() < max_commit || slot.in_flight.is_some() {
+                if r.state().applied_index() < max_commit || slot.node.as_ref().is_some_and(|n| n.is_persisting()) {
                     return false;
                 }
             }

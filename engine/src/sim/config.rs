@@ -42,6 +42,9 @@ pub struct SimConfig {
     pub raft_piece_bytes: usize,
     /// Messages each peer's transport queue takes per step and shard before it is full.
     pub transport_queue_max: usize,
+    /// Ready cycles a shard stages before they are durable (1: each write durable before the
+    /// next cycle starts, as before raft-rs's asynchronous append was used).
+    pub ready_cycles_in_flight_max: usize,
 }
 
 impl SimConfig {
@@ -69,6 +72,7 @@ impl SimConfig {
             snapshot_interval: rng.gen_range(6..30),
             raft_piece_bytes: [512, 1024, 2048][rng.gen_range(0..3)],
             transport_queue_max: [4, 16, 64][rng.gen_range(0..3)],
+            ready_cycles_in_flight_max: [1, 2, 8][rng.gen_range(0..3)],
         }
     }
 }

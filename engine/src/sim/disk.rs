@@ -1,5 +1,7 @@
 //! A simulated disk for one shard replica: what is durable survives a crash, what was written
-//! but not yet fsynced is lost (or torn: a prefix of the last unsynced write survives).
+//! but not yet fsynced is lost (or torn: a prefix of the group commit in flight survives).
+//! As the WAL: writes are staged, and one group commit of what is staged is in flight at a
+//! time while the next writes stage.
 //!
 //! Recovery mirrors `aurigraph_storage::shard_log::ShardLog::open`: the latest snapshot, then
 //! the log entries after it (a stale suffix of lower terms dropped), then the hard state with
@@ -75,7 +77,10 @@ pub struct SimDisk {
     /// The shard this disk holds (named in recovery errors, as a real WAL's path does).
     shard: u32,
     durable: Durable,
-    unsynced: Option<DiskWrite>,
+    /// Writes staged for the next group commit, in order.
+    staged: Vec<DiskWrite>,
+    /// The group commit in flight: its writes, in order.
+    committing: Vec<DiskWrite>,
     initial_conf: ConfState,
     /// The in-memory log the replica reads (as `ShardLog::storage`).
     pub mem: MemStorage,
@@ -90,15 +95,16 @@ impl SimDisk {
         SimDisk {
             shard,
             durable: Durable::default(),
-            unsynced: None,
+            staged: Vec::new(),
+            committing: Vec::new(),
             mem: MemStorage::new_with_conf_state(initial_conf.clone()),
             initial_conf,
         }
     }
 
-    /// Makes a write visible in memory at once (as `ShardLog::stage`); durable at [`Self::sync`].
+    /// Makes a write visible in memory at once (as `ShardLog::stage`); durable once a group
+    /// commit started after it completes ([`Self::start_commit`], [`Self::sync`]).
     pub fn stage(&mut self, write: DiskWrite) {
-        assert!(self.unsynced.is_none(), "one write in flight at a time");
         {
             let local_term = write
                 .snapshot
@@ -119,16 +125,18 @@ impl SimDisk {
                 core.set_hardstate(hs.clone());
             }
         }
-        self.unsynced = Some(write);
+        self.staged.push(write);
     }
 
-    pub fn has_unsynced(&self) -> bool {
-        self.unsynced.is_some()
+    /// Starts a group commit of everything staged (none may be in flight).
+    pub fn start_commit(&mut self) {
+        assert!(self.committing.is_empty(), "one group commit in flight at a time");
+        self.committing = std::mem::take(&mut self.staged);
     }
 
-    /// The fdatasync returned.
+    /// The group commit's fdatasync returned.
     pub fn sync(&mut self) {
-        if let Some(write) = self.unsynced.take() {
+        for write in std::mem::take(&mut self.committing) {
             self.durable.apply(&write);
         }
     }
@@ -149,10 +157,13 @@ impl SimDisk {
     }
 
     /// Power loss: what was not fsynced is lost; with `torn = Some(k)` the first `k` parts
-    /// (snapshot, entries one by one, hard state) of the unsynced write survive.
+    /// (per write: snapshot, entries one by one, hard state) of the group commit in flight
+    /// survive. What was only staged never reached the disk.
     pub fn crash(&mut self, torn: Option<usize>) {
-        if let Some(write) = self.unsynced.take() {
-            if let Some(mut keep) = torn {
+        self.staged.clear();
+        let committing = std::mem::take(&mut self.committing);
+        if let Some(mut keep) = torn {
+            for write in &committing {
                 let mut partial = DiskWrite::default();
                 if write.snapshot.is_some() && keep > 0 {
                     partial.snapshot = write.snapshot.clone();
@@ -162,11 +173,15 @@ impl SimDisk {
                     let n = keep.min(write.entries.len());
                     partial.entries = write.entries[..n].to_vec();
                     keep -= n;
-                    if n == write.entries.len() && keep > 0 {
+                    if n == write.entries.len() && keep > 0 && write.hard_state.is_some() {
                         partial.hard_state = write.hard_state.clone();
+                        keep -= 1;
                     }
                 }
                 self.durable.apply(&partial);
+                if keep == 0 {
+                    break;
+                }
             }
         }
         self.mem = MemStorage::new();
@@ -185,11 +200,12 @@ impl SimDisk {
         Some(offset)
     }
 
-    /// Number of parts of the unsynced write (for choosing a torn prefix).
+    /// Number of parts of the group commit in flight (for choosing a torn prefix).
     pub fn unsynced_parts(&self) -> usize {
-        self.unsynced.as_ref().map_or(0, |w| {
-            w.snapshot.is_some() as usize + w.entries.len() + w.hard_state.is_some() as usize
-        })
+        self.committing
+            .iter()
+            .map(|w| w.snapshot.is_some() as usize + w.entries.len() + w.hard_state.is_some() as usize)
+            .sum()
     }
 
     /// Nothing was ever made durable (a brand-new data directory, as `open_shard` sees it).
@@ -197,12 +213,13 @@ impl SimDisk {
         self.durable.snapshot.is_none()
             && self.durable.entries.is_empty()
             && self.durable.hard_state.is_none()
-            && self.unsynced.is_none()
+            && self.staged.is_empty()
+            && self.committing.is_empty()
     }
 
     /// Rebuilds the in-memory log from what is durable; returns the snapshot's data.
     pub fn recover(&mut self) -> Result<Option<Vec<u8>>, RecoveryError> {
-        assert!(self.unsynced.is_none());
+        assert!(self.staged.is_empty() && self.committing.is_empty());
         let (storage, snap_index, snap_term, data) = match &self.durable.snapshot {
             Some((meta, data)) => {
                 let storage = MemStorage::new();

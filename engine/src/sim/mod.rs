@@ -103,8 +103,11 @@ struct Slot {
     node: Option<ShardNode<u64>>,
     disk: SimDisk,
     inputs: VecDeque<Input>,
-    /// The write in flight: (ready cycle number, its fdatasync completes at).
-    in_flight: Option<(u64, u64)>,
+    /// The last ready cycle staged for the next group commit.
+    staged_up_to: Option<u64>,
+    /// The group commit in flight: (the last ready cycle it makes durable, its fdatasync
+    /// completes at).
+    committing: Option<(u64, u64)>,
     /// Highest log index compared against the cluster's committed log.
     checked: u64,
 }
@@ -314,7 +317,8 @@ impl Cluster {
                 node: None,
                 disk: SimDisk::new(s, ConfState::from((initial_voters.to_vec(), vec![]))),
                 inputs: VecDeque::new(),
-                in_flight: None,
+                staged_up_to: None,
+                committing: None,
                 checked: 0,
             })
             .collect()
@@ -369,6 +373,7 @@ impl Cluster {
             snapshot_interval_bytes: u64::MAX,
             credit_announce_interval_ms: 200,
             leader_transfer_interval_ms: 300,
+            ready_cycles_in_flight_max: self.config.ready_cycles_in_flight_max,
         }
     }
 
@@ -415,7 +420,8 @@ impl Cluster {
             let slot = &mut self.validators[v].shards[s];
             slot.checked = state.applied_index();
             slot.inputs.clear();
-            slot.in_flight = None;
+            slot.staged_up_to = None;
+            slot.committing = None;
             let replica =
                 ShardReplica::new(config, slot.disk.mem.clone(), state).expect("replica starts");
             slot.node = Some(ShardNode::new(node_config, replica));
@@ -477,7 +483,8 @@ impl Cluster {
                 self.stats.node.add(node.counters());
             }
             slot.inputs.clear();
-            slot.in_flight = None;
+            slot.staged_up_to = None;
+            slot.committing = None;
         }
         self.stats.crashes += 1;
         self.forget_requests(v);
@@ -543,84 +550,115 @@ impl Cluster {
     }
 
     /// Runs one replica's I/O loop as far as it can go this millisecond: the runtime's turn
-    /// (inputs, start_turn, persist, persisted, finish_turn, snapshot), with the fdatasync
-    /// taking simulated time.
+    /// (inputs, a ready cycle staged when the node may start one, finish_turn, a group commit
+    /// of what is staged when none is in flight), with the fdatasync taking simulated time.
     fn drive(&mut self, v: usize, s: usize) -> Result<(), Violation> {
         for _ in 0..16 {
             if !self.validators[v].up {
                 return Ok(());
             }
-            if let Some((number, done_at)) = self.validators[v].shards[s].in_flight {
-                if done_at > self.now {
-                    return Ok(());
+            let mut progressed = false;
+            if let Some((number, done_at)) = self.validators[v].shards[s].committing {
+                if done_at <= self.now {
+                    self.validators[v].shards[s].committing = None;
+                    if self.chaotic
+                        && self.config.storage_faults
+                        && self.rng.gen_bool(STORAGE_FAULT_P)
+                    {
+                        // fdatasync failed: what it was to make durable is in an unknown state
+                        // (the kernel may have dropped the dirty pages): fail-stop, as a crash.
+                        self.stats.fsync_eio += 1;
+                        self.fail_stop(v);
+                        return Ok(());
+                    }
+                    self.validators[v].shards[s].disk.sync();
+                    let now = self.clock();
+                    let mut io = self.io(v, s);
+                    self.node(v, s).persisted(&mut io, number, now);
+                    self.flush(v, s, io)?;
+                    progressed = true;
                 }
-                self.validators[v].shards[s].in_flight = None;
-                if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P)
-                {
-                    // fdatasync failed: what it was to make durable is in an unknown state (the
-                    // kernel may have dropped the dirty pages): fail-stop, as a crash.
-                    self.stats.fsync_eio += 1;
-                    self.fail_stop(v);
-                    return Ok(());
-                }
-                self.validators[v].shards[s].disk.sync();
-                let now = self.clock();
-                let mut io = self.io(v, s);
-                self.node(v, s).persisted(&mut io, number, now);
-                self.flush(v, s, io)?;
-                self.finish_turn(v, s)?;
             }
             let inputs: Vec<Input> = self.validators[v].shards[s].inputs.drain(..).collect();
             for input in inputs {
                 self.feed(v, s, input)?;
             }
-            let now = self.clock();
-            let mut io = self.io(v, s);
-            let persist = self
-                .node(v, s)
-                .start_turn(&mut io, now)
-                .map_err(|e| self.violation(format!("ready failed: {e}")))?;
-            self.flush(v, s, io)?;
-            let Some(persist) = persist else {
-                return self.finish_turn(v, s);
-            };
-            let write = DiskWrite {
-                snapshot: persist
-                    .snapshot
-                    .map(|snap| (snap.get_metadata().clone(), snap.data.to_vec())),
-                entries: persist.entries,
-                hard_state: persist.hard_state,
-            };
-            self.trace(&[
-                3,
-                v as u64,
-                s as u64,
-                persist.number,
-                write.snapshot.as_ref().map_or(0, |(m, _)| m.index),
-                write.entries.len() as u64,
-                write.entries.last().map_or(0, |e| e.index),
-                write.hard_state.as_ref().map_or(0, |h| h.commit),
-            ]);
-            self.validators[v].shards[s].disk.stage(write);
-            if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P) {
-                // The write failed (EIO, or ENOSPC: the disk is full): fail-stop; whatever
-                // part of it reached the disk is like an unsynced write at a crash.
-                // The kinds alternate (every seed that fails two writes has both).
-                if self.stats.write_eio <= self.stats.write_enospc {
-                    self.stats.write_eio += 1;
-                } else {
-                    self.stats.write_enospc += 1;
+            if self.node(v, s).can_start_turn() {
+                let now = self.clock();
+                let mut io = self.io(v, s);
+                let persist = self
+                    .node(v, s)
+                    .start_turn(&mut io, now)
+                    .map_err(|e| self.violation(format!("ready failed: {e}")))?;
+                self.flush(v, s, io)?;
+                if let Some(persist) = persist {
+                    let write = DiskWrite {
+                        snapshot: persist
+                            .snapshot
+                            .map(|snap| (snap.get_metadata().clone(), snap.data.to_vec())),
+                        entries: persist.entries,
+                        hard_state: persist.hard_state,
+                    };
+                    self.trace(&[
+                        3,
+                        v as u64,
+                        s as u64,
+                        persist.number,
+                        write.snapshot.as_ref().map_or(0, |(m, _)| m.index),
+                        write.entries.len() as u64,
+                        write.entries.last().map_or(0, |e| e.index),
+                        write.hard_state.as_ref().map_or(0, |h| h.commit),
+                    ]);
+                    let slot = &mut self.validators[v].shards[s];
+                    assert!(
+                        write.snapshot.is_none()
+                            || (slot.committing.is_none() && slot.staged_up_to.is_none()),
+                        "a snapshot's cycle starts with nothing else in flight"
+                    );
+                    slot.disk.stage(write);
+                    slot.staged_up_to = Some(persist.number);
+                    self.node(v, s).staged(persist.number);
+                    progressed = true;
                 }
-                self.fail_stop(v);
+            }
+            self.finish_turn(v, s)?;
+            let slot = &self.validators[v].shards[s];
+            if slot.committing.is_none() && slot.staged_up_to.is_some() {
+                self.start_commit(v, s)?;
+                if !self.validators[v].up {
+                    return Ok(());
+                }
+            }
+            if !progressed {
                 return Ok(());
             }
-            let latency = if self.rng.gen_bool(0.5) {
-                0
-            } else {
-                self.rng.gen_range(1..4)
-            };
-            self.validators[v].shards[s].in_flight = Some((persist.number, self.now + latency));
         }
+        Ok(())
+    }
+
+    /// Starts a group commit of what shard `s` of validator `v` staged.
+    fn start_commit(&mut self, v: usize, s: usize) -> Result<(), Violation> {
+        let slot = &mut self.validators[v].shards[s];
+        slot.disk.start_commit();
+        let number = slot.staged_up_to.take().expect("something staged");
+        if self.chaotic && self.config.storage_faults && self.rng.gen_bool(STORAGE_FAULT_P) {
+            // The write failed (EIO, or ENOSPC: the disk is full): fail-stop; whatever part of
+            // it reached the disk is like an unsynced write at a crash. The kinds alternate
+            // (every seed that fails two writes has both).
+            if self.stats.write_eio <= self.stats.write_enospc {
+                self.stats.write_eio += 1;
+            } else {
+                self.stats.write_enospc += 1;
+            }
+            self.fail_stop(v);
+            return Ok(());
+        }
+        let latency = if self.rng.gen_bool(0.5) {
+            0
+        } else {
+            self.rng.gen_range(1..4)
+        };
+        self.validators[v].shards[s].committing = Some((number, self.now + latency));
         Ok(())
     }
 
@@ -727,8 +765,7 @@ impl Cluster {
         }
         self.deliver_network();
         self.drift_clocks();
-        // Ticks (each validator's clock has its own phase and rate); a replica whose write is
-        // in flight ticks at its next tick (raft takes no input while persisting).
+        // Ticks (each validator's clock has its own phase and rate).
         let now_us = self.now * 1000;
         for v in 0..self.validators.len() {
             if !self.validators[v].up || self.validators[v].next_tick_us > now_us {
@@ -738,9 +775,6 @@ impl Cluster {
             validator.next_tick_us =
                 (validator.next_tick_us + validator.tick_period_us).max(now_us);
             for s in 0..self.validators[v].shards.len() {
-                if self.node(v, s).is_persisting() {
-                    continue;
-                }
                 // Raft reset its election clock since the last tick: draw the next timeout
                 // from the seed (raft drew one from the thread's RNG, never used before a tick).
                 if self.node(v, s).election_clock().0 == 0 {

@@ -1,9 +1,14 @@
 //! Per-shard segmented write-ahead log: the Raft log, on disk.
 //!
 //! Records (see [`crate::record`] for the byte layout) are staged into a bounded buffer by the
-//! synchronous `stage_*` calls, and written as one group commit by [`Wal::commit`]: one
-//! `write_at` through glommio's O_DIRECT `DmaFile` (io_uring), then one `fdatasync`. Nothing is
-//! acknowledged before that fdatasync returned.
+//! synchronous `stage_*` calls, and written as one group commit: one `write_at` through
+//! glommio's O_DIRECT `DmaFile` (io_uring), then one `fdatasync`. Nothing is acknowledged before
+//! that fdatasync returned.
+//!
+//! A group commit is started by [`Wal::start_commit`] and runs as a task of its own while the
+//! caller goes on staging the next group ([`Wal::finish_commit`] waits for it; [`Wal::commit`]
+//! does both). One group is in flight at a time: a group is written only once every group
+//! before it is durable, which is what recovery's torn-tail rule relies on.
 //!
 //! Segment files are named `NNNNNNNNNNNNNNNNNNNN.wal` (20-digit sequence number). A group is
 //! written to the active (last) segment unless it would push that segment past
@@ -23,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use glommio::io::{Directory, DmaFile, OpenOptions};
+use glommio::io::{Directory, DmaBuffer, DmaFile, OpenOptions};
 use raft::eraftpb::{Entry, HardState};
 
 use crate::error::StorageError;
@@ -133,6 +138,21 @@ pub struct WalStats {
     pub dma_buffers_allocated: u64,
 }
 
+/// What a group commit's task hands back: the buffer (for reuse) and how long the write and the
+/// fdatasync took.
+type GroupIo = Result<(Option<DmaBuffer>, Duration, Duration), StorageError>;
+
+/// A group commit whose write and fdatasync run while the shard goes on.
+struct InFlight {
+    task: glommio::Task<GroupIo>,
+    group: u32,
+    group_bytes: u64,
+    records: u32,
+    entry_index_max: Option<u64>,
+    hard_state: Option<HardState>,
+    segment_rolled: bool,
+}
+
 pub struct Wal {
     dir: PathBuf,
     /// Kept open to fsync the directory after creating or deleting segments.
@@ -140,8 +160,11 @@ pub struct Wal {
     segment_bytes_max: u64,
     /// Oldest first; the back one is the active segment. Never empty.
     segments: VecDeque<SegmentInfo>,
-    active: DmaFile,
+    /// Shared with the task of the group commit in flight.
+    active: Rc<DmaFile>,
     staging: Staging,
+    /// The group commit started and not yet finished (at most one).
+    in_flight: Option<InFlight>,
     dma_cache: DmaCache,
     /// The last durable hard state and the segment holding it: compaction must not delete it.
     hard_state_durable: Option<(HardState, u64)>,
@@ -201,8 +224,9 @@ impl Wal {
             directory,
             segment_bytes_max: config.segment_bytes_max,
             segments,
-            active,
+            active: Rc::new(active),
             staging: Staging::new(config.staged_bytes_max, next_group),
+            in_flight: None,
             dma_cache,
             hard_state_durable,
             poisoned: false,
@@ -246,24 +270,80 @@ impl Wal {
     }
 
     /// Writes everything staged as one group commit and returns after its fdatasync. With
-    /// nothing staged it does nothing. Any I/O error poisons the WAL.
+    /// nothing staged it does nothing. Any I/O error poisons the WAL. No group may be in flight.
     pub async fn commit(&mut self) -> Result<CommitStats, StorageError> {
-        self.check_poisoned()?;
-        if self.staging.is_empty() {
+        if !self.start_commit().await? {
             return Ok(CommitStats::default());
         }
-        self.commit_group().await
+        self.finish_commit().await
     }
 
-    async fn commit_group(&mut self) -> Result<CommitStats, StorageError> {
-        let result = self.commit_group_inner().await;
+    /// Starts writing everything staged as one group commit: seals it, copies it into a DMA
+    /// buffer and hands the write and its fdatasync to a task of their own, then empties the
+    /// staging buffer for the next group. Returns whether a group started (`false`: nothing
+    /// staged). The group is durable once [`Wal::finish_commit`] returns. No group may be in
+    /// flight already.
+    pub async fn start_commit(&mut self) -> Result<bool, StorageError> {
+        self.check_poisoned()?;
+        assert!(self.in_flight.is_none(), "one group commit in flight at a time");
+        if self.staging.is_empty() {
+            return Ok(false);
+        }
+        let result = self.start_group().await;
         if result.is_err() {
             self.poisoned = true;
         }
-        result
+        result.map(|()| true)
     }
 
-    async fn commit_group_inner(&mut self) -> Result<CommitStats, StorageError> {
+    /// Whether a group commit is in flight.
+    pub fn is_committing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Waits until the group commit in flight is durable. Cancel-safe: dropped before it
+    /// returns, the group stays in flight. Any I/O error poisons the WAL.
+    pub async fn finish_commit(&mut self) -> Result<CommitStats, StorageError> {
+        let in_flight = self
+            .in_flight
+            .as_mut()
+            .expect("finish_commit without a group in flight");
+        let io = (&mut in_flight.task).await;
+        let in_flight = self.in_flight.take().expect("checked above");
+        let (buffer, write_duration, fsync_duration) = match io {
+            Ok(done) => done,
+            Err(error) => {
+                self.poisoned = true;
+                return Err(error);
+            }
+        };
+        if let Some(buffer) = buffer {
+            self.dma_cache.give_back(buffer);
+        }
+
+        // Durable from here on.
+        let segment = self.segments.back_mut().unwrap();
+        segment.bytes += in_flight.group_bytes;
+        if let Some(index) = in_flight.entry_index_max {
+            segment.entry_index_max = Some(segment.entry_index_max.map_or(index, |m| m.max(index)));
+        }
+        if let Some(hard_state) = in_flight.hard_state {
+            self.hard_state_durable = Some((hard_state, segment.seq));
+        }
+        self.stats.groups_committed += 1;
+        self.stats.bytes_written += in_flight.group_bytes;
+
+        Ok(CommitStats {
+            bytes_written: in_flight.group_bytes,
+            records: in_flight.records,
+            group: in_flight.group,
+            write_duration,
+            fsync_duration,
+            segment_rolled: in_flight.segment_rolled,
+        })
+    }
+
+    async fn start_group(&mut self) -> Result<(), StorageError> {
         self.staging.seal();
         let group = self.staging.group();
         let group_bytes = self.staging.sealed_len() as u64;
@@ -288,85 +368,34 @@ impl Wal {
         records_part.copy_from_slice(records);
 
         let path = self.active_segment().path.clone();
-        let write_start = Instant::now();
-        let buffer = Rc::new(buffer);
-        let written = self
-            .active
-            .write_rc_at(buffer.clone(), offset)
-            .await
-            .map_err(|e| {
-                StorageError::io_at(
-                    "writing group commit to",
-                    &path,
-                    offset,
-                    group_bytes,
-                    std::io::Error::from(e),
-                )
-            })?;
-        // The reactor dropped its reference when the write completed.
-        if let Ok(buffer) = Rc::try_unwrap(buffer) {
-            self.dma_cache.give_back(buffer);
-        }
-        if written as u64 != group_bytes {
-            return Err(StorageError::io_at(
-                "writing group commit to",
-                &path,
-                offset,
-                group_bytes,
-                std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {group_bytes} bytes"),
-                ),
-            ));
-        }
-        let write_duration = write_start.elapsed();
-        let fsync_start = Instant::now();
-        self.active.fdatasync().await.map_err(|e| {
-            StorageError::io_at(
-                "fdatasync after writing group commit to",
-                &path,
-                offset,
-                group_bytes,
-                std::io::Error::from(e),
-            )
-        })?;
-        let fsync_duration = fsync_start.elapsed();
-
-        // Durable from here on.
-        let records = self.staging.records();
-        let entry_index_max = self.staging.entry_index_max();
-        let hard_state = self.staging.hard_state_last().cloned();
-        let segment = self.segments.back_mut().unwrap();
-        segment.bytes += group_bytes;
-        if let Some(index) = entry_index_max {
-            segment.entry_index_max = Some(segment.entry_index_max.map_or(index, |m| m.max(index)));
-        }
-        if let Some(hard_state) = hard_state {
-            self.hard_state_durable = Some((hard_state, segment.seq));
-        }
-        self.staging.reset(group.wrapping_add(1));
-        self.stats.groups_committed += 1;
-        self.stats.bytes_written += group_bytes;
-
-        Ok(CommitStats {
-            bytes_written: group_bytes,
-            records,
+        let file = self.active.clone();
+        let task = glommio::spawn_local(write_and_sync(file, buffer, offset, group_bytes, path));
+        self.in_flight = Some(InFlight {
+            task,
             group,
-            write_duration,
-            fsync_duration,
+            group_bytes,
+            records: self.staging.records(),
+            entry_index_max: self.staging.entry_index_max(),
+            hard_state: self.staging.hard_state_last().cloned(),
             segment_rolled,
-        })
+        });
+        // The group's bytes are in the DMA buffer: the next group stages meanwhile.
+        self.staging.reset(group.wrapping_add(1));
+        Ok(())
     }
 
     /// Starts a new, empty active segment.
     async fn roll(&mut self) -> Result<(), StorageError> {
         let seq = self.active_segment().seq + 1;
         let path = self.dir.join(segment::segment_file_name(seq));
+        assert!(self.in_flight.is_none(), "rolling under a group in flight");
         let file = open_segment(&path, true).await?;
         // The new name must be durable before a group in it is acknowledged.
         sync_directory(&self.directory, &self.dir).await?;
-        let previous = std::mem::replace(&mut self.active, file);
+        let previous = std::mem::replace(&mut self.active, Rc::new(file));
         let previous_path = self.active_segment().path.clone();
+        // No group is in flight: the task that shared the file has ended.
+        let previous = Rc::try_unwrap(previous).expect("no task holds the previous segment");
         previous
             .close()
             .await
@@ -389,6 +418,7 @@ impl Wal {
     /// same happens when the active segment is still empty, so the group numbering survives.
     pub async fn compact(&mut self, index_upto: u64) -> Result<usize, StorageError> {
         self.check_poisoned()?;
+        assert!(self.in_flight.is_none(), "compacting under a group in flight");
         let candidates = self.segments.len() - 1;
         let delete_count = self
             .segments
@@ -415,7 +445,8 @@ impl Wal {
                 }
             }
             // With nothing staged this writes a group of one Pad record.
-            self.commit_group().await?;
+            self.start_group().await.inspect_err(|_| self.poisoned = true)?;
+            self.finish_commit().await?;
         }
 
         for _ in 0..delete_count {
@@ -438,9 +469,13 @@ impl Wal {
     }
 
     /// Closes the active segment. Dropping a `Wal` also closes it, asynchronously.
-    pub async fn close(self) -> Result<(), StorageError> {
+    pub async fn close(mut self) -> Result<(), StorageError> {
+        if self.in_flight.is_some() {
+            self.finish_commit().await?;
+        }
         let path = self.active_segment().path.clone();
-        self.active
+        let active = Rc::try_unwrap(self.active).expect("no group in flight");
+        active
             .close()
             .await
             .map_err(|e| StorageError::glommio("closing", &path, e))?;
@@ -533,4 +568,55 @@ async fn sync_directory(directory: &Directory, dir: &Path) -> Result<(), Storage
         .sync()
         .await
         .map_err(|e| StorageError::glommio("syncing directory", dir, e))
+}
+
+/// A group commit's I/O, on a task of its own: the write, then the fdatasync that makes it
+/// durable. Hands the buffer back for reuse.
+async fn write_and_sync(
+    file: Rc<DmaFile>,
+    buffer: DmaBuffer,
+    offset: u64,
+    group_bytes: u64,
+    path: PathBuf,
+) -> GroupIo {
+    let write_start = Instant::now();
+    let buffer = Rc::new(buffer);
+    let written = file
+        .write_rc_at(buffer.clone(), offset)
+        .await
+        .map_err(|e| {
+            StorageError::io_at(
+                "writing group commit to",
+                &path,
+                offset,
+                group_bytes,
+                std::io::Error::from(e),
+            )
+        })?;
+    // The reactor dropped its reference when the write completed.
+    let buffer = Rc::try_unwrap(buffer).ok();
+    if written as u64 != group_bytes {
+        return Err(StorageError::io_at(
+            "writing group commit to",
+            &path,
+            offset,
+            group_bytes,
+            std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {group_bytes} bytes"),
+            ),
+        ));
+    }
+    let write_duration = write_start.elapsed();
+    let fsync_start = Instant::now();
+    file.fdatasync().await.map_err(|e| {
+        StorageError::io_at(
+            "fdatasync after writing group commit to",
+            &path,
+            offset,
+            group_bytes,
+            std::io::Error::from(e),
+        )
+    })?;
+    Ok((buffer, write_duration, fsync_start.elapsed()))
 }
