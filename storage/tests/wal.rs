@@ -516,3 +516,49 @@ fn crc32c(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn the_next_group_stages_while_one_is_in_flight_and_only_committed_groups_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
+        wal.stage_entries(&entries(1..=4, 1, 100)).unwrap();
+        assert!(wal.start_commit().await.unwrap());
+        assert!(wal.is_committing());
+        // The staging buffer is free for the next group while the first one is written.
+        assert_eq!(wal.staged_bytes(), 0);
+        wal.stage_entries(&entries(5..=8, 1, 100)).unwrap();
+        wal.stage_hard_state(&hard_state(1, 1, 8)).unwrap();
+        let first = wal.finish_commit().await.unwrap();
+        assert!(!wal.is_committing());
+        assert_eq!(first.group, 0);
+        assert!(first.bytes_written > 0);
+        // The second group: what staged while the first was written.
+        let second = wal.commit().await.unwrap();
+        assert_eq!(second.group, 1);
+        // Staged, never committed: not durable.
+        wal.stage_entries(&entries(9..=12, 1, 100)).unwrap();
+        drop(wal);
+
+        let (mut wal, recovered) = Wal::open(small_config(dir.path())).await.unwrap();
+        assert_entries_eq(&recovered.entries, &entries(1..=8, 1, 100));
+        assert_eq!(recovered.hard_state, Some(hard_state(1, 1, 8)));
+        assert_eq!(recovered.next_group, 2);
+        assert!(recovered.torn_tail.is_none());
+        assert!(!wal.start_commit().await.unwrap(), "nothing staged");
+        wal.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_group_in_flight_is_durable_once_the_wal_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
+        wal.stage_entries(&entries(1..=3, 1, 10)).unwrap();
+        assert!(wal.start_commit().await.unwrap());
+        wal.close().await.unwrap();
+        let (_, recovered) = Wal::open(small_config(dir.path())).await.unwrap();
+        assert_entries_eq(&recovered.entries, &entries(1..=3, 1, 10));
+    });
+}

@@ -66,8 +66,11 @@ impl ShardReplica {
     /// Tells raft how far apply got (call after each Ready cycle); while apply waits at a
     /// marker, membership changes behind it apply to raft ahead (`apply_membership_ahead`).
     pub fn advance_apply(&mut self) {
-        let applied = self.state.applied_index();
-        if applied > self.node.raft.raft_log.applied {
+        // raft-rs takes an applied index only up to what is committed and durable here: a
+        // snapshot restored from the leader is applied before it is durable (told once it is).
+        let log = &self.node.raft.raft_log;
+        let applied = self.state.applied_index().min(log.committed.min(log.persisted));
+        if applied > log.applied {
             self.node.advance_apply_to(applied);
         }
         self.apply_membership_ahead();

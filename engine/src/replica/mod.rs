@@ -645,6 +645,7 @@ impl ShardReplica {
             "persisted while a ready cycle is not staged"
         );
         self.node.on_persist_ready(number);
+        self.advance_apply();
     }
 
     /// Replaces the state with a snapshot received from the leader (catch-up after the log
