@@ -167,7 +167,10 @@ impl Cluster {
                 };
                 let store = replica.raw_node().store();
                 let first = store.first_index().expect("infallible");
-                if replica.commit_index() < block || block < first {
+                // Committed and durable here (a committed entry may still wait in raft's
+                // unstable log while this replica's writes are in flight).
+                let log = &replica.raw_node().raft.raft_log;
+                if log.committed.min(log.persisted) < block || block < first {
                     continue;
                 }
                 let entries = store
