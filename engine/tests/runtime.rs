@@ -472,3 +472,68 @@ fn executors_reach_each_others_shards_over_their_rings_not_a_shared_channel() {
     assert!(total(|c| c.commands_from_threads.load(Relaxed)) > 0);
     assert!(engine.shutdown().is_none());
 }
+
+/// Submits `batches` batches of one transfer each from `keys` (round robin, nonces from 1),
+/// all at once from one thread, and waits for every outcome.
+fn submit_concurrently(engine: &Engine, keys: &[SigningKey], sink: Address, batches: u64) {
+    let submissions: Vec<_> = (0..batches)
+        .map(|i| {
+            let key = &keys[(i % keys.len() as u64) as usize];
+            let nonce = 1 + i / keys.len() as u64;
+            vec![transfer(key, sink, 1, nonce)]
+        })
+        .collect();
+    let outcomes = block_on(futures::future::join_all(
+        submissions.iter().map(|records| engine.submit(records)),
+    ));
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap()[0].result, ResultCode::Ok);
+    }
+}
+
+#[test]
+fn a_shard_proposes_the_next_group_while_its_write_is_in_flight_and_not_when_told_not_to() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // 10 transfers per account: their nonces stay inside the anti-replay window in any order.
+    let keys = keys(60);
+    let g = genesis(&keys);
+    let sink = address_of(&SigningKey::from_bytes(&[98; 32]));
+    let overlapped = |engine: &Engine| -> (u64, u64) {
+        let counters = engine.shard_counters();
+        (
+            counters
+                .iter()
+                .map(|c| c.write_cycles_overlapped.load(Relaxed))
+                .sum(),
+            counters
+                .iter()
+                .map(|c| c.write_cycles_alone.load(Relaxed))
+                .sum(),
+        )
+    };
+    for (in_flight_max, expect_overlap) in [(8, true), (1, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.ready_cycles_in_flight_max = in_flight_max;
+        let engine = Engine::start(config, Some(&g)).unwrap();
+        submit_concurrently(&engine, &keys, sink, 600);
+        let (with, without) = overlapped(&engine);
+        assert!(with + without > 0);
+        if expect_overlap {
+            assert!(with > 0, "no cycle overlapped a write ({without} alone)");
+        } else {
+            assert_eq!(with, 0, "one cycle in flight at most");
+        }
+        // Every acknowledged transfer is durable: a restart finds them all.
+        assert!(engine.shutdown().is_none());
+        let engine = Engine::start(config_with(dir.path(), in_flight_max), Some(&g)).unwrap();
+        settle(&engine, &[(sink, 600)]);
+        assert!(engine.shutdown().is_none());
+    }
+}
+
+fn config_with(dir: &std::path::Path, ready_cycles_in_flight_max: usize) -> EngineConfig {
+    let mut c = config(dir);
+    c.ready_cycles_in_flight_max = ready_cycles_in_flight_max;
+    c
+}

@@ -376,7 +376,10 @@ impl<R> ShardNode<R> {
     /// anything after it, so nothing may be pending before it either).
     pub fn can_start_turn(&self) -> bool {
         let bound = if self.replica.has_snapshot_to_restore()
-            || self.in_flight.back().is_some_and(|c| c.snapshot_index.is_some())
+            || self
+                .in_flight
+                .back()
+                .is_some_and(|c| c.snapshot_index.is_some())
         {
             1
         } else {
@@ -555,7 +558,10 @@ impl<R> ShardNode<R> {
         io: &mut E,
         now: Now,
     ) -> Result<Option<Persist>, ReplicaError> {
-        assert!(self.can_start_turn(), "ready cycles in flight at their bound");
+        assert!(
+            self.can_start_turn(),
+            "ready cycles in flight at their bound"
+        );
         self.last_now_ms = now.monotonic_ms;
         self.replica.propose_admitted();
         let Some(mut work) = self.replica.ready(now.wall_ms)? else {

@@ -69,7 +69,10 @@ impl ShardReplica {
         // raft-rs takes an applied index only up to what is committed and durable here: a
         // snapshot restored from the leader is applied before it is durable (told once it is).
         let log = &self.node.raft.raft_log;
-        let applied = self.state.applied_index().min(log.committed.min(log.persisted));
+        let applied = self
+            .state
+            .applied_index()
+            .min(log.committed.min(log.persisted));
         if applied > log.applied {
             self.node.advance_apply_to(applied);
         }

@@ -110,6 +110,10 @@ pub struct ShardCounters {
     pub commands_from_cores: AtomicU64,
     /// Commands from threads that are not executors (the control plane: tests, shutdown).
     pub commands_from_threads: AtomicU64,
+    /// Ready cycles with writes, staged while the shard had no group commit in flight...
+    pub write_cycles_alone: AtomicU64,
+    /// ...and while one was in flight: proposed and sent while the previous fdatasync ran.
+    pub write_cycles_overlapped: AtomicU64,
 }
 
 impl Default for ShardCounters {
@@ -126,6 +130,8 @@ impl Default for ShardCounters {
             stage_ns: std::array::from_fn(|_| AtomicHistogram::new(FSYNC_BOUNDS_NS)),
             commands_from_cores: AtomicU64::new(0),
             commands_from_threads: AtomicU64::new(0),
+            write_cycles_alone: AtomicU64::new(0),
+            write_cycles_overlapped: AtomicU64::new(0),
         }
     }
 }

@@ -377,6 +377,12 @@ impl ShardDriver {
                     .await?;
                 self.node.staged(persist.number);
                 self.writes.staged_up_to = Some(persist.number);
+                let cycles = if self.log.is_syncing() {
+                    &self.counters().write_cycles_overlapped
+                } else {
+                    &self.counters().write_cycles_alone
+                };
+                cycles.fetch_add(1, Relaxed);
                 if let Some(number) = durable_meanwhile {
                     let now = self.now();
                     let (node, mut io) = self.split();

@@ -45,7 +45,9 @@ impl Cluster {
                 let Some(r) = slot.node.as_ref().map(|n| n.replica()) else {
                     return false;
                 };
-                if r.state().applied_index() < max_commit || slot.node.as_ref().is_some_and(|n| n.is_persisting()) {
+                if r.state().applied_index() < max_commit
+                    || slot.node.as_ref().is_some_and(|n| n.is_persisting())
+                {
                     return false;
                 }
             }

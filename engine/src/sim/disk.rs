@@ -130,7 +130,10 @@ impl SimDisk {
 
     /// Starts a group commit of everything staged (none may be in flight).
     pub fn start_commit(&mut self) {
-        assert!(self.committing.is_empty(), "one group commit in flight at a time");
+        assert!(
+            self.committing.is_empty(),
+            "one group commit in flight at a time"
+        );
         self.committing = std::mem::take(&mut self.staged);
     }
 
@@ -204,7 +207,9 @@ impl SimDisk {
     pub fn unsynced_parts(&self) -> usize {
         self.committing
             .iter()
-            .map(|w| w.snapshot.is_some() as usize + w.entries.len() + w.hard_state.is_some() as usize)
+            .map(|w| {
+                w.snapshot.is_some() as usize + w.entries.len() + w.hard_state.is_some() as usize
+            })
             .sum()
     }
 

@@ -285,7 +285,10 @@ impl Wal {
     /// flight already.
     pub async fn start_commit(&mut self) -> Result<bool, StorageError> {
         self.check_poisoned()?;
-        assert!(self.in_flight.is_none(), "one group commit in flight at a time");
+        assert!(
+            self.in_flight.is_none(),
+            "one group commit in flight at a time"
+        );
         if self.staging.is_empty() {
             return Ok(false);
         }
@@ -418,7 +421,10 @@ impl Wal {
     /// same happens when the active segment is still empty, so the group numbering survives.
     pub async fn compact(&mut self, index_upto: u64) -> Result<usize, StorageError> {
         self.check_poisoned()?;
-        assert!(self.in_flight.is_none(), "compacting under a group in flight");
+        assert!(
+            self.in_flight.is_none(),
+            "compacting under a group in flight"
+        );
         let candidates = self.segments.len() - 1;
         let delete_count = self
             .segments
@@ -445,7 +451,9 @@ impl Wal {
                 }
             }
             // With nothing staged this writes a group of one Pad record.
-            self.start_group().await.inspect_err(|_| self.poisoned = true)?;
+            self.start_group()
+                .await
+                .inspect_err(|_| self.poisoned = true)?;
             self.finish_commit().await?;
         }
 

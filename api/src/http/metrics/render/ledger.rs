@@ -175,6 +175,30 @@ pub(super) fn admission(e: &mut Exposition, status: &[ShardStatus], counters: &[
     }
 }
 
+/// Whether a shard's ready cycles overlap its group commits (persistence pipelined).
+pub(super) fn write_cycles(e: &mut Exposition, counters: &[ShardCounters]) {
+    e.family(
+        "aurigraph_shard_write_cycles_total",
+        "counter",
+        "Ready cycles with writes (entries, a hard state), by whether the shard's previous group \
+         commit was still in flight when they were staged (overlapped=\"true\": proposed and \
+         sent while that fdatasync ran).",
+    );
+    for (shard, c) in counters.iter().enumerate() {
+        let shard = shard.to_string();
+        for (overlapped, count) in [
+            ("false", &c.write_cycles_alone),
+            ("true", &c.write_cycles_overlapped),
+        ] {
+            e.sample(
+                "aurigraph_shard_write_cycles_total",
+                &[("shard", &shard), ("overlapped", overlapped)],
+                count.load(Ordering::Relaxed),
+            );
+        }
+    }
+}
+
 /// Consensus, per shard (each shard is one raft group).
 pub(super) fn consensus(e: &mut Exposition, status: &[ShardStatus]) {
     per_shard(

@@ -35,6 +35,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::admission(&mut e, scrape.status, scrape.counters);
     ledger::consensus(&mut e, scrape.status);
     ledger::storage(&mut e, scrape.counters, scrape.settings);
+    ledger::write_cycles(&mut e, scrape.counters);
     node::api(&mut e, &h, scrape.settings);
     node::beacon(&mut e, scrape.settings);
     node::peers(&mut e, scrape.status);
