@@ -204,6 +204,46 @@ pub(crate) async fn wait_healthy(client: &Client, deadline: Instant) -> Result<(
     }
 }
 
+/// Whether every shard in a `/api/v11/consensus/status` answer is led by its preferred
+/// validator: shard `s` prefers the `(s mod n)`-th of its `n` voters by id, and its leader
+/// hands leadership over to that voter shortly after an election.
+fn leaders_settled(status: &serde_json::Value) -> bool {
+    let Some(shards) = status["shards"].as_array() else {
+        return false;
+    };
+    !shards.is_empty()
+        && shards.iter().all(|s| {
+            let (Some(shard), Some(leader), Some(voters)) = (
+                s["shard"].as_u64(),
+                s["leader"].as_u64(),
+                s["voters"].as_array(),
+            ) else {
+                return false;
+            };
+            let mut voters: Vec<u64> = voters.iter().filter_map(|v| v.as_u64()).collect();
+            voters.sort_unstable();
+            !voters.is_empty() && voters[(shard % voters.len() as u64) as usize] == leader
+        })
+}
+
+/// For a cluster the bench started: waits until every shard's leadership has moved to its
+/// preferred validator, so that no hand-over interrupts the run (a hand-over loses the
+/// proposals in flight: their clients are told to resubmit). Returns whether it settled before
+/// `deadline`.
+pub(crate) async fn wait_leaders_settled(client: &Client, deadline: Instant) -> bool {
+    loop {
+        if let Ok(status) = client.get_json("/api/v11/consensus/status").await {
+            if leaders_settled(&status) {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// For `--addresses` runs: checks the chain id and balances, returns each account's highest used
 /// nonce.
 pub(crate) async fn remote_nonce_bases(
@@ -256,4 +296,25 @@ pub(crate) async fn remote_nonce_bases(
             .ok_or(BenchError::NoNonce(addresses[i]))?;
     }
     Ok(bases)
+}
+
+#[cfg(test)]
+mod settled_tests {
+    use super::leaders_settled;
+    use serde_json::json;
+
+    #[test]
+    fn leadership_is_settled_when_each_shard_has_its_preferred_voter() {
+        let status = |leaders: [u64; 2]| {
+            json!({"shards": [
+                {"shard": 0, "leader": leaders[0], "voters": [3, 1, 2]},
+                {"shard": 1, "leader": leaders[1], "voters": [2, 3, 1]},
+            ]})
+        };
+        assert!(leaders_settled(&status([1, 2])));
+        assert!(!leaders_settled(&status([2, 2])));
+        assert!(!leaders_settled(&status([1, 3])));
+        assert!(!leaders_settled(&json!({"shards": []})));
+        assert!(!leaders_settled(&json!({"shards": [{"shard": 0, "leader": null, "voters": [1]}]})));
+    }
 }

@@ -389,6 +389,15 @@ pub fn run(
         for c in &clients {
             wait_healthy(c, deadline).await?;
         }
+        if args.addresses.is_empty()
+            && args.nodes > 1
+            && !load::wait_leaders_settled(&clients[0], deadline).await
+        {
+            eprintln!(
+                "bench: warning: the shards' leadership has not settled on their preferred \
+                 validators; a hand-over during the run will fail the batches in flight"
+            );
+        }
         if args.addresses.is_empty() {
             Ok::<_, BenchError>(vec![0u64; args.accounts])
         } else {

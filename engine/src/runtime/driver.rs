@@ -280,12 +280,18 @@ impl ShardDriver {
                     Woke::Command(None) => true,
                     Woke::Tick => false,
                     Woke::Written(result) => {
-                        self.written(result)?;
+                        self.written(result).await?;
                         false
                     }
                 };
                 if stop {
                     break;
+                }
+            }
+            if self.log.is_syncing() {
+                // A group commit that completed meanwhile.
+                if let Some(result) = self.log.finish_sync().now_or_never() {
+                    self.written(result).await?;
                 }
             }
             let mut stop = false;
@@ -306,12 +312,6 @@ impl ShardDriver {
                 let (node, mut io) = self.split();
                 node.tick(&mut io, now);
                 next_tick = Instant::now() + self.config.raft_tick;
-            }
-            if self.log.is_syncing() {
-                // A group commit that completed meanwhile.
-                if let Some(result) = self.log.finish_sync().now_or_never() {
-                    self.written(result)?;
-                }
             }
             self.turn().await?;
             if stop {
@@ -481,8 +481,19 @@ impl ShardDriver {
         Ok(self.writes.committing_up_to.take())
     }
 
+    /// The group commit in flight ended: the node hears which cycles are durable, and a turn
+    /// follows at once, before more commands are taken: it applies what became committed and
+    /// answers those clients without waiting behind the admission of what queued meanwhile.
+    async fn written(
+        &mut self,
+        result: Result<aurigraph_storage::CommitStats, aurigraph_storage::StorageError>,
+    ) -> Result<(), EngineError> {
+        self.notify_written(result)?;
+        self.turn().await
+    }
+
     /// The group commit in flight ended: the node hears which cycles are durable.
-    fn written(
+    fn notify_written(
         &mut self,
         result: Result<aurigraph_storage::CommitStats, aurigraph_storage::StorageError>,
     ) -> Result<(), EngineError> {
@@ -498,12 +509,12 @@ impl ShardDriver {
     async fn drain_writes(&mut self) -> Result<(), EngineError> {
         if self.log.is_syncing() {
             let result = self.log.finish_sync().await;
-            self.written(result)?;
+            self.notify_written(result)?;
         }
         if self.writes.staged_up_to.is_some() {
             self.start_writes().await?;
             let result = self.log.finish_sync().await;
-            self.written(result)?;
+            self.notify_written(result)?;
         }
         Ok(())
     }

@@ -5,9 +5,11 @@
 //! glommio's O_DIRECT `DmaFile` (io_uring), then one `fdatasync`. Nothing is acknowledged before
 //! that fdatasync returned.
 //!
-//! A group commit is started by [`Wal::start_commit`] and runs as a task of its own while the
-//! caller goes on staging the next group ([`Wal::finish_commit`] waits for it; [`Wal::commit`]
-//! does both). One group is in flight at a time: a group is written only once every group
+//! A group commit is started by [`Wal::start_commit`] (which issues its write) and completes
+//! while the caller goes on staging the next group: [`Wal::finish_commit`] drives it (issues
+//! the fdatasync once the write is done) and waits for it; [`Wal::commit`] does both. The I/O is
+//! driven by the caller's own task rather than a task of its own, so that each completion wakes
+//! the shard directly (a separate task is one more scheduling round per step on a busy core). One group is in flight at a time: a group is written only once every group
 //! before it is durable, which is what recovery's torn-tail rule relies on.
 //!
 //! Segment files are named `NNNNNNNNNNNNNNNNNNNN.wal` (20-digit sequence number). A group is
@@ -25,6 +27,8 @@ mod staging;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -138,13 +142,15 @@ pub struct WalStats {
     pub dma_buffers_allocated: u64,
 }
 
-/// What a group commit's task hands back: the buffer (for reuse) and how long the write and the
+/// What a group commit's I/O hands back: the buffer (for reuse) and how long the write and the
 /// fdatasync took.
 type GroupIo = Result<(Option<DmaBuffer>, Duration, Duration), StorageError>;
 
 /// A group commit whose write and fdatasync run while the shard goes on.
 struct InFlight {
-    task: glommio::Task<GroupIo>,
+    /// The write and the fdatasync, in progress; their outcome once known.
+    io: Pin<Box<dyn Future<Output = GroupIo>>>,
+    done: Option<GroupIo>,
     group: u32,
     group_bytes: u64,
     records: u32,
@@ -160,7 +166,7 @@ pub struct Wal {
     segment_bytes_max: u64,
     /// Oldest first; the back one is the active segment. Never empty.
     segments: VecDeque<SegmentInfo>,
-    /// Shared with the task of the group commit in flight.
+    /// Shared with the I/O of the group commit in flight.
     active: Rc<DmaFile>,
     staging: Staging,
     /// The group commit started and not yet finished (at most one).
@@ -279,7 +285,8 @@ impl Wal {
     }
 
     /// Starts writing everything staged as one group commit: seals it, copies it into a DMA
-    /// buffer and hands the write and its fdatasync to a task of their own, then empties the
+    /// buffer and issues its write (the fdatasync follows as [`Wal::finish_commit`] drives it),
+    /// then empties the
     /// staging buffer for the next group. Returns whether a group started (`false`: nothing
     /// staged). The group is durable once [`Wal::finish_commit`] returns. No group may be in
     /// flight already.
@@ -311,7 +318,10 @@ impl Wal {
             .in_flight
             .as_mut()
             .expect("finish_commit without a group in flight");
-        let io = (&mut in_flight.task).await;
+        let io = match in_flight.done.take() {
+            Some(io) => io,
+            None => (&mut in_flight.io).await,
+        };
         let in_flight = self.in_flight.take().expect("checked above");
         let (buffer, write_duration, fsync_duration) = match io {
             Ok(done) => done,
@@ -372,9 +382,17 @@ impl Wal {
 
         let path = self.active_segment().path.clone();
         let file = self.active.clone();
-        let task = glommio::spawn_local(write_and_sync(file, buffer, offset, group_bytes, path));
+        let mut io: Pin<Box<dyn Future<Output = GroupIo>>> =
+            Box::pin(write_and_sync(file, buffer, offset, group_bytes, path));
+        // Polled once now: the write is queued for the ring at once, and its completion wakes
+        // the caller's task.
+        let done = match futures::poll!(io.as_mut()) {
+            std::task::Poll::Ready(io) => Some(io),
+            std::task::Poll::Pending => None,
+        };
         self.in_flight = Some(InFlight {
-            task,
+            io,
+            done,
             group,
             group_bytes,
             records: self.staging.records(),
@@ -397,8 +415,8 @@ impl Wal {
         sync_directory(&self.directory, &self.dir).await?;
         let previous = std::mem::replace(&mut self.active, Rc::new(file));
         let previous_path = self.active_segment().path.clone();
-        // No group is in flight: the task that shared the file has ended.
-        let previous = Rc::try_unwrap(previous).expect("no task holds the previous segment");
+        // No group is in flight: the I/O that shared the file has ended.
+        let previous = Rc::try_unwrap(previous).expect("no I/O holds the previous segment");
         previous
             .close()
             .await
@@ -578,8 +596,7 @@ async fn sync_directory(directory: &Directory, dir: &Path) -> Result<(), Storage
         .map_err(|e| StorageError::glommio("syncing directory", dir, e))
 }
 
-/// A group commit's I/O, on a task of its own: the write, then the fdatasync that makes it
-/// durable. Hands the buffer back for reuse.
+/// A group commit's I/O: the write, then the fdatasync that makes it durable. Hands the buffer back for reuse.
 async fn write_and_sync(
     file: Rc<DmaFile>,
     buffer: DmaBuffer,
