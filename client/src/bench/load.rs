@@ -315,6 +315,8 @@ mod settled_tests {
         assert!(!leaders_settled(&status([2, 2])));
         assert!(!leaders_settled(&status([1, 3])));
         assert!(!leaders_settled(&json!({"shards": []})));
-        assert!(!leaders_settled(&json!({"shards": [{"shard": 0, "leader": null, "voters": [1]}]})));
+        assert!(!leaders_settled(
+            &json!({"shards": [{"shard": 0, "leader": null, "voters": [1]}]})
+        ));
     }
 }

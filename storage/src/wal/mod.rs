@@ -26,8 +26,8 @@ mod segment;
 mod staging;
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
