@@ -6,7 +6,7 @@ use crate::http::metrics::{disk_space, Histograms, Snapshot};
 use crate::http::HttpSettings;
 use aurigraph_engine::runtime::{HistogramCounts, ShardCounters, Stage};
 use aurigraph_engine::ShardStatus;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Transfers by result, their latency (histogram and windowed quantiles), throughput, batches.
 pub(super) fn transfers(e: &mut Exposition, s: &Snapshot, h: &Histograms) {
@@ -160,15 +160,34 @@ pub(super) fn admission(e: &mut Exposition, status: &[ShardStatus], counters: &[
          (from=\"core\") or from a thread that is not an executor (from=\"thread\"). Commands \
          from the shard's own core are not counted.",
     );
+    per_shard_split(
+        e,
+        "aurigraph_shard_commands_received_total",
+        "from",
+        counters,
+        |c| {
+            [
+                ("core", &c.commands_from_cores),
+                ("thread", &c.commands_from_threads),
+            ]
+        },
+    );
+}
+
+/// One sample per shard and value of `label`, from two counters of each shard.
+fn per_shard_split(
+    e: &mut Exposition,
+    name: &str,
+    label: &str,
+    counters: &[ShardCounters],
+    split: impl Fn(&ShardCounters) -> [(&'static str, &AtomicU64); 2],
+) {
     for (shard, c) in counters.iter().enumerate() {
         let shard = shard.to_string();
-        for (from, count) in [
-            ("core", &c.commands_from_cores),
-            ("thread", &c.commands_from_threads),
-        ] {
+        for (value, count) in split(c) {
             e.sample(
-                "aurigraph_shard_commands_received_total",
-                &[("shard", &shard), ("from", from)],
+                name,
+                &[("shard", &shard), (label, value)],
                 count.load(Ordering::Relaxed),
             );
         }
@@ -184,19 +203,18 @@ pub(super) fn write_cycles(e: &mut Exposition, counters: &[ShardCounters]) {
          commit was still in flight when they were staged (overlapped=\"true\": proposed and \
          sent while that fdatasync ran).",
     );
-    for (shard, c) in counters.iter().enumerate() {
-        let shard = shard.to_string();
-        for (overlapped, count) in [
-            ("false", &c.write_cycles_alone),
-            ("true", &c.write_cycles_overlapped),
-        ] {
-            e.sample(
-                "aurigraph_shard_write_cycles_total",
-                &[("shard", &shard), ("overlapped", overlapped)],
-                count.load(Ordering::Relaxed),
-            );
-        }
-    }
+    per_shard_split(
+        e,
+        "aurigraph_shard_write_cycles_total",
+        "overlapped",
+        counters,
+        |c| {
+            [
+                ("false", &c.write_cycles_alone),
+                ("true", &c.write_cycles_overlapped),
+            ]
+        },
+    );
 }
 
 /// Consensus, per shard (each shard is one raft group).
