@@ -16,6 +16,7 @@ mod certs;
 mod cluster;
 mod token;
 mod transfer;
+mod tune;
 mod validators;
 
 #[global_allocator]
@@ -71,6 +72,10 @@ enum Command {
     /// A development certificate authority and a node certificate it signed, for the HTTP
     /// API's TLS (`aurigraph node --tls-cert --tls-key`). Not for production.
     Certs(certs::CertsArgs),
+    /// Host tuning for bare metal: `check` reports what differs from what the node wants,
+    /// `apply` changes what can change at runtime (dry run unless --yes).
+    #[command(subcommand)]
+    Tune(tune::TuneCommand),
 }
 
 /// Why a command failed: printed on stderr as `aurigraph: error: ...`, exit status 1.
@@ -126,6 +131,9 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    if let Command::Tune(command) = cli.command {
+        return ExitCode::from(tune::run(command));
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -168,6 +176,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Certs(args) => certs::run(args)?,
         Command::Cluster(args) => cluster::run(args)?,
         Command::Validators(command) => validators::run(command)?,
+        Command::Tune(_) => unreachable!("handled in main: it has exit statuses of its own"),
     }
     Ok(())
 }
