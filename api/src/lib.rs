@@ -10,3 +10,4 @@ pub mod config;
 pub mod heap;
 pub mod http;
 pub mod node;
+pub mod systemd;

@@ -253,6 +253,13 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     if let Some(admin) = config.admin_addr {
         tracing::info!(%admin, "admin endpoints served on their own listener only");
     }
+    let notifier = Arc::new(crate::systemd::Notifier::from_env());
+    notifier.notify("READY=1\nSTATUS=serving");
+    let pinger = crate::systemd::watchdog_period()
+        .filter(|_| notifier.is_active())
+        .map(|period| {
+            crate::systemd::WatchdogPinger::start(notifier.clone(), engine.beats(), period)
+        });
     let signal = loop {
         match wait_for_signal(signals) {
             libc::SIGHUP => reload_tls(config.tls.as_deref(), config.peer_tls.as_deref()),
@@ -260,6 +267,9 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         }
     };
     tracing::info!(signal, "stopping: draining in-flight requests");
+    notifier.notify("STOPPING=1\nSTATUS=draining");
+    // The executors stop beating as they stop: not a stall to report.
+    drop(pinger);
     draining.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while in_flight.total() > 0 && Instant::now() < deadline {

@@ -388,6 +388,12 @@ impl Engine {
     pub fn shard_count(&self) -> u32 {
         self.inner.shard_count
     }
+    /// The executors' liveness beats (each core counts one every 10 ms while it makes
+    /// progress): what a supervisor's watchdog is fed from.
+    pub fn beats(&self) -> watchdog::Beats {
+        self.inner.beats.clone()
+    }
+
     pub fn cores(&self) -> usize {
         self.inner.cores
     }

@@ -63,6 +63,22 @@ impl Beats {
     fn read(&self) -> Vec<u64> {
         self.0.iter().map(|b| b.0.load(Relaxed)).collect()
     }
+
+    /// Whether every core beat since `last` (or finished), and the counts now: a supervisor's
+    /// watchdog is told the node is alive only when each executor made progress.
+    pub fn all_moved_since(&self, last: &[u64]) -> (bool, Vec<u64>) {
+        let now = self.read();
+        let moved = now
+            .iter()
+            .zip(last)
+            .all(|(now, last)| *now == FINISHED || now != last);
+        (moved && now.len() == last.len(), now)
+    }
+
+    /// The counts now (the first `last` for [`Beats::all_moved_since`]).
+    pub fn counts(&self) -> Vec<u64> {
+        self.read()
+    }
 }
 
 /// The watchdog thread; stopped by [`Watchdog::stop`] (before the executors are shut down, whose
