@@ -34,8 +34,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SUBMIT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of each node's log quoted in panic messages.
 const LOG_TAIL_BYTES: usize = 6000;
-/// Error codes after which resubmitting the same signed transfer is the right move.
-const RETRYABLE: &[&str] = &["NOT_LEADER", "RETRY", "OVERLOADED"];
+/// Error codes after which resubmitting the same signed transfer is the right move
+/// (`SHUTTING_DOWN`: a validator draining for a restart; another one, or it once back, takes it).
+const RETRYABLE: &[&str] = &["NOT_LEADER", "RETRY", "OVERLOADED", "SHUTTING_DOWN"];
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -294,6 +295,25 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops node i gracefully (SIGTERM: it drains and stops its shards) and returns its exit
+    /// status.
+    pub fn terminate(&self, i: usize) -> Option<i32> {
+        let child = self.nodes[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(crate::node::sigterm_and_wait(child, &self.log_text(i)))
+    }
+
+    /// Starts node i again (after [`Cluster::terminate`]) with the same arguments and data
+    /// directory, and waits until it is healthy.
+    pub fn start_again(&self, i: usize) {
+        assert!(!self.is_live(i), "node {i} still runs");
+        self.spawn(i);
+        self.wait_healthy(i, Instant::now() + WAIT);
     }
 
     /// Starts node i again with the same arguments and data directory (killing it first if it
@@ -566,7 +586,7 @@ impl Cluster {
     }
 
     /// Submits one transfer through node i, resubmitting the same signed transfer after
-    /// a 503 `NOT_LEADER`/`RETRY`/`OVERLOADED`, a timeout or a connection error, until
+    /// a 503 `NOT_LEADER`/`RETRY`/`OVERLOADED`/`SHUTTING_DOWN`, a timeout or a connection error, until
     /// it gets a 200 or `deadline` passes. Each attempt waits at most `attempt_timeout`.
     pub fn try_submit(
         &self,

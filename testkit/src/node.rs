@@ -103,22 +103,8 @@ impl Node {
 
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own unreaped child.
-        unsafe {
-            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = c.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                c.kill().unwrap();
-                panic!("node did not stop on SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.take()?;
+        Some(sigterm_and_wait(child, &self.log_text()))
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -169,4 +155,25 @@ fn rand_suffix() -> u64 {
         .unwrap()
         .as_nanos() as u64
         % 1_000_000
+}
+
+/// Sends SIGTERM to a node process and waits (at most 30 s) for it to exit; its exit status.
+/// Panics with `log` when it does not stop.
+pub(crate) fn sigterm_and_wait(mut child: Child, log: &str) -> i32 {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own unreaped child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            // A signal's death has no code: -1, which no graceful stop returns.
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("node did not stop on SIGTERM:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -741,3 +741,98 @@ fn a_validator_behind_a_truncated_log_catches_up_from_a_snapshot() {
     let expect = expected_balances(&keys, &sent);
     cluster.wait_balances(victim, &expect);
 }
+
+/// The rolling upgrade procedure (docs/operations.md): one validator at a time is stopped with
+/// SIGTERM (it drains), replaced (here: the same binary) and started again, and the next one
+/// only once it is back. Senders keep sending through every validator throughout, resubmitting
+/// as clients do (a 503, a refused connection); not one transfer fails, and every
+/// acknowledged one is on every validator afterwards.
+#[test]
+fn a_rolling_restart_under_load_fails_no_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(16);
+    let groups = by_shard(&keys);
+    let cluster = Cluster::start(dir.path(), VALIDATORS, &genesis(&keys, SHARDS));
+    cluster.wait_leaders();
+    let senders: Vec<usize> = groups.iter().flat_map(|g| g[..2].to_vec()).collect();
+    let receivers: Vec<usize> = (0..keys.len()).filter(|k| !senders.contains(k)).collect();
+    let stop = AtomicBool::new(false);
+    let acks: Mutex<Vec<Record>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let submitter = cluster.submitter();
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        for (w, &k) in senders.iter().enumerate() {
+            let (stop, acks, failures, submitter) = (&stop, &acks, &failures, submitter.clone());
+            let (keys, receivers) = (&keys, &receivers);
+            s.spawn(move || {
+                let mut nonce = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    nonce += 1;
+                    let to = address_of(&keys[receivers[(w + nonce as usize) % receivers.len()]]);
+                    let record = transfer(&keys[k], to, 1, nonce);
+                    let node = (w + nonce as usize) % VALIDATORS;
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    match submitter.try_submit(node, &record, deadline, SUBMIT_ATTEMPT_TIMEOUT) {
+                        Ok(sub) if sub.committed() => acks.lock().unwrap().push(record),
+                        Ok(sub) => {
+                            failures.lock().unwrap().push(format!(
+                                "sender {k} nonce {nonce} via node {node}: {}",
+                                sub.reply
+                            ));
+                            return;
+                        }
+                        Err(e) => {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("sender {k} nonce {nonce} via node {node}: {e}"));
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let acked = || acks.lock().unwrap().len();
+        for i in 0..VALIDATORS {
+            // Load on the cluster before each stop.
+            let before = acked();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while acked() < before + 20 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(
+                cluster.terminate(i),
+                Some(0),
+                "validator {i} stopped cleanly"
+            );
+            cluster.start_again(i);
+            cluster.wait_leaders();
+        }
+        let before = acked();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acked() < before + 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let failed = failures.into_inner().unwrap();
+    if !failed.is_empty() {
+        cluster.fail(&format!("transfers failed:\n{}", failed.join("\n")));
+    }
+    let records = acks.into_inner().unwrap();
+    println!(
+        "{} transfers acknowledged across the rolling restart",
+        records.len()
+    );
+    assert!(
+        records.len() >= 80,
+        "only {} transfers went through",
+        records.len()
+    );
+    cluster.wait_converged();
+    for i in 0..VALIDATORS {
+        assert_all_present(&cluster, i, &records);
+    }
+    cluster.wait_balances(0, &expected_balances(&keys, &records));
+}
