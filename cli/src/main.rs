@@ -10,6 +10,7 @@ use aurigraph_wire::keyfile::{self, KeyFileError};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod backup;
 mod beacon;
 mod bench;
 mod certs;
@@ -72,6 +73,10 @@ enum Command {
     /// A development certificate authority and a node certificate it signed, for the HTTP
     /// API's TLS (`aurigraph node --tls-cert --tls-key`). Not for production.
     Certs(certs::CertsArgs),
+    /// Backups of a running validator: take one (`create`), check one (`verify`), start a
+    /// fresh data directory from one (`restore`).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Host tuning for bare metal: `check` reports what differs from what the node wants,
     /// `apply` changes what can change at runtime (dry run unless --yes).
     #[command(subcommand)]
@@ -103,6 +108,8 @@ enum CliError {
     Token(#[from] aurigraph_wire::tokens::TokensError),
     #[error(transparent)]
     Certs(#[from] certs::CertsError),
+    #[error(transparent)]
+    Backup(#[from] backup::BackupCommandError),
 }
 
 /// mimalloc's `purge_delay` option (its index in mimalloc v3's `mi_option_e`).
@@ -176,6 +183,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Certs(args) => certs::run(args)?,
         Command::Cluster(args) => cluster::run(args)?,
         Command::Validators(command) => validators::run(command)?,
+        Command::Backup(command) => backup::run(command)?,
         Command::Tune(_) => unreachable!("handled in main: it has exit statuses of its own"),
     }
     Ok(())

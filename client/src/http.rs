@@ -420,6 +420,26 @@ impl Client {
         })
     }
 
+    /// `GET base+path` of a binary reply of `accept`, at most `reply_bytes_max` bytes.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        accept: &'static str,
+        reply_bytes_max: usize,
+    ) -> Result<Bytes, ClientError> {
+        let (_, _, body) = self
+            .send_limited(
+                Method::GET,
+                path,
+                None,
+                accept,
+                Bytes::new(),
+                reply_bytes_max,
+            )
+            .await?;
+        Ok(body)
+    }
+
     /// Sends one request; returns status, content type and body of a 2xx reply.
     async fn send(
         &self,
@@ -428,6 +448,19 @@ impl Client {
         content_type: Option<&'static str>,
         accept: &'static str,
         body: Bytes,
+    ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
+        self.send_limited(method, path, content_type, accept, body, REPLY_BYTES_MAX)
+            .await
+    }
+
+    async fn send_limited(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&'static str>,
+        accept: &'static str,
+        body: Bytes,
+        reply_bytes_max: usize,
     ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
         let method_name: &'static str = if method == Method::GET { "GET" } else { "POST" };
         let url = format!("{}{path}", self.base);
@@ -462,7 +495,7 @@ impl Client {
                 .await
                 .map_err(|e| ErrorKind::Transport(describe_transport_error(&e)))?;
             let (parts, body) = response.into_parts();
-            let limited = http_body_util::Limited::new(body, REPLY_BYTES_MAX);
+            let limited = http_body_util::Limited::new(body, reply_bytes_max);
             let bytes = limited
                 .collect()
                 .await

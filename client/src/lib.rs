@@ -8,6 +8,7 @@
 //! - [`bench`]: the end-to-end throughput benchmark (workload, load, figures).
 //! - [`launcher`]: local validators as child processes on loopback.
 
+pub mod backup;
 pub mod bench;
 pub mod http;
 pub mod launcher;

@@ -16,6 +16,7 @@
 //! - [`datadir`]: the data directory and the genesis it was created with.
 //! - `sim` (feature `sim`): the deterministic cluster simulator driving the same `ShardNode`.
 
+pub mod backup;
 pub mod datadir;
 pub mod ledger;
 pub mod node;

@@ -28,6 +28,8 @@
 //! `finish_turn` → save the snapshot if one is due → `snapshot_saved`. No raft input may be
 //! fed while a turn's persist is in flight (raft-rs's rule for a `Ready`).
 
+mod backup;
+pub use backup::BackupRefused;
 mod credits;
 mod forward;
 mod membership;

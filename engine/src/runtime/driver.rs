@@ -12,8 +12,8 @@ use super::peers::PeerLink;
 use super::{Engine, EngineConfig, EngineError};
 use crate::ledger::Account;
 use crate::node::{
-    Answer, Effects, LocalMessage, LocalSnapshot, Now, SendRefused, ShardNode, ShardStatus,
-    SubmitFailure, Submitter,
+    Answer, BackupRefused, Effects, LocalMessage, LocalSnapshot, Now, SendRefused, ShardNode,
+    ShardStatus, SubmitFailure, Submitter,
 };
 use crate::peering::{Outbound, PeerMessage};
 use crate::record::{Address, Record, TxHash};
@@ -79,6 +79,10 @@ pub(super) enum Command {
     },
     Status {
         reply: oneshot::Sender<ShardStatus>,
+    },
+    /// The shard's state at its applied index, encoded as a snapshot's bytes, for a backup.
+    Backup {
+        reply: oneshot::Sender<Result<ShardBackup, BackupRefused>>,
     },
     Shutdown,
 }
@@ -174,6 +178,16 @@ impl Effects for RuntimeIo<'_> {
             link.unwant(self.shard, node_id);
         }
     }
+}
+
+/// One shard's part of a backup: its state at `index` as a snapshot's bytes, with the term and
+/// configuration a snapshot file records.
+#[derive(Debug)]
+pub struct ShardBackup {
+    pub index: u64,
+    pub term: u64,
+    pub conf: ConfState,
+    pub data: Vec<u8>,
 }
 
 /// What a waiting shard woke up to.
@@ -613,6 +627,31 @@ impl ShardDriver {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::Backup { reply } => match node.backup_image() {
+                // Copied on the core; encoded (sorted, rkyv) on glommio's blocking pool.
+                Ok(LocalSnapshot {
+                    index,
+                    term,
+                    conf,
+                    image,
+                }) => {
+                    glommio::spawn_local(async move {
+                        let data = glommio::executor()
+                            .spawn_blocking(move || image.encode())
+                            .await;
+                        let _ = reply.send(Ok(ShardBackup {
+                            index,
+                            term,
+                            conf,
+                            data,
+                        }));
+                    })
+                    .detach();
+                }
+                Err(refused) => {
+                    let _ = reply.send(Err(refused));
+                }
+            },
             Command::Shutdown => return true,
         }
         false

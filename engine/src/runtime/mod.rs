@@ -35,6 +35,7 @@ use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
 use aurigraph_net::transport::PeerTls;
 pub use custody::GatewayId;
+pub use driver::ShardBackup;
 use driver::{Command, Reply};
 use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -625,6 +626,17 @@ impl Engine {
     /// Consensus and state figures of every shard.
     pub async fn status(&self) -> Result<Vec<ShardStatus>, EngineError> {
         self.ask_every_shard(|reply| Command::Status { reply })
+            .await
+    }
+
+    /// Every shard's state at its applied index, as a snapshot's bytes, taken while the node
+    /// runs (a shard copies its state on its core between two turns, then encodes the copy
+    /// off the core). Everything acknowledged before the call is in it: a transfer is
+    /// acknowledged only once applied.
+    pub async fn backup(
+        &self,
+    ) -> Result<Vec<Result<ShardBackup, crate::node::BackupRefused>>, EngineError> {
+        self.ask_every_shard(|reply| Command::Backup { reply })
             .await
     }
 

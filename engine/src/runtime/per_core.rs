@@ -362,6 +362,7 @@ async fn open_shard(
         core,
         applied = replica.state().applied_index(),
         accounts = replica.state().account_count(),
+        state_hash = %format!("{:032x}", replica.state().state_hash()),
         "shard recovered"
     );
     Ok((replica, log))

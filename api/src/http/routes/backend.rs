@@ -1,9 +1,10 @@
 //! What the HTTP layer needs from the ledger, and its implementation by the engine.
 
 use aurigraph_engine::ledger::Account;
+use aurigraph_engine::node::BackupRefused;
 use aurigraph_engine::record::{Address, Record, TxHash};
 use aurigraph_engine::replica::{BlockHeader, Outcome, TxStatus};
-use aurigraph_engine::runtime::{GatewayId, ShardCounters};
+use aurigraph_engine::runtime::{GatewayId, ShardBackup, ShardCounters};
 use aurigraph_engine::ConfChangeType;
 use aurigraph_engine::{Engine, EngineError, ShardStatus, SubmitFailure};
 use std::future::Future;
@@ -53,7 +54,12 @@ pub trait Backend: Clone + 'static {
     ) -> impl Future<Output = Result<MembershipResults, EngineError>>;
     /// Running totals of every shard (WAL, snapshots, signatures), read without a message.
     fn shard_counters(&self) -> Arc<[ShardCounters]>;
+    /// Every shard's state at its applied index, for a backup (see [`Engine::backup`]).
+    fn backup(&self) -> impl Future<Output = Result<BackupParts, EngineError>>;
 }
+
+/// Each shard's part of a backup, or why it cannot be taken now.
+pub type BackupParts = Vec<Result<ShardBackup, BackupRefused>>;
 
 impl Backend for Engine {
     fn chain_id(&self) -> u32 {
@@ -116,6 +122,9 @@ impl Backend for Engine {
         peer_addr: Vec<u8>,
     ) -> impl Future<Output = Result<MembershipResults, EngineError>> {
         Engine::change_membership(self, changes, peer_addr)
+    }
+    fn backup(&self) -> impl Future<Output = Result<BackupParts, EngineError>> {
+        Engine::backup(self)
     }
     fn shard_counters(&self) -> Arc<[ShardCounters]> {
         Engine::shard_counters(self).clone()

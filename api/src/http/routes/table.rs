@@ -125,6 +125,12 @@ impl<B: Backend, T: RequestBody> Routes<B, T> {
             doc: consensus::validators_doc,
         },
         Route {
+            method: Method::GET,
+            path: "/api/v11/admin/backup",
+            handler: |c, r, _| admin::backup(c, r).boxed_local(),
+            doc: admin::backup_doc,
+        },
+        Route {
             method: Method::POST,
             path: "/api/v11/admin/validators",
             handler: |c, r, _| admin::validators(c, r).boxed_local(),

@@ -209,6 +209,12 @@ impl Backend for Fake {
             ),
         ])
     }
+    async fn backup(&self) -> Result<crate::http::routes::backend::BackupParts, EngineError> {
+        if self.stopped {
+            stopped()?;
+        }
+        Ok(Vec::new())
+    }
     fn shard_counters(&self) -> Arc<[ShardCounters]> {
         let counters: Arc<[ShardCounters]> = (0..2).map(|_| ShardCounters::default()).collect();
         counters[1].wal_fsync_ns.observe(700_000);
