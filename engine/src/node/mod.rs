@@ -29,7 +29,9 @@
 //! fed while a turn's persist is in flight (raft-rs's rule for a `Ready`).
 
 mod backup;
+mod cycles;
 pub use backup::BackupRefused;
+use cycles::InFlightCycle;
 mod credits;
 mod forward;
 mod membership;
@@ -204,18 +206,6 @@ impl Persist {
     }
 }
 
-/// A ready cycle handed out and not yet durable.
-#[derive(Debug)]
-struct InFlightCycle {
-    number: u64,
-    /// Whether it has writes (one without is durable once every cycle before it is).
-    has_writes: bool,
-    /// The index of the leader's snapshot it installs.
-    snapshot_index: Option<u64>,
-    /// Messages that must wait until it is durable.
-    after_write: Vec<Message>,
-}
-
 /// The state at `index`, to save as the shard's snapshot (the log before it may go); then call
 /// [`ShardNode::snapshot_saved`].
 #[derive(Debug)]
@@ -371,23 +361,6 @@ impl<R> ShardNode<R> {
     /// Whether a ready cycle's writes are not yet durable.
     pub fn is_persisting(&self) -> bool {
         !self.in_flight.is_empty()
-    }
-
-    /// Whether [`ShardNode::start_turn`] may be called: fewer cycles in flight than the bound,
-    /// and none at all when the next cycle restores a snapshot from the leader (written before
-    /// anything after it, so nothing may be pending before it either).
-    pub fn can_start_turn(&self) -> bool {
-        let bound = if self.replica.has_snapshot_to_restore()
-            || self
-                .in_flight
-                .back()
-                .is_some_and(|c| c.snapshot_index.is_some())
-        {
-            1
-        } else {
-            self.config.ready_cycles_in_flight_max
-        };
-        self.in_flight.len() < bound
     }
 
     /// A submission whose signatures the edge verified (`valid[i]` for `records[i]`).
@@ -595,46 +568,6 @@ impl<R> ShardNode<R> {
             hard_state: work.hard_state,
             must_sync: work.must_sync,
         }))
-    }
-
-    /// The writes of ready cycle `number` are staged (readable from the storage): raft takes
-    /// input again. Call before any other input.
-    pub fn staged(&mut self, number: u64) {
-        assert_eq!(
-            self.in_flight.back().map(|c| c.number),
-            Some(number),
-            "staged the ready cycle handed out last"
-        );
-        self.replica.staged(number);
-    }
-
-    /// The writes of every ready cycle up to `number` are durable.
-    pub fn persisted<E: Effects<Reply = R>>(&mut self, io: &mut E, number: u64, now: Now) {
-        let mut last = None;
-        // Cycles without writes behind the durable ones are durable with them.
-        while let Some(cycle) = self.in_flight.front() {
-            if cycle.number > number && cycle.has_writes {
-                break;
-            }
-            let cycle = self.in_flight.pop_front().expect("front exists");
-            if let Some(index) = cycle.snapshot_index {
-                // A leader's snapshot is installed and durable: its credits count as this
-                // validator's, and the log before it is gone.
-                self.last_snapshot_index = index;
-                self.snapshot_applied_bytes = self.replica.applied_bytes();
-                tracing::info!(
-                    shard = self.replica.shard(),
-                    index,
-                    "caught up from the leader's snapshot: installed"
-                );
-                self.credits.set_watermarks(self.inbound_watermarks());
-                self.announce_credits(io, now);
-            }
-            self.send_raft(io, cycle.after_write);
-            last = Some(cycle.number);
-        }
-        let last = last.expect("persisted without a write in flight");
-        self.replica.persisted(last);
     }
 
     /// The rest of a turn: more pieces of large messages, membership events, answers, messages
