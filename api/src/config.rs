@@ -764,6 +764,16 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_deployment_example_uses_only_known_keys_of_the_right_types() {
+        let text = include_str!("../../deploy/examples/validator.toml");
+        let file: FileConfig = toml::from_str(text).expect("deploy/examples/validator.toml");
+        assert_eq!(file.node_id, Some(1));
+        assert!(file.peers.as_deref().unwrap().contains("3=10.0.0.13:9100"));
+        assert!(file.admin_addr.is_some() && file.tokens.is_some());
+    }
+
     use super::*;
 
     #[test]
