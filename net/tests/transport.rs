@@ -442,7 +442,14 @@ fn hostile_clients_lose_their_link_and_the_transport_keeps_serving() {
     header[8..12].copy_from_slice(&((8u32 << 20) - 16).to_le_bytes());
     s.write_all(&header).unwrap();
     expect_closed(s, "big frame before handshake");
-    // 7. Connect and say nothing: the handshake timeout frees the slot.
+    // 7. A peer's handshake in another frame format version (a binary of an incompatible
+    //    release): refused at its header, before anything else is read.
+    let mut s = StdTcpStream::connect(b_addr).unwrap();
+    let mut other_version = handshake_as(3);
+    other_version[4] = 2;
+    s.write_all(&other_version).unwrap();
+    expect_closed(s, "another frame version");
+    // 8. Connect and say nothing: the handshake timeout frees the slot.
     let started = Instant::now();
     let s = StdTcpStream::connect(b_addr).unwrap();
     expect_closed(s, "silent client");
@@ -453,10 +460,10 @@ fn hostile_clients_lose_their_link_and_the_transport_keeps_serving() {
     let (_, a_counters) = a.join().unwrap();
     eprintln!("node 2 after the hostile phase: {c:?}; node 1: {a_counters:?}");
     assert!(last > 0);
-    // Garbage, checksum, oversize length, shard, big frame before handshake.
-    assert_eq!(before.decode_errors, 5, "{before:?}");
-    // Garbage, unknown node, big frame before handshake, silence.
-    assert_eq!(before.handshakes_refused, 4, "{before:?}");
+    // Garbage, checksum, oversize length, shard, big frame before handshake, version.
+    assert_eq!(before.decode_errors, 6, "{before:?}");
+    // Garbage, unknown node, big frame before handshake, version, silence.
+    assert_eq!(before.handshakes_refused, 5, "{before:?}");
     // Node 1's link was never disturbed.
     assert_eq!(a_counters.reconnects, 0, "{a_counters:?}");
     assert_eq!(a_counters.links_closed, 0, "{a_counters:?}");
