@@ -372,6 +372,24 @@ impl Cluster {
         self.add_joining_node_with(Some(PeerTlsFiles::new(&peer_certs, id)))
     }
 
+    /// [`Cluster::add_joining_node`] whose data directory is first restored from a backup
+    /// (`aurigraph backup restore`): it catches up from the backup's positions.
+    pub fn add_joining_node_from_backup(&mut self, backup: &Path) -> usize {
+        let id = self.len() as u64 + 1;
+        let peer_certs = self.dir.join(aurigraph_client::launcher::PEER_CERTS_DIR);
+        aurigraph_client::launcher::ensure_peer_certs(&crate::aurigraph_bin(), &peer_certs, id)
+            .unwrap();
+        let data_dir = self.dir.join(format!("node-{id}")).join("data");
+        crate::aurigraph_ok(&[
+            "backup".as_ref(),
+            "restore".as_ref(),
+            backup.as_os_str(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ]);
+        self.add_joining_node_with(Some(PeerTlsFiles::new(&peer_certs, id)))
+    }
+
     /// [`Cluster::add_joining_node`] with the given peer certificate files (`None`: plain
     /// peer links), for validators the cluster must not let in.
     pub fn add_joining_node_with(&mut self, peer_tls: Option<PeerTlsFiles>) -> usize {

@@ -390,14 +390,21 @@ impl ShardDriver {
                     .stage(&persist.entries, persist.hard_state.as_ref())
                     .await?;
                 self.node.staged(persist.number);
-                self.writes.staged_up_to = Some(persist.number);
-                let cycles = if self.log.is_syncing() {
-                    &self.counters().write_cycles_overlapped
+                let durable = if persist.snapshot.is_some() && self.log.wal().staged_bytes() == 0 {
+                    // Its only write was the leader's snapshot, saved (durably) above, and
+                    // nothing was in flight before it: durable already.
+                    Some(persist.number)
                 } else {
-                    &self.counters().write_cycles_alone
+                    self.writes.staged_up_to = Some(persist.number);
+                    let cycles = if self.log.is_syncing() {
+                        &self.counters().write_cycles_overlapped
+                    } else {
+                        &self.counters().write_cycles_alone
+                    };
+                    cycles.fetch_add(1, Relaxed);
+                    durable_meanwhile
                 };
-                cycles.fetch_add(1, Relaxed);
-                if let Some(number) = durable_meanwhile {
+                if let Some(number) = durable {
                     let now = self.now();
                     let (node, mut io) = self.split();
                     node.persisted(&mut io, number, now);
