@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod http;
 pub mod node;
 pub mod ports;
+pub mod postgres;
 pub mod proxy;
 
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};

@@ -1,0 +1,173 @@
+//! The PostgreSQL archive of committed transfers.
+//!
+//! Exactly once: a batch is the transfers of consecutive log entries of one shard. It is
+//! written in one transaction that reads the shard's cursor (locking its row), skips the
+//! entries at or below it, copies the rest with `COPY ... FROM STDIN (FORMAT binary)` and moves
+//! the cursor to the batch's last index. A crash of the sink, of the node or of PostgreSQL
+//! either commits all of it or none; a batch sent again after a restart adds nothing.
+
+use crate::numeric::Numeric;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::{Client, NoTls};
+
+/// One committed transfer as the archive stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedTransfer {
+    pub tx_hash: [u8; 32],
+    pub from: [u8; 32],
+    pub to: [u8; 32],
+    pub asset: u32,
+    pub amount: u64,
+    pub nonce: u64,
+    /// The contract's result code name (`OK`, `INSUFFICIENT_FUNDS`, ...).
+    pub result: &'static str,
+}
+
+/// The transfers of one log entry, in the entry's order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryBatch {
+    pub index: u64,
+    pub transfers: Vec<ArchivedTransfer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("shard {shard}: entries must be in increasing log order ({index} after {previous})")]
+    OutOfOrder {
+        shard: u32,
+        index: u64,
+        previous: u64,
+    },
+    #[error("{what} {value} does not fit the archive's column")]
+    TooLarge { what: &'static str, value: u64 },
+}
+
+/// A connection to the archive.
+pub struct PgArchive {
+    client: Client,
+}
+
+const COPY_TRANSFERS: &str = "COPY transfers (tx_hash, shard, block, position, from_address, \
+     to_address, asset, amount, nonce, result) FROM STDIN (FORMAT binary)";
+
+const COLUMN_TYPES: &[Type] = &[
+    Type::BYTEA,
+    Type::INT4,
+    Type::INT8,
+    Type::INT4,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::TEXT,
+];
+
+impl PgArchive {
+    /// Connects (`postgres://user@host:port/db`, or key=value form) and applies the schema's
+    /// migrations that are missing.
+    pub fn connect(url: &str) -> Result<PgArchive, ArchiveError> {
+        let mut client = Client::connect(url, NoTls)?;
+        let applied = crate::migrations::migrate(&mut client)?;
+        if applied > 0 {
+            tracing::info!(applied, "archive schema migrated");
+        }
+        Ok(PgArchive { client })
+    }
+
+    /// The last log index of `shard` whose transfers are archived (0: none).
+    pub fn cursor(&mut self, shard: u32) -> Result<u64, ArchiveError> {
+        let row = self.client.query_opt(
+            "SELECT archived_index FROM shard_cursors WHERE shard = $1",
+            &[&(shard as i32)],
+        )?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    /// Archives consecutive entries of `shard` (increasing log indexes) with binary COPY, and
+    /// moves the shard's cursor to the last one, in one transaction. Entries at or below the
+    /// cursor are skipped (sent again after a restart). Returns the rows written.
+    pub fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<u64, ArchiveError> {
+        for pair in entries.windows(2) {
+            if pair[1].index <= pair[0].index {
+                return Err(ArchiveError::OutOfOrder {
+                    shard,
+                    index: pair[1].index,
+                    previous: pair[0].index,
+                });
+            }
+        }
+        let Some(last) = entries.last() else {
+            return Ok(0);
+        };
+        let last_index = i64::try_from(last.index).map_err(|_| ArchiveError::TooLarge {
+            what: "log index",
+            value: last.index,
+        })?;
+        let shard_sql = shard as i32;
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "INSERT INTO shard_cursors (shard, archived_index) VALUES ($1, 0) \
+             ON CONFLICT (shard) DO NOTHING",
+            &[&shard_sql],
+        )?;
+        let cursor: i64 = tx
+            .query_one(
+                "SELECT archived_index FROM shard_cursors WHERE shard = $1 FOR UPDATE",
+                &[&shard_sql],
+            )?
+            .get(0);
+        let fresh: Vec<&EntryBatch> = entries.iter().filter(|e| e.index as i64 > cursor).collect();
+        if fresh.is_empty() {
+            tx.commit()?;
+            return Ok(0);
+        }
+        let mut rows = 0u64;
+        let sink = tx.copy_in(COPY_TRANSFERS)?;
+        let mut writer = BinaryCopyInWriter::new(sink, COLUMN_TYPES);
+        for entry in fresh {
+            let block = entry.index as i64;
+            for (position, t) in entry.transfers.iter().enumerate() {
+                let position = position as i32;
+                let asset = i64::from(t.asset);
+                writer.write(&[
+                    &&t.tx_hash[..],
+                    &shard_sql,
+                    &block,
+                    &position,
+                    &&t.from[..],
+                    &&t.to[..],
+                    &asset,
+                    &Numeric(t.amount),
+                    &Numeric(t.nonce),
+                    &t.result,
+                ])?;
+                rows += 1;
+            }
+        }
+        writer.finish()?;
+        tx.execute(
+            "UPDATE shard_cursors SET archived_index = $2 WHERE shard = $1",
+            &[&shard_sql, &last_index],
+        )?;
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// The archive's row count (for checks and tests).
+    pub fn transfer_count(&mut self) -> Result<u64, ArchiveError> {
+        let count: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM transfers", &[])?
+            .get(0);
+        Ok(count as u64)
+    }
+
+    /// The underlying connection, for queries of the archive.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
