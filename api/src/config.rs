@@ -24,7 +24,7 @@ pub struct NodeArgs {
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
     /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
-    /// ready_cycles_in_flight_max,
+    /// ready_cycles_in_flight_max, archive_url,
     /// recent_transactions_per_shard,
     /// verify_slice_signatures, verify_slice_signatures_backlogged).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -190,6 +190,8 @@ pub struct FileConfig {
     /// durable before the next cycle starts).
     pub ready_cycles_in_flight_max: Option<usize>,
     pub recent_transactions_per_shard: Option<usize>,
+    /// PostgreSQL archive of committed transfers (a connection string); absent: no archive.
+    pub archive_url: Option<String>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
     /// The same while submissions wait behind the one being verified (1 ..= 256; default 256).
@@ -259,6 +261,7 @@ pub struct NodeConfig {
     pub snapshot_piece_bytes: usize,
     pub ready_cycles_in_flight_max: usize,
     pub recent_transactions_per_shard: usize,
+    pub archive_url: Option<String>,
     pub verify_slice_signatures: usize,
     pub verify_slice_signatures_backlogged: usize,
     /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
@@ -573,6 +576,7 @@ impl NodeConfig {
             snapshot_piece_bytes,
             ready_cycles_in_flight_max,
             recent_transactions_per_shard,
+            archive_url: file.archive_url.clone(),
             verify_slice_signatures,
             verify_slice_signatures_backlogged,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),

@@ -210,6 +210,13 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         .then(|| std::time::Duration::from_millis(config.stall_report_ms));
     engine_config.raft_piece_bytes = config.snapshot_piece_bytes;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
+    // The archive sink: its own thread, fed by a bounded channel the shards never wait on.
+    let archive = config.archive_url.as_ref().map(|url| {
+        let (tap, applied) = crossbeam_channel::bounded(ARCHIVE_QUEUE_ENTRIES);
+        engine_config.applied_tap = Some(tap);
+        tracing::info!("archive sink started");
+        aurigraph_sinks::ArchiveSink::spawn(url.clone(), applied)
+    });
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;
@@ -283,7 +290,14 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         client.stop();
         tracing::info!("beacon client stopped");
     }
-    match engine.shutdown() {
+    let stopped = engine.shutdown();
+    drop(engine);
+    if let Some(archive) = archive {
+        // The shards are stopped: the sink writes what it holds and ends.
+        archive.stop();
+        tracing::info!("archive sink stopped");
+    }
+    match stopped {
         None => {
             tracing::info!("stopped");
             Ok(())
@@ -291,6 +305,10 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         Some(error) => Err(NodeError::Stopped(error)),
     }
 }
+
+/// Applied transfer entries queued for the archive sink (each holds a whole entry's bytes,
+/// shared with the log; past it the shards drop entries for the sink, counted).
+const ARCHIVE_QUEUE_ENTRIES: usize = 65_536;
 
 /// Marks a data directory whose validator joined a running cluster (`--join`).
 const JOINED_MARKER: &str = "joined";

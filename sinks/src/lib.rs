@@ -8,5 +8,7 @@
 mod migrations;
 mod numeric;
 pub mod postgres_archive;
+pub mod runner;
 
 pub use postgres_archive::{ArchiveError, ArchivedTransfer, EntryBatch, PgArchive};
+pub use runner::{ArchiveSink, SinkCounters};

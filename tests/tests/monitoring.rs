@@ -298,6 +298,7 @@ fn metrics_cover_every_family_used_by_dashboards_and_alerts() {
         "aurigraph_wal_fsync_duration_seconds",
         "aurigraph_wal_bytes_written_total",
         "aurigraph_shard_write_cycles_total",
+        "aurigraph_sink_entries_total",
         "aurigraph_snapshots_total",
         "aurigraph_api_requests_total",
         "aurigraph_api_request_duration_seconds",

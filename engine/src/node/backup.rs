@@ -17,6 +17,11 @@ pub enum BackupRefused {
 }
 
 impl<R> ShardNode<R> {
+    /// The transfer entries applied since the last call, for a downstream sink.
+    pub fn take_applied(&mut self) -> Vec<crate::replica::AppliedEntry> {
+        self.replica.take_applied()
+    }
+
     /// The state at the applied index, for a backup (the runtime encodes it off the core).
     pub fn backup_image(&self) -> Result<LocalSnapshot, BackupRefused> {
         let shard = self.replica.shard();

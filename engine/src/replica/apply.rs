@@ -165,6 +165,13 @@ impl ShardReplica {
                         let mut results = std::mem::take(&mut self.results);
                         let mut hashes = std::mem::take(&mut self.hashes);
                         self.state.apply_batch(index, records, &mut results);
+                        if self.config.tap_applied {
+                            self.applied_tap.push(AppliedEntry {
+                                index,
+                                data: entry.data.clone(),
+                                results: results.clone(),
+                            });
+                        }
                         hashes.clear();
                         match &slots {
                             // Our own proposal: hashed at admission.

@@ -145,6 +145,18 @@ pub struct ReplicaConfig {
     /// shard's core (glommio's stall detector caught them). The runtime sets it; the
     /// simulator and tests, with many short-lived states, do not.
     pub preallocate_recent: bool,
+    /// Keep each applied transfer entry (its bytes and results) for a downstream sink
+    /// ([`ShardReplica::take_applied`]).
+    pub tap_applied: bool,
+}
+
+/// A transfer entry as it applied, for a downstream sink: its log index, its bytes (a binary
+/// batch; shared, not copied) and each record's result.
+#[derive(Clone, Debug)]
+pub struct AppliedEntry {
+    pub index: u64,
+    pub data: bytes::Bytes,
+    pub results: Vec<ResultCode>,
 }
 
 impl ReplicaConfig {
@@ -166,6 +178,7 @@ impl ReplicaConfig {
             recent_transactions_max: 262_144,
             recent_blocks_max: 4096,
             preallocate_recent: false,
+            tap_applied: false,
         }
     }
 }
@@ -318,6 +331,8 @@ pub struct ShardReplica {
     recent_transactions: HashMap<TxHash, TxStatus, foldhash::fast::RandomState>,
     recent_order: VecDeque<TxHash>,
     hashes: Vec<TxHash>,
+    /// Transfer entries applied since the edge last took them (with `tap_applied`).
+    applied_tap: Vec<AppliedEntry>,
     /// Bytes of entry data applied since this replica was created (what the in-memory log
     /// holds since the last snapshot, roughly: the node snapshots by it).
     applied_bytes: u64,
@@ -415,6 +430,7 @@ impl ShardReplica {
             recent_transactions: HashMap::default(),
             recent_order,
             hashes: Vec::new(),
+            applied_tap: Vec::new(),
             applied_bytes: 0,
             now_ms: 0,
             membership_changed: true,
@@ -492,6 +508,10 @@ impl ShardReplica {
     /// Bytes of entry data applied since this replica was created.
     pub fn applied_bytes(&self) -> u64 {
         self.applied_bytes
+    }
+    /// The transfer entries applied since the last call (with `tap_applied`), oldest first.
+    pub fn take_applied(&mut self) -> Vec<AppliedEntry> {
+        std::mem::take(&mut self.applied_tap)
     }
 
     pub fn apply_blocked(&self) -> bool {

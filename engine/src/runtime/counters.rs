@@ -114,6 +114,9 @@ pub struct ShardCounters {
     pub write_cycles_alone: AtomicU64,
     /// ...and while one was in flight: proposed and sent while the previous fdatasync ran.
     pub write_cycles_overlapped: AtomicU64,
+    /// Applied transfer entries handed to the downstream sink, and those it had no room for.
+    pub applied_tapped: AtomicU64,
+    pub applied_dropped: AtomicU64,
 }
 
 impl Default for ShardCounters {
@@ -132,6 +135,8 @@ impl Default for ShardCounters {
             commands_from_threads: AtomicU64::new(0),
             write_cycles_alone: AtomicU64::new(0),
             write_cycles_overlapped: AtomicU64::new(0),
+            applied_tapped: AtomicU64::new(0),
+            applied_dropped: AtomicU64::new(0),
         }
     }
 }

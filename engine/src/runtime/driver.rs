@@ -414,6 +414,7 @@ impl ShardDriver {
         let (node, mut io) = self.split();
         let snapshot = node.finish_turn(&mut io);
         self.counters().lap(Stage::Answer, &mut stage_started);
+        self.tap_applied();
         if let Some(snapshot) = snapshot {
             // Archiving the copied state (sorting its accounts, rkyv) is most of a snapshot's
             // cost: it runs on glommio's blocking pool while this shard's turns go on (the log
@@ -469,6 +470,22 @@ impl ShardDriver {
             self.start_writes().await?;
             let result = self.log.finish_sync().await;
             durable = self.record_written(result)?.or(durable);
+        }
+    }
+
+    /// Hands the entries applied this turn to the downstream sink's channel, without waiting:
+    /// what does not fit is dropped and counted (`applied_dropped`), never waited for.
+    fn tap_applied(&mut self) {
+        let Some(tap) = self.config.applied_tap.as_ref() else {
+            return;
+        };
+        let shard = self.node.shard();
+        for entry in self.node.take_applied() {
+            let counters = &self.engine.inner.counters[shard as usize];
+            match tap.try_send((shard, entry)) {
+                Ok(()) => counters.applied_tapped.fetch_add(1, Relaxed),
+                Err(_) => counters.applied_dropped.fetch_add(1, Relaxed),
+            };
         }
     }
 

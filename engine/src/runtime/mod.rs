@@ -31,6 +31,7 @@ use crate::ledger::Account;
 use crate::node::Submitter;
 use crate::node::{ShardStatus, SubmitFailure};
 use crate::record::{Address, Record, TxHash};
+use crate::replica::AppliedEntry;
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
 use aurigraph_net::transport::PeerTls;
@@ -69,6 +70,10 @@ pub struct EngineConfig {
     pub snapshot_interval_bytes: u64,
     /// Ready cycles of a shard handed out and not yet durable, at most (1: no pipelining).
     pub ready_cycles_in_flight_max: usize,
+    /// Where every shard sends its applied transfer entries for a downstream sink (a bounded
+    /// channel: a shard never waits on it; what does not fit is counted in
+    /// `ShardCounters::applied_dropped` and the sink reports the gap). `None`: no sink.
+    pub applied_tap: Option<crossbeam_channel::Sender<(ShardId, AppliedEntry)>>,
     pub raft_tick: Duration,
     pub wal_segment_bytes_max: u64,
     pub wal_staged_bytes_max: usize,
@@ -146,6 +151,7 @@ impl EngineConfig {
             snapshot_interval_entries: 20_000,
             snapshot_interval_bytes: 512 << 20,
             ready_cycles_in_flight_max: 8,
+            applied_tap: None,
             raft_tick: Duration::from_millis(100),
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,

@@ -217,6 +217,29 @@ pub(super) fn write_cycles(e: &mut Exposition, counters: &[ShardCounters]) {
     );
 }
 
+/// What the shards handed to the archive sink (with `archive_url`), and what they dropped
+/// because its queue was full.
+pub(super) fn archive_tap(e: &mut Exposition, counters: &[ShardCounters]) {
+    e.family(
+        "aurigraph_sink_entries_total",
+        "counter",
+        "Applied transfer entries handed to the archive sink's queue (outcome=\"queued\") or \
+         dropped because it was full (outcome=\"dropped\": the archive misses them).",
+    );
+    per_shard_split(
+        e,
+        "aurigraph_sink_entries_total",
+        "outcome",
+        counters,
+        |c| {
+            [
+                ("queued", &c.applied_tapped),
+                ("dropped", &c.applied_dropped),
+            ]
+        },
+    );
+}
+
 /// Consensus, per shard (each shard is one raft group).
 pub(super) fn consensus(e: &mut Exposition, status: &[ShardStatus]) {
     per_shard(

@@ -36,6 +36,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::consensus(&mut e, scrape.status);
     ledger::storage(&mut e, scrape.counters, scrape.settings);
     ledger::write_cycles(&mut e, scrape.counters);
+    ledger::archive_tap(&mut e, scrape.counters);
     node::api(&mut e, &h, scrape.settings);
     node::beacon(&mut e, scrape.settings);
     node::peers(&mut e, scrape.status);

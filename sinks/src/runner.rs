@@ -1,0 +1,194 @@
+//! The archive sink's thread: it takes the entries the shards applied (a bounded channel
+//! the shards never wait on), turns them into rows off the executors (decoding the batch,
+//! hashing each transfer), and writes them to PostgreSQL in batches. When PostgreSQL is away it
+//! keeps what it received, up to a bound, and reconnects with back-off; the node's
+//! acknowledgements and throughput do not depend on it.
+
+use crate::postgres_archive::{ArchivedTransfer, EntryBatch, PgArchive};
+use aurigraph_engine::replica::AppliedEntry;
+use aurigraph_wire::batch::decode_batch;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Rows gathered before a batch is written (or after `FLUSH_INTERVAL`, whichever first).
+const BATCH_ROWS_MAX: usize = 20_000;
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Rows kept while PostgreSQL is away; older entries are dropped past it (counted: a gap).
+const PENDING_ROWS_MAX: usize = 2_000_000;
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the sink has done, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub rows_written: AtomicU64,
+    pub batches_written: AtomicU64,
+    pub errors: AtomicU64,
+    /// Entries dropped because the pending bound was reached while PostgreSQL was away.
+    pub entries_dropped: AtomicU64,
+}
+
+pub struct ArchiveSink {
+    pub counters: Arc<SinkCounters>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ArchiveSink {
+    /// Starts the sink's thread.
+    pub fn spawn(url: String, applied: Receiver<(u32, AppliedEntry)>) -> ArchiveSink {
+        let counters = Arc::new(SinkCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (counters, stop) = (counters.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("aurigraph-archive".into())
+                .spawn(move || run(&url, &applied, &counters, &stop))
+                .expect("spawn the archive sink thread")
+        };
+        ArchiveSink {
+            counters,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// After the engine stopped (nothing more will be applied): writes what the sink holds and
+    /// what is queued (giving up once PostgreSQL stays away past the longest back-off), then
+    /// ends the thread.
+    pub fn stop(mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A shard's applied entry as archive rows.
+fn rows_of(entry: &AppliedEntry) -> EntryBatch {
+    let records = decode_batch(&entry.data)
+        .expect("an applied entry is a valid batch")
+        .records();
+    EntryBatch {
+        index: entry.index,
+        transfers: records
+            .iter()
+            .zip(&entry.results)
+            .map(|(r, result)| ArchivedTransfer {
+                tx_hash: r.tx_hash().0,
+                from: r.from().0,
+                to: r.to().0,
+                asset: r.asset(),
+                amount: r.amount(),
+                nonce: r.nonce(),
+                result: result.as_str(),
+            })
+            .collect(),
+    }
+}
+
+fn run(
+    url: &str,
+    applied: &Receiver<(u32, AppliedEntry)>,
+    counters: &SinkCounters,
+    stop: &AtomicBool,
+) {
+    let mut pending: BTreeMap<u32, Vec<EntryBatch>> = BTreeMap::new();
+    let mut pending_rows = 0usize;
+    let mut archive: Option<PgArchive> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut retry_at = Instant::now();
+    let mut open = true;
+    loop {
+        // Gather until a batch is full or the interval passed.
+        let deadline = Instant::now() + FLUSH_INTERVAL;
+        if open && stop.load(Relaxed) {
+            // Nothing more comes: take what is queued, then finish.
+            for (shard, entry) in applied.try_iter() {
+                let batch = rows_of(&entry);
+                pending_rows += batch.transfers.len();
+                pending.entry(shard).or_default().push(batch);
+            }
+            open = false;
+        }
+        while open && pending_rows < BATCH_ROWS_MAX {
+            match applied.recv_deadline(deadline) {
+                Ok((shard, entry)) => {
+                    let batch = rows_of(&entry);
+                    pending_rows += batch.transfers.len();
+                    pending.entry(shard).or_default().push(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        // Past the bound (PostgreSQL away): the oldest entries go, counted.
+        while pending_rows > PENDING_ROWS_MAX {
+            let Some((_, entries)) = pending.iter_mut().max_by_key(|(_, e)| e.len()) else {
+                break;
+            };
+            let dropped = entries.remove(0);
+            pending_rows -= dropped.transfers.len();
+            counters.entries_dropped.fetch_add(1, Relaxed);
+        }
+        if pending_rows > 0 && Instant::now() >= retry_at {
+            if archive.is_none() {
+                match PgArchive::connect(url) {
+                    Ok(a) => archive = Some(a),
+                    Err(error) => tracing::warn!(%error, "archive: cannot connect; retrying"),
+                }
+            }
+            if let Some(a) = archive.as_mut() {
+                let written = write_all(a, &mut pending);
+                // What a failed write left behind stays pending (each shard's batch is one
+                // transaction: all of it or none).
+                pending_rows = pending.values().flatten().map(|e| e.transfers.len()).sum();
+                match written {
+                    Ok(added) => {
+                        counters.rows_written.fetch_add(added, Relaxed);
+                        counters.batches_written.fetch_add(1, Relaxed);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "archive: write failed; reconnecting");
+                        archive = None;
+                    }
+                }
+            }
+            if pending_rows > 0 {
+                counters.errors.fetch_add(1, Relaxed);
+                retry_at = Instant::now() + backoff;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        if !open && (pending_rows == 0 || archive.is_none() && backoff == BACKOFF_MAX) {
+            if pending_rows > 0 {
+                tracing::warn!(pending_rows, "archive: stopping with rows not written");
+            }
+            return;
+        }
+        if !open && pending_rows > 0 {
+            std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// Writes every shard's pending entries, each shard's in one transaction, clearing what was
+/// written; returns the rows PostgreSQL added (entries sent again add none).
+fn write_all(
+    archive: &mut PgArchive,
+    pending: &mut BTreeMap<u32, Vec<EntryBatch>>,
+) -> Result<u64, crate::ArchiveError> {
+    let mut added = 0;
+    for (&shard, entries) in pending.iter_mut() {
+        if entries.is_empty() {
+            continue;
+        }
+        added += archive.append(shard, entries)?;
+        entries.clear();
+    }
+    Ok(added)
+}
