@@ -1,7 +1,8 @@
 //! The PostgreSQL archive fed by a node (`archive_url`), against a real PostgreSQL started by
 //! the test: every committed transfer lands exactly once, across a SIGKILL of the node and
-//! its restart (the replayed entries are resent and add nothing) and across an outage of
-//! PostgreSQL (the node goes on acknowledging; the sink catches up when it returns).
+//! its restart (the replayed entries are resent and add nothing) and across a 20-second
+//! outage of PostgreSQL under load (the node goes on acknowledging; the sink catches up when
+//! it returns).
 
 use aurigraph_testkit::postgres::PgServer;
 use aurigraph_testkit::*;
@@ -93,12 +94,16 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage(
     sent.extend(more);
     wait_archived(&server, &sent);
 
-    // PostgreSQL away: the node acknowledges all the same, the sink catches up once it is back.
+    // PostgreSQL away for 20 s under load: the node acknowledges all the same (one transfer
+    // every 250 ms), and the sink catches up once it is back.
     server.crash();
-    let during = batch(20);
-    send(&node, &during);
-    sent.extend(during);
-    std::thread::sleep(Duration::from_millis(500));
+    let away = Instant::now();
+    while away.elapsed() < Duration::from_secs(20) {
+        let one = batch(1);
+        send(&node, &one);
+        sent.extend(one);
+        std::thread::sleep(Duration::from_millis(250));
+    }
     server.start_again();
     wait_archived(&server, &sent);
 }
