@@ -345,7 +345,14 @@ impl Client {
     /// `GET base+path`, expecting a 2xx JSON reply.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let (_, _, body) = self
-            .send(Method::GET, path, None, "application/json", Bytes::new())
+            .send(
+                Method::GET,
+                path,
+                None,
+                "application/json",
+                Bytes::new(),
+                REPLY_BYTES_MAX,
+            )
             .await?;
         self.parse_json("GET", path, &body)
     }
@@ -364,6 +371,7 @@ impl Client {
                 Some("application/json"),
                 "application/json",
                 bytes,
+                REPLY_BYTES_MAX,
             )
             .await?;
         self.parse_json("POST", path, &reply)
@@ -384,7 +392,14 @@ impl Client {
             "application/json"
         };
         let (_, content_type, reply) = self
-            .send(Method::POST, path, Some(BATCH_MEDIA_TYPE), accept, batch)
+            .send(
+                Method::POST,
+                path,
+                Some(BATCH_MEDIA_TYPE),
+                accept,
+                batch,
+                REPLY_BYTES_MAX,
+            )
             .await?;
         let decoded = if content_type
             .as_deref()
@@ -428,7 +443,7 @@ impl Client {
         reply_bytes_max: usize,
     ) -> Result<Bytes, ClientError> {
         let (_, _, body) = self
-            .send_limited(
+            .send(
                 Method::GET,
                 path,
                 None,
@@ -440,20 +455,9 @@ impl Client {
         Ok(body)
     }
 
-    /// Sends one request; returns status, content type and body of a 2xx reply.
+    /// Sends one request; returns status, content type and body of a 2xx reply of at most
+    /// `reply_bytes_max` bytes.
     async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&'static str>,
-        accept: &'static str,
-        body: Bytes,
-    ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
-        self.send_limited(method, path, content_type, accept, body, REPLY_BYTES_MAX)
-            .await
-    }
-
-    async fn send_limited(
         &self,
         method: Method,
         path: &str,

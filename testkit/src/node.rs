@@ -111,6 +111,19 @@ impl Node {
         self.request("GET", path, None, &[])
     }
 
+    /// Submits one signed transfer (`POST /api/v11/transactions`); the test fails unless the
+    /// node answers 200. Returns the reply.
+    pub fn submit_ok(&self, record: &aurigraph_wire::record::Record) -> serde_json::Value {
+        let reply = self.post_json("/api/v11/transactions", &crate::transfer_json(record));
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()
+    }
+
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Response {
         self.request(
             "POST",

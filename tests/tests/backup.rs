@@ -54,13 +54,7 @@ fn a_backup_taken_under_load_verifies_and_restores_to_the_same_state() {
                 while !stop.load(Ordering::SeqCst) {
                     nonce += 1;
                     let r = transfer(&keys[k], address_of(&keys[4 + k]), 1, nonce);
-                    let reply = node.post_json("/api/v11/transactions", &transfer_json(&r));
-                    assert_eq!(
-                        reply.status,
-                        200,
-                        "{}",
-                        String::from_utf8_lossy(&reply.body)
-                    );
+                    node.submit_ok(&r);
                     acked.lock().unwrap().push(r);
                 }
             });
@@ -114,23 +108,21 @@ fn a_backup_taken_under_load_verifies_and_restores_to_the_same_state() {
     // Restore, and start a node on it.
     let restored = dir.path().join("restored");
     let data = restored.join("data");
-    let (code, stderr) = aurigraph(&[
-        "backup",
-        "restore",
-        &backup_arg,
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
-    let (code, stderr) = aurigraph(&[
-        "backup",
-        "restore",
-        &backup_arg,
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(1), "restoring over a data directory is refused");
-    assert!(stderr.contains("not empty"), "{stderr}");
+    // The second time, the data directory is there: refused.
+    for expected in [Some(0), Some(1)] {
+        let (code, stderr) = aurigraph(&[
+            "backup",
+            "restore",
+            &backup_arg,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        assert_eq!(code, expected, "{stderr}");
+        assert!(
+            expected == Some(0) || stderr.contains("not empty"),
+            "{stderr}"
+        );
+    }
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(backup_dir.join("manifest.json")).unwrap()).unwrap();
     let restored_node = Node::start_with_args(&restored, None, free_port(), &[]);

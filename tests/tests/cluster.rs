@@ -115,6 +115,78 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// Three validators that carried four rounds of transfers (same-shard and cross-shard) from
+/// two senders per shard, through all three.
+struct Traffic {
+    cluster: Cluster,
+    keys: Vec<SigningKey>,
+    senders: Vec<usize>,
+    receivers: Vec<Vec<usize>>,
+    three: Vec<usize>,
+    sent: Vec<Record>,
+}
+
+impl Traffic {
+    fn start(dir: &std::path::Path) -> Traffic {
+        let keys = keys(16);
+        let groups = by_shard(&keys);
+        let cluster = Cluster::start(dir, VALIDATORS, &genesis(&keys, SHARDS));
+        let senders: Vec<usize> = groups.iter().flat_map(|g| g[..2].to_vec()).collect();
+        let receivers: Vec<Vec<usize>> = groups.iter().map(|g| g[2..].to_vec()).collect();
+        let three: Vec<usize> = (0..VALIDATORS).collect();
+        let sent = send_rounds(&cluster, &keys, &senders, &receivers, &three, 0..4);
+        Traffic {
+            cluster,
+            keys,
+            senders,
+            receivers,
+            three,
+            sent,
+        }
+    }
+}
+
+/// `aurigraph validators add` of validator `i` (id i + 1) as a learner, through `via`.
+fn add_learner(cluster: &Cluster, i: usize, via: &[usize]) {
+    let peer_addr = format!("127.0.0.1:{}", cluster.node(i).peer_port);
+    cluster.validators_cli(&[
+        "add".into(),
+        "--id".into(),
+        (i + 1).to_string(),
+        "--peer-addr".into(),
+        peer_addr,
+        "--nodes".into(),
+        cluster.urls(via),
+    ]);
+}
+
+/// Submits `record` through `node` (resubmitting as clients do) until `deadline`: the reply
+/// when it committed; otherwise `what` and the reason go to `failures` and `None` comes back.
+fn committed_or_failed(
+    submitter: &aurigraph_testkit::cluster::Submitter,
+    node: usize,
+    record: &Record,
+    deadline: Instant,
+    attempt_timeout: Duration,
+    what: &str,
+    failures: &Mutex<Vec<String>>,
+) -> Option<aurigraph_testkit::cluster::Submitted> {
+    match submitter.try_submit(node, record, deadline, attempt_timeout) {
+        Ok(sub) if sub.committed() => Some(sub),
+        Ok(sub) => {
+            failures
+                .lock()
+                .unwrap()
+                .push(format!("{what}: {}", sub.reply));
+            None
+        }
+        Err(e) => {
+            failures.lock().unwrap().push(format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
 /// Sends one transfer per round (nonce = round + 1) from each sender, concurrently across senders and in nonce
 /// order within one, alternating a same-shard and a cross-shard receiver, each through
 /// `via[(sender position + round) % via.len()]`. Asserts each one `CONFIRMED`/`OK` and
@@ -294,28 +366,19 @@ fn sigkill_of_a_leader_under_load_loses_nothing_acknowledged() {
                     let record = transfer(&keys[k], to, 1, nonce);
                     let node = survivors[(w + nonce as usize) % survivors.len()];
                     let deadline = Instant::now() + Duration::from_secs(30);
-                    match submitter.try_submit(node, &record, deadline, Duration::from_secs(2)) {
-                        Ok(sub) if sub.committed() => acks.lock().unwrap().push(Ack {
-                            record,
-                            shard,
-                            sent: sub.sent,
-                            answered: sub.answered,
-                        }),
-                        Ok(sub) => {
-                            failures.lock().unwrap().push(format!(
-                                "sender {k} nonce {nonce} via node {node}: {}",
-                                sub.reply
-                            ));
-                            return;
-                        }
-                        Err(e) => {
-                            failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("sender {k} nonce {nonce} via node {node}: {e}"));
-                            return;
-                        }
-                    }
+                    let what = format!("sender {k} nonce {nonce} via node {node}");
+                    let attempt = Duration::from_secs(2);
+                    let Some(sub) = committed_or_failed(
+                        &submitter, node, &record, deadline, attempt, &what, failures,
+                    ) else {
+                        return;
+                    };
+                    acks.lock().unwrap().push(Ack {
+                        record,
+                        shard,
+                        sent: sub.sent,
+                        answered: sub.answered,
+                    });
                 }
             });
         }
@@ -577,33 +640,24 @@ fn a_partitioned_validator_catches_up_after_healing() {
 #[test]
 fn a_fourth_validator_joins_as_learner_is_promoted_and_one_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = keys(16);
-    let groups = by_shard(&keys);
-    let mut cluster = Cluster::start(dir.path(), VALIDATORS, &genesis(&keys, SHARDS));
-    let senders: Vec<usize> = groups.iter().flat_map(|g| g[..2].to_vec()).collect();
-    let receivers: Vec<Vec<usize>> = groups.iter().map(|g| g[2..].to_vec()).collect();
-    let three: Vec<usize> = (0..VALIDATORS).collect();
-    let mut sent = send_rounds(&cluster, &keys, &senders, &receivers, &three, 0..4);
+    let Traffic {
+        mut cluster,
+        keys,
+        senders,
+        receivers,
+        three,
+        mut sent,
+    } = Traffic::start(dir.path());
 
     // Add validator 4: start it with --join, make it a learner everywhere, promote it.
     let fourth = cluster.add_joining_node();
-    let peer_addr = format!("127.0.0.1:{}", cluster.node(fourth).peer_port);
-    let urls = cluster.urls(&three);
-    cluster.validators_cli(&[
-        "add".into(),
-        "--id".into(),
-        "4".into(),
-        "--peer-addr".into(),
-        peer_addr,
-        "--nodes".into(),
-        urls.clone(),
-    ]);
+    add_learner(&cluster, fourth, &three);
     cluster.validators_cli(&[
         "promote".into(),
         "--id".into(),
         "4".into(),
         "--nodes".into(),
-        urls,
+        cluster.urls(&three),
     ]);
     cluster.wait_converged();
     for i in 0..=fourth {
@@ -773,23 +827,15 @@ fn a_rolling_restart_under_load_fails_no_transfer() {
                     let record = transfer(&keys[k], to, 1, nonce);
                     let node = (w + nonce as usize) % VALIDATORS;
                     let deadline = Instant::now() + Duration::from_secs(60);
-                    match submitter.try_submit(node, &record, deadline, SUBMIT_ATTEMPT_TIMEOUT) {
-                        Ok(sub) if sub.committed() => acks.lock().unwrap().push(record),
-                        Ok(sub) => {
-                            failures.lock().unwrap().push(format!(
-                                "sender {k} nonce {nonce} via node {node}: {}",
-                                sub.reply
-                            ));
-                            return;
-                        }
-                        Err(e) => {
-                            failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("sender {k} nonce {nonce} via node {node}: {e}"));
-                            return;
-                        }
+                    let what = format!("sender {k} nonce {nonce} via node {node}");
+                    let attempt = SUBMIT_ATTEMPT_TIMEOUT;
+                    let submitted = committed_or_failed(
+                        &submitter, node, &record, deadline, attempt, &what, failures,
+                    );
+                    if submitted.is_none() {
+                        return;
                     }
+                    acks.lock().unwrap().push(record);
                 }
             });
         }
@@ -845,13 +891,14 @@ fn a_rolling_restart_under_load_fails_no_transfer() {
 #[test]
 fn a_validator_seeded_from_a_backup_joins_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = keys(16);
-    let groups = by_shard(&keys);
-    let mut cluster = Cluster::start(dir.path(), VALIDATORS, &genesis(&keys, SHARDS));
-    let senders: Vec<usize> = groups.iter().flat_map(|g| g[..2].to_vec()).collect();
-    let receivers: Vec<Vec<usize>> = groups.iter().map(|g| g[2..].to_vec()).collect();
-    let three: Vec<usize> = (0..VALIDATORS).collect();
-    let mut sent = send_rounds(&cluster, &keys, &senders, &receivers, &three, 0..4);
+    let Traffic {
+        mut cluster,
+        keys,
+        senders,
+        receivers,
+        three,
+        mut sent,
+    } = Traffic::start(dir.path());
 
     let backup = dir.path().join("backup-of-1");
     let token_file = cluster.admin_token_file.clone();
@@ -878,17 +925,7 @@ fn a_validator_seeded_from_a_backup_joins_and_catches_up() {
     let fourth = cluster.add_joining_node_from_backup(&backup);
     let log = cluster.log_text(fourth);
     assert!(log.contains("shard recovered"), "{log}");
-    let peer_addr = format!("127.0.0.1:{}", cluster.node(fourth).peer_port);
-    let urls = cluster.urls(&three);
-    cluster.validators_cli(&[
-        "add".into(),
-        "--id".into(),
-        "4".into(),
-        "--peer-addr".into(),
-        peer_addr,
-        "--nodes".into(),
-        urls,
-    ]);
+    add_learner(&cluster, fourth, &three);
     let statuses = cluster.wait_converged();
     assert!(
         cluster.is_live(fourth) && statuses.len() == VALIDATORS + 1,
