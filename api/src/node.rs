@@ -129,6 +129,18 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         tracing::info!(sources = config.beacon.len(), "beacon client started");
         Some(client)
     };
+    // The archive sink: its own thread, fed by a bounded channel the shards never wait on.
+    let (applied_tap, archive) = match &config.archive_url {
+        Some(url) => {
+            let (tap, applied) = crossbeam_channel::bounded(ARCHIVE_QUEUE_ENTRIES);
+            tracing::info!("archive sink started");
+            (
+                Some(tap),
+                Some(aurigraph_sinks::ArchiveSink::spawn(url.clone(), applied)),
+            )
+        }
+        None => (None, None),
+    };
     let settings = HttpSettings {
         addr: config.http_addr,
         body_bytes_max: config.body_bytes_max,
@@ -154,6 +166,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         draining: draining.clone(),
         in_flight: in_flight.clone(),
         data_dir: Some(config.data_dir.clone()),
+        archive: archive.as_ref().map(|a| a.counters.clone()),
         beacon,
         tokens: Arc::new(config.tokens.clone()),
         tls: config.tls.clone(),
@@ -210,13 +223,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         .then(|| std::time::Duration::from_millis(config.stall_report_ms));
     engine_config.raft_piece_bytes = config.snapshot_piece_bytes;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
-    // The archive sink: its own thread, fed by a bounded channel the shards never wait on.
-    let archive = config.archive_url.as_ref().map(|url| {
-        let (tap, applied) = crossbeam_channel::bounded(ARCHIVE_QUEUE_ENTRIES);
-        engine_config.applied_tap = Some(tap);
-        tracing::info!("archive sink started");
-        aurigraph_sinks::ArchiveSink::spawn(url.clone(), applied)
-    });
+    engine_config.applied_tap = applied_tap;
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;

@@ -29,6 +29,24 @@ pub struct SinkCounters {
     pub errors: AtomicU64,
     /// Entries dropped because the pending bound was reached while PostgreSQL was away.
     pub entries_dropped: AtomicU64,
+    /// Per shard, the last log index written to the archive (read at scrape time).
+    archived: std::sync::Mutex<Vec<u64>>,
+}
+
+impl SinkCounters {
+    /// The last log index written per shard (0: none yet).
+    pub fn archived(&self) -> Vec<u64> {
+        self.archived.lock().expect("sink counters").clone()
+    }
+
+    fn set_archived(&self, shard: u32, index: u64) {
+        let mut archived = self.archived.lock().expect("sink counters");
+        let shard = shard as usize;
+        if archived.len() <= shard {
+            archived.resize(shard + 1, 0);
+        }
+        archived[shard] = archived[shard].max(index);
+    }
 }
 
 pub struct ArchiveSink {
@@ -67,8 +85,21 @@ impl ArchiveSink {
     }
 }
 
+/// What an entry counts for in the pending bound: its rows, and at least 1 (an entry with
+/// none still moves its shard's cursor, so it must be written too).
+fn weight(batch: &EntryBatch) -> usize {
+    batch.transfers.len().max(1)
+}
+
 /// A shard's applied entry as archive rows.
 fn rows_of(entry: &AppliedEntry) -> EntryBatch {
+    if entry.data.is_empty() {
+        // No transfers: only the shard's position moves.
+        return EntryBatch {
+            index: entry.index,
+            transfers: Vec::new(),
+        };
+    }
     let records = decode_batch(&entry.data)
         .expect("an applied entry is a valid batch")
         .records();
@@ -109,7 +140,7 @@ fn run(
             // Nothing more comes: take what is queued, then finish.
             for (shard, entry) in applied.try_iter() {
                 let batch = rows_of(&entry);
-                pending_rows += batch.transfers.len();
+                pending_rows += weight(&batch);
                 pending.entry(shard).or_default().push(batch);
             }
             open = false;
@@ -118,7 +149,7 @@ fn run(
             match applied.recv_deadline(deadline) {
                 Ok((shard, entry)) => {
                     let batch = rows_of(&entry);
-                    pending_rows += batch.transfers.len();
+                    pending_rows += weight(&batch);
                     pending.entry(shard).or_default().push(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => break,
@@ -131,7 +162,7 @@ fn run(
                 break;
             };
             let dropped = entries.remove(0);
-            pending_rows -= dropped.transfers.len();
+            pending_rows -= weight(&dropped);
             counters.entries_dropped.fetch_add(1, Relaxed);
         }
         if pending_rows > 0 && Instant::now() >= retry_at {
@@ -142,10 +173,10 @@ fn run(
                 }
             }
             if let Some(a) = archive.as_mut() {
-                let written = write_all(a, &mut pending);
+                let written = write_all(a, &mut pending, counters);
                 // What a failed write left behind stays pending (each shard's batch is one
                 // transaction: all of it or none).
-                pending_rows = pending.values().flatten().map(|e| e.transfers.len()).sum();
+                pending_rows = pending.values().flatten().map(weight).sum();
                 match written {
                     Ok(added) => {
                         counters.rows_written.fetch_add(added, Relaxed);
@@ -181,13 +212,15 @@ fn run(
 fn write_all(
     archive: &mut PgArchive,
     pending: &mut BTreeMap<u32, Vec<EntryBatch>>,
+    counters: &SinkCounters,
 ) -> Result<u64, crate::ArchiveError> {
     let mut added = 0;
     for (&shard, entries) in pending.iter_mut() {
-        if entries.is_empty() {
+        let Some(last) = entries.last().map(|e| e.index) else {
             continue;
-        }
+        };
         added += archive.append(shard, entries)?;
+        counters.set_archived(shard, last);
         entries.clear();
     }
     Ok(added)

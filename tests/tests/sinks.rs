@@ -106,4 +106,34 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage(
     }
     server.start_again();
     wait_archived(&server, &sent);
+
+    // The node's figures of its archive: every shard caught up (its position follows the log
+    // past entries without transfers too), and the outage seen as errors.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = String::from_utf8(node.get("/metrics").body).unwrap();
+        let value = |line_start: &str| -> Vec<f64> {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(line_start))
+                .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+                .collect()
+        };
+        let lags = value("aurigraph_sink_lag_entries{");
+        let archived = value("aurigraph_sink_archived_index{");
+        let errors = value("aurigraph_sink_errors_total{");
+        if lags.len() == 2 && lags.iter().all(|&l| l == 0.0) {
+            assert!(archived.iter().all(|&a| a > 0.0), "{metrics}");
+            assert!(
+                errors.iter().all(|&e| e > 0.0),
+                "the outage was not seen: {metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive's lag did not reach 0: {lags:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -90,6 +90,8 @@ pub struct HttpSettings {
     pub metrics: Arc<Metrics>,
     /// The node's data directory, for the disk-space figures of `/metrics` (none: not shown).
     pub data_dir: Option<PathBuf>,
+    /// The archive sink's figures, for `/metrics` (none: no archive).
+    pub archive: Option<Arc<aurigraph_sinks::SinkCounters>>,
     /// The node-wide address check done by the first [`bind`] (shared by the clones of these
     /// settings): the resolved address, or the error every core reports. Leave as constructed.
     pub checked_addr: Arc<OnceLock<Result<SocketAddr, (std::io::ErrorKind, String)>>>,
@@ -141,6 +143,7 @@ impl HttpSettings {
             in_flight: Arc::default(),
             metrics: Arc::new(Metrics::default()),
             data_dir: None,
+            archive: None,
             checked_addr: Arc::new(OnceLock::new()),
             beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
             tokens: Arc::default(),

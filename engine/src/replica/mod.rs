@@ -151,7 +151,8 @@ pub struct ReplicaConfig {
 }
 
 /// A transfer entry as it applied, for a downstream sink: its log index, its bytes (a binary
-/// batch; shared, not copied) and each record's result.
+/// batch; shared, not copied) and each record's result. Empty `data`: no transfers, only the
+/// shard's applied index (see [`ShardReplica::take_applied`]).
 #[derive(Clone, Debug)]
 pub struct AppliedEntry {
     pub index: u64,
@@ -333,6 +334,8 @@ pub struct ShardReplica {
     hashes: Vec<TxHash>,
     /// Transfer entries applied since the edge last took them (with `tap_applied`).
     applied_tap: Vec<AppliedEntry>,
+    /// The applied index the edge has been told of (`take_applied`).
+    tapped_up_to: u64,
     /// Bytes of entry data applied since this replica was created (what the in-memory log
     /// holds since the last snapshot, roughly: the node snapshots by it).
     applied_bytes: u64,
@@ -431,11 +434,14 @@ impl ShardReplica {
             recent_order,
             hashes: Vec::new(),
             applied_tap: Vec::new(),
+            tapped_up_to: 0,
             applied_bytes: 0,
             now_ms: 0,
             membership_changed: true,
             state,
         };
+        // A sink is told of what applies from here on (what the state holds is before it).
+        replica.tapped_up_to = replica.state.applied_index();
         // Receipts that survived in the snapshot's outbox are delivered again: the destination
         // skips what it already credited.
         for d in 0..shard_count as ShardId {
@@ -510,7 +516,23 @@ impl ShardReplica {
         self.applied_bytes
     }
     /// The transfer entries applied since the last call (with `tap_applied`), oldest first.
+    /// When entries without transfers (markers, membership, a leader's empty entry) applied
+    /// after the last transfer entry, a last one with no data carries the applied index, so
+    /// that a sink's position follows the log even where it has nothing to write.
     pub fn take_applied(&mut self) -> Vec<AppliedEntry> {
+        let applied = self.state.applied_index();
+        let tapped = self
+            .applied_tap
+            .last()
+            .map_or(self.tapped_up_to, |e| e.index);
+        if self.config.tap_applied && applied > tapped {
+            self.applied_tap.push(AppliedEntry {
+                index: applied,
+                data: bytes::Bytes::new(),
+                results: Vec::new(),
+            });
+        }
+        self.tapped_up_to = self.tapped_up_to.max(applied);
         std::mem::take(&mut self.applied_tap)
     }
 

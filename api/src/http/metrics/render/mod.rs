@@ -37,6 +37,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::storage(&mut e, scrape.counters, scrape.settings);
     ledger::write_cycles(&mut e, scrape.counters);
     ledger::archive_tap(&mut e, scrape.counters);
+    ledger::archive(&mut e, scrape.status, scrape.settings);
     node::api(&mut e, &h, scrape.settings);
     node::beacon(&mut e, scrape.settings);
     node::peers(&mut e, scrape.status);
