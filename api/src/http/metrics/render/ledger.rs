@@ -240,14 +240,11 @@ pub(super) fn archive_tap(e: &mut Exposition, counters: &[ShardCounters]) {
     );
 }
 
-/// The PostgreSQL archive's progress, with `archive_url`: per shard the last log index it
-/// wrote and how far that is behind the shard's applied index; rows, errors, drops.
+/// The PostgreSQL archive's progress: per shard the last log index the sink wrote and how far
+/// that is behind the shard's applied index; rows, errors, drops. The families are always
+/// declared (dashboards and alert rules refer to them); samples only with `archive_url`.
 pub(super) fn archive(e: &mut Exposition, status: &[ShardStatus], settings: &HttpSettings) {
-    let Some(sink) = settings.archive.as_deref() else {
-        return;
-    };
-    let archived = sink.archived();
-    let at = |shard: u32| archived.get(shard as usize).copied().unwrap_or(0);
+    let sink = settings.archive.as_deref();
     let sink_label = [("sink", "postgres")];
     e.family(
         "aurigraph_sink_archived_index",
@@ -259,35 +256,41 @@ pub(super) fn archive(e: &mut Exposition, status: &[ShardStatus], settings: &Htt
         "gauge",
         "Log entries the shard applied that the sink has not written yet.",
     );
-    for s in status {
-        let shard = s.shard.to_string();
-        let labels = [sink_label[0], ("shard", shard.as_str())];
-        e.sample("aurigraph_sink_archived_index", &labels, at(s.shard));
-        e.sample(
-            "aurigraph_sink_lag_entries",
-            &labels,
-            s.applied_index.saturating_sub(at(s.shard)),
-        );
+    if let Some(sink) = sink {
+        let archived = sink.archived();
+        let at = |shard: u32| archived.get(shard as usize).copied().unwrap_or(0);
+        for s in status {
+            let shard = s.shard.to_string();
+            let labels = [sink_label[0], ("shard", shard.as_str())];
+            e.sample("aurigraph_sink_archived_index", &labels, at(s.shard));
+            e.sample(
+                "aurigraph_sink_lag_entries",
+                &labels,
+                s.applied_index.saturating_sub(at(s.shard)),
+            );
+        }
     }
     for (name, help, value) in [
         (
             "aurigraph_sink_rows_written_total",
             "Rows the sink added to the archive (rows sent again after a restart add none).",
-            &sink.rows_written,
+            sink.map(|s| &s.rows_written),
         ),
         (
             "aurigraph_sink_errors_total",
             "Failed connections or writes of the sink (it retries with back-off).",
-            &sink.errors,
+            sink.map(|s| &s.errors),
         ),
         (
             "aurigraph_sink_pending_dropped_total",
             "Entries the sink dropped because PostgreSQL stayed away past its pending bound.",
-            &sink.entries_dropped,
+            sink.map(|s| &s.entries_dropped),
         ),
     ] {
         e.family(name, "counter", help);
-        e.sample(name, &sink_label, value.load(Ordering::Relaxed));
+        if let Some(value) = value {
+            e.sample(name, &sink_label, value.load(Ordering::Relaxed));
+        }
     }
 }
 
