@@ -8,7 +8,7 @@ use crate::postgres_archive::{ArchivedTransfer, EntryBatch, PgArchive};
 use aurigraph_engine::replica::AppliedEntry;
 use aurigraph_wire::batch::decode_batch;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +25,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct SinkCounters {
     pub rows_written: AtomicU64,
-    pub batches_written: AtomicU64,
     pub errors: AtomicU64,
     /// Entries dropped because the pending bound was reached while PostgreSQL was away.
     pub entries_dropped: AtomicU64,
@@ -121,14 +120,61 @@ fn rows_of(entry: &AppliedEntry) -> EntryBatch {
     }
 }
 
+/// What the sink received and has not written yet, per shard in log order, with its weight
+/// (rows, at least 1 per entry) kept beside it.
+#[derive(Default)]
+struct Pending {
+    by_shard: BTreeMap<u32, VecDeque<EntryBatch>>,
+    weight: usize,
+}
+
+impl Pending {
+    fn push(&mut self, shard: u32, entry: &AppliedEntry) {
+        let batch = rows_of(entry);
+        self.weight += weight(&batch);
+        self.by_shard.entry(shard).or_default().push_back(batch);
+    }
+
+    /// Drops the oldest entry of the shard that holds the most; false when empty.
+    fn drop_oldest(&mut self) -> bool {
+        let Some(entries) = self.by_shard.values_mut().max_by_key(|e| e.len()) else {
+            return false;
+        };
+        let Some(dropped) = entries.pop_front() else {
+            return false;
+        };
+        self.weight -= weight(&dropped);
+        true
+    }
+
+    /// Writes every shard's entries, each shard's in one transaction (all of it or none: what
+    /// a failure left stays); returns the rows PostgreSQL added (entries sent again add none).
+    fn write(
+        &mut self,
+        archive: &mut PgArchive,
+        counters: &SinkCounters,
+    ) -> Result<u64, crate::ArchiveError> {
+        let mut added = 0;
+        for (&shard, entries) in self.by_shard.iter_mut() {
+            let Some(last) = entries.back().map(|e| e.index) else {
+                continue;
+            };
+            added += archive.append(shard, entries.make_contiguous())?;
+            counters.set_archived(shard, last);
+            self.weight -= entries.iter().map(weight).sum::<usize>();
+            entries.clear();
+        }
+        Ok(added)
+    }
+}
+
 fn run(
     url: &str,
     applied: &Receiver<(u32, AppliedEntry)>,
     counters: &SinkCounters,
     stop: &AtomicBool,
 ) {
-    let mut pending: BTreeMap<u32, Vec<EntryBatch>> = BTreeMap::new();
-    let mut pending_rows = 0usize;
+    let mut pending = Pending::default();
     let mut archive: Option<PgArchive> = None;
     let mut backoff = Duration::from_millis(100);
     let mut retry_at = Instant::now();
@@ -139,33 +185,22 @@ fn run(
         if open && stop.load(Relaxed) {
             // Nothing more comes: take what is queued, then finish.
             for (shard, entry) in applied.try_iter() {
-                let batch = rows_of(&entry);
-                pending_rows += weight(&batch);
-                pending.entry(shard).or_default().push(batch);
+                pending.push(shard, &entry);
             }
             open = false;
         }
-        while open && pending_rows < BATCH_ROWS_MAX {
+        while open && pending.weight < BATCH_ROWS_MAX {
             match applied.recv_deadline(deadline) {
-                Ok((shard, entry)) => {
-                    let batch = rows_of(&entry);
-                    pending_rows += weight(&batch);
-                    pending.entry(shard).or_default().push(batch);
-                }
+                Ok((shard, entry)) => pending.push(shard, &entry),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
         // Past the bound (PostgreSQL away): the oldest entries go, counted.
-        while pending_rows > PENDING_ROWS_MAX {
-            let Some((_, entries)) = pending.iter_mut().max_by_key(|(_, e)| e.len()) else {
-                break;
-            };
-            let dropped = entries.remove(0);
-            pending_rows -= weight(&dropped);
+        while pending.weight > PENDING_ROWS_MAX && pending.drop_oldest() {
             counters.entries_dropped.fetch_add(1, Relaxed);
         }
-        if pending_rows > 0 && Instant::now() >= retry_at {
+        if pending.weight > 0 && Instant::now() >= retry_at {
             if archive.is_none() {
                 match PgArchive::connect(url) {
                     Ok(a) => archive = Some(a),
@@ -173,14 +208,9 @@ fn run(
                 }
             }
             if let Some(a) = archive.as_mut() {
-                let written = write_all(a, &mut pending, counters);
-                // What a failed write left behind stays pending (each shard's batch is one
-                // transaction: all of it or none).
-                pending_rows = pending.values().flatten().map(weight).sum();
-                match written {
+                match pending.write(a, counters) {
                     Ok(added) => {
                         counters.rows_written.fetch_add(added, Relaxed);
-                        counters.batches_written.fetch_add(1, Relaxed);
                         backoff = Duration::from_millis(100);
                     }
                     Err(error) => {
@@ -189,39 +219,23 @@ fn run(
                     }
                 }
             }
-            if pending_rows > 0 {
+            if pending.weight > 0 {
                 counters.errors.fetch_add(1, Relaxed);
                 retry_at = Instant::now() + backoff;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
-        if !open && (pending_rows == 0 || archive.is_none() && backoff == BACKOFF_MAX) {
-            if pending_rows > 0 {
-                tracing::warn!(pending_rows, "archive: stopping with rows not written");
+        if !open && (pending.weight == 0 || archive.is_none() && backoff == BACKOFF_MAX) {
+            if pending.weight > 0 {
+                tracing::warn!(
+                    pending = pending.weight,
+                    "archive: stopping with rows not written"
+                );
             }
             return;
         }
-        if !open && pending_rows > 0 {
+        if !open && pending.weight > 0 {
             std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
         }
     }
-}
-
-/// Writes every shard's pending entries, each shard's in one transaction, clearing what was
-/// written; returns the rows PostgreSQL added (entries sent again add none).
-fn write_all(
-    archive: &mut PgArchive,
-    pending: &mut BTreeMap<u32, Vec<EntryBatch>>,
-    counters: &SinkCounters,
-) -> Result<u64, crate::ArchiveError> {
-    let mut added = 0;
-    for (&shard, entries) in pending.iter_mut() {
-        let Some(last) = entries.last().map(|e| e.index) else {
-            continue;
-        };
-        added += archive.append(shard, entries)?;
-        counters.set_archived(shard, last);
-        entries.clear();
-    }
-    Ok(added)
 }

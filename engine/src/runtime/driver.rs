@@ -187,6 +187,8 @@ pub struct ShardBackup {
     pub index: u64,
     pub term: u64,
     pub conf: ConfState,
+    /// The state hash at `index`.
+    pub state_hash: u128,
     pub data: Vec<u8>,
 }
 
@@ -481,7 +483,7 @@ impl ShardDriver {
         };
         let shard = self.node.shard();
         for entry in self.node.take_applied() {
-            let counters = &self.engine.inner.counters[shard as usize];
+            let counters = self.counters();
             match tap.try_send((shard, entry)) {
                 Ok(()) => counters.applied_tapped.fetch_add(1, Relaxed),
                 Err(_) => counters.applied_dropped.fetch_add(1, Relaxed),
@@ -652,13 +654,15 @@ impl ShardDriver {
                 let _ = reply.send(self.status());
             }
             Command::Backup { reply } => match node.backup_image() {
-                // Copied on the core; encoded (sorted, rkyv) on glommio's blocking pool.
+                // Copied on the core; encoded (sorted, rkyv) on glommio's blocking pool. The
+                // state hash is the copied state's: read now, not decoded from the archive.
                 Ok(LocalSnapshot {
                     index,
                     term,
                     conf,
                     image,
                 }) => {
+                    let state_hash = node.replica().state().state_hash();
                     glommio::spawn_local(async move {
                         let data = glommio::executor()
                             .spawn_blocking(move || image.encode())
@@ -667,6 +671,7 @@ impl ShardDriver {
                             index,
                             term,
                             conf,
+                            state_hash,
                             data,
                         }));
                     })
