@@ -2,8 +2,14 @@
 //! each in its own transaction with its number recorded.
 
 /// (number, name, SQL), in order.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "archive", include_str!("../migrations/0001_archive.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "archive", include_str!("../migrations/0001_archive.sql")),
+    (
+        2,
+        "account_history",
+        include_str!("../migrations/0002_account_history.sql"),
+    ),
+];
 
 /// Applies the migrations the database has not seen; returns how many it applied.
 pub(crate) fn migrate(client: &mut postgres::Client) -> Result<usize, postgres::Error> {
