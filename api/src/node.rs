@@ -141,6 +141,11 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         }
         None => (None, None),
     };
+    // Reads of the archive for the API: threads of their own (never a core), fed by a bounded
+    // queue; stopped (joined) on every return path by dropping the pool.
+    let archive_readers = config.archive_url.as_ref().map(|url| {
+        aurigraph_sinks::ArchiveReaderPool::spawn(url, aurigraph_sinks::ReaderOptions::default())
+    });
     let settings = HttpSettings {
         addr: config.http_addr,
         body_bytes_max: config.body_bytes_max,
@@ -166,6 +171,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         draining: draining.clone(),
         in_flight: in_flight.clone(),
         data_dir: Some(config.data_dir.clone()),
+        archive_reader: archive_readers.as_ref().map(|p| p.reader()),
         archive: archive.as_ref().map(|a| a.counters.clone()),
         beacon,
         tokens: Arc::new(config.tokens.clone()),
@@ -299,6 +305,10 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     }
     let stopped = engine.shutdown();
     drop(engine);
+    if let Some(readers) = archive_readers {
+        readers.stop();
+        tracing::info!("archive readers stopped");
+    }
     if let Some(archive) = archive {
         // The shards are stopped: the sink writes what it holds and ends.
         archive.stop();

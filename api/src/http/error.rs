@@ -66,13 +66,17 @@ pub enum ErrorCode {
     EngineFailure,
     /// 404: no verified beacon pulse is held (no beacon configured, or none verified yet).
     NoVerifiedPulse,
+    /// 404: an archive read on a node without an archive (`archive_url`).
+    NoArchive,
+    /// 503 with `Retry-After`: the archive (PostgreSQL) is away, slow, or its readers are busy.
+    ArchiveUnavailable,
     /// 500: a defect of this node.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order the API description lists them.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedJson,
@@ -98,6 +102,8 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::EngineFailure,
         ErrorCode::NoVerifiedPulse,
+        ErrorCode::NoArchive,
+        ErrorCode::ArchiveUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -129,6 +135,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::EngineFailure => "ENGINE_FAILURE",
             ErrorCode::NoVerifiedPulse => "NO_VERIFIED_PULSE",
+            ErrorCode::NoArchive => "NO_ARCHIVE",
+            ErrorCode::ArchiveUnavailable => "ARCHIVE_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -146,7 +154,8 @@ impl ErrorCode {
             ErrorCode::NotFound
             | ErrorCode::TransactionNotFound
             | ErrorCode::BlockNotFound
-            | ErrorCode::NoVerifiedPulse => StatusCode::NOT_FOUND,
+            | ErrorCode::NoVerifiedPulse
+            | ErrorCode::NoArchive => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -161,7 +170,8 @@ impl ErrorCode {
             | ErrorCode::Overloaded
             | ErrorCode::Retry
             | ErrorCode::ShuttingDown
-            | ErrorCode::EngineFailure => StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorCode::EngineFailure
+            | ErrorCode::ArchiveUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -274,6 +284,25 @@ impl ApiError {
                      may together; retry after {RETRY_AFTER_SECONDS} s"
                 ),
             )
+        }
+    }
+
+    /// An archive read on a node started without `archive_url`.
+    pub fn no_archive(what: &str) -> ApiError {
+        ApiError::new(
+            ErrorCode::NoArchive,
+            format!(
+                "this node has no archive: {what} needs the PostgreSQL archive (archive_url in \
+                 the node's configuration, docs/operations.md)"
+            ),
+        )
+    }
+
+    /// An archive read that failed: 503, retry shortly.
+    pub fn archive_unavailable(error: &aurigraph_sinks::ReadError) -> ApiError {
+        ApiError {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            ..ApiError::new(ErrorCode::ArchiveUnavailable, error.to_string())
         }
     }
 

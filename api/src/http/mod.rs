@@ -92,6 +92,10 @@ pub struct HttpSettings {
     pub data_dir: Option<PathBuf>,
     /// The archive sink's figures, for `/metrics` (none: no archive).
     pub archive: Option<Arc<aurigraph_sinks::SinkCounters>>,
+    /// Reads of the archive (`GET /api/v11/transactions/{txHash}` past the recent window,
+    /// `GET /api/v11/accounts/{address}/transactions`): the node's reader threads (none: no
+    /// archive).
+    pub archive_reader: Option<aurigraph_sinks::ArchiveReader>,
     /// The node-wide address check done by the first [`bind`] (shared by the clones of these
     /// settings): the resolved address, or the error every core reports. Leave as constructed.
     pub checked_addr: Arc<OnceLock<Result<SocketAddr, (std::io::ErrorKind, String)>>>,
@@ -144,6 +148,7 @@ impl HttpSettings {
             metrics: Arc::new(Metrics::default()),
             data_dir: None,
             archive: None,
+            archive_reader: None,
             checked_addr: Arc::new(OnceLock::new()),
             beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
             tokens: Arc::default(),

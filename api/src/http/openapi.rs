@@ -130,7 +130,8 @@ fn transfer_schemas() -> Map<String, Value> {
             "status": { "type": "string", "enum": ["CONFIRMED", "REJECTED"], "description": "CONFIRMED iff result is OK" },
             "result": reference("ResultCode"),
             "shard": { "type": "integer" },
-            "blockNumber": { "type": "integer", "format": "int64", "description": "The shard's log index that decided it; 0 when rejected before consensus (e.g. BAD_SIGNATURE)" }
+            "blockNumber": { "type": "integer", "format": "int64", "description": "The shard's log index that decided it; 0 when rejected before consensus (e.g. BAD_SIGNATURE)" },
+            "source": { "type": "string", "enum": ["archive"], "description": "Present only on GET /api/v11/transactions/{txHash} answered from the PostgreSQL archive (the hash had left the recent window); absent on answers from the recent window" }
         }
     }));
     s.insert("Pending".into(), json!({
@@ -148,6 +149,31 @@ fn transfer_schemas() -> Map<String, Value> {
     s.insert("BatchPending".into(), json!({
         "type": "object", "required": ["results", "pending"],
         "properties": { "results": { "type": "array", "items": reference("Pending") }, "pending": { "type": "integer" } }
+    }));
+    s.insert("ArchivedTransfer".into(), json!({
+        "type": "object",
+        "required": ["txHash", "status", "result", "shard", "blockNumber", "position", "fromAddress", "toAddress", "asset", "amount", "nonce"],
+        "properties": {
+            "txHash": reference("Hash"),
+            "status": { "type": "string", "enum": ["CONFIRMED", "REJECTED"], "description": "CONFIRMED iff result is OK" },
+            "result": reference("ResultCode"),
+            "shard": { "type": "integer" },
+            "blockNumber": { "type": "integer", "format": "int64", "description": "The shard's log index that decided it" },
+            "position": { "type": "integer", "description": "Its position in that block (log entry)" },
+            "fromAddress": reference("Address"),
+            "toAddress": reference("Address"),
+            "asset": { "type": "integer" },
+            "amount": u64_string("u64"),
+            "nonce": u64_string("u64")
+        }
+    }));
+    s.insert("AccountTransactions".into(), json!({
+        "type": "object", "required": ["address", "transactions", "next"],
+        "properties": {
+            "address": reference("Address"),
+            "transactions": { "type": "array", "items": reference("ArchivedTransfer"), "description": "Newest first: block, then shard, then position, descending" },
+            "next": { "type": "string", "nullable": true, "description": "The cursor to pass as `before` for the next page; null on the last page" }
+        }
     }));
     s.insert("Account".into(), json!({
         "type": "object", "required": ["address", "balances", "nonce"],
@@ -284,14 +310,14 @@ fn error_responses() -> Value {
     let e = |d: &str| json!({ "description": d, "content": json_content(reference("Error")) });
     json!({
         "BadRequest": e("Malformed or invalid request: MALFORMED_JSON (with line and column), INVALID_REQUEST (wrong types, missing or unknown fields, bad parameters), INVALID_ADDRESS, INVALID_SIGNATURE, INVALID_TX_HASH, INVALID_BATCH"),
-        "NotFound": e("NOT_FOUND (no such endpoint), TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND, NO_VERIFIED_PULSE"),
+        "NotFound": e("NOT_FOUND (no such endpoint), TRANSACTION_NOT_FOUND, BLOCK_NOT_FOUND, NO_VERIFIED_PULSE, NO_ARCHIVE (an archive read on a node without archive_url)"),
         "TooLarge": e("PAYLOAD_TOO_LARGE (body over the node's limit, 16 MiB by default) or TOO_MANY_TRANSFERS (over 65,536 per batch by default)"),
         "UnsupportedMediaType": e("UNSUPPORTED_MEDIA_TYPE"),
         "Unauthorized": e("UNAUTHORIZED: no Authorization: Bearer token, or one this node's tokens file does not hold"),
         "Forbidden": e("FORBIDDEN: a valid token that may not do this (e.g. a gateway the genesis gives no account)"),
         "Unavailable": {
-            "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE",
-            "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "Seconds (OVERLOADED, RETRY)" } },
+            "description": "This validator cannot take the request now: NOT_LEADER, OVERLOADED (with Retry-After), RETRY (with Retry-After; resubmitting is harmless), SHUTTING_DOWN, ENGINE_FAILURE, ARCHIVE_UNAVAILABLE (with Retry-After: PostgreSQL away or slow, or the node's archive readers all busy)",
+            "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "Seconds (OVERLOADED, RETRY, ARCHIVE_UNAVAILABLE)" } },
             "content": json_content(reference("Error"))
         },
         "MethodNotAllowed": {

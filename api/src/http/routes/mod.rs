@@ -5,11 +5,12 @@
 //!
 //! One module per kind of endpoint: [`transactions`], [`accounts`], [`blocks`], [`consensus`]
 //! (and validators), [`admin`], [`quantum`] (randomness), [`node`] (health, info, figures,
-//! metrics, this API's description); [`request`] reads requests, [`auth`] says who sends
-//! them, [`response`] writes answers.
+//! metrics, this API's description); [`archive`] reads the PostgreSQL archive for them,
+//! [`request`] reads requests, [`auth`] says who sends them, [`response`] writes answers.
 
 pub mod accounts;
 pub mod admin;
+pub mod archive;
 pub mod auth;
 pub mod backend;
 pub mod blocks;

@@ -43,7 +43,7 @@ pub fn now_iso() -> String {
 }
 
 /// A transaction hash serialised as 64 lowercase hex characters without allocating.
-pub struct Hex32<'a>(&'a [u8; 32]);
+pub struct Hex32<'a>(pub &'a [u8; 32]);
 
 impl Serialize for Hex32<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -108,6 +108,12 @@ impl<B: Backend, T: RequestBody> Routes<B, T> {
         },
         Route {
             method: Method::GET,
+            path: "/api/v11/accounts/{address}/transactions",
+            handler: |c, r, [address, _]| accounts::transactions(c, r, address).boxed_local(),
+            doc: accounts::transactions_doc,
+        },
+        Route {
+            method: Method::GET,
             path: "/api/v11/blocks/latest",
             handler: |c, _, _| blocks::latest(c).boxed_local(),
             doc: blocks::latest_doc,

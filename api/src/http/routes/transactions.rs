@@ -6,7 +6,7 @@ use super::request::{content_type, is_json, read_body, wait_param, wants_compact
 use super::response::{
     bytes_response, json_response, BatchOut, OutcomeOut, PendingBatchOut, PendingOut,
 };
-use super::{Answer, Backend, Ctx, RequestBody};
+use super::{archive, Answer, Backend, Ctx, RequestBody};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::openapi::{error, json_content, ok, reference};
 use crate::http::types::{
@@ -208,17 +208,34 @@ fn decode_json_batch(body: &[u8], max: usize, chain_id: u32) -> Result<Vec<Recor
         .collect()
 }
 
-/// `GET /api/v11/transactions/{txHash}`.
+/// `GET /api/v11/transactions/{txHash}`: from the shards' recent window, else (with
+/// `archive_url`) from the archive, marked `"source": "archive"`.
 pub async fn transaction<B: Backend>(ctx: &Ctx<B>, hash: &str) -> Answer {
     let hash = parse_tx_hash(hash)?;
     match ctx.backend.transaction(hash).await? {
-        None => Err(ApiError::new(
-            ErrorCode::TransactionNotFound,
-            format!(
-                "transaction {hash} is not known to this node: it was never submitted, or it is \
-                 older than the bounded window of recent transactions each shard keeps"
-            ),
-        )),
+        None => match &ctx.settings.archive_reader {
+            None => Err(ApiError::new(
+                ErrorCode::TransactionNotFound,
+                format!(
+                    "transaction {hash} is not known to this node: it was never submitted, or it \
+                     is older than the bounded window of recent transactions each shard keeps"
+                ),
+            )),
+            Some(reader) => match archive::transfer(reader, hash.0).await? {
+                Some(row) => Ok(json_response(
+                    StatusCode::OK,
+                    &archive::ArchivedOutcomeOut::from(&row),
+                )),
+                None => Err(ApiError::new(
+                    ErrorCode::TransactionNotFound,
+                    format!(
+                        "transaction {hash} is not known to this node: it is neither in the \
+                         window of recent transactions each shard keeps nor in the archive (never \
+                         submitted, rejected before consensus, or not archived yet)"
+                    ),
+                )),
+            },
+        },
         Some(TxStatus::Pending { shard }) => Ok(json_response(
             StatusCode::OK,
             &PendingOut::new(&hash, shard),
@@ -288,7 +305,7 @@ pub fn submit_gateway_batch_doc() -> Value {
 pub fn transaction_doc() -> Value {
     json!({
         "summary": "Status of a transfer",
-        "description": "Each shard keeps a bounded window of recent transfers; older or unknown hashes are 404.",
+        "description": "Each shard keeps a bounded window of recent transfers. On a node with the PostgreSQL archive (archive_url), a hash the window does not hold is looked up in the archive: found, the answer is the same Outcome with \"source\": \"archive\" added; PostgreSQL away or slow is 503 ARCHIVE_UNAVAILABLE. Unknown hashes (or, without an archive, hashes older than the window) are 404 TRANSACTION_NOT_FOUND.",
         "parameters": [{ "name": "txHash", "in": "path", "required": true, "schema": reference("Hash") }],
         "responses": {
             "200": { "description": "Known", "content": json_content(json!({ "oneOf": [reference("Outcome"), reference("Pending")] })) },

@@ -294,6 +294,31 @@ pub(super) fn archive(e: &mut Exposition, status: &[ShardStatus], settings: &Htt
     }
 }
 
+/// Reads of the archive by the API (`GET /api/v11/transactions/{txHash}` past the recent
+/// window, `GET /api/v11/accounts/{address}/transactions`), by outcome. Always declared;
+/// samples only with `archive_url`.
+pub(super) fn archive_reads(e: &mut Exposition, settings: &HttpSettings) {
+    let name = "aurigraph_archive_reads_total";
+    e.family(
+        name,
+        "counter",
+        "Reads of the PostgreSQL archive by the API, by outcome: ok (answered, found or not), \
+         unavailable (PostgreSQL away or failing), timed_out (no answer within the reader's \
+         timeout), queue_full (every reader busy and the queue full: refused at once).",
+    );
+    if let Some(reader) = settings.archive_reader.as_ref() {
+        let c = reader.counters();
+        for (outcome, value) in [
+            ("ok", &c.ok),
+            ("unavailable", &c.unavailable),
+            ("timed_out", &c.timed_out),
+            ("queue_full", &c.queue_full),
+        ] {
+            e.sample(name, &[("outcome", outcome)], value.load(Ordering::Relaxed));
+        }
+    }
+}
+
 /// Consensus, per shard (each shard is one raft group).
 pub(super) fn consensus(e: &mut Exposition, status: &[ShardStatus]) {
     per_shard(

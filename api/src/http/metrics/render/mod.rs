@@ -38,6 +38,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::write_cycles(&mut e, scrape.counters);
     ledger::archive_tap(&mut e, scrape.counters);
     ledger::archive(&mut e, scrape.status, scrape.settings);
+    ledger::archive_reads(&mut e, scrape.settings);
     node::api(&mut e, &h, scrape.settings);
     node::beacon(&mut e, scrape.settings);
     node::peers(&mut e, scrape.status);

@@ -1,6 +1,7 @@
 //! The endpoints against a fake ledger ([`Fake`]), through [`handle`] as the server calls it.
 
 mod admin;
+mod archive;
 mod node;
 mod quantum;
 mod reads;
