@@ -24,7 +24,8 @@ pub struct NodeArgs {
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
     /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
-    /// ready_cycles_in_flight_max, archive_url,
+    /// ready_cycles_in_flight_max, archive_url, redis_url, redis_stream_len_max,
+    /// redis_status_ttl_s,
     /// recent_transactions_per_shard,
     /// verify_slice_signatures, verify_slice_signatures_backlogged).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -192,6 +193,12 @@ pub struct FileConfig {
     pub recent_transactions_per_shard: Option<usize>,
     /// PostgreSQL archive of committed transfers (a connection string); absent: no archive.
     pub archive_url: Option<String>,
+    /// Redis cache of committed transfers (`redis://host:port/db`); absent: no Redis sink.
+    pub redis_url: Option<String>,
+    /// The Redis stream's length, roughly (1 ..= 100,000,000; default 1,000,000).
+    pub redis_stream_len_max: Option<u64>,
+    /// How long a transfer's status stays in Redis, in seconds (1 ..= 2,592,000; default 86,400).
+    pub redis_status_ttl_s: Option<u64>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
     /// The same while submissions wait behind the one being verified (1 ..= 256; default 256).
@@ -262,6 +269,8 @@ pub struct NodeConfig {
     pub ready_cycles_in_flight_max: usize,
     pub recent_transactions_per_shard: usize,
     pub archive_url: Option<String>,
+    /// The Redis sink: where, and how its keys are bounded (`None`: no Redis sink).
+    pub redis: Option<(String, aurigraph_sinks::RedisOptions)>,
     pub verify_slice_signatures: usize,
     pub verify_slice_signatures_backlogged: usize,
     /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
@@ -484,6 +493,10 @@ impl NodeConfig {
                  {READY_CYCLES_IN_FLIGHT_LIMIT}"
             )));
         }
+        let redis = match &file.redis_url {
+            Some(url) => Some((url.clone(), redis_options(&file)?)),
+            None => None,
+        };
         let tokens = match args.tokens.as_ref().or(file.tokens.as_ref()) {
             Some(path) => aurigraph_engine::tokens::Tokens::load(path)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
@@ -577,6 +590,7 @@ impl NodeConfig {
             ready_cycles_in_flight_max,
             recent_transactions_per_shard,
             archive_url: file.archive_url.clone(),
+            redis,
             verify_slice_signatures,
             verify_slice_signatures_backlogged,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),
@@ -763,6 +777,33 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         message: e.to_string(),
+    })
+}
+
+/// The Redis sink's bounds from the file, checked.
+fn redis_options(file: &FileConfig) -> Result<aurigraph_sinks::RedisOptions, ConfigError> {
+    let defaults = aurigraph_sinks::RedisOptions::default();
+    let bounded = |key: &str, value: Option<u64>, default: u64, max: u64| match value {
+        None => Ok(default),
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        Some(v) => Err(ConfigError::Invalid(format!(
+            "{key} {v}: must be between 1 and {max}"
+        ))),
+    };
+    Ok(aurigraph_sinks::RedisOptions {
+        stream_len_max: bounded(
+            "redis_stream_len_max",
+            file.redis_stream_len_max,
+            defaults.stream_len_max,
+            100_000_000,
+        )?,
+        status_ttl_s: bounded(
+            "redis_status_ttl_s",
+            file.redis_status_ttl_s,
+            defaults.status_ttl_s,
+            30 * 86_400,
+        )?,
+        ..defaults
     })
 }
 

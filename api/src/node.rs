@@ -129,18 +129,22 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         tracing::info!(sources = config.beacon.len(), "beacon client started");
         Some(client)
     };
-    // The archive sink: its own thread, fed by a bounded channel the shards never wait on.
-    let (applied_tap, archive) = match &config.archive_url {
-        Some(url) => {
-            let (tap, applied) = crossbeam_channel::bounded(ARCHIVE_QUEUE_ENTRIES);
-            tracing::info!("archive sink started");
-            (
-                Some(tap),
-                Some(aurigraph_sinks::ArchiveSink::spawn(url.clone(), applied)),
-            )
-        }
-        None => (None, None),
+    // The downstream sinks: each its own thread, fed by a bounded channel the shards never
+    // wait on.
+    let mut applied_taps = Vec::new();
+    let mut sink_tap = |sink: &'static str| {
+        let (sender, applied) = crossbeam_channel::bounded(SINK_QUEUE_ENTRIES);
+        applied_taps.push(aurigraph_engine::AppliedTap { sink, sender });
+        tracing::info!(sink, "sink started");
+        applied
     };
+    let archive = config
+        .archive_url
+        .as_ref()
+        .map(|url| aurigraph_sinks::SinkThread::spawn_archive(url.clone(), sink_tap("postgres")));
+    let redis = config.redis.as_ref().map(|(url, options)| {
+        aurigraph_sinks::SinkThread::spawn_redis(url.clone(), options.clone(), sink_tap("redis"))
+    });
     // Reads of the archive for the API: threads of their own (never a core), fed by a bounded
     // queue; stopped (joined) on every return path by dropping the pool.
     let archive_readers = config.archive_url.as_ref().map(|url| {
@@ -173,6 +177,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         data_dir: Some(config.data_dir.clone()),
         archive_reader: archive_readers.as_ref().map(|p| p.reader()),
         archive: archive.as_ref().map(|a| a.counters.clone()),
+        redis: redis.as_ref().map(|r| r.counters.clone()),
         beacon,
         tokens: Arc::new(config.tokens.clone()),
         tls: config.tls.clone(),
@@ -229,7 +234,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         .then(|| std::time::Duration::from_millis(config.stall_report_ms));
     engine_config.raft_piece_bytes = config.snapshot_piece_bytes;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
-    engine_config.applied_tap = applied_tap;
+    engine_config.applied_taps = applied_taps;
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;
@@ -309,10 +314,12 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         readers.stop();
         tracing::info!("archive readers stopped");
     }
-    if let Some(archive) = archive {
-        // The shards are stopped: the sink writes what it holds and ends.
-        archive.stop();
-        tracing::info!("archive sink stopped");
+    // The shards are stopped: each sink writes what it holds and ends.
+    for (sink, thread) in [("postgres", archive), ("redis", redis)] {
+        if let Some(thread) = thread {
+            thread.stop();
+            tracing::info!(sink, "sink stopped");
+        }
     }
     match stopped {
         None => {
@@ -323,9 +330,9 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     }
 }
 
-/// Applied transfer entries queued for the archive sink (each holds a whole entry's bytes,
-/// shared with the log; past it the shards drop entries for the sink, counted).
-const ARCHIVE_QUEUE_ENTRIES: usize = 65_536;
+/// Applied entries queued for each sink (each holds a whole entry's bytes, shared with the
+/// log; past it the shards drop entries for that sink, counted, and the sink reports the gap).
+const SINK_QUEUE_ENTRIES: usize = 65_536;
 
 /// Marks a data directory whose validator joined a running cluster (`--join`).
 const JOINED_MARKER: &str = "joined";

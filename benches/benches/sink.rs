@@ -15,25 +15,27 @@ const PER_ENTRY: u64 = 500;
 
 fn batch(round: u64, rows: u64, first_index: u64) -> Vec<EntryBatch> {
     (0..rows.div_ceil(PER_ENTRY))
-        .map(|e| EntryBatch {
-            index: first_index + e,
-            transfers: (0..PER_ENTRY.min(rows - e * PER_ENTRY))
-                .map(|p| {
-                    let mut tx_hash = [0u8; 32];
-                    tx_hash[..8].copy_from_slice(&round.to_le_bytes());
-                    tx_hash[8..16].copy_from_slice(&e.to_le_bytes());
-                    tx_hash[16..24].copy_from_slice(&p.to_le_bytes());
-                    ArchivedTransfer {
-                        tx_hash,
-                        from: [1; 32],
-                        to: [2; 32],
-                        asset: 0,
-                        amount: 1 + p,
-                        nonce: p,
-                        result: "OK",
-                    }
-                })
-                .collect(),
+        .map(|e| {
+            EntryBatch::transfers(
+                first_index + e,
+                (0..PER_ENTRY.min(rows - e * PER_ENTRY))
+                    .map(|p| {
+                        let mut tx_hash = [0u8; 32];
+                        tx_hash[..8].copy_from_slice(&round.to_le_bytes());
+                        tx_hash[8..16].copy_from_slice(&e.to_le_bytes());
+                        tx_hash[16..24].copy_from_slice(&p.to_le_bytes());
+                        ArchivedTransfer {
+                            tx_hash,
+                            from: [1; 32],
+                            to: [2; 32],
+                            asset: 0,
+                            amount: 1 + p,
+                            nonce: p,
+                            result: "OK",
+                        }
+                    })
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -102,7 +104,7 @@ fn main() {
         let mut timed = |copying: bool| {
             let start = Instant::now();
             if copying {
-                let written = archive.append(2 * round as u32, &copy_rows).unwrap();
+                let written = archive.append(2 * round as u32, &copy_rows).unwrap().rows;
                 assert_eq!(written, rows);
             } else {
                 insert_row_by_row(&mut archive, 2 * round as i32 + 1, &insert_rows);

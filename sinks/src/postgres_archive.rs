@@ -5,31 +5,17 @@
 //! entries at or below it, copies the rest with `COPY ... FROM STDIN (FORMAT binary)` and moves
 //! the cursor to the batch's last index. A crash of the sink, of the node or of PostgreSQL
 //! either commits all of it or none; a batch sent again after a restart adds nothing.
+//!
+//! The balances the entries changed go to `balances` in the same transaction (the latest per
+//! account and asset). Where the entries' chain shows log indexes the sink never received, the
+//! write reports them as gaps (it still moves the cursor past them: the rows are lost here,
+//! and the node says so rather than stall).
 
+use crate::entry::{fresh_after, latest_balances, EntryBatch, Gap};
 use crate::numeric::Numeric;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls};
-
-/// One committed transfer as the archive stores it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArchivedTransfer {
-    pub tx_hash: [u8; 32],
-    pub from: [u8; 32],
-    pub to: [u8; 32],
-    pub asset: u32,
-    pub amount: u64,
-    pub nonce: u64,
-    /// The contract's result code name (`OK`, `INSUFFICIENT_FUNDS`, ...).
-    pub result: &'static str,
-}
-
-/// The transfers of one log entry, in the entry's order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryBatch {
-    pub index: u64,
-    pub transfers: Vec<ArchivedTransfer>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -53,6 +39,26 @@ pub struct PgArchive {
 const COPY_TRANSFERS: &str = "COPY transfers (tx_hash, shard, block, position, from_address, \
      to_address, asset, amount, nonce, result) FROM STDIN (FORMAT binary)";
 
+const COPY_BALANCES: &str =
+    "COPY balances_in (address, asset, balance, shard, block) FROM STDIN (FORMAT binary)";
+
+const BALANCE_TYPES: &[Type] = &[
+    Type::BYTEA,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::INT4,
+    Type::INT8,
+];
+
+/// What one write did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Transfer rows added (entries sent again add none).
+    pub rows: u64,
+    /// Log indexes the entries' chain skipped: lost on the way to the sink.
+    pub gaps: Vec<Gap>,
+}
+
 const COLUMN_TYPES: &[Type] = &[
     Type::BYTEA,
     Type::INT4,
@@ -75,6 +81,11 @@ impl PgArchive {
         if applied > 0 {
             tracing::info!(applied, "archive schema migrated");
         }
+        // The session's staging table for balances (emptied by every commit).
+        client.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS balances_in \
+             (LIKE balances INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )?;
         Ok(PgArchive { client })
     }
 
@@ -87,10 +98,11 @@ impl PgArchive {
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
     }
 
-    /// Archives consecutive entries of `shard` (increasing log indexes) with binary COPY, and
-    /// moves the shard's cursor to the last one, in one transaction. Entries at or below the
-    /// cursor are skipped (sent again after a restart). Returns the rows written.
-    pub fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<u64, ArchiveError> {
+    /// Archives consecutive entries of `shard` (increasing log indexes) with binary COPY: their
+    /// transfers, the latest balances they set, and the shard's cursor moved to the last one,
+    /// in one transaction. Entries at or below the cursor are skipped (sent again after a
+    /// restart).
+    pub fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, ArchiveError> {
         for pair in entries.windows(2) {
             if pair[1].index <= pair[0].index {
                 return Err(ArchiveError::OutOfOrder {
@@ -101,7 +113,7 @@ impl PgArchive {
             }
         }
         let Some(last) = entries.last() else {
-            return Ok(0);
+            return Ok(Appended::default());
         };
         let last_index = i64::try_from(last.index).map_err(|_| ArchiveError::TooLarge {
             what: "log index",
@@ -120,15 +132,15 @@ impl PgArchive {
                 &[&shard_sql],
             )?
             .get(0);
-        let fresh: Vec<&EntryBatch> = entries.iter().filter(|e| e.index as i64 > cursor).collect();
+        let (fresh, gaps) = fresh_after(shard, cursor as u64, entries);
         if fresh.is_empty() {
             tx.commit()?;
-            return Ok(0);
+            return Ok(Appended::default());
         }
         let mut rows = 0u64;
         let sink = tx.copy_in(COPY_TRANSFERS)?;
         let mut writer = BinaryCopyInWriter::new(sink, COLUMN_TYPES);
-        for entry in fresh {
+        for entry in &fresh {
             let block = entry.index as i64;
             for (position, t) in entry.transfers.iter().enumerate() {
                 let position = position as i32;
@@ -149,12 +161,46 @@ impl PgArchive {
             }
         }
         writer.finish()?;
+        let balances = latest_balances(fresh.iter().copied());
+        if !balances.is_empty() {
+            let sink = tx.copy_in(COPY_BALANCES)?;
+            let mut writer = BinaryCopyInWriter::new(sink, BALANCE_TYPES);
+            for (b, index) in &balances {
+                writer.write(&[
+                    &&b.address.0[..],
+                    &i64::from(b.asset),
+                    &Numeric(b.balance),
+                    &shard_sql,
+                    &(*index as i64),
+                ])?;
+            }
+            writer.finish()?;
+            tx.batch_execute(
+                "INSERT INTO balances SELECT * FROM balances_in \
+                 ON CONFLICT (address, asset) DO UPDATE \
+                 SET balance = EXCLUDED.balance, shard = EXCLUDED.shard, block = EXCLUDED.block",
+            )?;
+        }
         tx.execute(
             "UPDATE shard_cursors SET archived_index = $2 WHERE shard = $1",
             &[&shard_sql, &last_index],
         )?;
         tx.commit()?;
-        Ok(rows)
+        Ok(Appended { rows, gaps })
+    }
+
+    /// The latest archived balance of an account's asset (none: never changed since the
+    /// archive began).
+    pub fn balance(&mut self, address: &[u8; 32], asset: u32) -> Result<Option<u64>, ArchiveError> {
+        let row = self.client.query_opt(
+            "SELECT balance::TEXT FROM balances WHERE address = $1 AND asset = $2",
+            &[&&address[..], &i64::from(asset)],
+        )?;
+        Ok(row.map(|r| {
+            r.get::<_, String>(0)
+                .parse()
+                .expect("NUMERIC(20, 0) is a u64")
+        }))
     }
 
     /// The archive's row count (for checks and tests).

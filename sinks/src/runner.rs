@@ -1,72 +1,173 @@
-//! The archive sink's thread: it takes the entries the shards applied (a bounded channel
-//! the shards never wait on), turns them into rows off the executors (decoding the batch,
-//! hashing each transfer), and writes them to PostgreSQL in batches. When PostgreSQL is away it
-//! keeps what it received, up to a bound, and reconnects with back-off; the node's
-//! acknowledgements and throughput do not depend on it.
+//! A sink's thread: it takes the entries the shards applied (a bounded channel the shards
+//! never wait on), turns them into rows off the executors (decoding the batch, hashing each
+//! transfer), and writes them in batches. When the server is away it keeps what it received,
+//! up to a bound, and reconnects with back-off; the node's acknowledgements and throughput do
+//! not depend on it. Entries lost on the way (a full queue, the bound, a snapshot restored past
+//! them) show as gaps in the entries' chain: counted, logged, and reported by the health check.
 
-use crate::postgres_archive::{ArchivedTransfer, EntryBatch, PgArchive};
+use crate::entry::{EntryBatch, Gap};
+use crate::postgres_archive::{Appended, ArchiveError, PgArchive};
+use crate::redis_cache::{RedisCache, RedisError, RedisOptions};
 use aurigraph_engine::replica::AppliedEntry;
-use aurigraph_wire::batch::decode_batch;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Rows gathered before a batch is written (or after `FLUSH_INTERVAL`, whichever first).
 const BATCH_ROWS_MAX: usize = 20_000;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// Rows kept while PostgreSQL is away; older entries are dropped past it (counted: a gap).
+/// Rows kept while the server is away; older entries are dropped past it (a gap).
 const PENDING_ROWS_MAX: usize = 2_000_000;
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// What the sink has done, for metrics and tests.
+/// A downstream store the runner writes to.
+pub trait Sink: Sized {
+    type Error: std::fmt::Display;
+    /// The sink's name in metrics, logs and the health check.
+    const NAME: &'static str;
+    /// Writes consecutive entries of one shard exactly once (see each sink).
+    fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, Self::Error>;
+}
+
+impl Sink for PgArchive {
+    type Error = ArchiveError;
+    const NAME: &'static str = "postgres";
+    fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, ArchiveError> {
+        PgArchive::append(self, shard, entries)
+    }
+}
+
+impl Sink for RedisCache {
+    type Error = RedisError;
+    const NAME: &'static str = "redis";
+    fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, RedisError> {
+        RedisCache::append(self, shard, entries)
+    }
+}
+
+/// What a sink has done, for metrics, the health check and tests.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
     pub rows_written: AtomicU64,
     pub errors: AtomicU64,
-    /// Entries dropped because the pending bound was reached while PostgreSQL was away.
+    /// Entries dropped because the pending bound was reached while the server was away.
     pub entries_dropped: AtomicU64,
-    /// Per shard, the last log index written to the archive (read at scrape time).
-    archived: std::sync::Mutex<Vec<u64>>,
+    /// Gaps found in the entries' chain, and the log indexes they missed.
+    pub gaps: AtomicU64,
+    pub gap_entries: AtomicU64,
+    state: Mutex<SinkState>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    /// Per shard, the last log index written (read at scrape time).
+    written: Vec<u64>,
+    last_gap: Option<Gap>,
+    /// The last write's failure, while the sink has not written since.
+    failing: Option<String>,
+}
+
+/// The sink as the health check reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkHealth {
+    Up,
+    /// Writing but incomplete, or not writing: why.
+    Degraded(String),
 }
 
 impl SinkCounters {
     /// The last log index written per shard (0: none yet).
     pub fn archived(&self) -> Vec<u64> {
-        self.archived.lock().expect("sink counters").clone()
+        self.state.lock().expect("sink state").written.clone()
     }
 
-    fn set_archived(&self, shard: u32, index: u64) {
-        let mut archived = self.archived.lock().expect("sink counters");
-        let shard = shard as usize;
-        if archived.len() <= shard {
-            archived.resize(shard + 1, 0);
+    /// Degraded while the last write failed (the server is away: the sink retries), and once a
+    /// gap was found (the sink misses those entries' rows for good).
+    pub fn health(&self) -> SinkHealth {
+        let state = self.state.lock().expect("sink state");
+        let mut reasons = Vec::new();
+        if let Some(error) = &state.failing {
+            reasons.push(format!("cannot write: {error}"));
         }
-        archived[shard] = archived[shard].max(index);
+        if let Some(gap) = state.last_gap {
+            reasons.push(format!(
+                "{} gap(s) since start, {} log index(es) missed; last: {gap}",
+                self.gaps.load(Relaxed),
+                self.gap_entries.load(Relaxed)
+            ));
+        }
+        if reasons.is_empty() {
+            SinkHealth::Up
+        } else {
+            SinkHealth::Degraded(reasons.join("; "))
+        }
+    }
+
+    fn set_written(&self, shard: u32, index: u64) {
+        let mut state = self.state.lock().expect("sink state");
+        let shard = shard as usize;
+        if state.written.len() <= shard {
+            state.written.resize(shard + 1, 0);
+        }
+        state.written[shard] = state.written[shard].max(index);
+    }
+
+    fn record_gaps(&self, sink: &str, gaps: &[Gap]) {
+        for gap in gaps {
+            tracing::warn!(sink, %gap, "sink gap: these entries' rows are missing downstream");
+            self.gaps.fetch_add(1, Relaxed);
+            self.gap_entries.fetch_add(gap.entries(), Relaxed);
+            self.state.lock().expect("sink state").last_gap = Some(*gap);
+        }
+    }
+
+    fn set_failing(&self, failing: Option<String>) {
+        self.state.lock().expect("sink state").failing = failing;
     }
 }
 
-pub struct ArchiveSink {
+/// A sink's thread, started by the node.
+pub struct SinkThread {
     pub counters: Arc<SinkCounters>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl ArchiveSink {
-    /// Starts the sink's thread.
-    pub fn spawn(url: String, applied: Receiver<(u32, AppliedEntry)>) -> ArchiveSink {
+/// The PostgreSQL archive's thread (`archive_url`).
+pub type ArchiveSink = SinkThread;
+
+impl SinkThread {
+    /// Starts the PostgreSQL archive's thread.
+    pub fn spawn_archive(url: String, applied: Receiver<(u32, Arc<AppliedEntry>)>) -> SinkThread {
+        SinkThread::spawn(move || PgArchive::connect(&url), applied)
+    }
+
+    /// Starts the Redis cache's thread.
+    pub fn spawn_redis(
+        url: String,
+        options: RedisOptions,
+        applied: Receiver<(u32, Arc<AppliedEntry>)>,
+    ) -> SinkThread {
+        SinkThread::spawn(move || RedisCache::connect(&url, options.clone()), applied)
+    }
+
+    fn spawn<S: Sink + 'static>(
+        connect: impl FnMut() -> Result<S, S::Error> + Send + 'static,
+        applied: Receiver<(u32, Arc<AppliedEntry>)>,
+    ) -> SinkThread {
         let counters = Arc::new(SinkCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::Builder::new()
-                .name("aurigraph-archive".into())
-                .spawn(move || run(&url, &applied, &counters, &stop))
-                .expect("spawn the archive sink thread")
+                .name(format!("aurigraph-{}", S::NAME))
+                .spawn(move || run(connect, &applied, &counters, &stop))
+                .expect("spawn a sink thread")
         };
-        ArchiveSink {
+        SinkThread {
             counters,
             stop,
             thread: Some(thread),
@@ -74,49 +175,13 @@ impl ArchiveSink {
     }
 
     /// After the engine stopped (nothing more will be applied): writes what the sink holds and
-    /// what is queued (giving up once PostgreSQL stays away past the longest back-off), then
+    /// what is queued (giving up once the server stays away past the longest back-off), then
     /// ends the thread.
     pub fn stop(mut self) {
         self.stop.store(true, Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// What an entry counts for in the pending bound: its rows, and at least 1 (an entry with
-/// none still moves its shard's cursor, so it must be written too).
-fn weight(batch: &EntryBatch) -> usize {
-    batch.transfers.len().max(1)
-}
-
-/// A shard's applied entry as archive rows.
-fn rows_of(entry: &AppliedEntry) -> EntryBatch {
-    if entry.data.is_empty() {
-        // No transfers: only the shard's position moves.
-        return EntryBatch {
-            index: entry.index,
-            transfers: Vec::new(),
-        };
-    }
-    let records = decode_batch(&entry.data)
-        .expect("an applied entry is a valid batch")
-        .records();
-    EntryBatch {
-        index: entry.index,
-        transfers: records
-            .iter()
-            .zip(&entry.results)
-            .map(|(r, result)| ArchivedTransfer {
-                tx_hash: r.tx_hash().0,
-                from: r.from().0,
-                to: r.to().0,
-                asset: r.asset(),
-                amount: r.amount(),
-                nonce: r.nonce(),
-                result: result.as_str(),
-            })
-            .collect(),
     }
 }
 
@@ -130,12 +195,13 @@ struct Pending {
 
 impl Pending {
     fn push(&mut self, shard: u32, entry: &AppliedEntry) {
-        let batch = rows_of(entry);
-        self.weight += weight(&batch);
+        let batch = EntryBatch::of_applied(entry);
+        self.weight += batch.weight();
         self.by_shard.entry(shard).or_default().push_back(batch);
     }
 
-    /// Drops the oldest entry of the shard that holds the most; false when empty.
+    /// Drops the oldest entry of the shard that holds the most (the chain shows the gap when
+    /// what follows is written); false when empty.
     fn drop_oldest(&mut self) -> bool {
         let Some(entries) = self.by_shard.values_mut().max_by_key(|e| e.len()) else {
             return false;
@@ -143,39 +209,38 @@ impl Pending {
         let Some(dropped) = entries.pop_front() else {
             return false;
         };
-        self.weight -= weight(&dropped);
+        self.weight -= dropped.weight();
         true
     }
 
     /// Writes every shard's entries, each shard's in one transaction (all of it or none: what
-    /// a failure left stays); returns the rows PostgreSQL added (entries sent again add none).
-    fn write(
-        &mut self,
-        archive: &mut PgArchive,
-        counters: &SinkCounters,
-    ) -> Result<u64, crate::ArchiveError> {
+    /// a failure left stays); returns the rows added (entries sent again add none).
+    fn write<S: Sink>(&mut self, sink: &mut S, counters: &SinkCounters) -> Result<u64, S::Error> {
         let mut added = 0;
         for (&shard, entries) in self.by_shard.iter_mut() {
             let Some(last) = entries.back().map(|e| e.index) else {
                 continue;
             };
-            added += archive.append(shard, entries.make_contiguous())?;
-            counters.set_archived(shard, last);
-            self.weight -= entries.iter().map(weight).sum::<usize>();
+            let appended = sink.append(shard, entries.make_contiguous())?;
+            added += appended.rows;
+            counters.record_gaps(S::NAME, &appended.gaps);
+            counters.set_written(shard, last);
+            self.weight -= entries.iter().map(EntryBatch::weight).sum::<usize>();
             entries.clear();
         }
         Ok(added)
     }
 }
 
-fn run(
-    url: &str,
-    applied: &Receiver<(u32, AppliedEntry)>,
+fn run<S: Sink>(
+    mut connect: impl FnMut() -> Result<S, S::Error>,
+    applied: &Receiver<(u32, Arc<AppliedEntry>)>,
     counters: &SinkCounters,
     stop: &AtomicBool,
 ) {
+    let name = S::NAME;
     let mut pending = Pending::default();
-    let mut archive: Option<PgArchive> = None;
+    let mut sink: Option<S> = None;
     let mut backoff = Duration::from_millis(100);
     let mut retry_at = Instant::now();
     let mut open = true;
@@ -196,26 +261,31 @@ fn run(
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        // Past the bound (PostgreSQL away): the oldest entries go, counted.
+        // Past the bound (the server away): the oldest entries go, counted.
         while pending.weight > PENDING_ROWS_MAX && pending.drop_oldest() {
             counters.entries_dropped.fetch_add(1, Relaxed);
         }
         if pending.weight > 0 && Instant::now() >= retry_at {
-            if archive.is_none() {
-                match PgArchive::connect(url) {
-                    Ok(a) => archive = Some(a),
-                    Err(error) => tracing::warn!(%error, "archive: cannot connect; retrying"),
+            if sink.is_none() {
+                match connect() {
+                    Ok(s) => sink = Some(s),
+                    Err(error) => {
+                        tracing::warn!(sink = name, %error, "cannot connect; retrying");
+                        counters.set_failing(Some(error.to_string()));
+                    }
                 }
             }
-            if let Some(a) = archive.as_mut() {
-                match pending.write(a, counters) {
+            if let Some(s) = sink.as_mut() {
+                match pending.write(s, counters) {
                     Ok(added) => {
                         counters.rows_written.fetch_add(added, Relaxed);
+                        counters.set_failing(None);
                         backoff = Duration::from_millis(100);
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "archive: write failed; reconnecting");
-                        archive = None;
+                        tracing::warn!(sink = name, %error, "write failed; reconnecting");
+                        counters.set_failing(Some(error.to_string()));
+                        sink = None;
                     }
                 }
             }
@@ -225,11 +295,12 @@ fn run(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
-        if !open && (pending.weight == 0 || archive.is_none() && backoff == BACKOFF_MAX) {
+        if !open && (pending.weight == 0 || sink.is_none() && backoff == BACKOFF_MAX) {
             if pending.weight > 0 {
                 tracing::warn!(
+                    sink = name,
                     pending = pending.weight,
-                    "archive: stopping with rows not written"
+                    "stopping with rows not written"
                 );
             }
             return;

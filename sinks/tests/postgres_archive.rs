@@ -22,11 +22,13 @@ fn transfer(seed: u64, amount: u64) -> ArchivedTransfer {
 /// Entries `indexes` of a shard, `per_entry` transfers each, hashes unique per (shard, index).
 fn entries(shard: u32, indexes: std::ops::RangeInclusive<u64>, per_entry: u64) -> Vec<EntryBatch> {
     indexes
-        .map(|index| EntryBatch {
-            index,
-            transfers: (0..per_entry)
-                .map(|p| transfer(((shard as u64) << 48) | (index << 16) | p, index * 10 + p))
-                .collect(),
+        .map(|index| {
+            EntryBatch::transfers(
+                index,
+                (0..per_entry)
+                    .map(|p| transfer(((shard as u64) << 48) | (index << 16) | p, index * 10 + p))
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -39,13 +41,13 @@ fn batches_land_exactly_once_across_resends_failures_and_a_server_crash() {
     drop(PgArchive::connect(&server.url()).unwrap());
 
     assert_eq!(archive.cursor(0).unwrap(), 0);
-    assert_eq!(archive.append(0, &entries(0, 1..=3, 4)).unwrap(), 12);
-    assert_eq!(archive.append(1, &entries(1, 1..=2, 5)).unwrap(), 10);
+    assert_eq!(archive.append(0, &entries(0, 1..=3, 4)).unwrap().rows, 12);
+    assert_eq!(archive.append(1, &entries(1, 1..=2, 5)).unwrap().rows, 10);
     assert_eq!(archive.cursor(0).unwrap(), 3);
     // Sent again after a restart, overlapping: only entries past the cursor are written.
-    assert_eq!(archive.append(0, &entries(0, 2..=5, 4)).unwrap(), 8);
+    assert_eq!(archive.append(0, &entries(0, 2..=5, 4)).unwrap().rows, 8);
     assert_eq!(archive.cursor(0).unwrap(), 5);
-    assert_eq!(archive.append(0, &entries(0, 1..=5, 4)).unwrap(), 0);
+    assert_eq!(archive.append(0, &entries(0, 1..=5, 4)).unwrap().rows, 0);
     assert_eq!(archive.transfer_count().unwrap(), 30);
 
     // A batch that fails half-way (a transfer already archived: the primary key) leaves
@@ -73,7 +75,7 @@ fn batches_land_exactly_once_across_resends_failures_and_a_server_crash() {
     server.start_again();
     let mut archive = PgArchive::connect(&server.url()).unwrap();
     assert_eq!(archive.cursor(0).unwrap(), 5);
-    assert_eq!(archive.append(0, &entries(0, 1..=8, 4)).unwrap(), 12);
+    assert_eq!(archive.append(0, &entries(0, 1..=8, 4)).unwrap().rows, 12);
     assert_eq!(archive.transfer_count().unwrap(), 42);
     let per_shard: Vec<(i32, i64)> = archive
         .client()
@@ -102,9 +104,9 @@ fn amounts_and_nonces_keep_all_64_bits() {
         123_456_789_012,
         u64::MAX,
     ];
-    let batch: Vec<EntryBatch> = vec![EntryBatch {
-        index: 1,
-        transfers: values
+    let batch: Vec<EntryBatch> = vec![EntryBatch::transfers(
+        1,
+        values
             .iter()
             .enumerate()
             .map(|(i, &v)| ArchivedTransfer {
@@ -112,7 +114,7 @@ fn amounts_and_nonces_keep_all_64_bits() {
                 ..transfer(i as u64, v)
             })
             .collect(),
-    }];
+    )];
     archive.append(0, &batch).unwrap();
     let rows: Vec<(String, String)> = archive
         .client()

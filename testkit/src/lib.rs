@@ -17,6 +17,7 @@ pub mod node;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
+pub mod redis;
 
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 pub use bin::aurigraph_bin;

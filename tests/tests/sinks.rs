@@ -1,12 +1,15 @@
-//! The PostgreSQL archive fed by a node (`archive_url`), against a real PostgreSQL started by
-//! the test: every committed transfer lands exactly once, across a SIGKILL of the node and
-//! its restart (the replayed entries are resent and add nothing) and across a 20-second
-//! outage of PostgreSQL under load (the node goes on acknowledging; the sink catches up when
-//! it returns).
+//! The downstream sinks fed by a node (`archive_url`, `redis_url`), against a real PostgreSQL
+//! and a real Redis started by the test: every committed transfer lands exactly once in the
+//! archive and in the stream, and the balances equal the ledger's, across a SIGKILL of the
+//! node and its restart (the replayed entries are resent and add nothing), a 20-second outage
+//! of PostgreSQL under load and a stop and restart of Redis (the node goes on acknowledging;
+//! each sink catches up when its server returns). A sink attached to a node whose early
+//! entries are only in a snapshot reports the gap.
 
 use aurigraph_testkit::postgres::PgServer;
+use aurigraph_testkit::redis::RedisServer;
 use aurigraph_testkit::*;
-use aurigraph_wire::record::{address_of, Record};
+use aurigraph_wire::record::{address_of, Address, Record};
 use std::time::{Duration, Instant};
 
 fn send(node: &Node, records: &[Record]) {
@@ -57,13 +60,69 @@ fn wait_archived(server: &PgServer, records: &[Record]) {
     panic!("archive did not catch up: {last}");
 }
 
+/// Polls until the Redis stream holds each of `records` exactly once and nothing else (or 60 s).
+fn wait_streamed(redis: &RedisServer, records: &[Record]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let want: std::collections::BTreeSet<String> =
+        records.iter().map(|r| hex::encode(r.tx_hash().0)).collect();
+    while Instant::now() < deadline {
+        match stream_hashes(redis) {
+            Ok(hashes) => {
+                let unique: std::collections::BTreeSet<String> = hashes.iter().cloned().collect();
+                assert_eq!(unique.len(), hashes.len(), "a transfer streamed twice");
+                if unique == want {
+                    return;
+                }
+                last = format!("{} of {} streamed", unique.len(), want.len());
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the Redis stream did not catch up: {last}");
+}
+
+/// The txHash of every entry of the stream, in order.
+fn stream_hashes(redis: &RedisServer) -> ::redis::RedisResult<Vec<String>> {
+    let mut connection = ::redis::Client::open(redis.url())?.get_connection()?;
+    let reply: ::redis::streams::StreamRangeReply = ::redis::cmd("XRANGE")
+        .arg("aurigraph:transfers")
+        .arg("-")
+        .arg("+")
+        .query(&mut connection)?;
+    Ok(reply
+        .ids
+        .iter()
+        .map(|id| id.get::<String>("txHash").expect("a txHash field"))
+        .collect())
+}
+
+/// The node's balance of asset 0 of `address`.
+fn ledger_balance(node: &Node, address: &Address) -> u64 {
+    let reply = node.get(&format!("/api/v11/accounts/{}", hex::encode(address.0)));
+    assert_eq!(reply.status, 200);
+    reply.json()["balances"]["0"]
+        .as_str()
+        .map_or(0, |b| b.parse().unwrap())
+}
+
 #[test]
-fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage() {
+fn every_committed_transfer_lands_once_across_a_node_kill_and_both_servers_away() {
     let server = PgServer::start();
+    let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(8);
     let config = dir.path().join("node.toml");
-    std::fs::write(&config, format!("archive_url = {:?}\n", server.url())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "archive_url = {:?}\nredis_url = {:?}\n",
+            server.url(),
+            redis.url()
+        ),
+    )
+    .unwrap();
     let config_arg = config.to_str().unwrap().to_string();
     let port = free_port();
     let mut node = Node::start_with_args(
@@ -85,14 +144,39 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage(
     let mut sent = batch(40);
     send(&node, &sent);
     wait_archived(&server, &sent);
+    wait_streamed(&redis, &sent);
 
-    // SIGKILL and restart: the node replays its log and the sink resends; nothing doubles.
+    // SIGKILL and restart: the node replays its log and the sinks resend; nothing doubles.
     node.kill9();
     let node = Node::start_with_args(dir.path(), None, port, &["--config", &config_arg]);
     let more = batch(20);
     send(&node, &more);
     sent.extend(more);
     wait_archived(&server, &sent);
+    wait_streamed(&redis, &sent);
+
+    // Redis away for 5 s under load, then back: the stream catches up, each transfer once.
+    redis.stop();
+    for _ in 0..20 {
+        let one = batch(1);
+        send(&node, &one);
+        sent.extend(one);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let health = node.get("/api/v11/health").json();
+    let redis_check = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sink:redis")
+        .cloned();
+    assert_eq!(
+        redis_check.as_ref().map(|c| c["status"].clone()),
+        Some("DEGRADED".into()),
+        "{health}"
+    );
+    redis.start_again();
+    wait_streamed(&redis, &sent);
 
     // PostgreSQL away for 20 s under load: the node acknowledges all the same (one transfer
     // every 250 ms), and the sink catches up once it is back.
@@ -106,6 +190,32 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage(
     }
     server.start_again();
     wait_archived(&server, &sent);
+    wait_streamed(&redis, &sent);
+
+    // Balances: the archive's and the cache's equal the ledger's.
+    let mut archive = ::postgres::Client::connect(&server.url(), ::postgres::NoTls).unwrap();
+    let mut cache = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for key in &keys {
+        let address = address_of(key);
+        let ledger = ledger_balance(&node, &address);
+        let archived: String = archive
+            .query_one(
+                "SELECT balance::TEXT FROM balances WHERE address = $1 AND asset = 0",
+                &[&&address.0[..]],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(archived.parse::<u64>().unwrap(), ledger, "archive balance");
+        let cached: u64 = ::redis::cmd("HGET")
+            .arg(format!("aurigraph:balance:{}", hex::encode(address.0)))
+            .arg(0)
+            .query(&mut cache)
+            .unwrap();
+        assert_eq!(cached, ledger, "Redis balance");
+    }
 
     // The node's figures of its archive: every shard caught up (its position follows the log
     // past entries without transfers too), and the outage seen as errors.
@@ -122,7 +232,7 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage(
         let lags = value("aurigraph_sink_lag_entries{");
         let archived = value("aurigraph_sink_archived_index{");
         let errors = value("aurigraph_sink_errors_total{");
-        if lags.len() == 2 && lags.iter().all(|&l| l == 0.0) {
+        if lags.len() == 4 && lags.iter().all(|&l| l == 0.0) {
             assert!(archived.iter().all(|&a| a > 0.0), "{metrics}");
             assert!(
                 errors.iter().all(|&e| e > 0.0),
@@ -136,4 +246,85 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_a_database_outage(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_sink_attached_to_a_node_whose_early_entries_are_only_in_a_snapshot_reports_the_gap() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(2);
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "snapshot_interval_entries = 4\n").unwrap();
+    let config_arg = config.to_str().unwrap().to_string();
+    let port = free_port();
+    let mut node = Node::start_with_args(
+        dir.path(),
+        Some(&genesis(&keys, 2)),
+        port,
+        &["--config", &config_arg],
+    );
+    let early: Vec<Record> = (1..=20)
+        .map(|n| transfer(&keys[0], address_of(&keys[1]), 1, n))
+        .collect();
+    send(&node, &early);
+    node.terminate();
+
+    // Restarted with a sink: what the snapshot covers was never handed to it.
+    std::fs::write(
+        &config,
+        format!(
+            "snapshot_interval_entries = 4\nredis_url = {:?}\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let node = Node::start_with_args(dir.path(), None, port, &["--config", &config_arg]);
+    let later = [transfer(&keys[0], address_of(&keys[1]), 1, 21)];
+    send(&node, &later);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = node.get("/api/v11/health").json();
+        let check = health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "sink:redis")
+            .cloned()
+            .expect("a check of the Redis sink");
+        let metrics = String::from_utf8(node.get("/metrics").body).unwrap();
+        let gaps = metrics
+            .lines()
+            .find(|l| l.starts_with("aurigraph_sink_gaps_total{sink=\"redis\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if gaps >= 1.0 {
+            assert_eq!(check["status"], "DEGRADED", "{health}");
+            let reason = check["data"]["reason"].as_str().unwrap();
+            assert!(reason.contains("missed log indexes 1..="), "{reason}");
+            // The node itself is healthy: a sink never makes it DOWN.
+            assert_eq!(health["status"], "UP");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no gap reported: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What came after the snapshot gets there; what only the snapshot holds does not.
+    let later_hash = hex::encode(later[0].tx_hash().0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let streamed = loop {
+        let streamed = stream_hashes(&redis).unwrap();
+        if streamed.contains(&later_hash) {
+            break streamed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the later transfer never streamed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        streamed.len() < early.len() + 1,
+        "{} streamed",
+        streamed.len()
+    );
 }

@@ -92,6 +92,8 @@ pub struct HttpSettings {
     pub data_dir: Option<PathBuf>,
     /// The archive sink's figures, for `/metrics` (none: no archive).
     pub archive: Option<Arc<aurigraph_sinks::SinkCounters>>,
+    /// The Redis sink's figures (none: no Redis sink).
+    pub redis: Option<Arc<aurigraph_sinks::SinkCounters>>,
     /// Reads of the archive (`GET /api/v11/transactions/{txHash}` past the recent window,
     /// `GET /api/v11/accounts/{address}/transactions`): the node's reader threads (none: no
     /// archive).
@@ -148,6 +150,7 @@ impl HttpSettings {
             metrics: Arc::new(Metrics::default()),
             data_dir: None,
             archive: None,
+            redis: None,
             archive_reader: None,
             checked_addr: Arc::new(OnceLock::new()),
             beacon: Arc::new(RwLock::new(BeaconState::unconfigured())),
@@ -173,6 +176,15 @@ impl HttpSettings {
         self.beacon
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The sinks this node feeds, by name, in the order of the engine's taps (the node adds
+    /// the PostgreSQL archive's first).
+    pub fn sinks(&self) -> Vec<(&'static str, &aurigraph_sinks::SinkCounters)> {
+        [("postgres", &self.archive), ("redis", &self.redis)]
+            .into_iter()
+            .filter_map(|(name, counters)| Some((name, counters.as_deref()?)))
+            .collect()
     }
 }
 

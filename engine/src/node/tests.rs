@@ -1380,3 +1380,82 @@ fn a_shard_snapshots_once_the_entries_it_applied_pass_the_byte_bound() {
         }
     }
 }
+
+/// A follower of leader 2 that taps what it applies for a sink.
+fn tapped_follower(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
+    let mut replica_config = ReplicaConfig::new(1, state.shard());
+    replica_config.voters = vec![1, 2, 3];
+    replica_config.tap_applied = true;
+    let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+    let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
+    let mut node = ShardNode::new(replicated(), replica);
+    let mut io = Recorder::default();
+    leader_sends(&mut node, &mut io, &storage, 0, vec![], 0);
+    (node, io, storage)
+}
+
+#[test]
+fn the_sink_tap_chains_every_applied_index_with_the_balances_each_entry_changed() {
+    let genesis = Genesis {
+        chain_id: 7,
+        controllers: Default::default(),
+        shards: Some(1),
+        allocations: vec![Allocation {
+            address: address_of(&key()),
+            asset: 0,
+            amount: 1_000,
+        }],
+    };
+    let (mut node, mut io, storage) = tapped_follower(ShardState::from_genesis(&genesis, 0, 1));
+    let (records, _) = transfers(3);
+    let context = crate::replica::entry_context(crate::replica::ENTRY_KIND_TRANSFERS, 2, 2);
+    let batch = entry(
+        2,
+        EntryType::EntryNormal,
+        context.to_vec(),
+        crate::encode_batch(&records),
+    );
+    let empty = |index| entry(index, EntryType::EntryNormal, vec![], vec![]);
+    leader_sends(
+        &mut node,
+        &mut io,
+        &storage,
+        0,
+        vec![empty(1), batch, empty(3)],
+        3,
+    );
+    let tapped = node.take_applied();
+    // The batch covers the empty entry before it; a last entry without data covers the rest.
+    let chain: Vec<(u64, u64, usize)> = tapped
+        .iter()
+        .map(|e| (e.previous, e.index, e.results.len()))
+        .collect();
+    assert_eq!(chain, [(0, 2, 3), (2, 3, 0)]);
+    let from = address_of(&key());
+    let sender: Vec<u64> = tapped[0]
+        .balances
+        .iter()
+        .filter(|b| b.address == from)
+        .map(|b| b.balance)
+        .collect();
+    assert_eq!(sender, [985], "the sender's balance after the batch, once");
+    let receiver = tapped[0]
+        .balances
+        .iter()
+        .rev()
+        .find(|b| b.address.0 == [9; 32]);
+    assert_eq!(receiver.map(|b| b.balance), Some(15));
+    assert!(node.take_applied().is_empty(), "nothing new applied");
+
+    // A marker crediting receipts from another shard: the credited balances, chained on.
+    let (state, to) = destination_shard();
+    let (mut node, mut io, storage) = tapped_follower(state);
+    node.local_message(receipts(10, 0, &[4, 8], to));
+    leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
+    let tapped = node.take_applied();
+    assert_eq!(tapped.len(), 1);
+    assert_eq!((tapped[0].previous, tapped[0].index), (0, 1));
+    assert!(tapped[0].data.is_empty());
+    let credited: Vec<u64> = tapped[0].balances.iter().map(|b| b.balance).collect();
+    assert_eq!(credited, [10, 10], "both receipts credited to {to:?}");
+}

@@ -166,11 +166,8 @@ impl ShardReplica {
                         let mut hashes = std::mem::take(&mut self.hashes);
                         self.state.apply_batch(index, records, &mut results);
                         if self.config.tap_applied {
-                            self.applied_tap.push(AppliedEntry {
-                                index,
-                                data: entry.data.clone(),
-                                results: results.clone(),
-                            });
+                            let balances = self.balances_after(records, &results);
+                            self.tap(index, entry.data.clone(), results.clone(), balances);
                         }
                         hashes.clear();
                         match &slots {
@@ -217,11 +214,23 @@ impl ShardReplica {
                 }
             }
             ENTRY_KIND_MARKERS => {
+                let mut credited = Vec::new();
                 for (source, up_to) in parse_markers(&entry.data).unwrap_or_default() {
                     if source == self.config.shard || source >= self.state.shard_count() {
                         continue;
                     }
                     let inbox = &mut self.inboxes[source as usize];
+                    if self.config.tap_applied {
+                        // The accounts the marker credits (those above the watermark).
+                        let watermark = self.state.inbound_watermark(source);
+                        credited.extend(
+                            inbox
+                                .receipts
+                                .iter()
+                                .filter(|r| r.source_index > watermark && r.source_index <= up_to)
+                                .map(|r| (r.to, r.asset)),
+                        );
+                    }
                     self.state
                         .apply_marker(source, up_to, inbox.receipts.iter());
                     while inbox
@@ -234,6 +243,13 @@ impl ShardReplica {
                 }
                 self.state.set_applied_index(index);
                 self.push_block(entry);
+                if !credited.is_empty() {
+                    let balances = credited
+                        .into_iter()
+                        .map(|(address, asset)| self.balance_of(address, asset))
+                        .collect();
+                    self.tap(index, bytes::Bytes::new(), Vec::new(), balances);
+                }
             }
             _ => {
                 tracing::warn!(
@@ -244,6 +260,41 @@ impl ShardReplica {
                 );
                 self.state.set_applied_index(index);
             }
+        }
+    }
+
+    /// The balances a transfer batch changed (each accepted transfer's sender, and its
+    /// receiver when this shard holds it; another shard credits it through a receipt), after
+    /// the batch applied, once per account and asset.
+    fn balances_after(&self, records: &[Record], results: &[ResultCode]) -> Vec<AccountBalance> {
+        let shard_count = self.state.shard_count();
+        let mut changed = Vec::with_capacity(records.len() * 2);
+        for (record, result) in records.iter().zip(results) {
+            if *result != ResultCode::Ok {
+                continue;
+            }
+            changed.push((record.from(), record.asset()));
+            if shard_of(&record.to(), shard_count) == self.config.shard {
+                changed.push((record.to(), record.asset()));
+            }
+        }
+        changed.sort_unstable_by_key(|(address, asset)| (address.0, *asset));
+        changed.dedup();
+        changed
+            .into_iter()
+            .map(|(address, asset)| self.balance_of(address, asset))
+            .collect()
+    }
+
+    fn balance_of(&self, address: Address, asset: u32) -> AccountBalance {
+        let balance = self
+            .state
+            .account(&address)
+            .map_or(0, |account| account.balance(asset));
+        AccountBalance {
+            address,
+            asset,
+            balance,
         }
     }
 

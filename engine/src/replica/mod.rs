@@ -40,7 +40,7 @@
 use crate::batch::{decode_batch, BatchBuilder, BATCH_RECORDS_MAX};
 use crate::ledger::chunked::ChunkedQueue;
 use crate::ledger::{precheck, Receipt, ShardState};
-use crate::record::{Record, TxHash};
+use crate::record::{Address, Record, TxHash};
 use crate::result::ResultCode;
 use crate::shard::{shard_of, ShardId};
 use crate::state_snapshot::{decode_state, encode_state};
@@ -151,14 +151,32 @@ pub struct ReplicaConfig {
     pub tap_applied: bool,
 }
 
-/// A transfer entry as it applied, for a downstream sink: its log index, its bytes (a binary
-/// batch; shared, not copied) and each record's result. Empty `data`: no transfers, only the
-/// shard's applied index (see [`ShardReplica::take_applied`]).
+/// An entry as it applied, for a downstream sink: its log index, its bytes (a binary batch;
+/// shared, not copied), each record's result and the balances it changed. Empty `data`: no
+/// transfers (a marker crediting receipts, or only the shard's applied index: see
+/// [`ShardReplica::take_applied`]).
+///
+/// A shard's entries form a chain: each covers the log indexes `previous + 1 ..= index`, and
+/// the next one's `previous` is this one's `index`. Where a sink sees `previous` beyond what it
+/// holds, entries were lost on the way (its queue was full, or the replica restored a
+/// snapshot past them): a gap, which the sink reports.
 #[derive(Clone, Debug)]
 pub struct AppliedEntry {
     pub index: u64,
+    pub previous: u64,
     pub data: bytes::Bytes,
     pub results: Vec<ResultCode>,
+    /// The balances this entry changed, after it applied (an account and asset may appear
+    /// more than once, with the same balance).
+    pub balances: Vec<AccountBalance>,
+}
+
+/// One account's balance of one asset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountBalance {
+    pub address: crate::Address,
+    pub asset: u32,
+    pub balance: u64,
 }
 
 impl ReplicaConfig {
@@ -335,8 +353,8 @@ pub struct ShardReplica {
     hashes: Vec<TxHash>,
     /// Transfer entries applied since the edge last took them (with `tap_applied`).
     applied_tap: Vec<AppliedEntry>,
-    /// The applied index the edge has been told of (`take_applied`).
-    tapped_up_to: u64,
+    /// The last log index the tap's chain covers (`AppliedEntry::previous` of the next one).
+    tap_position: u64,
     /// Bytes of entry data applied since this replica was created (what the in-memory log
     /// holds since the last snapshot, roughly: the node snapshots by it).
     applied_bytes: u64,
@@ -435,14 +453,14 @@ impl ShardReplica {
             recent_order,
             hashes: Vec::new(),
             applied_tap: Vec::new(),
-            tapped_up_to: 0,
+            tap_position: 0,
             applied_bytes: 0,
             now_ms: 0,
             membership_changed: true,
             state,
         };
         // A sink is told of what applies from here on (what the state holds is before it).
-        replica.tapped_up_to = replica.state.applied_index();
+        replica.tap_position = replica.state.applied_index();
         // Receipts that survived in the snapshot's outbox are delivered again: the destination
         // skips what it already credited.
         for d in 0..shard_count as ShardId {
@@ -522,19 +540,30 @@ impl ShardReplica {
     /// that a sink's position follows the log even where it has nothing to write.
     pub fn take_applied(&mut self) -> Vec<AppliedEntry> {
         let applied = self.state.applied_index();
-        let tapped = self
-            .applied_tap
-            .last()
-            .map_or(self.tapped_up_to, |e| e.index);
-        if self.config.tap_applied && applied > tapped {
-            self.applied_tap.push(AppliedEntry {
-                index: applied,
-                data: bytes::Bytes::new(),
-                results: Vec::new(),
-            });
+        if self.config.tap_applied && applied > self.tap_position {
+            self.tap(applied, bytes::Bytes::new(), Vec::new(), Vec::new());
         }
-        self.tapped_up_to = self.tapped_up_to.max(applied);
+        self.tap_position = self.tap_position.max(applied);
         std::mem::take(&mut self.applied_tap)
+    }
+
+    /// Adds an applied entry to the tap's chain.
+    pub(super) fn tap(
+        &mut self,
+        index: u64,
+        data: bytes::Bytes,
+        results: Vec<ResultCode>,
+        balances: Vec<AccountBalance>,
+    ) {
+        assert!(index > self.tap_position, "the tap's chain moves forward");
+        self.applied_tap.push(AppliedEntry {
+            index,
+            previous: self.tap_position,
+            data,
+            results,
+            balances,
+        });
+        self.tap_position = index;
     }
 
     pub fn apply_blocked(&self) -> bool {
@@ -644,6 +673,9 @@ impl ShardReplica {
             "restoring a snapshot from the leader"
         );
         self.state = state;
+        // What the snapshot covers was not applied here entry by entry: the tap's chain jumps,
+        // and a sink that had not reached `index` sees the gap.
+        self.tap_position = self.tap_position.max(index);
         self.state.set_recent_bounds(
             self.config.recent_transactions_max,
             self.config.recent_blocks_max,

@@ -114,9 +114,10 @@ pub struct ShardCounters {
     pub write_cycles_alone: AtomicU64,
     /// ...and while one was in flight: proposed and sent while the previous fdatasync ran.
     pub write_cycles_overlapped: AtomicU64,
-    /// Applied transfer entries handed to the downstream sink, and those it had no room for.
-    pub applied_tapped: AtomicU64,
-    pub applied_dropped: AtomicU64,
+    /// Per downstream sink (in `EngineConfig::applied_taps` order): applied entries handed to
+    /// its queue, and those it had no room for.
+    pub applied_tapped: [AtomicU64; super::SINKS_MAX],
+    pub applied_dropped: [AtomicU64; super::SINKS_MAX],
 }
 
 impl Default for ShardCounters {
@@ -135,8 +136,8 @@ impl Default for ShardCounters {
             commands_from_threads: AtomicU64::new(0),
             write_cycles_alone: AtomicU64::new(0),
             write_cycles_overlapped: AtomicU64::new(0),
-            applied_tapped: AtomicU64::new(0),
-            applied_dropped: AtomicU64::new(0),
+            applied_tapped: Default::default(),
+            applied_dropped: Default::default(),
         }
     }
 }

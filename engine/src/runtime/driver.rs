@@ -31,6 +31,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a shard's channel carries.
@@ -475,19 +476,22 @@ impl ShardDriver {
         }
     }
 
-    /// Hands the entries applied this turn to the downstream sink's channel, without waiting:
+    /// Hands the entries applied this turn to each downstream sink's channel, without waiting:
     /// what does not fit is dropped and counted (`applied_dropped`), never waited for.
     fn tap_applied(&mut self) {
-        let Some(tap) = self.config.applied_tap.as_ref() else {
+        if self.config.applied_taps.is_empty() {
             return;
-        };
+        }
         let shard = self.node.shard();
         for entry in self.node.take_applied() {
-            let counters = self.counters();
-            match tap.try_send((shard, entry)) {
-                Ok(()) => counters.applied_tapped.fetch_add(1, Relaxed),
-                Err(_) => counters.applied_dropped.fetch_add(1, Relaxed),
-            };
+            let entry = Arc::new(entry);
+            for (i, tap) in self.config.applied_taps.iter().enumerate() {
+                let counters = self.counters();
+                match tap.sender.try_send((shard, entry.clone())) {
+                    Ok(()) => counters.applied_tapped[i].fetch_add(1, Relaxed),
+                    Err(_) => counters.applied_dropped[i].fetch_add(1, Relaxed),
+                };
+            }
         }
     }
 

@@ -48,6 +48,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Downstream sinks a node can feed at once (the PostgreSQL archive and the Redis cache).
+pub const SINKS_MAX: usize = 2;
+
+/// One downstream sink's queue of applied entries (shared by every shard: each entry is
+/// reference-counted, its bytes shared with the log).
+#[derive(Clone, Debug)]
+pub struct AppliedTap {
+    /// The sink's name, for metrics (`archive`, `redis`).
+    pub sink: &'static str,
+    pub sender: crossbeam_channel::Sender<(ShardId, Arc<AppliedEntry>)>,
+}
+
 /// How the engine runs.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -70,10 +82,10 @@ pub struct EngineConfig {
     pub snapshot_interval_bytes: u64,
     /// Ready cycles of a shard handed out and not yet durable, at most (1: no pipelining).
     pub ready_cycles_in_flight_max: usize,
-    /// Where every shard sends its applied transfer entries for a downstream sink (a bounded
-    /// channel: a shard never waits on it; what does not fit is counted in
-    /// `ShardCounters::applied_dropped` and the sink reports the gap). `None`: no sink.
-    pub applied_tap: Option<crossbeam_channel::Sender<(ShardId, AppliedEntry)>>,
+    /// Where every shard sends its applied entries, one bounded channel per downstream sink (at
+    /// most `SINKS_MAX`): a shard never waits on one; what does not fit is counted in
+    /// `ShardCounters::applied_dropped` and the sink reports the gap. Empty: no sink.
+    pub applied_taps: Vec<AppliedTap>,
     pub raft_tick: Duration,
     pub wal_segment_bytes_max: u64,
     pub wal_staged_bytes_max: usize,
@@ -151,7 +163,7 @@ impl EngineConfig {
             snapshot_interval_entries: 20_000,
             snapshot_interval_bytes: 512 << 20,
             ready_cycles_in_flight_max: 8,
-            applied_tap: None,
+            applied_taps: Vec::new(),
             raft_tick: Duration::from_millis(100),
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,

@@ -37,19 +37,39 @@ pub async fn health<B: Backend>(ctx: &Ctx<B>, kind: Health) -> Answer {
         Err(e) => (false, json!({ "error": e.to_string() })),
     };
     let word = if up { "UP" } else { "DOWN" };
-    let body = json!({
-        "status": word,
-        "checks": [
-            { "name": "ledger", "status": word, "data": data },
-            quantum::beacon_check(&ctx.settings),
-        ],
-    });
+    let mut checks = vec![
+        json!({ "name": "ledger", "status": word, "data": data }),
+        quantum::beacon_check(&ctx.settings),
+    ];
+    checks.extend(sink_checks(&ctx.settings));
+    let body = json!({ "status": word, "checks": checks });
     let code = if up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     Ok(json_response(code, &body))
+}
+
+/// One check per downstream sink: UP, or DEGRADED with the reason (it cannot write, or it
+/// found a gap). A sink never makes the node DOWN: the ledger does not wait for it.
+fn sink_checks(settings: &crate::http::HttpSettings) -> Vec<Value> {
+    let check = |name: &str, counters: &aurigraph_sinks::SinkCounters| {
+        let name = format!("sink:{name}");
+        match counters.health() {
+            aurigraph_sinks::SinkHealth::Up => json!({ "name": name, "status": "UP" }),
+            aurigraph_sinks::SinkHealth::Degraded(reason) => json!({
+                "name": name,
+                "status": "DEGRADED",
+                "data": { "reason": reason },
+            }),
+        }
+    };
+    settings
+        .sinks()
+        .into_iter()
+        .map(|(name, counters)| check(name, counters))
+        .collect()
 }
 
 /// `GET /api/v11/info`.

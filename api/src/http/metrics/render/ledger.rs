@@ -6,6 +6,7 @@ use crate::http::metrics::{disk_space, Histograms, Snapshot};
 use crate::http::HttpSettings;
 use aurigraph_engine::runtime::{HistogramCounts, ShardCounters, Stage};
 use aurigraph_engine::ShardStatus;
+use aurigraph_sinks::SinkCounters;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Transfers by result, their latency (histogram and windowed quantiles), throughput, batches.
@@ -217,51 +218,52 @@ pub(super) fn write_cycles(e: &mut Exposition, counters: &[ShardCounters]) {
     );
 }
 
-/// What the shards handed to the archive sink (with `archive_url`), and what they dropped
-/// because its queue was full.
-pub(super) fn archive_tap(e: &mut Exposition, counters: &[ShardCounters]) {
+/// What the shards handed to each sink's queue, and what they dropped because it was full.
+pub(super) fn sink_taps(e: &mut Exposition, counters: &[ShardCounters], settings: &HttpSettings) {
     e.family(
         "aurigraph_sink_entries_total",
         "counter",
-        "Applied transfer entries handed to the archive sink's queue (outcome=\"queued\") or \
-         dropped because it was full (outcome=\"dropped\": the archive misses them).",
+        "Applied entries handed to a sink's queue (outcome=\"queued\") or dropped because it \
+         was full (outcome=\"dropped\": the sink misses them and reports a gap).",
     );
-    per_shard_split(
-        e,
-        "aurigraph_sink_entries_total",
-        "outcome",
-        counters,
-        |c| {
-            [
-                ("queued", &c.applied_tapped),
-                ("dropped", &c.applied_dropped),
-            ]
-        },
-    );
+    for (i, (sink, _)) in settings.sinks().into_iter().enumerate() {
+        for (shard, c) in counters.iter().enumerate() {
+            let shard = shard.to_string();
+            for (outcome, count) in [
+                ("queued", &c.applied_tapped[i]),
+                ("dropped", &c.applied_dropped[i]),
+            ] {
+                e.sample(
+                    "aurigraph_sink_entries_total",
+                    &[("sink", sink), ("shard", &shard), ("outcome", outcome)],
+                    count.load(Ordering::Relaxed),
+                );
+            }
+        }
+    }
 }
 
-/// The PostgreSQL archive's progress: per shard the last log index the sink wrote and how far
-/// that is behind the shard's applied index; rows, errors, drops. The families are always
-/// declared (dashboards and alert rules refer to them); samples only with `archive_url`.
-pub(super) fn archive(e: &mut Exposition, status: &[ShardStatus], settings: &HttpSettings) {
-    let sink = settings.archive.as_deref();
-    let sink_label = [("sink", "postgres")];
+/// Each sink's progress: per shard the last log index it wrote and how far that is behind the
+/// shard's applied index; rows, errors, drops, gaps. The families are always declared
+/// (dashboards and alert rules refer to them); samples only for the sinks configured.
+pub(super) fn sink_progress(e: &mut Exposition, status: &[ShardStatus], settings: &HttpSettings) {
+    let sinks = settings.sinks();
     e.family(
         "aurigraph_sink_archived_index",
         "gauge",
-        "The last log index of the shard whose transfers the sink wrote.",
+        "The last log index of the shard whose entries the sink wrote.",
     );
     e.family(
         "aurigraph_sink_lag_entries",
         "gauge",
         "Log entries the shard applied that the sink has not written yet.",
     );
-    if let Some(sink) = sink {
-        let archived = sink.archived();
-        let at = |shard: u32| archived.get(shard as usize).copied().unwrap_or(0);
+    for (name, counters) in &sinks {
+        let written = counters.archived();
+        let at = |shard: u32| written.get(shard as usize).copied().unwrap_or(0);
         for s in status {
             let shard = s.shard.to_string();
-            let labels = [sink_label[0], ("shard", shard.as_str())];
+            let labels = [("sink", *name), ("shard", shard.as_str())];
             e.sample("aurigraph_sink_archived_index", &labels, at(s.shard));
             e.sample(
                 "aurigraph_sink_lag_entries",
@@ -270,26 +272,43 @@ pub(super) fn archive(e: &mut Exposition, status: &[ShardStatus], settings: &Htt
             );
         }
     }
-    for (name, help, value) in [
+    type Field = fn(&SinkCounters) -> &AtomicU64;
+    let families: [(&str, &str, Field); 5] = [
         (
             "aurigraph_sink_rows_written_total",
-            "Rows the sink added to the archive (rows sent again after a restart add none).",
-            sink.map(|s| &s.rows_written),
+            "Transfer rows the sink added (rows sent again after a restart add none).",
+            |s| &s.rows_written,
         ),
         (
             "aurigraph_sink_errors_total",
             "Failed connections or writes of the sink (it retries with back-off).",
-            sink.map(|s| &s.errors),
+            |s| &s.errors,
         ),
         (
             "aurigraph_sink_pending_dropped_total",
-            "Entries the sink dropped because PostgreSQL stayed away past its pending bound.",
-            sink.map(|s| &s.entries_dropped),
+            "Entries the sink dropped because its server stayed away past its pending bound.",
+            |s| &s.entries_dropped,
         ),
-    ] {
+        (
+            "aurigraph_sink_gaps_total",
+            "Gaps the sink found in the shards' entries (entries lost before it wrote them: a \
+             full queue, the pending bound, a snapshot restored past them).",
+            |s| &s.gaps,
+        ),
+        (
+            "aurigraph_sink_gap_entries_total",
+            "Log indexes the sink's gaps missed.",
+            |s| &s.gap_entries,
+        ),
+    ];
+    for (name, help, field) in families {
         e.family(name, "counter", help);
-        if let Some(value) = value {
-            e.sample(name, &sink_label, value.load(Ordering::Relaxed));
+        for (sink, counters) in &sinks {
+            e.sample(
+                name,
+                &[("sink", sink)],
+                field(counters).load(Ordering::Relaxed),
+            );
         }
     }
 }

@@ -36,8 +36,8 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::consensus(&mut e, scrape.status);
     ledger::storage(&mut e, scrape.counters, scrape.settings);
     ledger::write_cycles(&mut e, scrape.counters);
-    ledger::archive_tap(&mut e, scrape.counters);
-    ledger::archive(&mut e, scrape.status, scrape.settings);
+    ledger::sink_taps(&mut e, scrape.counters, scrape.settings);
+    ledger::sink_progress(&mut e, scrape.status, scrape.settings);
     ledger::archive_reads(&mut e, scrape.settings);
     node::api(&mut e, &h, scrape.settings);
     node::beacon(&mut e, scrape.settings);
