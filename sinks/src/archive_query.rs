@@ -52,6 +52,9 @@ pub struct ReaderOptions {
     /// After a failed connection, requests are answered unavailable for this long before a
     /// reader tries again (PostgreSQL away is not asked once per request).
     pub reconnect_pause: Duration,
+    /// How long stopping the pool waits for a reader in a query or a connection; one still
+    /// held past it (a server that accepted and never answers) is left behind.
+    pub stop_wait: Duration,
 }
 
 impl Default for ReaderOptions {
@@ -63,6 +66,7 @@ impl Default for ReaderOptions {
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(4),
             reconnect_pause: Duration::from_millis(250),
+            stop_wait: Duration::from_secs(5),
         }
     }
 }

@@ -163,6 +163,7 @@ impl ArchiveReader {
 pub struct ArchiveReaderPool {
     reader: ArchiveReader,
     stop: Arc<AtomicBool>,
+    stop_wait: Duration,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -194,6 +195,7 @@ impl ArchiveReaderPool {
                 queue: options.queue.max(1),
             },
             stop,
+            stop_wait: options.stop_wait,
             threads,
         }
     }
@@ -204,15 +206,32 @@ impl ArchiveReaderPool {
     }
 
     /// Ends the threads (a query running finishes first, within the statement timeout); reads
-    /// still queued are answered [`ReadError::Stopped`].
+    /// still queued are answered [`ReadError::Stopped`]. A thread still held after
+    /// [`ReaderOptions::stop_wait`] (a server that accepted its connection and never answers) is left behind,
+    /// so that stopping the node never waits on PostgreSQL.
     pub fn stop(mut self) {
         self.stop_threads();
     }
 
     fn stop_threads(&mut self) {
         self.stop.store(true, Relaxed);
+        let deadline = Instant::now() + self.stop_wait;
+        while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut left = 0;
         for thread in self.threads.drain(..) {
-            let _ = thread.join();
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "archive readers still waiting on PostgreSQL; not waiting for them"
+            );
         }
     }
 }
@@ -410,6 +429,7 @@ mod tests {
             [1, 1, 1, 0]
         );
         // The server goes away: the stuck connection fails, both reads are answered.
+        // (Stopping before that would leave the stuck reader behind: see the next test.)
         drop(silent);
         drop(stuck);
         let answer = futures::executor::block_on(waiting);
@@ -418,5 +438,33 @@ mod tests {
             "{answer:?}"
         );
         pool.stop();
+    }
+
+    #[test]
+    fn stopping_never_waits_on_a_server_that_does_not_answer() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "host=127.0.0.1 port={} user=u dbname=d",
+            silent.local_addr().unwrap().port()
+        );
+        let options = ReaderOptions {
+            threads: 1,
+            stop_wait: Duration::from_millis(200),
+            ..ReaderOptions::default()
+        };
+        let pool = ArchiveReaderPool::spawn(&url, options);
+        let reader = pool.reader();
+        let stuck = reader.transfer([1; 32]).unwrap();
+        while !reader.jobs.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = Instant::now();
+        pool.stop();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        // The reader left behind ends once the server goes away.
+        drop(silent);
+        assert!(futures::executor::block_on(stuck).is_err());
     }
 }
