@@ -9,7 +9,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "account_history",
         include_str!("../migrations/0002_account_history.sql"),
     ),
-    (3, "balances", include_str!("../migrations/0003_balances.sql")),
+    (
+        3,
+        "balances",
+        include_str!("../migrations/0003_balances.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen; returns how many it applied.
