@@ -10,4 +10,5 @@ pub mod config;
 pub mod heap;
 pub mod http;
 pub mod node;
+mod sinks;
 pub mod systemd;

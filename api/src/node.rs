@@ -129,22 +129,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         tracing::info!(sources = config.beacon.len(), "beacon client started");
         Some(client)
     };
-    // The downstream sinks: each its own thread, fed by a bounded channel the shards never
-    // wait on.
-    let mut applied_taps = Vec::new();
-    let mut sink_tap = |sink: &'static str| {
-        let (sender, applied) = crossbeam_channel::bounded(SINK_QUEUE_ENTRIES);
-        applied_taps.push(aurigraph_engine::AppliedTap { sink, sender });
-        tracing::info!(sink, "sink started");
-        applied
-    };
-    let archive = config
-        .archive_url
-        .as_ref()
-        .map(|url| aurigraph_sinks::SinkThread::spawn_archive(url.clone(), sink_tap("postgres")));
-    let redis = config.redis.as_ref().map(|(url, options)| {
-        aurigraph_sinks::SinkThread::spawn_redis(url.clone(), options.clone(), sink_tap("redis"))
-    });
+    let (sinks, applied_taps) = crate::sinks::Sinks::start(&config);
     // Reads of the archive for the API: threads of their own (never a core), fed by a bounded
     // queue; stopped (joined) on every return path by dropping the pool.
     let archive_readers = config.archive_url.as_ref().map(|url| {
@@ -176,8 +161,8 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         in_flight: in_flight.clone(),
         data_dir: Some(config.data_dir.clone()),
         archive_reader: archive_readers.as_ref().map(|p| p.reader()),
-        archive: archive.as_ref().map(|a| a.counters.clone()),
-        redis: redis.as_ref().map(|r| r.counters.clone()),
+        archive: sinks.archive.as_ref().map(|a| a.counters.clone()),
+        redis: sinks.redis.as_ref().map(|r| r.counters.clone()),
         beacon,
         tokens: Arc::new(config.tokens.clone()),
         tls: config.tls.clone(),
@@ -252,6 +237,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         .and_then(|v| v.parse().ok())
         .map_or(STARTUP_STALL_TIMEOUT, Duration::from_millis);
     let engine = Engine::start_with_services(engine_config, genesis.as_ref(), Some(service))?;
+    sinks.engine_started(&engine);
     for _ in 0..config.cores + usize::from(config.admin_addr.is_some()) {
         match bound_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
@@ -315,12 +301,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         tracing::info!("archive readers stopped");
     }
     // The shards are stopped: each sink writes what it holds and ends.
-    for (sink, thread) in [("postgres", archive), ("redis", redis)] {
-        if let Some(thread) = thread {
-            thread.stop();
-            tracing::info!(sink, "sink stopped");
-        }
-    }
+    sinks.stop();
     match stopped {
         None => {
             tracing::info!("stopped");
@@ -329,10 +310,6 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         Some(error) => Err(NodeError::Stopped(error)),
     }
 }
-
-/// Applied entries queued for each sink (each holds a whole entry's bytes, shared with the
-/// log; past it the shards drop entries for that sink, counted, and the sink reports the gap).
-const SINK_QUEUE_ENTRIES: usize = 65_536;
 
 /// Marks a data directory whose validator joined a running cluster (`--join`).
 const JOINED_MARKER: &str = "joined";

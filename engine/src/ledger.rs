@@ -613,10 +613,20 @@ impl ShardState {
             .wrapping_add(new_hash);
     }
 
-    /// Accounts in address order (deterministic, for snapshots).
     /// Every account, in no particular order.
     pub fn accounts(&self) -> impl ExactSizeIterator<Item = (&Address, &Account)> + '_ {
         self.accounts.iter()
+    }
+
+    /// Every account's balance of every asset it holds or has held (zeros included: a sink
+    /// resyncing from the state must overwrite a balance that went to zero), in no particular
+    /// order.
+    pub fn account_balances(&self) -> impl Iterator<Item = (Address, u32, u64)> + '_ {
+        self.accounts.iter().flat_map(|(address, account)| {
+            let others = account.others.iter().flat_map(|list| list.iter());
+            std::iter::once((*address, NATIVE_ASSET, account.native))
+                .chain(others.map(|&(asset, balance)| (*address, asset, balance)))
+        })
     }
 
     /// Rebuilds a shard from its parts (snapshot load). Recomputes the hash sum.

@@ -13,6 +13,7 @@
 
 use crate::entry::{fresh_after, latest_balances, EntryBatch, Gap};
 use crate::numeric::Numeric;
+use aurigraph_engine::replica::AccountBalance;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls};
@@ -161,32 +162,27 @@ impl PgArchive {
             }
         }
         writer.finish()?;
-        let balances = latest_balances(fresh.iter().copied());
-        if !balances.is_empty() {
-            let sink = tx.copy_in(COPY_BALANCES)?;
-            let mut writer = BinaryCopyInWriter::new(sink, BALANCE_TYPES);
-            for (b, index) in &balances {
-                writer.write(&[
-                    &&b.address.0[..],
-                    &i64::from(b.asset),
-                    &Numeric(b.balance),
-                    &shard_sql,
-                    &(*index as i64),
-                ])?;
-            }
-            writer.finish()?;
-            tx.batch_execute(
-                "INSERT INTO balances SELECT * FROM balances_in \
-                 ON CONFLICT (address, asset) DO UPDATE \
-                 SET balance = EXCLUDED.balance, shard = EXCLUDED.shard, block = EXCLUDED.block",
-            )?;
-        }
+        upsert_balances(&mut tx, shard, latest_balances(fresh.iter().copied()))?;
         tx.execute(
             "UPDATE shard_cursors SET archived_index = $2 WHERE shard = $1",
             &[&shard_sql, &last_index],
         )?;
         tx.commit()?;
         Ok(Appended { rows, gaps })
+    }
+
+    /// Writes `balances` of `shard` as of log index `index` (a resync from the shard's state
+    /// after a gap), in one transaction; the shard's cursor does not move.
+    pub fn write_balances(
+        &mut self,
+        shard: u32,
+        index: u64,
+        balances: &[AccountBalance],
+    ) -> Result<(), ArchiveError> {
+        let mut tx = self.client.transaction()?;
+        upsert_balances(&mut tx, shard, balances.iter().map(|b| (*b, index)))?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The latest archived balance of an account's asset (none: never changed since the
@@ -216,4 +212,40 @@ impl PgArchive {
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
     }
+}
+
+/// Copies (balance, log index that set it) rows into the session's staging table and upserts
+/// them into `balances`.
+fn upsert_balances(
+    tx: &mut postgres::Transaction<'_>,
+    shard: u32,
+    balances: impl IntoIterator<Item = (AccountBalance, u64)>,
+) -> Result<(), ArchiveError> {
+    let mut balances = balances.into_iter().peekable();
+    if balances.peek().is_none() {
+        return Ok(());
+    }
+    let shard_sql = shard as i32;
+    let sink = tx.copy_in(COPY_BALANCES)?;
+    let mut writer = BinaryCopyInWriter::new(sink, BALANCE_TYPES);
+    for (b, index) in balances {
+        let block = i64::try_from(index).map_err(|_| ArchiveError::TooLarge {
+            what: "log index",
+            value: index,
+        })?;
+        writer.write(&[
+            &&b.address.0[..],
+            &i64::from(b.asset),
+            &Numeric(b.balance),
+            &shard_sql,
+            &block,
+        ])?;
+    }
+    writer.finish()?;
+    tx.batch_execute(
+        "INSERT INTO balances SELECT * FROM balances_in \
+         ON CONFLICT (address, asset) DO UPDATE \
+         SET balance = EXCLUDED.balance, shard = EXCLUDED.shard, block = EXCLUDED.block",
+    )?;
+    Ok(())
 }

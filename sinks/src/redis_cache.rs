@@ -10,6 +10,7 @@
 
 use crate::entry::{fresh_after, latest_balances, EntryBatch};
 use crate::postgres_archive::Appended;
+use aurigraph_engine::replica::AccountBalance;
 use std::time::Duration;
 
 /// How the cache is laid out and bounded.
@@ -163,6 +164,32 @@ impl RedisCache {
         Ok(appended)
     }
 }
+
+impl RedisCache {
+    /// Writes `balances` (a resync from a shard's state after a gap), in pipelines of at most
+    /// `RESYNC_PIPELINE_MAX` commands; the shard's cursor does not move.
+    pub fn write_balances(&mut self, balances: &[AccountBalance]) -> Result<(), RedisError> {
+        for chunk in balances.chunks(RESYNC_PIPELINE_MAX) {
+            let mut pipe = redis::pipe();
+            for b in chunk {
+                pipe.cmd("HSET")
+                    .arg(format!(
+                        "{}:balance:{}",
+                        self.options.prefix,
+                        hex_of(&b.address.0)
+                    ))
+                    .arg(b.asset)
+                    .arg(b.balance)
+                    .ignore();
+            }
+            pipe.query::<()>(&mut self.connection)?;
+        }
+        Ok(())
+    }
+}
+
+/// Commands per pipeline of a resync.
+const RESYNC_PIPELINE_MAX: usize = 10_000;
 
 fn hex_of(bytes: &[u8]) -> String {
     hex::encode(bytes)

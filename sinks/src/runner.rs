@@ -8,7 +8,7 @@
 use crate::entry::{EntryBatch, Gap};
 use crate::postgres_archive::{Appended, ArchiveError, PgArchive};
 use crate::redis_cache::{RedisCache, RedisError, RedisOptions};
-use aurigraph_engine::replica::AppliedEntry;
+use aurigraph_engine::replica::{AccountBalance, AppliedEntry};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -30,13 +30,33 @@ pub trait Sink: Sized {
     const NAME: &'static str;
     /// Writes consecutive entries of one shard exactly once (see each sink).
     fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, Self::Error>;
+    /// Writes the balances of every account of `shard` as of log index `index` (after a gap:
+    /// the entries that follow then bring each account back to its latest balance).
+    fn resync(
+        &mut self,
+        shard: u32,
+        index: u64,
+        balances: &[AccountBalance],
+    ) -> Result<(), Self::Error>;
 }
+
+/// Where a sink reads a shard's balances from after a gap: (the log index they are at, every
+/// account's balance of every asset it holds or held). The node answers from the shard's state.
+pub type StateSource =
+    Box<dyn FnMut(u32) -> Result<(u64, Vec<AccountBalance>), String> + Send + 'static>;
+
+/// Resyncs of one shard at most this often (gaps in a row, e.g. a queue overflowing under
+/// load, are covered by one).
+const RESYNC_INTERVAL_MIN: Duration = Duration::from_secs(10);
 
 impl Sink for PgArchive {
     type Error = ArchiveError;
     const NAME: &'static str = "postgres";
     fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, ArchiveError> {
         PgArchive::append(self, shard, entries)
+    }
+    fn resync(&mut self, shard: u32, index: u64, b: &[AccountBalance]) -> Result<(), ArchiveError> {
+        PgArchive::write_balances(self, shard, index, b)
     }
 }
 
@@ -45,6 +65,9 @@ impl Sink for RedisCache {
     const NAME: &'static str = "redis";
     fn append(&mut self, shard: u32, entries: &[EntryBatch]) -> Result<Appended, RedisError> {
         RedisCache::append(self, shard, entries)
+    }
+    fn resync(&mut self, _shard: u32, _index: u64, b: &[AccountBalance]) -> Result<(), RedisError> {
+        RedisCache::write_balances(self, b)
     }
 }
 
@@ -58,6 +81,8 @@ pub struct SinkCounters {
     /// Gaps found in the entries' chain, and the log indexes they missed.
     pub gaps: AtomicU64,
     pub gap_entries: AtomicU64,
+    /// Shards whose balances were written again from their state after a gap.
+    pub resyncs: AtomicU64,
     state: Mutex<SinkState>,
 }
 
@@ -66,6 +91,8 @@ struct SinkState {
     /// Per shard, the last log index written (read at scrape time).
     written: Vec<u64>,
     last_gap: Option<Gap>,
+    /// The last resync after a gap: (shard, the log index its balances were written at).
+    last_resync: Option<(u32, u64)>,
     /// The last write's failure, while the sink has not written since.
     failing: Option<String>,
 }
@@ -93,8 +120,15 @@ impl SinkCounters {
             reasons.push(format!("cannot write: {error}"));
         }
         if let Some(gap) = state.last_gap {
+            let resynced = match state.last_resync {
+                Some((shard, index)) => format!(
+                    "; balances written again from the state (last: shard {shard} at log index \
+                     {index}); the missed transfers' rows stay missing"
+                ),
+                None => String::new(),
+            };
             reasons.push(format!(
-                "{} gap(s) since start, {} log index(es) missed; last: {gap}",
+                "{} gap(s) since start, {} log index(es) missed; last: {gap}{resynced}",
                 self.gaps.load(Relaxed),
                 self.gap_entries.load(Relaxed)
             ));
@@ -141,8 +175,12 @@ pub type ArchiveSink = SinkThread;
 
 impl SinkThread {
     /// Starts the PostgreSQL archive's thread.
-    pub fn spawn_archive(url: String, applied: Receiver<(u32, Arc<AppliedEntry>)>) -> SinkThread {
-        SinkThread::spawn(move || PgArchive::connect(&url), applied)
+    pub fn spawn_archive(
+        url: String,
+        applied: Receiver<(u32, Arc<AppliedEntry>)>,
+        state: Option<StateSource>,
+    ) -> SinkThread {
+        SinkThread::spawn(move || PgArchive::connect(&url), applied, state)
     }
 
     /// Starts the Redis cache's thread.
@@ -150,13 +188,19 @@ impl SinkThread {
         url: String,
         options: RedisOptions,
         applied: Receiver<(u32, Arc<AppliedEntry>)>,
+        state: Option<StateSource>,
     ) -> SinkThread {
-        SinkThread::spawn(move || RedisCache::connect(&url, options.clone()), applied)
+        SinkThread::spawn(
+            move || RedisCache::connect(&url, options.clone()),
+            applied,
+            state,
+        )
     }
 
     fn spawn<S: Sink + 'static>(
         connect: impl FnMut() -> Result<S, S::Error> + Send + 'static,
         applied: Receiver<(u32, Arc<AppliedEntry>)>,
+        state: Option<StateSource>,
     ) -> SinkThread {
         let counters = Arc::new(SinkCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -164,7 +208,14 @@ impl SinkThread {
             let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("aurigraph-{}", S::NAME))
-                .spawn(move || run(connect, &applied, &counters, &stop))
+                .spawn(move || {
+                    let mut resync = Resync {
+                        state,
+                        wanted: BTreeMap::new(),
+                        done_at: BTreeMap::new(),
+                    };
+                    run(connect, &applied, &counters, &stop, &mut resync)
+                })
                 .expect("spawn a sink thread")
         };
         SinkThread {
@@ -215,7 +266,12 @@ impl Pending {
 
     /// Writes every shard's entries, each shard's in one transaction (all of it or none: what
     /// a failure left stays); returns the rows added (entries sent again add none).
-    fn write<S: Sink>(&mut self, sink: &mut S, counters: &SinkCounters) -> Result<u64, S::Error> {
+    fn write<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        counters: &SinkCounters,
+        resync: &mut Resync,
+    ) -> Result<u64, S::Error> {
         let mut added = 0;
         for (&shard, entries) in self.by_shard.iter_mut() {
             let Some(last) = entries.back().map(|e| e.index) else {
@@ -224,6 +280,9 @@ impl Pending {
             let appended = sink.append(shard, entries.make_contiguous())?;
             added += appended.rows;
             counters.record_gaps(S::NAME, &appended.gaps);
+            if !appended.gaps.is_empty() {
+                resync.want(shard);
+            }
             counters.set_written(shard, last);
             self.weight -= entries.iter().map(EntryBatch::weight).sum::<usize>();
             entries.clear();
@@ -232,11 +291,64 @@ impl Pending {
     }
 }
 
+/// The shards whose balances are to be written again from their state, after a gap.
+struct Resync {
+    state: Option<StateSource>,
+    /// Shard → when it may run (`RESYNC_INTERVAL_MIN` after the shard's last one).
+    wanted: BTreeMap<u32, Instant>,
+    done_at: BTreeMap<u32, Instant>,
+}
+
+impl Resync {
+    fn want(&mut self, shard: u32) {
+        if self.state.is_none() {
+            return;
+        }
+        let at = self
+            .done_at
+            .get(&shard)
+            .map_or_else(Instant::now, |&done| done + RESYNC_INTERVAL_MIN);
+        self.wanted.entry(shard).or_insert(at);
+    }
+
+    /// Runs the resyncs that are due; stops at the first failure (tried again later).
+    fn run_due<S: Sink>(&mut self, sink: &mut S, counters: &SinkCounters) -> Result<(), String> {
+        let Some(state) = self.state.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .wanted
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(&shard, _)| shard)
+            .collect();
+        for shard in due {
+            let (index, balances) = state(shard)?;
+            sink.resync(shard, index, &balances)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                sink = S::NAME,
+                shard,
+                index,
+                accounts = balances.len(),
+                "sink resynced balances from the shard's state after a gap"
+            );
+            counters.resyncs.fetch_add(1, Relaxed);
+            counters.state.lock().expect("sink state").last_resync = Some((shard, index));
+            self.wanted.remove(&shard);
+            self.done_at.insert(shard, Instant::now());
+        }
+        Ok(())
+    }
+}
+
 fn run<S: Sink>(
     mut connect: impl FnMut() -> Result<S, S::Error>,
     applied: &Receiver<(u32, Arc<AppliedEntry>)>,
     counters: &SinkCounters,
     stop: &AtomicBool,
+    resync: &mut Resync,
 ) {
     let name = S::NAME;
     let mut pending = Pending::default();
@@ -276,7 +388,7 @@ fn run<S: Sink>(
                 }
             }
             if let Some(s) = sink.as_mut() {
-                match pending.write(s, counters) {
+                match pending.write(s, counters, resync) {
                     Ok(added) => {
                         counters.rows_written.fetch_add(added, Relaxed);
                         counters.set_failing(None);
@@ -293,6 +405,12 @@ fn run<S: Sink>(
                 counters.errors.fetch_add(1, Relaxed);
                 retry_at = Instant::now() + backoff;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        if let Some(s) = sink.as_mut().filter(|_| !resync.wanted.is_empty()) {
+            if let Err(error) = resync.run_due(s, counters) {
+                tracing::warn!(sink = name, %error, "resync from state failed; retrying");
+                counters.errors.fetch_add(1, Relaxed);
             }
         }
         if !open && (pending.weight == 0 || sink.is_none() && backoff == BACKOFF_MAX) {

@@ -251,8 +251,9 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_both_servers_away(
 #[test]
 fn a_sink_attached_to_a_node_whose_early_entries_are_only_in_a_snapshot_reports_the_gap() {
     let redis = RedisServer::start();
+    let server = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let keys = keys(2);
+    let keys = keys(3);
     let config = dir.path().join("node.toml");
     std::fs::write(&config, "snapshot_interval_entries = 4\n").unwrap();
     let config_arg = config.to_str().unwrap().to_string();
@@ -263,8 +264,9 @@ fn a_sink_attached_to_a_node_whose_early_entries_are_only_in_a_snapshot_reports_
         port,
         &["--config", &config_arg],
     );
+    // Only these transfers touch keys[2]: its balance reaches the sinks by the resync alone.
     let early: Vec<Record> = (1..=20)
-        .map(|n| transfer(&keys[0], address_of(&keys[1]), 1, n))
+        .map(|n| transfer(&keys[0], address_of(&keys[2]), 1, n))
         .collect();
     send(&node, &early);
     node.terminate();
@@ -273,8 +275,9 @@ fn a_sink_attached_to_a_node_whose_early_entries_are_only_in_a_snapshot_reports_
     std::fs::write(
         &config,
         format!(
-            "snapshot_interval_entries = 4\nredis_url = {:?}\n",
-            redis.url()
+            "snapshot_interval_entries = 4\nredis_url = {:?}\narchive_url = {:?}\n",
+            redis.url(),
+            server.url()
         ),
     )
     .unwrap();
@@ -327,4 +330,48 @@ fn a_sink_attached_to_a_node_whose_early_entries_are_only_in_a_snapshot_reports_
         "{} streamed",
         streamed.len()
     );
+
+    // Both sinks wrote the balances again from the shards' state: they equal the ledger's,
+    // though most of the transfers that set them never reached the sinks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = node.get("/api/v11/health").json();
+        let resynced = ["sink:postgres", "sink:redis"].iter().all(|name| {
+            health["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == *name)
+                .and_then(|c| c["data"]["reason"].as_str())
+                .is_some_and(|r| r.contains("balances written again from the state"))
+        });
+        if resynced {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no resync reported: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut archive = ::postgres::Client::connect(&server.url(), ::postgres::NoTls).unwrap();
+    let mut cache = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for key in &keys {
+        let address = address_of(key);
+        let ledger = ledger_balance(&node, &address);
+        let archived: String = archive
+            .query_one(
+                "SELECT balance::TEXT FROM balances WHERE address = $1 AND asset = 0",
+                &[&&address.0[..]],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(archived.parse::<u64>().unwrap(), ledger, "archive balance");
+        let cached: u64 = ::redis::cmd("HGET")
+            .arg(format!("aurigraph:balance:{}", hex::encode(address.0)))
+            .arg(0)
+            .query(&mut cache)
+            .unwrap();
+        assert_eq!(cached, ledger, "Redis balance");
+    }
 }

@@ -273,7 +273,7 @@ pub(super) fn sink_progress(e: &mut Exposition, status: &[ShardStatus], settings
         }
     }
     type Field = fn(&SinkCounters) -> &AtomicU64;
-    let families: [(&str, &str, Field); 5] = [
+    let families: [(&str, &str, Field); 6] = [
         (
             "aurigraph_sink_rows_written_total",
             "Transfer rows the sink added (rows sent again after a restart add none).",
@@ -299,6 +299,11 @@ pub(super) fn sink_progress(e: &mut Exposition, status: &[ShardStatus], settings
             "aurigraph_sink_gap_entries_total",
             "Log indexes the sink's gaps missed.",
             |s| &s.gap_entries,
+        ),
+        (
+            "aurigraph_sink_resyncs_total",
+            "Shards whose balances the sink wrote again from the shard's state after a gap.",
+            |s| &s.resyncs,
         ),
     ];
     for (name, help, field) in families {

@@ -1,0 +1,101 @@
+//! The node's downstream sinks: each a thread of its own fed by a bounded channel that the
+//! shards never wait on, and, after a gap, reading a shard's balances from its state.
+
+use crate::config::NodeConfig;
+use aurigraph_engine::replica::AccountBalance;
+use aurigraph_engine::runtime::Engine;
+use aurigraph_engine::state_snapshot::decode_state;
+use aurigraph_engine::AppliedTap;
+use aurigraph_sinks::runner::StateSource;
+use aurigraph_sinks::SinkThread;
+use std::sync::{Arc, OnceLock};
+
+/// Applied entries queued for each sink (each holds a whole entry's bytes, shared with the
+/// log; past it the shards drop entries for that sink, counted, and the sink reports the gap).
+const SINK_QUEUE_ENTRIES: usize = 65_536;
+
+pub(crate) struct Sinks {
+    pub archive: Option<SinkThread>,
+    pub redis: Option<SinkThread>,
+    /// The engine, once started: where a sink reads a shard's state after a gap.
+    engine: Arc<OnceLock<Engine>>,
+}
+
+impl Sinks {
+    /// Starts the sinks `config` names; returns them and the taps the engine feeds (the
+    /// archive's first: metrics name them in this order).
+    pub fn start(config: &NodeConfig) -> (Sinks, Vec<AppliedTap>) {
+        let engine = Arc::new(OnceLock::new());
+        let mut taps = Vec::new();
+        let mut tap = |sink: &'static str| {
+            let (sender, applied) = crossbeam_channel::bounded(SINK_QUEUE_ENTRIES);
+            taps.push(AppliedTap { sink, sender });
+            tracing::info!(sink, "sink started");
+            applied
+        };
+        let archive = config.archive_url.as_ref().map(|url| {
+            let applied = tap("postgres");
+            SinkThread::spawn_archive(url.clone(), applied, Some(state_source(&engine)))
+        });
+        let redis = config.redis.as_ref().map(|(url, options)| {
+            let applied = tap("redis");
+            SinkThread::spawn_redis(
+                url.clone(),
+                options.clone(),
+                applied,
+                Some(state_source(&engine)),
+            )
+        });
+        let sinks = Sinks {
+            archive,
+            redis,
+            engine,
+        };
+        (sinks, taps)
+    }
+
+    /// The engine started: the sinks may read its shards' state from now on.
+    pub fn engine_started(&self, engine: &Engine) {
+        let _ = self.engine.set(engine.clone());
+    }
+
+    /// After the engine stopped: each sink writes what it holds and ends.
+    pub fn stop(self) {
+        for (sink, thread) in [("postgres", self.archive), ("redis", self.redis)] {
+            if let Some(thread) = thread {
+                thread.stop();
+                tracing::info!(sink, "sink stopped");
+            }
+        }
+    }
+}
+
+/// A shard's balances from its state: copied on its core between two turns, as a backup does
+/// (everything the shard applied up to the copy's log index), decoded here on the sink's
+/// thread.
+fn state_source(engine: &Arc<OnceLock<Engine>>) -> StateSource {
+    let engine = engine.clone();
+    Box::new(move |shard| {
+        let engine = engine.get().ok_or("the engine is not started yet")?;
+        let copies =
+            futures::executor::block_on(engine.backup()).map_err(|error| error.to_string())?;
+        let copy = copies
+            .into_iter()
+            .nth(shard as usize)
+            .ok_or_else(|| format!("no shard {shard}"))?
+            .map_err(|refused| refused.to_string())?;
+        let state = decode_state(&copy.data).map_err(|error| error.to_string())?;
+        if state.shard() != shard {
+            return Err(format!("asked for shard {shard}, got {}", state.shard()));
+        }
+        let balances = state
+            .account_balances()
+            .map(|(address, asset, balance)| AccountBalance {
+                address,
+                asset,
+                balance,
+            })
+            .collect();
+        Ok((copy.index, balances))
+    })
+}
