@@ -25,7 +25,7 @@ pub struct NodeArgs {
     /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
     /// ready_cycles_in_flight_max, archive_url, redis_url, redis_stream_len_max,
-    /// redis_status_ttl_s,
+    /// redis_status_ttl_s, sink_retain_bytes_max,
     /// recent_transactions_per_shard,
     /// verify_slice_signatures, verify_slice_signatures_backlogged).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -199,6 +199,9 @@ pub struct FileConfig {
     pub redis_stream_len_max: Option<u64>,
     /// How long a transfer's status stays in Redis, in seconds (1 ..= 2,592,000; default 86,400).
     pub redis_status_ttl_s: Option<u64>,
+    /// Bytes of entries a shard applies past a local snapshot while it waits to save it until
+    /// the sinks have written up to it (0 ..= 1 TiB; default 256 MiB; 0: never wait).
+    pub sink_retain_bytes_max: Option<u64>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
     /// The same while submissions wait behind the one being verified (1 ..= 256; default 256).
@@ -271,6 +274,7 @@ pub struct NodeConfig {
     pub archive_url: Option<String>,
     /// The Redis sink: where, and how its keys are bounded (`None`: no Redis sink).
     pub redis: Option<(String, aurigraph_sinks::RedisOptions)>,
+    pub sink_retain_bytes_max: u64,
     pub verify_slice_signatures: usize,
     pub verify_slice_signatures_backlogged: usize,
     /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
@@ -493,6 +497,13 @@ impl NodeConfig {
                  {READY_CYCLES_IN_FLIGHT_LIMIT}"
             )));
         }
+        let sink_retain_bytes_max = file.sink_retain_bytes_max.unwrap_or(256 << 20);
+        if sink_retain_bytes_max > 1 << 40 {
+            return Err(ConfigError::Invalid(format!(
+                "sink_retain_bytes_max {sink_retain_bytes_max}: must be at most 1099511627776 \
+                 (1 TiB)"
+            )));
+        }
         let redis = match &file.redis_url {
             Some(url) => Some((url.clone(), redis_options(&file)?)),
             None => None,
@@ -591,6 +602,7 @@ impl NodeConfig {
             recent_transactions_per_shard,
             archive_url: file.archive_url.clone(),
             redis,
+            sink_retain_bytes_max,
             verify_slice_signatures,
             verify_slice_signatures_backlogged,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),
@@ -922,14 +934,18 @@ mod tests {
     #[test]
     fn bad_config_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        for (key, bad_values) in [
-            ("verify_slice_signatures", [0, 257]),
-            ("verify_slice_signatures_backlogged", [0, 257]),
-            ("ready_cycles_in_flight_max", [0, 65]),
+        let redis = "redis_url = \"redis://127.0.0.1:6379/\"\n";
+        for (key, bad_values, with) in [
+            ("verify_slice_signatures", [0, 257], ""),
+            ("verify_slice_signatures_backlogged", [0, 257], ""),
+            ("ready_cycles_in_flight_max", [0, 65], ""),
+            ("redis_stream_len_max", [0, 100_000_001], redis),
+            ("redis_status_ttl_s", [0, 2_592_001], redis),
+            ("sink_retain_bytes_max", [1 << 40 | 1, u32::MAX as u64 * 512], ""),
         ] {
             for bad in bad_values {
                 let file = dir.path().join("slice.toml");
-                std::fs::write(&file, format!("{key} = {bad}\n")).unwrap();
+                std::fs::write(&file, format!("{with}{key} = {bad}\n")).unwrap();
                 let args = NodeArgs {
                     config: Some(file),
                     ..Default::default()

@@ -220,6 +220,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     engine_config.raft_piece_bytes = config.snapshot_piece_bytes;
     engine_config.recent_transactions_per_shard = config.recent_transactions_per_shard;
     engine_config.applied_taps = applied_taps;
+    engine_config.sink_retain_bytes_max = config.sink_retain_bytes_max;
     if !config.peers.is_empty() {
         engine_config.peers = config.peers.clone();
         engine_config.peer_addr = config.peer_addr;

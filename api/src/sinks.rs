@@ -5,7 +5,7 @@ use crate::config::NodeConfig;
 use aurigraph_engine::replica::AccountBalance;
 use aurigraph_engine::runtime::Engine;
 use aurigraph_engine::state_snapshot::decode_state;
-use aurigraph_engine::AppliedTap;
+use aurigraph_engine::{AppliedTap, SinkWritten};
 use aurigraph_sinks::runner::StateSource;
 use aurigraph_sinks::SinkThread;
 use std::sync::{Arc, OnceLock};
@@ -29,22 +29,24 @@ impl Sinks {
         let mut taps = Vec::new();
         let mut tap = |sink: &'static str| {
             let (sender, applied) = crossbeam_channel::bounded(SINK_QUEUE_ENTRIES);
-            taps.push(AppliedTap { sink, sender });
+            let written = Arc::new(SinkWritten::default());
+            taps.push(AppliedTap {
+                sink,
+                sender,
+                written: written.clone(),
+            });
             tracing::info!(sink, "sink started");
-            applied
+            (applied, written)
         };
         let archive = config.archive_url.as_ref().map(|url| {
-            let applied = tap("postgres");
-            SinkThread::spawn_archive(url.clone(), applied, Some(state_source(&engine)))
+            let (applied, written) = tap("postgres");
+            let state = Some(state_source(&engine));
+            SinkThread::spawn_archive(url.clone(), applied, written, state)
         });
         let redis = config.redis.as_ref().map(|(url, options)| {
-            let applied = tap("redis");
-            SinkThread::spawn_redis(
-                url.clone(),
-                options.clone(),
-                applied,
-                Some(state_source(&engine)),
-            )
+            let (applied, written) = tap("redis");
+            let state = Some(state_source(&engine));
+            SinkThread::spawn_redis(url.clone(), options.clone(), applied, written, state)
         });
         let sinks = Sinks {
             archive,

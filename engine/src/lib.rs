@@ -42,5 +42,5 @@ pub use raft::eraftpb::ConfChangeType;
 pub use record::{Address, Record, Transfer, TxHash};
 pub use replica::{BlockHeader, Outcome, TxStatus};
 pub use result::ResultCode;
-pub use runtime::{AppliedTap, CoreService, Engine, EngineConfig, EngineError};
+pub use runtime::{AppliedTap, CoreService, Engine, EngineConfig, EngineError, SinkWritten};
 pub use shard::{shard_of, ShardId};

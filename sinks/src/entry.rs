@@ -1,7 +1,7 @@
 //! What every sink writes: a shard's applied entries as rows (transfers with their results, the
 //! balances they changed), and the chain check that finds entries lost on the way (a gap).
 
-use aurigraph_engine::replica::{AccountBalance, AppliedEntry};
+use aurigraph_engine::replica::{AccountBalance, AppliedEntry, BOOTSTRAP_INDEX};
 use aurigraph_wire::batch::decode_batch;
 use std::collections::HashMap;
 
@@ -105,13 +105,14 @@ impl std::fmt::Display for Gap {
 
 /// The entries past a shard's `cursor` (the last index a sink wrote), and the gaps in their
 /// chain: where an entry's `previous` is beyond what came before it. Entries must be in
-/// increasing log order.
+/// increasing log order. An empty store (cursor 0) misses nothing up to the shard's founding
+/// snapshot (`BOOTSTRAP_INDEX`: genesis, no transfers).
 pub fn fresh_after(
     shard: u32,
     cursor: u64,
     entries: &[EntryBatch],
 ) -> (Vec<&EntryBatch>, Vec<Gap>) {
-    let mut at = cursor;
+    let mut at = cursor.max(BOOTSTRAP_INDEX);
     let mut fresh = Vec::new();
     let mut gaps = Vec::new();
     for entry in entries.iter().filter(|e| e.index > cursor) {
@@ -184,10 +185,12 @@ mod tests {
         );
         assert_eq!(gaps[0].entries(), 2);
         assert_eq!(gaps[0].to_string(), "shard 1 missed log indexes 6..=7");
-        // The cursor behind the first entry's chain: what lies between is missed too.
+        // The cursor behind the first entry's chain: what lies between is missed too, except
+        // the founding snapshot of an empty store.
         let (_, gaps) = fresh_after(0, 0, &[entry(12, 10)]);
         assert_eq!(gaps.len(), 1);
-        assert_eq!((gaps[0].after, gaps[0].up_to), (0, 10));
+        assert_eq!((gaps[0].after, gaps[0].up_to), (1, 10));
+        assert!(fresh_after(0, 0, &[entry(5, 1)]).1.is_empty());
         // Resent entries overlapping the cursor are no gap.
         assert!(fresh_after(0, 9, &entries).1.is_empty());
     }

@@ -58,6 +58,9 @@ pub struct Appended {
     pub rows: u64,
     /// Log indexes the entries' chain skipped: lost on the way to the sink.
     pub gaps: Vec<Gap>,
+    /// The store held nothing of the shard before (its balances are to be seeded from the
+    /// state: genesis allocations are no transfers).
+    pub first: bool,
 }
 
 const COLUMN_TYPES: &[Type] = &[
@@ -168,7 +171,11 @@ impl PgArchive {
             &[&shard_sql, &last_index],
         )?;
         tx.commit()?;
-        Ok(Appended { rows, gaps })
+        Ok(Appended {
+            rows,
+            gaps,
+            first: cursor == 0,
+        })
     }
 
     /// Writes `balances` of `shard` as of log index `index` (a resync from the shard's state

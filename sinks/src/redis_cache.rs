@@ -157,7 +157,11 @@ impl RedisCache {
             pipe.cmd("SET").arg(&cursor_key).arg(last).ignore();
             let done: Option<()> = pipe.query(connection)?;
             if done.is_some() {
-                appended = Appended { rows, gaps };
+                appended = Appended {
+                    rows,
+                    gaps,
+                    first: cursor.is_none(),
+                };
             }
             Ok(done)
         })?;

@@ -9,6 +9,7 @@ use crate::entry::{EntryBatch, Gap};
 use crate::postgres_archive::{Appended, ArchiveError, PgArchive};
 use crate::redis_cache::{RedisCache, RedisError, RedisOptions};
 use aurigraph_engine::replica::{AccountBalance, AppliedEntry};
+use aurigraph_engine::SinkWritten;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -74,6 +75,8 @@ impl Sink for RedisCache {
 /// What a sink has done, for metrics, the health check and tests.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
+    /// Per shard, the last log index written (the shards read it before saving a snapshot).
+    pub written: Arc<SinkWritten>,
     pub rows_written: AtomicU64,
     pub errors: AtomicU64,
     /// Entries dropped because the pending bound was reached while the server was away.
@@ -88,8 +91,6 @@ pub struct SinkCounters {
 
 #[derive(Debug, Default)]
 struct SinkState {
-    /// Per shard, the last log index written (read at scrape time).
-    written: Vec<u64>,
     last_gap: Option<Gap>,
     /// The last resync after a gap: (shard, the log index its balances were written at).
     last_resync: Option<(u32, u64)>,
@@ -106,11 +107,6 @@ pub enum SinkHealth {
 }
 
 impl SinkCounters {
-    /// The last log index written per shard (0: none yet).
-    pub fn archived(&self) -> Vec<u64> {
-        self.state.lock().expect("sink state").written.clone()
-    }
-
     /// Degraded while the last write failed (the server is away: the sink retries), and once a
     /// gap was found (the sink misses those entries' rows for good).
     pub fn health(&self) -> SinkHealth {
@@ -138,15 +134,6 @@ impl SinkCounters {
         } else {
             SinkHealth::Degraded(reasons.join("; "))
         }
-    }
-
-    fn set_written(&self, shard: u32, index: u64) {
-        let mut state = self.state.lock().expect("sink state");
-        let shard = shard as usize;
-        if state.written.len() <= shard {
-            state.written.resize(shard + 1, 0);
-        }
-        state.written[shard] = state.written[shard].max(index);
     }
 
     fn record_gaps(&self, sink: &str, gaps: &[Gap]) {
@@ -178,9 +165,10 @@ impl SinkThread {
     pub fn spawn_archive(
         url: String,
         applied: Receiver<(u32, Arc<AppliedEntry>)>,
+        written: Arc<SinkWritten>,
         state: Option<StateSource>,
     ) -> SinkThread {
-        SinkThread::spawn(move || PgArchive::connect(&url), applied, state)
+        SinkThread::spawn(move || PgArchive::connect(&url), applied, written, state)
     }
 
     /// Starts the Redis cache's thread.
@@ -188,11 +176,13 @@ impl SinkThread {
         url: String,
         options: RedisOptions,
         applied: Receiver<(u32, Arc<AppliedEntry>)>,
+        written: Arc<SinkWritten>,
         state: Option<StateSource>,
     ) -> SinkThread {
         SinkThread::spawn(
             move || RedisCache::connect(&url, options.clone()),
             applied,
+            written,
             state,
         )
     }
@@ -200,9 +190,13 @@ impl SinkThread {
     fn spawn<S: Sink + 'static>(
         connect: impl FnMut() -> Result<S, S::Error> + Send + 'static,
         applied: Receiver<(u32, Arc<AppliedEntry>)>,
+        written: Arc<SinkWritten>,
         state: Option<StateSource>,
     ) -> SinkThread {
-        let counters = Arc::new(SinkCounters::default());
+        let counters = Arc::new(SinkCounters {
+            written,
+            ..SinkCounters::default()
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (counters, stop) = (counters.clone(), stop.clone());
@@ -280,10 +274,11 @@ impl Pending {
             let appended = sink.append(shard, entries.make_contiguous())?;
             added += appended.rows;
             counters.record_gaps(S::NAME, &appended.gaps);
-            if !appended.gaps.is_empty() {
+            if !appended.gaps.is_empty() || appended.first {
+                // Balances the entries do not bring: the gap's, or genesis's.
                 resync.want(shard);
             }
-            counters.set_written(shard, last);
+            counters.written.set(shard, last);
             self.weight -= entries.iter().map(EntryBatch::weight).sum::<usize>();
             entries.clear();
         }

@@ -118,6 +118,9 @@ pub struct ShardCounters {
     /// its queue, and those it had no room for.
     pub applied_tapped: [AtomicU64; super::SINKS_MAX],
     pub applied_dropped: [AtomicU64; super::SINKS_MAX],
+    /// Local snapshots saved although a sink had not written up to them (it stayed behind past
+    /// `sink_retain_bytes_max`).
+    pub snapshots_ahead_of_sinks: AtomicU64,
 }
 
 impl Default for ShardCounters {
@@ -138,6 +141,7 @@ impl Default for ShardCounters {
             write_cycles_overlapped: AtomicU64::new(0),
             applied_tapped: Default::default(),
             applied_dropped: Default::default(),
+            snapshots_ahead_of_sinks: AtomicU64::new(0),
         }
     }
 }

@@ -242,6 +242,11 @@ pub(super) struct Archiving {
     term: u64,
     conf: ConfState,
     started: Instant,
+    /// The replica's applied bytes when the state was copied (what it applied past the
+    /// snapshot while waiting for the sinks is measured from it).
+    applied_bytes: u64,
+    /// Saved although a sink had not written up to `index` (counted and logged once).
+    overran_sinks: bool,
     data: Pin<Box<dyn Future<Output = Vec<u8>>>>,
 }
 
@@ -435,6 +440,8 @@ impl ShardDriver {
                 term,
                 conf,
                 started: Instant::now(),
+                applied_bytes: self.node.replica().applied_bytes(),
+                overran_sinks: false,
                 data: Box::pin(data),
             });
         }
@@ -567,9 +574,13 @@ impl ShardDriver {
     /// for them), then tells the node.
     async fn save_archived(&mut self, wait: bool) -> Result<(), EngineError> {
         let shard = self.node.shard();
-        let Some(archiving) = self.archiving.as_mut() else {
+        let Some(archiving) = self.archiving.as_ref() else {
             return Ok(());
         };
+        if !wait && !self.sinks_let_save(archiving.index, archiving.applied_bytes) {
+            return Ok(());
+        }
+        let archiving = self.archiving.as_mut().expect("archiving");
         let data = if wait {
             archiving.data.as_mut().await
         } else {
@@ -603,6 +614,45 @@ impl ShardDriver {
         let (node, mut io) = self.split();
         node.snapshot_saved(&mut io, index, now);
         Ok(())
+    }
+
+    /// Whether a local snapshot at `index` may be saved (compacting the log up to it): every
+    /// sink has written up to it, or the shard applied `sink_retain_bytes_max` past it while
+    /// waiting (then it is saved anyway: counted, logged).
+    fn sinks_let_save(&mut self, index: u64, applied_bytes: u64) -> bool {
+        let shard = self.node.shard();
+        let behind = self
+            .config
+            .applied_taps
+            .iter()
+            .find(|tap| tap.written.get(shard) < index);
+        let Some(tap) = behind else {
+            return true;
+        };
+        let waited_bytes = self
+            .node
+            .replica()
+            .applied_bytes()
+            .saturating_sub(applied_bytes);
+        if waited_bytes < self.config.sink_retain_bytes_max {
+            return false;
+        }
+        let archiving = self.archiving.as_mut().expect("archiving");
+        if !archiving.overran_sinks {
+            archiving.overran_sinks = true;
+            self.engine.inner.counters[shard as usize]
+                .snapshots_ahead_of_sinks
+                .fetch_add(1, Relaxed);
+            tracing::warn!(
+                shard,
+                index,
+                sink = tap.sink,
+                written = tap.written.get(shard),
+                "saving a snapshot the sink has not written up to (it stayed behind past \
+                 sink_retain_bytes_max): a crash before it catches up leaves it a gap"
+            );
+        }
+        true
     }
 
     /// Returns true on shutdown.

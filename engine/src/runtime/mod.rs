@@ -52,12 +52,41 @@ use std::time::{Duration, Instant};
 pub const SINKS_MAX: usize = 2;
 
 /// One downstream sink's queue of applied entries (shared by every shard: each entry is
-/// reference-counted, its bytes shared with the log).
+/// reference-counted, its bytes shared with the log), and how far the sink has written.
 #[derive(Clone, Debug)]
 pub struct AppliedTap {
-    /// The sink's name, for metrics (`archive`, `redis`).
+    /// The sink's name, for metrics (`postgres`, `redis`).
     pub sink: &'static str,
     pub sender: crossbeam_channel::Sender<(ShardId, Arc<AppliedEntry>)>,
+    pub written: Arc<SinkWritten>,
+}
+
+/// Per shard, the last log index a sink has written downstream: the sink's thread moves it
+/// forward after each write; a shard reads it before saving a local snapshot, so that the log
+/// keeps what the sink has not written yet (up to `EngineConfig::sink_retain_bytes_max`).
+#[derive(Debug)]
+pub struct SinkWritten {
+    indexes: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+impl Default for SinkWritten {
+    fn default() -> SinkWritten {
+        SinkWritten {
+            indexes: (0..crate::shard::SHARDS_MAX)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl SinkWritten {
+    pub fn set(&self, shard: ShardId, index: u64) {
+        self.indexes[shard as usize].fetch_max(index, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self, shard: ShardId) -> u64 {
+        self.indexes[shard as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// How the engine runs.
@@ -86,6 +115,10 @@ pub struct EngineConfig {
     /// most `SINKS_MAX`): a shard never waits on one; what does not fit is counted in
     /// `ShardCounters::applied_dropped` and the sink reports the gap. Empty: no sink.
     pub applied_taps: Vec<AppliedTap>,
+    /// How much a shard applies past a local snapshot it waits to save until the sinks have
+    /// written up to it; past it the snapshot is saved anyway (a crash then leaves the sink a
+    /// gap, which it reports and resyncs from the state).
+    pub sink_retain_bytes_max: u64,
     pub raft_tick: Duration,
     pub wal_segment_bytes_max: u64,
     pub wal_staged_bytes_max: usize,
@@ -164,6 +197,7 @@ impl EngineConfig {
             snapshot_interval_bytes: 512 << 20,
             ready_cycles_in_flight_max: 8,
             applied_taps: Vec::new(),
+            sink_retain_bytes_max: 256 << 20,
             raft_tick: Duration::from_millis(100),
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,

@@ -243,6 +243,23 @@ pub(super) fn sink_taps(e: &mut Exposition, counters: &[ShardCounters], settings
     }
 }
 
+/// Local snapshots a shard saved although a sink had not written up to them.
+pub(super) fn snapshots_ahead_of_sinks(e: &mut Exposition, counters: &[ShardCounters]) {
+    e.family(
+        "aurigraph_sink_snapshots_ahead_total",
+        "counter",
+        "Local snapshots the shard saved although a sink had not written up to them (it stayed \
+         behind past sink_retain_bytes_max): a crash before it caught up leaves it a gap.",
+    );
+    for (shard, c) in counters.iter().enumerate() {
+        e.sample(
+            "aurigraph_sink_snapshots_ahead_total",
+            &[("shard", &shard.to_string())],
+            c.snapshots_ahead_of_sinks.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// Each sink's progress: per shard the last log index it wrote and how far that is behind the
 /// shard's applied index; rows, errors, drops, gaps. The families are always declared
 /// (dashboards and alert rules refer to them); samples only for the sinks configured.
@@ -259,8 +276,7 @@ pub(super) fn sink_progress(e: &mut Exposition, status: &[ShardStatus], settings
         "Log entries the shard applied that the sink has not written yet.",
     );
     for (name, counters) in &sinks {
-        let written = counters.archived();
-        let at = |shard: u32| written.get(shard as usize).copied().unwrap_or(0);
+        let at = |shard: u32| counters.written.get(shard);
         for s in status {
             let shard = s.shard.to_string();
             let labels = [("sink", *name), ("shard", shard.as_str())];

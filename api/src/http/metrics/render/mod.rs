@@ -38,6 +38,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::write_cycles(&mut e, scrape.counters);
     ledger::sink_taps(&mut e, scrape.counters, scrape.settings);
     ledger::sink_progress(&mut e, scrape.status, scrape.settings);
+    ledger::snapshots_ahead_of_sinks(&mut e, scrape.counters);
     ledger::archive_reads(&mut e, scrape.settings);
     node::api(&mut e, &h, scrape.settings);
     node::beacon(&mut e, scrape.settings);
