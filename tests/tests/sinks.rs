@@ -6,6 +6,7 @@
 //! each sink catches up when its server returns). A sink attached to a node whose early
 //! entries are only in a snapshot reports the gap.
 
+use aurigraph_testkit::http::http_request;
 use aurigraph_testkit::postgres::PgServer;
 use aurigraph_testkit::redis::RedisServer;
 use aurigraph_testkit::*;
@@ -146,9 +147,47 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_both_servers_away(
     wait_archived(&server, &sent);
     wait_streamed(&redis, &sent);
 
-    // SIGKILL and restart: the node replays its log and the sinks resend; nothing doubles.
+    // SIGKILL mid-load: a client submits one transfer after another and the node is killed
+    // after 40 acknowledgements, with entries being applied, tapped and written. The restarted
+    // node replays its log and the sinks resend; each acknowledged transfer lands once, and so
+    // does each in-flight one that the ledger committed (and no other).
+    let in_flight = batch(400);
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let (records, acknowledged) = (in_flight.clone(), acknowledged.clone());
+        std::thread::spawn(move || {
+            for r in &records {
+                let body = transfer_json(r).to_string().into_bytes();
+                let headers = [("Content-Type", "application/json")];
+                match http_request(port, "POST", "/api/v11/transactions", Some(body), &headers) {
+                    Ok(reply) if reply.status == 200 => {
+                        assert_eq!(reply.json()["result"], "OK");
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => return,
+                }
+            }
+        })
+    };
+    while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < 40 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     node.kill9();
+    sender.join().unwrap();
+    let acked = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        acked < in_flight.len(),
+        "the node was killed after the load"
+    );
     let node = Node::start_with_args(dir.path(), None, port, &["--config", &config_arg]);
+    for (i, r) in in_flight.iter().enumerate() {
+        let path = format!("/api/v11/transactions/{}", hex::encode(r.tx_hash().0));
+        let committed = node.get(&path).status == 200;
+        assert!(committed || i >= acked, "acknowledged transfer {i} lost");
+        if committed {
+            sent.push(r.clone());
+        }
+    }
     let more = batch(20);
     send(&node, &more);
     sent.extend(more);
