@@ -99,6 +99,39 @@ fn stream_hashes(redis: &RedisServer) -> ::redis::RedisResult<Vec<String>> {
         .collect())
 }
 
+/// The balance of asset 0 of each of `keys` in the archive's `balances` and in the Redis
+/// hashes equals the node's.
+fn assert_balances_as_the_ledger(
+    node: &Node,
+    server: &PgServer,
+    redis: &RedisServer,
+    keys: &[ed25519_dalek::SigningKey],
+) {
+    let mut archive = ::postgres::Client::connect(&server.url(), ::postgres::NoTls).unwrap();
+    let mut cache = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for key in keys {
+        let address = address_of(key);
+        let ledger = ledger_balance(node, &address);
+        let archived: String = archive
+            .query_one(
+                "SELECT balance::TEXT FROM balances WHERE address = $1 AND asset = 0",
+                &[&&address.0[..]],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(archived.parse::<u64>().unwrap(), ledger, "archive balance");
+        let cached: u64 = ::redis::cmd("HGET")
+            .arg(format!("aurigraph:balance:{}", hex::encode(address.0)))
+            .arg(0)
+            .query(&mut cache)
+            .unwrap();
+        assert_eq!(cached, ledger, "Redis balance");
+    }
+}
+
 /// The node's balance of asset 0 of `address`.
 fn ledger_balance(node: &Node, address: &Address) -> u64 {
     let reply = node.get(&format!("/api/v11/accounts/{}", hex::encode(address.0)));
@@ -185,7 +218,7 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_both_servers_away(
         let committed = node.get(&path).status == 200;
         assert!(committed || i >= acked, "acknowledged transfer {i} lost");
         if committed {
-            sent.push(r.clone());
+            sent.push(*r);
         }
     }
     let more = batch(20);
@@ -232,29 +265,7 @@ fn every_committed_transfer_lands_once_across_a_node_kill_and_both_servers_away(
     wait_streamed(&redis, &sent);
 
     // Balances: the archive's and the cache's equal the ledger's.
-    let mut archive = ::postgres::Client::connect(&server.url(), ::postgres::NoTls).unwrap();
-    let mut cache = ::redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    for key in &keys {
-        let address = address_of(key);
-        let ledger = ledger_balance(&node, &address);
-        let archived: String = archive
-            .query_one(
-                "SELECT balance::TEXT FROM balances WHERE address = $1 AND asset = 0",
-                &[&&address.0[..]],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(archived.parse::<u64>().unwrap(), ledger, "archive balance");
-        let cached: u64 = ::redis::cmd("HGET")
-            .arg(format!("aurigraph:balance:{}", hex::encode(address.0)))
-            .arg(0)
-            .query(&mut cache)
-            .unwrap();
-        assert_eq!(cached, ledger, "Redis balance");
-    }
+    assert_balances_as_the_ledger(&node, &server, &redis, &keys);
 
     // The node's figures of its archive: every shard caught up (its position follows the log
     // past entries without transfers too), and the outage seen as errors.
@@ -390,29 +401,7 @@ fn a_sink_attached_to_a_node_whose_early_entries_are_only_in_a_snapshot_reports_
         assert!(Instant::now() < deadline, "no resync reported: {health}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut archive = ::postgres::Client::connect(&server.url(), ::postgres::NoTls).unwrap();
-    let mut cache = ::redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    for key in &keys {
-        let address = address_of(key);
-        let ledger = ledger_balance(&node, &address);
-        let archived: String = archive
-            .query_one(
-                "SELECT balance::TEXT FROM balances WHERE address = $1 AND asset = 0",
-                &[&&address.0[..]],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(archived.parse::<u64>().unwrap(), ledger, "archive balance");
-        let cached: u64 = ::redis::cmd("HGET")
-            .arg(format!("aurigraph:balance:{}", hex::encode(address.0)))
-            .arg(0)
-            .query(&mut cache)
-            .unwrap();
-        assert_eq!(cached, ledger, "Redis balance");
-    }
+    assert_balances_as_the_ledger(&node, &server, &redis, &keys);
 }
 
 /// A node with the Redis sink whose server is away from the start (snapshots due every 4

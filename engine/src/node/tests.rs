@@ -454,8 +454,17 @@ fn a_removed_node_id_is_never_added_again() {
 /// Node 1 of shard `shard` (of `shards`), a follower of leader 2 in the group [1, 2, 3], with
 /// `state`; its storage is returned so that turns can write into it.
 fn follower_with(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
+    follower_tapping(state, false)
+}
+
+/// [`follower_with`], handing what it applies to a sink's tap with `tap_applied`.
+fn follower_tapping(
+    state: ShardState,
+    tap_applied: bool,
+) -> (ShardNode<u32>, Recorder, MemStorage) {
     let mut replica_config = ReplicaConfig::new(1, state.shard());
     replica_config.voters = vec![1, 2, 3];
+    replica_config.tap_applied = tap_applied;
     let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
     let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
     let mut node = ShardNode::new(replicated(), replica);
@@ -1381,19 +1390,6 @@ fn a_shard_snapshots_once_the_entries_it_applied_pass_the_byte_bound() {
     }
 }
 
-/// A follower of leader 2 that taps what it applies for a sink.
-fn tapped_follower(state: ShardState) -> (ShardNode<u32>, Recorder, MemStorage) {
-    let mut replica_config = ReplicaConfig::new(1, state.shard());
-    replica_config.voters = vec![1, 2, 3];
-    replica_config.tap_applied = true;
-    let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
-    let replica = ShardReplica::new(replica_config, storage.clone(), state).expect("replica");
-    let mut node = ShardNode::new(replicated(), replica);
-    let mut io = Recorder::default();
-    leader_sends(&mut node, &mut io, &storage, 0, vec![], 0);
-    (node, io, storage)
-}
-
 #[test]
 fn the_sink_tap_chains_every_applied_index_with_the_balances_each_entry_changed() {
     let genesis = Genesis {
@@ -1406,7 +1402,8 @@ fn the_sink_tap_chains_every_applied_index_with_the_balances_each_entry_changed(
             amount: 1_000,
         }],
     };
-    let (mut node, mut io, storage) = tapped_follower(ShardState::from_genesis(&genesis, 0, 1));
+    let (mut node, mut io, storage) =
+        follower_tapping(ShardState::from_genesis(&genesis, 0, 1), true);
     let (records, _) = transfers(3);
     let context = crate::replica::entry_context(crate::replica::ENTRY_KIND_TRANSFERS, 2, 2);
     let batch = entry(
@@ -1449,7 +1446,7 @@ fn the_sink_tap_chains_every_applied_index_with_the_balances_each_entry_changed(
 
     // A marker crediting receipts from another shard: the credited balances, chained on.
     let (state, to) = destination_shard();
-    let (mut node, mut io, storage) = tapped_follower(state);
+    let (mut node, mut io, storage) = follower_tapping(state, true);
     node.local_message(receipts(10, 0, &[4, 8], to));
     leader_sends(&mut node, &mut io, &storage, 0, vec![marker(1, 0, 10)], 1);
     let tapped = node.take_applied();
