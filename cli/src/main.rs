@@ -175,7 +175,7 @@ fn run(command: Command) -> Result<(), CliError> {
                     heap_prefault_mib,
                     ..Default::default()
                 };
-                launcher::start_nodes(&exe, genesis, dir, nodes, options)
+                launcher::start_nodes("bench", &exe, genesis, dir, nodes, options)
             })?
         }
         Command::Beacon(command) => beacon::run(command)?,

@@ -300,8 +300,10 @@ pub fn start_cluster(
     Ok(cluster)
 }
 
-/// Starts `nodes` validators for `aurigraph bench --nodes N`.
+/// Starts `nodes` validators for `aurigraph bench --nodes N` (or `aurigraph loadtest`: `tag`
+/// prefixes the messages).
 pub fn start_nodes(
+    tag: &str,
     exe: &Path,
     genesis: &Genesis,
     dir: &Path,
@@ -311,16 +313,16 @@ pub fn start_nodes(
     let cluster = start_cluster(exe, genesis, dir, nodes, options)?;
     for node in &cluster.nodes {
         eprintln!(
-            "bench: validator {} at http://{} (log: {})",
+            "{tag}: validator {} at http://{} (log: {})",
             node.node_id,
             node.http_addr,
             node.log.display()
         );
     }
     match options.heap_prefault_mib {
-        Some(mib) => eprintln!("bench: each validator warmed {mib} MiB of heap at start"),
+        Some(mib) => eprintln!("{tag}: each validator warmed {mib} MiB of heap at start"),
         None => {
-            eprintln!("bench: validators started with a cold heap (--node-heap-prefault-mib 0)")
+            eprintln!("{tag}: validators started with a cold heap (--node-heap-prefault-mib 0)")
         }
     }
     let urls = cluster.urls();

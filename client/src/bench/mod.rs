@@ -34,10 +34,12 @@
 //!   largest lag are reported, so a run whose open loop did not hold is visible as such.
 //!
 //! Modules: [`workload`] (accounts, genesis, the plan, pre-signing), [`load`] (the workers),
-//! [`report`] (the figures).
+//! [`report`] (the figures), `setup` (genesis, nodes, clients and readiness, shared with
+//! `aurigraph loadtest`).
 
 pub mod load;
 pub mod report;
+pub(crate) mod setup;
 pub mod workload;
 
 pub use report::{measure_verify_ceiling, Report, VerifyCeiling};
@@ -46,14 +48,14 @@ pub use workload::{
     BENCH_GATEWAY, BENCH_KEY_TAG, NONCE_WINDOW,
 };
 
-use crate::http::{normalize_base_url, Client, ClientError, UrlError};
+use crate::http::{Client, ClientError, UrlError};
 use crate::launcher::{LaunchError, LOCAL_NODES_MAX};
 use crate::ops::RequestError;
 use aurigraph_wire::genesis::{Genesis, GenesisError, GENESIS_ALLOCATIONS_MAX};
 use aurigraph_wire::limits::BATCH_RECORDS_MAX;
-use aurigraph_wire::record::{address_of, Address};
-use aurigraph_wire::tokens::{add_to_file, new_token, Role, TokensError};
-use load::{load_worker, progress_bar, remote_nonce_bases, wait_healthy, Load, WorkerStats};
+use aurigraph_wire::record::Address;
+use aurigraph_wire::tokens::TokensError;
+use load::{load_worker, progress_bar, remote_nonce_bases, Load, WorkerStats};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
@@ -190,31 +192,14 @@ pub enum BenchError {
     Tokens(#[from] TokensError),
 }
 
+/// The prefix of the benchmark's messages.
+const TAG: &str = "bench";
+
 const GENESIS_HINT: &str = "start the node(s) with the genesis written by `aurigraph bench --print-genesis FILE` with the same --accounts, --genesis-seed and --chain-id";
 
 /// What `start_node` returns: the node's base URLs (e.g. `http://127.0.0.1:40123`) and a function
 /// that stops it, blocking until it has stopped.
 pub type StartedNode = (Vec<String>, Box<dyn FnOnce()>);
-
-/// Stops the started node and removes its directory when dropped (also on errors).
-struct NodeGuard {
-    stop: Option<Box<dyn FnOnce()>>,
-    dir: Option<PathBuf>,
-}
-
-impl Drop for NodeGuard {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            eprintln!("bench: stopping the node");
-            stop();
-        }
-        if let Some(dir) = self.dir.take() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                eprintln!("bench: cannot remove {}: {e}", dir.display());
-            }
-        }
-    }
-}
 
 fn invalid(message: impl Into<String>) -> BenchError {
     BenchError::InvalidOption(message.into())
@@ -294,23 +279,27 @@ pub fn run(
         seed: args.genesis_seed,
     };
 
-    let keys = bench_keys(args.genesis_seed, args.accounts, sign_threads);
-    let addresses: Vec<Address> = keys.iter().map(address_of).collect();
-    let genesis_text = genesis_json(&addresses, args.chain_id, args.shards, args.gateway);
-
+    let setup::Accounts {
+        keys,
+        addresses,
+        genesis_text,
+    } = setup::accounts(
+        args.genesis_seed,
+        args.accounts,
+        args.chain_id,
+        args.shards,
+        args.gateway,
+        sign_threads,
+    );
     if let Some(path) = &args.print_genesis {
-        std::fs::write(path, &genesis_text).map_err(|source| BenchError::WriteGenesis {
-            path: path.clone(),
-            source,
-        })?;
-        eprintln!(
-            "bench: wrote the genesis of {} accounts (seed {}, chain {}) to {}",
+        return setup::write_genesis(
+            TAG,
+            path,
+            &genesis_text,
             args.accounts,
             args.genesis_seed,
             args.chain_id,
-            path.display()
         );
-        return Ok(());
     }
     let genesis = Genesis::from_json(&genesis_text)?;
 
@@ -325,45 +314,23 @@ pub fn run(
     }
 
     // The node, when the benchmark owns it.
-    let mut guard = NodeGuard {
-        stop: None,
-        dir: None,
-    };
-    let mut gateway_token: Option<String> = match &args.gateway_token_file {
-        Some(path) => Some(read_token(path)?),
-        None => None,
-    };
-    let urls: Vec<String> = if args.addresses.is_empty() {
-        let dir = temp_dir()?;
-        eprintln!(
-            "bench: starting a node in {} ({} funded accounts, chain {})",
-            dir.display(),
-            args.accounts,
-            args.chain_id
-        );
-        if !args.keep_data {
-            guard.dir = Some(dir.clone());
-        }
-        let tokens_path = dir.join("tokens.json");
-        if args.gateway {
-            let (token, entry) = new_token(Role::Gateway, BENCH_GATEWAY)?;
-            add_to_file(&tokens_path, entry)?;
-            gateway_token = Some(token);
-        }
-        let tokens = args.gateway.then_some(tokens_path.as_path());
-        let (urls, stop) = start_node(&genesis, &dir, tokens)?;
-        guard.stop = Some(stop);
-        if urls.is_empty() {
-            return Err(BenchError::NoUrl);
-        }
-        urls
-    } else {
-        args.addresses.clone()
-    };
-    let urls: Vec<String> = urls
-        .iter()
-        .map(|u| normalize_base_url(u))
-        .collect::<Result<_, _>>()?;
+    let setup::Nodes {
+        urls,
+        gateway_token,
+        guard,
+    } = setup::start_or_connect(
+        setup::NodeChoice {
+            tag: TAG,
+            addresses: &args.addresses,
+            accounts: args.accounts,
+            chain_id: args.chain_id,
+            gateway: args.gateway,
+            gateway_token_file: args.gateway_token_file.as_deref(),
+            keep_data: args.keep_data,
+        },
+        &genesis,
+        start_node,
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
@@ -373,31 +340,13 @@ pub fn run(
     let timeout = Duration::from_millis(args.timeout_ms);
     let per_address = args.concurrency.div_ceil(urls.len());
     let clients: Vec<Client> = runtime.block_on(async {
-        urls.iter()
-            .map(|u| {
-                let client = Client::with_options(u, timeout, per_address)?;
-                match &gateway_token {
-                    Some(token) => client.with_bearer(token),
-                    None => Ok(client),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
+        setup::clients(&urls, timeout, per_address, gateway_token.as_deref())
     })?;
 
     let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
+    let own_cluster = args.addresses.is_empty() && args.nodes > 1;
     let nonce_bases = runtime.block_on(async {
-        for c in &clients {
-            wait_healthy(c, deadline).await?;
-        }
-        if args.addresses.is_empty()
-            && args.nodes > 1
-            && !load::wait_leaders_settled(&clients[0], deadline).await
-        {
-            eprintln!(
-                "bench: warning: the shards' leadership has not settled on their preferred \
-                 validators; a hand-over during the run will fail the batches in flight"
-            );
-        }
+        setup::wait_ready(TAG, &clients, deadline, own_cluster).await?;
         if args.addresses.is_empty() {
             Ok::<_, BenchError>(vec![0u64; args.accounts])
         } else {
@@ -546,27 +495,10 @@ pub fn run(
     Ok(())
 }
 
-/// The gateway token in `path`.
-fn read_token(path: &Path) -> Result<String, BenchError> {
-    crate::http::read_token_file(path, "--gateway-token-file").map_err(invalid)
-}
-
-/// A fresh directory under the system's temporary directory.
-fn temp_dir() -> Result<PathBuf, BenchError> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("aurigraph-bench-{}-{nanos}", std::process::id()));
-    std::fs::create_dir(&dir).map_err(|source| BenchError::TempDir {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aurigraph_wire::record::address_of;
 
     #[test]
     fn options_are_validated() {

@@ -160,17 +160,7 @@ impl Report {
     /// Latency at `quantile` in microseconds (3 significant digits); the exact maximum for 1.0;
     /// 0 when nothing was measured.
     pub fn latency_at_us(&self, quantile: f64) -> u64 {
-        if self.latency_us.is_empty() {
-            0
-        } else if quantile >= 1.0 {
-            self.latency_max_us
-        } else {
-            // The middle of the histogram bucket (within 0.05% of the true value), never above
-            // the exact maximum.
-            let h = &self.latency_us;
-            h.median_equivalent(h.value_at_quantile(quantile))
-                .min(self.latency_max_us)
-        }
+        latency_at_us(&self.latency_us, self.latency_max_us, quantile)
     }
 
     /// The summary as printed.
@@ -311,6 +301,21 @@ impl Report {
             "lateBatches": self.late_batches,
             "scheduleLagMaxMs": self.lag_max.as_secs_f64() * 1000.0,
         })
+    }
+}
+
+/// Latency at `quantile` of `h` in microseconds (3 significant digits); `max_us`, the exact
+/// maximum, for 1.0; 0 when nothing was measured.
+pub(crate) fn latency_at_us(h: &Histogram<u64>, max_us: u64, quantile: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else if quantile >= 1.0 {
+        max_us
+    } else {
+        // The middle of the histogram bucket (within 0.05% of the true value), never above
+        // the exact maximum.
+        h.median_equivalent(h.value_at_quantile(quantile))
+            .min(max_us)
     }
 }
 

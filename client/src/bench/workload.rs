@@ -166,25 +166,18 @@ pub fn sign_batches(
                         if b >= batches {
                             break out;
                         }
-                        let range = plan.batch_range(b);
-                        let len = range.len() as u64;
-                        for k in range {
-                            let s = plan.sender(k);
-                            let transfer = Transfer {
-                                chain_id,
-                                from: addresses[s],
-                                to: addresses[plan.receiver(k)],
-                                asset: 0,
-                                amount: 1,
-                                nonce: nonce_bases[s] + plan.nonce_offset(k),
-                            };
-                            if sign {
-                                builder.push(&transfer.sign(&keys[s]));
-                            } else {
-                                builder.push(&transfer.with_signature(&[0; 64]));
-                            }
-                        }
-                        out.push((b, Bytes::from(builder.finish())));
+                        let len = plan.batch_range(b).len() as u64;
+                        let bytes = sign_batch(
+                            plan,
+                            b,
+                            keys,
+                            &addresses,
+                            chain_id,
+                            nonce_bases,
+                            sign,
+                            &mut builder,
+                        );
+                        out.push((b, bytes));
                         progress.inc(len);
                     }
                 })
@@ -197,6 +190,39 @@ pub fn sign_batches(
     });
     signed.sort_unstable_by_key(|(b, _)| *b);
     signed.into_iter().map(|(_, bytes)| bytes).collect()
+}
+
+/// Batch `b` of `plan`, signed by `keys` (unsigned unless `sign`), built with `builder`.
+/// `addresses[a]` is the address of `keys[a]`; `nonce_bases[a]` account `a`'s highest nonce
+/// already used on the chain.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_batch(
+    plan: &Plan,
+    b: usize,
+    keys: &[SigningKey],
+    addresses: &[Address],
+    chain_id: u32,
+    nonce_bases: &[u64],
+    sign: bool,
+    builder: &mut BatchBuilder,
+) -> Bytes {
+    for k in plan.batch_range(b) {
+        let s = plan.sender(k);
+        let transfer = Transfer {
+            chain_id,
+            from: addresses[s],
+            to: addresses[plan.receiver(k)],
+            asset: 0,
+            amount: 1,
+            nonce: nonce_bases[s] + plan.nonce_offset(k),
+        };
+        if sign {
+            builder.push(&transfer.sign(&keys[s]));
+        } else {
+            builder.push(&transfer.with_signature(&[0; 64]));
+        }
+    }
+    Bytes::from(builder.finish())
 }
 
 #[cfg(test)]
