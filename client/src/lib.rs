@@ -6,12 +6,15 @@
 //! - [`ops`]: one signed transfer, the chain id, an account's nonce.
 //! - [`membership`]: adding, promoting and removing validators on every shard.
 //! - [`bench`]: the end-to-end throughput benchmark (workload, load, figures).
+//! - [`loadtest`]: a load that ramps over time, measured per interval on the client and on the
+//!   nodes, with reports and plots.
 //! - [`launcher`]: local validators as child processes on loopback.
 
 pub mod backup;
 pub mod bench;
 pub mod http;
 pub mod launcher;
+pub mod loadtest;
 pub mod membership;
 pub mod ops;
 
