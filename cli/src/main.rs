@@ -15,6 +15,7 @@ mod beacon;
 mod bench;
 mod certs;
 mod cluster;
+mod loadtest;
 mod token;
 mod transfer;
 mod tune;
@@ -55,6 +56,11 @@ enum Command {
     /// connections; prints `load accepted = N tx/s` and batch latency percentiles. Without
     /// --addresses it starts its own node in a temporary directory.
     Bench(bench::BenchArgs),
+    /// A load that ramps over time (closed loop: requests in flight, or open loop: requests
+    /// per second) against one or more nodes, measured per interval on the client and from
+    /// each node's /metrics; writes report.json, report.csv and report.html with --out DIR.
+    /// `aurigraph loadtest compare A.json B.json --out DIR` plots two runs together.
+    Loadtest(loadtest::LoadtestArgs),
     /// Membership changes: add a validator (as learner), promote it, remove one — on every
     /// shard, through the validators' admin endpoint.
     #[command(subcommand)]
@@ -98,6 +104,8 @@ enum CliError {
     Transfer(#[from] transfer::TransferCommandError),
     #[error(transparent)]
     Bench(#[from] BenchError),
+    #[error(transparent)]
+    Loadtest(#[from] aurigraph_client::loadtest::LoadtestError),
     #[error(transparent)]
     Validators(#[from] MembershipError),
     #[error(transparent)]
@@ -153,6 +161,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `aurigraph loadtest`: SIGINT and SIGTERM end the run early (its report is still written).
+fn run_loadtest(args: loadtest::LoadtestArgs) -> Result<(), CliError> {
+    if let Some(loadtest::LoadtestCommand::Compare { a, b, out }) = args.command {
+        return Ok(loadtest::run_compare(a, b, out)?);
+    }
+    node::init_logging(LogFormat::Human);
+    let run = args.run;
+    let (nodes, plaintext_peers) = (run.nodes, run.plaintext_peers);
+    let heap_prefault_mib = (run.node_heap_prefault_mib > 0).then_some(run.node_heap_prefault_mib);
+    let signals = node::block_stop_signals();
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (interrupt, done) = (interrupt.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let wait = std::time::Duration::from_millis(200);
+                if node::wait_for_stop_signal_timeout(signals, wait).is_some() {
+                    eprintln!("loadtest: stopping early (signal); the report is still written");
+                    interrupt.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let result = aurigraph_client::loadtest::run(
+        run.into(),
+        command,
+        Some(interrupt),
+        move |genesis, dir, tokens| {
+            let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
+            let options = launcher::LaunchOptions {
+                tokens,
+                plaintext_peers,
+                heap_prefault_mib,
+                ..Default::default()
+            };
+            launcher::start_nodes("loadtest", &exe, genesis, dir, nodes, options)
+        },
+    );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
+    result?;
+    Ok(())
+}
+
 fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Node(args) => node::run(args)?,
@@ -178,6 +232,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 launcher::start_nodes("bench", &exe, genesis, dir, nodes, options)
             })?
         }
+        Command::Loadtest(args) => run_loadtest(args)?,
         Command::Beacon(command) => beacon::run(command)?,
         Command::Token(command) => token::run(command)?,
         Command::Certs(args) => certs::run(args)?,
