@@ -207,7 +207,7 @@ pub(crate) async fn wait_healthy(client: &Client, deadline: Instant) -> Result<(
 /// Whether every shard in a `/api/v11/consensus/status` answer is led by its preferred
 /// validator: shard `s` prefers the `(s mod n)`-th of its `n` voters by id, and its leader
 /// hands leadership over to that voter shortly after an election.
-fn leaders_settled(status: &serde_json::Value) -> bool {
+pub fn leaders_settled(status: &serde_json::Value) -> bool {
     let Some(shards) = status["shards"].as_array() else {
         return false;
     };
