@@ -31,15 +31,20 @@ pub fn operation(summary: &str, description: &str, responses: Value) -> Value {
     json!({ "summary": summary, "description": description, "responses": responses })
 }
 
-/// The paths: every endpoint of the route table, under its path template and method.
+/// The paths: every endpoint of the route table, under its path template and method (but the
+/// portal's, whose operation is null: pages for people, not the JSON API).
 fn paths() -> Value {
     let mut paths = Map::new();
     for route in SPEC {
+        let doc = (route.doc)();
+        if doc.is_null() {
+            continue;
+        }
         let methods = paths
             .entry(route.path)
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(methods) = methods {
-            methods.insert(route.method.as_str().to_ascii_lowercase(), (route.doc)());
+            methods.insert(route.method.as_str().to_ascii_lowercase(), doc);
         }
     }
     Value::Object(paths)

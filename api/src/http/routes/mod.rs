@@ -5,8 +5,9 @@
 //!
 //! One module per kind of endpoint: [`transactions`], [`accounts`], [`blocks`], [`consensus`]
 //! (and validators), [`admin`], [`quantum`] (randomness), [`node`] (health, info, figures,
-//! metrics, this API's description); [`archive`] reads the PostgreSQL archive for them,
-//! [`request`] reads requests, [`auth`] says who sends them, [`response`] writes answers.
+//! metrics, this API's description), [`portal`] (the page for people at `/`); [`archive`] reads
+//! the PostgreSQL archive for them, [`request`] reads requests, [`auth`] says who sends them,
+//! [`response`] writes answers.
 
 pub mod accounts;
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod backend;
 pub mod blocks;
 pub mod consensus;
 pub mod node;
+pub mod portal;
 pub mod quantum;
 pub mod request;
 pub mod response;

@@ -4,7 +4,7 @@
 //! an endpoint is one entry here (and its handler and description next to the others of its
 //! kind).
 
-use super::{accounts, admin, blocks, consensus, node, quantum, transactions};
+use super::{accounts, admin, blocks, consensus, node, portal, quantum, transactions};
 use super::{Answer, Backend, Ctx, RequestBody};
 use aurigraph_engine::runtime::Engine;
 use futures::future::{FutureExt, LocalBoxFuture};
@@ -29,7 +29,8 @@ pub struct Route<B, T> {
     /// The path template (`{name}` matches one segment); also the metric `route` label.
     pub path: &'static str,
     pub handler: Handler<B, T>,
-    /// The OpenAPI operation object (summary, description, parameters, responses).
+    /// The OpenAPI operation object (summary, description, parameters, responses); null for
+    /// the portal's routes, which the document leaves out.
     pub doc: fn() -> Value,
 }
 
@@ -215,6 +216,35 @@ impl<B: Backend, T: RequestBody> Routes<B, T> {
             path: "/api/v11/system/status",
             handler: |c, _, _| node::health(c, node::Health::Ready).boxed_local(),
             doc: || alias_doc("/api/v11/health", node::health_doc()),
+        },
+        // The portal: a page for people, not part of the JSON API (left out of its description).
+        Route {
+            method: Method::GET,
+            path: "/",
+            handler: |_, r, _| std::future::ready(portal::serve(&r, &portal::INDEX)).boxed_local(),
+            doc: portal::undescribed,
+        },
+        Route {
+            method: Method::GET,
+            path: "/portal/app.js",
+            handler: |_, r, _| std::future::ready(portal::serve(&r, &portal::APP_JS)).boxed_local(),
+            doc: portal::undescribed,
+        },
+        Route {
+            method: Method::GET,
+            path: "/portal/style.css",
+            handler: |_, r, _| {
+                std::future::ready(portal::serve(&r, &portal::STYLE_CSS)).boxed_local()
+            },
+            doc: portal::undescribed,
+        },
+        Route {
+            method: Method::GET,
+            path: "/portal/icon.svg",
+            handler: |_, r, _| {
+                std::future::ready(portal::serve(&r, &portal::ICON_SVG)).boxed_local()
+            },
+            doc: portal::undescribed,
         },
     ];
 }

@@ -10,7 +10,7 @@ fn routes_and_methods() {
         (status, error_code(&v)),
         (StatusCode::NOT_FOUND, "NOT_FOUND")
     );
-    let (status, v) = get(&c, "/");
+    let (status, v) = get(&c, "/portal/nope.js");
     assert_eq!(
         (status, error_code(&v)),
         (StatusCode::NOT_FOUND, "NOT_FOUND")
@@ -128,6 +128,70 @@ fn prometheus_metrics() {
     );
     // A known path with another method counts under its route.
     assert_eq!(label_of(&Method::PUT, "/api/v11/stats"), "/api/v11/stats");
+    // The portal's page and files count under their own paths, a file it lacks as unmatched.
+    assert_eq!(label("/"), "/");
+    assert_eq!(label("/portal/app.js"), "/portal/app.js");
+    assert_eq!(label("/portal/nope.js"), UNMATCHED);
+}
+
+#[test]
+fn the_portal_is_served_with_its_headers_and_revalidated() {
+    use hyper::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+    let c = ctx(Fake::default());
+    for (path, media, cache) in [
+        ("/", "text/html; charset=utf-8", "no-cache"),
+        (
+            "/portal/app.js",
+            "text/javascript; charset=utf-8",
+            "public, max-age=600",
+        ),
+        (
+            "/portal/style.css",
+            "text/css; charset=utf-8",
+            "public, max-age=600",
+        ),
+        ("/portal/icon.svg", "image/svg+xml", "public, max-age=600"),
+    ] {
+        let (status, headers, body) = call(&c, request("GET", path, None, Bytes::new()));
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[CONTENT_TYPE], media, "{path}");
+        assert_eq!(headers[CACHE_CONTROL], cache, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self';") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        assert!(!body.is_empty());
+        // The same version again: 304 without a body.
+        let etag = headers[ETAG].clone();
+        let mut again = request("GET", path, None, Bytes::new());
+        again.headers_mut().insert(IF_NONE_MATCH, etag.clone());
+        let (status, headers, body) = call(&c, again);
+        assert_eq!(
+            (status, body.len()),
+            (StatusCode::NOT_MODIFIED, 0),
+            "{path}"
+        );
+        assert_eq!(headers[ETAG], etag);
+        // Another version: the file.
+        let mut other = request("GET", path, None, Bytes::new());
+        other
+            .headers_mut()
+            .insert(IF_NONE_MATCH, HeaderValue::from_static("\"0\""));
+        assert_eq!(call(&c, other).0, StatusCode::OK);
+    }
+    let (status, headers, _) = call(&c, request("POST", "/", None, Bytes::new()));
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET");
+    // Served on a public listener too (it reads the public API only).
+    let mut public = ctx(Fake::default());
+    public.settings.surface = crate::http::Surface::Public;
+    assert_eq!(
+        call(&public, request("GET", "/", None, Bytes::new())).0,
+        StatusCode::OK
+    );
 }
 
 fn label_of(method: &Method, path: &str) -> &'static str {
@@ -141,8 +205,16 @@ fn openapi_lists_every_endpoint() {
     assert_eq!(status, StatusCode::OK);
     assert!(v["openapi"].as_str().unwrap().starts_with("3.0"));
     let paths = v["paths"].as_object().unwrap();
-    // Every endpoint of the route table is described, under its method.
-    for route in SPEC {
+    // Every endpoint of the route table is described, under its method (but the portal's
+    // pages, which are no part of the JSON API).
+    let api: Vec<_> = SPEC.iter().filter(|r| !(r.doc)().is_null()).collect();
+    assert_eq!(
+        SPEC.len() - api.len(),
+        4,
+        "the portal's page and its 3 files"
+    );
+    assert!(paths.get("/").is_none());
+    for route in &api {
         let method = route.method.as_str().to_lowercase();
         assert!(
             paths[route.path][&method].is_object(),
@@ -153,7 +225,7 @@ fn openapi_lists_every_endpoint() {
     }
     // And nothing else: every described operation is routed.
     let described: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(described, SPEC.len());
+    assert_eq!(described, api.len());
     // Every $ref resolves.
     let text = v.to_string();
     for piece in text.split("\"$ref\":\"#/components/").skip(1) {
