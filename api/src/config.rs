@@ -941,7 +941,11 @@ mod tests {
             ("ready_cycles_in_flight_max", [0, 65], ""),
             ("redis_stream_len_max", [0, 100_000_001], redis),
             ("redis_status_ttl_s", [0, 2_592_001], redis),
-            ("sink_retain_bytes_max", [1 << 40 | 1, u32::MAX as u64 * 512], ""),
+            (
+                "sink_retain_bytes_max",
+                [1 << 40 | 1, u32::MAX as u64 * 512],
+                "",
+            ),
         ] {
             for bad in bad_values {
                 let file = dir.path().join("slice.toml");
