@@ -509,10 +509,20 @@ mod tests {
     fn the_ramp_is_drawn_where_it_stepped() {
         let mut r = sample();
         let axis = TimeAxis::for_seconds(6.0);
-        let steps = [(0.0, 1.0), (2.0, 1.0), (2.0, 2.0), (4.0, 2.0), (4.0, 3.0), (6.0, 3.0)];
+        let steps = [
+            (0.0, 1.0),
+            (2.0, 1.0),
+            (2.0, 2.0),
+            (4.0, 2.0),
+            (4.0, 3.0),
+            (6.0, 3.0),
+        ];
         assert_eq!(axis.levels(&r), steps);
         r.run.step_interval_seconds = 5.0;
-        assert_eq!(axis.levels(&r), [(0.0, 1.0), (5.0, 1.0), (5.0, 2.0), (6.0, 2.0)]);
+        assert_eq!(
+            axis.levels(&r),
+            [(0.0, 1.0), (5.0, 1.0), (5.0, 2.0), (6.0, 2.0)]
+        );
     }
 
     #[test]
