@@ -17,6 +17,7 @@
 //! rows.
 
 use aurigraph_benches::sized;
+use aurigraph_sinks::redis_cache::transfer_commands;
 use aurigraph_sinks::{ArchivedTransfer, EntryBatch, PgArchive, RedisCache, RedisOptions};
 use aurigraph_testkit::postgres::PgServer;
 use aurigraph_testkit::redis::RedisServer;
@@ -97,50 +98,11 @@ fn redis_one_at_a_time(
     shard: u32,
     entries: &[EntryBatch],
 ) {
-    let stream_key = format!("{}:transfers", options.prefix);
     for entry in entries {
         for (position, t) in entry.transfers.iter().enumerate() {
-            let hash = hex::encode(t.tx_hash);
-            let status = format!(
-                "{{\"txHash\":\"{hash}\",\"status\":\"CONFIRMED\",\"result\":\"{}\",\
-                 \"shard\":{shard},\"blockNumber\":{},\"position\":{position}}}",
-                t.result, entry.index
-            );
-            redis::cmd("SET")
-                .arg(format!("{}:tx:{hash}", options.prefix))
-                .arg(status)
-                .arg("EX")
-                .arg(options.status_ttl_s)
-                .query::<()>(connection)
-                .unwrap();
-            redis::cmd("XADD")
-                .arg(&stream_key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(options.stream_len_max)
-                .arg("*")
-                .arg("txHash")
-                .arg(&hash)
-                .arg("from")
-                .arg(hex::encode(t.from))
-                .arg("to")
-                .arg(hex::encode(t.to))
-                .arg("asset")
-                .arg(t.asset)
-                .arg("amount")
-                .arg(t.amount)
-                .arg("nonce")
-                .arg(t.nonce)
-                .arg("result")
-                .arg(t.result)
-                .arg("shard")
-                .arg(shard)
-                .arg("block")
-                .arg(entry.index)
-                .arg("position")
-                .arg(position)
-                .query::<()>(connection)
-                .unwrap();
+            for command in transfer_commands(options, shard, entry.index, position, t) {
+                command.query::<()>(connection).unwrap();
+            }
         }
     }
     if let Some(last) = entries.last() {

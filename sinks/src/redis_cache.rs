@@ -8,7 +8,7 @@
 //! writer that moved the cursor in between makes `EXEC` fail and the write start over. After a
 //! restart of the node or of Redis the entries sent again add nothing.
 
-use crate::entry::{fresh_after, latest_balances, EntryBatch};
+use crate::entry::{fresh_after, latest_balances, ArchivedTransfer, EntryBatch};
 use crate::postgres_archive::Appended;
 use aurigraph_engine::replica::AccountBalance;
 use std::time::Duration;
@@ -91,7 +91,6 @@ impl RedisCache {
             return Ok(Appended::default());
         }
         let cursor_key = self.cursor_key(shard);
-        let stream_key = self.stream_key();
         let options = self.options.clone();
         let mut appended = Appended::default();
         redis::transaction(&mut self.connection, &[&cursor_key], |connection, pipe| {
@@ -106,40 +105,9 @@ impl RedisCache {
             let mut rows = 0;
             for entry in &fresh {
                 for (position, t) in entry.transfers.iter().enumerate() {
-                    let hex = hex_of(&t.tx_hash);
-                    pipe.cmd("SET")
-                        .arg(format!("{}:tx:{hex}", options.prefix))
-                        .arg(status_json(&hex, t.result, shard, entry.index, position))
-                        .arg("EX")
-                        .arg(options.status_ttl_s)
-                        .ignore();
-                    pipe.cmd("XADD")
-                        .arg(&stream_key)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(options.stream_len_max)
-                        .arg("*")
-                        .arg("txHash")
-                        .arg(&hex)
-                        .arg("from")
-                        .arg(hex_of(&t.from))
-                        .arg("to")
-                        .arg(hex_of(&t.to))
-                        .arg("asset")
-                        .arg(t.asset)
-                        .arg("amount")
-                        .arg(t.amount)
-                        .arg("nonce")
-                        .arg(t.nonce)
-                        .arg("result")
-                        .arg(t.result)
-                        .arg("shard")
-                        .arg(shard)
-                        .arg("block")
-                        .arg(entry.index)
-                        .arg("position")
-                        .arg(position)
-                        .ignore();
+                    for command in transfer_commands(&options, shard, entry.index, position, t) {
+                        pipe.add_command(command).ignore();
+                    }
                     rows += 1;
                 }
             }
@@ -190,6 +158,52 @@ impl RedisCache {
         }
         Ok(())
     }
+}
+
+/// The two commands that write one committed transfer: its status (`SET ... EX`) and its
+/// stream entry (`XADD ... MAXLEN ~`).
+pub fn transfer_commands(
+    options: &RedisOptions,
+    shard: u32,
+    block: u64,
+    position: usize,
+    t: &ArchivedTransfer,
+) -> [redis::Cmd; 2] {
+    let hex = hex_of(&t.tx_hash);
+    let mut status = redis::cmd("SET");
+    status
+        .arg(format!("{}:tx:{hex}", options.prefix))
+        .arg(status_json(&hex, t.result, shard, block, position))
+        .arg("EX")
+        .arg(options.status_ttl_s);
+    let mut stream = redis::cmd("XADD");
+    stream
+        .arg(format!("{}:transfers", options.prefix))
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(options.stream_len_max)
+        .arg("*")
+        .arg("txHash")
+        .arg(&hex)
+        .arg("from")
+        .arg(hex_of(&t.from))
+        .arg("to")
+        .arg(hex_of(&t.to))
+        .arg("asset")
+        .arg(t.asset)
+        .arg("amount")
+        .arg(t.amount)
+        .arg("nonce")
+        .arg(t.nonce)
+        .arg("result")
+        .arg(t.result)
+        .arg("shard")
+        .arg(shard)
+        .arg("block")
+        .arg(block)
+        .arg("position")
+        .arg(position);
+    [status, stream]
 }
 
 /// Commands per pipeline of a resync.
