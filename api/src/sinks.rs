@@ -79,12 +79,11 @@ fn state_source(engine: &Arc<OnceLock<Engine>>) -> StateSource {
     let engine = engine.clone();
     Box::new(move |shard| {
         let engine = engine.get().ok_or("the engine is not started yet")?;
-        let copies =
-            futures::executor::block_on(engine.backup()).map_err(|error| error.to_string())?;
-        let copy = copies
-            .into_iter()
-            .nth(shard as usize)
-            .ok_or_else(|| format!("no shard {shard}"))?
+        if shard >= engine.shard_count() {
+            return Err(format!("no shard {shard}"));
+        }
+        let copy = futures::executor::block_on(engine.backup_shard(shard))
+            .map_err(|error| error.to_string())?
             .map_err(|refused| refused.to_string())?;
         let state = decode_state(&copy.data).map_err(|error| error.to_string())?;
         if state.shard() != shard {

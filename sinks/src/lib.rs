@@ -25,4 +25,4 @@ pub use archive_query::{
 pub use entry::{ArchivedTransfer, EntryBatch, Gap};
 pub use postgres_archive::{Appended, ArchiveError, PgArchive};
 pub use redis_cache::{RedisCache, RedisError, RedisOptions};
-pub use runner::{ArchiveSink, SinkCounters, SinkHealth, SinkThread};
+pub use runner::{SinkCounters, SinkHealth, SinkThread};

@@ -70,11 +70,6 @@ impl RedisCache {
         format!("{}:cursor:{shard}", self.options.prefix)
     }
 
-    /// The stream's key.
-    pub fn stream_key(&self) -> String {
-        format!("{}:transfers", self.options.prefix)
-    }
-
     /// The last log index of `shard` written to the cache (0: none).
     pub fn cursor(&mut self, shard: u32) -> Result<u64, RedisError> {
         let cursor: Option<u64> = redis::cmd("GET")

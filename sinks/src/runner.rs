@@ -157,9 +157,6 @@ pub struct SinkThread {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The PostgreSQL archive's thread (`archive_url`).
-pub type ArchiveSink = SinkThread;
-
 impl SinkThread {
     /// Starts the PostgreSQL archive's thread.
     pub fn spawn_archive(

@@ -692,6 +692,19 @@ impl Engine {
             .await
     }
 
+    /// One shard's state at its applied index, taken as [`Engine::backup`] takes every shard's
+    /// (for a sink resyncing that shard alone).
+    pub async fn backup_shard(
+        &self,
+        shard: ShardId,
+    ) -> Result<Result<ShardBackup, crate::node::BackupRefused>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_to(shard, Command::Backup { reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
     /// Stops every shard after its current turn (what was acknowledged is durable already) and
     /// joins the executors. Idempotent.
     /// The first stalled core the watchdog recorded (core, how long), with
