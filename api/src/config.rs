@@ -505,7 +505,7 @@ impl NodeConfig {
             )));
         }
         let redis = match &file.redis_url {
-            Some(url) => Some((url.clone(), redis_options(&file)?)),
+            Some(url) => Some((url.clone(), crate::sinks::redis_options(&file)?)),
             None => None,
         };
         let tokens = match args.tokens.as_ref().or(file.tokens.as_ref()) {
@@ -789,33 +789,6 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
-}
-
-/// The Redis sink's bounds from the file, checked.
-fn redis_options(file: &FileConfig) -> Result<aurigraph_sinks::RedisOptions, ConfigError> {
-    let defaults = aurigraph_sinks::RedisOptions::default();
-    let bounded = |key: &str, value: Option<u64>, default: u64, max: u64| match value {
-        None => Ok(default),
-        Some(v) if (1..=max).contains(&v) => Ok(v),
-        Some(v) => Err(ConfigError::Invalid(format!(
-            "{key} {v}: must be between 1 and {max}"
-        ))),
-    };
-    Ok(aurigraph_sinks::RedisOptions {
-        stream_len_max: bounded(
-            "redis_stream_len_max",
-            file.redis_stream_len_max,
-            defaults.stream_len_max,
-            100_000_000,
-        )?,
-        status_ttl_s: bounded(
-            "redis_status_ttl_s",
-            file.redis_status_ttl_s,
-            defaults.status_ttl_s,
-            30 * 86_400,
-        )?,
-        ..defaults
     })
 }
 

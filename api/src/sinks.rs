@@ -1,7 +1,7 @@
 //! The node's downstream sinks: each a thread of its own fed by a bounded channel that the
 //! shards never wait on, and, after a gap, reading a shard's balances from its state.
 
-use crate::config::NodeConfig;
+use crate::config::{ConfigError, FileConfig, NodeConfig};
 use aurigraph_engine::replica::AccountBalance;
 use aurigraph_engine::runtime::Engine;
 use aurigraph_engine::state_snapshot::decode_state;
@@ -98,5 +98,34 @@ fn state_source(engine: &Arc<OnceLock<Engine>>) -> StateSource {
             })
             .collect();
         Ok((copy.index, balances))
+    })
+}
+
+/// The Redis sink's bounds from the file, checked.
+pub(crate) fn redis_options(
+    file: &FileConfig,
+) -> Result<aurigraph_sinks::RedisOptions, ConfigError> {
+    let defaults = aurigraph_sinks::RedisOptions::default();
+    let bounded = |key: &str, value: Option<u64>, default: u64, max: u64| match value {
+        None => Ok(default),
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        Some(v) => Err(ConfigError::Invalid(format!(
+            "{key} {v}: must be between 1 and {max}"
+        ))),
+    };
+    Ok(aurigraph_sinks::RedisOptions {
+        stream_len_max: bounded(
+            "redis_stream_len_max",
+            file.redis_stream_len_max,
+            defaults.stream_len_max,
+            100_000_000,
+        )?,
+        status_ttl_s: bounded(
+            "redis_status_ttl_s",
+            file.redis_status_ttl_s,
+            defaults.status_ttl_s,
+            30 * 86_400,
+        )?,
+        ..defaults
     })
 }

@@ -20,10 +20,12 @@ pub mod ingress;
 mod mesh;
 mod peers;
 mod per_core;
+mod sinks;
 pub mod watchdog;
 
 pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, Stage, FSYNC_BOUNDS_NS};
 pub use mesh::CoreCounters;
+pub use sinks::{AppliedTap, SinkWritten, SINKS_MAX};
 
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
@@ -31,7 +33,6 @@ use crate::ledger::Account;
 use crate::node::Submitter;
 use crate::node::{ShardStatus, SubmitFailure};
 use crate::record::{Address, Record, TxHash};
-use crate::replica::AppliedEntry;
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
 use aurigraph_net::transport::PeerTls;
@@ -47,47 +48,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Downstream sinks a node can feed at once (the PostgreSQL archive and the Redis cache).
-pub const SINKS_MAX: usize = 2;
-
-/// One downstream sink's queue of applied entries (shared by every shard: each entry is
-/// reference-counted, its bytes shared with the log), and how far the sink has written.
-#[derive(Clone, Debug)]
-pub struct AppliedTap {
-    /// The sink's name, for metrics (`postgres`, `redis`).
-    pub sink: &'static str,
-    pub sender: crossbeam_channel::Sender<(ShardId, Arc<AppliedEntry>)>,
-    pub written: Arc<SinkWritten>,
-}
-
-/// Per shard, the last log index a sink has written downstream: the sink's thread moves it
-/// forward after each write; a shard reads it before saving a local snapshot, so that the log
-/// keeps what the sink has not written yet (up to `EngineConfig::sink_retain_bytes_max`).
-#[derive(Debug)]
-pub struct SinkWritten {
-    indexes: Box<[std::sync::atomic::AtomicU64]>,
-}
-
-impl Default for SinkWritten {
-    fn default() -> SinkWritten {
-        SinkWritten {
-            indexes: (0..crate::shard::SHARDS_MAX)
-                .map(|_| std::sync::atomic::AtomicU64::new(0))
-                .collect(),
-        }
-    }
-}
-
-impl SinkWritten {
-    pub fn set(&self, shard: ShardId, index: u64) {
-        self.indexes[shard as usize].fetch_max(index, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn get(&self, shard: ShardId) -> u64 {
-        self.indexes[shard as usize].load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
 
 /// How the engine runs.
 #[derive(Clone, Debug)]
