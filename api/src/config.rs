@@ -25,7 +25,7 @@ pub struct NodeArgs {
     /// requests_per_s_per_token, request_burst_per_token,
     /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
     /// ready_cycles_in_flight_max, archive_url, redis_url, redis_stream_len_max,
-    /// redis_status_ttl_s, sink_retain_bytes_max,
+    /// redis_status_ttl_s, sink_retain_bytes_max, grpc_events_retain_bytes_max,
     /// recent_transactions_per_shard,
     /// verify_slice_signatures, verify_slice_signatures_backlogged).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
@@ -48,6 +48,10 @@ pub struct NodeArgs {
     /// gRPC address [default: 127.0.0.1:9004] (gRPC is not served by this version yet).
     #[arg(long, env = "AURIGRAPH_GRPC_ADDR", value_name = "HOST:PORT")]
     pub grpc_addr: Option<SocketAddr>,
+    /// Applied blocks the gRPC event stream holds, over all shards, to start from the oldest
+    /// or resume after a block [default: 67108864 (64 MiB); >= 1 MiB, <= half the RAM].
+    #[arg(long, env = "AURIGRAPH_GRPC_EVENTS_RETAIN_BYTES_MAX", value_name = "BYTES")]
+    pub grpc_events_retain_bytes_max: Option<u64>,
     /// This validator's base peer address for replication: core c listens on PORT + c
     /// (needed with --peers, or given by this node's own --peers entry).
     #[arg(long, env = "AURIGRAPH_PEER_ADDR", value_name = "HOST:PORT")]
@@ -202,6 +206,7 @@ pub struct FileConfig {
     /// Bytes of entries a shard applies past a local snapshot while it waits to save it until
     /// the sinks have written up to it (0 ..= 1 TiB; default 256 MiB; 0: never wait).
     pub sink_retain_bytes_max: Option<u64>,
+    pub grpc_events_retain_bytes_max: Option<u64>,
     /// Signatures per batch equation between two yields of a core (1 ..= 256; default 64).
     pub verify_slice_signatures: Option<usize>,
     /// The same while submissions wait behind the one being verified (1 ..= 256; default 256).
@@ -275,6 +280,7 @@ pub struct NodeConfig {
     /// The Redis sink: where, and how its keys are bounded (`None`: no Redis sink).
     pub redis: Option<(String, aurigraph_sinks::RedisOptions)>,
     pub sink_retain_bytes_max: u64,
+    pub grpc_events_retain_bytes_max: u64,
     pub verify_slice_signatures: usize,
     pub verify_slice_signatures_backlogged: usize,
     /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
@@ -504,6 +510,10 @@ impl NodeConfig {
                  (1 TiB)"
             )));
         }
+        let events_retain = args.grpc_events_retain_bytes_max.or(file.grpc_events_retain_bytes_max);
+        let grpc_events_retain_bytes_max =
+            crate::events::retain_bytes_max(events_retain, host_memory_mib().map(|m| m << 20))
+                .map_err(ConfigError::Invalid)?;
         let redis = match &file.redis_url {
             Some(url) => Some((url.clone(), crate::sinks::redis_options(&file)?)),
             None => None,
@@ -603,6 +613,7 @@ impl NodeConfig {
             archive_url: file.archive_url.clone(),
             redis,
             sink_retain_bytes_max,
+            grpc_events_retain_bytes_max,
             verify_slice_signatures,
             verify_slice_signatures_backlogged,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),
@@ -919,6 +930,7 @@ mod tests {
                 [1 << 40 | 1, u32::MAX as u64 * 512],
                 "",
             ),
+            ("grpc_events_retain_bytes_max", [0, 1 << 40 | 1], ""),
         ] {
             for bad in bad_values {
                 let file = dir.path().join("slice.toml");

@@ -7,6 +7,8 @@
 //! - [`node`]: starting a node, serving until SIGTERM/SIGINT, stopping gracefully.
 
 pub mod config;
+pub mod events;
+pub mod grpc;
 pub mod heap;
 pub mod http;
 pub mod node;

@@ -163,6 +163,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         archive_reader: archive_readers.as_ref().map(|p| p.reader()),
         archive: sinks.archive.as_ref().map(|a| a.counters.clone()),
         redis: sinks.redis.as_ref().map(|r| r.counters.clone()),
+        events: Some(sinks.events.hub().clone()),
         beacon,
         tokens: Arc::new(config.tokens.clone()),
         tls: config.tls.clone(),
@@ -181,17 +182,30 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         checked_addr: Arc::default(),
         ..settings.clone()
     });
+    // The gRPC listener (`--grpc-addr`): every core, same TLS, tokens and limits; the same
+    // per-core server, which answers gRPC there and on the HTTP port.
+    let grpc_settings = HttpSettings {
+        addr: config.grpc_addr,
+        surface: http::Surface::Grpc,
+        checked_addr: Arc::default(),
+        ..settings.clone()
+    };
     // Each core binds its own listener; the first bind error stops the node with its message.
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), NodeError>>();
     let service: CoreService = Arc::new(move |core, engine| {
         let settings = settings.clone();
         let bound = bound_tx.clone();
         let admin = admin_settings.clone().filter(|_| core == 0);
+        let grpc = grpc_settings.clone();
         Box::pin(async move {
+            if let Some(listener) = bind_reported(&grpc, &bound) {
+                let engine = engine.clone();
+                glommio::spawn_local(http::serve_secondary(listener, core, engine, grpc)).detach();
+            }
             if let Some(admin) = admin {
                 if let Some(listener) = bind_reported(&admin, &bound) {
                     let engine = engine.clone();
-                    glommio::spawn_local(http::serve_admin(listener, core, engine, admin)).detach();
+                    glommio::spawn_local(http::serve_secondary(listener, core, engine, admin)).detach();
                 }
             }
             if let Some(listener) = bind_reported(&settings, &bound) {
@@ -239,7 +253,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         .map_or(STARTUP_STALL_TIMEOUT, Duration::from_millis);
     let engine = Engine::start_with_services(engine_config, genesis.as_ref(), Some(service))?;
     sinks.engine_started(&engine);
-    for _ in 0..config.cores + usize::from(config.admin_addr.is_some()) {
+    for _ in 0..2 * config.cores + usize::from(config.admin_addr.is_some()) {
         match bound_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -254,6 +268,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     }
     tracing::info!(
         http = %config.http_addr,
+        grpc = %config.grpc_addr,
         data_dir = %config.data_dir.display(),
         chain_id = engine.chain_id(),
         shards = engine.shard_count(),

@@ -2,6 +2,7 @@
 //! shards never wait on, and, after a gap, reading a shard's balances from its state.
 
 use crate::config::{ConfigError, FileConfig, NodeConfig};
+use crate::events::{EventHub, EventHubThread};
 use aurigraph_engine::replica::AccountBalance;
 use aurigraph_engine::runtime::Engine;
 use aurigraph_engine::state_snapshot::decode_state;
@@ -17,13 +18,16 @@ const SINK_QUEUE_ENTRIES: usize = 65_536;
 pub(crate) struct Sinks {
     pub archive: Option<SinkThread>,
     pub redis: Option<SinkThread>,
+    /// The gRPC event hub (always: gRPC is always served). Its tap comes last, after the
+    /// archive's and Redis's, whose places the metrics name (`HttpSettings::sinks`).
+    pub events: EventHubThread,
     /// The engine, once started: where a sink reads a shard's state after a gap.
     engine: Arc<OnceLock<Engine>>,
 }
 
 impl Sinks {
-    /// Starts the sinks `config` names; returns them and the taps the engine feeds (the
-    /// archive's first: metrics name them in this order).
+    /// Starts the sinks `config` names and the event hub; returns them and the taps the engine
+    /// feeds (the archive's first: metrics name them in this order; the hub's last).
     pub fn start(config: &NodeConfig) -> (Sinks, Vec<AppliedTap>) {
         let engine = Arc::new(OnceLock::new());
         let mut taps = Vec::new();
@@ -34,6 +38,7 @@ impl Sinks {
                 sink,
                 sender,
                 written: written.clone(),
+                balances: true,
             });
             tracing::info!(sink, "sink started");
             (applied, written)
@@ -48,9 +53,13 @@ impl Sinks {
             let state = Some(state_source(&engine));
             SinkThread::spawn_redis(url.clone(), options.clone(), applied, written, state)
         });
+        let (events, events_tap) = EventHub::spawn(config.grpc_events_retain_bytes_max);
+        taps.push(events_tap);
+        assert!(taps.len() <= aurigraph_engine::runtime::SINKS_MAX);
         let sinks = Sinks {
             archive,
             redis,
+            events,
             engine,
         };
         (sinks, taps)
@@ -61,7 +70,8 @@ impl Sinks {
         let _ = self.engine.set(engine.clone());
     }
 
-    /// After the engine stopped: each sink writes what it holds and ends.
+    /// After the engine stopped: each sink writes what it holds and ends; the event hub's
+    /// streams end.
     pub fn stop(self) {
         for (sink, thread) in [("postgres", self.archive), ("redis", self.redis)] {
             if let Some(thread) = thread {
@@ -69,6 +79,7 @@ impl Sinks {
                 tracing::info!(sink, "sink stopped");
             }
         }
+        self.events.stop();
     }
 }
 

@@ -11,8 +11,8 @@
 # settings: fsync on) and its own redis-server (append-only file on, appendfsync everysec, no
 # RDB snapshots), each on a free loopback port, and stops both at exit. Every run gets a fresh
 # node data directory, a fresh database and a FLUSHALL'ed Redis. The node is started as
-#   AURIGRAPH_BIN node --genesis G --data-dir D --http-addr 127.0.0.1:PORT --config CONF
-#       --heap-prefault-mib 1024
+#   AURIGRAPH_BIN node --genesis G --data-dir D --http-addr 127.0.0.1:PORT
+#       --grpc-addr 127.0.0.1:GRPC_PORT --config CONF --heap-prefault-mib 1024
 # (the warm heap `aurigraph bench` gives the node it starts itself) with the genesis of
 #   AURIGRAPH_BIN bench --print-genesis G --shards 2
 # (10,000 accounts, seed 0, chain 7: the bench's defaults); CONF names archive_url and
@@ -144,6 +144,7 @@ echo "servers: $("$pgbin/postgres" --version), redis $(redis-server --version | 
 genesis=$work/genesis.json
 "$bin" bench --print-genesis "$genesis" --shards 2 2>/dev/null
 port=$(free_port)
+grpc_port=$(free_port)
 url=http://127.0.0.1:$port
 : > "$work/off.toml"
 : > "$work/on.toml"
@@ -173,8 +174,8 @@ fresh_stores() {
 start_node() {
     local data=$work/data log=$work/node.log
     rm -rf "$data"
-    "$bin" node --genesis "$genesis" --data-dir "$data" --http-addr "127.0.0.1:$port" --config "$1" \
-        --heap-prefault-mib 1024 > "$log" 2>&1 &
+    "$bin" node --genesis "$genesis" --data-dir "$data" --http-addr "127.0.0.1:$port" \
+        --grpc-addr "127.0.0.1:$grpc_port" --config "$1" --heap-prefault-mib 1024 > "$log" 2>&1 &
     node_pid=$!
     for _ in $(seq 1 600); do
         curl -sf "$url/api/v11/health" > /dev/null 2>&1 && return 0

@@ -46,12 +46,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 "$bin" bench --gateway --accounts 10 --print-genesis "$work/genesis.json" 2>/dev/null
 "$bin" token new --name bench --file "$work/tokens.json" > "$work/token" 2>/dev/null
 port=$(free_port)
+# Each node has a gRPC listener of its own (two run at once: neither may take the default 9004).
+grpc_port=$(free_port)
 
 # The load: a node of its own and a benchmark loop against it.
 "$bin" bench --gateway --print-genesis "$work/load-genesis.json" 2>/dev/null
 load_port=$(free_port)
+load_grpc_port=$(free_port)
 "$bin" node --data-dir "$work/load-data" --genesis "$work/load-genesis.json" --tokens "$work/tokens.json" \
-    --http-addr "127.0.0.1:$load_port" --cores 2 --pin-cores false > "$work/load-node.log" 2>&1 &
+    --http-addr "127.0.0.1:$load_port" --grpc-addr "127.0.0.1:$load_grpc_port" --cores 2 --pin-cores false \
+    > "$work/load-node.log" 2>&1 &
 load_node_pid=$!
 ( while true; do
     "$bin" bench --gateway --transfers 1000000 --addresses "http://127.0.0.1:$load_port" \
@@ -65,7 +69,8 @@ for i in $(seq 1 "$n"); do
     log="$work/node-$i.log"
     launched=$(date +%s%N)
     "$bin" node --data-dir "$work/data" --genesis "$work/genesis.json" --tokens "$work/tokens.json" \
-        --http-addr "127.0.0.1:$port" --cores 2 --pin-cores false > "$log" 2>&1 &
+        --http-addr "127.0.0.1:$port" --grpc-addr "127.0.0.1:$grpc_port" --cores 2 --pin-cores false \
+        > "$log" 2>&1 &
     node_pid=$!
     healthy=
     for attempt in $(seq 1 600); do

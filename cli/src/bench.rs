@@ -1,6 +1,7 @@
 //! `aurigraph bench`: the options of the end-to-end benchmark (run by `aurigraph_client::bench`).
 
-use aurigraph_client::bench::{BenchOptions, BENCH_CHAIN_ID};
+use aurigraph_client::bench::{BenchOptions, Protocol, BENCH_CHAIN_ID};
+use aurigraph_client::grpc::STREAM_DEPTH_MAX;
 use std::path::PathBuf;
 
 /// The end-to-end throughput benchmark.
@@ -21,10 +22,11 @@ pub struct BenchArgs {
     /// Sending accounts (funded in the genesis; at least 2).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub accounts: usize,
-    /// Transfers per batch (one HTTP request).
+    /// Transfers per batch (one HTTP request, or one message of a gRPC stream).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub batch_size: usize,
-    /// Requests in flight (one keep-alive connection each), spread over the addresses.
+    /// Requests in flight (one keep-alive connection each), spread over the addresses. With
+    /// --protocol grpc: streams (one connection each).
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub concurrency: usize,
     /// Also write the figures as JSON to FILE.
@@ -58,7 +60,8 @@ pub struct BenchArgs {
     /// Threads that pre-sign the transfers [default: all cores].
     #[arg(long, value_name = "N")]
     pub sign_threads: Option<usize>,
-    /// Ask for JSON batch replies instead of the compact binary reply.
+    /// Ask for JSON batch replies instead of the compact binary reply (with --protocol grpc:
+    /// one Outcome message per transfer instead of compact results).
     #[arg(long)]
     pub json_replies: bool,
     /// Keep the temporary data directory of the started node.
@@ -83,6 +86,42 @@ pub struct BenchArgs {
     /// fast and a slow mode (docs/benchmarks.md).
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub node_heap_prefault_mib: u64,
+    /// How the batches are sent. http: POST .../transactions/batch over HTTP/1.1, one request
+    /// in flight per connection. grpc: TransactionService.SubmitStream over HTTP/2, one
+    /// bidirectional stream per connection (--concurrency of them), each batch a binary-batch
+    /// SubmitBatchRequest answered with compact results, --stream-depth batches in flight per
+    /// stream (1: like for like with http). Same workload, same summary. Started nodes get a
+    /// free --grpc-addr each and the load goes there; with --addresses see --grpc-addresses.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Http)]
+    pub protocol: ProtocolArg,
+    /// With --protocol grpc and --addresses: the nodes' gRPC addresses (their --grpc-addr),
+    /// one per --addresses entry in the same order, e.g. http://10.0.0.1:9004,.... Default:
+    /// the --addresses themselves, since a node also serves gRPC on its HTTP port. The health
+    /// and account checks before the run use --addresses (HTTP) either way.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    pub grpc_addresses: Vec<String>,
+    /// With --protocol grpc: batches in flight per stream, 1 to 16 (the node decides up to 16
+    /// batches of one stream at once). 1, the default, matches http's one request per
+    /// connection; more lets one stream pipeline.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=STREAM_DEPTH_MAX as i64))]
+    pub stream_depth: u16,
+}
+
+/// `--protocol`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolArg {
+    Http,
+    Grpc,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Protocol {
+        match p {
+            ProtocolArg::Http => Protocol::Http,
+            ProtocolArg::Grpc => Protocol::Grpc,
+        }
+    }
 }
 
 impl From<BenchArgs> for BenchOptions {
@@ -109,6 +148,9 @@ impl From<BenchArgs> for BenchOptions {
             verify_chunk: aurigraph_engine::verify::VERIFY_CHUNK_DEFAULT,
             gateway: a.gateway,
             gateway_token_file: a.gateway_token_file,
+            protocol: a.protocol.into(),
+            grpc_addresses: a.grpc_addresses,
+            stream_depth: usize::from(a.stream_depth),
         }
     }
 }
@@ -146,5 +188,34 @@ mod tests {
         );
         let cli = Cli::try_parse_from(["x", "--addresses", "http://a:1,http://b:2"]).unwrap();
         assert_eq!(cli.args.addresses, vec!["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn grpc_options_parse() {
+        let options = BenchOptions::from(Cli::try_parse_from(["x"]).unwrap().args);
+        assert_eq!(
+            (options.protocol, options.stream_depth),
+            (Protocol::Http, 1)
+        );
+        let cli = Cli::try_parse_from([
+            "x",
+            "--protocol",
+            "grpc",
+            "--addresses",
+            "http://a:1,http://b:2",
+            "--grpc-addresses",
+            "a:9004,b:9004",
+            "--stream-depth",
+            "4",
+        ])
+        .unwrap();
+        let options = BenchOptions::from(cli.args);
+        assert_eq!(options.protocol, Protocol::Grpc);
+        assert_eq!(options.grpc_addresses, vec!["a:9004", "b:9004"]);
+        assert_eq!(options.stream_depth, 4);
+        for depth in ["0", "17"] {
+            assert!(Cli::try_parse_from(["x", "--stream-depth", depth]).is_err());
+        }
+        assert!(Cli::try_parse_from(["x", "--protocol", "quic"]).is_err());
     }
 }

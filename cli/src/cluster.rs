@@ -72,9 +72,10 @@ pub fn run(args: ClusterArgs) -> Result<(), ClusterError> {
     let mut cluster = start_cluster(&exe, &genesis, &args.dir, args.nodes, options)?;
     for n in &cluster.nodes {
         println!(
-            "validator {}: http://{}  peer {}  data {}  log {}",
+            "validator {}: http://{}  grpc {}  peer {}  data {}  log {}",
             n.node_id,
             n.http_addr,
+            n.grpc_addr,
             n.peer_addr.map_or("-".to_string(), |a| a.to_string()),
             n.data_dir.display(),
             n.log.display()

@@ -59,6 +59,9 @@ pub enum LaunchError {
 pub struct LocalNode {
     pub node_id: u64,
     pub http_addr: SocketAddr,
+    /// gRPC address (`--grpc-addr`): a free port of its own, so that validators started at
+    /// once never contend for the default one.
+    pub grpc_addr: SocketAddr,
     /// Base peer address: core `c` listens on its port + `c` (none for a single validator).
     pub peer_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
@@ -124,6 +127,14 @@ impl LocalCluster {
         self.nodes
             .iter()
             .map(|n| format!("http://{}", n.http_addr))
+            .collect()
+    }
+
+    /// Base URLs of the validators' gRPC listeners (`--grpc-addr`), in the same order.
+    pub fn grpc_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("http://{}", n.grpc_addr))
             .collect()
     }
 
@@ -201,6 +212,7 @@ pub fn start_cluster(
     let mut taken: Vec<TcpListener> = Vec::new(); // held until every port is chosen
     for id in 1..=nodes as u64 {
         let http = bind_free(&mut taken, 1)?;
+        let grpc = bind_free(&mut taken, 1)?;
         let peer = if nodes > 1 {
             Some(bind_free(&mut taken, cores_per_node)?)
         } else {
@@ -210,6 +222,7 @@ pub fn start_cluster(
         planned.push(LocalNode {
             node_id: id,
             http_addr: http,
+            grpc_addr: grpc,
             peer_addr: peer,
             data_dir: node_dir.join("data"),
             log: node_dir.join("node.log"),
@@ -250,7 +263,9 @@ pub fn start_cluster(
             .arg("--genesis")
             .arg(&genesis_path)
             .arg("--http-addr")
-            .arg(node.http_addr.to_string());
+            .arg(node.http_addr.to_string())
+            .arg("--grpc-addr")
+            .arg(node.grpc_addr.to_string());
         if let Some(cores) = cores {
             cmd.arg("--cores").arg(cores.to_string());
         }
@@ -313,9 +328,10 @@ pub fn start_nodes(
     let cluster = start_cluster(exe, genesis, dir, nodes, options)?;
     for node in &cluster.nodes {
         eprintln!(
-            "{tag}: validator {} at http://{} (log: {})",
+            "{tag}: validator {} at http://{}, gRPC http://{} (log: {})",
             node.node_id,
             node.http_addr,
+            node.grpc_addr,
             node.log.display()
         );
     }
@@ -326,8 +342,13 @@ pub fn start_nodes(
         }
     }
     let urls = cluster.urls();
+    let grpc_urls = cluster.grpc_urls();
     let mut cluster = cluster;
-    Ok((urls, Box::new(move || cluster.stop())))
+    Ok(crate::bench::StartedNode {
+        urls,
+        grpc_urls,
+        stop: Box::new(move || cluster.stop()),
+    })
 }
 
 /// Makes the peer certificates of validators 1..=nodes that `dir` lacks (`exe certs

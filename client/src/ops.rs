@@ -1,7 +1,8 @@
 //! Requests of the command-line tools over [`Client`]: one signed transfer (`aurigraph
-//! transfer`), the chain id and an account's nonce.
+//! transfer`, also over gRPC with [`GrpcClient`]), the chain id and an account's nonce.
 
-use crate::http::{Client, ClientError, ErrorKind, UrlError};
+use crate::grpc::{outcome_json, GrpcClient, GrpcError};
+use crate::http::{Client, ClientError, ErrorKind, UrlError, DEFAULT_TIMEOUT};
 use aurigraph_wire::record::{address_of, Address, Transfer};
 use ed25519_dalek::SigningKey;
 
@@ -28,6 +29,8 @@ pub enum TransferError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Request(#[from] RequestError),
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
     #[error("account {from} has used nonce {highest}, the largest possible")]
     NonceExhausted { from: Address, highest: u64 },
     /// The node decided the transfer, and not `OK`.
@@ -48,7 +51,7 @@ impl From<ClientError> for TransferError {
 /// One transfer to sign and submit.
 #[derive(Debug, Clone)]
 pub struct TransferRequest {
-    /// Node to submit to (`http://HOST:PORT`).
+    /// Node to submit to (`http://HOST:PORT`; with [`transfer_grpc`], its gRPC address).
     pub node: String,
     pub to: Address,
     pub amount: u64,
@@ -84,24 +87,68 @@ async fn submit(
     };
     let nonce = match request.nonce {
         Some(n) => n,
-        None => {
-            let highest = fetch_nonce(&client, &from).await?;
-            highest
-                .checked_add(1)
-                .ok_or(TransferError::NonceExhausted { from, highest })?
-        }
+        None => next_nonce(from, fetch_nonce(&client, &from).await?)?,
     };
-    let transfer = Transfer {
+    let transfer = transfer_of(request, from, chain_id, nonce);
+    let record = transfer.sign(key);
+    let body = transfer_json(&transfer, record.signature());
+    Ok(client.post_json("/api/v11/transactions", &body).await?)
+}
+
+/// [`transfer`] over gRPC: `request.node` is the node's gRPC address (`HOST:PORT` or
+/// `http[s]://HOST:PORT`); the chain id comes from `NodeService.Info`, the nonce from
+/// `AccountService.GetAccount`, the transfer goes through `TransactionService.SubmitTransaction`.
+/// Returns the outcome in the JSON shape of the HTTP reply. Builds its own tokio runtime: call
+/// it outside any runtime.
+pub fn transfer_grpc(
+    request: &TransferRequest,
+    key: &SigningKey,
+) -> Result<serde_json::Value, TransferError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(TransferError::Runtime)?;
+    runtime.block_on(submit_grpc(request, key))
+}
+
+async fn submit_grpc(
+    request: &TransferRequest,
+    key: &SigningKey,
+) -> Result<serde_json::Value, TransferError> {
+    let client = GrpcClient::connect(&request.node, DEFAULT_TIMEOUT).await?;
+    let from = address_of(key);
+    let chain_id = match request.chain_id {
+        Some(id) => id,
+        None => client.info().await?.chain_id,
+    };
+    let nonce = match request.nonce {
+        Some(n) => n,
+        None => next_nonce(from, client.account_nonce(&from).await?)?,
+    };
+    let transfer = transfer_of(request, from, chain_id, nonce);
+    let record = transfer.sign(key);
+    let outcome = client
+        .submit_transfer(&transfer, record.signature())
+        .await?;
+    Ok(outcome_json(&outcome))
+}
+
+/// The nonce after `highest`, the highest `from` has spent.
+fn next_nonce(from: Address, highest: u64) -> Result<u64, TransferError> {
+    highest
+        .checked_add(1)
+        .ok_or(TransferError::NonceExhausted { from, highest })
+}
+
+fn transfer_of(request: &TransferRequest, from: Address, chain_id: u32, nonce: u64) -> Transfer {
+    Transfer {
         chain_id,
         from,
         to: request.to,
         asset: request.asset,
         amount: request.amount,
         nonce,
-    };
-    let record = transfer.sign(key);
-    let body = transfer_json(&transfer, record.signature());
-    Ok(client.post_json("/api/v11/transactions", &body).await?)
+    }
 }
 
 /// The V11 JSON body of one signed transfer.

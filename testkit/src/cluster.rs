@@ -58,6 +58,8 @@ pub struct Cluster {
 pub struct Member {
     pub id: u64,
     pub http_port: u16,
+    /// The gRPC port (`--grpc-addr`), one of its own.
+    pub grpc_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
@@ -129,6 +131,7 @@ impl Cluster {
         )
         .unwrap();
         let http: Vec<u16> = (0..n).map(|_| pick_ports(1)).collect();
+        let grpc: Vec<u16> = (0..n).map(|_| pick_ports(1)).collect();
         let peer: Vec<u16> = (0..n).map(|_| pick_ports(CORES)).collect();
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let proxies: Vec<Vec<Option<Proxy>>> = (0..n)
@@ -168,6 +171,8 @@ impl Cluster {
                     genesis_path.display().to_string(),
                     "--http-addr".into(),
                     loopback(http[i]).to_string(),
+                    "--grpc-addr".into(),
+                    loopback(grpc[i]).to_string(),
                     "--cores".into(),
                     CORES.to_string(),
                     // Validators sharing the host share its cores: none pins.
@@ -185,6 +190,7 @@ impl Cluster {
                 Member {
                     id,
                     http_port: http[i],
+                    grpc_port: grpc[i],
                     peer_port: peer[i],
                     data_dir: node_dir.join("data"),
                     log: node_dir.join("node.log"),
@@ -230,6 +236,11 @@ impl Cluster {
 
     pub fn http_port(&self, i: usize) -> u16 {
         self.nodes[i].http_port
+    }
+
+    /// Base URL of node i's gRPC listener (`http://127.0.0.1:PORT`).
+    pub fn grpc_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].grpc_port)
     }
 
     /// Proxy(i→j): how node i reaches node j.
@@ -396,7 +407,7 @@ impl Cluster {
         let i = self.len();
         let id = i as u64 + 1;
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let (http, peer) = (pick_ports(1), pick_ports(CORES));
+        let (http, grpc, peer) = (pick_ports(1), pick_ports(1), pick_ports(CORES));
         let node_dir = self.dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir).unwrap();
         let peers: Vec<String> = self
@@ -416,6 +427,8 @@ impl Cluster {
             self.dir.join("genesis.json").display().to_string(),
             "--http-addr".into(),
             loopback(http).to_string(),
+            "--grpc-addr".into(),
+            loopback(grpc).to_string(),
             "--cores".into(),
             CORES.to_string(),
             "--pin-cores".into(),
@@ -433,6 +446,7 @@ impl Cluster {
         self.nodes.push(Member {
             id,
             http_port: http,
+            grpc_port: grpc,
             peer_port: peer,
             data_dir: node_dir.join("data"),
             log: node_dir.join("node.log"),
@@ -725,9 +739,10 @@ impl Cluster {
                 None => "(no status)".into(),
             };
             out.push_str(&format!(
-                "--- node {i} (id {}, http {}, peer {}, {}{}): {status}\n",
+                "--- node {i} (id {}, http {}, grpc {}, peer {}, {}{}): {status}\n",
                 m.id,
                 m.http_port,
+                m.grpc_port,
                 m.peer_port,
                 if self.is_live(i) { "running" } else { "down" },
                 if self.is_partitioned(i) {

@@ -1,7 +1,8 @@
-//! One `aurigraph node` child process on a loopback port.
+//! One `aurigraph node` child process on loopback ports (HTTP, and gRPC on a port of its own).
 
 use crate::http::{http_request, Response};
 use aurigraph_wire::genesis::Genesis;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,9 +10,17 @@ use std::time::{Duration, Instant};
 /// A running `aurigraph node` child process.
 pub struct Node {
     pub child: Option<Child>,
+    /// The HTTP port.
     pub port: u16,
+    /// The gRPC port (`--grpc-addr`): every node gets one of its own, so that nodes started
+    /// at once never contend for the default 9004.
+    pub grpc_port: u16,
     pub data_dir: PathBuf,
+    /// The log of the latest start (each start writes a file of its own).
     pub log: PathBuf,
+    /// `aurigraph node ...` as started: [`Node::restart`] runs it again.
+    args: Vec<OsString>,
+    dir: PathBuf,
 }
 
 impl Node {
@@ -24,7 +33,8 @@ impl Node {
         Node::start_with_args(dir, genesis, port, &[])
     }
 
-    /// Like [`Node::start_on`], with extra command-line arguments for `aurigraph node`.
+    /// Like [`Node::start_on`], with extra command-line arguments for `aurigraph node`. The
+    /// node's gRPC port is the one `extra` gives with `--grpc-addr`, else a free one.
     pub fn start_with_args(
         dir: &Path,
         genesis: Option<&Genesis>,
@@ -32,35 +42,82 @@ impl Node {
         extra: &[&str],
     ) -> Node {
         let data_dir = dir.join("data");
-        let log = dir.join(format!("node-{port}-{}.log", rand_suffix()));
-        let mut cmd = Command::new(crate::aurigraph_bin());
-        cmd.arg("node")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--cores")
-            .arg("2")
-            .args(extra);
+        let given_grpc = extra
+            .windows(2)
+            .find(|pair| pair[0] == "--grpc-addr")
+            .map(|pair| {
+                pair[1]
+                    .parse::<std::net::SocketAddr>()
+                    .expect("--grpc-addr HOST:PORT")
+                    .port()
+            });
+        let grpc_port = given_grpc.unwrap_or_else(|| crate::ports::pick_ports(1));
+        let mut args: Vec<OsString> = vec![
+            "node".into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--cores".into(),
+            "2".into(),
+        ];
+        if given_grpc.is_none() {
+            args.extend([
+                "--grpc-addr".into(),
+                format!("127.0.0.1:{grpc_port}").into(),
+            ]);
+        }
+        args.extend(extra.iter().map(OsString::from));
         if let Some(g) = genesis {
             let path = dir.join("genesis.json");
             std::fs::write(&path, g.to_canonical_json(g.shards.unwrap_or(2))).unwrap();
-            cmd.arg("--genesis").arg(&path);
+            args.extend(["--genesis".into(), path.into()]);
         }
-        let child = cmd
+        let mut node = Node {
+            child: None,
+            port,
+            grpc_port,
+            data_dir,
+            log: PathBuf::new(),
+            args,
+            dir: dir.to_path_buf(),
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts `aurigraph node` with this node's arguments (a new log file) and waits until it
+    /// is ready.
+    fn spawn(&mut self) {
+        self.log = self
+            .dir
+            .join(format!("node-{}-{}.log", self.port, rand_suffix()));
+        let child = Command::new(crate::aurigraph_bin())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&self.log).unwrap())
             .spawn()
             .expect("start aurigraph");
-        let mut node = Node {
-            child: Some(child),
-            port,
-            data_dir,
-            log,
-        };
-        node.wait_ready();
-        node
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Starts the node again with the same command line (data directory, genesis, HTTP and
+    /// gRPC ports), SIGKILLing it first if it still runs, and waits until it is ready.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Base URL of the node's gRPC listener (`http://127.0.0.1:PORT`).
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// Base URL of the node's HTTP API (`http://127.0.0.1:PORT`).
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     fn wait_ready(&mut self) {

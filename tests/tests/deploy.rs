@@ -67,6 +67,11 @@ fn the_node_tells_systemd_it_is_ready_alive_and_stopping() {
     let mut child = std::process::Command::new(aurigraph_bin())
         .args(["node", "--cores", "2", "--http-addr"])
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--grpc-addr")
+        .arg(format!(
+            "127.0.0.1:{}",
+            aurigraph_testkit::ports::pick_ports(1)
+        ))
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("NOTIFY_SOCKET", &socket_path)
@@ -591,6 +596,12 @@ mod compose {
         assert_eq!(read(&shared.join("peer-certs/ca.pem")), ca);
         assert_eq!(read(&shared.join("tokens.json")), tokens);
 
+        // The ports the image EXPOSEs.
+        let exposed: Vec<u16> = read(&repo().join("deploy/docker/Dockerfile"))
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("EXPOSE "))
+            .flat_map(|ports| ports.split_whitespace().map(|p| p.parse::<u16>().unwrap()))
+            .collect();
         let network = &stack["networks"]["default"]["ipam"]["config"][0];
         let subnet = network["subnet"].as_str().expect("the network's subnet");
         let dynamic = network["ip_range"]
@@ -635,13 +646,26 @@ mod compose {
                 "{name}: peer links are mutual TLS"
             );
 
-            // Its HTTP and admin ports are published, and the health check asks the HTTP one.
+            // Its HTTP, gRPC and admin ports are published (and exposed by the image), and the
+            // health check asks the HTTP one.
             let ports: Vec<u16> = published(svc).iter().map(|p| p.2).collect();
             let http = config.http_addr.port();
             assert!(
                 ports.contains(&http),
                 "{name}: port {http} is not published"
             );
+            let grpc = config.grpc_addr.port();
+            assert_ne!(grpc, http, "{name}: gRPC has a port of its own");
+            assert!(
+                ports.contains(&grpc),
+                "{name}: gRPC port {grpc} is not published"
+            );
+            for port in [http, grpc] {
+                assert!(
+                    exposed.contains(&port),
+                    "{name}: the image does not EXPOSE {port}"
+                );
+            }
             let admin = config.admin_addr.expect("an admin listener").port();
             assert!(
                 ports.contains(&admin),
@@ -748,7 +772,8 @@ mod compose {
             }
         }
         for name in VALIDATORS {
-            assert!(published(service(&stack, name)).len() >= 2, "{name}");
+            // HTTP, gRPC and admin.
+            assert!(published(service(&stack, name)).len() >= 3, "{name}");
         }
     }
 

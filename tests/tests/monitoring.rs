@@ -390,7 +390,7 @@ fn metrics_cover_every_family_used_by_dashboards_and_alerts() {
     assert!(m.value("aurigraph_wal_bytes_written_total") >= 4096.0);
     assert!(
         m.value(
-            "aurigraph_api_requests_total{method=\"POST\",route=\"/api/v11/transactions/batch\",status=\"200\"}"
+            "aurigraph_api_requests_total{protocol=\"http\",method=\"POST\",route=\"/api/v11/transactions/batch\",status=\"200\"}"
         ) >= 1.0
     );
     assert!(m.value("process_resident_memory_bytes") > 1e6);

@@ -386,6 +386,10 @@ fn a_different_genesis_is_refused_with_a_message() {
         .arg("--genesis")
         .arg(&path)
         .args(["--http-addr", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{}", ports::pick_ports(1)),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -449,6 +453,8 @@ fn a_stalled_start_exits_70_and_names_the_core() {
     let status = std::process::Command::new(aurigraph_bin())
         .args(["node", "--cores", "1", "--http-addr"])
         .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--grpc-addr")
+        .arg(format!("127.0.0.1:{}", ports::pick_ports(1)))
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("AURIGRAPH_STARTUP_STALL_TIMEOUT_MS", "0")

@@ -35,7 +35,7 @@ pub mod types;
 /// The media types of the binary endpoints (the wire contract, `aurigraph-wire`).
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
 pub use metrics::Metrics;
-pub use server::{bind, serve, serve_admin};
+pub use server::{bind, serve, serve_secondary};
 
 use aurigraph_beacon::state::BeaconState;
 use aurigraph_wire::limits::BATCH_TRANSFERS_MAX;
@@ -113,16 +113,23 @@ pub struct HttpSettings {
     pub surface: Surface,
     /// Origins whose web pages may read this node's answers (CORS); empty: none.
     pub cors: Arc<cors::Cors>,
+    /// The node's event hub, which gRPC `StreamTransactionEvents` reads (`crate::events`);
+    /// `None`: that RPC answers UNAVAILABLE (tests without one).
+    pub events: Option<Arc<crate::events::EventHub>>,
 }
 
 /// Which endpoints a listener serves: all of them (one listener, the default), all but the
-/// admin endpoints (the public listener when `--admin-addr` is set), or all of them on the
-/// admin listener.
+/// admin endpoints (the public listener when `--admin-addr` is set), all of them on the
+/// admin listener, or gRPC alone (`--grpc-addr`). gRPC requests are answered on every
+/// listener but the admin one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Surface {
     All,
     Public,
     Admin,
+    /// The gRPC listener (`--grpc-addr`): gRPC only; an HTTP request gets 404 `NOT_FOUND`
+    /// naming the HTTP address.
+    Grpc,
 }
 
 impl HttpSettings {
@@ -158,6 +165,7 @@ impl HttpSettings {
             tls: None,
             surface: Surface::All,
             cors: Arc::default(),
+            events: None,
         }
     }
 

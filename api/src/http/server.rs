@@ -8,8 +8,10 @@ use super::metrics::SAMPLE_PERIOD;
 use super::routes::{self, Backend, Ctx};
 use super::HttpSettings;
 use aurigraph_engine::runtime::Engine;
-use futures::future::{select, Either};
+use futures::future::select;
+use futures::future::Either as Race;
 use glommio::net::{TcpListener, TcpStream};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -102,8 +104,9 @@ pub async fn serve(listener: TcpListener, core: usize, engine: Engine, settings:
     run(core, listener, engine, settings, Listener::Primary).await
 }
 
-/// Serves the admin listener (`--admin-addr`) on `core`, next to that core's public one.
-pub async fn serve_admin(
+/// Serves a second listener of `core` next to its first: the admin listener (`--admin-addr`)
+/// or the gRPC one (`--grpc-addr`), as its settings' `surface` says.
+pub async fn serve_secondary(
     listener: TcpListener,
     core: usize,
     engine: Engine,
@@ -114,7 +117,7 @@ pub async fn serve_admin(
 
 /// Whether a listener is its core's first (which owns the core's per-thread figures).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Listener {
+pub(crate) enum Listener {
     Primary,
     Secondary,
 }
@@ -128,7 +131,7 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn run<B: Backend>(
+pub(crate) async fn run<B: Backend>(
     core: usize,
     listener: TcpListener,
     backend: B,
@@ -166,11 +169,11 @@ async fn run<B: Backend>(
     loop {
         let tick = pin!(glommio::timer::sleep(DRAIN_POLL));
         let accepted = match select(&mut accept, tick).await {
-            Either::Left((accepted, _)) => {
+            Race::Left((accepted, _)) => {
                 accept = Box::pin(listener.accept());
                 accepted
             }
-            Either::Right(((), _)) => {
+            Race::Right(((), _)) => {
                 if draining.load(Ordering::SeqCst) {
                     break;
                 }
@@ -252,9 +255,9 @@ async fn connection<B: Backend>(
     let served = pin!(serve_connection(ctx, stream, activity.clone(), client));
     let watchdog = pin!(watchdog(activity, deadlines));
     match select(served, watchdog).await {
-        Either::Left((Err(error), _)) => tracing::debug!(%error, "connection ended with an error"),
-        Either::Left((Ok(()), _)) => {}
-        Either::Right((why, _)) => tracing::debug!(why, "connection closed"),
+        Race::Left((Err(error), _)) => tracing::debug!(%error, "connection ended with an error"),
+        Race::Left((Ok(()), _)) => {}
+        Race::Right((why, _)) => tracing::debug!(why, "connection closed"),
     }
 }
 
@@ -311,6 +314,32 @@ impl Drop for RequestGuard {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A response body that holds its request's [`RequestGuard`] until it ends.
+struct Held<B> {
+    body: B,
+    _guard: RequestGuard,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Held<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 async fn serve_connection<B: Backend>(
     ctx: Rc<Ctx<B>>,
     stream: TcpStream,
@@ -363,16 +392,40 @@ where
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let ctx = ctx.clone();
         let guard = RequestGuard::enter(&activity);
-        let request = request.map(|body| WatchedBody::new(body, body_deadline));
         let rate = client
             .as_ref()
             .map_or(Ok(()), |client| client.take_request());
         async move {
-            let response = match rate {
-                Ok(()) => routes::handle(&ctx, request).await,
-                Err(seconds) => ApiError::rate_limited(seconds).into_response(),
+            // gRPC (content-type application/grpc) and HTTP share the connection, the limits
+            // and the engine; each answers in its own protocol.
+            let response = if crate::grpc::is_grpc(&request)
+                && ctx.settings.surface != super::Surface::Admin
+            {
+                // A gRPC body is a stream of messages that may pause between them: bounded by
+                // the message size limit and HTTP/2 flow control, not by a body deadline.
+                let response = match rate {
+                    Ok(()) => crate::grpc::handle(&ctx, request).await,
+                    Err(seconds) => {
+                        tonic::Status::from(ApiError::rate_limited(seconds)).into_http()
+                    }
+                };
+                // The request stays counted on its connection until its body's last frame: a
+                // stream may be quiet for long, and the idle watchdog must not close it.
+                response.map(|body| {
+                    Either::Right(Held {
+                        body,
+                        _guard: guard,
+                    })
+                })
+            } else {
+                let request = request.map(|body| WatchedBody::new(body, body_deadline));
+                let response = match rate {
+                    Ok(()) => routes::handle(&ctx, request).await,
+                    Err(seconds) => ApiError::rate_limited(seconds).into_response(),
+                };
+                drop(guard);
+                response.map(Either::Left)
             };
-            drop(guard);
             Ok::<_, Infallible>(response)
         }
     });

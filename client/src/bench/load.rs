@@ -4,7 +4,7 @@
 use super::report::new_histogram;
 use super::workload::Plan;
 use super::BenchError;
-use crate::http::{Client, ClientError, ErrorKind};
+use crate::http::{Client, ClientError, ErrorKind, TxResult};
 use crate::ops::{fetch_chain_id, json_u64};
 use aurigraph_wire::record::Address;
 use bytes::Bytes;
@@ -61,6 +61,52 @@ impl WorkerStats {
         }
     }
 
+    /// A batch sent at `sent` whose results all came back at `received`.
+    pub fn record_results(&mut self, sent: Instant, received: Instant, results: &[TxResult]) {
+        let us = (received - sent).as_micros().max(1) as u64;
+        self.latency_us.saturating_record(us);
+        self.latency_max_us = self.latency_max_us.max(us);
+        self.results += results.len() as u64;
+        for r in results {
+            if r.code.is_ok() {
+                self.ok += 1;
+            } else {
+                *self.codes.entry(r.code.name().to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// A batch of `records` transfers that got no results: counted under the error's `short`
+    /// key, with the first full message kept.
+    pub fn record_failure(
+        &mut self,
+        records: usize,
+        short: String,
+        message: impl FnOnce() -> String,
+    ) {
+        self.failed_batches += 1;
+        self.failed_transfers += records as u64;
+        self.errors.entry(short).or_insert_with(|| (0, message())).0 += 1;
+    }
+
+    /// Waits until batch `range_start`'s time under `rate` (open loop), or notes how late it is.
+    pub async fn pace(&mut self, rate: Option<u64>, start: Instant, range_start: usize) {
+        let Some(rate) = rate else {
+            return;
+        };
+        let due = start + Duration::from_secs_f64(range_start as f64 / rate as f64);
+        let now = Instant::now();
+        if now < due {
+            tokio::time::sleep_until(due.into()).await;
+        } else {
+            let lag = now - due;
+            if lag > Duration::from_millis(1) {
+                self.late_batches += 1;
+            }
+            self.lag_max = self.lag_max.max(lag);
+        }
+    }
+
     pub fn merge(&mut self, o: WorkerStats) {
         self.latency_us.add(&o.latency_us).expect("same bounds");
         self.latency_max_us = self.latency_max_us.max(o.latency_max_us);
@@ -87,7 +133,7 @@ impl WorkerStats {
     }
 }
 
-fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub(crate) fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -118,19 +164,7 @@ pub(crate) async fn load_worker(load: Arc<Load>, client: Client, start: Instant)
         }
         let range = load.plan.batch_range(b);
         let records = range.len();
-        if let Some(rate) = load.rate {
-            let due = start + Duration::from_secs_f64(range.start as f64 / rate as f64);
-            let now = Instant::now();
-            if now < due {
-                tokio::time::sleep_until(due.into()).await;
-            } else {
-                let lag = now - due;
-                if lag > Duration::from_millis(1) {
-                    stats.late_batches += 1;
-                }
-                stats.lag_max = stats.lag_max.max(lag);
-            }
-        }
+        stats.pace(load.rate, start, range.start).await;
         let sent = Instant::now();
         stats.first_send = min_opt(stats.first_send, Some(sent));
         stats.transfers_sent += records as u64;
@@ -141,28 +175,10 @@ pub(crate) async fn load_worker(load: Arc<Load>, client: Client, start: Instant)
         let received = Instant::now();
         stats.last_reply = Some(received);
         match reply {
-            Ok(results) => {
-                let us = (received - sent).as_micros().max(1) as u64;
-                stats.latency_us.saturating_record(us);
-                stats.latency_max_us = stats.latency_max_us.max(us);
-                stats.results += results.len() as u64;
-                for r in &results {
-                    if r.code.is_ok() {
-                        stats.ok += 1;
-                    } else {
-                        *stats.codes.entry(r.code.name().to_string()).or_insert(0) += 1;
-                    }
-                }
-            }
+            Ok(results) => stats.record_results(sent, received, &results),
             Err(e) => {
-                stats.failed_batches += 1;
-                stats.failed_transfers += records as u64;
+                stats.record_failure(records, e.short(), || e.to_string());
                 let fatal = matches!(e.kind, ErrorKind::Transport(_) | ErrorKind::Timeout(_));
-                stats
-                    .errors
-                    .entry(e.short())
-                    .or_insert((0, e.to_string()))
-                    .0 += 1;
                 if fatal {
                     // A node that cannot be reached makes the rest of the figures meaningless.
                     load.stop.store(true, Ordering::Relaxed);

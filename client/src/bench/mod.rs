@@ -15,7 +15,9 @@
 //! 4. Load: `--concurrency` requests in flight over keep-alive HTTP/1.1 connections, spread over
 //!    the addresses round-robin, each `POST /api/v11/transactions/batch` with the binary batch,
 //!    asking for the compact reply. Closed loop by default; with `--rate` an open loop that
-//!    schedules batch `b` at `b * batch_size / rate` seconds after the start.
+//!    schedules batch `b` at `b * batch_size / rate` seconds after the start. With
+//!    `--protocol grpc` the same batches go through gRPC `SubmitStream`, one stream (and one
+//!    connection) per worker, one batch in flight on each by default ([`grpc_load`]).
 //!
 //! How the figures are defined (nothing is estimated or extrapolated):
 //! - `elapsed`: from the first request sent to the last reply received.
@@ -34,9 +36,10 @@
 //!   largest lag are reported, so a run whose open loop did not hold is visible as such.
 //!
 //! Modules: [`workload`] (accounts, genesis, the plan, pre-signing), [`load`] (the workers),
-//! [`report`] (the figures), `setup` (genesis, nodes, clients and readiness, shared with
-//! `aurigraph loadtest`).
+//! `grpc_load` (the workers over gRPC), [`report`] (the figures), `setup` (genesis, nodes,
+//! clients and readiness, shared with `aurigraph loadtest`).
 
+mod grpc_load;
 pub mod load;
 pub mod report;
 pub(crate) mod setup;
@@ -48,9 +51,11 @@ pub use workload::{
     BENCH_GATEWAY, BENCH_KEY_TAG, NONCE_WINDOW,
 };
 
+use crate::grpc::{GrpcError, STREAM_DEPTH_MAX};
 use crate::http::{Client, ClientError, UrlError};
 use crate::launcher::{LaunchError, LOCAL_NODES_MAX};
 use crate::ops::RequestError;
+use aurigraph_proto::v11::ResultFormat;
 use aurigraph_wire::genesis::{Genesis, GenesisError, GENESIS_ALLOCATIONS_MAX};
 use aurigraph_wire::limits::BATCH_RECORDS_MAX;
 use aurigraph_wire::record::Address;
@@ -91,6 +96,33 @@ pub struct BenchOptions {
     /// With `gateway` and `addresses`: the file holding the gateway's token (a started node
     /// gets a fresh token of its own).
     pub gateway_token_file: Option<PathBuf>,
+    /// How the batches are sent: HTTP requests, or gRPC `SubmitStream`s.
+    pub protocol: Protocol,
+    /// With `protocol` gRPC and `addresses`: where those nodes serve gRPC, one per address, in
+    /// the same order; empty: the addresses themselves (a node also serves gRPC on its HTTP
+    /// port).
+    pub grpc_addresses: Vec<String>,
+    /// With `protocol` gRPC: batches in flight per stream, 1 to [`STREAM_DEPTH_MAX`].
+    pub stream_depth: usize,
+}
+
+/// How `aurigraph bench` sends its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// `POST /api/v11/transactions/batch` over HTTP/1.1, one request in flight per connection.
+    #[default]
+    Http,
+    /// `TransactionService.SubmitStream` over HTTP/2, one stream per connection.
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
 }
 
 impl Default for BenchOptions {
@@ -118,6 +150,9 @@ impl Default for BenchOptions {
             verify_chunk: 256,
             gateway: false,
             gateway_token_file: None,
+            protocol: Protocol::Http,
+            grpc_addresses: Vec::new(),
+            stream_depth: 1,
         }
     }
 }
@@ -148,6 +183,8 @@ pub enum BenchError {
     Launch(#[from] LaunchError),
     #[error("the started node reported no URL")]
     NoUrl,
+    #[error("the started nodes reported {got} gRPC addresses for {nodes} nodes")]
+    NoGrpcUrl { got: usize, nodes: usize },
     #[error(transparent)]
     Url(#[from] UrlError),
     #[error("cannot start the tokio runtime: {0}")]
@@ -176,6 +213,8 @@ pub enum BenchError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
+    Grpc(#[from] GrpcError),
+    #[error(transparent)]
     Request(#[from] RequestError),
     #[error("load worker failed: {0}")]
     Worker(String),
@@ -197,9 +236,14 @@ const TAG: &str = "bench";
 
 const GENESIS_HINT: &str = "start the node(s) with the genesis written by `aurigraph bench --print-genesis FILE` with the same --accounts, --genesis-seed and --chain-id";
 
-/// What `start_node` returns: the node's base URLs (e.g. `http://127.0.0.1:40123`) and a function
-/// that stops it, blocking until it has stopped.
-pub type StartedNode = (Vec<String>, Box<dyn FnOnce()>);
+/// What `start_node` returns: the nodes' base URLs (e.g. `http://127.0.0.1:40123`), their gRPC
+/// listeners' (`--grpc-addr`, in the same order; empty when the nodes serve no gRPC), and a
+/// function that stops them, blocking until they have stopped.
+pub struct StartedNode {
+    pub urls: Vec<String>,
+    pub grpc_urls: Vec<String>,
+    pub stop: Box<dyn FnOnce()>,
+}
 
 fn invalid(message: impl Into<String>) -> BenchError {
     BenchError::InvalidOption(message.into())
@@ -252,6 +296,28 @@ fn validate(args: &BenchOptions) -> Result<(), BenchError> {
             "--nodes starts a local cluster; it cannot be combined with --addresses",
         ));
     }
+    if !(1..=STREAM_DEPTH_MAX).contains(&args.stream_depth) {
+        return Err(invalid(format!(
+            "--stream-depth must be between 1 and {STREAM_DEPTH_MAX} (the batches of one stream \
+             the node decides at once)"
+        )));
+    }
+    if args.stream_depth != 1 && args.protocol != Protocol::Grpc {
+        return Err(invalid("--stream-depth goes with --protocol grpc"));
+    }
+    if !args.grpc_addresses.is_empty() {
+        if args.protocol != Protocol::Grpc {
+            return Err(invalid("--grpc-addresses goes with --protocol grpc"));
+        }
+        if args.grpc_addresses.len() != args.addresses.len() {
+            return Err(invalid(format!(
+                "--grpc-addresses names {} gRPC addresses for {} --addresses: give one per \
+                 address, in the same order (a started node's is known: use neither)",
+                args.grpc_addresses.len(),
+                args.addresses.len()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -260,9 +326,10 @@ fn validate(args: &BenchOptions) -> Result<(), BenchError> {
 ///
 /// `start_node(genesis, dir)` is called at most once, only without `--addresses`, on the calling
 /// thread, before any tokio runtime exists and before signing. `dir` is a fresh, empty, existing
-/// directory that the node may use for its data and logs. It returns the node's base URLs and a
-/// stop function; it need not wait for readiness: the benchmark polls `GET /api/v11/health`
-/// on every URL until `"status":"UP"` (up to `--wait-ms`). The stop function is called exactly
+/// directory that the node may use for its data and logs. It returns the node's base URLs, their
+/// gRPC listeners' and a stop function; it need not wait for readiness: the benchmark polls
+/// `GET /api/v11/health` on every URL until `"status":"UP"` (up to `--wait-ms`), and with
+/// `--protocol grpc` `NodeService.Health` on every gRPC URL. The stop function is called exactly
 /// once when the benchmark ends (also on errors after a successful start) and must block until
 /// the node has stopped; `dir` is removed afterwards unless `--keep-data`.
 pub fn run(
@@ -303,19 +370,25 @@ pub fn run(
     }
     let genesis = Genesis::from_json(&genesis_text)?;
 
-    let spread = plan.nonce_spread(args.concurrency);
+    // gRPC streams may each hold several batches in flight.
+    let in_flight = match args.protocol {
+        Protocol::Http => args.concurrency,
+        Protocol::Grpc => args.concurrency * args.stream_depth,
+    };
+    let spread = plan.nonce_spread(in_flight);
     if spread > NONCE_WINDOW {
         eprintln!(
-            "bench: warning: {} batches of {} in flight over {} accounts let one sender's nonces \
-             spread over up to {spread} (> the node's window of {NONCE_WINDOW}): some transfers may \
-             be rejected as NONCE_TOO_OLD; use more --accounts or less --concurrency",
-            args.concurrency, args.batch_size, args.accounts
+            "bench: warning: {in_flight} batches of {} in flight over {} accounts let one sender's \
+             nonces spread over up to {spread} (> the node's window of {NONCE_WINDOW}): some \
+             transfers may be rejected as NONCE_TOO_OLD; use more --accounts or less --concurrency",
+            args.batch_size, args.accounts
         );
     }
 
     // The node, when the benchmark owns it.
     let setup::Nodes {
         urls,
+        grpc_urls,
         gateway_token,
         guard,
     } = setup::start_or_connect(
@@ -365,6 +438,27 @@ pub fn run(
             .await
         }
     })?;
+
+    // gRPC: where the load goes, and each worker's connection, open before the clock.
+    let (load_urls, grpc_clients) = match args.protocol {
+        Protocol::Http => (urls.clone(), Vec::new()),
+        Protocol::Grpc => {
+            let grpc_urls = grpc_load::load_urls(&args, &urls, grpc_urls)?;
+            eprintln!(
+                "bench: opening {} gRPC connections to {}",
+                args.concurrency,
+                grpc_urls.join(",")
+            );
+            let clients = runtime.block_on(grpc_load::connect(
+                &grpc_urls,
+                args.concurrency,
+                timeout,
+                gateway_token.as_deref(),
+                deadline,
+            ))?;
+            (grpc_urls, clients)
+        }
+    };
 
     // Pre-sign, before the clock.
     let signing_bar = progress_bar(args.transfers as u64, "signing");
@@ -426,6 +520,18 @@ pub fn run(
         progress: load_bar.clone(),
     });
     let stats = runtime.block_on(async {
+        if args.protocol == Protocol::Grpc {
+            let settings = grpc_load::StreamSettings {
+                depth: args.stream_depth,
+                timeout,
+                format: if args.json_replies {
+                    ResultFormat::Outcomes
+                } else {
+                    ResultFormat::Compact
+                },
+            };
+            return grpc_load::run(load.clone(), grpc_clients, settings).await;
+        }
         let start = Instant::now();
         let workers: Vec<_> = (0..args.concurrency)
             .map(|w| {
@@ -448,7 +554,9 @@ pub fn run(
         _ => Duration::ZERO,
     };
     let report = Report {
-        addresses: urls,
+        addresses: load_urls,
+        protocol: args.protocol.as_str(),
+        stream_depth: (args.protocol == Protocol::Grpc).then_some(args.stream_depth),
         gateway: args.gateway,
         accounts: args.accounts,
         batch_size: args.batch_size,
@@ -540,6 +648,38 @@ mod tests {
             },
             BenchOptions {
                 gateway_token_file: Some("token".into()),
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                protocol: Protocol::Grpc,
+                stream_depth: 0,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                protocol: Protocol::Grpc,
+                stream_depth: STREAM_DEPTH_MAX + 1,
+                ..BenchOptions::default()
+            },
+            // Only gRPC streams have a depth.
+            BenchOptions {
+                stream_depth: 2,
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                addresses: vec!["http://a:1".into()],
+                grpc_addresses: vec!["http://a:2".into()],
+                ..BenchOptions::default()
+            },
+            // Started nodes' gRPC addresses are known.
+            BenchOptions {
+                protocol: Protocol::Grpc,
+                grpc_addresses: vec!["http://a:2".into()],
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                protocol: Protocol::Grpc,
+                addresses: vec!["http://a:1".into(), "http://b:1".into()],
+                grpc_addresses: vec!["http://a:2".into()],
                 ..BenchOptions::default()
             },
         ];

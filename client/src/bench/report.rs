@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 /// Figures of one run.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The URLs the load went to (the gRPC listeners with `--protocol grpc`).
     pub addresses: Vec<String>,
+    /// `http` or `grpc`.
+    pub protocol: &'static str,
+    /// With gRPC: batches in flight per stream.
+    pub stream_depth: Option<usize>,
     /// Gateway mode (unsigned transfers of custodial accounts) rather than signed transfers.
     pub gateway: bool,
     pub accounts: usize,
@@ -177,6 +182,14 @@ impl Report {
         let mut lines = vec![
             format!("addresses = {}", self.addresses.join(",")),
             format!("mode = {}", self.mode()),
+            match self.stream_depth {
+                Some(depth) => format!(
+                    "protocol = {} (SubmitStream, {depth} batch{} in flight per stream)",
+                    self.protocol,
+                    if depth == 1 { "" } else { "es" }
+                ),
+                None => format!("protocol = {}", self.protocol),
+            },
             format!("accounts = {}", self.accounts),
             format!("batch size = {}", self.batch_size),
             format!("concurrency = {}", self.concurrency),
@@ -266,6 +279,8 @@ impl Report {
             .collect();
         serde_json::json!({
             "mode": self.mode(),
+            "protocol": self.protocol,
+            "streamDepth": self.stream_depth,
             "loadAcceptedTxPerSec": self.load_accepted(),
             "verifyCeilingTxPerSec": self.ceiling.map(|c| c.tx_per_sec()),
             "verifyCeilingPerCorePerSec": self.ceiling.map(|c| c.per_core_per_sec),
@@ -336,6 +351,8 @@ mod tests {
         Report {
             gateway: false,
             addresses: vec!["http://127.0.0.1:9003".into()],
+            protocol: "http",
+            stream_depth: None,
             accounts: 10,
             batch_size: 100,
             concurrency: 4,
@@ -390,6 +407,7 @@ mod tests {
         assert!(has("batch latency p99 = 99 ms"), "{lines:#?}");
         assert!(has("batch latency p100 = 100 ms"), "{lines:#?}");
         assert!(has("other codes = NONCE_TOO_OLD=2"), "{lines:#?}");
+        assert!(has("protocol = http"), "{lines:#?}");
         assert!(
             has("batch size = 100") && has("concurrency = 4"),
             "{lines:#?}"
@@ -404,6 +422,36 @@ mod tests {
         assert_eq!(json["okCount"], 998);
         assert_eq!(json["otherCodes"]["NONCE_TOO_OLD"], 2);
         assert_eq!(json["elapsedSeconds"], 0.4);
+    }
+
+    #[test]
+    fn grpc_runs_print_the_same_lines_and_their_protocol() {
+        let http = report(&[1500, 2500]);
+        let grpc = Report {
+            protocol: "grpc",
+            stream_depth: Some(1),
+            ..http.clone()
+        };
+        let (h, g) = (http.summary_lines(), grpc.summary_lines());
+        assert_eq!(h.len(), g.len());
+        let differ: Vec<_> = h.iter().zip(&g).filter(|(a, b)| a != b).collect();
+        assert_eq!(
+            differ,
+            [(
+                &"protocol = http".to_string(),
+                &"protocol = grpc (SubmitStream, 1 batch in flight per stream)".to_string()
+            )]
+        );
+        let deeper = Report {
+            stream_depth: Some(4),
+            ..grpc
+        };
+        assert!(deeper
+            .summary_lines()
+            .contains(&"protocol = grpc (SubmitStream, 4 batches in flight per stream)".into()));
+        assert_eq!(deeper.to_json()["protocol"], "grpc");
+        assert_eq!(deeper.to_json()["streamDepth"], 4);
+        assert!(http.to_json()["streamDepth"].is_null());
     }
 
     #[test]

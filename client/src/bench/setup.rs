@@ -95,6 +95,9 @@ pub(crate) fn write_genesis(
 pub(crate) struct Nodes {
     /// Normalized base URLs.
     pub urls: Vec<String>,
+    /// The started nodes' gRPC listeners, normalized, in the order of `urls` (empty with
+    /// `--addresses`: the caller knows where those serve gRPC).
+    pub grpc_urls: Vec<String>,
     /// The gateway's bearer token (gateway mode).
     pub gateway_token: Option<String>,
     /// Stops the nodes the run started (none with `--addresses`).
@@ -127,6 +130,7 @@ pub(crate) fn start_or_connect(
         Some(path) => Some(read_token(path)?),
         None => None,
     };
+    let mut grpc_urls: Vec<String> = Vec::new();
     let urls: Vec<String> = if choice.addresses.is_empty() {
         let dir = temp_dir(tag)?;
         eprintln!(
@@ -145,12 +149,13 @@ pub(crate) fn start_or_connect(
             gateway_token = Some(token);
         }
         let tokens = choice.gateway.then_some(tokens_path.as_path());
-        let (urls, stop) = start_node(genesis, &dir, tokens)?;
-        guard.stop = Some(stop);
-        if urls.is_empty() {
+        let started = start_node(genesis, &dir, tokens)?;
+        guard.stop = Some(started.stop);
+        if started.urls.is_empty() {
             return Err(BenchError::NoUrl);
         }
-        urls
+        grpc_urls = started.grpc_urls;
+        started.urls
     } else {
         choice.addresses.to_vec()
     };
@@ -158,8 +163,13 @@ pub(crate) fn start_or_connect(
         .iter()
         .map(|u| normalize_base_url(u))
         .collect::<Result<_, _>>()?;
+    let grpc_urls: Vec<String> = grpc_urls
+        .iter()
+        .map(|u| normalize_base_url(u))
+        .collect::<Result<_, _>>()?;
     Ok(Nodes {
         urls,
+        grpc_urls,
         gateway_token,
         guard,
     })

@@ -166,7 +166,11 @@ impl ShardReplica {
                         let mut hashes = std::mem::take(&mut self.hashes);
                         self.state.apply_batch(index, records, &mut results);
                         if self.config.tap_applied {
-                            let balances = self.balances_after(records, &results);
+                            let balances = if self.config.tap_balances {
+                                self.balances_after(records, &results)
+                            } else {
+                                Vec::new()
+                            };
                             self.tap(index, entry.data.clone(), results.clone(), balances);
                         }
                         hashes.clear();
@@ -220,7 +224,7 @@ impl ShardReplica {
                         continue;
                     }
                     let inbox = &mut self.inboxes[source as usize];
-                    if self.config.tap_applied {
+                    if self.config.tap_applied && self.config.tap_balances {
                         // The accounts the marker credits (those above the watermark).
                         let watermark = self.state.inbound_watermark(source);
                         credited.extend(

@@ -149,6 +149,9 @@ pub struct ReplicaConfig {
     /// Keep each applied transfer entry (its bytes and results) for a downstream sink
     /// ([`ShardReplica::take_applied`]).
     pub tap_applied: bool,
+    /// With `tap_applied`: also the balances each entry changed (`AppliedEntry::balances`;
+    /// off, they are left empty, and marker entries that only credit are not tapped).
+    pub tap_balances: bool,
 }
 
 /// An entry as it applied, for a downstream sink: its log index, its bytes (a binary batch;
@@ -199,6 +202,7 @@ impl ReplicaConfig {
             recent_blocks_max: 4096,
             preallocate_recent: false,
             tap_applied: false,
+            tap_balances: true,
         }
     }
 }

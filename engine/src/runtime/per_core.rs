@@ -356,6 +356,7 @@ async fn open_shard(
     replica_config.recent_blocks_max = config.recent_blocks_per_shard;
     replica_config.preallocate_recent = true;
     replica_config.tap_applied = !config.applied_taps.is_empty();
+    replica_config.tap_balances = config.applied_taps.iter().any(|tap| tap.balances);
     let replica = ShardReplica::new(replica_config, log.storage(), state)
         .map_err(|source| EngineError::Raft { shard, source })?;
     tracing::info!(

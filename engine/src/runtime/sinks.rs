@@ -5,17 +5,22 @@ use crate::replica::AppliedEntry;
 use crate::shard::ShardId;
 use std::sync::Arc;
 
-/// Downstream sinks a node can feed at once (the PostgreSQL archive and the Redis cache).
-pub const SINKS_MAX: usize = 2;
+/// Downstream sinks a node can feed at once (the PostgreSQL archive, the Redis cache and the
+/// gRPC event hub).
+pub const SINKS_MAX: usize = 3;
 
 /// One downstream sink's queue of applied entries (shared by every shard: each entry is
 /// reference-counted, its bytes shared with the log), and how far the sink has written.
 #[derive(Clone, Debug)]
 pub struct AppliedTap {
-    /// The sink's name, for metrics (`postgres`, `redis`).
+    /// The sink's name, for metrics (`postgres`, `redis`, `events`).
     pub sink: &'static str,
     pub sender: crossbeam_channel::Sender<(ShardId, Arc<AppliedEntry>)>,
     pub written: Arc<SinkWritten>,
+    /// Whether the sink reads `AppliedEntry::balances`. Computing them costs the shard a sort
+    /// and a state lookup per account an entry changed, on its core: they are computed only
+    /// when some tap reads them (the event hub, always fed, does not).
+    pub balances: bool,
 }
 
 /// Per shard, the last log index a sink has written downstream: the sink's thread moves it

@@ -70,7 +70,14 @@ struct CoreSlot {
     requests: Box<[AtomicU64]>,
     /// One per route.
     request_us: Box<[AtomicHistogram]>,
+    /// gRPC calls, `[rpc][status code]`, flattened (`crate::grpc::RPCS`, the 17 gRPC codes).
+    grpc_calls: Box<[AtomicU64]>,
+    /// gRPC handling time (to the answer's head), one per RPC.
+    grpc_call_us: Box<[AtomicHistogram]>,
 }
+
+/// gRPC status codes (0 OK to 16 UNAUTHENTICATED).
+const GRPC_CODES: usize = 17;
 
 impl CoreSlot {
     fn new() -> CoreSlot {
@@ -84,6 +91,12 @@ impl CoreSlot {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             request_us: (0..ROUTE_SLOTS)
+                .map(|_| AtomicHistogram::new(REQUEST_BOUNDS_US))
+                .collect(),
+            grpc_calls: (0..crate::grpc::RPCS.len() * GRPC_CODES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            grpc_call_us: (0..crate::grpc::RPCS.len())
                 .map(|_| AtomicHistogram::new(REQUEST_BOUNDS_US))
                 .collect(),
         }
@@ -104,6 +117,16 @@ pub struct RequestCount {
     pub count: u64,
 }
 
+/// gRPC calls of one (RPC, status), summed over the cores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcCount {
+    /// The RPC's path (`/aurigraph.v11.TransactionService/SubmitBatch`), or `other`.
+    pub rpc: &'static str,
+    /// The gRPC status code's name (`OK`, `INVALID_ARGUMENT`, ...).
+    pub status: &'static str,
+    pub count: u64,
+}
+
 /// Histograms and labelled counters for `/metrics`, summed over the cores.
 #[derive(Clone, Debug, Default)]
 pub struct Histograms {
@@ -117,6 +140,10 @@ pub struct Histograms {
     pub requests: Vec<RequestCount>,
     /// Request duration per route (microseconds), routes with requests only.
     pub request_us: Vec<(&'static str, HistogramCounts)>,
+    /// Non-zero gRPC call counts.
+    pub grpc_calls: Vec<GrpcCount>,
+    /// gRPC handling time per RPC (microseconds), RPCs with calls only.
+    pub grpc_call_us: Vec<(&'static str, HistogramCounts)>,
 }
 
 /// Figures derived by the sampler.
@@ -293,6 +320,50 @@ impl Metrics {
         slot.request_us[route].observe(us);
     }
 
+    /// Records one gRPC call: its RPC (an index into [`crate::grpc::RPCS`]), its status code
+    /// (for a stream: the one it opened with) and the time to its answer's head.
+    pub fn record_grpc(&self, core: usize, rpc: usize, code: tonic::Code, duration: Duration) {
+        let rpc = rpc.min(crate::grpc::RPCS.len() - 1);
+        let code = (code as usize).min(GRPC_CODES - 1);
+        let slot = self.slot(core);
+        slot.grpc_calls[rpc * GRPC_CODES + code].fetch_add(1, Relaxed);
+        let us = duration.as_micros().min(u64::MAX as u128) as u64;
+        slot.grpc_call_us[rpc].observe(us);
+    }
+
+    /// The gRPC figures, summed over the cores.
+    fn grpc_histograms(&self, h: &mut Histograms) {
+        let rpcs = crate::grpc::RPCS.len();
+        let mut calls = vec![0u64; rpcs * GRPC_CODES];
+        let mut call_us = vec![HistogramCounts::default(); rpcs];
+        for slot in self.slots.iter() {
+            for (total, a) in calls.iter_mut().zip(slot.grpc_calls.iter()) {
+                *total += a.load(Relaxed);
+            }
+            for (total, hist) in call_us.iter_mut().zip(slot.grpc_call_us.iter()) {
+                total.add(&hist.read());
+            }
+        }
+        h.grpc_calls = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, &count)| count > 0)
+            .map(|(i, &count)| GrpcCount {
+                rpc: crate::grpc::RPCS[i / GRPC_CODES],
+                status: crate::grpc::status::code_name(tonic::Code::from_i32(
+                    (i % GRPC_CODES) as i32,
+                )),
+                count,
+            })
+            .collect();
+        h.grpc_call_us = call_us
+            .into_iter()
+            .enumerate()
+            .filter(|(_, hist)| hist.count() > 0)
+            .map(|(rpc, hist)| (crate::grpc::RPCS[rpc], hist))
+            .collect();
+    }
+
     /// The histograms and labelled counters, summed over the cores.
     pub fn histograms(&self) -> Histograms {
         let mut h = Histograms {
@@ -334,6 +405,7 @@ impl Metrics {
             .filter(|(_, hist)| hist.count() > 0)
             .map(|(route, hist)| (route_label(route), hist))
             .collect();
+        self.grpc_histograms(&mut h);
         h
     }
 

@@ -23,7 +23,7 @@ pub fn validator_ids(node_id: u64, status: &[ShardStatus]) -> Vec<u64> {
 }
 
 /// The node that leads most shards (ties: the smallest id), if any shard has a leader.
-fn main_leader(status: &[ShardStatus]) -> Option<u64> {
+pub(crate) fn main_leader(status: &[ShardStatus]) -> Option<u64> {
     let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
     for id in status.iter().filter_map(|s| s.leader_id) {
         *counts.entry(id).or_default() += 1;
@@ -36,7 +36,7 @@ fn main_leader(status: &[ShardStatus]) -> Option<u64> {
 }
 
 /// This node's role: the role it has in every shard, or `MIXED`.
-fn node_state(status: &[ShardStatus]) -> &'static str {
+pub(crate) fn node_state(status: &[ShardStatus]) -> &'static str {
     match status.first() {
         None => "UNKNOWN",
         Some(first) if status.iter().all(|s| s.role == first.role) => first.role,
@@ -44,22 +44,54 @@ fn node_state(status: &[ShardStatus]) -> &'static str {
     }
 }
 
+/// The consensus figures over every shard (the V11 `consensus` object of `/api/v11/stats`,
+/// and gRPC's `ConsensusSummary`).
+pub(crate) struct ConsensusSummary {
+    pub current_term: u64,
+    pub applied_index: u64,
+    pub commit_index: u64,
+    pub leader: Option<u64>,
+    pub validators: usize,
+    pub leader_changes: u64,
+    pub state: &'static str,
+    pub shards: usize,
+    pub shards_with_leader: usize,
+    pub pending_records: usize,
+}
+
+impl ConsensusSummary {
+    pub(crate) fn of(node_id: u64, status: &[ShardStatus]) -> ConsensusSummary {
+        ConsensusSummary {
+            current_term: status.iter().map(|s| s.term).max().unwrap_or(0),
+            applied_index: status.iter().map(|s| s.applied_index).sum(),
+            commit_index: status.iter().map(|s| s.commit_index).sum(),
+            leader: main_leader(status),
+            validators: validator_ids(node_id, status).len(),
+            leader_changes: status.iter().map(|s| s.leader_changes).sum(),
+            state: node_state(status),
+            shards: status.len(),
+            shards_with_leader: status.iter().filter(|s| s.leader_id.is_some()).count(),
+            pending_records: status.iter().map(|s| s.pending_records).sum(),
+        }
+    }
+}
+
 /// The V11 `consensus` object of `/api/v11/stats`.
 pub fn consensus_json(node_id: u64, status: &[ShardStatus]) -> Value {
-    let validators = validator_ids(node_id, status);
+    let c = ConsensusSummary::of(node_id, status);
     json!({
-        "currentTerm": status.iter().map(|s| s.term).max().unwrap_or(0),
-        "blockHeight": status.iter().map(|s| s.applied_index).sum::<u64>(),
-        "commitIndex": status.iter().map(|s| s.commit_index).sum::<u64>(),
-        "lastApplied": status.iter().map(|s| s.applied_index).sum::<u64>(),
-        "leaderNodeId": main_leader(status),
-        "validatorCount": validators.len(),
-        "activeValidators": validators.len(),
-        "totalLeaderChanges": status.iter().map(|s| s.leader_changes).sum::<u64>(),
-        "consensusState": node_state(status),
-        "shards": status.len(),
-        "shardsWithLeader": status.iter().filter(|s| s.leader_id.is_some()).count(),
-        "pendingRecords": status.iter().map(|s| s.pending_records).sum::<usize>(),
+        "currentTerm": c.current_term,
+        "blockHeight": c.applied_index,
+        "commitIndex": c.commit_index,
+        "lastApplied": c.applied_index,
+        "leaderNodeId": c.leader,
+        "validatorCount": c.validators,
+        "activeValidators": c.validators,
+        "totalLeaderChanges": c.leader_changes,
+        "consensusState": c.state,
+        "shards": c.shards,
+        "shardsWithLeader": c.shards_with_leader,
+        "pendingRecords": c.pending_records,
     })
 }
 
@@ -111,37 +143,67 @@ pub async fn status<B: Backend>(ctx: &Ctx<B>) -> Answer {
 /// A validator at most this many entries behind (seen from a shard this node leads) is ACTIVE.
 const VALIDATOR_ACTIVE_LAG_MAX: u64 = 1000;
 
-/// `GET /api/v11/validators`: every validator seen from this node, with its status.
-pub async fn validators<B: Backend>(ctx: &Ctx<B>) -> Answer {
-    let status = ctx.backend.status().await?;
-    let node_id = ctx.settings.node_id;
-    let list: Vec<Value> = validator_ids(node_id, &status)
+/// A validator as this node sees it.
+pub(crate) struct ValidatorSeen {
+    pub node_id: u64,
+    pub is_self: bool,
+    /// The shards it leads.
+    pub leader_of: Vec<u32>,
+    /// Seen from the shards this node leads: the most entries it is behind.
+    pub lag_entries: Option<u64>,
+    /// `ACTIVE`, `LAGGING` or `UNKNOWN`.
+    pub status: &'static str,
+}
+
+/// Every validator seen from this node, with its status.
+pub(crate) fn validators_seen(node_id: u64, status: &[ShardStatus]) -> Vec<ValidatorSeen> {
+    validator_ids(node_id, status)
         .into_iter()
         .map(|id| {
-            let leads: Vec<u32> = status
+            let leader_of: Vec<u32> = status
                 .iter()
                 .filter(|s| s.leader_id == Some(id))
                 .map(|s| s.shard)
                 .collect();
-            // Seen from the shards this node leads: the most entries this validator is behind.
             let lag = status
                 .iter()
                 .flat_map(|s| s.peer_lag.iter())
                 .filter(|(peer, _)| *peer == id)
                 .map(|&(_, lag)| lag)
                 .max();
-            json!({
-                "nodeId": id,
-                "self": id == node_id,
-                "leaderOf": leads,
-                "lagEntries": lag,
-                "status": if id == node_id || !leads.is_empty() || lag.is_some_and(|l| l <= VALIDATOR_ACTIVE_LAG_MAX) {
+            let active = id == node_id
+                || !leader_of.is_empty()
+                || lag.is_some_and(|l| l <= VALIDATOR_ACTIVE_LAG_MAX);
+            ValidatorSeen {
+                node_id: id,
+                is_self: id == node_id,
+                leader_of,
+                lag_entries: lag,
+                status: if active {
                     "ACTIVE"
                 } else if lag.is_some() {
                     "LAGGING"
                 } else {
                     "UNKNOWN"
                 },
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/v11/validators`: every validator seen from this node, with its status.
+pub async fn validators<B: Backend>(ctx: &Ctx<B>) -> Answer {
+    let status = ctx.backend.status().await?;
+    let node_id = ctx.settings.node_id;
+    let list: Vec<Value> = validators_seen(node_id, &status)
+        .into_iter()
+        .map(|v| {
+            json!({
+                "nodeId": v.node_id,
+                "self": v.is_self,
+                "leaderOf": v.leader_of,
+                "lagEntries": v.lag_entries,
+                "status": v.status,
             })
         })
         .collect();

@@ -50,6 +50,8 @@ pub struct Ctx<B> {
     pub bodies: crate::http::limits::BodyBudget,
     /// Each bearer token's request bucket on this core.
     pub principals: crate::http::limits::PrincipalRates,
+    /// This core's gRPC state (its health service).
+    pub grpc: crate::grpc::CoreState,
 }
 
 impl<B> Ctx<B> {
@@ -62,6 +64,7 @@ impl<B> Ctx<B> {
             settings,
             bodies,
             principals,
+            grpc: crate::grpc::CoreState::default(),
         }
     }
 }
@@ -82,10 +85,10 @@ where
 
 /// Counts a request in its core's `in_flight` for as long as it is handled (also when its
 /// future is dropped because the client went away).
-struct InFlight<'a>(&'a InFlightCounts, usize);
+pub(crate) struct InFlight<'a>(&'a InFlightCounts, usize);
 
 impl<'a> InFlight<'a> {
-    fn enter(counts: &'a InFlightCounts, core: usize) -> InFlight<'a> {
+    pub(crate) fn enter(counts: &'a InFlightCounts, core: usize) -> InFlight<'a> {
         counts.enter(core);
         InFlight(counts, core)
     }
@@ -159,6 +162,17 @@ async fn dispatch<B: Backend, T: RequestBody>(
     request: Request<T>,
     found: Lookup<'_>,
 ) -> Answer {
+    if ctx.settings.surface == Surface::Grpc {
+        return Err(ApiError::new(
+            super::error::ErrorCode::NotFound,
+            format!(
+                "{} {} is HTTP: this listener (--grpc-addr) serves gRPC only (content-type \
+                 application/grpc over HTTP/2); the HTTP API is on --http-addr",
+                request.method(),
+                request.uri().path()
+            ),
+        ));
+    }
     match found {
         Lookup::Found { slot, .. }
             if ctx.settings.surface == Surface::Public

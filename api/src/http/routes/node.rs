@@ -22,6 +22,20 @@ pub enum Health {
 /// `GET /api/v11/health`, `/q/health/ready` (UP when every shard has a leader) and
 /// `/q/health/live` (UP while the engine answers), with the beacon as a second check.
 pub async fn health<B: Backend>(ctx: &Ctx<B>, kind: Health) -> Answer {
+    let (up, checks) = checks(ctx, kind).await;
+    let word = if up { "UP" } else { "DOWN" };
+    let body = json!({ "status": word, "checks": checks });
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json_response(code, &body))
+}
+
+/// Whether the node is up (the ledger check alone decides), and every check: the ledger's,
+/// the beacon's, one per downstream sink (shared by HTTP and gRPC).
+pub async fn checks<B: Backend>(ctx: &Ctx<B>, kind: Health) -> (bool, Vec<Value>) {
     let (up, data) = match ctx.backend.status().await {
         Ok(status) => {
             let leaders = status.iter().filter(|s| s.leader_id.is_some()).count();
@@ -42,13 +56,7 @@ pub async fn health<B: Backend>(ctx: &Ctx<B>, kind: Health) -> Answer {
         quantum::beacon_check(&ctx.settings),
     ];
     checks.extend(sink_checks(&ctx.settings));
-    let body = json!({ "status": word, "checks": checks });
-    let code = if up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok(json_response(code, &body))
+    (up, checks)
 }
 
 /// One check per downstream sink: UP, or DEGRADED with the reason (it cannot write, or it
@@ -90,7 +98,7 @@ pub async fn info<B: Backend>(ctx: &Ctx<B>) -> Answer {
 }
 
 /// The V11 `performance` object (plus a few extra measured fields).
-fn performance_json(s: &Snapshot) -> Value {
+pub(crate) fn performance_json(s: &Snapshot) -> Value {
     json!({
         "tps": s.tps,
         "avgTps": s.avg_tps,

@@ -168,7 +168,7 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
 }
 
 /// Validates a binary batch (`aurigraph_engine::batch`); its records, in place in `body`.
-fn decode_binary_batch(body: &[u8], max: usize) -> Result<&[Record], ApiError> {
+pub(crate) fn decode_binary_batch(body: &[u8], max: usize) -> Result<&[Record], ApiError> {
     // The count follows from the length; refuse oversize batches before validating them.
     if body.len() >= BATCH_FOOTER_BYTES
         && (body.len() - BATCH_FOOTER_BYTES).is_multiple_of(RECORD_BYTES)

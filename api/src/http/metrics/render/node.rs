@@ -13,7 +13,8 @@ pub(super) fn api(e: &mut Exposition, h: &Histograms, settings: &HttpSettings) {
     e.family(
         "aurigraph_api_requests_total",
         "counter",
-        "HTTP requests answered, by method, route template and status.",
+        "API requests answered, by protocol (http, grpc), method, route (the HTTP route \
+         template or the gRPC method's path) and status (the HTTP status or the gRPC code).",
     );
     for r in &h.requests {
         let status = r
@@ -22,6 +23,7 @@ pub(super) fn api(e: &mut Exposition, h: &Histograms, settings: &HttpSettings) {
         e.sample(
             "aurigraph_api_requests_total",
             &[
+                ("protocol", "http"),
                 ("method", r.method),
                 ("route", r.route),
                 ("status", &status),
@@ -29,15 +31,32 @@ pub(super) fn api(e: &mut Exposition, h: &Histograms, settings: &HttpSettings) {
             r.count,
         );
     }
+    for g in &h.grpc_calls {
+        e.sample(
+            "aurigraph_api_requests_total",
+            &[
+                ("protocol", "grpc"),
+                ("method", "POST"),
+                ("route", g.rpc),
+                ("status", g.status),
+            ],
+            g.count,
+        );
+    }
     e.family(
         "aurigraph_api_request_duration_seconds",
         "histogram",
-        "HTTP request handling time, by route template.",
+        "API request handling time (gRPC: to the answer's head), by protocol and route.",
     );
-    for (route, hist) in &h.request_us {
+    let http = h
+        .request_us
+        .iter()
+        .map(|(route, hist)| ("http", route, hist));
+    let grpc = h.grpc_call_us.iter().map(|(rpc, hist)| ("grpc", rpc, hist));
+    for (protocol, route, hist) in http.chain(grpc) {
         e.histogram(
             "aurigraph_api_request_duration_seconds",
-            &[("route", route)],
+            &[("protocol", protocol), ("route", route)],
             hist,
             1e6,
         );

@@ -103,9 +103,9 @@ fn prometheus_metrics() {
         "aurigraph_transactions_total{result=\"OK\"} 1\n",
         "aurigraph_transaction_duration_seconds_count 1\n",
         "aurigraph_batches_total 1\n",
-        "aurigraph_api_requests_total{method=\"POST\",route=\"/api/v11/transactions\",status=\"200\"} 1\n",
-        "aurigraph_api_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"} 1\n",
-        "aurigraph_api_request_duration_seconds_count{route=\"/api/v11/transactions\"} 1\n",
+        "aurigraph_api_requests_total{protocol=\"http\",method=\"POST\",route=\"/api/v11/transactions\",status=\"200\"} 1\n",
+        "aurigraph_api_requests_total{protocol=\"http\",method=\"GET\",route=\"/metrics\",status=\"200\"} 1\n",
+        "aurigraph_api_request_duration_seconds_count{protocol=\"http\",route=\"/api/v11/transactions\"} 1\n",
     ] {
         assert!(text.contains(line), "{line} not in\n{text}");
     }
