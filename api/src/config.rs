@@ -48,9 +48,8 @@ pub struct NodeArgs {
     /// gRPC address [default: 127.0.0.1:9004] (gRPC is not served by this version yet).
     #[arg(long, env = "AURIGRAPH_GRPC_ADDR", value_name = "HOST:PORT")]
     pub grpc_addr: Option<SocketAddr>,
-    /// Applied blocks the gRPC event stream holds, over all shards, to start from the oldest
-    /// or resume after a block [default: 67108864 (64 MiB); >= 1 MiB, <= half the RAM].
-    #[arg(long, env = "AURIGRAPH_GRPC_EVENTS_RETAIN_BYTES_MAX", value_name = "BYTES")]
+    /// Bytes of applied blocks the gRPC event stream holds to resume from [default: 64 MiB].
+    #[arg(long, env = "AURIGRAPH_GRPC_EVENTS_RETAIN_BYTES_MAX")]
     pub grpc_events_retain_bytes_max: Option<u64>,
     /// This validator's base peer address for replication: core c listens on PORT + c
     /// (needed with --peers, or given by this node's own --peers entry).
@@ -510,10 +509,7 @@ impl NodeConfig {
                  (1 TiB)"
             )));
         }
-        let events_retain = args.grpc_events_retain_bytes_max.or(file.grpc_events_retain_bytes_max);
-        let grpc_events_retain_bytes_max =
-            crate::events::retain_bytes_max(events_retain, host_memory_mib().map(|m| m << 20))
-                .map_err(ConfigError::Invalid)?;
+        let grpc_events_retain_bytes_max = crate::events::retain_bytes_max(args, &file)?;
         let redis = match &file.redis_url {
             Some(url) => Some((url.clone(), crate::sinks::redis_options(&file)?)),
             None => None,
@@ -648,7 +644,7 @@ fn rate_and_burst(
 /// Loads the peer TLS files when given (all three, or none); without them, peer links are plain
 /// TCP, which is refused beyond loopback unless explicitly allowed.
 /// The host's memory (`MemTotal` of /proc/meminfo), if it can be read.
-fn host_memory_mib() -> Option<u64> {
+pub(crate) fn host_memory_mib() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kib: u64 = meminfo
         .lines()

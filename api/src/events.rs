@@ -22,6 +22,7 @@
 //! drained batch) and the memory it retains; no block is decoded or hashed until a stream
 //! reads it.
 
+use crate::config::{ConfigError, FileConfig, NodeArgs};
 use aurigraph_engine::record::{Address, Record};
 use aurigraph_engine::replica::{AccountBalance, AppliedEntry};
 use aurigraph_engine::shard::SHARDS_MAX;
@@ -50,22 +51,33 @@ pub const STREAMS_MAX: usize = 256;
 /// the shard's ring and in the node's order.
 const HELD_ENTRY_OVERHEAD_BYTES: u64 = 160;
 
-/// `grpc_events_retain_bytes_max` (flag, environment or file; `None`: the default), checked
-/// against its bounds and half of the host's memory (`None`: unknown), for it is held in RAM.
-pub fn retain_bytes_max(value: Option<u64>, host_memory_bytes: Option<u64>) -> Result<u64, String> {
+/// `grpc_events_retain_bytes_max` of the flag, its environment variable or the file, checked.
+pub(crate) fn retain_bytes_max(args: &NodeArgs, file: &FileConfig) -> Result<u64, ConfigError> {
+    let value = args
+        .grpc_events_retain_bytes_max
+        .or(file.grpc_events_retain_bytes_max);
+    checked_retain_bytes_max(value, crate::config::host_memory_mib())
+}
+
+/// The bound (`None`: the default), checked against its limits and half of the host's memory
+/// (`None`: unknown), for it is held in RAM.
+fn checked_retain_bytes_max(
+    value: Option<u64>,
+    host_memory_mib: Option<u64>,
+) -> Result<u64, ConfigError> {
     let bytes = value.unwrap_or(RETAIN_BYTES_DEFAULT);
     let name = format!("grpc_events_retain_bytes_max {bytes} (--grpc-events-retain-bytes-max)");
     if !(RETAIN_BYTES_MIN..=RETAIN_BYTES_LIMIT).contains(&bytes) {
-        return Err(format!(
-            "{name}: must be between {RETAIN_BYTES_MIN} (1 MiB) and {RETAIN_BYTES_LIMIT} \
-             (1 TiB)"
-        ));
+        return Err(ConfigError::Invalid(format!(
+            "{name}: must be between {RETAIN_BYTES_MIN} (1 MiB) and {RETAIN_BYTES_LIMIT} (1 TiB)"
+        )));
     }
-    if let Some(half) = host_memory_bytes.map(|m| m / 2).filter(|&half| bytes > half) {
-        return Err(format!(
-            "{name}: more than half of this host's memory ({half} bytes); the event hub \
-             holds its blocks in RAM"
-        ));
+    let half_memory_bytes = host_memory_mib.map(|mib| mib / 2 * (1 << 20));
+    if let Some(half) = half_memory_bytes.filter(|&half| bytes > half) {
+        return Err(ConfigError::Invalid(format!(
+            "{name}: more than half of this host's memory ({half} bytes); the event hub holds \
+             its blocks in RAM"
+        )));
     }
     Ok(bytes)
 }
@@ -140,7 +152,11 @@ pub enum Refused {
     /// `STREAMS_MAX` streams are open.
     Streams { max: usize },
     /// A resume position older than what the hub holds of its shard.
-    OutOfRange { shard: ShardId, after: u64, span: Span },
+    OutOfRange {
+        shard: ShardId,
+        after: u64,
+        span: Span,
+    },
 }
 
 /// What a stream reads next.
@@ -244,24 +260,28 @@ impl EventHub {
     ) -> Result<Subscription, Refused> {
         let open = self.streams.fetch_add(1, Ordering::Relaxed);
         // From here on the count is ours to give back: `Subscription::drop`, or below.
-        let subscription = Subscription {
+        let mut subscription = Subscription {
             hub: self.clone(),
             positions: Vec::with_capacity(shards.len()),
         };
         if open >= STREAMS_MAX {
             return Err(Refused::Streams { max: STREAMS_MAX });
         }
-        let mut subscription = subscription;
+        let mut resumed: Vec<Option<u64>> = vec![None; SHARDS_MAX as usize];
+        for &(shard, after) in resume_after {
+            assert!(
+                resumed[shard as usize].replace(after).is_none(),
+                "shard {shard} twice"
+            );
+        }
         let rings = self.lock();
         for &shard in shards {
-            assert!(shard < SHARDS_MAX, "shard {shard} out of bounds");
             let span = rings.shards[shard as usize].span;
-            let resumed = resume_after.iter().find(|(s, _)| *s == shard);
-            let after = match (resumed, span) {
-                (Some(&(_, after)), Some(span)) if after < span.floor => {
+            let after = match (resumed[shard as usize].take(), span) {
+                (Some(after), Some(span)) if after < span.floor => {
                     return Err(Refused::OutOfRange { shard, after, span });
                 }
-                (Some(&(_, after)), _) => Some(after),
+                (Some(after), _) => Some(after),
                 (None, Some(span)) => Some(match start {
                     Start::Latest => span.newest,
                     Start::Earliest => span.floor,
@@ -271,9 +291,10 @@ impl EventHub {
             };
             subscription.positions.push(Position { shard, after });
         }
-        assert!(resume_after
-            .iter()
-            .all(|(s, _)| subscription.positions.iter().any(|p| p.shard == *s)));
+        assert!(
+            resumed.iter().all(Option::is_none),
+            "every shard resumed is among those read"
+        );
         Ok(subscription)
     }
 
@@ -296,7 +317,9 @@ impl EventHub {
     fn lock(&self) -> MutexGuard<'_, Rings> {
         // A panic while holding the lock leaves the rings consistent at every step that could
         // panic (assertions before mutations): go on with them.
-        self.rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.rings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -325,7 +348,10 @@ fn drain(
 impl Rings {
     fn take(&mut self, shard: ShardId, entry: Arc<AppliedEntry>) {
         assert!(shard < SHARDS_MAX, "shard {shard} out of bounds");
-        assert!(entry.index > entry.previous, "an entry covers at least its own index");
+        assert!(
+            entry.index > entry.previous,
+            "an entry covers at least its own index"
+        );
         let ring = &mut self.shards[shard as usize];
         let span = ring.span.get_or_insert(Span {
             floor: entry.previous,
@@ -461,7 +487,7 @@ impl Subscription {
     /// The next block of the stream's shards (the one that arrived first of each shard's next),
     /// or why there is none. Only blocks with transfers are returned; the position moves past
     /// the others.
-    pub fn next(&mut self) -> Next {
+    pub fn read(&mut self) -> Next {
         let rings = self.hub.lock();
         if rings.closed {
             return Next::Closed;
@@ -494,7 +520,9 @@ impl Subscription {
             return Next::Wait;
         };
         let position = &mut self.positions[slot];
-        let entry = rings.shards[position.shard as usize].entries[i].entry.clone();
+        let entry = rings.shards[position.shard as usize].entries[i]
+            .entry
+            .clone();
         position.after = Some(entry.index);
         Next::Block {
             shard: position.shard,
@@ -503,7 +531,7 @@ impl Subscription {
     }
 
     /// A listener notified when the hub moves entries in or closes: take it, call
-    /// [`Subscription::next`] again, then await it if that still says `Wait` (no wake-up is
+    /// [`Subscription::read`] again, then await it if that still says `Wait` (no wake-up is
     /// lost in between).
     pub fn listen(&self) -> event_listener::EventListener {
         self.hub.applied.listen()
@@ -534,8 +562,16 @@ pub fn matching<'a>(
         Ok(view) if view.len() == entry.results.len() => view.records(),
         Ok(view) => {
             // The replica taps one result per record of the batch it applied.
-            debug_assert!(false, "{} records, {} results", view.len(), entry.results.len());
-            tracing::error!(index = entry.index, "event hub: a held entry's results do not match its records");
+            debug_assert!(
+                false,
+                "{} records, {} results",
+                view.len(),
+                entry.results.len()
+            );
+            tracing::error!(
+                index = entry.index,
+                "event hub: a held entry's results do not match its records"
+            );
             &[]
         }
         Err(error) => {
@@ -550,7 +586,9 @@ pub fn matching<'a>(
         .zip(&entry.results)
         .enumerate()
         .filter(move |(_, (record, _))| {
-            account.is_none_or(|a| record.from_bytes_as_address() == a || record.to_bytes_as_address() == a)
+            account.is_none_or(|a| {
+                record.from_bytes_as_address() == a || record.to_bytes_as_address() == a
+            })
         })
         .map(|(position, (record, result))| (position as u32, record, *result))
 }

@@ -33,14 +33,16 @@ use crate::record::{Address, Record};
 use crate::result::ResultCode;
 use crate::shard::{shard_of, ShardId};
 use chunked::ChunkedQueue;
-use hashbrown::HashMap;
 use std::collections::BTreeMap;
+use table::AccountTable;
 use xxhash_rust::xxh3::xxh3_128;
 
+mod account_hash;
 /// The peer address book and the removed node ids (membership, not ledger).
 pub mod chunked;
 mod peer_book;
 mod recent;
+mod table;
 
 pub(crate) use recent::touch_capacity;
 use recent::RecentWindows;
@@ -60,8 +62,10 @@ pub const PEER_ADDRESS_BYTES_MAX: usize = 256;
 pub const RECENT_TRANSACTIONS_LIMIT: usize = 1 << 22;
 /// Most block headers a shard may remember for lookups.
 pub const RECENT_BLOCKS_LIMIT: usize = 1 << 16;
-/// Transfers whose accounts are looked up ahead of applying them (see `apply_batch`).
-const PREFETCH_RECORDS: usize = 32;
+/// How many transfers ahead of the one applying `apply_batch` prefetches accounts: enough
+/// misses in flight to hide memory latency (a transfer applies in well under a miss's ~100 ns),
+/// few enough that the lines are still in L1/L2 when used. A power of two (a ring index).
+const PREFETCH_AHEAD: usize = 16;
 
 /// One account. 32 bytes: most accounts hold only the native asset, kept inline; other assets
 /// live in a small sorted side list.
@@ -144,21 +148,21 @@ impl Account {
         }
     }
 
-    /// The account's contribution to the state hash.
+    /// The account's contribution to the state hash (see the module docs).
+    #[inline]
     fn hash(&self, address: &Address) -> u128 {
-        let mut bytes = [0u8; 32 + 16 + 12];
-        bytes[..32].copy_from_slice(&address.0);
-        bytes[32..40].copy_from_slice(&self.nonce_high.to_le_bytes());
-        bytes[40..48].copy_from_slice(&self.nonce_window.to_le_bytes());
         if self.others.is_none() {
-            if self.native == 0 {
-                return xxh3_128(&bytes[..48]);
-            }
-            bytes[48..52].copy_from_slice(&NATIVE_ASSET.to_le_bytes());
-            bytes[52..60].copy_from_slice(&self.native.to_le_bytes());
-            return xxh3_128(&bytes);
+            // The common case, from registers (`account_hash` says why).
+            return account_hash::native_only(
+                address,
+                self.nonce_high,
+                self.nonce_window,
+                self.native,
+            );
         }
-        let mut long = bytes[..48].to_vec();
+        let mut long = address.0.to_vec();
+        long.extend_from_slice(&self.nonce_high.to_le_bytes());
+        long.extend_from_slice(&self.nonce_window.to_le_bytes());
         for (asset, amount) in self.balances() {
             long.extend_from_slice(&asset.to_le_bytes());
             long.extend_from_slice(&amount.to_le_bytes());
@@ -198,7 +202,15 @@ pub fn precheck(record: &Record, chain_id: u32, assets: &[u32]) -> Result<(), Re
     Ok(())
 }
 
-type AccountMap = HashMap<Address, Account, foldhash::fast::RandomState>;
+/// What apply needs to know of a transfer's two accounts before it looks them up: their hashes
+/// in the account table (computed once, at the prefetch) and their shards.
+#[derive(Clone, Copy, Debug, Default)]
+struct TransferKeys {
+    from_hash: u64,
+    to_hash: u64,
+    from_shard: ShardId,
+    to_shard: ShardId,
+}
 
 /// What the log decided for one transfer: its result code and the log index (block) of the
 /// entry that carried it.
@@ -233,7 +245,7 @@ pub struct ShardState {
     chain_id: u32,
     /// Sorted list of assets that exist (from genesis).
     assets: Vec<u32>,
-    accounts: AccountMap,
+    accounts: AccountTable,
     account_hash_sum: u128,
     applied_index: u64,
     /// Per source shard: highest source log index whose receipts have been credited here.
@@ -279,7 +291,7 @@ impl ShardState {
             shard_count,
             chain_id,
             assets,
-            accounts: AccountMap::default(),
+            accounts: AccountTable::default(),
             account_hash_sum: 0,
             applied_index: 0,
             inbound_watermark: vec![0; shard_count as usize],
@@ -352,8 +364,8 @@ impl ShardState {
     /// Sum of balances of `asset` held by this shard's accounts (for conservation checks).
     pub fn supply_held(&self, asset: u32) -> u128 {
         self.accounts
-            .values()
-            .map(|a| a.balance(asset) as u128)
+            .iter()
+            .map(|(_, a)| a.balance(asset) as u128)
             .sum()
     }
 
@@ -460,40 +472,72 @@ impl ShardState {
     /// transfer entered the log; everything else is checked here. Cross-shard transfers debit
     /// here and push a receipt to the outbox (and to `receipts_out` for delivery).
     pub fn apply_transfer(&mut self, index: u64, record: &Record) -> ResultCode {
+        let keys = self.transfer_keys(record);
+        self.apply_keyed(index, record, &keys)
+    }
+
+    #[inline]
+    fn transfer_keys(&self, record: &Record) -> TransferKeys {
+        let (from, to) = (record.from_bytes_as_address(), record.to_bytes_as_address());
+        let to_shard = shard_of(to, self.shard_count);
+        TransferKeys {
+            from_hash: self.accounts.hash(from),
+            // A receiver of another shard is credited there, never looked up here.
+            to_hash: if to_shard == self.shard {
+                self.accounts.hash(to)
+            } else {
+                0
+            },
+            from_shard: shard_of(from, self.shard_count),
+            to_shard,
+        }
+    }
+
+    /// Starts loading the accounts a transfer will touch here (see `AccountTable::prefetch`).
+    #[inline(always)]
+    fn prefetch(&self, keys: &TransferKeys) {
+        self.accounts.prefetch(keys.from_hash);
+        if keys.to_shard == self.shard {
+            self.accounts.prefetch(keys.to_hash);
+        }
+    }
+
+    /// `apply_transfer` with the record's keys computed (`transfer_keys`).
+    #[inline]
+    fn apply_keyed(&mut self, index: u64, record: &Record, keys: &TransferKeys) -> ResultCode {
         assert!(index >= self.applied_index, "apply goes forward");
         if let Err(code) = precheck(record, self.chain_id, &self.assets) {
             return code;
         }
-        let from = record.from();
-        if shard_of(&from, self.shard_count) != self.shard {
+        if keys.from_shard != self.shard {
             // The router never sends this; a bad proposal must still apply deterministically.
             return ResultCode::Malformed;
         }
+        let from = record.from_bytes_as_address();
         let asset = record.asset();
         let amount = record.amount();
+        let nonce = record.nonce();
         // The sender's nonce is spent by every decision that depends on state (applied, or
         // refused for funds), so a signed transfer is decided by state at most once: a refusal
         // cannot be replayed later when the sender has the funds. A sender that does not exist
         // is created with no balance and the nonce spent (see the module docs for the cost).
-        let (account, old_hash) = match self.accounts.entry(from) {
-            hashbrown::hash_map::Entry::Occupied(e) => {
-                let account = e.into_mut();
-                if let Err(code) = account.check_nonce(record.nonce()) {
-                    return code;
-                }
-                let hash = account.hash(&from);
-                (account, hash)
+        let (account, existed) = self.accounts.entry_hashed(keys.from_hash, from);
+        let old_hash = if existed {
+            if let Err(code) = account.check_nonce(nonce) {
+                return code;
             }
+            account.hash(from)
+        } else {
             // A new account contributes nothing before it exists (as in `credit`).
-            hashbrown::hash_map::Entry::Vacant(e) => (e.insert(Account::default()), 0),
+            0
         };
-        debug_assert!(account.check_nonce(record.nonce()).is_ok());
+        debug_assert!(account.check_nonce(nonce).is_ok());
         let funded = account.balance(asset) >= amount;
         if funded {
             *account.balance_mut(asset) -= amount;
         }
-        account.consume_nonce(record.nonce());
-        let new_hash = account.hash(&from);
+        account.consume_nonce(nonce);
+        let new_hash = account.hash(from);
         self.account_hash_sum = self
             .account_hash_sum
             .wrapping_sub(old_hash)
@@ -502,14 +546,12 @@ impl ShardState {
             return ResultCode::InsufficientFunds;
         }
 
-        let to = record.to();
-        let destination = shard_of(&to, self.shard_count);
-        if destination == self.shard {
-            self.credit(to, asset, amount);
+        if keys.to_shard == self.shard {
+            self.credit_hashed(keys.to_hash, record.to_bytes_as_address(), asset, amount);
         } else {
-            self.outbox[destination as usize].push_back(Receipt {
+            self.outbox[keys.to_shard as usize].push_back(Receipt {
                 source_index: index,
-                to,
+                to: record.to(),
                 asset,
                 amount,
             });
@@ -521,18 +563,22 @@ impl ShardState {
     pub fn apply_batch(&mut self, index: u64, records: &[Record], results: &mut Vec<ResultCode>) {
         results.clear();
         results.reserve(records.len());
-        for chunk in records.chunks(PREFETCH_RECORDS) {
-            // Touch the chunk's accounts in a tight loop first: the independent lookups overlap
-            // their cache misses, so the apply loop below (a long dependent chain per transfer)
-            // finds them in cache. The map is memory-bound at 1M accounts; this is the cheap
-            // form of software prefetching that hashbrown's API allows.
-            for record in chunk {
-                std::hint::black_box(self.accounts.get(record.from_bytes_as_address()));
-                std::hint::black_box(self.accounts.get(record.to_bytes_as_address()));
+        // A software pipeline: transfer `i + PREFETCH_AHEAD`'s accounts are prefetched (their
+        // keys hashed once, kept in a ring until used) before transfer `i` applies, so that the
+        // misses of the transfers ahead overlap each other and the apply of those before them.
+        let mut ahead = [TransferKeys::default(); PREFETCH_AHEAD];
+        for (slot, record) in ahead.iter_mut().zip(records) {
+            *slot = self.transfer_keys(record);
+            self.prefetch(slot);
+        }
+        for (i, record) in records.iter().enumerate() {
+            let keys = ahead[i % PREFETCH_AHEAD];
+            if let Some(later) = records.get(i + PREFETCH_AHEAD) {
+                let later = self.transfer_keys(later);
+                self.prefetch(&later);
+                ahead[i % PREFETCH_AHEAD] = later;
             }
-            for record in chunk {
-                results.push(self.apply_transfer(index, record));
-            }
+            results.push(self.apply_keyed(index, record, &keys));
         }
         self.set_applied_index(index);
     }
@@ -592,21 +638,21 @@ impl ShardState {
     }
 
     fn credit(&mut self, to: Address, asset: u32, amount: u64) {
+        self.credit_hashed(self.accounts.hash(&to), &to, asset, amount);
+    }
+
+    /// `credit` with the account table's hash of `to` (`to_hash`) computed.
+    #[inline]
+    fn credit_hashed(&mut self, to_hash: u64, to: &Address, asset: u32, amount: u64) {
         // A new account contributes nothing before it exists (snapshot loads sum the same way).
-        let (account, old_hash) = match self.accounts.entry(to) {
-            hashbrown::hash_map::Entry::Occupied(e) => {
-                let account = e.into_mut();
-                let hash = account.hash(&to);
-                (account, hash)
-            }
-            hashbrown::hash_map::Entry::Vacant(e) => (e.insert(Account::default()), 0),
-        };
+        let (account, existed) = self.accounts.entry_hashed(to_hash, to);
+        let old_hash = if existed { account.hash(to) } else { 0 };
         let balance = account.balance_mut(asset);
         // Total supply per asset fits in u64 (checked at genesis), so a credit cannot overflow.
         *balance = balance
             .checked_add(amount)
             .expect("invariant: supply per asset fits in u64");
-        let new_hash = account.hash(&to);
+        let new_hash = account.hash(to);
         self.account_hash_sum = self
             .account_hash_sum
             .wrapping_sub(old_hash)

@@ -49,14 +49,14 @@ fn check(hub: &EventHub) {
 
 /// The block `next` returns, as (shard, index), or panics with what it returned.
 fn next_block(subscription: &mut Subscription) -> (ShardId, u64) {
-    match subscription.next() {
+    match subscription.read() {
         Next::Block { shard, entry } => (shard, entry.index),
         other => panic!("expected a block, got {other:?}"),
     }
 }
 
 fn assert_wait(subscription: &mut Subscription) {
-    match subscription.next() {
+    match subscription.read() {
         Next::Wait => {}
         other => panic!("expected Wait, got {other:?}"),
     }
@@ -159,7 +159,11 @@ fn resumes_right_after_a_block_and_refuses_what_it_no_longer_holds() {
     let mut ahead = hub.subscribe(&[0], &[(0, 107)], Start::Latest).unwrap();
     assert_wait(&mut ahead);
     assert_eq!(ahead.after(0), Some(107));
-    hub.take([(0, block(105, 106, 1)), (0, block(106, 107, 1)), (0, block(107, 108, 1))]);
+    hub.take([
+        (0, block(105, 106, 1)),
+        (0, block(106, 107, 1)),
+        (0, block(107, 108, 1)),
+    ]);
     assert_eq!(next_block(&mut ahead), (0, 108));
     let refused = hub.subscribe(&[0], &[(0, 99)], Start::Latest);
     let span = hub.span(0).unwrap();
@@ -174,7 +178,7 @@ fn resumes_right_after_a_block_and_refuses_what_it_no_longer_holds() {
     // A shard not seen yet: the position is checked against its first entry.
     let mut early = hub.subscribe(&[1], &[(1, 3)], Start::Latest).unwrap();
     hub.take([(1, block(9, 10, 1))]);
-    match early.next() {
+    match early.read() {
         Next::Behind(behind) => {
             assert_eq!((behind.shard, behind.after, behind.evicted), (1, 3, false));
             assert_eq!(behind.span.floor, 9);
@@ -191,7 +195,7 @@ fn a_stream_that_falls_behind_the_window_is_told_so() {
     assert_eq!(next_block(&mut slow), (0, 1));
     // 6 blocks fit: the 7th evicts block 2, which the stream has not read.
     hub.take((2..=8).map(|i| (0, block(i - 1, i, 1000))));
-    match slow.next() {
+    match slow.read() {
         Next::Behind(behind) => {
             assert_eq!((behind.shard, behind.after, behind.evicted), (0, 1, true));
             assert_eq!((behind.span.floor, behind.span.newest), (2, 8));
@@ -207,7 +211,11 @@ fn a_stream_that_falls_behind_the_window_is_told_so() {
 #[test]
 fn a_gap_drops_the_shard_s_blocks_and_ends_the_streams_behind_it() {
     let hub = hub(RETAIN_BYTES_MIN);
-    hub.take([(0, block(0, 1, 1)), (0, block(1, 2, 1)), (1, block(0, 1, 1))]);
+    hub.take([
+        (0, block(0, 1, 1)),
+        (0, block(1, 2, 1)),
+        (1, block(0, 1, 1)),
+    ]);
     let mut behind = hub.subscribe(&[0], &[(0, 1)], Start::Latest).unwrap();
     let mut caught_up = hub.subscribe(&[1], &[], Start::Latest).unwrap();
     // Shard 0 restored a snapshot at 50 (or the queue dropped 3 ..= 50).
@@ -216,7 +224,7 @@ fn a_gap_drops_the_shard_s_blocks_and_ends_the_streams_behind_it() {
     let span = hub.span(0).unwrap();
     assert_eq!((span.floor, span.newest), (50, 51));
     assert_eq!(hub.lock().shards[0].entries.len(), 1);
-    match behind.next() {
+    match behind.read() {
         Next::Behind(b) => assert_eq!((b.shard, b.after, b.evicted), (0, 1, false)),
         other => panic!("expected Behind, got {other:?}"),
     }
@@ -247,7 +255,12 @@ fn streams_are_bounded_and_counted_until_dropped() {
 
 #[test]
 fn filters_by_account_and_keeps_each_transfer_s_place_in_the_block() {
-    let records = [record(1, 2, 1), record(3, 4, 2), record(4, 1, 3), record(5, 6, 4)];
+    let records = [
+        record(1, 2, 1),
+        record(3, 4, 2),
+        record(4, 1, 3),
+        record(5, 6, 4),
+    ];
     let mut applied = Arc::unwrap_or_clone(entry(0, 1, &records));
     applied.results[2] = ResultCode::InsufficientFunds;
     let places = |account: Option<&Address>| -> Vec<(u32, u64, ResultCode)> {
@@ -258,9 +271,18 @@ fn filters_by_account_and_keeps_each_transfer_s_place_in_the_block() {
     assert_eq!(places(None).len(), 4);
     assert_eq!(
         places(Some(&Address([1; 32]))),
-        [(0, 1, ResultCode::Ok), (2, 3, ResultCode::InsufficientFunds)]
+        [
+            (0, 1, ResultCode::Ok),
+            (2, 3, ResultCode::InsufficientFunds)
+        ]
     );
-    assert_eq!(places(Some(&Address([4; 32]))), [(1, 2, ResultCode::Ok), (2, 3, ResultCode::InsufficientFunds)]);
+    assert_eq!(
+        places(Some(&Address([4; 32]))),
+        [
+            (1, 2, ResultCode::Ok),
+            (2, 3, ResultCode::InsufficientFunds)
+        ]
+    );
     assert_eq!(places(Some(&Address([6; 32]))), [(3, 4, ResultCode::Ok)]);
     assert!(places(Some(&Address([7; 32]))).is_empty());
 }
@@ -276,10 +298,10 @@ fn wakes_a_stream_waiting_on_another_thread_and_closes_with_the_thread() {
     let mut subscription = hub.subscribe(&[2], &[], Start::Latest).unwrap();
     let (seen_tx, seen) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || loop {
-        let next = match subscription.next() {
+        let next = match subscription.read() {
             Next::Wait => {
                 let listener = subscription.listen();
-                match subscription.next() {
+                match subscription.read() {
                     Next::Wait => {
                         futures::executor::block_on(listener);
                         continue;
@@ -322,7 +344,7 @@ fn the_thread_closes_the_hub_when_the_engine_drops_the_tap() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     loop {
-        match subscription.next() {
+        match subscription.read() {
             Next::Block { entry, .. } => seen.push(entry.index),
             Next::Closed => break,
             Next::Wait => {
@@ -339,15 +361,20 @@ fn the_thread_closes_the_hub_when_the_engine_drops_the_tap() {
 
 #[test]
 fn the_retention_bound_is_checked_with_a_clear_error() {
-    assert_eq!(retain_bytes_max(None, None), Ok(RETAIN_BYTES_DEFAULT));
-    assert_eq!(retain_bytes_max(Some(RETAIN_BYTES_MIN), Some(1 << 30)), Ok(1 << 20));
+    let bound =
+        |value, memory_mib| checked_retain_bytes_max(value, memory_mib).map_err(|e| e.to_string());
+    assert_eq!(bound(None, None), Ok(RETAIN_BYTES_DEFAULT));
+    assert_eq!(bound(Some(RETAIN_BYTES_MIN), Some(1024)), Ok(1 << 20));
     for bad in [0, RETAIN_BYTES_MIN - 1, RETAIN_BYTES_LIMIT + 1] {
-        let error = retain_bytes_max(Some(bad), None).unwrap_err();
-        assert!(
-            error.contains(&format!("grpc_events_retain_bytes_max {bad} (--grpc-events-retain-bytes-max): must be between")),
-            "{error}"
+        let error = bound(Some(bad), None).unwrap_err();
+        let says = format!(
+            "grpc_events_retain_bytes_max {bad} (--grpc-events-retain-bytes-max): must be between"
         );
+        assert!(error.contains(&says), "{error}");
     }
-    let error = retain_bytes_max(Some(600 << 20), Some(1 << 30)).unwrap_err();
-    assert!(error.contains("more than half of this host's memory"), "{error}");
+    let error = bound(Some(600 << 20), Some(1024)).unwrap_err();
+    assert!(
+        error.contains("more than half of this host's memory (536870912 bytes)"),
+        "{error}"
+    );
 }

@@ -1,7 +1,8 @@
 //! `StreamTransactionEvents`: committed transfers as their blocks apply, read from the node's
 //! event hub (`crate::events`). One `TransactionEvents` message per applied block that holds at
 //! least one transfer the filters match (an account, sending or receiving; a set of shards),
-//! in each shard's block order; positions are per shard (`resume_after`).
+//! in each shard's block order; positions are per shard (`resume_after`). A shard with no match
+//! for a second gets an empty message at its latest block (progress for `resume_after`).
 //!
 //! Each stream is a local task of the core that opened it: it reads the hub, builds the
 //! messages (decoding and hashing only the blocks it reads), and sends them into a bounded
@@ -14,6 +15,7 @@ use super::status::{fixed, invalid, status_of};
 use super::{grpc, Answers, GrpcBody, GrpcResponse, STREAM_ANSWERS_BUFFERED_MAX};
 use crate::events::{matching, Behind, Next, Refused, Start, Subscription};
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::in_flight::InFlightCounts;
 use crate::http::routes::{Backend, Ctx};
 use aurigraph_engine::record::Address;
 use aurigraph_engine::replica::AppliedEntry;
@@ -28,7 +30,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::Status;
 
 pub const STREAM_TRANSACTION_EVENTS: &str =
@@ -40,6 +42,10 @@ const STREAM_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// Transfers a stream hashes between two looks at whether its core has other work (a full
 /// block is 8,192 SHA-256 hashes, several milliseconds).
 const EVENTS_PER_YIELD: usize = 256;
+/// A stream whose filter matched nothing of a shard for this long is sent an empty message at
+/// that shard's latest block read: its resume position keeps up with the node's window, which a
+/// filtered stream's last match alone may fall out of.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 type Req = v11::StreamTransactionEventsRequest;
 type Sent = mpsc::Sender<Result<v11::TransactionEvents, Status>>;
@@ -76,6 +82,7 @@ fn open<B: Backend>(ctx: &Ctx<B>, message: Req) -> Result<EventStream, Status> {
     Ok(EventStream {
         blocks,
         end: Some(end),
+        _counted: Counted::enter(&ctx.settings.in_flight, ctx.core),
     })
 }
 
@@ -232,6 +239,8 @@ async fn serve(
     ended: oneshot::Sender<Status>,
     draining: Arc<AtomicBool>,
 ) {
+    // Per shard: when the client was last sent a message of it (a match, or progress).
+    let mut told_at: Vec<Option<Instant>> = Vec::new();
     let status = loop {
         if answers.is_closed() {
             return;
@@ -239,11 +248,11 @@ async fn serve(
         if draining.load(Ordering::SeqCst) {
             break shutting_down();
         }
-        let next = match subscription.next() {
+        let next = match subscription.read() {
             Next::Wait => {
                 // Listen, then look again: a block that arrived in between is not missed.
                 let listener = subscription.listen();
-                match subscription.next() {
+                match subscription.read() {
                     Next::Wait => {
                         let tick = pin!(glommio::timer::sleep(STREAM_CHECK_INTERVAL));
                         select(listener, tick).await;
@@ -256,7 +265,10 @@ async fn serve(
         };
         match next {
             Next::Block { shard, entry } => {
-                if let Some(message) = events_of(shard, &entry, account.as_ref()).await {
+                let matched = events_of(shard, &entry, account.as_ref()).await;
+                let message = matched.or_else(|| progress(&mut told_at, shard, entry.index));
+                if let Some(message) = message {
+                    told(&mut told_at, shard);
                     match send(&mut answers, message, &draining).await {
                         Ok(()) => {}
                         Err(Stop::Cancelled) => return,
@@ -272,6 +284,35 @@ async fn serve(
     };
     // The receiver may be gone (the client cancelled meanwhile): nothing to tell then.
     let _ = ended.send(status);
+}
+
+/// The empty message that tells the client how far `shard` has applied, if it was told
+/// nothing of that shard for [`PROGRESS_INTERVAL`] (a stream's first block of a shard starts
+/// the clock).
+fn progress(
+    told_at: &mut Vec<Option<Instant>>,
+    shard: ShardId,
+    block_number: u64,
+) -> Option<v11::TransactionEvents> {
+    let slot = shard as usize;
+    if told_at.len() <= slot {
+        told_at.resize(slot + 1, None);
+    }
+    let last = *told_at[slot].get_or_insert_with(Instant::now);
+    (last.elapsed() >= PROGRESS_INTERVAL).then_some(v11::TransactionEvents {
+        shard,
+        block_number,
+        events: Vec::new(),
+    })
+}
+
+/// Notes that the client was just sent a message of `shard`.
+fn told(told_at: &mut Vec<Option<Instant>>, shard: ShardId) {
+    let slot = shard as usize;
+    if told_at.len() <= slot {
+        told_at.resize(slot + 1, None);
+    }
+    told_at[slot] = Some(Instant::now());
 }
 
 /// Sends one message once the client made room for it, looking at the drain meanwhile.
@@ -334,6 +375,32 @@ async fn events_of(
 struct EventStream {
     blocks: Answers<v11::TransactionEvents>,
     end: Option<oneshot::Receiver<Status>>,
+    /// Until tonic drops the stream (after its status, or when the client went away).
+    _counted: Counted,
+}
+
+/// Counts an open stream in its core's `in_flight`, as the request it is, so that a draining
+/// node waits (up to its drain timeout) for its streams to hand over their UNAVAILABLE status
+/// before it stops the cores.
+struct Counted {
+    counts: Arc<InFlightCounts>,
+    core: usize,
+}
+
+impl Counted {
+    fn enter(counts: &Arc<InFlightCounts>, core: usize) -> Counted {
+        counts.enter(core);
+        Counted {
+            counts: counts.clone(),
+            core,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.counts.exit(self.core);
+    }
 }
 
 impl Stream for EventStream {

@@ -15,27 +15,54 @@ use tonic::Code;
 
 type Client = v11::transaction_service_client::TransactionServiceClient<Channel>;
 
-/// A server whose event hub the test holds; its address, settings and executor.
-fn start() -> (
-    SocketAddr,
-    HttpSettings,
-    Arc<EventHub>,
-    glommio::ExecutorJoinHandle<()>,
-) {
-    let hub = Arc::new(EventHub::new(RETAIN_BYTES_MIN));
-    let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
-    settings.events = Some(hub.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let inner = settings.clone();
-    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(move || async move {
-            let listener = bind(&inner).unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            run(0, listener, Fake::default(), inner, Listener::Primary).await;
-        })
-        .unwrap();
-    (rx.recv().unwrap(), settings, hub, handle)
+/// A server whose event hub the test holds.
+struct Server {
+    addr: SocketAddr,
+    settings: HttpSettings,
+    hub: Arc<EventHub>,
+    /// Set once the test is done: the executor then ends.
+    done: Arc<AtomicBool>,
+    handle: glommio::ExecutorJoinHandle<()>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let hub = Arc::new(EventHub::new(RETAIN_BYTES_MIN));
+        let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
+        settings.events = Some(hub.clone());
+        let done = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = settings.clone();
+        let executor_done = done.clone();
+        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let listener = bind(&inner).unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                run(0, listener, Fake::default(), inner, Listener::Primary).await;
+                // The accept loop stops when the node drains; the core's other tasks (the
+                // streams among them) run on, as on a node's cores until the engine stops.
+                while !executor_done.load(Ordering::SeqCst) {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .unwrap();
+        Server {
+            addr: rx.recv().unwrap(),
+            settings,
+            hub,
+            done,
+            handle,
+        }
+    }
+
+    /// Drains the node and ends its executor; returns its hub.
+    fn stop(self) -> Arc<EventHub> {
+        self.settings.draining.store(true, Ordering::SeqCst);
+        self.done.store(true, Ordering::SeqCst);
+        self.handle.join().unwrap();
+        self.hub
+    }
 }
 
 /// Runs `test` with a client of the server at `addr`.
@@ -162,7 +189,12 @@ fn requests_are_checked_with_clear_messages() {
 
 #[test]
 fn streams_matching_blocks_resumes_and_refuses_what_the_node_no_longer_holds() {
-    let (addr, settings, hub, handle) = start();
+    let server = Server::start();
+    let (addr, hub) = (server.addr, server.hub.clone());
+    let (draining, in_flight) = (
+        server.settings.draining.clone(),
+        server.settings.in_flight.clone(),
+    );
     // The node started from snapshots at 10 (shard 0) and 20 (shard 1).
     hub.take([
         (0, entry(10, 11, &[record(1, 2, 1), record(3, 4, 2)])),
@@ -182,34 +214,24 @@ fn streams_matching_blocks_resumes_and_refuses_what_the_node_no_longer_holds() {
             .unwrap()
             .into_inner();
         let first = all.message().await.unwrap().unwrap();
-        eprintln!("STEP 1");
         assert_eq!(
             (first.shard, first.block_number, first.events.len()),
             (0, 11, 2)
         );
-        eprintln!("STEP 2");
         let event = &first.events[1];
-        eprintln!("STEP 3");
         let sent = record(3, 4, 2);
-        eprintln!("STEP 4");
         assert_eq!(event.tx_hash, sent.tx_hash().0.to_vec());
-        eprintln!("STEP 5");
         assert_eq!(
             (event.from.clone(), event.to.clone()),
             (vec![3; 32], vec![4; 32])
         );
-        eprintln!("STEP 6");
         assert_eq!((event.asset, event.amount, event.nonce), (3, 12, 2));
-        eprintln!("STEP 7");
         assert_eq!(
             (event.result, event.position),
             (v11::ResultCode::Ok as i32, 1)
         );
-        eprintln!("STEP 8");
         assert_eq!(next(&mut all).await.unwrap(), (1, 21, vec![0]));
-        eprintln!("STEP 9");
         assert_eq!(next(&mut all).await.unwrap(), (0, 13, vec![0, 1, 2]));
-        eprintln!("STEP 10");
 
         // Account 1's transfers, sent or received; blocks without one are not sent.
         let mut mine = client
@@ -218,11 +240,8 @@ fn streams_matching_blocks_resumes_and_refuses_what_the_node_no_longer_holds() {
             .unwrap()
             .into_inner();
         assert_eq!(next(&mut mine).await.unwrap(), (0, 11, vec![0]));
-        eprintln!("STEP 11");
         assert_eq!(next(&mut mine).await.unwrap(), (1, 21, vec![0]));
-        eprintln!("STEP 12");
         assert_eq!(next(&mut mine).await.unwrap(), (0, 13, vec![1]));
-        eprintln!("STEP 13");
 
         // Resumed after block 11 of shard 0, shard 0 only: exactly what follows. Then a block
         // applied now reaches it and the stream from the start.
@@ -232,13 +251,9 @@ fn streams_matching_blocks_resumes_and_refuses_what_the_node_no_longer_holds() {
             .unwrap()
             .into_inner();
         assert_eq!(next(&mut resumed).await.unwrap(), (0, 13, vec![0, 1, 2]));
-        eprintln!("STEP 14");
         feed.take([(0, entry(13, 14, &[record(9, 9, 7)]))]);
-        eprintln!("STEP 15");
         assert_eq!(next(&mut resumed).await.unwrap(), (0, 14, vec![0]));
-        eprintln!("STEP 16");
         assert_eq!(next(&mut all).await.unwrap(), (0, 14, vec![0]));
-        eprintln!("STEP 17");
 
         // Older than the snapshot shard 1 started from.
         let status = client
@@ -246,28 +261,23 @@ fn streams_matching_blocks_resumes_and_refuses_what_the_node_no_longer_holds() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-        eprintln!("STEP 18");
         assert!(
             status.message().contains("its blocks after 20 up to 21 (the node started from, or restored, a snapshot at that block)"),
             "{status:?}"
         );
-        eprintln!("STEP 19");
         // Invalid requests are refused before the stream opens.
         let status = client
             .stream_transaction_events(request(&[], &[2], &[], 0))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        eprintln!("STEP 20");
         assert_eq!(
             status.metadata().get("aurigraph-error-code").unwrap(),
             "INVALID_REQUEST"
         );
-        eprintln!("STEP 21");
 
         // Draining ends every stream open with UNAVAILABLE.
-        settings.draining.store(true, Ordering::SeqCst);
-        eprintln!("STEP 22");
+        draining.store(true, Ordering::SeqCst);
         for stream in [&mut all, &mut mine, &mut resumed] {
             let status = next(stream).await.unwrap_err();
             assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -277,13 +287,16 @@ fn streams_matching_blocks_resumes_and_refuses_what_the_node_no_longer_holds() {
             );
         }
     });
-    handle.join().unwrap();
+    let hub = server.stop();
     assert_eq!(hub.streams(), 0);
+    // Every stream was counted in flight while it ran (a draining node waits for them).
+    assert_eq!(in_flight.total(), 0);
 }
 
 #[test]
 fn a_slow_stream_ends_with_resource_exhausted_and_a_cancelled_one_ends_its_task() {
-    let (addr, settings, hub, handle) = start();
+    let server = Server::start();
+    let (addr, hub) = (server.addr, server.hub.clone());
     let blocks = |from: u64, to: u64| -> Vec<(ShardId, Arc<AppliedEntry>)> {
         (from..=to)
             .map(|i| {
@@ -344,25 +357,43 @@ fn a_slow_stream_ends_with_resource_exhausted_and_a_cancelled_one_ends_its_task(
             std::thread::sleep(Duration::from_millis(5));
         }
     });
-    settings.draining.store(true, Ordering::SeqCst);
-    handle.join().unwrap();
+    server.stop();
 }
 
 #[test]
 fn streams_end_with_unavailable_when_the_hub_closes() {
-    let (addr, settings, hub, handle) = start();
-    let closing = hub.clone();
+    let server = Server::start();
+    let closing = server.hub.clone();
+    let in_flight = server.settings.in_flight.clone();
+    let addr = server.addr;
     with_client(addr, |mut client| async move {
         let mut stream = client
             .stream_transaction_events(request(&[], &[], &[], 0))
             .await
             .unwrap()
             .into_inner();
+        assert_eq!(in_flight.total(), 1);
         closing.close();
         let status = next(&mut stream).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     });
-    settings.draining.store(true, Ordering::SeqCst);
-    handle.join().unwrap();
+    let hub = server.stop();
     assert_eq!(hub.streams(), 0);
+}
+
+#[test]
+fn a_shard_without_matches_gets_a_progress_message_once_a_second() {
+    let mut told_at = Vec::new();
+    // The first block of a shard starts its clock; the next ones within the interval are quiet.
+    assert!(progress(&mut told_at, 3, 10).is_none());
+    assert!(progress(&mut told_at, 3, 11).is_none());
+    assert!(progress(&mut told_at, 0, 4).is_none(), "each shard has its own clock");
+    std::thread::sleep(PROGRESS_INTERVAL);
+    let message = progress(&mut told_at, 3, 12).expect("a second without a message");
+    assert_eq!((message.shard, message.block_number), (3, 12));
+    assert!(message.events.is_empty());
+    // A message sent restarts the shard's clock.
+    told(&mut told_at, 3);
+    assert!(progress(&mut told_at, 3, 13).is_none());
+    assert!(progress(&mut told_at, 0, 5).is_some(), "shard 0's clock ran on");
 }
