@@ -415,7 +415,7 @@ impl NodeConfig {
             .heap_prefault_mib
             .or(file.heap_prefault_mib)
             .unwrap_or(0);
-        let memory_mib = host_memory_mib();
+        let memory_mib = crate::heap::host_memory_mib();
         if memory_mib.is_some_and(|total| heap_prefault_mib > total / 2) {
             return Err(ConfigError::Invalid(format!(
                 "--heap-prefault-mib {heap_prefault_mib}: more than half of this host's memory \
@@ -643,20 +643,6 @@ fn rate_and_burst(
 
 /// Loads the peer TLS files when given (all three, or none); without them, peer links are plain
 /// TCP, which is refused beyond loopback unless explicitly allowed.
-/// The host's memory (`MemTotal` of /proc/meminfo), if it can be read.
-pub(crate) fn host_memory_mib() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024)
-}
-
 fn resolve_peer_tls<'a>(
     node_id: u64,
     args: &NodeArgs,
@@ -679,13 +665,17 @@ fn resolve_peer_tls<'a>(
             }
             match addresses.find(|a| !a.ip().is_loopback()) {
                 Some(addr) => Err(ConfigError::Invalid(format!(
-                    "peer address {addr} is beyond loopback: peer links there need mutual TLS                      (--peer-ca, --peer-cert and --peer-key; `aurigraph certs --peer-ids` makes                      a development set), or --allow-plaintext-peers on a network nobody else                      can reach"
+                    "peer address {addr} is beyond loopback: peer links there need mutual TLS \
+                     (--peer-ca, --peer-cert and --peer-key; `aurigraph certs --peer-ids` makes \
+                     a development set), or --allow-plaintext-peers on a network nobody else \
+                     can reach"
                 ))),
                 None => Ok(None),
             }
         }
         _ => Err(ConfigError::Invalid(
-            "peer TLS needs all of --peer-ca, --peer-cert and --peer-key (or peer_ca,              peer_cert and peer_key)"
+            "peer TLS needs all of --peer-ca, --peer-cert and --peer-key (or peer_ca, \
+             peer_cert and peer_key)"
                 .into(),
         )),
     }
@@ -850,7 +840,7 @@ mod tests {
             NodeConfig::resolve(&some).unwrap().heap_prefault_bytes,
             64 << 20
         );
-        let total = host_memory_mib().expect("/proc/meminfo");
+        let total = crate::heap::host_memory_mib().expect("/proc/meminfo");
         let too_much = NodeArgs {
             heap_prefault_mib: Some(total),
             ..Default::default()

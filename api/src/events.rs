@@ -56,7 +56,7 @@ pub(crate) fn retain_bytes_max(args: &NodeArgs, file: &FileConfig) -> Result<u64
     let value = args
         .grpc_events_retain_bytes_max
         .or(file.grpc_events_retain_bytes_max);
-    checked_retain_bytes_max(value, crate::config::host_memory_mib())
+    checked_retain_bytes_max(value, crate::heap::host_memory_mib())
 }
 
 /// The bound (`None`: the default), checked against its limits and half of the host's memory

@@ -10,6 +10,19 @@
 
 use std::time::{Duration, Instant};
 
+/// The host's memory (`MemTotal` of /proc/meminfo), if it can be read.
+pub(crate) fn host_memory_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
+}
+
 /// Touched and freed in pieces of this size (each one allocation of the global allocator).
 const PIECE_BYTES: usize = 2 << 20;
 /// One write per page.

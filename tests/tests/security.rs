@@ -508,4 +508,30 @@ fn tls_with_a_development_ca_then_a_sighup_reload_that_keeps_connections() {
     let out = transfer(&first.join("ca.pem"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"));
+    // gRPC on --grpc-addr is served with the same certificate (reloaded too): HTTP/2 over TLS.
+    let grpc_transfer = |ca: &std::path::Path| {
+        std::process::Command::new(&bin)
+            .args(["transfer", "--grpc", "--key"])
+            .arg(node.data_dir.join("dev-key.json"))
+            .args(["--to", &"23".repeat(32), "--amount", "5", "--grpc-addr"])
+            .arg(format!("https://localhost:{}", node.grpc_port))
+            .env("SSL_CERT_FILE", ca)
+            .output()
+            .unwrap()
+    };
+    let out = grpc_transfer(&second.join("ca.pem"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"result\": \"OK\""));
+    let out = grpc_transfer(&first.join("ca.pem"));
+    assert!(!out.status.success());
+    assert!(
+        // The first CA has the second's name and another key: its signature does not verify.
+        String::from_utf8_lossy(&out.stderr).contains("invalid peer certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
