@@ -23,7 +23,7 @@ pub mod status;
 mod transactions;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::http::routes::Backend;
 use crate::http::routes::{BoxError, Ctx};

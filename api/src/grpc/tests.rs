@@ -1,8 +1,7 @@
 //! The router against the ledger double, over a real HTTP/2 connection: a tonic client on a
 //! tokio runtime of the test's own, the server on a glommio executor.
 
-use crate::http::routes::tests::{signed, Fake};
-use crate::http::server::{bind, run, Listener};
+use crate::http::routes::tests::signed;
 use crate::http::HttpSettings;
 use aurigraph_proto::v11;
 use std::net::SocketAddr;
@@ -10,22 +9,31 @@ use std::sync::atomic::Ordering;
 use tonic::transport::Channel;
 use tonic::Code;
 
-/// A server with the fake ledger; its address, settings (to drain it) and executor.
+/// A server with the fake ledger (small limits); its address, settings and executor.
 fn start() -> (SocketAddr, HttpSettings, glommio::ExecutorJoinHandle<()>) {
     let mut settings = HttpSettings::new("127.0.0.1:0".parse().unwrap());
     settings.batch_transfers_max = 4;
     settings.body_bytes_max = 4096;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let inner = settings.clone();
-    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(move || async move {
-            let listener = bind(&inner).unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            run(0, listener, Fake::default(), inner, Listener::Primary).await;
-        })
+    crate::http::server::tests::start(settings)
+}
+
+/// Runs `test` with a channel to the server at `addr`, on a tokio runtime of its own.
+pub(crate) fn with_channel<F: std::future::Future<Output = ()>>(
+    addr: SocketAddr,
+    test: impl FnOnce(Channel) -> F,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    (rx.recv().unwrap(), settings, handle)
+    runtime.block_on(async {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        test(channel).await;
+    });
 }
 
 fn transfer_message(r: &aurigraph_engine::record::Record) -> v11::Transfer {
@@ -43,16 +51,7 @@ fn transfer_message(r: &aurigraph_engine::record::Record) -> v11::Transfer {
 #[test]
 fn the_router_answers_every_kind_of_rpc_and_refuses_bad_input_with_clear_statuses() {
     let (addr, settings, handle) = start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    with_channel(addr, |channel| async move {
         let mut tx =
             v11::transaction_service_client::TransactionServiceClient::new(channel.clone());
 

@@ -452,7 +452,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::http::routes::tests::{signed, transfer_json, Fake};
     use std::io::{Read, Write};
@@ -460,7 +460,7 @@ mod tests {
 
     /// Starts a server with the fake ledger on one glommio executor; returns its address, the
     /// settings (to drain it) and the executor's handle.
-    fn start(
+    pub(crate) fn start(
         mut settings: HttpSettings,
     ) -> (SocketAddr, HttpSettings, glommio::ExecutorJoinHandle<()>) {
         settings.addr = "127.0.0.1:0".parse().unwrap();

@@ -70,18 +70,7 @@ fn with_client<F: std::future::Future<Output = ()>>(
     addr: SocketAddr,
     test: impl FnOnce(Client) -> F,
 ) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        test(Client::new(channel)).await;
-    });
+    crate::grpc::tests::with_channel(addr, |channel| test(Client::new(channel)));
 }
 
 fn record(from: u8, to: u8, nonce: u64) -> Record {
@@ -387,7 +376,10 @@ fn a_shard_without_matches_gets_a_progress_message_once_a_second() {
     // The first block of a shard starts its clock; the next ones within the interval are quiet.
     assert!(progress(&mut told_at, 3, 10).is_none());
     assert!(progress(&mut told_at, 3, 11).is_none());
-    assert!(progress(&mut told_at, 0, 4).is_none(), "each shard has its own clock");
+    assert!(
+        progress(&mut told_at, 0, 4).is_none(),
+        "each shard has its own clock"
+    );
     std::thread::sleep(PROGRESS_INTERVAL);
     let message = progress(&mut told_at, 3, 12).expect("a second without a message");
     assert_eq!((message.shard, message.block_number), (3, 12));
@@ -395,5 +387,8 @@ fn a_shard_without_matches_gets_a_progress_message_once_a_second() {
     // A message sent restarts the shard's clock.
     told(&mut told_at, 3);
     assert!(progress(&mut told_at, 3, 13).is_none());
-    assert!(progress(&mut told_at, 0, 5).is_some(), "shard 0's clock ran on");
+    assert!(
+        progress(&mut told_at, 0, 5).is_some(),
+        "shard 0's clock ran on"
+    );
 }
