@@ -4,12 +4,13 @@
 //! `applied_index` (`ConsensusService/Status`, polled at that moment) minus the last block the
 //! stream delivered of that shard. Run it beside a load (`aurigraph bench --addresses ...`),
 //! then read the table: a lag that stays flat while the load runs keeps up; one that climbs
-//! does not. docs/benchmarks.md has the figures and the commands.
+//! does not. `--help` has an example.
 //!
 //! The lag is in blocks (log entries). An entry that holds no transfer moves `applied_index`
-//! but is never streamed (one message per block with a transfer), and the node applies such
-//! entries under load too, so a stream that has read everything can still show a lag of a few
-//! blocks until its shard streams a later block: the block lag tells growth, not "caught up".
+//! but is not streamed (one message per block with a transfer; a progress message only when a
+//! shard had nothing to send for a second and the stream reads a later entry of it), and the
+//! node applies such entries under load too, so a stream that has read everything can still
+//! show a lag of a few blocks: the block lag tells growth, not "caught up".
 //! Before the stream delivered anything of a shard, the shard's position is its
 //! `applied_index` when the stream opened, so an idle shard's lag is 0.
 //!
@@ -489,13 +490,17 @@ async fn read_stream(
             match stream.message().await {
                 Ok(Some(block)) => {
                     let mut seen = seen.lock().unwrap();
-                    seen.events += block.events.len() as u64;
-                    seen.ok_events += block
-                        .events
-                        .iter()
-                        .filter(|e| e.result == ResultCode::Ok as i32)
-                        .count() as u64;
-                    seen.blocks += 1;
+                    // A message without events is progress (the node sends one for a shard
+                    // it had nothing to say of for a second): a position, not a block.
+                    if !block.events.is_empty() {
+                        seen.events += block.events.len() as u64;
+                        seen.ok_events += block
+                            .events
+                            .iter()
+                            .filter(|e| e.result == ResultCode::Ok as i32)
+                            .count() as u64;
+                        seen.blocks += 1;
+                    }
                     seen.position.insert(block.shard, block.block_number);
                 }
                 Ok(None) => break "ended without a status".to_string(),
