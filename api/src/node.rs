@@ -205,7 +205,8 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
             if let Some(admin) = admin {
                 if let Some(listener) = bind_reported(&admin, &bound) {
                     let engine = engine.clone();
-                    glommio::spawn_local(http::serve_secondary(listener, core, engine, admin)).detach();
+                    glommio::spawn_local(http::serve_secondary(listener, core, engine, admin))
+                        .detach();
                 }
             }
             if let Some(listener) = bind_reported(&settings, &bound) {

@@ -30,13 +30,13 @@ pub struct CoreHealth {
     watched: std::cell::Cell<bool>,
 }
 
-/// The per-core gRPC state (in the core's request context).
+/// One core's health service, made at its first use.
 #[derive(Default)]
-pub struct CoreState {
+pub struct CoreHealthCell {
     health: OnceCell<Rc<CoreHealth>>,
 }
 
-impl CoreState {
+impl CoreHealthCell {
     fn health(&self) -> Rc<CoreHealth> {
         self.health
             .get_or_init(|| {
@@ -68,7 +68,7 @@ async fn refresh<B: Backend>(ctx: &Ctx<B>, health: &CoreHealth) {
 
 /// Serves `Check` or `Watch`.
 pub async fn serve<B: Backend, T: GrpcBody>(ctx: &Rc<Ctx<B>>, request: Request<T>) -> GrpcResponse {
-    let health = ctx.grpc.health();
+    let health = ctx.grpc.health.health();
     refresh(ctx, &health).await;
     if request.uri().path() == WATCH && !health.watched.replace(true) {
         let ctx = ctx.clone();

@@ -15,6 +15,7 @@
 //! (`body_bytes_max`, 16 MiB by default), draining, and the figures of
 //! `aurigraph_api_requests_total{protocol="grpc"}`.
 
+mod budget;
 pub mod events;
 pub mod health;
 mod node;
@@ -37,17 +38,26 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tonic::{Code, Status};
 
-pub use health::CoreState;
+/// The per-core gRPC state (in the core's request context): its health service, and the
+/// budget of the messages its calls are receiving.
+#[derive(Default)]
+pub struct CoreState {
+    health: health::CoreHealthCell,
+    messages: std::cell::OnceCell<std::sync::Arc<budget::MessageBudget>>,
+}
 
 /// A gRPC answer: tonic's body (messages, then the status in trailers).
 pub type GrpcResponse = hyper::Response<tonic::body::Body>;
 
 /// A request body tonic can decode from (hyper's `Incoming` in production).
-pub trait GrpcBody: Body<Data = Bytes, Error: Into<BoxError> + Send> + Send + 'static {}
+pub trait GrpcBody:
+    Body<Data = Bytes, Error: Into<BoxError> + Send> + Send + Unpin + 'static
+{
+}
 
 impl<T> GrpcBody for T
 where
-    T: Body<Data = Bytes> + Send + 'static,
+    T: Body<Data = Bytes> + Send + Unpin + 'static,
     T::Error: Into<BoxError> + Send,
 {
 }
@@ -108,6 +118,12 @@ pub async fn handle<B: Backend, T: GrpcBody>(
         .position(|rpc| *rpc == path)
         .unwrap_or(RPCS.len() - 1);
     let decided = Cell::new(None);
+    let budget = ctx.grpc.messages.get_or_init(|| {
+        std::sync::Arc::new(budget::MessageBudget::new(
+            ctx.settings.body_bytes_budget_per_core,
+        ))
+    });
+    let request = request.map(|body| budget::BudgetedBody::new(body, budget.clone()));
     let response = if ctx.settings.draining.load(Ordering::SeqCst) {
         Status::unavailable("SHUTTING_DOWN: the node is shutting down; retry on another")
             .into_http()
