@@ -25,6 +25,7 @@ use hyper::Request;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Instant;
 use tonic::{Code, Status, Streaming};
@@ -259,6 +260,11 @@ async fn pump<B: Backend>(
             Step::Request(Some(Err(status))) => {
                 reading = false;
                 ending = Some(super::status::oversized_as_exhausted(status));
+            }
+            Step::Request(Some(Ok(_))) if ctx.settings.draining.load(Ordering::SeqCst) => {
+                // A draining node admits nothing new; the batches already in flight finish.
+                reading = false;
+                ending = Some(status_of(ApiError::shutting_down()));
             }
             Step::Request(Some(Ok(message))) => {
                 if let Some(gateway) = &gateway {
