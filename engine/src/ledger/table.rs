@@ -18,11 +18,28 @@ use super::Account;
 use crate::record::Address;
 use std::hash::BuildHasher;
 
+/// Accounts `insert_all` prefetches together.
+const INSERT_CHUNK: usize = 16;
 /// The smallest table (slots).
 const SLOTS_MIN: usize = 16;
 /// The table grows once more than this share of its slots is full (numerator over 4).
 const LOAD_QUARTERS_MAX: usize = 3;
 const ZERO: Address = Address([0; 32]);
+
+/// Starts loading the cache line that holds `*at` into L1, without waiting for it (a no-op
+/// where the target has no prefetch instruction in stable Rust).
+#[inline(always)]
+pub(super) fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it neither faults (whatever the address) nor changes
+    // memory or registers. SSE is part of the x86_64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
 
 #[derive(Clone, Debug, Default)]
 #[repr(C, align(64))]
@@ -32,7 +49,10 @@ struct Slot {
     account: Account,
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 64, "a slot is one cache line");
+const _: () = assert!(
+    std::mem::size_of::<Slot>() == 64,
+    "a slot is one cache line"
+);
 
 pub(super) struct AccountTable {
     /// `mask + 1` slots, a power of two.
@@ -54,8 +74,24 @@ impl Default for AccountTable {
 impl AccountTable {
     fn with_slots(slots_count: usize) -> AccountTable {
         assert!(slots_count.is_power_of_two() && slots_count >= SLOTS_MIN);
-        let mut slots = Vec::with_capacity(slots_count);
-        slots.resize_with(slots_count, Slot::default);
+        let layout = std::alloc::Layout::array::<Slot>(slots_count).expect("table fits in memory");
+        // Zeroed memory, not `resize_with(Slot::default)`: large allocations come from the OS as
+        // zero pages, so a new table (of a snapshot load, or a growth) is not written twice.
+        // SAFETY: the layout is non-zero (SLOTS_MIN) and is that of a `Vec<Slot>` of capacity
+        // `slots_count` from the global allocator, as `from_raw_parts` requires; all-zero bytes
+        // are a valid `Slot` (the empty one, equal to `Slot::default()`: a zero address, zero
+        // integers, and `None` for the `Option<Box<_>>`, which is guaranteed to be null).
+        let slots = unsafe {
+            let at = std::alloc::alloc_zeroed(layout).cast::<Slot>();
+            if at.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            Vec::from_raw_parts(at, slots_count, slots_count)
+        };
+        debug_assert!(slots
+            .iter()
+            .take(SLOTS_MIN)
+            .all(|s| s.address == ZERO && s.account == Account::default()));
         AccountTable {
             slots,
             mask: slots_count - 1,
@@ -79,16 +115,7 @@ impl AccountTable {
     /// for it. A hint: any hash is fine, and a table that grows meanwhile only wastes it.
     #[inline(always)]
     pub(super) fn prefetch(&self, hash: u64) {
-        let slot: *const Slot = &self.slots[hash as usize & self.mask];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that neither faults nor changes memory; the pointer is
-        // to a live slot anyway. SSE is part of the x86_64 baseline.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(slot.cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
+        prefetch(&self.slots[hash as usize & self.mask]);
     }
 
     /// Slots needed so that `accounts` fill at most the load bound.
@@ -112,7 +139,7 @@ impl AccountTable {
     fn grow_to(&mut self, slots_count: usize) {
         let mut grown = AccountTable::with_slots(slots_count);
         grown.zero = self.zero.take();
-        grown.hasher = self.hasher.clone();
+        grown.hasher = self.hasher;
         for slot in std::mem::take(&mut self.slots) {
             if slot.address != ZERO {
                 let i = grown.probe(grown.hash(&slot.address), &slot.address);
@@ -170,6 +197,8 @@ impl AccountTable {
                 i = self.probe(hash, address);
             }
             self.used += 1;
+            // Probes end at an empty slot: the bound keeps a quarter of them empty.
+            assert!(self.used * 4 <= self.slots.len() * LOAD_QUARTERS_MAX);
             let slot = &mut self.slots[i];
             slot.address = *address;
             debug_assert!(slot.account == Account::default());
@@ -178,10 +207,42 @@ impl AccountTable {
         (&mut self.slots[i].account, true)
     }
 
-    /// Puts `account` at `address`, replacing the account there if any.
-    pub(super) fn insert(&mut self, address: Address, account: Account) {
+    /// Puts `account` at `address`, replacing the account there if any (`insert_all`'s model).
+    #[cfg(test)]
+    fn insert(&mut self, address: Address, account: Account) {
         let (slot, _) = self.entry_hashed(self.hash(&address), &address);
         *slot = account;
+    }
+
+    /// Inserts `accounts` as `insert` would (replacing an account at the same address), a chunk at a time: the chunk's slots are prefetched
+    /// before it is inserted. A snapshot's accounts come sorted by address, so their slots are
+    /// random, and one insert after another would take their misses one at a time.
+    pub(super) fn insert_all(
+        &mut self,
+        accounts: impl ExactSizeIterator<Item = (Address, Account)>,
+    ) {
+        self.reserve(accounts.len());
+        let mut accounts = accounts;
+        let mut chunk: Vec<(u64, Address, Account)> = Vec::with_capacity(INSERT_CHUNK);
+        loop {
+            let hasher = self.hasher;
+            chunk.extend(
+                accounts
+                    .by_ref()
+                    .take(INSERT_CHUNK)
+                    .map(|(address, account)| (hasher.hash_one(address), address, account)),
+            );
+            if chunk.is_empty() {
+                return;
+            }
+            for (hash, _, _) in &chunk {
+                self.prefetch(*hash);
+            }
+            for (hash, address, account) in chunk.drain(..) {
+                let (slot, _) = self.entry_hashed(hash, &address);
+                *slot = account;
+            }
+        }
     }
 
     /// Every account, in no particular order (it depends on the hash seed).
@@ -238,7 +299,11 @@ mod tests {
         let mut model: HashMap<Address, u64> = HashMap::new();
         for round in 0..3u64 {
             for i in 0..5_000u64 {
-                let a = if i == 17 { ZERO } else { address(i * 7 + round) };
+                let a = if i == 17 {
+                    ZERO
+                } else {
+                    address(i * 7 + round)
+                };
                 let (account, existed) = table.entry_hashed(table.hash(&a), &a);
                 assert_eq!(existed, model.contains_key(&a));
                 account.native += i + 1;
@@ -258,16 +323,57 @@ mod tests {
     }
 
     #[test]
+    fn insert_all_equals_inserts_one_by_one() {
+        let accounts: Vec<(Address, Account)> = (0..1_000u64)
+            .map(|i| {
+                (
+                    if i == 3 { ZERO } else { address(i % 900) },
+                    Account {
+                        native: i,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let mut one_by_one = AccountTable::default();
+        for (a, x) in accounts.clone() {
+            one_by_one.insert(a, x);
+        }
+        let mut all = AccountTable::default();
+        all.insert_all(accounts.into_iter());
+        assert_eq!(all.len(), one_by_one.len());
+        for (a, x) in one_by_one.iter() {
+            assert_eq!(all.get(a), Some(x));
+        }
+    }
+
+    #[test]
     fn reserve_sizes_for_the_load_bound_and_insert_replaces() {
         let mut table = AccountTable::default();
         // 100,000 accounts need 133,334 slots at the load bound: 2^18.
         table.reserve(100_000);
         assert_eq!(table.slots.len(), 1 << 18);
         table.reserve(10);
-        assert_eq!(table.slots.len(), 1 << 18, "no growth within the reservation");
+        assert_eq!(
+            table.slots.len(),
+            1 << 18,
+            "no growth within the reservation"
+        );
         let a = address(5);
-        table.insert(a, Account { native: 3, ..Default::default() });
-        table.insert(a, Account { native: 4, ..Default::default() });
+        table.insert(
+            a,
+            Account {
+                native: 3,
+                ..Default::default()
+            },
+        );
+        table.insert(
+            a,
+            Account {
+                native: 4,
+                ..Default::default()
+            },
+        );
         assert_eq!(table.len(), 1);
         assert_eq!(table.get(&a).map(|x| x.native), Some(4));
     }
