@@ -344,17 +344,18 @@ fn head_check(head: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, &head[8..44])
 }
 
-/// Writes the group head of a group of `group_bytes` whose sectors after the head are `body`
-/// into `out` (emptied first; `head_bytes` long afterwards).
-pub fn encode_group_head(out: &mut Vec<u8>, group: u32, head_bytes: usize, body: &[u8]) {
+/// Writes the group head of a group whose sectors after the head are `body` into `head`, all of
+/// it (`head.len()` is the head's size: the table and the zero fill after it are written, so
+/// `head` may hold anything before; a reused DMA buffer does).
+pub fn encode_group_head(head: &mut [u8], group: u32, body: &[u8]) {
+    let head_bytes = head.len();
     assert!(head_bytes >= SECTOR_BYTES && head_bytes.is_multiple_of(SECTOR_BYTES));
     assert!(body.len().is_multiple_of(SECTOR_BYTES));
     let group_bytes = head_bytes + body.len();
     assert!(group_bytes.is_multiple_of(BLOCK_BYTES) && group_bytes <= GROUP_BYTES_MAX);
     let sectors = body.len() / SECTOR_BYTES;
-    assert!(HEAD_FIXED_BYTES + 4 * sectors <= head_bytes);
-    out.clear();
-    let capacity_before = out.capacity();
+    let table_end = HEAD_FIXED_BYTES + 4 * sectors;
+    assert!(table_end <= head_bytes);
     let header = Header {
         len: (head_bytes - HEADER_BYTES) as u32,
         crc: 0,
@@ -364,25 +365,22 @@ pub fn encode_group_head(out: &mut Vec<u8>, group: u32, head_bytes: usize, body:
         index: 0,
         term: 0,
     };
-    out.extend_from_slice(&header.encode());
-    out.extend_from_slice(&(group_bytes as u64).to_le_bytes());
-    out.extend_from_slice(&(sectors as u32).to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
-    let check = head_check(out);
-    out[44..48].copy_from_slice(&check.to_le_bytes());
-    for sector in body.chunks_exact(SECTOR_BYTES) {
-        out.extend_from_slice(&crc32c::crc32c(sector).to_le_bytes());
+    head[..HEADER_BYTES].copy_from_slice(&header.encode());
+    head[HEADER_BYTES..HEADER_BYTES + 8].copy_from_slice(&(group_bytes as u64).to_le_bytes());
+    head[HEADER_BYTES + 8..HEADER_BYTES + 12].copy_from_slice(&(sectors as u32).to_le_bytes());
+    let check = head_check(head);
+    head[HEADER_BYTES + 12..HEAD_FIXED_BYTES].copy_from_slice(&check.to_le_bytes());
+    for (slot, sector) in head[HEAD_FIXED_BYTES..table_end]
+        .chunks_exact_mut(4)
+        .zip(body.chunks_exact(SECTOR_BYTES))
+    {
+        slot.copy_from_slice(&crc32c::crc32c(sector).to_le_bytes());
     }
-    out.resize(head_bytes, 0);
-    let header_bytes: [u8; HEADER_BYTES] = out[..HEADER_BYTES].try_into().unwrap();
-    let payload_crc = crc32c::crc32c(&out[HEADER_BYTES..]);
+    head[table_end..].fill(0);
+    let header_bytes: [u8; HEADER_BYTES] = head[..HEADER_BYTES].try_into().unwrap();
+    let payload_crc = crc32c::crc32c(&head[HEADER_BYTES..]);
     let crc = record_crc(&header_bytes, payload_crc, head_bytes - HEADER_BYTES);
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
-    assert_eq!(
-        out.capacity(),
-        capacity_before,
-        "group head buffer reallocated"
-    );
+    head[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A group head whose first `HEAD_FIXED_BYTES` passed their check (its sector table is not

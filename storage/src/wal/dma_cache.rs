@@ -1,14 +1,14 @@
 //! The DMA buffers group commits are written from, kept for reuse.
 //!
-//! A group commit copies its staged bytes into a DMA buffer and writes that buffer whole. Sizes
-//! vary from one block to the staging bound (a gateway's full entry is ~1.4 MB), so buffers are
-//! kept by **capacity**: a buffer serves any write up to what it holds, its length set to the
-//! write's (`DmaBuffer::set_len`, a patch of ours to the vendored glommio). Capacities come in
-//! size classes (powers of two up to 1 MiB, whole MiB above), so a steady workload settles on a
-//! buffer or two and then commits without allocating: a fresh multi-megabyte buffer per commit
-//! meant the kernel clearing fresh pages on the commit path, stalls of milliseconds that
-//! glommio's stall detector named. The first buffer is allocated and touched when the WAL
-//! opens (`prefault`), so the first commits do not pay for it either.
+//! A group is staged in a DMA buffer taken from here and written from it whole (`staging.rs`),
+//! then the buffer comes back. Sizes vary from one block to the staging bound (a gateway's full
+//! entry is ~1.4 MB), so buffers are kept by **capacity**: a buffer serves any write up to what
+//! it holds, its length set to the write's (`DmaBuffer::set_len`, a patch of ours to the vendored
+//! glommio). Capacities come in size classes (powers of two up to 1 MiB, whole MiB above), so a
+//! steady workload settles on a buffer or two and then commits without allocating: a fresh
+//! multi-megabyte buffer per commit meant the kernel clearing fresh pages on the commit path,
+//! stalls of milliseconds that glommio's stall detector named. The first buffer is allocated and
+//! touched when the WAL opens (`prefault`), so the first commits do not pay for it either.
 //! Buffers up to the executor's registered `io_memory` come from that pool (a buddy allocator,
 //! no syscall); larger ones from the heap.
 

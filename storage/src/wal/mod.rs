@@ -1,8 +1,9 @@
 //! Per-shard segmented write-ahead log: the Raft log, on disk.
 //!
-//! Records (see [`crate::record`] for the byte layout) are staged into a bounded buffer by the
-//! synchronous `stage_*` calls, and written as one group commit: one `write_at` through
-//! glommio's O_DIRECT `DmaFile` (io_uring), then one `fdatasync`. Nothing is acknowledged before
+//! Records (see [`crate::record`] for the byte layout) are staged by the synchronous `stage_*`
+//! calls into the DMA buffer they will be written from (bounded; see `staging.rs`), and written
+//! as one group commit: one `write_at` through glommio's O_DIRECT `DmaFile` (io_uring), then one
+//! `fdatasync`. Nothing is acknowledged before
 //! that fdatasync returned.
 //!
 //! A group commit is started by [`Wal::start_commit`] (which issues its write) and completes
@@ -39,7 +40,6 @@ use crate::error::StorageError;
 use crate::fs_util;
 use crate::record::BLOCK_BYTES;
 
-use dma_cache::DmaCache;
 pub use recovery::TornTail;
 use segment::SegmentInfo;
 use staging::Staging;
@@ -137,9 +137,14 @@ pub struct WalStats {
     pub bytes_written: u64,
     pub segments_rolled: u64,
     pub segments_deleted: u64,
-    /// Commits whose DMA buffer was reused / had to be allocated.
+    /// Groups whose DMA buffer was reused / had to be allocated.
     pub dma_buffers_reused: u64,
     pub dma_buffers_allocated: u64,
+    /// Groups whose records were moved at seal, their head's size mispredicted (each is the
+    /// copy that staging into the DMA buffer otherwise saves; see `staging.rs`).
+    pub staged_records_moved: u64,
+    /// Groups that outgrew their DMA buffer while staging (the records staged so far copied).
+    pub staging_buffers_grown: u64,
 }
 
 /// What a group commit's I/O hands back: the buffer (for reuse) and how long the write and the
@@ -171,7 +176,6 @@ pub struct Wal {
     staging: Staging,
     /// The group commit started and not yet finished (at most one).
     in_flight: Option<InFlight>,
-    dma_cache: DmaCache,
     /// The last durable hard state and the segment holding it: compaction must not delete it.
     hard_state_durable: Option<(HardState, u64)>,
     poisoned: bool,
@@ -223,17 +227,16 @@ impl Wal {
             segment_count: segments.len(),
             torn_tail: outcome.torn_tail,
         };
-        let mut dma_cache = DmaCache::default();
-        dma_cache.prefault(&active, PREFAULTED_DMA_BYTES.min(config.staged_bytes_max));
+        let mut staging = Staging::new(config.staged_bytes_max, next_group);
+        staging.prefault(&active, PREFAULTED_DMA_BYTES);
         let wal = Wal {
             dir,
             directory,
             segment_bytes_max: config.segment_bytes_max,
             segments,
             active: Rc::new(active),
-            staging: Staging::new(config.staged_bytes_max, next_group),
+            staging,
             in_flight: None,
-            dma_cache,
             hard_state_durable,
             poisoned: false,
             stats: WalStats::default(),
@@ -246,17 +249,17 @@ impl Wal {
         Staging::bytes_needed(entries, hard_state)
     }
 
-    /// Copies `entries` into the staging buffer: all of them, or (on `StagingFull`) none.
+    /// Copies `entries` into the staging (DMA) buffer: all of them, or (on `StagingFull`) none.
     /// No I/O; durable only after the next [`Wal::commit`].
     pub fn stage_entries(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         self.check_poisoned()?;
-        self.staging.stage_entries(entries)
+        self.staging.stage_entries(&self.active, entries)
     }
 
     /// Stages a hard state. No I/O; durable only after the next [`Wal::commit`].
     pub fn stage_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
         self.check_poisoned()?;
-        self.staging.stage_hard_state(hard_state)
+        self.staging.stage_hard_state(&self.active, hard_state)
     }
 
     /// Fails with `StagingFull`, staging nothing, unless both fit.
@@ -268,9 +271,9 @@ impl Wal {
         self.check_poisoned()?;
         self.staging
             .check_room(Staging::bytes_needed(entries, hard_state))?;
-        self.staging.stage_entries(entries)?;
+        self.staging.stage_entries(&self.active, entries)?;
         if let Some(hard_state) = hard_state {
-            self.staging.stage_hard_state(hard_state)?;
+            self.staging.stage_hard_state(&self.active, hard_state)?;
         }
         Ok(())
     }
@@ -284,10 +287,9 @@ impl Wal {
         self.finish_commit().await
     }
 
-    /// Starts writing everything staged as one group commit: seals it, copies it into a DMA
-    /// buffer and issues its write (the fdatasync follows as [`Wal::finish_commit`] drives it),
-    /// then empties the
-    /// staging buffer for the next group. Returns whether a group started (`false`: nothing
+    /// Starts writing everything staged as one group commit: seals it (in its DMA buffer) and
+    /// issues its write (the fdatasync follows as [`Wal::finish_commit`] drives it), then starts
+    /// the next group in another buffer. Returns whether a group started (`false`: nothing
     /// staged). The group is durable once [`Wal::finish_commit`] returns. No group may be in
     /// flight already.
     pub async fn start_commit(&mut self) -> Result<bool, StorageError> {
@@ -331,7 +333,7 @@ impl Wal {
             }
         };
         if let Some(buffer) = buffer {
-            self.dma_cache.give_back(buffer);
+            self.staging.give_back(buffer);
         }
 
         // Durable from here on.
@@ -357,7 +359,7 @@ impl Wal {
     }
 
     async fn start_group(&mut self) -> Result<(), StorageError> {
-        self.staging.seal();
+        self.staging.seal(&self.active);
         let group = self.staging.group();
         let group_bytes = self.staging.sealed_len() as u64;
         assert!(group_bytes > 0 && group_bytes.is_multiple_of(BLOCK_BYTES as u64));
@@ -371,14 +373,9 @@ impl Wal {
         let offset = self.active_segment().bytes;
         assert!(offset.is_multiple_of(BLOCK_BYTES as u64));
 
-        // One copy into a DMA buffer (see dma_cache.rs for why not stage into one directly).
-        let (head, records) = self.staging.sealed_parts();
-        let mut buffer = self
-            .dma_cache
-            .take(&self.active, head.len() + records.len());
-        let (head_part, records_part) = buffer.as_bytes_mut().split_at_mut(head.len());
-        head_part.copy_from_slice(head);
-        records_part.copy_from_slice(records);
+        // The group was staged and sealed in the buffer it is written from: no copy here.
+        let buffer = self.staging.take_sealed();
+        assert_eq!(buffer.len() as u64, group_bytes);
 
         let path = self.active_segment().path.clone();
         let file = self.active.clone();
@@ -400,7 +397,7 @@ impl Wal {
             hard_state: self.staging.hard_state_last().cloned(),
             segment_rolled,
         });
-        // The group's bytes are in the DMA buffer: the next group stages meanwhile.
+        // The group's buffer belongs to its write now: the next group stages in another.
         self.staging.reset(group.wrapping_add(1));
         Ok(())
     }
@@ -462,10 +459,10 @@ impl Wal {
             if hard_state_deleted && self.staging.hard_state_last().is_none() {
                 let (hard_state, _) = self.hard_state_durable.clone().unwrap();
                 if let Err(StorageError::StagingFull { .. }) =
-                    self.staging.stage_hard_state(&hard_state)
+                    self.staging.stage_hard_state(&self.active, &hard_state)
                 {
                     self.commit().await?;
-                    self.staging.stage_hard_state(&hard_state)?;
+                    self.staging.stage_hard_state(&self.active, &hard_state)?;
                 }
             }
             // With nothing staged this writes a group of one Pad record.
@@ -543,8 +540,10 @@ impl Wal {
 
     pub fn stats(&self) -> WalStats {
         WalStats {
-            dma_buffers_reused: self.dma_cache.hits,
-            dma_buffers_allocated: self.dma_cache.misses,
+            dma_buffers_reused: self.staging.dma_cache().hits,
+            dma_buffers_allocated: self.staging.dma_cache().misses,
+            staged_records_moved: self.staging.records_moved,
+            staging_buffers_grown: self.staging.buffers_grown,
             ..self.stats
         }
     }
