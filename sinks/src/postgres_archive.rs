@@ -222,7 +222,9 @@ impl PgArchive {
 }
 
 /// Copies (balance, log index that set it) rows into the session's staging table and upserts
-/// them into `balances`.
+/// them into `balances`. A row never replaces one set at a later index of the account's shard
+/// (the only shard whose log changes the account): a resync from the state at index S may
+/// reach PostgreSQL before entries older than S are written, and those must not undo it.
 fn upsert_balances(
     tx: &mut postgres::Transaction<'_>,
     shard: u32,
@@ -252,7 +254,8 @@ fn upsert_balances(
     tx.batch_execute(
         "INSERT INTO balances SELECT * FROM balances_in \
          ON CONFLICT (address, asset) DO UPDATE \
-         SET balance = EXCLUDED.balance, shard = EXCLUDED.shard, block = EXCLUDED.block",
+         SET balance = EXCLUDED.balance, shard = EXCLUDED.shard, block = EXCLUDED.block \
+         WHERE balances.block <= EXCLUDED.block",
     )?;
     Ok(())
 }

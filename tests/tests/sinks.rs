@@ -100,13 +100,32 @@ fn stream_hashes(redis: &RedisServer) -> ::redis::RedisResult<Vec<String>> {
 }
 
 /// The balance of asset 0 of each of `keys` in the archive's `balances` and in the Redis
-/// hashes equals the node's.
+/// hashes equals the node's, once every sink has caught up with every shard (a resync writes
+/// the balances of the state at its index; entries before that index may still be on their
+/// way, and the cache takes them as they come).
 fn assert_balances_as_the_ledger(
     node: &Node,
     server: &PgServer,
     redis: &RedisServer,
     keys: &[ed25519_dalek::SigningKey],
 ) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = String::from_utf8(node.get("/metrics").body).unwrap();
+        let lags: Vec<f64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("aurigraph_sink_lag_entries{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|&l| l == 0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sinks did not catch up: {lags:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut archive = ::postgres::Client::connect(&server.url(), ::postgres::NoTls).unwrap();
     let mut cache = ::redis::Client::open(redis.url())
         .unwrap()
