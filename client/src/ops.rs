@@ -68,11 +68,18 @@ pub fn transfer(
     request: &TransferRequest,
     key: &SigningKey,
 ) -> Result<serde_json::Value, TransferError> {
+    on_own_runtime(submit(request, key))
+}
+
+/// Runs `submission` to its end on a tokio runtime of its own.
+fn on_own_runtime(
+    submission: impl std::future::Future<Output = Result<serde_json::Value, TransferError>>,
+) -> Result<serde_json::Value, TransferError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(TransferError::Runtime)?;
-    runtime.block_on(submit(request, key))
+    runtime.block_on(submission)
 }
 
 async fn submit(
@@ -104,11 +111,7 @@ pub fn transfer_grpc(
     request: &TransferRequest,
     key: &SigningKey,
 ) -> Result<serde_json::Value, TransferError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(TransferError::Runtime)?;
-    runtime.block_on(submit_grpc(request, key))
+    on_own_runtime(submit_grpc(request, key))
 }
 
 async fn submit_grpc(
