@@ -79,16 +79,11 @@ fn write_seed_inputs() {
         &aurigraph_engine::state_snapshot::encode_state(&state),
     );
 
-    // The head buffer is allocated once, its size, as the WAL does.
-    let mut head = Vec::with_capacity(aurigraph_storage::record::SECTOR_BYTES);
+    // The head is written in place, all of it, as the WAL writes it into its DMA buffer.
+    let mut head = vec![0xa5u8; aurigraph_storage::record::SECTOR_BYTES];
     let body =
         vec![5u8; aurigraph_storage::record::BLOCK_BYTES - aurigraph_storage::record::SECTOR_BYTES];
-    aurigraph_storage::record::encode_group_head(
-        &mut head,
-        1,
-        aurigraph_storage::record::SECTOR_BYTES,
-        &body,
-    );
+    aurigraph_storage::record::encode_group_head(&mut head, 1, &body);
     write("wal_record", "group-head", &head);
 
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../beacon/tests/fixtures/beacon");
