@@ -6,7 +6,10 @@
 //! yet complete to the core's [`MessageBudget`]; a whole message's charge is released (tonic
 //! decodes it at once, and what a handler holds after that is bounded by the handler: one
 //! message for a unary call, at most 16 for a `SubmitStream`). Past the budget the call fails
-//! with RESOURCE_EXHAUSTED `OVERLOADED`, and what it held is released.
+//! with RESOURCE_EXHAUSTED `OVERLOADED`, and what it held is released. A message whose prefix
+//! announces more than `body_bytes_max` is refused there, before any of it is buffered, with
+//! RESOURCE_EXHAUSTED `PAYLOAD_TOO_LARGE` (the gRPC specification's status for it; tonic's own
+//! limit, set to the same size, stays behind it).
 
 use super::status::status_of;
 use crate::http::error::{ApiError, ErrorCode};
@@ -64,6 +67,8 @@ impl MessageBudget {
 pub struct BudgetedBody<B> {
     inner: B,
     budget: Arc<MessageBudget>,
+    /// A message announcing more than this is refused (`body_bytes_max`).
+    message_bytes_max: usize,
     /// Prefix bytes still to come before the next message's length is known.
     prefix_missing: usize,
     prefix: [u8; PREFIX_BYTES],
@@ -74,10 +79,11 @@ pub struct BudgetedBody<B> {
 }
 
 impl<B> BudgetedBody<B> {
-    pub fn new(inner: B, budget: Arc<MessageBudget>) -> BudgetedBody<B> {
+    pub fn new(inner: B, budget: Arc<MessageBudget>, message_bytes_max: usize) -> BudgetedBody<B> {
         BudgetedBody {
             inner,
             budget,
+            message_bytes_max,
             prefix_missing: PREFIX_BYTES,
             prefix: [0; PREFIX_BYTES],
             message_missing: 0,
@@ -87,8 +93,8 @@ impl<B> BudgetedBody<B> {
 
     /// Follows the framing over `chunk`: the bytes of it that belong to a message still open
     /// at its end, and whether a message completed in it (the first that did is the one
-    /// charged before).
-    fn follow(&mut self, mut chunk: &[u8]) -> (usize, bool) {
+    /// charged before); or the announced length of a message over `message_bytes_max`.
+    fn follow(&mut self, mut chunk: &[u8]) -> Result<(usize, bool), usize> {
         let mut open = 0;
         let mut completed = false;
         while !chunk.is_empty() {
@@ -102,6 +108,9 @@ impl<B> BudgetedBody<B> {
                 if self.prefix_missing == 0 {
                     let [_, a, b, c, d] = self.prefix;
                     self.message_missing = u32::from_be_bytes([a, b, c, d]) as usize;
+                    if self.message_missing > self.message_bytes_max {
+                        return Err(self.message_missing);
+                    }
                 }
             } else {
                 let take = self.message_missing.min(chunk.len());
@@ -115,7 +124,7 @@ impl<B> BudgetedBody<B> {
                 self.prefix_missing = PREFIX_BYTES;
             }
         }
-        (open, completed)
+        Ok((open, completed))
     }
 }
 
@@ -144,7 +153,20 @@ where
             Poll::Pending => return Poll::Pending,
         };
         if let Some(data) = frame.data_ref() {
-            let (open, completed) = self.follow(data.chunk());
+            let (open, completed) = match self.follow(data.chunk()) {
+                Ok(followed) => followed,
+                Err(length) => {
+                    let max = self.message_bytes_max;
+                    let refusal = status_of(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "a message of {length} bytes is over the node's limit of {max} \
+                             bytes (body_bytes_max, docs/operations.md)"
+                        ),
+                    ));
+                    return Poll::Ready(Some(Err(Box::new(refusal))));
+                }
+            };
             // A completed message gives back what it was charged; the bytes of the message
             // still open at the chunk's end are charged.
             let released = if completed { self.charged_bytes } else { 0 };
@@ -198,7 +220,31 @@ mod tests {
         BudgetedBody::new(
             StreamBody::new(futures::stream::iter(frames)),
             budget.clone(),
+            MESSAGE_BYTES_MAX,
         )
+    }
+
+    const MESSAGE_BYTES_MAX: usize = 4000;
+
+    #[test]
+    fn a_message_announced_over_the_limit_is_refused_before_it_is_buffered() {
+        let budget = Arc::new(MessageBudget::new(100_000));
+        let mut b = body(
+            vec![message(MESSAGE_BYTES_MAX + 1)[..100].to_vec()],
+            &budget,
+        );
+        futures::executor::block_on(async {
+            let error = b.frame().await.unwrap().unwrap_err();
+            let status = error.downcast::<tonic::Status>().unwrap();
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+            let code = status.metadata().get(super::super::status::ERROR_CODE_KEY);
+            assert_eq!(code.unwrap(), "PAYLOAD_TOO_LARGE");
+            assert!(status.message().contains("4001 bytes"), "{status:?}");
+        });
+        assert_eq!(budget.held_bytes(), 0);
+        // One at the limit is taken.
+        let mut b = body(vec![message(MESSAGE_BYTES_MAX)], &budget);
+        futures::executor::block_on(async { b.frame().await.unwrap().unwrap() });
     }
 
     #[test]

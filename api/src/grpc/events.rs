@@ -294,11 +294,7 @@ fn progress(
     shard: ShardId,
     block_number: u64,
 ) -> Option<v11::TransactionEvents> {
-    let slot = shard as usize;
-    if told_at.len() <= slot {
-        told_at.resize(slot + 1, None);
-    }
-    let last = *told_at[slot].get_or_insert_with(Instant::now);
+    let last = *told_slot(told_at, shard).get_or_insert_with(Instant::now);
     (last.elapsed() >= PROGRESS_INTERVAL).then_some(v11::TransactionEvents {
         shard,
         block_number,
@@ -308,11 +304,16 @@ fn progress(
 
 /// Notes that the client was just sent a message of `shard`.
 fn told(told_at: &mut Vec<Option<Instant>>, shard: ShardId) {
+    *told_slot(told_at, shard) = Some(Instant::now());
+}
+
+/// When the client was last told of `shard` (`None`: never; the vector grows to the shard).
+fn told_slot(told_at: &mut Vec<Option<Instant>>, shard: ShardId) -> &mut Option<Instant> {
     let slot = shard as usize;
     if told_at.len() <= slot {
         told_at.resize(slot + 1, None);
     }
-    told_at[slot] = Some(Instant::now());
+    &mut told_at[slot]
 }
 
 /// Sends one message once the client made room for it, looking at the drain meanwhile.

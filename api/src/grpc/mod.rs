@@ -123,7 +123,12 @@ pub async fn handle<B: Backend, T: GrpcBody>(
             ctx.settings.body_bytes_budget_per_core,
         ))
     });
-    let request = request.map(|body| budget::BudgetedBody::new(body, budget.clone()));
+    let message_bytes_max = match RPCS[slot] {
+        reflection::V1 | reflection::V1ALPHA => reflection::MESSAGE_BYTES_MAX,
+        _ => ctx.settings.body_bytes_max,
+    };
+    let request =
+        request.map(|body| budget::BudgetedBody::new(body, budget.clone(), message_bytes_max));
     let response = if ctx.settings.draining.load(Ordering::SeqCst) {
         Status::unavailable("SHUTTING_DOWN: the node is shutting down; retry on another")
             .into_http()
@@ -132,7 +137,6 @@ pub async fn handle<B: Backend, T: GrpcBody>(
     } else {
         dispatch(ctx, slot, request, &decided).await
     };
-    let response = refusal_as_exhausted(response);
     let code = decided.get().unwrap_or_else(|| header_code(&response));
     ctx.settings
         .metrics
@@ -167,17 +171,6 @@ async fn dispatch<B: Backend, T: GrpcBody>(
             request.uri().path()
         ))
         .into_http(),
-    }
-}
-
-/// A trailers-only answer that refuses an oversized message, as RESOURCE_EXHAUSTED (see
-/// [`status::oversized_as_exhausted`]); every other answer unchanged.
-fn refusal_as_exhausted(response: GrpcResponse) -> GrpcResponse {
-    match Status::from_header_map(response.headers()) {
-        Some(refusal) if refusal.code() == Code::OutOfRange => {
-            status::oversized_as_exhausted(refusal).into_http()
-        }
-        _ => response,
     }
 }
 

@@ -15,6 +15,8 @@ use tonic::{Status, Streaming};
 
 pub const V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 pub const V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+/// A reflection request's largest message: requests are names, small.
+pub const MESSAGE_BYTES_MAX: usize = 64 << 10;
 
 /// The services a `list_services` request names.
 const LISTED: [&str; 7] = [
@@ -180,7 +182,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> tonic::server::StreamingService<
 
 /// Serves one reflection stream (either version).
 pub async fn serve<T: GrpcBody>(request: Request<T>) -> GrpcResponse {
-    let limit = 64 << 10; // reflection requests are names: small
+    let limit = MESSAGE_BYTES_MAX;
     if request.uri().path() == V1 {
         tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
             .max_decoding_message_size(limit)

@@ -74,26 +74,6 @@ pub fn fixed<const N: usize>(
     })
 }
 
-/// tonic refuses a message over the decoding limit with OUT_OF_RANGE; the gRPC specification
-/// (and the HTTP API's 413 `PAYLOAD_TOO_LARGE`) make it RESOURCE_EXHAUSTED. Other statuses
-/// pass unchanged.
-pub fn oversized_as_exhausted(status: Status) -> Status {
-    let too_large = status.code() == Code::OutOfRange
-        && status
-            .message()
-            .contains("decoded message length too large");
-    if !too_large {
-        return status;
-    }
-    status_of(ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!(
-            "{}: the node's message limit is body_bytes_max (docs/operations.md)",
-            status.message().trim_start_matches("Error, ")
-        ),
-    ))
-}
-
 /// The name a gRPC status code has in `grpc-status` documentation (`OK`, `INVALID_ARGUMENT`,
 /// ...), for metrics labels.
 pub fn code_name(code: Code) -> &'static str {

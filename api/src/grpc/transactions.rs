@@ -8,7 +8,9 @@ use super::{grpc, unary, Answers, GrpcBody, GrpcResponse};
 use super::{STREAM_ANSWERS_BUFFERED_MAX, SUBMIT_STREAM_IN_FLIGHT_MAX};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::routes::auth::require_role;
-use crate::http::routes::transactions::decode_binary_batch;
+use crate::http::routes::transactions::{
+    decode_binary_batch, gateway_named, submit_records, Submitted,
+};
 use crate::http::routes::Backend;
 use crate::http::routes::{archive, Ctx};
 use crate::http::types::encode_compact_results;
@@ -27,7 +29,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Instant;
 use tonic::{Code, Status, Streaming};
 
 pub const SUBMIT_TRANSACTION: &str = "/aurigraph.v11.TransactionService/SubmitTransaction";
@@ -49,32 +50,18 @@ pub async fn submit<B: Backend, T: GrpcBody>(
             .ok_or_else(|| invalid("transfer is missing"))?;
         let record = record_of(transfer, ctx.backend.chain_id(), "transfer")?;
         let records = std::slice::from_ref(&record);
-        let outcome = if message.detach {
-            let hashes = ctx
-                .backend
-                .submit_detached(records, None)
-                .await
-                .map_err(ApiError::from)?;
-            ctx.settings.metrics.record_detached(ctx.core, 1);
-            let shard = shard_of(&record.from(), ctx.backend.shard_count());
-            pending(
-                &hashes.first().copied().unwrap_or_else(|| record.tx_hash()),
-                shard,
-            )
-        } else {
-            let admitted = Instant::now();
-            let outcomes = ctx
-                .backend
-                .submit(records, None)
-                .await
-                .map_err(ApiError::from)?;
-            let outcome = outcomes
-                .first()
-                .ok_or_else(|| Status::internal("the engine returned no outcome"))?;
-            ctx.settings
-                .metrics
-                .record_decided(ctx.core, [outcome.result], admitted.elapsed());
-            decided_outcome(outcome)
+        let outcome = match submit_records(ctx, records, None, !message.detach).await? {
+            Submitted::Pending(pending) => {
+                let shard = shard_of(&record.from(), ctx.backend.shard_count());
+                let (hash, shard) = pending
+                    .first()
+                    .copied()
+                    .unwrap_or((record.tx_hash(), shard));
+                pending_outcome(&hash, shard)
+            }
+            Submitted::Decided(outcomes) => {
+                decided_outcome(outcomes.first().expect("one outcome per transfer"))
+            }
         };
         Ok(v11::SubmitTransactionResponse {
             outcome: Some(outcome),
@@ -126,7 +113,7 @@ pub async fn get<B: Backend, T: GrpcBody>(
             .await
             .map_err(ApiError::from)?
         {
-            Some(TxStatus::Pending { shard }) => Ok(recent(pending(&hash, shard))),
+            Some(TxStatus::Pending { shard }) => Ok(recent(pending_outcome(&hash, shard))),
             Some(TxStatus::Decided(outcome)) => Ok(recent(decided_outcome(&outcome))),
             None => {
                 let not_found = || {
@@ -259,7 +246,7 @@ async fn pump<B: Backend>(
             Step::Request(None) => reading = false,
             Step::Request(Some(Err(status))) => {
                 reading = false;
-                ending = Some(super::status::oversized_as_exhausted(status));
+                ending = Some(status);
             }
             Step::Request(Some(Ok(_))) if ctx.settings.draining.load(Ordering::SeqCst) => {
                 // A draining node admits nothing new; the batches already in flight finish.
@@ -329,49 +316,26 @@ async fn answer_batch<B: Backend>(
             Cow::Owned(records?)
         }
     };
-    let count = records.len();
     let request_id = message.request_id;
-    if message.detach {
-        let shard_count = ctx.backend.shard_count();
-        let hashes = ctx
-            .backend
-            .submit_detached(&records, gateway)
-            .await
-            .map_err(ApiError::from)?;
-        ctx.settings.metrics.record_detached(ctx.core, count as u64);
-        let outcomes: Vec<v11::Outcome> = hashes
-            .iter()
-            .zip(records.iter())
-            .map(|(hash, r)| pending(hash, shard_of(&r.from(), shard_count)))
-            .collect();
-        return Ok(v11::SubmitBatchResponse {
-            pending: outcomes.len() as u32,
-            outcomes,
-            request_id,
-            ..Default::default()
-        });
-    }
-    let admitted = Instant::now();
-    let outcomes = ctx
-        .backend
-        .submit(&records, gateway)
-        .await
-        .map_err(ApiError::from)?;
-    if outcomes.len() != count {
-        return Err(Status::internal(format!(
-            "the engine returned {} outcomes for {count} transfers",
-            outcomes.len()
-        )));
-    }
-    ctx.settings.metrics.record_decided(
-        ctx.core,
-        outcomes.iter().map(|o| o.result),
-        admitted.elapsed(),
-    );
+    let outcomes = match submit_records(ctx, &records, gateway, !message.detach).await? {
+        Submitted::Pending(pending) => {
+            let outcomes: Vec<v11::Outcome> = pending
+                .iter()
+                .map(|(hash, shard)| pending_outcome(hash, *shard))
+                .collect();
+            return Ok(v11::SubmitBatchResponse {
+                pending: outcomes.len() as u32,
+                outcomes,
+                request_id,
+                ..Default::default()
+            });
+        }
+        Submitted::Decided(outcomes) => outcomes,
+    };
     let accepted = outcomes.iter().filter(|o| o.result.is_ok()).count() as u32;
     let mut answer = v11::SubmitBatchResponse {
         accepted,
-        rejected: count as u32 - accepted,
+        rejected: outcomes.len() as u32 - accepted,
         request_id,
         ..Default::default()
     };
@@ -399,15 +363,7 @@ fn gateway_of<B: Backend, T>(
         return Ok(None);
     }
     let principal = require_role(ctx, request, Role::Gateway)?;
-    let Some(id) = ctx.backend.gateway(&principal.name) else {
-        return Err(status_of(ApiError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "the genesis gives gateway {:?} no account (an allocation's \"controller\": \"gateway:{}\")",
-                principal.name, principal.name
-            ),
-        )));
-    };
+    let id = gateway_named(ctx, &principal.name)?;
     Ok(Some(Gateway {
         name: principal.name,
         id,
@@ -457,7 +413,7 @@ fn decided_outcome(outcome: &Outcome) -> v11::Outcome {
     }
 }
 
-fn pending(hash: &TxHash, shard: u32) -> v11::Outcome {
+fn pending_outcome(hash: &TxHash, shard: u32) -> v11::Outcome {
     v11::Outcome {
         tx_hash: hash.0.to_vec(),
         status: v11::TransactionStatus::Pending as i32,

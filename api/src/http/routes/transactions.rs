@@ -14,8 +14,8 @@ use crate::http::types::{
     RESULTS_MEDIA_TYPE,
 };
 use aurigraph_engine::batch::{decode_batch, BatchError, BATCH_FOOTER_BYTES};
-use aurigraph_engine::record::{Record, RECORD_BYTES};
-use aurigraph_engine::replica::TxStatus;
+use aurigraph_engine::record::{Record, TxHash, RECORD_BYTES};
+use aurigraph_engine::replica::{Outcome, TxStatus};
 use aurigraph_engine::runtime::GatewayId;
 use aurigraph_engine::shard_of;
 use aurigraph_engine::tokens::Role;
@@ -35,31 +35,61 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
     let transfer: TransferJson =
         serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     let record = transfer.to_record(ctx.backend.chain_id(), None)?;
+    match submit_records(ctx, std::slice::from_ref(&record), None, wait).await? {
+        Submitted::Pending(pending) => {
+            let shard = shard_of(&record.from(), ctx.backend.shard_count());
+            let (hash, shard) = pending
+                .first()
+                .copied()
+                .unwrap_or((record.tx_hash(), shard));
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &PendingOut::new(&hash, shard),
+            ))
+        }
+        Submitted::Decided(outcomes) => {
+            let outcome = outcomes.first().expect("one outcome per transfer");
+            Ok(json_response(StatusCode::OK, &OutcomeOut::from(outcome)))
+        }
+    }
+}
+
+/// What a submission came to: admitted, not decided (`wait` false: each transfer's hash and
+/// shard), or decided (every outcome, in request order).
+pub(crate) enum Submitted {
+    Pending(Vec<(TxHash, u32)>),
+    Decided(Vec<Outcome>),
+}
+
+/// Submits `records` on behalf of `gateway` (or of nobody), waiting for their decision or not,
+/// and records the figures: the one admission of the HTTP and gRPC submissions.
+pub(crate) async fn submit_records<B: Backend>(
+    ctx: &Ctx<B>,
+    records: &[Record],
+    gateway: Option<GatewayId>,
+    wait: bool,
+) -> Result<Submitted, ApiError> {
+    let count = records.len();
     if !wait {
-        let hashes = ctx
-            .backend
-            .submit_detached(std::slice::from_ref(&record), None)
-            .await?;
-        ctx.settings.metrics.record_detached(ctx.core, 1);
-        let shard = shard_of(&record.from(), ctx.backend.shard_count());
-        let hash = hashes.first().copied().unwrap_or_else(|| record.tx_hash());
-        return Ok(json_response(
-            StatusCode::ACCEPTED,
-            &PendingOut::new(&hash, shard),
-        ));
+        let shard_count = ctx.backend.shard_count();
+        let hashes = ctx.backend.submit_detached(records, gateway).await?;
+        ctx.settings.metrics.record_detached(ctx.core, count as u64);
+        let shards = records.iter().map(|r| shard_of(&r.from(), shard_count));
+        return Ok(Submitted::Pending(hashes.into_iter().zip(shards).collect()));
     }
     let admitted = Instant::now();
-    let outcomes = ctx
-        .backend
-        .submit(std::slice::from_ref(&record), None)
-        .await?;
-    let Some(outcome) = outcomes.first() else {
-        return Err(ApiError::internal("the engine returned no outcome"));
-    };
+    let outcomes = ctx.backend.submit(records, gateway).await?;
+    let latency = admitted.elapsed();
+    if outcomes.len() != count {
+        return Err(ApiError::internal(format!(
+            "the engine returned {} outcomes for {count} transfers",
+            outcomes.len()
+        )));
+    }
     ctx.settings
         .metrics
-        .record_decided(ctx.core, [outcome.result], admitted.elapsed());
-    Ok(json_response(StatusCode::OK, &OutcomeOut::from(outcome)))
+        .record_decided(ctx.core, outcomes.iter().map(|o| o.result), latency);
+    Ok(Submitted::Decided(outcomes))
 }
 
 /// `POST /api/v11/transactions/batch`: JSON `{"transactions":[…]}` or a binary batch.
@@ -75,16 +105,21 @@ pub async fn submit_gateway_batch<B: Backend, T: RequestBody>(
     request: Request<T>,
 ) -> Answer {
     let principal = require_role(ctx, &request, Role::Gateway)?;
-    let Some(gateway) = ctx.backend.gateway(&principal.name) else {
-        return Err(ApiError::new(
+    let gateway = gateway_named(ctx, &principal.name)?;
+    submit_batch_as(ctx, request, Some(gateway)).await
+}
+
+/// The gateway `name` (an authenticated gateway principal) of this chain: 403 `FORBIDDEN` when
+/// the genesis gives it no account.
+pub(crate) fn gateway_named<B: Backend>(ctx: &Ctx<B>, name: &str) -> Result<GatewayId, ApiError> {
+    ctx.backend.gateway(name).ok_or_else(|| {
+        ApiError::new(
             ErrorCode::Forbidden,
             format!(
-                "the genesis gives gateway {:?} no account (an allocation's \"controller\": \"gateway:{}\")",
-                principal.name, principal.name
+                "the genesis gives gateway {name:?} no account (an allocation's \"controller\": \"gateway:{name}\")"
             ),
-        ));
-    };
-    submit_batch_as(ctx, request, Some(gateway)).await
+        )
+    })
 }
 
 async fn submit_batch_as<B: Backend, T: RequestBody>(
@@ -113,42 +148,24 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
     } else {
         std::borrow::Cow::Owned(decode_json_batch(&body, max, ctx.backend.chain_id())?)
     };
-    let count = records.len();
-    if !wait {
-        let shard_count = ctx.backend.shard_count();
-        let shards: Vec<u32> = records
-            .iter()
-            .map(|r| shard_of(&r.from(), shard_count))
-            .collect();
-        let hashes = ctx.backend.submit_detached(&records, gateway).await?;
-        ctx.settings.metrics.record_detached(ctx.core, count as u64);
-        let results: Vec<PendingOut> = hashes
-            .iter()
-            .zip(shards)
-            .map(|(h, s)| PendingOut::new(h, s))
-            .collect();
-        return Ok(json_response(
-            StatusCode::ACCEPTED,
-            &PendingBatchOut {
-                pending: results.len(),
-                results,
-            },
-        ));
-    }
-    let admitted = Instant::now();
-    let outcomes = ctx.backend.submit(&records, gateway).await?;
-    let latency = admitted.elapsed();
-    if outcomes.len() != count {
-        return Err(ApiError::internal(format!(
-            "the engine returned {} outcomes for {count} transfers",
-            outcomes.len()
-        )));
-    }
+    let outcomes = match submit_records(ctx, &records, gateway, wait).await? {
+        Submitted::Pending(pending) => {
+            let results: Vec<PendingOut> = pending
+                .iter()
+                .map(|(h, s)| PendingOut::new(h, *s))
+                .collect();
+            return Ok(json_response(
+                StatusCode::ACCEPTED,
+                &PendingBatchOut {
+                    pending: results.len(),
+                    results,
+                },
+            ));
+        }
+        Submitted::Decided(outcomes) => outcomes,
+    };
     let accepted = outcomes.iter().filter(|o| o.result.is_ok()).count();
-    let rejected = count - accepted;
-    ctx.settings
-        .metrics
-        .record_decided(ctx.core, outcomes.iter().map(|o| o.result), latency);
+    let rejected = outcomes.len() - accepted;
     if compact {
         return Ok(bytes_response(
             StatusCode::OK,
