@@ -11,7 +11,7 @@
 use aurigraph_api::http::types::{BatchJson, TransferJson};
 use aurigraph_beacon::nist::NistCertificate;
 use aurigraph_beacon::twine::TwineChain;
-use aurigraph_net::transport::{decode_frame, Frame, Limits, HEADER_BYTES};
+use aurigraph_net::transport::{decode_frame, frame_checksum, Frame, Limits, HEADER_BYTES};
 use std::sync::OnceLock;
 
 /// The chain id the JSON transfers are checked against (any: the check is the same).
@@ -67,7 +67,7 @@ fn walk_frame(data: &[u8], limits: &Limits) {
 fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
     let declared = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?) as usize;
     let payload = data.get(HEADER_BYTES..HEADER_BYTES.checked_add(declared)?)?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&data[0..12]), payload);
+    let crc = frame_checksum(&data[0..12], payload);
     let mut fixed = data.to_vec();
     fixed[12..16].copy_from_slice(&crc.to_le_bytes());
     Some(fixed)

@@ -139,11 +139,25 @@ pub fn entry_payload_bytes(entry: &Entry) -> usize {
     ENTRY_PAYLOAD_FIXED_BYTES + entry.context.len() + entry.data.len()
 }
 
-/// The record checksum, from the CRC of the payload alone. Splitting it this way lets us set the
-/// group-end flag on an already staged record without re-reading its (possibly large) payload.
-pub fn record_crc(header: &[u8; HEADER_BYTES], payload_crc: u32, payload_bytes: usize) -> u32 {
-    let header_crc = crc32c::crc32c(&header[8..HEADER_BYTES]);
-    crc32c::crc32c_combine(header_crc, payload_crc, payload_bytes)
+/// CRC-32C (Castagnoli) of `parts`, one after the other.
+pub fn crc32c(parts: &[&[u8]]) -> u32 {
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    for part in parts {
+        digest.update(part);
+    }
+    digest.finalize() as u32
+}
+
+/// The record checksum: CRC-32C of header bytes 8..32, then the payload (given in parts), in one
+/// pass. (Combining a separately computed payload CRC with the header's cost ~8 µs a record,
+/// a tenth of a group commit's time at 32 entries.)
+pub fn record_crc(header: &[u8; HEADER_BYTES], payload_parts: &[&[u8]]) -> u32 {
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(&header[8..HEADER_BYTES]);
+    for part in payload_parts {
+        digest.update(part);
+    }
+    digest.finalize() as u32
 }
 
 fn entry_type_to_u8(entry_type: EntryType) -> u8 {
@@ -247,7 +261,7 @@ pub fn decode(bytes: &[u8], offset: usize) -> Result<RecordView<'_>, DecodeError
     let payload_offset = offset + HEADER_BYTES;
     let payload = &bytes[payload_offset..payload_offset + payload_bytes];
     let header_array: &[u8; HEADER_BYTES] = header.try_into().unwrap();
-    if record_crc(header_array, crc32c::crc32c(payload), payload_bytes) != crc {
+    if record_crc(header_array, &[payload]) != crc {
         return Err(DecodeError::Invalid("checksum mismatch"));
     }
     let padding = &bytes[payload_offset + payload_bytes..offset + total_bytes];
@@ -340,8 +354,7 @@ pub fn group_layout(records_bytes: usize) -> (usize, usize) {
 
 /// The check of a head's first `HEAD_FIXED_BYTES`: everything but the record checksum.
 fn head_check(head: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&head[0..4]);
-    crc32c::crc32c_append(crc, &head[8..44])
+    crc32c(&[&head[0..4], &head[8..44]])
 }
 
 /// Writes the group head of a group whose sectors after the head are `body` into `head`, all of
@@ -374,12 +387,11 @@ pub fn encode_group_head(head: &mut [u8], group: u32, body: &[u8]) {
         .chunks_exact_mut(4)
         .zip(body.chunks_exact(SECTOR_BYTES))
     {
-        slot.copy_from_slice(&crc32c::crc32c(sector).to_le_bytes());
+        slot.copy_from_slice(&crc32c(&[sector]).to_le_bytes());
     }
     head[table_end..].fill(0);
     let header_bytes: [u8; HEADER_BYTES] = head[..HEADER_BYTES].try_into().unwrap();
-    let payload_crc = crc32c::crc32c(&head[HEADER_BYTES..]);
-    let crc = record_crc(&header_bytes, payload_crc, head_bytes - HEADER_BYTES);
+    let crc = record_crc(&header_bytes, &[&head[HEADER_BYTES..]]);
     head[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -463,9 +475,8 @@ pub fn group_head_table_valid(bytes: &[u8], offset: usize, head: &GroupHead) -> 
     let record = &bytes[offset..end];
     let header_bytes: [u8; HEADER_BYTES] = record[..HEADER_BYTES].try_into().unwrap();
     let stored = u32::from_le_bytes(record[4..8].try_into().unwrap());
-    let payload_crc = crc32c::crc32c(&record[HEADER_BYTES..]);
     let table_end = HEAD_FIXED_BYTES + 4 * head.sectors;
-    record_crc(&header_bytes, payload_crc, head.head_bytes - HEADER_BYTES) == stored
+    record_crc(&header_bytes, &[&record[HEADER_BYTES..]]) == stored
         && record[table_end..].iter().all(|b| *b == 0)
 }
 
@@ -535,7 +546,7 @@ mod tests {
             term,
         };
         let bytes = header.encode();
-        header.crc = record_crc(&bytes, crc32c::crc32c(payload), payload.len());
+        header.crc = record_crc(&bytes, &[payload]);
         let mut out = header.encode().to_vec();
         out.extend_from_slice(payload);
         out.resize(record_bytes(payload.len()), 0);

@@ -31,6 +31,7 @@ use raft::eraftpb::{ConfState, SnapshotMetadata};
 
 use crate::error::StorageError;
 use crate::fs_util;
+use crate::record::crc32c;
 
 const MAGIC: &[u8; 8] = b"AURSNAP1";
 const VERSION: u32 = 1;
@@ -109,7 +110,7 @@ pub fn write_snapshot(
     }
     fs_util::create_dir_durable(dir)?;
     let mut head = encode_meta(meta, data.len())?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CHECKSUMMED_FROM..]), data);
+    let crc = crc32c(&[&head[CHECKSUMMED_FROM..], data]);
     head[12..16].copy_from_slice(&crc.to_le_bytes());
 
     let tmp_path = dir.join(snapshot_file_name(meta.index, TMP_SUFFIX));
@@ -242,10 +243,7 @@ fn read_snapshot_file(path: &Path) -> Result<(SnapshotMetadata, Vec<u8>), Storag
     file.read_exact(&mut ids)
         .and_then(|()| file.read_exact(&mut data))
         .map_err(|e| StorageError::io("reading snapshot", path, e))?;
-    let crc = crc32c::crc32c_append(
-        crc32c::crc32c_append(crc32c::crc32c(&header[CHECKSUMMED_FROM..]), &ids),
-        &data,
-    );
+    let crc = crc32c(&[&header[CHECKSUMMED_FROM..], &ids, &data]);
     if crc != crc_expected {
         return Err(corrupt(
             12,

@@ -427,7 +427,7 @@ fn a_log_of_wal_format_1_is_refused_with_a_message() {
         index: 0,
         term: 0,
     };
-    header.crc = record::record_crc(&header.encode(), crc32c(&payload), payload.len());
+    header.crc = record::record_crc(&header.encode(), &[&payload]);
     let mut contents = header.encode().to_vec();
     contents.extend_from_slice(&payload);
     let segment = dir.path().join("00000000000000000000.wal");

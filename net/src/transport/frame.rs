@@ -289,6 +289,14 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// A frame's checksum: CRC-32C (Castagnoli) of its first 12 header bytes, then its payload.
+pub fn frame_checksum(header_head: &[u8], payload: &[u8]) -> u32 {
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    digest.update(header_head);
+    digest.update(payload);
+    digest.finalize() as u32
+}
+
 fn write_header(frame: &mut [u8], kind: FrameKind) {
     debug_assert!(frame.len() >= HEADER_BYTES && frame.len() <= FRAME_BYTES_MAX);
     let payload_bytes = (frame.len() - HEADER_BYTES) as u32;
@@ -297,7 +305,7 @@ fn write_header(frame: &mut [u8], kind: FrameKind) {
     frame[5] = kind as u8;
     frame[6..8].copy_from_slice(&0u16.to_le_bytes());
     frame[8..12].copy_from_slice(&payload_bytes.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&frame[0..12]), &frame[HEADER_BYTES..]);
+    let crc = frame_checksum(&frame[0..12], &frame[HEADER_BYTES..]);
     frame[12..16].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -549,7 +557,7 @@ pub fn decode_frame<'a>(
     };
     let expected = read_u32(frame, 12).unwrap_or(0);
     let payload = &frame[HEADER_BYTES..];
-    let computed = crc32c::crc32c_append(crc32c::crc32c(&frame[0..12]), payload);
+    let computed = frame_checksum(&frame[0..12], payload);
     if expected != computed {
         return Err(FrameError::ChecksumMismatch { expected, computed });
     }

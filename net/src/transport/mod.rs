@@ -44,10 +44,11 @@ mod queue;
 mod tls;
 
 pub use frame::{
-    decode_frame, encode_handshake, DataFrame, DataFrameEncoder, Frame, FrameDecoder, FrameError,
-    FrameKind, Handshake, Limits, Message, Messages, PushError, CHAIN_ID_BYTES_MAX,
-    DATA_PREFIX_BYTES, FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX, HEADER_BYTES, MAGIC,
-    MESSAGES_PER_FRAME_MAX, MESSAGE_BYTES_MAX, MESSAGE_HEADER_BYTES, PAYLOAD_BYTES_MAX, VERSION,
+    decode_frame, encode_handshake, frame_checksum, DataFrame, DataFrameEncoder, Frame,
+    FrameDecoder, FrameError, FrameKind, Handshake, Limits, Message, Messages, PushError,
+    CHAIN_ID_BYTES_MAX, DATA_PREFIX_BYTES, FRAME_BYTES_MAX, HANDSHAKE_FRAME_BYTES_MAX,
+    HEADER_BYTES, MAGIC, MESSAGES_PER_FRAME_MAX, MESSAGE_BYTES_MAX, MESSAGE_HEADER_BYTES,
+    PAYLOAD_BYTES_MAX, VERSION,
 };
 pub use link::{InboundBatch, PeerStatus, Transport};
 pub use tls::{peer_identity_name, PeerTls, PeerTlsError};

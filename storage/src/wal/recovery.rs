@@ -388,7 +388,8 @@ fn check_group(
     for index in 0..head.sectors {
         let at = body + index * SECTOR_BYTES;
         let sector = &contents[at..at + SECTOR_BYTES];
-        if crc32c::crc32c(sector) == record::group_head_sector_crc(contents, start, &head, index) {
+        if record::crc32c(&[sector]) == record::group_head_sector_crc(contents, start, &head, index)
+        {
             continue;
         }
         if is_blank(sector) {
