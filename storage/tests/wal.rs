@@ -164,6 +164,7 @@ fn compaction_deletes_whole_old_segments_only() {
         // Groups are 2 blocks (3 entries of ~2 KiB), 4 groups per 32 KiB segment: segment k
         // holds entries 12k+1..=12k+12. Segments 0..=2 are at or below 45, segment 3 is not.
         assert_eq!(wal.compact(45).await.unwrap(), 3);
+        wal.settle().await.unwrap();
         assert_eq!(wal.segment_count(), segments_before - 3);
         assert_eq!(segment_files(dir.path()), wal.segment_paths());
         // The hard state lived in segment 0: it was written again before the deletion.
@@ -171,6 +172,7 @@ fn compaction_deletes_whole_old_segments_only() {
 
         // Everything: all but the active segment go, the hard state survives.
         wal.compact(u64::MAX).await.unwrap();
+        wal.settle().await.unwrap();
         assert_eq!(segment_files(dir.path()).len(), 1);
         drop(wal);
 
@@ -203,6 +205,7 @@ fn compaction_keeps_entries_above_the_index() {
         }
         for upto in [10u64, 40, 70] {
             wal.compact(upto).await.unwrap();
+            wal.settle().await.unwrap();
             // Reopen a copy: entries above `upto` are all still there, in order.
             let copy = tempfile::tempdir().unwrap();
             copy_dir(dir.path(), copy.path());
@@ -401,6 +404,7 @@ fn compaction_after_a_torn_roll_keeps_hard_state_and_group_numbers() {
         // Every segment but the (empty) active one goes; first the hard state and the group
         // sequence are anchored in the active segment.
         assert!(wal.compact(u64::MAX).await.unwrap() >= 1);
+        wal.settle().await.unwrap();
         assert_eq!(segment_files(dir.path()), vec![last.clone()]);
         assert!(file_len(&last) > 0);
         drop(wal);
