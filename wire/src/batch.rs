@@ -178,9 +178,17 @@ impl BatchBuilder {
         self.count += 1;
     }
 
+    /// Drops the batch being built.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+    }
+
     /// Finishes the batch and resets the builder for reuse (keeps no allocation: the bytes move
     /// out, as they become a log entry; the next batch allocates on its first push, sized by
-    /// [`BatchBuilder::reserve_records`] when called).
+    /// [`BatchBuilder::reserve_records`] when called). A buffer less than half used is moved to
+    /// one of its size (a log entry keeps its buffer until a snapshot; mimalloc, the node's
+    /// allocator, shrinks a block by at most half in place, without a copy).
     pub fn finish(&mut self) -> Vec<u8> {
         assert!(self.count >= 1, "a batch holds at least one record");
         let records_bytes = self.count * RECORD_BYTES;
@@ -190,7 +198,11 @@ impl BatchBuilder {
         self.bytes
             .extend_from_slice(&(self.count as u32).to_le_bytes());
         self.count = 0;
-        std::mem::take(&mut self.bytes)
+        let mut bytes = std::mem::take(&mut self.bytes);
+        if bytes.len() < bytes.capacity() / 2 {
+            bytes.shrink_to_fit();
+        }
+        bytes
     }
 }
 

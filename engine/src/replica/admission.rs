@@ -51,7 +51,8 @@ impl ShardReplica {
                 Err(code) => ticket.outcomes[slot] = Some(self.rejected(record, code)),
                 Ok(()) => {
                     let hash = record.tx_hash();
-                    self.admitted.push((ticket_id, slot as u32, *record, hash));
+                    let remaining = records.len() - slot;
+                    self.build(ticket_id, slot as u32, record, hash, remaining);
                     ticket.missing += 1;
                     let shard = self.config.shard;
                     self.remember(hash, TxStatus::Pending { shard });
@@ -65,6 +66,32 @@ impl ShardReplica {
             self.tickets.insert(ticket_id, ticket);
         }
         Ok(ticket_id)
+    }
+
+    /// Copies an admitted record into the entry being built (`remaining`: this submission's
+    /// records from this one on). An entry's buffer is sized on its first record for twice the
+    /// last entry's records, or for the rest of the submission if more: under a steady load an
+    /// entry fills between half and all of it, so its records are copied once, whatever number
+    /// of submissions fill it; it grows (a copy) when the load rises, and a buffer less than half
+    /// used is given back at its own size (`BatchBuilder::finish`, a copy of a small entry).
+    fn build(&mut self, ticket: u64, slot: u32, record: &Record, hash: TxHash, remaining: usize) {
+        if self.builder.is_empty() {
+            self.builder
+                .reserve_records((2 * self.entry_records_last).max(remaining));
+        }
+        self.builder.push(record);
+        self.building.push((ticket, slot, hash));
+        if self.builder.is_full() {
+            self.finish_entry();
+        }
+    }
+
+    /// Moves the entry being built to those waiting for the next turn.
+    fn finish_entry(&mut self) {
+        self.entry_records_last = self.builder.len();
+        let data = self.builder.finish();
+        let slots = std::mem::take(&mut self.building);
+        self.built.push((data, slots));
     }
 
     pub(super) fn rejected(&mut self, record: &Record, code: ResultCode) -> Outcome {
@@ -164,41 +191,24 @@ impl ShardReplica {
     /// Proposes what [`ShardReplica::submit_verified`] admitted as entries of at most
     /// `entry_records_max` records, then markers for receipts that arrived from other shards.
     pub fn propose_admitted(&mut self) {
-        let admitted = std::mem::take(&mut self.admitted);
-        self.propose_checked(admitted);
+        if !self.builder.is_empty() {
+            self.finish_entry();
+        }
+        let mut built = std::mem::take(&mut self.built);
+        for (data, slots) in built.drain(..) {
+            self.propose_batch(data, slots);
+        }
+        // Keep the allocation for the next turn.
+        if self.built.is_empty() {
+            self.built = built;
+        }
         self.propose_markers();
     }
 
-    fn propose_checked(&mut self, mut admitted: Vec<(u64, u32, Record, TxHash)>) {
-        let mut slots: Vec<Slot> = Vec::with_capacity(self.config.entry_records_max);
-        let mut left = admitted.len();
-        for &(ticket, slot, record, hash) in admitted.iter() {
-            if self.builder.is_empty() {
-                self.builder.reserve_records(left);
-            }
-            left -= 1;
-            self.builder.push(&record);
-            slots.push((ticket, slot, hash));
-            if self.builder.is_full() {
-                self.propose_batch(&mut slots);
-            }
-        }
-        if !self.builder.is_empty() {
-            self.propose_batch(&mut slots);
-        }
-        // Keep the allocation for the next turn.
-        admitted.clear();
-        if self.admitted.is_empty() {
-            self.admitted = admitted;
-        }
-    }
-
-    pub(super) fn propose_batch(&mut self, slots: &mut Vec<Slot>) {
-        let data = self.builder.finish();
+    pub(super) fn propose_batch(&mut self, data: Vec<u8>, taken: Vec<Slot>) {
         let proposal = self.next_proposal;
         self.next_proposal += 1;
         let context = entry_context(ENTRY_KIND_TRANSFERS, self.config.node_id, proposal);
-        let taken = std::mem::take(slots);
         match self.node.propose(context.to_vec(), data) {
             Ok(()) => self.track_proposal(taken),
             Err(error) => {

@@ -482,6 +482,8 @@ impl ShardReplica {
             self.fail_slot(id, 0);
         }
         self.proposals.clear();
-        self.admitted.clear();
+        self.builder.clear();
+        self.building.clear();
+        self.built.clear();
     }
 }

@@ -317,9 +317,15 @@ pub struct ShardReplica {
     pending_ready: Option<Ready>,
     state: ShardState,
     results: Vec<ResultCode>,
-    /// Admitted this turn, signatures verified: (ticket, slot, record).
-    admitted: Vec<(u64, u32, Record, TxHash)>,
+    /// The entry being built: admitted records (signatures verified) are copied straight into
+    /// it, the one copy of a record on its way from the submission into the log; `building`
+    /// holds their slots. Entries filled before the next turn wait in `built`, in order, and
+    /// are proposed at the turn (at most `pending_records_max / entry_records_max + 1`).
     builder: BatchBuilder,
+    building: Vec<Slot>,
+    built: Vec<(Vec<u8>, Vec<Slot>)>,
+    /// Records of the last entry built: sizes the next one's buffer.
+    entry_records_last: usize,
     next_ticket: u64,
     next_proposal: u64,
     tickets: HashMap<u64, Ticket, foldhash::fast::RandomState>,
@@ -435,7 +441,9 @@ impl ShardReplica {
             config,
             node,
             results: Vec::new(),
-            admitted: Vec::new(),
+            building: Vec::new(),
+            built: Vec::new(),
+            entry_records_last: 0,
             next_ticket: 1,
             next_proposal: 1,
             tickets: HashMap::default(),
@@ -531,7 +539,7 @@ impl ShardReplica {
         self.pending_records
     }
     pub fn has_admitted(&self) -> bool {
-        !self.admitted.is_empty()
+        !self.builder.is_empty() || !self.built.is_empty()
     }
     /// Whether apply is waiting for receipts from another shard.
     /// Bytes of entry data applied since this replica was created.
