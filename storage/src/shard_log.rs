@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::Storage;
 
@@ -265,7 +265,7 @@ impl ShardLog {
         conf: ConfState,
         data: Vec<u8>,
     ) -> impl Future<Output = Result<(), StorageError>> + 'static {
-        let meta = snapshot_metadata(index, term, conf);
+        let meta = snapshot::snapshot_metadata(index, term, conf);
         let snap_dir = self.snap_dir.clone();
         let written = glommio::executor()
             .spawn_blocking(move || snapshot::write_snapshot(&snap_dir, &meta, &data));
@@ -286,7 +286,7 @@ impl ShardLog {
                 self.snapshot_index
             )));
         }
-        let meta = snapshot_metadata(index, term, conf);
+        let meta = snapshot::snapshot_metadata(index, term, conf);
         let local_term = self.storage.term(index).ok();
         {
             let mut core = self.storage.wl();
@@ -431,14 +431,4 @@ fn add_stats(total: &mut CommitStats, stats: CommitStats) {
     total.write_duration += stats.write_duration;
     total.fsync_duration += stats.fsync_duration;
     total.segment_rolled |= stats.segment_rolled;
-}
-
-fn snapshot_metadata(index: u64, term: u64, conf: ConfState) -> SnapshotMetadata {
-    let mut meta = SnapshotMetadata {
-        index,
-        term,
-        ..SnapshotMetadata::default()
-    };
-    meta.set_conf_state(conf);
-    meta
 }

@@ -100,6 +100,17 @@ fn encode_meta(meta: &SnapshotMetadata, data_bytes: usize) -> Result<Vec<u8>, St
 
 /// Writes `snap-<index>.tmp`, fsyncs it, renames it to `.snap`, fsyncs the directory, then deletes
 /// older snapshots and leftover temporary files. Returns the path of the new snapshot.
+/// The metadata of a snapshot at `index` (of `term`) under configuration `conf`.
+pub fn snapshot_metadata(index: u64, term: u64, conf: ConfState) -> SnapshotMetadata {
+    let mut meta = SnapshotMetadata {
+        index,
+        term,
+        ..SnapshotMetadata::default()
+    };
+    meta.set_conf_state(conf);
+    meta
+}
+
 pub fn write_snapshot(
     dir: &Path,
     meta: &SnapshotMetadata,

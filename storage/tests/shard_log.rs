@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 
+use aurigraph_storage::snapshot::snapshot_metadata;
 use aurigraph_storage::{read_latest_snapshot, write_snapshot, ShardLog, StorageError};
 use common::*;
 use raft::eraftpb::{ConfState, Entry, SnapshotMetadata};
@@ -26,13 +27,7 @@ fn meta(index: u64, term: u64) -> SnapshotMetadata {
         auto_leave: true,
         ..ConfState::default()
     };
-    let mut meta = SnapshotMetadata {
-        index,
-        term,
-        ..SnapshotMetadata::default()
-    };
-    meta.set_conf_state(conf);
-    meta
+    snapshot_metadata(index, term, conf)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

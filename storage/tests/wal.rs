@@ -419,7 +419,7 @@ fn compaction_after_a_torn_roll_keeps_hard_state_and_group_numbers() {
 #[test]
 fn a_log_of_wal_format_1_is_refused_with_a_message() {
     // Format 1 had no group heads: its first record is an Entry, HardState or Pad.
-    use aurigraph_storage::record::{self, Header, RecordKind, FLAG_GROUP_END};
+    use aurigraph_storage::record::{Header, RecordKind, FLAG_GROUP_END};
     let dir = tempfile::tempdir().unwrap();
     let payload = vec![0u8; BLOCK_BYTES - 32];
     let mut header = Header {
@@ -431,7 +431,8 @@ fn a_log_of_wal_format_1_is_refused_with_a_message() {
         index: 0,
         term: 0,
     };
-    header.crc = record::record_crc(&header.encode(), &[&payload]);
+    // The record checksum covers header bytes 8..32, then the payload.
+    header.crc = crc32c(&[&header.encode()[8..], &payload[..]].concat());
     let mut contents = header.encode().to_vec();
     contents.extend_from_slice(&payload);
     let segment = dir.path().join("00000000000000000000.wal");

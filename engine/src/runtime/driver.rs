@@ -250,8 +250,11 @@ pub(super) struct Archiving {
     data: Pin<Box<dyn Future<Output = Vec<u8>>>>,
     /// The snapshot's file being written on the blocking pool, once the data is ready and the
     /// sinks let it be saved; the log is compacted to it when this is done.
-    writing: Option<Pin<Box<dyn Future<Output = Result<(), aurigraph_storage::StorageError>>>>>,
+    writing: Option<SnapshotWrite>,
 }
+
+/// A snapshot's file being written on the blocking pool (`ShardLog::write_snapshot_file`).
+type SnapshotWrite = Pin<Box<dyn Future<Output = Result<(), aurigraph_storage::StorageError>>>>;
 
 impl ShardDriver {
     fn now(&self) -> Now {

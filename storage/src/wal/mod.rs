@@ -182,7 +182,7 @@ pub struct Wal {
     /// blocking pool (an unlink of a 64 MiB segment takes milliseconds on ext4, eight of them
     /// took 90 ms: never on the reactor, never inside a shard's turn). At most one batch at a
     /// time, so a crash still leaves a contiguous run of segments.
-    deleting: Option<Pin<Box<dyn Future<Output = Result<(), StorageError>>>>>,
+    deleting: Option<Deleting>,
     poisoned: bool,
     stats: WalStats,
 }
@@ -610,6 +610,9 @@ async fn sync_directory(directory: &Directory, dir: &Path) -> Result<(), Storage
         .await
         .map_err(|e| StorageError::glommio("syncing directory", dir, e))
 }
+
+/// Compacted segments being unlinked (see `Wal::deleting`).
+type Deleting = Pin<Box<dyn Future<Output = Result<(), StorageError>>>>;
 
 /// Unlinks `paths` in order, then syncs `dir` so the deletions are durable (on a blocking
 /// thread).
