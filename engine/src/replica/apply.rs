@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How many transfers ahead apply prefetches the recent window's index slot of a decision it
+/// will record.
+const DECISION_PREFETCH_DISTANCE: usize = 16;
+
 /// What a committed entry waits for before it can apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum MarkerWait {
@@ -181,6 +185,9 @@ impl ShardReplica {
                         }
                         debug_assert!(hashes.iter().zip(records).all(|(h, r)| *h == r.tx_hash()));
                         for (i, &tx_hash) in hashes.iter().enumerate() {
+                            if let Some(ahead) = hashes.get(i + DECISION_PREFETCH_DISTANCE) {
+                                self.state.prefetch_decision(ahead);
+                            }
                             let outcome = Outcome {
                                 tx_hash,
                                 result: results[i],

@@ -815,6 +815,6 @@ fn recent_order_queue(config: &ReplicaConfig) -> VecDeque<TxHash> {
     }
     // One more than the bound: `remember` pushes before it trims.
     let mut queue = VecDeque::with_capacity(config.recent_transactions_max + 1);
-    crate::ledger::touch_capacity(&mut queue);
+    crate::ledger::touch_capacity(&mut queue, TxHash([0; 32]));
     queue
 }
