@@ -9,7 +9,7 @@ use super::{STREAM_ANSWERS_BUFFERED_MAX, SUBMIT_STREAM_IN_FLIGHT_MAX};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::routes::auth::require_role;
 use crate::http::routes::transactions::{
-    decode_binary_batch, gateway_named, submit_records, Submitted,
+    decode_binary_batch, gateway_named, pending_one, submit_records, Submitted,
 };
 use crate::http::routes::Backend;
 use crate::http::routes::{archive, Ctx};
@@ -18,7 +18,7 @@ use aurigraph_engine::record::{Address, Record, Transfer, TxHash};
 use aurigraph_engine::replica::{Outcome, TxStatus};
 use aurigraph_engine::runtime::GatewayId;
 use aurigraph_engine::tokens::Role;
-use aurigraph_engine::{shard_of, ResultCode};
+use aurigraph_engine::ResultCode;
 use aurigraph_proto::v11;
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesOrdered;
@@ -52,11 +52,7 @@ pub async fn submit<B: Backend, T: GrpcBody>(
         let records = std::slice::from_ref(&record);
         let outcome = match submit_records(ctx, records, None, !message.detach).await? {
             Submitted::Pending(pending) => {
-                let shard = shard_of(&record.from(), ctx.backend.shard_count());
-                let (hash, shard) = pending
-                    .first()
-                    .copied()
-                    .unwrap_or((record.tx_hash(), shard));
+                let (hash, shard) = pending_one(&pending, &record, ctx.backend.shard_count());
                 pending_outcome(&hash, shard)
             }
             Submitted::Decided(outcomes) => {

@@ -271,3 +271,16 @@ impl ShardReplica {
         }
     }
 }
+
+/// The order queue of this validator's own statuses (`recent_transactions`): with
+/// `preallocate_recent`, allocated for its bound and touched once, so that it never grows (a
+/// copy of up to 8 MB) or first-touches fresh pages while the shard serves.
+pub(super) fn recent_order_queue(config: &ReplicaConfig) -> VecDeque<TxHash> {
+    if !config.preallocate_recent {
+        return VecDeque::new();
+    }
+    // One more than the bound: `remember` pushes before it trims.
+    let mut queue = VecDeque::with_capacity(config.recent_transactions_max + 1);
+    crate::ledger::touch_capacity(&mut queue, TxHash([0; 32]));
+    queue
+}

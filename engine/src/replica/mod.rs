@@ -434,7 +434,7 @@ impl ShardReplica {
         raft_config.validate()?;
         let node = RawNode::new(&raft_config, ReplicaStorage::new(storage), &raft_logger())?;
         let shard_count = state.shard_count() as usize;
-        let recent_order = recent_order_queue(&config);
+        let recent_order = admission::recent_order_queue(&config);
         let mut replica = ShardReplica {
             pending_ready: None,
             builder: BatchBuilder::with_capacity(config.entry_records_max),
@@ -804,17 +804,4 @@ fn finish(ticket: Ticket) -> Vec<Outcome> {
         .into_iter()
         .map(|o| o.expect("every slot resolved"))
         .collect()
-}
-
-/// The order queue of this validator's own statuses (`recent_transactions`): with
-/// `preallocate_recent`, allocated for its bound and touched once, so that it never grows (a
-/// copy of up to 8 MB) or first-touches fresh pages while the shard serves.
-fn recent_order_queue(config: &ReplicaConfig) -> VecDeque<TxHash> {
-    if !config.preallocate_recent {
-        return VecDeque::new();
-    }
-    // One more than the bound: `remember` pushes before it trims.
-    let mut queue = VecDeque::with_capacity(config.recent_transactions_max + 1);
-    crate::ledger::touch_capacity(&mut queue, TxHash([0; 32]));
-    queue
 }

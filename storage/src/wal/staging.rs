@@ -517,16 +517,8 @@ mod tests {
     /// computed over them and put in front (the format's reference layout).
     fn reference_group(group: u32, entries: &[Entry]) -> Vec<u8> {
         fn push(records: &mut Vec<u8>, header: Header, payload: &[u8]) -> usize {
-            let mut header = Header {
-                len: payload.len() as u32,
-                crc: 0,
-                ..header
-            };
-            header.crc = record::record_crc(&header.encode(), &[payload]);
             let start = records.len();
-            records.extend_from_slice(&header.encode());
-            records.extend_from_slice(payload);
-            records.resize(start + record::record_bytes(payload.len()), 0);
+            records.extend_from_slice(&record::encode_test_record(header, payload));
             start
         }
         let header = |kind, flags, index, term| Header {

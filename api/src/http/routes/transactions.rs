@@ -37,11 +37,7 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
     let record = transfer.to_record(ctx.backend.chain_id(), None)?;
     match submit_records(ctx, std::slice::from_ref(&record), None, wait).await? {
         Submitted::Pending(pending) => {
-            let shard = shard_of(&record.from(), ctx.backend.shard_count());
-            let (hash, shard) = pending
-                .first()
-                .copied()
-                .unwrap_or((record.tx_hash(), shard));
+            let (hash, shard) = pending_one(&pending, &record, ctx.backend.shard_count());
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &PendingOut::new(&hash, shard),
@@ -52,6 +48,19 @@ pub async fn submit<B: Backend, T: RequestBody>(ctx: &Ctx<B>, request: Request<T
             Ok(json_response(StatusCode::OK, &OutcomeOut::from(outcome)))
         }
     }
+}
+
+/// The hash and shard a single submitted transfer waits under: the engine's answer, else the
+/// record's own.
+pub(crate) fn pending_one(
+    pending: &[(TxHash, u32)],
+    record: &Record,
+    shard_count: u32,
+) -> (TxHash, u32) {
+    pending
+        .first()
+        .copied()
+        .unwrap_or_else(|| (record.tx_hash(), shard_of(&record.from(), shard_count)))
 }
 
 /// What a submission came to: admitted, not decided (`wait` false: each transfer's hash and
