@@ -500,9 +500,9 @@ impl WindowModel {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The window forgets lazily (stale entries dropped in bulk); what it answers must be what
-    /// an exact window answers, through repeats, re-entries after leaving, a snapshot round
-    /// trip and a smaller bound.
+    /// The window (a ring in log order and an open-addressing index over it, deletion by
+    /// backward shift) must answer what an exact window answers, through repeats, re-entries
+    /// after leaving, a snapshot round trip and a smaller bound.
     #[test]
     fn the_recent_window_answers_like_an_exact_window(
         keys in proptest::collection::vec(0u8..40, 1..400),
