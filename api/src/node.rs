@@ -1,5 +1,6 @@
 //! `aurigraph node`: starts the engine (one glommio executor per core) with an HTTP server on
-//! every core, all bound to the same port (SO_REUSEPORT), and stops gracefully on SIGTERM/SIGINT.
+//! every core, all bound to the same port (SO_REUSEPORT, a connection going to the core its
+//! source port names: `http::steering`), and stops gracefully on SIGTERM/SIGINT.
 
 use crate::config::{ConfigError, LogFormat, NodeArgs, NodeConfig};
 use crate::http::in_flight::InFlightCounts;
@@ -14,7 +15,7 @@ use aurigraph_net::transport::PeerTls;
 use aurigraph_wire::keyfile::{self, KeyFileError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -173,6 +174,8 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
             http::Surface::All
         },
         cors: Arc::new(config.cors.clone()),
+        // One counter slot per core, so that the per-core figures are each core's own.
+        metrics: Arc::new(http::Metrics::new(config.cores)),
         ..HttpSettings::new(config.http_addr)
     };
     // The admin listener: core 0 only (membership changes are rare), same TLS and tokens.
@@ -190,15 +193,21 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
         checked_addr: Arc::default(),
         ..settings.clone()
     };
-    // Each core binds its own listener; the first bind error stops the node with its message.
+    // The HTTP and gRPC listeners of every core, made here in core order (the order steering by
+    // source port relies on); a bind error stops the node before the engine starts.
+    let http_sockets = CoreSockets::listen(&settings, config.cores)?;
+    let grpc_sockets = CoreSockets::listen(&grpc_settings, config.cores)?;
+    // Each core adopts its sockets (and core 0 binds the admin listener) and reports it; the
+    // first error stops the node with its message.
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), NodeError>>();
     let service: CoreService = Arc::new(move |core, engine| {
         let settings = settings.clone();
         let bound = bound_tx.clone();
         let admin = admin_settings.clone().filter(|_| core == 0);
         let grpc = grpc_settings.clone();
+        let (http_socket, grpc_socket) = (http_sockets.take(core), grpc_sockets.take(core));
         Box::pin(async move {
-            if let Some(listener) = bind_reported(&grpc, &bound) {
+            if let Some(listener) = adopt_reported(grpc_socket, &grpc, &bound) {
                 let engine = engine.clone();
                 glommio::spawn_local(http::serve_secondary(listener, core, engine, grpc)).detach();
             }
@@ -209,7 +218,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
                         .detach();
                 }
             }
-            if let Some(listener) = bind_reported(&settings, &bound) {
+            if let Some(listener) = adopt_reported(http_socket, &settings, &bound) {
                 http::serve(listener, core, engine, settings).await;
             }
         })
@@ -453,8 +462,9 @@ fn report_reload(what: &str, result: Result<(), impl std::fmt::Display>) {
     }
 }
 
-/// Binds one core's listener of `settings` and reports the outcome on `bound` (the starting
-/// thread waits for one report per listener); `None` when it could not bind.
+/// Binds one core's listener of `settings` (the admin listener, unsteered) and reports the
+/// outcome on `bound` (the starting thread waits for one report per listener); `None` when it
+/// could not bind.
 fn bind_reported(
     settings: &HttpSettings,
     bound: &std::sync::mpsc::Sender<Result<(), NodeError>>,
@@ -472,6 +482,56 @@ fn bind_reported(
             None
         }
     }
+}
+
+/// The listening sockets of one address, one per core (index = core): made on the starting
+/// thread before the engine starts, each taken once by its core's service. Start-up only.
+struct CoreSockets(Arc<[Mutex<Option<socket2::Socket>>]>);
+
+impl CoreSockets {
+    /// The node's `cores` listeners of `settings`, steered by source port; a failure is the
+    /// node's [`NodeError::Listen`] (the message a core's own bind used to report).
+    fn listen(settings: &HttpSettings, cores: usize) -> Result<CoreSockets, NodeError> {
+        let sockets =
+            http::steering::listen_steered(settings, cores).map_err(|e| NodeError::Listen {
+                addr: settings.addr,
+                reason: e.to_string(),
+            })?;
+        Ok(CoreSockets(
+            sockets.into_iter().map(|s| Mutex::new(Some(s))).collect(),
+        ))
+    }
+
+    /// Core `core`'s socket, the first time it is asked for.
+    fn take(&self, core: usize) -> Option<socket2::Socket> {
+        let slot = self.0.get(core)?;
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Turns one core's listening socket into its glommio listener (inside the core's executor:
+/// a glommio listener belongs to the executor that makes it) and reports the outcome on
+/// `bound` (the starting thread waits for one report per listener); `None` without a socket.
+fn adopt_reported(
+    socket: Option<socket2::Socket>,
+    settings: &HttpSettings,
+    bound: &std::sync::mpsc::Sender<Result<(), NodeError>>,
+) -> Option<glommio::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let Some(socket) = socket else {
+        let _ = bound.send(Err(NodeError::Listen {
+            addr: settings.addr,
+            reason: "no listening socket was made for this core".to_string(),
+        }));
+        return None;
+    };
+    // SAFETY: the descriptor is a bound, listening TCP socket that we own; its ownership moves
+    // into the listener, which closes it on drop.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    let _ = bound.send(Ok(()));
+    Some(listener)
 }
 
 /// Waits for SIGINT or SIGTERM, giving up after `timeout` (`None`: no signal came).

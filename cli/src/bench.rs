@@ -106,6 +106,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=STREAM_DEPTH_MAX as i64))]
     pub stream_depth: u16,
+    /// Do not steer. By default (over HTTP) the benchmark asks the nodes for their cores and
+    /// shard leaders, groups the senders by the core that owns their shard on its leader, and
+    /// sends each batch (senders of one such core only) over a connection that lands on that
+    /// core, so that no batch crosses cores or validators. With --no-steer, every batch mixes
+    /// senders of all shards and goes to any core of any address, as an unaware client's would.
+    #[arg(long)]
+    pub no_steer: bool,
 }
 
 /// `--protocol`.
@@ -151,6 +158,7 @@ impl From<BenchArgs> for BenchOptions {
             protocol: a.protocol.into(),
             grpc_addresses: a.grpc_addresses,
             stream_depth: usize::from(a.stream_depth),
+            steer: !a.no_steer,
         }
     }
 }
@@ -217,5 +225,13 @@ mod tests {
             assert!(Cli::try_parse_from(["x", "--stream-depth", depth]).is_err());
         }
         assert!(Cli::try_parse_from(["x", "--protocol", "quic"]).is_err());
+    }
+
+    #[test]
+    fn steering_is_on_unless_turned_off() {
+        let options = BenchOptions::from(Cli::try_parse_from(["x"]).unwrap().args);
+        assert!(options.steer);
+        let options = BenchOptions::from(Cli::try_parse_from(["x", "--no-steer"]).unwrap().args);
+        assert!(!options.steer);
     }
 }

@@ -5,6 +5,7 @@
 //! Errors name the method and URL, and carry the server's `{"error":{"code","message"}}` when
 //! the reply has one.
 
+use crate::connector::{Connector, Steer};
 use aurigraph_wire::compact::{decode_compact_results_exact, CompactResultsError};
 use aurigraph_wire::result::ResultCode;
 use bytes::Bytes;
@@ -12,7 +13,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::fmt;
@@ -270,7 +270,7 @@ fn error_from_body(status: StatusCode, body: &[u8]) -> ErrorKind {
 /// A client for one node, e.g. `http://127.0.0.1:9003`. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct Client {
-    http: PooledClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: PooledClient<HttpsConnector<Connector>, Full<Bytes>>,
     base: String,
     timeout: Duration,
     /// `Authorization: Bearer` value sent with every request (a gateway token), if any.
@@ -290,11 +290,19 @@ impl Client {
         timeout: Duration,
         max_idle: usize,
     ) -> Result<Client, UrlError> {
+        Client::with_steering(base_url, timeout, max_idle, None)
+    }
+
+    /// As [`Client::with_options`], and with `steer` every connection lands on that core of
+    /// the node (client/src/connector.rs): for transfers whose shards live on it.
+    pub fn with_steering(
+        base_url: &str,
+        timeout: Duration,
+        max_idle: usize,
+        steer: Option<Steer>,
+    ) -> Result<Client, UrlError> {
         let base = normalize_base_url(base_url)?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        connector.enforce_http(false); // https:// goes through the TLS layer below
+        let connector = Connector::new(steer);
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let tls = hyper_rustls::HttpsConnectorBuilder::new();
         let tls = if base.starts_with("https://") {

@@ -3,6 +3,7 @@
 //! and knows nothing of the engine: the wire formats come from `aurigraph-wire`.
 //!
 //! - [`http`]: a pooled HTTP/1.1 client with typed errors, batch replies decoded.
+//! - [`connector`]: its connections, optionally steered to one core of the node.
 //! - [`grpc`]: a gRPC client (package `aurigraph.v11`): one transfer, a batch, a
 //!   `SubmitStream` of batches, the node's identity and an account's nonce.
 //! - [`ops`]: one signed transfer, the chain id, an account's nonce.
@@ -14,6 +15,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod connector;
 pub mod grpc;
 pub mod http;
 pub mod launcher;

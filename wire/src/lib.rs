@@ -7,6 +7,7 @@
 //! - [`compact`]: the compact results format and the media types of the binary endpoints.
 //! - [`genesis`]: the genesis file (chain id, shards, initial allocations).
 //! - [`shard`]: which shard owns an address (clients may compute it).
+//! - [`steering`]: which core owns a shard, and which core accepts a connection.
 //! - [`keyfile`]: the key file of `aurigraph keygen` (written by the node for a development chain).
 //! - [`limits`]: the limits a client must respect.
 //! - [`tokens`]: the tokens file (bearer tokens for gateway mode, kept as hashes).
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod record;
 pub mod result;
 pub mod shard;
+pub mod steering;
 pub mod tokens;
 
 pub use batch::{

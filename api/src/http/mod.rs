@@ -1,14 +1,21 @@
 //! The HTTP API (documented in `docs/api.md`): hyper 1.x on glommio, one server per core.
 //!
-//! Every core runs its own accept loop on the same address (`SO_REUSEPORT`: the kernel spreads
-//! connections over the cores), and serves each connection on that core with HTTP/1.1
-//! (keep-alive) or HTTP/2 (h2c with prior knowledge, told apart by the connection preface).
+//! Every core runs its own accept loop on the same address (`SO_REUSEPORT`), and serves each
+//! connection on that core with HTTP/1.1 (keep-alive) or HTTP/2 (h2c with prior knowledge, told
+//! apart by the connection preface). A new connection goes to the core `(source port / 2) mod
+//! cores`: a classic BPF program on the cores' reuseport group picks it ([`steering`]), so a
+//! client that picks its local port reaches the core that owns its shards
+//! (`aurigraph_wire::steering`); clients that do not spread evenly over the cores.
 //!
-//! How a node uses it (inside each core's engine service):
-//! 1. [`bind`]`(&settings)`: the first core of a node checks the address once for the whole node
-//!    (a port taken by anything, another node that also uses `SO_REUSEPORT` included, is an
-//!    error; port 0 is resolved to one free port that every core then shares), then each core
-//!    binds its own `SO_REUSEPORT` listener. [`HttpSettings::bound_addr`] tells the address.
+//! How a node uses it:
+//! 1. [`steering::listen_steered`]`(&settings, cores)`, on the starting thread before the
+//!    executors run: checks the address once for the whole node (a port taken by anything,
+//!    another node that also uses `SO_REUSEPORT` included, is an error; port 0 is resolved to
+//!    one free port that every core then shares), then makes the `cores` listeners in core order
+//!    with the steering program attached. [`HttpSettings::bound_addr`] tells the address. Each
+//!    core's engine service turns its socket into a glommio listener. ([`bind`] binds one
+//!    core's listener from inside its executor, unsteered: the admin listener (core 0 only) and
+//!    tests.)
 //! 2. [`serve`]`(listener, core, engine, settings)` until draining.
 //! 3. To stop: set [`HttpSettings::draining`] (cores stop accepting within [`server::DRAIN_POLL`];
 //!    requests already running finish; new requests on open connections get 503
@@ -18,7 +25,8 @@
 //! Modules: [`routes`] (the route table and the endpoints, independent of sockets), [`types`]
 //! (wire types, compact results format), [`error`] (the error shape and its codes),
 //! [`metrics`] (measured figures and the `/metrics` exposition), [`io`] (glommio/hyper glue),
-//! [`server`] (accept loop, connections), [`openapi`] (the document the route table describes).
+//! [`server`] (accept loop, connections), [`steering`] (listeners steered by source port),
+//! [`openapi`] (the document the route table describes).
 
 pub mod cors;
 pub mod error;
@@ -29,6 +37,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod steering;
 pub mod tls;
 pub mod types;
 
@@ -98,8 +107,9 @@ pub struct HttpSettings {
     /// `GET /api/v11/accounts/{address}/transactions`): the node's reader threads (none: no
     /// archive).
     pub archive_reader: Option<aurigraph_sinks::ArchiveReader>,
-    /// The node-wide address check done by the first [`bind`] (shared by the clones of these
-    /// settings): the resolved address, or the error every core reports. Leave as constructed.
+    /// The node-wide address check done by the first [`bind`] or [`steering::listen_steered`]
+    /// (shared by the clones of these settings): the resolved address, or the error every core
+    /// reports. Leave as constructed.
     pub checked_addr: Arc<OnceLock<Result<SocketAddr, (std::io::ErrorKind, String)>>>,
     /// The latest verified pulse per configured beacon source, read by
     /// `/api/v11/quantum/randomness/*` and the `beacon` health check (written by a beacon

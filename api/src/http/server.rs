@@ -54,13 +54,7 @@ fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
 /// check and bind the address it resolved. Must run inside a glommio executor. Errors are the
 /// operating system's (e.g. `Address already in use`), without the address.
 pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
-    let checked = settings
-        .checked_addr
-        .get_or_init(|| check_addr(settings.addr).map_err(|e| (e.kind(), e.to_string())));
-    let addr = match checked {
-        Ok(addr) => *addr,
-        Err((kind, message)) => return Err(io::Error::new(*kind, message.clone())),
-    };
+    let addr = checked_addr(settings)?;
     let socket = listen_socket(addr)?;
     // SAFETY: the descriptor is a bound, listening TCP socket that we own; its ownership moves
     // into the listener, which closes it on drop.
@@ -69,13 +63,25 @@ pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
+/// The address every listener of `settings` binds: checked (see `check_addr`) by the first
+/// caller for the whole node, the same outcome (port 0 resolved, or the error) for the others.
+pub(crate) fn checked_addr(settings: &HttpSettings) -> io::Result<SocketAddr> {
+    let checked = settings
+        .checked_addr
+        .get_or_init(|| check_addr(settings.addr).map_err(|e| (e.kind(), e.to_string())));
+    match checked {
+        Ok(addr) => Ok(*addr),
+        Err((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+    }
+}
+
 /// Pending connections the kernel queues per core (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// A listening socket with `SO_REUSEPORT` (share the port across cores) and `SO_REUSEADDR`
 /// (rebind while connections of a previous run linger in TIME_WAIT). Close-on-exec, blocking
 /// (glommio accepts through io_uring or a non-blocking attempt of its own).
-fn listen_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+pub(crate) fn listen_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -181,7 +187,11 @@ pub(crate) async fn run<B: Backend>(
             }
         };
         let stream = match accepted {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                // Counted before any limit closes it: how the kernel spread connections.
+                ctx.settings.metrics.count_connection_accepted(core);
+                stream
+            }
             Err(e) => {
                 // EMFILE, ENOBUFS, a connection reset before accept: never fatal; pause briefly
                 // so that a persistent error does not spin.

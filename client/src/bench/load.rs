@@ -152,7 +152,14 @@ pub(crate) struct Load {
     pub progress: ProgressBar,
 }
 
-pub(crate) async fn load_worker(load: Arc<Load>, client: Client, start: Instant) -> WorkerStats {
+/// Sends batches until none is left. Steered plans: batch `b` goes through the client of its
+/// lane (`clients[lane]`); otherwise every batch through `clients[own]`.
+pub(crate) async fn load_worker(
+    load: Arc<Load>,
+    clients: Arc<[Client]>,
+    own: usize,
+    start: Instant,
+) -> WorkerStats {
     let mut stats = WorkerStats::new();
     loop {
         if load.stop.load(Ordering::Relaxed) {
@@ -169,6 +176,10 @@ pub(crate) async fn load_worker(load: Arc<Load>, client: Client, start: Instant)
         stats.first_send = min_opt(stats.first_send, Some(sent));
         stats.transfers_sent += records as u64;
         stats.batches_sent += 1;
+        let client = match load.plan.lanes {
+            Some(_) => &clients[load.plan.lane_of_batch(b)],
+            None => &clients[own],
+        };
         let reply = client
             .post_batch(load.path, load.batches[b].clone(), records, load.compact)
             .await;

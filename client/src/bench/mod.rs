@@ -12,9 +12,13 @@
 //! 3. Pre-signing, before the clock starts: transfer `k` goes from account `k % accounts` to a
 //!    pseudo-random other account, amount 1, with the sender's next nonce; transfers are packed
 //!    in order into binary batches of `--batch-size` (all valid: every result should be `OK`).
-//! 4. Load: `--concurrency` requests in flight over keep-alive HTTP/1.1 connections, spread over
-//!    the addresses round-robin, each `POST /api/v11/transactions/batch` with the binary batch,
-//!    asking for the compact reply. Closed loop by default; with `--rate` an open loop that
+//! 4. Load: `--concurrency` requests in flight over keep-alive HTTP/1.1 connections, each
+//!    `POST /api/v11/transactions/batch` with the binary batch, asking for the compact reply.
+//!    Steered (the default over HTTP, [`routes`]): the senders are grouped into lanes, one per
+//!    core of the validators that lead the shards; batch `b` holds senders of lane `b mod L` only
+//!    and goes over a connection that lands on that core. With `--no-steer`, senders are
+//!    interleaved (transfer `k` from account `k % accounts`) and requests spread over the
+//!    addresses round-robin. Closed loop by default; with `--rate` an open loop that
 //!    schedules batch `b` at `b * batch_size / rate` seconds after the start. With
 //!    `--protocol grpc` the same batches go through gRPC `SubmitStream`, one stream (and one
 //!    connection) per worker, one batch in flight on each by default ([`grpc_load`]).
@@ -36,12 +40,13 @@
 //!   largest lag are reported, so a run whose open loop did not hold is visible as such.
 //!
 //! Modules: [`workload`] (accounts, genesis, the plan, pre-signing), [`load`] (the workers),
-//! `grpc_load` (the workers over gRPC), [`report`] (the figures), `setup` (genesis, nodes,
+//! `grpc_load` (the workers over gRPC), [`routes`] (steering), [`report`] (the figures), `setup` (genesis, nodes,
 //! clients and readiness, shared with `aurigraph loadtest`).
 
 mod grpc_load;
 pub mod load;
 pub mod report;
+mod routes;
 pub(crate) mod setup;
 pub mod workload;
 
@@ -65,6 +70,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use workload::Lanes;
 
 /// The options of one run (`aurigraph bench --help` describes each).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +110,9 @@ pub struct BenchOptions {
     pub grpc_addresses: Vec<String>,
     /// With `protocol` gRPC: batches in flight per stream, 1 to [`STREAM_DEPTH_MAX`].
     pub stream_depth: usize,
+    /// Over HTTP: send each batch to the core (and validator) that owns its senders' shards
+    /// ([`routes`]); gRPC runs are never steered.
+    pub steer: bool,
 }
 
 /// How `aurigraph bench` sends its batches.
@@ -153,6 +162,7 @@ impl Default for BenchOptions {
             protocol: Protocol::Http,
             grpc_addresses: Vec::new(),
             stream_depth: 1,
+            steer: true,
         }
     }
 }
@@ -229,6 +239,8 @@ pub enum BenchError {
     NoResults,
     #[error(transparent)]
     Tokens(#[from] TokensError),
+    #[error("cannot steer the load: {0}")]
+    Steering(String),
 }
 
 /// The prefix of the benchmark's messages.
@@ -339,11 +351,12 @@ pub fn run(
     validate(&args)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sign_threads = args.sign_threads.unwrap_or(cores).max(1);
-    let plan = Plan {
+    let mut plan = Plan {
         transfers: args.transfers,
         accounts: args.accounts,
         batch_size: args.batch_size,
         seed: args.genesis_seed,
+        lanes: None,
     };
 
     let setup::Accounts {
@@ -369,21 +382,6 @@ pub fn run(
         );
     }
     let genesis = Genesis::from_json(&genesis_text)?;
-
-    // gRPC streams may each hold several batches in flight.
-    let in_flight = match args.protocol {
-        Protocol::Http => args.concurrency,
-        Protocol::Grpc => args.concurrency * args.stream_depth,
-    };
-    let spread = plan.nonce_spread(in_flight);
-    if spread > NONCE_WINDOW {
-        eprintln!(
-            "bench: warning: {in_flight} batches of {} in flight over {} accounts let one sender's \
-             nonces spread over up to {spread} (> the node's window of {NONCE_WINDOW}): some \
-             transfers may be rejected as NONCE_TOO_OLD; use more --accounts or less --concurrency",
-            args.batch_size, args.accounts
-        );
-    }
 
     // The node, when the benchmark owns it.
     let setup::Nodes {
@@ -417,9 +415,36 @@ pub fn run(
     })?;
 
     let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
+    // Steered: one client per lane, whose connections land on the lane's core.
+    let mut lane_clients: Vec<Client> = Vec::new();
     let own_cluster = args.addresses.is_empty() && args.nodes > 1;
+    let steered = args.steer && args.protocol == Protocol::Http;
     let nonce_bases = runtime.block_on(async {
         setup::wait_ready(TAG, &clients, deadline, own_cluster).await?;
+        if steered {
+            let routes = routes::discover(&clients).await?;
+            let route_of_account: Vec<usize> = addresses.iter().map(|a| routes.of(a)).collect();
+            let (lanes, lane_routes) = Lanes::group(&route_of_account);
+            plan.lanes = Some(Arc::new(lanes));
+            let lane_routes: Vec<routes::Route> =
+                lane_routes.iter().map(|&r| routes.routes[r]).collect();
+            eprintln!(
+                "bench: steering {} lanes: {}",
+                lane_routes.len(),
+                lane_routes
+                    .iter()
+                    .map(|r| format!("{} core {}", urls[r.url], r.core))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            lane_clients = routes::route_clients(
+                &lane_routes,
+                &urls,
+                timeout,
+                args.concurrency,
+                gateway_token.as_deref(),
+            )?;
+        }
         if args.addresses.is_empty() {
             Ok::<_, BenchError>(vec![0u64; args.accounts])
         } else {
@@ -438,6 +463,21 @@ pub fn run(
             .await
         }
     })?;
+
+    // gRPC streams may each hold several batches in flight.
+    let in_flight = match args.protocol {
+        Protocol::Http => args.concurrency,
+        Protocol::Grpc => args.concurrency * args.stream_depth,
+    };
+    let spread = plan.nonce_spread(in_flight);
+    if spread > NONCE_WINDOW {
+        eprintln!(
+            "bench: warning: {in_flight} batches of {} in flight over {} accounts let one sender's \
+             nonces spread over up to {spread} (> the node's window of {NONCE_WINDOW}): some \
+             transfers may be rejected as NONCE_TOO_OLD; use more --accounts or less --concurrency",
+            args.batch_size, args.accounts
+        );
+    }
 
     // gRPC: where the load goes, and each worker's connection, open before the clock.
     let (load_urls, grpc_clients) = match args.protocol {
@@ -533,10 +573,15 @@ pub fn run(
             return grpc_load::run(load.clone(), grpc_clients, settings).await;
         }
         let start = Instant::now();
+        let senders: Arc<[Client]> = if steered {
+            lane_clients.into()
+        } else {
+            clients.clone().into()
+        };
         let workers: Vec<_> = (0..args.concurrency)
             .map(|w| {
-                let client = clients[w % clients.len()].clone();
-                tokio::spawn(load_worker(load.clone(), client, start))
+                let own = w % senders.len();
+                tokio::spawn(load_worker(load.clone(), senders.clone(), own, start))
             })
             .collect();
         let mut total = WorkerStats::new();
@@ -558,6 +603,7 @@ pub fn run(
         protocol: args.protocol.as_str(),
         stream_depth: (args.protocol == Protocol::Grpc).then_some(args.stream_depth),
         gateway: args.gateway,
+        lanes: load.plan.lanes.as_ref().map(|l| l.len()),
         accounts: args.accounts,
         batch_size: args.batch_size,
         concurrency: args.concurrency,

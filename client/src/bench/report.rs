@@ -17,6 +17,8 @@ pub struct Report {
     pub stream_depth: Option<usize>,
     /// Gateway mode (unsigned transfers of custodial accounts) rather than signed transfers.
     pub gateway: bool,
+    /// Steered runs: the lanes (a node's core each) the batches were sent to.
+    pub lanes: Option<usize>,
     pub accounts: usize,
     pub batch_size: usize,
     pub concurrency: usize,
@@ -190,6 +192,12 @@ impl Report {
                 ),
                 None => format!("protocol = {}", self.protocol),
             },
+            match self.lanes {
+                Some(lanes) => format!(
+                    "steering = on ({lanes} lanes: each batch to the core owning its senders)"
+                ),
+                None => "steering = off".to_string(),
+            },
             format!("accounts = {}", self.accounts),
             format!("batch size = {}", self.batch_size),
             format!("concurrency = {}", self.concurrency),
@@ -281,6 +289,7 @@ impl Report {
             "mode": self.mode(),
             "protocol": self.protocol,
             "streamDepth": self.stream_depth,
+            "steeringLanes": self.lanes,
             "loadAcceptedTxPerSec": self.load_accepted(),
             "verifyCeilingTxPerSec": self.ceiling.map(|c| c.tx_per_sec()),
             "verifyCeilingPerCorePerSec": self.ceiling.map(|c| c.per_core_per_sec),
@@ -350,6 +359,7 @@ mod tests {
         }
         Report {
             gateway: false,
+            lanes: None,
             addresses: vec!["http://127.0.0.1:9003".into()],
             protocol: "http",
             stream_depth: None,
@@ -408,6 +418,15 @@ mod tests {
         assert!(has("batch latency p100 = 100 ms"), "{lines:#?}");
         assert!(has("other codes = NONCE_TOO_OLD=2"), "{lines:#?}");
         assert!(has("protocol = http"), "{lines:#?}");
+        assert!(has("steering = off"), "{lines:#?}");
+        let steered = Report {
+            lanes: Some(4),
+            ..r.clone()
+        };
+        assert!(steered.summary_lines().contains(
+            &"steering = on (4 lanes: each batch to the core owning its senders)".into()
+        ));
+        assert_eq!(steered.to_json()["steeringLanes"], 4);
         assert!(
             has("batch size = 100") && has("concurrency = 4"),
             "{lines:#?}"

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use indicatif::ProgressBar;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Chain id of the benchmark's genesis (default of `--chain-id`).
 pub const BENCH_CHAIN_ID: u32 = 7;
@@ -85,15 +86,69 @@ pub fn genesis_json(
 
 /// Which transfers exist: transfer `k` is sent by account `k % accounts` with that sender's
 /// `k / accounts + 1`-th nonce (above its base) to a pseudo-random other account.
-#[derive(Debug, Clone, Copy)]
+///
+/// With `lanes` (a steered run), the senders are grouped by where their transfers go: batch `b`
+/// belongs to lane `b % L` and holds only that lane's senders, taken in turn (the lane's `m`-th
+/// transfer is sent by its `m % n`-th account with that account's `m / n + 1`-th nonce). The
+/// receivers are the same either way.
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub transfers: usize,
     pub accounts: usize,
     pub batch_size: usize,
     pub seed: u64,
+    pub lanes: Option<Arc<Lanes>>,
+}
+
+/// The accounts of each lane of a steered plan (a lane: the transfers sent to one core of one
+/// node).
+#[derive(Debug)]
+pub struct Lanes {
+    /// The accounts of each lane, ascending; no lane is empty.
+    accounts: Vec<Vec<usize>>,
+    /// Each account's lane and its position there.
+    position: Vec<(u32, u32)>,
+}
+
+impl Lanes {
+    /// Lanes of the accounts whose `key_of_account[a]` is the same (e.g. the route their
+    /// shard is served by). Returns the lanes and the key of each lane, ascending.
+    pub fn group(key_of_account: &[usize]) -> (Lanes, Vec<usize>) {
+        let mut keys: Vec<usize> = key_of_account.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut accounts = vec![Vec::new(); keys.len()];
+        let mut position = Vec::with_capacity(key_of_account.len());
+        for (a, key) in key_of_account.iter().enumerate() {
+            let lane = keys.binary_search(key).expect("a key of the list");
+            position.push((lane as u32, accounts[lane].len() as u32));
+            accounts[lane].push(a);
+        }
+        (Lanes { accounts, position }, keys)
+    }
+
+    /// The number of lanes (at least 1 when there is an account).
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
 }
 
 impl Plan {
+    /// A plan without lanes.
+    pub fn new(transfers: usize, accounts: usize, batch_size: usize, seed: u64) -> Plan {
+        Plan {
+            transfers,
+            accounts,
+            batch_size,
+            seed,
+            lanes: None,
+        }
+    }
+
     pub fn batches(&self) -> usize {
         self.transfers.div_ceil(self.batch_size)
     }
@@ -104,13 +159,38 @@ impl Plan {
         start..(start + self.batch_size).min(self.transfers)
     }
 
+    /// The lane of batch `b` (0 without lanes).
+    pub fn lane_of_batch(&self, b: usize) -> usize {
+        self.lanes.as_ref().map_or(0, |l| b % l.len())
+    }
+
+    /// Transfer `k`'s lane and its index among that lane's transfers.
+    fn in_lane(&self, lanes: &Lanes, k: usize) -> (usize, usize) {
+        let (b, j) = (k / self.batch_size, k % self.batch_size);
+        (b % lanes.len(), b / lanes.len() * self.batch_size + j)
+    }
+
     pub fn sender(&self, k: usize) -> usize {
-        k % self.accounts
+        match &self.lanes {
+            None => k % self.accounts,
+            Some(lanes) => {
+                let (lane, m) = self.in_lane(lanes, k);
+                let accounts = &lanes.accounts[lane];
+                accounts[m % accounts.len()]
+            }
+        }
     }
 
     /// Nonce offset of transfer `k` above its sender's base (1 for the sender's first).
     pub fn nonce_offset(&self, k: usize) -> u64 {
-        (k / self.accounts) as u64 + 1
+        let (m, n) = match &self.lanes {
+            None => (k, self.accounts),
+            Some(lanes) => {
+                let (lane, m) = self.in_lane(lanes, k);
+                (m, lanes.accounts[lane].len())
+            }
+        };
+        (m / n) as u64 + 1
     }
 
     /// A receiver other than the sender, chosen by a hash of (seed, k).
@@ -122,13 +202,40 @@ impl Plan {
 
     /// Transfers sent by account `a`.
     pub fn sends_of(&self, a: usize) -> u64 {
-        (self.transfers / self.accounts + usize::from(a < self.transfers % self.accounts)) as u64
+        let (sent, n, i) = match &self.lanes {
+            None => (self.transfers, self.accounts, a),
+            Some(lanes) => {
+                let (lane, i) = lanes.position[a];
+                let n = lanes.accounts[lane as usize].len();
+                (self.lane_transfers(lanes, lane as usize), n, i as usize)
+            }
+        };
+        (sent / n + usize::from(i < sent % n)) as u64
+    }
+
+    /// Transfers of `lane`: its batches are `lane, lane + L, ...`; only the plan's last batch
+    /// may be short.
+    fn lane_transfers(&self, lanes: &Lanes, lane: usize) -> usize {
+        let batches = self.batches();
+        let of_lane = batches / lanes.len() + usize::from(lane < batches % lanes.len());
+        let mut sent = of_lane * self.batch_size;
+        if batches > 0 && (batches - 1) % lanes.len() == lane {
+            sent -= self.batch_size - self.batch_range(batches - 1).len();
+        }
+        sent
     }
 
     /// How far (in nonces) one sender's in-flight transfers may spread with `in_flight` batches
     /// outstanding; above [`NONCE_WINDOW`], late arrivals may be rejected as `NONCE_TOO_OLD`.
+    /// Lanes share the batches in flight; the smallest lane spreads most.
     pub fn nonce_spread(&self, in_flight: usize) -> usize {
-        (in_flight * self.batch_size).div_ceil(self.accounts)
+        match &self.lanes {
+            None => (in_flight * self.batch_size).div_ceil(self.accounts),
+            Some(lanes) => {
+                let smallest = lanes.accounts.iter().map(Vec::len).min().unwrap_or(1);
+                (in_flight.div_ceil(lanes.len()) * self.batch_size).div_ceil(smallest)
+            }
+        }
     }
 }
 
@@ -239,6 +346,7 @@ mod tests {
             accounts: 7,
             batch_size: 100,
             seed: 3,
+            lanes: None,
         };
         assert_eq!(plan.batches(), 11);
         assert_eq!(plan.batch_range(10), 1000..1005);
@@ -264,19 +372,53 @@ mod tests {
     }
 
     #[test]
+    fn a_steered_plan_keeps_each_batch_in_one_lane_and_every_nonce_once() {
+        // Accounts 0..11 in three lanes of unequal size (keys 5, 9 and 2).
+        let keys = [5, 9, 5, 2, 5, 9, 2, 5, 5, 9, 5];
+        let (lanes, lane_keys) = Lanes::group(&keys);
+        assert_eq!(lane_keys, [2, 5, 9]);
+        let plan = Plan {
+            lanes: Some(Arc::new(lanes)),
+            ..Plan::new(1003, keys.len(), 20, 4)
+        };
+        let mut last_nonce = vec![0u64; keys.len()];
+        for b in 0..plan.batches() {
+            let lane = plan.lane_of_batch(b);
+            assert_eq!(lane, b % 3);
+            for k in plan.batch_range(b) {
+                let s = plan.sender(k);
+                assert_eq!(keys[s], lane_keys[lane], "transfer {k} of batch {b}");
+                assert_ne!(plan.receiver(k), s);
+                assert_eq!(plan.nonce_offset(k), last_nonce[s] + 1, "transfer {k}");
+                last_nonce[s] += 1;
+            }
+        }
+        for (a, sent) in last_nonce.iter().enumerate() {
+            assert_eq!(plan.sends_of(a), *sent, "account {a}");
+        }
+        assert_eq!(last_nonce.iter().sum::<u64>(), 1003);
+        // 16 batches in flight: 6 per lane at most, 120 transfers over the 2 accounts of key 2.
+        assert_eq!(plan.nonce_spread(16), 60);
+    }
+
+    #[test]
     fn receivers_are_spread_and_deterministic() {
         let plan = Plan {
             transfers: 10_000,
             accounts: 10,
             batch_size: 10,
             seed: 0,
+            lanes: None,
         };
         let mut hits = [0u32; 10];
         for k in 0..10_000 {
             hits[plan.receiver(k)] += 1;
         }
         assert!(hits.iter().all(|&h| (800..1200).contains(&h)), "{hits:?}");
-        let again = Plan { seed: 0, ..plan };
+        let again = Plan {
+            seed: 0,
+            ..plan.clone()
+        };
         assert_eq!(plan.receiver(1234), again.receiver(1234));
         let two = Plan {
             accounts: 2,
@@ -314,6 +456,7 @@ mod tests {
             accounts: 4,
             batch_size: 10,
             seed: 1,
+            lanes: None,
         };
         let keys = bench_keys(1, 4, 2);
         let bases = [0, 5, 0, 100];

@@ -118,6 +118,7 @@ pub fn run(
         accounts: o.accounts,
         batch_size: o.batch_size,
         seed: o.genesis_seed,
+        lanes: None,
     };
     if o.target == Target::Transfers {
         let spread = plan.nonce_spread(in_flight + ahead);

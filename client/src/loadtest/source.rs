@@ -163,6 +163,7 @@ mod tests {
             accounts: 4,
             batch_size: 3,
             seed: 0,
+            lanes: None,
         };
         let (signers, source) = Signers::start(SignerPlan {
             plan,

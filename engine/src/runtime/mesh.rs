@@ -19,6 +19,7 @@ use crate::ledger::Receipt;
 use crate::record::Record;
 use crate::replica::Outcome;
 use crate::shard::ShardId;
+use aurigraph_wire::steering::core_of_shard;
 use glommio::channels::local_channel::LocalSender;
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::{GlommioError, ResourceType};
@@ -140,7 +141,7 @@ impl Outbox {
     /// back when this core cannot reach the shard yet (its ring not connected: the caller
     /// uses the foreign channel) or the shard stopped.
     pub(super) async fn send(&self, shard: ShardId, command: Command) -> Result<(), Command> {
-        let core = shard as usize % self.cores;
+        let core = core_of_shard(shard, self.cores);
         if let Some(Some(tx)) = self.local.get(shard as usize) {
             return tx.send(command).await.map_err(item);
         }
@@ -178,7 +179,7 @@ impl Outbox {
     /// Queues `command` for `shard` if there is room now (a ring not yet connected counts as
     /// full: retried later, so one sender's commands to a shard stay in order).
     pub(super) fn try_send(&self, shard: ShardId, command: Command) -> Result<(), TrySendError> {
-        let core = shard as usize % self.cores;
+        let core = core_of_shard(shard, self.cores);
         if let Some(Some(tx)) = self.local.get(shard as usize) {
             return tx.try_send(command).map_err(classify);
         }
@@ -263,10 +264,16 @@ pub(super) fn install(
     connecting
 }
 
-/// Per core: what happened to the buffers its executor lent to other cores.
+/// Per core: where the submissions its executor received went, and what happened to the
+/// buffers it lent to other cores.
 #[derive(Default)]
 #[repr(align(128))]
 pub struct CoreCounters {
+    /// Submissions (one per shard of a request) sent to a shard of this core: the request's
+    /// connection was steered to the core owning its senders (`aurigraph_wire::steering`).
+    pub submissions_to_own_shards: AtomicU64,
+    /// Submissions sent to a shard of another core, over a ring.
+    pub submissions_to_other_cores: AtomicU64,
     /// Lent buffers that came back over a ring and were freed by this core.
     pub buffers_home: AtomicU64,
     /// Buffers of another core freed by this one: the ring home was full (never waits).

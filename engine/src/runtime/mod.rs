@@ -36,6 +36,7 @@ use crate::record::{Address, Record, TxHash};
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::{shard_of, ShardId};
 use aurigraph_net::transport::PeerTls;
+use aurigraph_wire::steering::core_of_shard;
 pub use custody::GatewayId;
 pub use driver::ShardBackup;
 use driver::{Command, Reply};
@@ -292,7 +293,7 @@ impl Engine {
         };
         for (core, ends) in mesh_ends.into_iter().enumerate() {
             let shards: Vec<ShardId> = (0..shard_count)
-                .filter(|&s| s as usize % config.cores == core)
+                .filter(|&s| core_of_shard(s, config.cores) == core)
                 .collect();
             let placement = match cpus.get(core) {
                 Some(&cpu) => Placement::Fixed(cpu),
@@ -460,7 +461,7 @@ impl Engine {
             }
             // The shard's core allocated them: freed there.
             if let Some(outbox) = &outbox {
-                let home = shard as usize % self.inner.cores;
+                let home = core_of_shard(shard, self.inner.cores);
                 outbox.send_home(home, mesh::Lent::Outcomes(got));
             }
         }
@@ -512,6 +513,16 @@ impl Engine {
             self.send_to(s as ShardId, submission)
                 .await
                 .map_err(|_| SubmitFailure::Stopped)?;
+            if let Some(core) = lender {
+                let counters = &self.inner.core_counters[usize::from(core)];
+                let counted = if core_of_shard(s as ShardId, self.inner.cores) == usize::from(core)
+                {
+                    &counters.submissions_to_own_shards
+                } else {
+                    &counters.submissions_to_other_cores
+                };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             waits.push((s as ShardId, positions, rx));
         }
         Ok(waits)
@@ -684,7 +695,7 @@ impl Engine {
             watchdog.stop();
         }
         for shard in 0..self.inner.shard_count {
-            let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
+            let foreign = &self.inner.foreign[core_of_shard(shard, self.inner.cores)];
             if let Err(async_channel::TrySendError::Full(stop)) =
                 foreign.try_send((shard, Command::Shutdown))
             {
@@ -714,7 +725,7 @@ impl Engine {
             },
             None => command,
         };
-        let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
+        let foreign = &self.inner.foreign[core_of_shard(shard, self.inner.cores)];
         foreign
             .send((shard, command))
             .await
@@ -726,7 +737,7 @@ impl Engine {
         if let Some(outbox) = mesh::Outbox::current(self.id()) {
             return outbox.try_send(shard, command);
         }
-        let foreign = &self.inner.foreign[shard as usize % self.inner.cores];
+        let foreign = &self.inner.foreign[core_of_shard(shard, self.inner.cores)];
         foreign.try_send((shard, command)).map_err(|e| match e {
             async_channel::TrySendError::Full((_, c)) => mesh::TrySendError::Full(c),
             async_channel::TrySendError::Closed((_, c)) => mesh::TrySendError::Closed(c),

@@ -74,6 +74,8 @@ struct CoreSlot {
     grpc_calls: Box<[AtomicU64]>,
     /// gRPC handling time (to the answer's head), one per RPC.
     grpc_call_us: Box<[AtomicHistogram]>,
+    /// Connections this core's listeners (HTTP and gRPC) accepted.
+    connections_accepted: AtomicU64,
 }
 
 /// gRPC status codes (0 OK to 16 UNAUTHENTICATED).
@@ -99,6 +101,7 @@ impl CoreSlot {
             grpc_call_us: (0..crate::grpc::RPCS.len())
                 .map(|_| AtomicHistogram::new(REQUEST_BOUNDS_US))
                 .collect(),
+            connections_accepted: AtomicU64::new(0),
         }
     }
 
@@ -329,6 +332,20 @@ impl Metrics {
         slot.grpc_calls[rpc * GRPC_CODES + code].fetch_add(1, Relaxed);
         let us = duration.as_micros().min(u64::MAX as u128) as u64;
         slot.grpc_call_us[rpc].observe(us);
+    }
+
+    /// Counts one connection accepted by a listener of `core`.
+    pub fn count_connection_accepted(&self, core: usize) {
+        self.slot(core).connections_accepted.fetch_add(1, Relaxed);
+    }
+
+    /// Connections accepted so far, one count per slot (index = core on a node whose slots
+    /// are its cores): how connections spread over the cores.
+    pub fn connections_accepted(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .map(|s| s.connections_accepted.load(Relaxed))
+            .collect()
     }
 
     /// The gRPC figures, summed over the cores.

@@ -119,6 +119,37 @@ fn histograms_results_and_requests() {
 }
 
 #[test]
+fn connections_accepted_are_counted_and_exported_per_core() {
+    let settings = crate::http::HttpSettings {
+        metrics: std::sync::Arc::new(Metrics::new(3)),
+        ..Default::default()
+    };
+    for core in [0, 2, 2, 5] {
+        settings.metrics.count_connection_accepted(core);
+    }
+    // Core 5 of a 3-slot count lands in slot 5 % 3 = 2.
+    assert_eq!(settings.metrics.connections_accepted(), vec![1, 0, 3]);
+    let text = render::render(&render::Scrape {
+        settings: &settings,
+        status: &[],
+        counters: &[],
+        core_counters: &[],
+        chain_id: 7,
+        shards: 4,
+        cores: 3,
+    });
+    for line in [
+        "# TYPE aurigraph_http_connections_accepted counter\n",
+        "aurigraph_http_connections_accepted_total{core=\"0\"} 1\n",
+        "aurigraph_http_connections_accepted_total{core=\"1\"} 0\n",
+        "aurigraph_http_connections_accepted_total{core=\"2\"} 3\n",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    assert!(!text.contains("aurigraph_http_connections_accepted_total{core=\"3\"}"));
+}
+
+#[test]
 fn reads_proc() {
     let p = read_process();
     assert!(

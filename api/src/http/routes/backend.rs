@@ -4,7 +4,7 @@ use aurigraph_engine::ledger::Account;
 use aurigraph_engine::node::BackupRefused;
 use aurigraph_engine::record::{Address, Record, TxHash};
 use aurigraph_engine::replica::{BlockHeader, Outcome, TxStatus};
-use aurigraph_engine::runtime::{GatewayId, ShardBackup, ShardCounters};
+use aurigraph_engine::runtime::{CoreCounters, GatewayId, ShardBackup, ShardCounters};
 use aurigraph_engine::ConfChangeType;
 use aurigraph_engine::{Engine, EngineError, ShardStatus, SubmitFailure};
 use std::future::Future;
@@ -54,6 +54,8 @@ pub trait Backend: Clone + 'static {
     ) -> impl Future<Output = Result<MembershipResults, EngineError>>;
     /// Running totals of every shard (WAL, snapshots, signatures), read without a message.
     fn shard_counters(&self) -> Arc<[ShardCounters]>;
+    /// Running totals of every core (where its submissions went), read without a message.
+    fn core_counters(&self) -> Arc<[CoreCounters]>;
     /// Every shard's state at its applied index, for a backup (see [`Engine::backup`]).
     fn backup(&self) -> impl Future<Output = Result<BackupParts, EngineError>>;
 }
@@ -128,6 +130,9 @@ impl Backend for Engine {
     }
     fn shard_counters(&self) -> Arc<[ShardCounters]> {
         Engine::shard_counters(self).clone()
+    }
+    fn core_counters(&self) -> Arc<[CoreCounters]> {
+        Engine::core_counters(self).clone()
     }
 }
 

@@ -138,10 +138,12 @@ pub async fn stats<B: Backend>(ctx: &Ctx<B>) -> Answer {
 pub async fn metrics<B: Backend>(ctx: &Ctx<B>) -> Answer {
     let status = ctx.backend.status().await?;
     let counters = ctx.backend.shard_counters();
+    let core_counters = ctx.backend.core_counters();
     let body = render(&Scrape {
         settings: &ctx.settings,
         status: &status,
         counters: &counters,
+        core_counters: &core_counters,
         chain_id: ctx.backend.chain_id(),
         shards: ctx.backend.shard_count(),
         cores: ctx.backend.cores(),

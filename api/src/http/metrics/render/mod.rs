@@ -10,7 +10,7 @@ mod node;
 use super::exposition::Exposition;
 use super::{Histograms, Snapshot};
 use crate::http::HttpSettings;
-use aurigraph_engine::runtime::ShardCounters;
+use aurigraph_engine::runtime::{CoreCounters, ShardCounters};
 use aurigraph_engine::ShardStatus;
 
 /// What a scrape reads: the node's settings (shared figures included) and what the ledger
@@ -21,6 +21,8 @@ pub struct Scrape<'a> {
     pub status: &'a [ShardStatus],
     /// Running totals of every shard.
     pub counters: &'a [ShardCounters],
+    /// Running totals of every core.
+    pub core_counters: &'a [CoreCounters],
     pub chain_id: u32,
     pub shards: u32,
     pub cores: usize,
@@ -41,6 +43,8 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     ledger::snapshots_ahead_of_sinks(&mut e, scrape.counters);
     ledger::archive_reads(&mut e, scrape.settings);
     node::api(&mut e, &h, scrape.settings);
+    node::connections(&mut e, scrape.settings, scrape.cores);
+    node::submissions(&mut e, scrape.core_counters);
     node::beacon(&mut e, scrape.settings);
     node::peers(&mut e, scrape.status);
     node::cores(&mut e, scrape.settings);

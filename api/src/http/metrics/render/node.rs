@@ -5,6 +5,7 @@ use super::Scrape;
 use crate::http::metrics::exposition::Exposition;
 use crate::http::metrics::{cpus_available, read_process, Histograms, Snapshot};
 use crate::http::HttpSettings;
+use aurigraph_engine::runtime::CoreCounters;
 use aurigraph_engine::ShardStatus;
 use aurigraph_net::transport::TransportCounters;
 
@@ -67,6 +68,54 @@ pub(super) fn api(e: &mut Exposition, h: &Histograms, settings: &HttpSettings) {
         "HTTP requests being handled.",
         settings.in_flight.total(),
     );
+}
+
+/// Connections accepted per core: whether the kernel (and the clients' steering by source
+/// port) spreads them as expected.
+pub(super) fn connections(e: &mut Exposition, settings: &HttpSettings, cores: usize) {
+    e.family(
+        "aurigraph_http_connections_accepted_total",
+        "counter",
+        "Connections accepted by each core's HTTP/gRPC listeners.",
+    );
+    for (core, count) in settings
+        .metrics
+        .connections_accepted()
+        .into_iter()
+        .enumerate()
+        .take(cores)
+    {
+        e.sample(
+            "aurigraph_http_connections_accepted_total",
+            &[("core", &core.to_string())],
+            count,
+        );
+    }
+}
+
+/// Where each core sent the submissions it received (one per shard of a request): to its own
+/// shards, or over a ring to another core's (what connection steering avoids).
+pub(super) fn submissions(e: &mut Exposition, counters: &[CoreCounters]) {
+    e.family(
+        "aurigraph_core_submissions_total",
+        "counter",
+        "Submissions (a request's transfers of one shard) that each core's API sent to a shard \
+         of its own (to=\"own_shard\") or of another core (to=\"other_core\"); a client \
+         that steers its connections (docs/api.md) sends none to other cores.",
+    );
+    for (core, c) in counters.iter().enumerate() {
+        let core = core.to_string();
+        for (to, count) in [
+            ("own_shard", &c.submissions_to_own_shards),
+            ("other_core", &c.submissions_to_other_cores),
+        ] {
+            e.sample(
+                "aurigraph_core_submissions_total",
+                &[("core", &core), ("to", to)],
+                count.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
+    }
 }
 
 /// The randomness beacon: pulses verified and health per source, fallback answers.

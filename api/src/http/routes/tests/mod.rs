@@ -216,6 +216,9 @@ impl Backend for Fake {
         }
         Ok(Vec::new())
     }
+    fn core_counters(&self) -> Arc<[aurigraph_engine::runtime::CoreCounters]> {
+        (0..2).map(|_| Default::default()).collect()
+    }
     fn shard_counters(&self) -> Arc<[ShardCounters]> {
         let counters: Arc<[ShardCounters]> = (0..2).map(|_| ShardCounters::default()).collect();
         counters[1].wal_fsync_ns.observe(700_000);
