@@ -129,18 +129,49 @@ const MI_PURGE_DELAY_DEFAULT_MS: std::os::raw::c_long = 10;
 /// again: 10-18 % of the node's CPU went to the kernel clearing pages under load.
 const PURGE_DELAY_MS: std::os::raw::c_long = 1000;
 
-fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+/// mimalloc's `purge_decommits` option (its index in mimalloc v3's `mi_option_e`) and its
+/// documented default (1: a purge decommits, `MADV_DONTNEED`).
+const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
+const MI_PURGE_DECOMMITS_DEFAULT: std::os::raw::c_long = 1;
+
+/// Sets a mimalloc option to `value`, unless the operator set it (`MIMALLOC_<env>`) or the
+/// option at `index` does not read its documented `default` (never set an option we did not
+/// identify: a mimalloc upgrade could renumber them).
+fn set_allocator_option(
+    env: &str,
+    index: libmimalloc_sys::mi_option_t,
+    default: std::os::raw::c_long,
+    value: std::os::raw::c_long,
+) {
+    if std::env::var_os(format!("MIMALLOC_{env}")).is_some() {
         return; // the operator decides
     }
     // SAFETY: plain option getters/setters of the global allocator, before any thread starts.
     unsafe {
-        // Only when the option at that index reads its documented default: never set an option
-        // we did not identify (a mimalloc upgrade could renumber them).
-        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == MI_PURGE_DELAY_DEFAULT_MS {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        if libmimalloc_sys::mi_option_get(index) == default {
+            libmimalloc_sys::mi_option_set(index, value);
         }
     }
+}
+
+fn tune_allocator() {
+    set_allocator_option(
+        "PURGE_DELAY",
+        MI_OPTION_PURGE_DELAY,
+        MI_PURGE_DELAY_DEFAULT_MS,
+        PURGE_DELAY_MS,
+    );
+    // A purge resets (`MADV_FREE`) instead of decommitting: the kernel takes the pages back
+    // only under memory pressure, and a page written again before that costs no fault and no
+    // zeroing. Decommitted, the buffers that come and go with every batch (request bodies,
+    // decoded raft messages, entries) faulted in zeroed pages again: 11.5 % of the CPU of
+    // three signed validators went to `clear_page_erms` (docs/benchmarks.md).
+    set_allocator_option(
+        "PURGE_DECOMMITS",
+        MI_OPTION_PURGE_DECOMMITS,
+        MI_PURGE_DECOMMITS_DEFAULT,
+        0,
+    );
 }
 
 fn main() -> ExitCode {
