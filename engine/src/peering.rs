@@ -233,6 +233,18 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// Decodes one payload that arrived as a shared buffer (a slice of the frame it came in): a
+/// raft message's entries are then slices of it too, not copies (protobuf's `Bytes` parsing).
+/// Otherwise the same as [`decode`].
+pub fn decode_shared(payload: &bytes::Bytes) -> Result<PeerMessage, PeerDecodeError> {
+    if payload.first() == Some(&KIND_RAFT) {
+        return Message::parse_from_carllerche_bytes(&payload.slice(1..))
+            .map(|m| PeerMessage::Raft(Box::new(m)))
+            .map_err(|e| PeerDecodeError::Raft(e.to_string()));
+    }
+    decode(payload)
+}
+
 /// Decodes one payload.
 pub fn decode(payload: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
     let (&kind, body) = payload.split_first().ok_or(PeerDecodeError::Empty)?;
@@ -520,6 +532,42 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_payload_decodes_alike_and_its_entries_are_slices_of_it() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.mut_entries().push(Entry {
+            index: 9,
+            term: 7,
+            data: vec![4; 1000].into(),
+            ..Default::default()
+        });
+        let mut buf = Vec::new();
+        encode_raft(&m, &mut buf);
+        let shared = bytes::Bytes::from(buf.clone());
+        let decoded = decode_shared(&shared).unwrap();
+        assert_eq!(decoded, decode(&buf).unwrap());
+        let PeerMessage::Raft(message) = decoded else {
+            panic!("a raft message")
+        };
+        let data = &message.entries[0].data;
+        let within = shared.as_ptr_range();
+        assert!(
+            within.contains(&data.as_ptr()),
+            "the entry's bytes are in the payload's buffer, not a copy"
+        );
+        // Other kinds decode as from a slice.
+        encode_credited(1, 0, 99, &mut buf);
+        assert_eq!(
+            decode_shared(&bytes::Bytes::from(buf.clone())),
+            decode(&buf)
+        );
+        assert_eq!(
+            decode_shared(&bytes::Bytes::new()),
+            Err(PeerDecodeError::Empty)
+        );
+    }
+
+    #[test]
     fn malformed_payloads_are_errors() {
         assert_eq!(decode(&[]), Err(PeerDecodeError::Empty));
         assert_eq!(decode(&[9]), Err(PeerDecodeError::UnknownKind(9)));
@@ -577,6 +625,7 @@ mod tests {
             let mut payload = vec![kind];
             payload.extend_from_slice(&body);
             let _ = decode(&payload);
+            let _ = decode_shared(&bytes::Bytes::from(payload));
         }
     }
 }

@@ -205,7 +205,7 @@ pub(super) async fn route(
                 tracing::warn!(from, shard, "message for a shard not on this core");
                 continue;
             };
-            match peering::decode(message.payload) {
+            match peering::decode_shared(&batch.shared(message.payload)) {
                 Ok(PeerMessage::Forward {
                     request,
                     records,

@@ -31,11 +31,11 @@
 //! between two scheduling points travels together.
 //!
 //! **Receiving.** A reader task per inbound link decodes frames and pushes each data frame,
-//! copied once into a pooled buffer, as an [`InboundBatch`] into one bounded queue the owner
-//! drains with [`Transport::recv`]. When that queue is full the reader waits, which stops
-//! reading the socket, which fills TCP's window, which stalls the sender's writer, which fills
-//! its staging frame, which makes its `send` return `Full`: back-pressure end to end, with a
-//! bounded amount of memory at every step. A malformed frame closes that link only (counted,
+//! copied once into a buffer of its own size (whose messages the owner may keep as slices), as
+//! an [`InboundBatch`] into one bounded queue the owner drains with [`Transport::recv`]. When
+//! that queue is full the reader waits, which stops reading the socket, which fills TCP's
+//! window, which stalls the sender's writer, which fills its staging frame, which makes its
+//! `send` return `Full`: back-pressure end to end, with a bounded amount of memory at every step. A malformed frame closes that link only (counted,
 //! logged at warn).
 
 mod frame;

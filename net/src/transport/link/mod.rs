@@ -8,6 +8,7 @@ use super::frame::{
 use super::queue::{LocalQueue, Signal};
 use super::tls::{check_peer_identity, peer_server_name};
 use super::{SendError, TransportConfig, TransportCounters, TransportError};
+use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
@@ -28,10 +29,6 @@ mod stream;
 mod tasks;
 use stream::LinkStream;
 use tasks::*;
-
-/// Pooled receive buffers larger than this are freed rather than kept, so the pool holds at
-/// most `inbound_batches_max` buffers of at most this size.
-const POOLED_BUFFER_BYTES_MAX: usize = 1 << 20;
 
 /// Why a link ended (internal; logged and counted).
 #[derive(Debug, Error)]
@@ -61,12 +58,16 @@ impl From<GlommioError<()>> for LinkError {
 }
 
 /// One data frame received from a peer: its messages, in the order the peer sent them.
-/// Dropping it returns its buffer to the transport's pool.
+///
+/// The body is one allocation of exactly the frame's size, shared: a message's payload can be
+/// kept as a slice of it ([`InboundBatch::shared`]) instead of copied, e.g. the entries of a
+/// raft append, which then live in the raft log as parts of the frame they came in. The body
+/// is freed when the batch and the last such slice are gone. (Frames used to be copied into
+/// recycled buffers, and every entry copied out of them again.)
 pub struct InboundBatch {
     from: u64,
     count: u32,
-    body: Vec<u8>,
-    pool: Rc<BufferPool>,
+    body: Bytes,
 }
 
 impl InboundBatch {
@@ -88,6 +89,11 @@ impl InboundBatch {
     pub fn messages(&self) -> Messages<'_> {
         Messages::new(self.count, &self.body)
     }
+
+    /// `payload`, a message of this batch, as a shared slice of the frame (no copy).
+    pub fn shared(&self, payload: &[u8]) -> Bytes {
+        self.body.slice_ref(payload)
+    }
 }
 
 impl fmt::Debug for InboundBatch {
@@ -97,32 +103,6 @@ impl fmt::Debug for InboundBatch {
             .field("messages", &self.count)
             .field("body_bytes", &self.body.len())
             .finish()
-    }
-}
-
-impl Drop for InboundBatch {
-    fn drop(&mut self) {
-        self.pool.put(std::mem::take(&mut self.body));
-    }
-}
-
-/// Receive buffers, recycled so that steady traffic allocates nothing per frame.
-struct BufferPool {
-    free: RefCell<Vec<Vec<u8>>>,
-    buffers_max: usize,
-}
-
-impl BufferPool {
-    fn take(&self) -> Vec<u8> {
-        self.free.borrow_mut().pop().unwrap_or_default()
-    }
-
-    fn put(&self, mut buf: Vec<u8>) {
-        let mut free = self.free.borrow_mut();
-        if buf.capacity() <= POOLED_BUFFER_BYTES_MAX && free.len() < self.buffers_max {
-            buf.clear();
-            free.push(buf);
-        }
     }
 }
 
@@ -179,7 +159,6 @@ struct Inner {
     handshake_frame: Vec<u8>,
     peers: RefCell<HashMap<u64, Rc<Peer>>>,
     inbound: LocalQueue<InboundBatch>,
-    pool: Rc<BufferPool>,
     counters: RefCell<TransportCounters>,
     tasks: TaskSet,
     /// Inbound connections open (handshaking or established).
@@ -320,10 +299,6 @@ impl Transport {
             handshake_frame,
             peers: RefCell::new(HashMap::new()),
             inbound: LocalQueue::new(config.inbound_batches_max),
-            pool: Rc::new(BufferPool {
-                free: RefCell::new(Vec::with_capacity(config.inbound_batches_max)),
-                buffers_max: config.inbound_batches_max,
-            }),
             counters: RefCell::new(TransportCounters::default()),
             tasks: TaskSet::default(),
             inbound_links: Cell::new(0),

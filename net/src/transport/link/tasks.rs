@@ -206,14 +206,14 @@ pub(super) async fn read_handshake(
     }
 }
 
-pub(super) fn make_batch(inner: &Inner, from: u64, frame: DataFrame<'_>) -> InboundBatch {
-    let mut body = inner.pool.take();
-    body.extend_from_slice(frame.body());
+/// The batch of a decoded data frame: its body copied once, into an allocation of its own
+/// size (entries may keep slices of it for as long as the raft log holds them, so a larger
+/// recycled buffer would keep its unused capacity alive with them).
+pub(super) fn make_batch(from: u64, frame: DataFrame<'_>) -> InboundBatch {
     InboundBatch {
         from,
         count: frame.len(),
-        body,
-        pool: Rc::clone(&inner.pool),
+        body: Bytes::copy_from_slice(frame.body()),
     }
 }
 
@@ -229,7 +229,7 @@ pub(super) async fn read_frames(
                 None => break,
                 Some(Frame::Handshake(_)) => return Err(LinkError::Protocol("second handshake")),
                 Some(Frame::Data(d)) if d.is_empty() => continue,
-                Some(Frame::Data(d)) => make_batch(inner, from, d),
+                Some(Frame::Data(d)) => make_batch(from, d),
             };
             let messages = u64::from(batch.len());
             inner.bump(|c| {
