@@ -78,6 +78,12 @@ fn send_steered(node: &Node, core: usize, senders: &[&SigningKey], nonce: u64) {
             transfer(key, to, 1, nonce)
         })
         .collect();
+    post_steered(node, core, &records);
+}
+
+/// Posts `records` as one binary batch over a new connection steered to `core`; every result
+/// must be OK.
+fn post_steered(node: &Node, core: usize, records: &[aurigraph_wire::record::Record]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,7 +96,7 @@ fn send_steered(node: &Node, core: usize, senders: &[&SigningKey], nonce: u64) {
         let results = client
             .post_batch(
                 "/api/v11/transactions/batch",
-                Bytes::from(encode_batch(&records)),
+                Bytes::from(encode_batch(records)),
                 records.len(),
                 true,
             )
@@ -151,4 +157,40 @@ fn a_steered_connection_lands_on_its_core_and_its_batch_stays_there() {
         );
         assert_eq!(scraper.accepted(other), before.1 + 1.0);
     }
+    // A batch of one shard, sent to its core, is the log entry itself; sent to the other core,
+    // its records are copied (it is not submitted whole).
+    let shard = 1;
+    let senders: Vec<&SigningKey> = keys
+        .iter()
+        .filter(|k| shard_of(&address_of(k), SHARDS) == shard)
+        .collect();
+    let per_sender = 70u64.div_ceil(senders.len() as u64);
+    let receiver = address_of(&keys[0]);
+    let batch = |first_nonce: u64| -> Vec<_> {
+        let mut records = Vec::new();
+        for n in 0..per_sender {
+            for key in &senders {
+                records.push(transfer(key, receiver, 1, first_nonce + n));
+            }
+        }
+        records
+    };
+    let whole = |kind: &str| {
+        scraper.sum(
+            "aurigraph_shard_batches_submitted_whole_total",
+            &format!("shard=\"{shard}\",as=\"{kind}\""),
+        )
+    };
+    let home = core_of_shard(shard, CORES);
+    let before = (whole("entry"), whole("copied"));
+    post_steered(&node, home, &batch(100));
+    assert_eq!(
+        (whole("entry"), whole("copied")),
+        (before.0 + 1.0, before.1)
+    );
+    post_steered(&node, (home + 1) % CORES, &batch(200));
+    assert_eq!(
+        (whole("entry"), whole("copied")),
+        (before.0 + 1.0, before.1)
+    );
 }

@@ -28,6 +28,7 @@
 //! `finish_turn` → save the snapshot if one is due → `snapshot_saved`. No raft input may be
 //! fed while a turn's persist is in flight (raft-rs's rule for a `Ready`).
 
+mod admission;
 mod backup;
 mod cycles;
 pub use backup::BackupRefused;
@@ -43,7 +44,6 @@ pub use status::ShardStatus;
 
 use crate::ledger::Receipt;
 use crate::peering::{ForwardReply, Outbound, PeerMessage};
-use crate::record::Record;
 use crate::replica::{Outcome, ReceiptDelivery, ReplicaError, ShardReplica, SubmitError};
 use crate::shard::ShardId;
 use crate::state_snapshot::{capture_state, StateImage};
@@ -363,41 +363,6 @@ impl<R> ShardNode<R> {
         !self.in_flight.is_empty()
     }
 
-    /// A submission whose signatures the edge verified (`valid[i]` for `records[i]`).
-    pub fn submit<E: Effects<Reply = R>>(
-        &mut self,
-        io: &mut E,
-        records: &[Record],
-        valid: &[bool],
-        from: Submitter<R>,
-    ) {
-        assert_eq!(records.len(), valid.len(), "the edge verifies every record");
-        match self.replica.submit_verified(records, valid) {
-            Ok(ticket) => match from {
-                Submitter::Client(reply) => {
-                    self.waiting.insert(ticket, Waiter::Client(reply));
-                }
-                Submitter::Detached(reply) => io.reply(reply, Answer::Admitted(Ok(()))),
-                Submitter::Peer { node, request } => {
-                    self.counters.forwards_served += 1;
-                    if request != 0 {
-                        self.waiting.insert(ticket, Waiter::Peer { node, request });
-                    }
-                }
-            },
-            Err(SubmitError::NotLeader {
-                leader: Some(leader),
-                ..
-            }) if self.config.replicated
-                && leader != self.config.node_id
-                && !matches!(from, Submitter::Peer { .. }) =>
-            {
-                self.forward(io, leader, records, valid, from)
-            }
-            Err(error) => self.refuse(io, from, error.into()),
-        }
-    }
-
     /// A message from this shard's replica on validator `from`. Credit watermarks are for the
     /// source shard: the edge routes them as [`LocalMessage::Credited`] instead.
     pub fn peer_message<E: Effects<Reply = R>>(
@@ -604,24 +569,6 @@ impl<R> ShardNode<R> {
         }
         if let Some((_, reply)) = self.membership.take() {
             io.reply(reply, Answer::Membership(Err(SubmitFailure::Stopped)));
-        }
-    }
-
-    /// Refuses a submission in the way its submitter expects.
-    fn refuse<E: Effects<Reply = R>>(
-        &mut self,
-        io: &mut E,
-        from: Submitter<R>,
-        failure: SubmitFailure,
-    ) {
-        match from {
-            Submitter::Client(reply) => io.reply(reply, Answer::Outcomes(Err(failure))),
-            Submitter::Detached(reply) => io.reply(reply, Answer::Admitted(Err(failure))),
-            Submitter::Peer { node, request } => {
-                if request != 0 {
-                    answer_waiter(io, Waiter::Peer { node, request }, Err(failure));
-                }
-            }
         }
     }
 

@@ -5,6 +5,7 @@ use super::*;
 use crate::genesis::{Allocation, Genesis};
 use crate::ledger::ShardState;
 use crate::peering::{self, ForwardRefusal};
+use crate::record::Record;
 use crate::record::{address_of, Address, Transfer};
 use crate::replica::ReplicaConfig;
 use ed25519_dalek::SigningKey;

@@ -15,10 +15,61 @@ impl ShardReplica {
         valid: &[bool],
     ) -> Result<u64, SubmitError> {
         assert_eq!(records.len(), valid.len(), "one verdict per record");
-        self.admit(records, valid)
+        self.admit(records, valid, None)
     }
 
-    fn admit(&mut self, records: &[Record], valid: &[bool]) -> Result<u64, SubmitError> {
+    /// Like [`ShardReplica::submit_verified`] for a submission that is a whole binary batch of
+    /// this shard (`archive`: a batch archive the edge validated, `aurigraph_wire::batch`).
+    /// When every record is admitted and the batch is a fitting entry (at least
+    /// [`ARCHIVE_ENTRY_RECORDS_MIN`] records and at most `entry_records_max`), the archive itself
+    /// becomes the log entry: its records are not copied. Otherwise the admitted ones are copied
+    /// into the entry being built, as for any submission. Returns the ticket and whether the
+    /// archive is an entry; a refused submission gives the archive back.
+    pub fn submit_verified_archive(
+        &mut self,
+        archive: Vec<u8>,
+        valid: &[bool],
+    ) -> Result<(u64, bool), (SubmitError, Vec<u8>)> {
+        let records = archived_records(&archive);
+        assert_eq!(records.len(), valid.len(), "one verdict per record");
+        let fits =
+            (ARCHIVE_ENTRY_RECORDS_MIN..=self.config.entry_records_max).contains(&records.len());
+        if !fits {
+            return match self.admit(records, valid, None) {
+                Ok(ticket) => Ok((ticket, false)),
+                Err(error) => Err((error, archive)),
+            };
+        }
+        let mut slots = Vec::with_capacity(records.len());
+        let ticket = match self.admit(records, valid, Some(&mut slots)) {
+            Ok(ticket) => ticket,
+            Err(error) => return Err((error, archive)),
+        };
+        if slots.len() == records.len() {
+            // Entries go to the log in admission order: the one being built goes first.
+            if !self.builder.is_empty() {
+                self.finish_entry();
+            }
+            self.built.push((archive, slots));
+            return Ok((ticket, true));
+        }
+        let admitted = slots.len();
+        for (i, (ticket, slot, hash)) in slots.into_iter().enumerate() {
+            let record = &records[slot as usize];
+            self.build(ticket, slot, record, hash, admitted - i);
+        }
+        Ok((ticket, false))
+    }
+
+    /// Admits what passes the stateless checks and the signature verdicts, answers the rest at
+    /// once. Each admitted record is copied into the entry being built, or, with `deferred`,
+    /// only listed there (in order) for the caller to place.
+    fn admit(
+        &mut self,
+        records: &[Record],
+        valid: &[bool],
+        mut deferred: Option<&mut Vec<Slot>>,
+    ) -> Result<u64, SubmitError> {
         if !self.is_leader() {
             return Err(SubmitError::NotLeader {
                 shard: self.config.shard,
@@ -51,8 +102,13 @@ impl ShardReplica {
                 Err(code) => ticket.outcomes[slot] = Some(self.rejected(record, code)),
                 Ok(()) => {
                     let hash = record.tx_hash();
-                    let remaining = records.len() - slot;
-                    self.build(ticket_id, slot as u32, record, hash, remaining);
+                    match deferred.as_deref_mut() {
+                        Some(slots) => slots.push((ticket_id, slot as u32, hash)),
+                        None => {
+                            let remaining = records.len() - slot;
+                            self.build(ticket_id, slot as u32, record, hash, remaining);
+                        }
+                    }
                     ticket.missing += 1;
                     let shard = self.config.shard;
                     self.remember(hash, TxStatus::Pending { shard });

@@ -308,6 +308,19 @@ struct PendingProposal {
 /// admission, and used again when the entry applies here).
 type Slot = (u64, u32, TxHash);
 
+/// The fewest records a submitted batch archive must hold to become a log entry of its own
+/// ([`ShardReplica::submit_verified_archive`]); smaller ones are copied into the shared entry,
+/// so that small requests do not make the log a string of small entries.
+pub const ARCHIVE_ENTRY_RECORDS_MIN: usize = 64;
+
+/// The records of a batch archive validated where it entered the process (the edge), read in
+/// place.
+pub fn archived_records(archive: &[u8]) -> &[Record] {
+    decode_batch(archive)
+        .expect("a submitted archive is validated at the edge")
+        .records()
+}
+
 /// The replica of one shard on one validator.
 pub struct ShardReplica {
     config: ReplicaConfig,
@@ -319,8 +332,9 @@ pub struct ShardReplica {
     results: Vec<ResultCode>,
     /// The entry being built: admitted records (signatures verified) are copied straight into
     /// it, the one copy of a record on its way from the submission into the log; `building`
-    /// holds their slots. Entries filled before the next turn wait in `built`, in order, and
-    /// are proposed at the turn (at most `pending_records_max / entry_records_max + 1`).
+    /// holds their slots. Entries filled before the next turn, and submitted batch archives
+    /// that are entries themselves, wait in `built`, in order, and are proposed at the turn
+    /// (bounded by `pending_records_max`: each holds at least one admitted record).
     builder: BatchBuilder,
     building: Vec<Slot>,
     built: Vec<(Vec<u8>, Vec<Slot>)>,

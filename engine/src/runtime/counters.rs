@@ -106,6 +106,12 @@ pub struct ShardCounters {
     pub key_cache_misses: AtomicU64,
     /// Where a shard's time goes, per turn and per submission (`Stage`), in nanoseconds.
     pub stage_ns: [AtomicHistogram; Stage::COUNT],
+    /// Binary batches of this shard submitted whole on its core (steered requests) and
+    /// admitted: proposed as the log entry itself (no copy of their records)...
+    pub archives_as_entries: AtomicU64,
+    /// ...or copied into the entry being built (a record refused, or too few or too many
+    /// records for an entry of their own).
+    pub archives_copied: AtomicU64,
     /// Commands that reached the shard over a ring from another executor (`mesh`).
     pub commands_from_cores: AtomicU64,
     /// Commands from threads that are not executors (the control plane: tests, shutdown).
@@ -135,6 +141,8 @@ impl Default for ShardCounters {
             key_cache_hits: AtomicU64::new(0),
             key_cache_misses: AtomicU64::new(0),
             stage_ns: std::array::from_fn(|_| AtomicHistogram::new(FSYNC_BOUNDS_NS)),
+            archives_as_entries: AtomicU64::new(0),
+            archives_copied: AtomicU64::new(0),
             commands_from_cores: AtomicU64::new(0),
             commands_from_threads: AtomicU64::new(0),
             write_cycles_alone: AtomicU64::new(0),
@@ -185,6 +193,17 @@ impl Stage {
 }
 
 impl ShardCounters {
+    /// Counts a whole batch's admission (`ShardNode::submit_archive`): as an entry of its own
+    /// (`Some(true)`), copied (`Some(false)`), or not admitted (`None`, not counted).
+    pub(super) fn record_archive(&self, whole: Option<bool>) {
+        let counted = match whole {
+            Some(true) => &self.archives_as_entries,
+            Some(false) => &self.archives_copied,
+            None => return,
+        };
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Records that `stage` took `elapsed`.
     pub(super) fn record_stage(&self, stage: Stage, elapsed: std::time::Duration) {
         let ns = elapsed.as_nanos().min(u64::MAX as u128) as u64;

@@ -9,6 +9,7 @@
 use super::counters::{ShardCounters, Stage};
 use super::mesh::TrySendError;
 use super::peers::PeerLink;
+use super::submit::Submitted;
 use super::{Engine, EngineConfig, EngineError};
 use crate::ledger::Account;
 use crate::node::{
@@ -40,7 +41,7 @@ pub(super) enum Command {
     /// forwarded. `valid` is empty until the shard's ingress task verified the signatures (a
     /// forwarded one arrives with the forwarding validator's verdicts).
     Submit {
-        records: Vec<Record>,
+        records: Submitted,
         valid: Vec<bool>,
         /// Per record, whether the authenticated gateway controls its source account (no
         /// signature needed: `custody`); empty when none does.
@@ -97,7 +98,7 @@ impl Command {
                 valid,
                 custodial,
                 ..
-            } => Some((records, valid, custodial)),
+            } => Some((records.records(), valid, custodial)),
             _ => None,
         }
     }
@@ -693,13 +694,24 @@ impl ShardDriver {
                 home,
                 sent,
             } => {
-                node.submit(&mut io, &records, &valid, from);
+                let copied = match records {
+                    Submitted::Records(records) => {
+                        node.submit(&mut io, &records, &valid, from);
+                        Some(records)
+                    }
+                    // Kept: it is the entry, or copied into one.
+                    Submitted::Archive(archive) => {
+                        let whole = node.submit_archive(&mut io, archive, &valid, from);
+                        io.engine.inner.counters[io.shard as usize].record_archive(whole);
+                        None
+                    }
+                };
                 if let Some(sent) = sent {
                     let counters = &io.engine.inner.counters[io.shard as usize];
                     counters.record_stage(Stage::ToAdmission, sent.elapsed());
                 }
                 // Admitted or answered: the node copied what it keeps. The lender frees them.
-                if let Some(home) = home {
+                if let (Some(home), Some(records)) = (home, copied) {
                     let lent = super::mesh::Lent::Submission(records, custodial);
                     self.send_home(usize::from(home), lent);
                 }

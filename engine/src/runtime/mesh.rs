@@ -178,6 +178,10 @@ impl Outbox {
 
     /// Queues `command` for `shard` if there is room now (a ring not yet connected counts as
     /// full: retried later, so one sender's commands to a shard stay in order).
+    #[expect(
+        clippy::result_large_err,
+        reason = "a command that found no room comes back to its sender, whole, to retry"
+    )]
     pub(super) fn try_send(&self, shard: ShardId, command: Command) -> Result<(), TrySendError> {
         let core = core_of_shard(shard, self.cores);
         if let Some(Some(tx)) = self.local.get(shard as usize) {

@@ -21,6 +21,7 @@ mod mesh;
 mod peers;
 mod per_core;
 mod sinks;
+mod submit;
 pub mod watchdog;
 
 pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, Stage, FSYNC_BOUNDS_NS};
@@ -30,16 +31,15 @@ pub use sinks::{AppliedTap, SinkWritten, SINKS_MAX};
 use crate::datadir::DataDir;
 use crate::genesis::Genesis;
 use crate::ledger::Account;
-use crate::node::Submitter;
 use crate::node::{ShardStatus, SubmitFailure};
-use crate::record::{Address, Record, TxHash};
-use crate::replica::{BlockHeader, Outcome, TxStatus};
+use crate::record::{Address, TxHash};
+use crate::replica::{BlockHeader, TxStatus};
 use crate::shard::{shard_of, ShardId};
 use aurigraph_net::transport::PeerTls;
 use aurigraph_wire::steering::core_of_shard;
 pub use custody::GatewayId;
+use driver::Command;
 pub use driver::ShardBackup;
-use driver::{Command, Reply};
 use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
 use raft::eraftpb::ConfChangeType;
@@ -428,104 +428,9 @@ impl Engine {
         &self.inner.core_counters
     }
 
-    /// Submits records (any shards, any order) and resolves to one outcome per record, in
-    /// order, once every record's entry was fdatasynced and applied (or rejected before).
-    pub async fn submit(&self, records: &[Record]) -> Result<Vec<Outcome>, SubmitFailure> {
-        self.submit_as(records, None).await
-    }
-
     /// The gateway named `name` (gateway mode), if the genesis gives it any account.
     pub fn gateway(&self, name: &str) -> Option<GatewayId> {
         self.inner.custody.gateway(name)
-    }
-
-    /// Like [`Engine::submit`], on behalf of `gateway` (authenticated by the caller): records
-    /// whose source account it controls need no signature; the others are verified.
-    pub async fn submit_as(
-        &self,
-        records: &[Record],
-        gateway: Option<GatewayId>,
-    ) -> Result<Vec<Outcome>, SubmitFailure> {
-        let total = records.len();
-        let waits = self
-            .send_per_shard(records, gateway, |reply| {
-                Submitter::Client(Reply::Outcomes(reply))
-            })
-            .await?;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; total];
-        let outbox = mesh::Outbox::current(self.id());
-        for (shard, positions, rx) in waits {
-            let got = rx.await.map_err(|_| SubmitFailure::Stopped)??;
-            for (&position, outcome) in positions.iter().zip(&got) {
-                outcomes[position] = Some(*outcome);
-            }
-            // The shard's core allocated them: freed there.
-            if let Some(outbox) = &outbox {
-                let home = core_of_shard(shard, self.inner.cores);
-                outbox.send_home(home, mesh::Lent::Outcomes(got));
-            }
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.expect("every record answered"))
-            .collect())
-    }
-
-    /// Splits `records` by owning shard and sends each shard one submission, answered as
-    /// `from` says; returns, per shard reached, the shard, the positions of its records in
-    /// `records` and its reply. From an executor, the submission says which core lent its
-    /// buffers (they come back to be freed there).
-    async fn send_per_shard<T>(
-        &self,
-        records: &[Record],
-        gateway: Option<GatewayId>,
-        from: impl Fn(oneshot::Sender<T>) -> Submitter<Reply>,
-    ) -> Result<Vec<(ShardId, Vec<usize>, oneshot::Receiver<T>)>, SubmitFailure> {
-        let lender = mesh::Outbox::current(self.id())
-            .map(|o| u16::try_from(o.core()).expect("at most 65,536 cores"));
-        let shard_count = self.inner.shard_count as usize;
-        let mut per_shard: Vec<(Vec<usize>, Vec<Record>)> =
-            vec![(Vec::new(), Vec::new()); shard_count];
-        // The one copy of the records on their way to the shards: into each shard's group.
-        for (i, r) in records.iter().enumerate() {
-            let group = &mut per_shard[shard_of(&r.from(), shard_count as u32) as usize];
-            group.0.push(i);
-            group.1.push(*r);
-        }
-        let mut waits = Vec::new();
-        for (s, (positions, group)) in per_shard.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            let custodial = match gateway {
-                Some(gateway) => self.inner.custody.custodial(gateway, &group),
-                None => Vec::new(),
-            };
-            let submission = Command::Submit {
-                records: group,
-                valid: Vec::new(),
-                custodial,
-                from: from(tx),
-                home: lender,
-                sent: Some(Instant::now()),
-            };
-            self.send_to(s as ShardId, submission)
-                .await
-                .map_err(|_| SubmitFailure::Stopped)?;
-            if let Some(core) = lender {
-                let counters = &self.inner.core_counters[usize::from(core)];
-                let counted = if core_of_shard(s as ShardId, self.inner.cores) == usize::from(core)
-                {
-                    &counters.submissions_to_own_shards
-                } else {
-                    &counters.submissions_to_other_cores
-                };
-                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            waits.push((s as ShardId, positions, rx));
-        }
-        Ok(waits)
     }
 
     /// Asks every shard at once (each answers on its own core) and waits for all answers,
@@ -576,30 +481,6 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
-    }
-
-    /// Queues records for consensus and returns their hashes once every owning shard admitted
-    /// them (the `?wait=false` path); their outcomes appear in [`Engine::transaction`].
-    pub async fn submit_detached(&self, records: &[Record]) -> Result<Vec<TxHash>, SubmitFailure> {
-        self.submit_detached_as(records, None).await
-    }
-
-    /// Like [`Engine::submit_detached`], on behalf of `gateway` (see [`Engine::submit_as`]).
-    pub async fn submit_detached_as(
-        &self,
-        records: &[Record],
-        gateway: Option<GatewayId>,
-    ) -> Result<Vec<TxHash>, SubmitFailure> {
-        let hashes: Vec<TxHash> = records.iter().map(Record::tx_hash).collect();
-        let waits = self
-            .send_per_shard(records, gateway, |reply| {
-                Submitter::Detached(Reply::Admitted(reply))
-            })
-            .await?;
-        for (_, _, rx) in waits {
-            rx.await.map_err(|_| SubmitFailure::Stopped)??;
-        }
-        Ok(hashes)
     }
 
     /// A transfer's status if it is within the recent window of its shard.
@@ -733,6 +614,10 @@ impl Engine {
     }
 
     /// Queues `command` for `shard` if there is room now (see [`Engine::send_to`]).
+    #[expect(
+        clippy::result_large_err,
+        reason = "a command that found no room comes back to its sender, whole, to retry"
+    )]
     fn try_send_to(&self, shard: ShardId, command: Command) -> Result<(), mesh::TrySendError> {
         if let Some(outbox) = mesh::Outbox::current(self.id()) {
             return outbox.try_send(shard, command);

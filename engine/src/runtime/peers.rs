@@ -5,6 +5,7 @@
 //! forwarded transfers never cross cores here either. The payloads are [`crate::peering`].
 
 use super::driver::Command;
+use super::submit::Submitted;
 use super::{Engine, EngineConfig, EngineError};
 use crate::genesis::Genesis;
 use crate::node::{LocalMessage, Submitter};
@@ -212,7 +213,7 @@ pub(super) async fn route(
                     valid,
                 }) => {
                     let forwarded = Command::Submit {
-                        records,
+                        records: Submitted::Records(records),
                         valid,
                         custodial: Vec::new(),
                         from: Submitter::Peer {

@@ -25,6 +25,12 @@ pub trait Backend: Clone + 'static {
         records: &[Record],
         gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>>;
+    /// Submits a validated binary batch whole (see [`Engine::submit_archive_as`]).
+    fn submit_archive(
+        &self,
+        archive: Vec<u8>,
+        gateway: Option<GatewayId>,
+    ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>>;
     fn submit_detached(
         &self,
         records: &[Record],
@@ -85,6 +91,13 @@ impl Backend for Engine {
         gateway: Option<GatewayId>,
     ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>> {
         Engine::submit_as(self, records, gateway)
+    }
+    fn submit_archive(
+        &self,
+        archive: Vec<u8>,
+        gateway: Option<GatewayId>,
+    ) -> impl Future<Output = Result<Vec<Outcome>, SubmitFailure>> {
+        Engine::submit_archive_as(self, archive, gateway)
     }
     fn submit_detached(
         &self,

@@ -19,6 +19,7 @@ use aurigraph_engine::replica::{Outcome, TxStatus};
 use aurigraph_engine::runtime::GatewayId;
 use aurigraph_engine::shard_of;
 use aurigraph_engine::tokens::Role;
+use aurigraph_engine::SubmitFailure;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -86,8 +87,34 @@ pub(crate) async fn submit_records<B: Backend>(
         let shards = records.iter().map(|r| shard_of(&r.from(), shard_count));
         return Ok(Submitted::Pending(hashes.into_iter().zip(shards).collect()));
     }
+    decided(ctx, count, ctx.backend.submit(records, gateway)).await
+}
+
+/// Submits a binary batch's body whole (`Backend::submit_archive`: on the core that owns its
+/// one shard, its bytes may become the log entry), waiting for the decision or not (a
+/// detached batch takes the general path). `count`: its records, validated.
+pub(crate) async fn submit_archive<B: Backend>(
+    ctx: &Ctx<B>,
+    body: Vec<u8>,
+    count: usize,
+    gateway: Option<GatewayId>,
+    wait: bool,
+) -> Result<Submitted, ApiError> {
+    if !wait {
+        let records = decode_binary_batch(&body, count)?;
+        return submit_records(ctx, records, gateway, false).await;
+    }
+    decided(ctx, count, ctx.backend.submit_archive(body, gateway)).await
+}
+
+/// Waits for `count` transfers' outcomes from `submission` and records the figures.
+async fn decided<B: Backend>(
+    ctx: &Ctx<B>,
+    count: usize,
+    submission: impl std::future::Future<Output = Result<Vec<Outcome>, SubmitFailure>>,
+) -> Result<Submitted, ApiError> {
     let admitted = Instant::now();
-    let outcomes = ctx.backend.submit(records, gateway).await?;
+    let outcomes = submission.await?;
     let latency = admitted.elapsed();
     if outcomes.len() != count {
         return Err(ApiError::internal(format!(
@@ -151,13 +178,16 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
     let compact = wants_compact(&request);
     let max = ctx.settings.batch_transfers_max;
     let body = read_body(ctx, request).await?;
-    // A binary batch's records are read in place from the body (rkyv-validated), not copied.
-    let records: std::borrow::Cow<'_, [Record]> = if binary {
-        std::borrow::Cow::Borrowed(decode_binary_batch(&body, max)?)
+    // A binary batch's records are read in place from the body (rkyv-validated), not copied,
+    // and the body goes to the engine whole.
+    let submitted = if binary {
+        let count = decode_binary_batch(&body, max)?.len();
+        submit_archive(ctx, body, count, gateway, wait).await?
     } else {
-        std::borrow::Cow::Owned(decode_json_batch(&body, max, ctx.backend.chain_id())?)
+        let records = decode_json_batch(&body, max, ctx.backend.chain_id())?;
+        submit_records(ctx, &records, gateway, wait).await?
     };
-    let outcomes = match submit_records(ctx, &records, gateway, wait).await? {
+    let outcomes = match submitted {
         Submitted::Pending(pending) => {
             let results: Vec<PendingOut> = pending
                 .iter()

@@ -155,6 +155,26 @@ pub(super) fn admission(e: &mut Exposition, status: &[ShardStatus], counters: &[
         );
     }
     e.family(
+        "aurigraph_shard_batches_submitted_whole_total",
+        "counter",
+        "Binary batches of one shard submitted whole on the shard's own core (steered \
+         connections) and admitted: proposed as the log entry itself, their records not copied \
+         (as=\"entry\"), or copied into the entry being built (as=\"copied\": a record \
+         refused, or too few or too many records for an entry of their own).",
+    );
+    per_shard_split(
+        e,
+        "aurigraph_shard_batches_submitted_whole_total",
+        "as",
+        counters,
+        |c| {
+            [
+                ("entry", &c.archives_as_entries),
+                ("copied", &c.archives_copied),
+            ]
+        },
+    );
+    e.family(
         "aurigraph_shard_commands_received_total",
         "counter",
         "Commands that reached the shard from another core's executor over their ring \

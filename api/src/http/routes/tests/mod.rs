@@ -135,6 +135,14 @@ impl Backend for Fake {
         self.submitted_as.borrow_mut().push(gateway);
         Ok(records.iter().map(Fake::outcome).collect())
     }
+    async fn submit_archive(
+        &self,
+        archive: Vec<u8>,
+        gateway: Option<GatewayId>,
+    ) -> Result<Vec<Outcome>, SubmitFailure> {
+        let view = aurigraph_wire::batch::decode_batch(&archive).expect("validated by the route");
+        self.submit(view.records(), gateway).await
+    }
     async fn submit_detached(
         &self,
         records: &[Record],
