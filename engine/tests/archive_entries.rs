@@ -3,7 +3,6 @@
 //! outcomes are the same either way.
 
 use aurigraph_engine::batch::encode_batch;
-use aurigraph_engine::genesis::{Allocation, Genesis};
 use aurigraph_engine::ledger::ShardState;
 use aurigraph_engine::record::{address_of, Address, Record, Transfer};
 use aurigraph_engine::replica::{
@@ -11,27 +10,15 @@ use aurigraph_engine::replica::{
 };
 use aurigraph_engine::result::ResultCode;
 use ed25519_dalek::SigningKey;
-use raft::eraftpb::Entry;
 use raft::storage::MemStorage;
 
-const CHAIN: u32 = 7;
+mod support;
+use support::{genesis_funding, ready_cycles as cycles, CHAIN};
+
 const FUNDS: u64 = 1_000_000;
 
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[5; 32])
-}
-
-fn genesis() -> Genesis {
-    Genesis {
-        chain_id: CHAIN,
-        controllers: Default::default(),
-        shards: Some(1),
-        allocations: vec![Allocation {
-            address: address_of(&key()),
-            asset: 0,
-            amount: FUNDS,
-        }],
-    }
 }
 
 /// Transfers of 1 with nonces `nonces`.
@@ -54,31 +41,13 @@ fn transfers(nonces: std::ops::Range<u64>) -> Vec<Record> {
 /// A single-validator leader and the storage its writes go to.
 fn leader() -> (ShardReplica, MemStorage) {
     let storage = MemStorage::new();
-    let state = ShardState::from_genesis(&genesis(), 0, 1);
+    let state = ShardState::from_genesis(&genesis_funding(&key(), FUNDS), 0, 1);
     let mut config = ReplicaConfig::new(1, 0);
     config.voters = vec![1];
     let mut replica = ShardReplica::new(config, storage.clone(), state).unwrap();
     cycles(&mut replica, &storage, 10);
     assert!(replica.is_leader());
     (replica, storage)
-}
-
-/// Ready cycles as the runtime runs them; returns the transfer entries written (non-empty data).
-fn cycles(replica: &mut ShardReplica, storage: &MemStorage, now_ms: u64) -> Vec<Entry> {
-    let mut written = Vec::new();
-    for _ in 0..8 {
-        let Some(work) = replica.ready(now_ms).expect("ready") else {
-            break;
-        };
-        storage.wl().append(&work.entries).unwrap();
-        written.extend(work.entries.iter().filter(|e| !e.data.is_empty()).cloned());
-        if let Some(hs) = &work.hard_state {
-            storage.wl().set_hardstate(hs.clone());
-        }
-        replica.staged(work.number);
-        replica.persisted(work.number);
-    }
-    written
 }
 
 fn decided(replica: &ShardReplica, record: &Record) -> ResultCode {

@@ -3,7 +3,7 @@
 //! validator whose state it took (the windows are a function of the applied log and travel in
 //! the snapshot).
 
-use aurigraph_engine::genesis::{Allocation, Genesis};
+use aurigraph_engine::genesis::Genesis;
 use aurigraph_engine::ledger::ShardState;
 use aurigraph_engine::record::{address_of, Address, Record, Transfer};
 use aurigraph_engine::replica::{ReplicaConfig, ShardReplica, TxStatus};
@@ -13,7 +13,9 @@ use ed25519_dalek::SigningKey;
 use raft::eraftpb::{ConfState, Message, MessageType, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
 
-const CHAIN: u32 = 7;
+mod support;
+use support::{genesis_funding, ready_cycles, CHAIN};
+
 const FUNDS: u64 = 1_000;
 
 fn key() -> SigningKey {
@@ -21,16 +23,7 @@ fn key() -> SigningKey {
 }
 
 fn genesis() -> Genesis {
-    Genesis {
-        chain_id: CHAIN,
-        controllers: Default::default(),
-        shards: Some(1),
-        allocations: vec![Allocation {
-            address: address_of(&key()),
-            asset: 0,
-            amount: FUNDS,
-        }],
-    }
+    genesis_funding(&key(), FUNDS)
 }
 
 fn transfer(amount: u64, nonce: u64) -> Record {
@@ -53,22 +46,9 @@ fn config(node_id: u64, voters: Vec<u64>) -> ReplicaConfig {
     config
 }
 
-/// Ready cycles as the runtime runs them, writing into `storage` (what `ShardLog::stage` does).
+/// Ready cycles as the runtime runs them (`support::ready_cycles`).
 fn cycles(replica: &mut ShardReplica, storage: &MemStorage, now_ms: u64) {
-    for _ in 0..8 {
-        let Some(work) = replica.ready(now_ms).expect("ready") else {
-            return;
-        };
-        if let Some(snapshot) = &work.snapshot {
-            storage.wl().apply_snapshot(snapshot.clone()).unwrap();
-        }
-        storage.wl().append(&work.entries).unwrap();
-        if let Some(hs) = &work.hard_state {
-            storage.wl().set_hardstate(hs.clone());
-        }
-        replica.staged(work.number);
-        replica.persisted(work.number);
-    }
+    ready_cycles(replica, storage, now_ms);
 }
 
 /// A single-validator leader that applied `batches` (one entry each), then its snapshot.

@@ -79,15 +79,25 @@ pub fn attach_steering(socket: &socket2::Socket, cores: usize) -> io::Result<()>
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
     };
-    // SAFETY: a valid socket descriptor, and a pointer to a sock_fprog with its size whose
-    // instructions outlive the call (the kernel copies them).
+    // The kernel copies the instructions: they need only outlive the call.
+    set_socket_option(socket, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+}
+
+/// `setsockopt(SOL_SOCKET, name, value)` on `socket`.
+pub(crate) fn set_socket_option<T>(
+    socket: &socket2::Socket,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: a valid socket descriptor, and a pointer to a `T` with its size, alive for the
+    // call.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            &fprog as *const libc::sock_fprog as *const libc::c_void,
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc != 0 {
