@@ -41,11 +41,33 @@ const H1_HEADERS_MAX: usize = 100;
 const H2_STREAM_WINDOW: u32 = 1 << 20;
 const H2_CONNECTION_WINDOW: u32 = 4 << 20;
 
+/// How long a starting node waits for its address while something listens on it: a node
+/// killed a moment ago can leave its listeners open briefly after its process is gone (the
+/// kernel tears down its io_uring instances, whose pending accepts hold the listeners,
+/// asynchronously); a node restarted at once would otherwise find its own port taken.
+const ADDR_IN_USE_WAIT: Duration = Duration::from_secs(5);
+const ADDR_IN_USE_RETRY: Duration = Duration::from_millis(20);
+
 /// Checks that `addr` can be listened on and resolves port 0 to a concrete free port. Binds
 /// without `SO_REUSEPORT`, so it fails while anything listens on the port, another node that
 /// uses `SO_REUSEPORT` included (which the cores' own `SO_REUSEPORT` binds would silently share).
+/// A port in use is tried again for up to [`ADDR_IN_USE_WAIT`].
 fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
-    std::net::TcpListener::bind(addr)?.local_addr()
+    let deadline = Instant::now() + ADDR_IN_USE_WAIT;
+    let mut logged = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => return listener.local_addr(),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !logged {
+                    tracing::info!(%addr, "address in use: waiting for it (up to 5 s)");
+                    logged = true;
+                }
+                std::thread::sleep(ADDR_IN_USE_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Binds this core's listener on `settings.addr` (`SO_REUSEPORT`: every core of the node binds
