@@ -165,9 +165,12 @@ impl Engine {
     /// order.
     pub async fn submit_archive_as(
         &self,
-        archive: Vec<u8>,
+        mut archive: Vec<u8>,
         gateway: Option<GatewayId>,
     ) -> Result<Vec<Outcome>, SubmitFailure> {
+        // It may stay in the raft log until a snapshot: no spare capacity goes with it (a body
+        // without a declared length grows by doubling; one with a length has none).
+        archive.shrink_to_fit();
         let records = archived_records(&archive);
         let Some(shard) = self.own_single_shard(records) else {
             return self.submit_as(records, gateway).await;
