@@ -238,20 +238,23 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 /// Otherwise the same as [`decode`].
 pub fn decode_shared(payload: &bytes::Bytes) -> Result<PeerMessage, PeerDecodeError> {
     if payload.first() == Some(&KIND_RAFT) {
-        return Message::parse_from_carllerche_bytes(&payload.slice(1..))
-            .map(|m| PeerMessage::Raft(Box::new(m)))
-            .map_err(|e| PeerDecodeError::Raft(e.to_string()));
+        return raft_payload(Message::parse_from_carllerche_bytes(&payload.slice(1..)));
     }
     decode(payload)
+}
+
+/// A `RAFT` payload's message, as parsed.
+fn raft_payload(parsed: protobuf::ProtobufResult<Message>) -> Result<PeerMessage, PeerDecodeError> {
+    parsed
+        .map(|m| PeerMessage::Raft(Box::new(m)))
+        .map_err(|e| PeerDecodeError::Raft(e.to_string()))
 }
 
 /// Decodes one payload.
 pub fn decode(payload: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
     let (&kind, body) = payload.split_first().ok_or(PeerDecodeError::Empty)?;
     match kind {
-        KIND_RAFT => Message::parse_from_bytes(body)
-            .map(|m| PeerMessage::Raft(Box::new(m)))
-            .map_err(|e| PeerDecodeError::Raft(e.to_string())),
+        KIND_RAFT => raft_payload(Message::parse_from_bytes(body)),
         KIND_FORWARD => {
             let bad = PeerDecodeError::Length {
                 what: "forwarded transfers",

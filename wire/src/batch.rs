@@ -120,12 +120,32 @@ pub fn decode_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
             actual: count,
         });
     }
-    let arrays: &[[u8; RECORD_BYTES]] = archived.records.as_slice();
-    debug_assert_eq!(arrays.as_ptr() as *const u8, bytes.as_ptr());
-    // SAFETY: Record is repr(transparent) over [u8; RECORD_BYTES].
-    let records =
-        unsafe { std::slice::from_raw_parts(arrays.as_ptr() as *const Record, arrays.len()) };
-    Ok(BatchView { records })
+    debug_assert_eq!(archived.records.as_ptr() as *const u8, bytes.as_ptr());
+    Ok(BatchView {
+        records: records_at_start(bytes, count),
+    })
+}
+
+/// The records of a batch that [`decode_batch`] accepted earlier, read in place without
+/// validating it again: a batch validated where it entered the process, handed on whole.
+/// Panics if `bytes` does not have a batch's length (a caller's bug, not bad input).
+pub fn records_of_validated(bytes: &[u8]) -> &[Record] {
+    assert!(
+        bytes.len() > BATCH_FOOTER_BYTES
+            && (bytes.len() - BATCH_FOOTER_BYTES).is_multiple_of(RECORD_BYTES),
+        "{} bytes are not a validated batch",
+        bytes.len()
+    );
+    records_at_start(bytes, (bytes.len() - BATCH_FOOTER_BYTES) / RECORD_BYTES)
+}
+
+/// The first `count` records of `bytes` (which holds at least that many), in place: a batch
+/// keeps its records back to back from byte 0.
+fn records_at_start(bytes: &[u8], count: usize) -> &[Record] {
+    let records = &bytes[..count * RECORD_BYTES];
+    // SAFETY: Record is repr(transparent) over [u8; RECORD_BYTES] (alignment 1), and `records`
+    // holds exactly `count` of them.
+    unsafe { std::slice::from_raw_parts(records.as_ptr() as *const Record, count) }
 }
 
 /// Writes batches in the layout above without an intermediate `Vec<[u8; 168]>`: records are
@@ -249,6 +269,17 @@ mod tests {
             assert_eq!(view.records(), &records[..]);
             assert_eq!(view.records().as_ptr() as *const u8, ours.as_ptr());
         }
+    }
+
+    #[test]
+    fn a_validated_batch_reads_back_the_same_records_in_place() {
+        let bytes = encode_batch(&[record(1), record(2), record(3)]);
+        let view = decode_batch(&bytes).unwrap();
+        let again = records_of_validated(&bytes);
+        assert_eq!(again, view.records());
+        assert_eq!(again.as_ptr() as *const u8, bytes.as_ptr());
+        let caught = std::panic::catch_unwind(|| records_of_validated(&bytes[1..]).len());
+        assert!(caught.is_err(), "a length no batch has is refused");
     }
 
     #[test]

@@ -60,7 +60,8 @@ fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
             Ok(listener) => return listener.local_addr(),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
                 if !logged {
-                    tracing::info!(%addr, "address in use: waiting for it (up to 5 s)");
+                    let wait_s = ADDR_IN_USE_WAIT.as_secs();
+                    tracing::info!(%addr, wait_s, "address in use: waiting for it");
                     logged = true;
                 }
                 std::thread::sleep(ADDR_IN_USE_RETRY);

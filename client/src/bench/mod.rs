@@ -14,7 +14,7 @@
 //!    in order into binary batches of `--batch-size` (all valid: every result should be `OK`).
 //! 4. Load: `--concurrency` requests in flight over keep-alive HTTP/1.1 connections, each
 //!    `POST /api/v11/transactions/batch` with the binary batch, asking for the compact reply.
-//!    Steered (the default over HTTP, [`routes`]): the senders are grouped into lanes, one per
+//!    Steered (the default over HTTP, `routes`): the senders are grouped into lanes, one per
 //!    core of the validators that lead the shards; batch `b` holds senders of lane `b mod L` only
 //!    and goes over a connection that lands on that core. With `--no-steer`, senders are
 //!    interleaved (transfer `k` from account `k % accounts`) and requests spread over the
@@ -40,8 +40,8 @@
 //!   largest lag are reported, so a run whose open loop did not hold is visible as such.
 //!
 //! Modules: [`workload`] (accounts, genesis, the plan, pre-signing), [`load`] (the workers),
-//! `grpc_load` (the workers over gRPC), [`routes`] (steering), [`report`] (the figures), `setup` (genesis, nodes,
-//! clients and readiness, shared with `aurigraph loadtest`).
+//! `grpc_load` (the workers over gRPC), `routes` (steering), [`report`] (the figures), `setup`
+//! (genesis, nodes, clients and readiness, shared with `aurigraph loadtest`).
 
 mod grpc_load;
 pub mod load;
@@ -111,7 +111,7 @@ pub struct BenchOptions {
     /// With `protocol` gRPC: batches in flight per stream, 1 to [`STREAM_DEPTH_MAX`].
     pub stream_depth: usize,
     /// Over HTTP: send each batch to the core (and validator) that owns its senders' shards
-    /// ([`routes`]); gRPC runs are never steered.
+    /// (`routes`); gRPC runs are never steered.
     pub steer: bool,
 }
 

@@ -90,20 +90,15 @@ pub(crate) async fn submit_records<B: Backend>(
     decided(ctx, count, ctx.backend.submit(records, gateway)).await
 }
 
-/// Submits a binary batch's body whole (`Backend::submit_archive`: on the core that owns its
-/// one shard, its bytes may become the log entry), waiting for the decision or not (a
-/// detached batch takes the general path). `count`: its records, validated.
-pub(crate) async fn submit_archive<B: Backend>(
+/// Submits a validated binary batch's body whole (`Backend::submit_archive`: on the core that
+/// owns its one shard, its bytes may become the log entry) and waits for the decision.
+/// `count`: its records.
+async fn submit_archive<B: Backend>(
     ctx: &Ctx<B>,
     body: Vec<u8>,
     count: usize,
     gateway: Option<GatewayId>,
-    wait: bool,
 ) -> Result<Submitted, ApiError> {
-    if !wait {
-        let records = decode_binary_batch(&body, count)?;
-        return submit_records(ctx, records, gateway, false).await;
-    }
     decided(ctx, count, ctx.backend.submit_archive(body, gateway)).await
 }
 
@@ -178,11 +173,16 @@ async fn submit_batch_as<B: Backend, T: RequestBody>(
     let compact = wants_compact(&request);
     let max = ctx.settings.batch_transfers_max;
     let body = read_body(ctx, request).await?;
-    // A binary batch's records are read in place from the body (rkyv-validated), not copied,
-    // and the body goes to the engine whole.
+    // A binary batch's records are read in place from the body (rkyv-validated), not copied;
+    // waited for, the body goes to the engine whole (detached, the general path).
     let submitted = if binary {
-        let count = decode_binary_batch(&body, max)?.len();
-        submit_archive(ctx, body, count, gateway, wait).await?
+        let records = decode_binary_batch(&body, max)?;
+        if wait {
+            let count = records.len();
+            submit_archive(ctx, body, count, gateway).await?
+        } else {
+            submit_records(ctx, records, gateway, false).await?
+        }
     } else {
         let records = decode_json_batch(&body, max, ctx.backend.chain_id())?;
         submit_records(ctx, &records, gateway, wait).await?

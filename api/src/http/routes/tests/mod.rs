@@ -140,8 +140,8 @@ impl Backend for Fake {
         archive: Vec<u8>,
         gateway: Option<GatewayId>,
     ) -> Result<Vec<Outcome>, SubmitFailure> {
-        let view = aurigraph_wire::batch::decode_batch(&archive).expect("validated by the route");
-        self.submit(view.records(), gateway).await
+        let records = aurigraph_wire::batch::records_of_validated(&archive);
+        self.submit(records, gateway).await
     }
     async fn submit_detached(
         &self,
