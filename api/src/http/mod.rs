@@ -25,7 +25,8 @@
 //! Modules: [`routes`] (the route table and the endpoints, independent of sockets), [`types`]
 //! (wire types, compact results format), [`error`] (the error shape and its codes),
 //! [`metrics`] (measured figures and the `/metrics` exposition), [`io`] (glommio/hyper glue),
-//! [`server`] (accept loop, connections), [`steering`] (listeners steered by source port),
+//! [`listen`] (the address check, listening sockets), [`server`] (accept loop, connections),
+//! [`steering`] (listeners steered by source port),
 //! [`openapi`] (the document the route table describes).
 
 pub mod cors;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod in_flight;
 pub mod io;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -43,8 +45,9 @@ pub mod types;
 
 /// The media types of the binary endpoints (the wire contract, `aurigraph-wire`).
 pub use aurigraph_wire::compact::{BATCH_MEDIA_TYPE, RESULTS_MEDIA_TYPE};
+pub use listen::bind;
 pub use metrics::Metrics;
-pub use server::{bind, serve, serve_secondary};
+pub use server::{serve, serve_secondary};
 
 use aurigraph_beacon::state::BeaconState;
 use aurigraph_wire::limits::BATCH_TRANSFERS_MAX;

@@ -15,9 +15,6 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -40,79 +37,6 @@ const H1_HEADERS_MAX: usize = 100;
 /// arrives without waiting for window updates.
 const H2_STREAM_WINDOW: u32 = 1 << 20;
 const H2_CONNECTION_WINDOW: u32 = 4 << 20;
-
-/// How long a starting node waits for its address while something listens on it: a node
-/// killed a moment ago can leave its listeners open briefly after its process is gone (the
-/// kernel tears down its io_uring instances, whose pending accepts hold the listeners,
-/// asynchronously); a node restarted at once would otherwise find its own port taken.
-const ADDR_IN_USE_WAIT: Duration = Duration::from_secs(5);
-const ADDR_IN_USE_RETRY: Duration = Duration::from_millis(20);
-
-/// Checks that `addr` can be listened on and resolves port 0 to a concrete free port. Binds
-/// without `SO_REUSEPORT`, so it fails while anything listens on the port, another node that
-/// uses `SO_REUSEPORT` included (which the cores' own `SO_REUSEPORT` binds would silently share).
-/// A port in use is tried again for up to [`ADDR_IN_USE_WAIT`].
-fn check_addr(addr: SocketAddr) -> io::Result<SocketAddr> {
-    let deadline = Instant::now() + ADDR_IN_USE_WAIT;
-    let mut logged = false;
-    loop {
-        match std::net::TcpListener::bind(addr) {
-            Ok(listener) => return listener.local_addr(),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                if !logged {
-                    let wait_s = ADDR_IN_USE_WAIT.as_secs();
-                    tracing::info!(%addr, wait_s, "address in use: waiting for it");
-                    logged = true;
-                }
-                std::thread::sleep(ADDR_IN_USE_RETRY);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Binds this core's listener on `settings.addr` (`SO_REUSEPORT`: every core of the node binds
-/// the same address and the kernel spreads connections over them). The first core of a node
-/// checks the address for the whole node first (see `check_addr`); the others wait for that
-/// check and bind the address it resolved. Must run inside a glommio executor. Errors are the
-/// operating system's (e.g. `Address already in use`), without the address.
-pub fn bind(settings: &HttpSettings) -> io::Result<TcpListener> {
-    let addr = checked_addr(settings)?;
-    let socket = listen_socket(addr)?;
-    // SAFETY: the descriptor is a bound, listening TCP socket that we own; its ownership moves
-    // into the listener, which closes it on drop.
-    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-    tracing::debug!(%addr, "HTTP listener bound");
-    Ok(listener)
-}
-
-/// The address every listener of `settings` binds: checked (see `check_addr`) by the first
-/// caller for the whole node, the same outcome (port 0 resolved, or the error) for the others.
-pub(crate) fn checked_addr(settings: &HttpSettings) -> io::Result<SocketAddr> {
-    let checked = settings
-        .checked_addr
-        .get_or_init(|| check_addr(settings.addr).map_err(|e| (e.kind(), e.to_string())));
-    match checked {
-        Ok(addr) => Ok(*addr),
-        Err((kind, message)) => Err(io::Error::new(*kind, message.clone())),
-    }
-}
-
-/// Pending connections the kernel queues per core (capped by `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// A listening socket with `SO_REUSEPORT` (share the port across cores) and `SO_REUSEADDR`
-/// (rebind while connections of a previous run linger in TIME_WAIT). Close-on-exec, blocking
-/// (glommio accepts through io_uring or a non-blocking attempt of its own).
-pub(crate) fn listen_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    super::steering::set_socket_option(&socket, libc::SO_REUSEPORT, &(1 as libc::c_int))?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket)
-}
 
 /// Serves connections from `listener` on this core until `settings.draining` is set. Runs as a
 /// local task of the core's glommio executor.
@@ -474,8 +398,11 @@ where
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::http::listen::bind;
     use crate::http::routes::tests::{signed, transfer_json, Fake};
+    use std::io;
     use std::io::{Read, Write};
+    use std::net::SocketAddr;
     use std::net::TcpStream as StdStream;
 
     /// Starts a server with the fake ledger on one glommio executor; returns its address, the

@@ -9,11 +9,10 @@
 //! all the listeners of an address in core order on one thread ([`listen_steered`]) before the
 //! executors start, and each core then serves the socket of its own index.
 
-use super::server::{checked_addr, listen_socket};
+use super::listen::{checked_addr, listen_socket, set_socket_option};
 use super::HttpSettings;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 /// Loads of the packet relative to its network (IP) header: a reuseport program for TCP runs
 /// with the packet's data past the TCP header, so offsets from the data would miss the ports.
@@ -81,29 +80,6 @@ pub fn attach_steering(socket: &socket2::Socket, cores: usize) -> io::Result<()>
     };
     // The kernel copies the instructions: they need only outlive the call.
     set_socket_option(socket, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
-}
-
-/// `setsockopt(SOL_SOCKET, name, value)` on `socket`.
-pub(crate) fn set_socket_option<T>(
-    socket: &socket2::Socket,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: a valid socket descriptor, and a pointer to a `T` with its size, alive for the
-    // call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The node's `cores` listening sockets of `settings.addr`, index = core, steered by source

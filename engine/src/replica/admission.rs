@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// The fewest records a submitted batch archive must hold to become a log entry of its own
+/// ([`ShardReplica::submit_verified_archive`]); smaller ones are copied into the shared entry,
+/// so that small requests do not make the log a string of small entries.
+pub const ARCHIVE_ENTRY_RECORDS_MIN: usize = 64;
+
+/// The records of a batch archive validated where it entered the process (the edge), read in
+/// place without validating it again.
+pub fn archived_records(archive: &[u8]) -> &[Record] {
+    crate::batch::records_of_validated(archive)
+}
+
 impl ShardReplica {
     /// Takes a submission whose signatures the I/O edge already verified (`valid[i]` for
     /// `records[i]`; the runtime verifies on the shard's core while the previous group commit

@@ -63,6 +63,7 @@ mod links;
 pub(crate) use links::conf_change_v2;
 mod storage;
 
+pub use admission::{archived_records, ARCHIVE_ENTRY_RECORDS_MIN};
 pub use entry::{
     entry_context, parse_context, parse_markers, ENTRY_CONTEXT_BYTES, ENTRY_KIND_MARKERS,
     ENTRY_KIND_TRANSFERS,
@@ -307,17 +308,6 @@ struct PendingProposal {
 /// A proposed record's ticket, its slot in the ticket, and its `txHash` (computed once, at
 /// admission, and used again when the entry applies here).
 type Slot = (u64, u32, TxHash);
-
-/// The fewest records a submitted batch archive must hold to become a log entry of its own
-/// ([`ShardReplica::submit_verified_archive`]); smaller ones are copied into the shared entry,
-/// so that small requests do not make the log a string of small entries.
-pub const ARCHIVE_ENTRY_RECORDS_MIN: usize = 64;
-
-/// The records of a batch archive validated where it entered the process (the edge), read in
-/// place without validating it again.
-pub fn archived_records(archive: &[u8]) -> &[Record] {
-    crate::batch::records_of_validated(archive)
-}
 
 /// The replica of one shard on one validator.
 pub struct ShardReplica {

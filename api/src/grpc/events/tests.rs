@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::events::{EventHub, RETAIN_BYTES_MIN};
+use crate::http::listen::bind;
 use crate::http::routes::tests::Fake;
-use crate::http::server::{bind, run, Listener};
+use crate::http::server::{run, Listener};
 use crate::http::HttpSettings;
 use aurigraph_engine::record::{Record, Transfer};
 use aurigraph_engine::ResultCode;
