@@ -1,5 +1,6 @@
 //! `aurigraph bench`: the options of the end-to-end benchmark (run by `aurigraph_client::bench`).
 
+use aurigraph_client::bench::cpus::CpuList;
 use aurigraph_client::bench::{BenchOptions, Protocol, BENCH_CHAIN_ID};
 use aurigraph_client::grpc::STREAM_DEPTH_MAX;
 use std::path::PathBuf;
@@ -113,6 +114,14 @@ pub struct BenchArgs {
     /// senders of all shards and goes to any core of any address, as an unaware client's would.
     #[arg(long)]
     pub no_steer: bool,
+    /// Without --addresses: the CPUs the started node runs on, in the list format of
+    /// `taskset -c` (e.g. 0-3). The node gets one executor per CPU of the list, pinned (one
+    /// validator) or sharing them (--nodes N), the genesis one shard per CPU unless --shards
+    /// says otherwise, and the verify ceiling as many threads; the benchmark's own threads run
+    /// on the other CPUs (on all of them when the list names every CPU). For scaling runs on a
+    /// many-core host (benches/scripts/scaling.sh). Default: everything shares every CPU.
+    #[arg(long, value_name = "LIST", value_parser = CpuList::parse)]
+    pub node_cpus: Option<CpuList>,
 }
 
 /// `--protocol`.
@@ -159,6 +168,7 @@ impl From<BenchArgs> for BenchOptions {
             grpc_addresses: a.grpc_addresses,
             stream_depth: usize::from(a.stream_depth),
             steer: !a.no_steer,
+            node_cpus: a.node_cpus,
         }
     }
 }
@@ -225,6 +235,15 @@ mod tests {
             assert!(Cli::try_parse_from(["x", "--stream-depth", depth]).is_err());
         }
         assert!(Cli::try_parse_from(["x", "--protocol", "quic"]).is_err());
+    }
+
+    #[test]
+    fn node_cpus_take_the_list_format() {
+        let options = BenchOptions::from(Cli::try_parse_from(["x"]).unwrap().args);
+        assert_eq!(options.node_cpus, None);
+        let cli = Cli::try_parse_from(["x", "--node-cpus", "0-3,8"]).unwrap();
+        assert_eq!(cli.args.node_cpus.unwrap().cpus(), &[0, 1, 2, 3, 8]);
+        assert!(Cli::try_parse_from(["x", "--node-cpus", "3-1"]).is_err());
     }
 
     #[test]

@@ -31,10 +31,8 @@ pub enum LaunchError {
     },
     #[error("cannot find own binary: {0}")]
     OwnBinary(std::io::Error),
-    #[error("no free loopback port: {0}")]
-    NoFreePort(std::io::Error),
-    #[error("found no {0} consecutive free loopback ports in 64 tries")]
-    NoFreePorts(usize),
+    #[error("found no {count} consecutive free loopback ports in {}..{}", range.0, range.1)]
+    NoFreePorts { count: usize, range: (u16, u16) },
     #[error("cannot create the node directory: {0}")]
     NodeDir(std::io::Error),
     #[error("cannot create {}: {source}", path.display())]
@@ -209,12 +207,12 @@ pub fn start_cluster(
         }
     })?;
     let mut planned = Vec::with_capacity(nodes);
-    let mut taken: Vec<TcpListener> = Vec::new(); // held until every port is chosen
+    let mut ports = FreePorts::new();
     for id in 1..=nodes as u64 {
-        let http = bind_free(&mut taken, 1)?;
-        let grpc = bind_free(&mut taken, 1)?;
+        let http = ports.take(1)?;
+        let grpc = ports.take(1)?;
         let peer = if nodes > 1 {
-            Some(bind_free(&mut taken, cores_per_node)?)
+            Some(ports.take(cores_per_node)?)
         } else {
             None
         };
@@ -228,7 +226,7 @@ pub fn start_cluster(
             log: node_dir.join("node.log"),
         });
     }
-    drop(taken);
+    drop(ports);
     let peer_certs = if nodes > 1 && !plaintext_peers {
         Some(ensure_peer_certs(
             exe,
@@ -386,24 +384,83 @@ pub fn ensure_peer_certs(exe: &Path, dir: &Path, nodes: u64) -> Result<PathBuf, 
 
 /// A loopback address whose port and the `count - 1` ports after it are free now; the
 /// listeners stay in `taken` so that later picks do not collide with it.
-fn bind_free(taken: &mut Vec<TcpListener>, count: usize) -> Result<SocketAddr, LaunchError> {
-    for _ in 0..64 {
-        let first = TcpListener::bind("127.0.0.1:0").map_err(LaunchError::NoFreePort)?;
-        let addr = first.local_addr().map_err(LaunchError::NoFreePort)?;
-        let mut group = vec![first];
-        let all_free = (1..count).all(|i| {
-            u16::try_from(usize::from(addr.port()) + i)
-                .ok()
-                .and_then(|port| TcpListener::bind(("127.0.0.1", port)).ok())
-                .map(|l| group.push(l))
-                .is_some()
-        });
-        if all_free {
-            taken.extend(group);
-            return Ok(addr);
+/// Picks the loopback ports of a local cluster and holds each (bound) until dropped, so that
+/// no two nodes get one port.
+///
+/// The ports come from below the kernel's ephemeral range ([`node_port_range`]): a port picked
+/// inside it is free only until some `connect()` takes it as its source port, and the
+/// validators started first connect to the later ones' peer ports over and over until those
+/// listen; one such connection on a port of a later validator's peer range stops that
+/// validator from starting (seen on a 16-CPU host, where the peer ranges are wide).
+struct FreePorts {
+    held: Vec<TcpListener>,
+    range: (u16, u16),
+    cursor: u16,
+}
+
+impl FreePorts {
+    fn new() -> FreePorts {
+        let range = node_port_range();
+        // A per-process start, so that clusters started at once rarely try the same ports.
+        let seed = u64::from(std::process::id()).wrapping_mul(7919)
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_nanos()));
+        let cursor = range.0 + (seed % u64::from(range.1 - range.0)) as u16;
+        FreePorts {
+            held: Vec::new(),
+            range,
+            cursor,
         }
     }
-    Err(LaunchError::NoFreePorts(count))
+
+    /// `count` consecutive free ports (returns the first), bound until `self` is dropped.
+    fn take(&mut self, count: usize) -> Result<SocketAddr, LaunchError> {
+        let (low, high) = self.range;
+        let none = LaunchError::NoFreePorts {
+            count,
+            range: self.range,
+        };
+        let count = u16::try_from(count).map_err(|_| none)?;
+        for _ in 0..(high - low) {
+            let first = self.cursor;
+            if u32::from(first) + u32::from(count) > u32::from(high) {
+                self.cursor = low;
+                continue;
+            }
+            self.cursor = first + count;
+            let group: Option<Vec<TcpListener>> = (first..first + count)
+                .map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+                .collect();
+            if let Some(group) = group {
+                self.held.extend(group);
+                return Ok(SocketAddr::from(([127, 0, 0, 1], first)));
+            }
+        }
+        Err(LaunchError::NoFreePorts {
+            count: usize::from(count),
+            range: self.range,
+        })
+    }
+}
+
+/// Where the ports of local validators are picked, `low..high`: the 12,000 ports below the
+/// kernel's ephemeral range (`net.ipv4.ip_local_port_range`), which `connect()` never hands
+/// out as source ports, when that leaves them above 1024; else the upper part of the
+/// ephemeral range itself.
+pub fn node_port_range() -> (u16, u16) {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if ephemeral.0 >= 13_100 {
+        (ephemeral.0 - 12_000, ephemeral.0)
+    } else {
+        (40_000, 60_000)
+    }
 }
 
 fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
@@ -419,5 +476,45 @@ fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
             return Err(format!("the node did not listen within {START_TIMEOUT:?}"));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ports_are_below_the_ephemeral_range_and_never_shared() {
+        let (low, high) = node_port_range();
+        assert!(low > 1024 && low < high);
+        let mut ports = FreePorts::new();
+        let peer = ports.take(5).unwrap();
+        let http = ports.take(1).unwrap();
+        for first in [peer.port(), http.port()] {
+            assert!(
+                (low..high).contains(&first),
+                "{first} outside {low}..{high}"
+            );
+        }
+        assert!(http.port() < peer.port() || http.port() >= peer.port() + 5);
+        // Held until dropped: nobody else can bind them meanwhile.
+        for port in peer.port()..peer.port() + 5 {
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_err(),
+                "{port} is free"
+            );
+        }
+        drop(ports);
+        assert!(TcpListener::bind(http).is_ok());
+    }
+
+    #[test]
+    fn a_range_too_wide_for_the_ports_is_an_error() {
+        let mut ports = FreePorts::new();
+        let err = ports.take(usize::from(u16::MAX) + 1).unwrap_err();
+        assert!(
+            err.to_string().contains("consecutive free loopback ports"),
+            "{err}"
+        );
     }
 }

@@ -15,7 +15,7 @@ static PORTS: Mutex<Option<(HashSet<u16>, u16)>> = Mutex::new(None);
 /// it restarts.
 pub fn pick_ports(count: u32) -> u16 {
     let count = count.max(1) as u16;
-    let (low, high) = port_range();
+    let (low, high) = aurigraph_client::launcher::node_port_range();
     let mut guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let (taken, cursor) = guard.get_or_insert_with(|| {
         // Start at a per-process offset so that concurrent test processes rarely meet.
@@ -45,21 +45,4 @@ pub fn pick_ports(count: u32) -> u16 {
         }
     }
     panic!("no free loopback ports in {low}..{high}");
-}
-
-/// Where to pick node ports: the 12000 ports below the ephemeral range when that leaves
-/// them above 1024, else the upper part of the ephemeral range itself.
-fn port_range() -> (u16, u16) {
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999));
-    if ephemeral.0 >= 13_100 {
-        (ephemeral.0 - 12_000, ephemeral.0)
-    } else {
-        (40_000, 60_000)
-    }
 }

@@ -43,6 +43,7 @@
 //! `grpc_load` (the workers over gRPC), `routes` (steering), [`report`] (the figures), `setup`
 //! (genesis, nodes, clients and readiness, shared with `aurigraph loadtest`).
 
+pub mod cpus;
 mod grpc_load;
 pub mod load;
 pub mod report;
@@ -113,6 +114,9 @@ pub struct BenchOptions {
     /// Over HTTP: send each batch to the core (and validator) that owns its senders' shards
     /// (`routes`); gRPC runs are never steered.
     pub steer: bool,
+    /// Without `addresses`: the CPUs the started node(s) run on; the benchmark's own threads
+    /// then run on the others ([`cpus`]). None: everything shares every CPU.
+    pub node_cpus: Option<cpus::CpuList>,
 }
 
 /// How `aurigraph bench` sends its batches.
@@ -163,6 +167,7 @@ impl Default for BenchOptions {
             grpc_addresses: Vec::new(),
             stream_depth: 1,
             steer: true,
+            node_cpus: None,
         }
     }
 }
@@ -174,6 +179,9 @@ pub enum BenchError {
     /// and the run fails so that no script takes them for a clean run.
     #[error("the run does not stand: {0}")]
     NotAllOk(String),
+    /// `--node-cpus`: the CPU affinity could not be read or set.
+    #[error("cannot place the node and the benchmark on their CPUs: {0}")]
+    Affinity(std::io::Error),
     /// An option out of range; the message names it.
     #[error("{0}")]
     InvalidOption(String),
@@ -308,6 +316,22 @@ fn validate(args: &BenchOptions) -> Result<(), BenchError> {
             "--nodes starts a local cluster; it cannot be combined with --addresses",
         ));
     }
+    if let Some(node_cpus) = &args.node_cpus {
+        if !args.addresses.is_empty() {
+            return Err(invalid(
+                "--node-cpus places a node the benchmark starts; it cannot be combined with \
+                 --addresses",
+            ));
+        }
+        let mine = cpus::CpuList::of_this_thread()
+            .map_err(|e| invalid(format!("cannot read this process's CPUs: {e}")))?;
+        let foreign = node_cpus.without(&mine);
+        if node_cpus.is_empty() || !foreign.is_empty() {
+            return Err(invalid(format!(
+                "--node-cpus {node_cpus}: this process may run on CPUs {mine} only"
+            )));
+        }
+    }
     if !(1..=STREAM_DEPTH_MAX).contains(&args.stream_depth) {
         return Err(invalid(format!(
             "--stream-depth must be between 1 and {STREAM_DEPTH_MAX} (the batches of one stream \
@@ -383,13 +407,19 @@ pub fn run(
     }
     let genesis = Genesis::from_json(&genesis_text)?;
 
-    // The node, when the benchmark owns it.
-    let setup::Nodes {
-        urls,
-        grpc_urls,
-        gateway_token,
-        guard,
-    } = setup::start_or_connect(
+    // The node, when the benchmark owns it (on its own CPUs with --node-cpus: the child
+    // inherits this thread's affinity, and every client thread is created after the switch).
+    let placement = args
+        .node_cpus
+        .as_ref()
+        .map(|node| -> Result<_, BenchError> {
+            let all = cpus::CpuList::of_this_thread().map_err(BenchError::Affinity)?;
+            let rest = all.without(node);
+            node.bind_this_thread().map_err(BenchError::Affinity)?;
+            Ok((node.clone(), if rest.is_empty() { all } else { rest }))
+        })
+        .transpose()?;
+    let started = setup::start_or_connect(
         setup::NodeChoice {
             tag: TAG,
             addresses: &args.addresses,
@@ -401,7 +431,17 @@ pub fn run(
         },
         &genesis,
         start_node,
-    )?;
+    );
+    if let Some((node, client)) = &placement {
+        client.bind_this_thread().map_err(BenchError::Affinity)?;
+        eprintln!("bench: the node runs on CPUs {node}, the benchmark on CPUs {client}");
+    }
+    let setup::Nodes {
+        urls,
+        grpc_urls,
+        gateway_token,
+        mut guard,
+    } = started?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
@@ -526,9 +566,11 @@ pub fn run(
     // The ceiling, measured now on this machine (only meaningful for a node on this host).
     // A gateway's transfers are not verified: no ceiling.
     let ceiling = if args.addresses.is_empty() && !args.gateway {
+        // As many verifier threads as the node has executors.
+        let node_cores = placement.as_ref().map_or(cores, |(node, _)| node.len());
         let c = measure_verify_ceiling(
             &batches,
-            cores,
+            node_cores,
             args.verify_chunk,
             Duration::from_millis(1500),
         );
@@ -625,6 +667,9 @@ pub fn run(
         late_batches: stats.late_batches,
         lag_max: stats.lag_max,
         ceiling,
+        node_cpus: placement
+            .as_ref()
+            .map(|(node, client)| (node.to_string(), client.to_string())),
     };
     for line in report.summary_lines() {
         println!("{line}");
@@ -636,17 +681,20 @@ pub fn run(
             source,
         })?;
     }
+    let outcome = if let Some(reason) = report.aborted.clone() {
+        Err(BenchError::Aborted(reason))
+    } else if report.results_received == 0 {
+        Err(BenchError::NoResults)
+    } else if let Some(why) = report.not_all_ok() {
+        Err(BenchError::NotAllOk(why))
+    } else {
+        Ok(())
+    };
+    if outcome.is_ok() {
+        guard.succeeded();
+    }
     drop(guard);
-    if let Some(reason) = report.aborted {
-        return Err(BenchError::Aborted(reason));
-    }
-    if report.results_received == 0 {
-        return Err(BenchError::NoResults);
-    }
-    if let Some(why) = report.not_all_ok() {
-        return Err(BenchError::NotAllOk(why));
-    }
-    Ok(())
+    outcome
 }
 
 #[cfg(test)]
@@ -658,6 +706,16 @@ mod tests {
     fn options_are_validated() {
         assert!(validate(&BenchOptions::default()).is_ok());
         let bad = [
+            BenchOptions {
+                node_cpus: Some(cpus::CpuList::parse("0").unwrap()),
+                addresses: vec!["http://a:1".into()],
+                ..BenchOptions::default()
+            },
+            BenchOptions {
+                // A CPU this process may not run on.
+                node_cpus: Some(cpus::CpuList::parse("1023").unwrap()),
+                ..BenchOptions::default()
+            },
             BenchOptions {
                 accounts: 1,
                 ..BenchOptions::default()

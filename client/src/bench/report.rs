@@ -43,6 +43,8 @@ pub struct Report {
     pub lag_max: Duration,
     /// Raw Ed25519 batch verification measured in this run (see [`measure_verify_ceiling`]).
     pub ceiling: Option<VerifyCeiling>,
+    /// With `--node-cpus`: the node's CPUs and the benchmark's, in the list format.
+    pub node_cpus: Option<(String, String)>,
 }
 
 /// The machine's signature-verification ceiling, measured in the same run as the load: raw
@@ -198,6 +200,10 @@ impl Report {
                 ),
                 None => "steering = off".to_string(),
             },
+            match &self.node_cpus {
+                Some((node, client)) => format!("cpus = node {node}, benchmark {client}"),
+                None => "cpus = shared".to_string(),
+            },
             format!("accounts = {}", self.accounts),
             format!("batch size = {}", self.batch_size),
             format!("concurrency = {}", self.concurrency),
@@ -290,6 +296,8 @@ impl Report {
             "protocol": self.protocol,
             "streamDepth": self.stream_depth,
             "steeringLanes": self.lanes,
+            "nodeCpus": self.node_cpus.as_ref().map(|(node, _)| node),
+            "benchmarkCpus": self.node_cpus.as_ref().map(|(_, client)| client),
             "loadAcceptedTxPerSec": self.load_accepted(),
             "verifyCeilingTxPerSec": self.ceiling.map(|c| c.tx_per_sec()),
             "verifyCeilingPerCorePerSec": self.ceiling.map(|c| c.per_core_per_sec),
@@ -384,6 +392,7 @@ mod tests {
             late_batches: 0,
             lag_max: Duration::ZERO,
             ceiling: None,
+            node_cpus: None,
         }
     }
 
@@ -427,6 +436,16 @@ mod tests {
             &"steering = on (4 lanes: each batch to the core owning its senders)".into()
         ));
         assert_eq!(steered.to_json()["steeringLanes"], 4);
+        assert!(has("cpus = shared"), "{lines:#?}");
+        let placed = Report {
+            node_cpus: Some(("0-3".into(), "4-15".into())),
+            ..r.clone()
+        };
+        assert!(placed
+            .summary_lines()
+            .contains(&"cpus = node 0-3, benchmark 4-15".into()));
+        assert_eq!(placed.to_json()["nodeCpus"], "0-3");
+        assert_eq!(placed.to_json()["benchmarkCpus"], "4-15");
         assert!(
             has("batch size = 100") && has("concurrency = 4"),
             "{lines:#?}"

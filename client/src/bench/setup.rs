@@ -14,11 +14,13 @@ use ed25519_dalek::SigningKey;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Stops the started node and removes its directory when dropped (also on errors).
+/// Stops the started node when dropped (also on errors) and removes its directory, unless the
+/// run failed: then the directory stays, with each node's log, and the message says where.
 pub(crate) struct NodeGuard {
     tag: &'static str,
     stop: Option<Box<dyn FnOnce()>>,
     dir: Option<PathBuf>,
+    succeeded: bool,
 }
 
 impl NodeGuard {
@@ -27,7 +29,13 @@ impl NodeGuard {
             tag,
             stop: None,
             dir: None,
+            succeeded: false,
         }
+    }
+
+    /// The run stands: its directory may go.
+    pub(crate) fn succeeded(&mut self) {
+        self.succeeded = true;
     }
 }
 
@@ -38,7 +46,13 @@ impl Drop for NodeGuard {
             stop();
         }
         if let Some(dir) = self.dir.take() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if !self.succeeded {
+                eprintln!(
+                    "{}: the run failed: kept the nodes' data and logs in {} (node-N/node.log)",
+                    self.tag,
+                    dir.display()
+                );
+            } else if let Err(e) = std::fs::remove_dir_all(&dir) {
                 eprintln!("{}: cannot remove {}: {e}", self.tag, dir.display());
             }
         }

@@ -260,7 +260,11 @@ pub fn run(
             dir.display()
         );
     }
-    drop(nodes.guard);
+    let mut guard = nodes.guard;
+    if report.totals.replied > 0 {
+        guard.succeeded();
+    }
+    drop(guard);
     if report.totals.replied == 0 {
         let errors: Vec<String> = report
             .totals
