@@ -181,6 +181,7 @@ fn main() {
             dir: scratch.path().join(format!("wal-group{n}")),
             segment_bytes_max: SEGMENT_BYTES_MAX,
             staged_bytes_max: STAGED_BYTES_MAX,
+            preallocate: true,
         };
         let (mut wal, recovered) = executor.run(Wal::open(config)).expect("open the WAL");
         assert!(recovered.entries.is_empty(), "a fresh WAL directory");

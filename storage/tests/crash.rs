@@ -108,12 +108,25 @@ impl Fixture {
             "{what}"
         );
         assert_eq!(recovered.next_group, self.last_group_number, "{what}");
+        // Cut off, or (when nothing of the group survived: zeros from its start to the end of
+        // the file) left as zeros, which recovery reads as the end of the log.
         let last = segment_files(dir).pop().unwrap();
-        assert_eq!(
-            file_len(&last),
-            self.last_group.0,
+        let contents = std::fs::read(&last).unwrap();
+        assert!(
+            contents.len() as u64 >= self.last_group.0
+                && contents[self.last_group.0 as usize..]
+                    .iter()
+                    .all(|b| *b == 0),
             "{what}: torn tail not cut off"
         );
+        if let Some(torn) = &recovered.torn_tail {
+            assert_eq!(
+                contents.len() as u64,
+                torn.truncated_to,
+                "{what}: reported, not cut"
+            );
+            assert_eq!(torn.truncated_to, self.last_group.0, "{what}");
+        }
         if !append {
             return;
         }
@@ -374,13 +387,15 @@ fn torn_fresh_segment_and_empty_log() {
         wal.commit().await.unwrap();
         drop(wal);
 
-        // Only blank blocks in the only segment (a torn first write): nothing acknowledged lost.
+        // Only blank blocks in the only segment (a first write of which nothing reached the
+        // disk, or a preallocated segment): the end of the log, nothing acknowledged lost, and
+        // nothing to cut.
         let segment = segment_files(&dir).pop().unwrap();
         std::fs::write(&segment, vec![0u8; 8192]).unwrap();
         let (_, recovered) = Wal::open(small_config(&dir)).await.unwrap();
         assert!(recovered.entries.is_empty());
-        assert_eq!(recovered.torn_tail.unwrap().truncated_to, 0);
-        assert_eq!(file_len(&segment), 0);
+        assert!(recovered.torn_tail.is_none());
+        assert_eq!(file_len(&segment), 8192);
 
         // Only garbage: no torn write leaves that (the log is written past its end only, where
         // the file reads as zeros), so it is refused, not discarded.

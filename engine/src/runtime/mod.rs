@@ -83,6 +83,8 @@ pub struct EngineConfig {
     pub raft_tick: Duration,
     pub wal_segment_bytes_max: u64,
     pub wal_staged_bytes_max: usize,
+    /// Start each WAL segment from a zero-filled spare (storage's `WalConfig::preallocate`).
+    pub wal_preallocate: bool,
     /// io_uring registered memory per executor (bounded by RLIMIT_MEMLOCK).
     pub io_memory_bytes: usize,
     /// Longest stretch a task runs before yielding to the core's other tasks.
@@ -162,6 +164,7 @@ impl EngineConfig {
             raft_tick: Duration::from_millis(100),
             wal_segment_bytes_max: 64 << 20,
             wal_staged_bytes_max: 32 << 20,
+            wal_preallocate: true,
             io_memory_bytes: 1 << 20,
             task_quantum: Duration::from_millis(1),
             stall_report_after: None,

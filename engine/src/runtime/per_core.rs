@@ -292,6 +292,7 @@ async fn open_shard(
         dir: dir.join("wal"),
         segment_bytes_max: config.wal_segment_bytes_max,
         staged_bytes_max: config.wal_staged_bytes_max,
+        preallocate: config.wal_preallocate,
     };
     // The founding validators (`--peers`, and this one) vote in every shard's group (a single
     // validator: itself alone). A joining validator starts with no configuration at all: the

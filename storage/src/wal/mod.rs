@@ -18,12 +18,17 @@
 //! `segment_bytes_max`, in which case a new segment is started first: a group never spans two
 //! segments, and a segment exceeds the maximum only when one group alone does.
 //!
+//! With `preallocate` (the default), each new segment is a spare made ahead of time at its full
+//! size, filled with zeros, so that group commits overwrite blocks instead of growing the file
+//! (why, and how the spare is made without waiting for it: `spare.rs`).
+//!
 //! Recovery (in [`Wal::open`]) is described in `recovery.rs`.
 
 mod dma_cache;
 
 mod recovery;
 mod segment;
+mod spare;
 mod staging;
 
 use std::collections::VecDeque;
@@ -56,6 +61,10 @@ pub struct WalConfig {
     pub segment_bytes_max: u64,
     /// Bound on the bytes staged for one group commit. Multiple of 4096.
     pub staged_bytes_max: usize,
+    /// Start each new segment from a spare made ahead at its full size and filled with zeros
+    /// (`spare.rs`), so that group commits do not grow the file. Costs a spare segment of disk
+    /// and writing every segment's bytes twice; off, segments grow with each group.
+    pub preallocate: bool,
 }
 
 impl WalConfig {
@@ -69,6 +78,7 @@ impl WalConfig {
             dir: dir.into(),
             segment_bytes_max: Self::SEGMENT_BYTES_MAX_DEFAULT,
             staged_bytes_max: Self::STAGED_BYTES_MAX_DEFAULT,
+            preallocate: true,
         }
     }
 
@@ -137,6 +147,8 @@ pub struct WalStats {
     pub bytes_written: u64,
     pub segments_rolled: u64,
     pub segments_deleted: u64,
+    /// Segments started from a zero-filled spare (the others were created empty and grew).
+    pub segments_preallocated: u64,
     /// Groups whose DMA buffer was reused / had to be allocated.
     pub dma_buffers_reused: u64,
     pub dma_buffers_allocated: u64,
@@ -183,6 +195,8 @@ pub struct Wal {
     /// took 90 ms: never on the reactor, never inside a shard's turn). At most one batch at a
     /// time, so a crash still leaves a contiguous run of segments.
     deleting: Option<Deleting>,
+    /// The next segment, being made or made (with `preallocate`).
+    spare: Option<spare::Spare>,
     poisoned: bool,
     stats: WalStats,
 }
@@ -198,16 +212,25 @@ impl Wal {
         let dir = fs_util::absolute(&config.dir)?;
         fs_util::create_dir_durable(&dir)?;
         let outcome = recovery::recover(&dir)?;
+        spare::remove_stale(&dir)?;
 
         let directory = Directory::open(&dir)
             .await
             .map_err(|e| StorageError::glommio("opening directory", &dir, e))?;
         let mut segments: VecDeque<SegmentInfo> = outcome.segments.into();
+        let mut stats = WalStats::default();
         let active = match segments.back() {
             Some(last) => open_segment(&last.path, false).await?,
             None => {
                 let path = dir.join(segment::segment_file_name(0));
-                let file = open_segment(&path, true).await?;
+                // A new log waits for its first spare: start-up, not the commit path.
+                let mut first = config
+                    .preallocate
+                    .then(|| spare::Spare::start(&dir, config.segment_bytes_max));
+                if let Some(first) = first.as_mut() {
+                    first.wait().await;
+                }
+                let file = new_segment(&path, first.as_mut(), &mut stats).await?;
                 sync_directory(&directory, &dir).await?;
                 segments.push_back(SegmentInfo {
                     seq: 0,
@@ -234,6 +257,9 @@ impl Wal {
         };
         let mut staging = Staging::new(config.staged_bytes_max, next_group);
         staging.prefault(&active, PREFAULTED_DMA_BYTES);
+        let spare = config
+            .preallocate
+            .then(|| spare::Spare::start(&dir, config.segment_bytes_max));
         let wal = Wal {
             dir,
             directory,
@@ -244,8 +270,9 @@ impl Wal {
             in_flight: None,
             hard_state_durable,
             deleting: None,
+            spare,
             poisoned: false,
-            stats: WalStats::default(),
+            stats,
         };
         Ok((wal, recovered))
     }
@@ -413,9 +440,13 @@ impl Wal {
         let seq = self.active_segment().seq + 1;
         let path = self.dir.join(segment::segment_file_name(seq));
         assert!(self.in_flight.is_none(), "rolling under a group in flight");
-        let file = open_segment(&path, true).await?;
+        let file = new_segment(&path, self.spare.as_mut(), &mut self.stats).await?;
         // The new name must be durable before a group in it is acknowledged.
         sync_directory(&self.directory, &self.dir).await?;
+        if self.spare.as_ref().is_some_and(|s| !s.is_pending()) {
+            // Taken (or failed): make the next one.
+            self.spare = Some(spare::Spare::start(&self.dir, self.segment_bytes_max));
+        }
         let previous = std::mem::replace(&mut self.active, Rc::new(file));
         let previous_path = self.active_segment().path.clone();
         // No group is in flight: the I/O that shared the file has ended.
@@ -506,9 +537,20 @@ impl Wal {
         }
     }
 
+    /// Waits until the spare segment (with `preallocate`) is made, so that the next roll starts
+    /// from it: for tests and benchmarks that need every segment preallocated. The log itself
+    /// never waits for its spare.
+    pub async fn wait_for_spare(&mut self) {
+        if let Some(spare) = self.spare.as_mut() {
+            spare.wait().await;
+        }
+    }
+
     /// Closes the active segment. Dropping a `Wal` also closes it, asynchronously.
     pub async fn close(mut self) -> Result<(), StorageError> {
         self.settle().await?;
+        // No blocking job outlives the log.
+        self.wait_for_spare().await;
         if self.in_flight.is_some() {
             self.finish_commit().await?;
         }
@@ -600,6 +642,29 @@ async fn open_segment(path: &Path, create: bool) -> Result<DmaFile, StorageError
         )));
     }
     Ok(file)
+}
+
+/// Creates segment `path`: from the spare when one is made (counted in `stats`), else empty.
+/// A spare that failed is logged and replaced by an empty segment: the log goes on, only
+/// without preallocation (a full disk fails the writes themselves).
+async fn new_segment(
+    path: &Path,
+    spare: Option<&mut spare::Spare>,
+    stats: &mut WalStats,
+) -> Result<DmaFile, StorageError> {
+    if let Some(spare) = spare {
+        match spare.take_as(path) {
+            Ok(true) => {
+                stats.segments_preallocated += 1;
+                return open_segment(path, false).await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(segment = %path.display(), error = %e, "WAL: no preallocated segment, starting an empty one");
+            }
+        }
+    }
+    open_segment(path, true).await
 }
 
 /// glommio issues fdatasync on the directory descriptor; for a directory that flushes its

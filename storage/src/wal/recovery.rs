@@ -11,7 +11,19 @@
 //! group begins with a head (see `record.rs`) whose first 48 bytes carry the group's length and
 //! their own check, and whose table holds the CRC32C of every later sector of the group.
 //!
+//! Segments may be **preallocated**: created at their full size and filled with zeros before
+//! the log writes into them (`Wal`'s spare segment), so that a group commit overwrites blocks
+//! that exist instead of growing the file. What follows the log's end then reads as zeros too,
+//! only not to the end of the file. So, before each group: if every byte from there to the end
+//! of the file is zero, the segment's log **ends** there, cleanly (nothing is cut off, and the
+//! WAL's next group goes there). A group whose every sector a crash left blank is the same
+//! thing: it was never acknowledged, and nothing of it survives. In a segment that is not the
+//! last, a zero tail is where the log rolled to the next segment; had it lost groups, the next
+//! segment's first group number would not follow (checked below).
+//!
 //! The rule, per group, from the start of each segment:
+//! - everything from the group's start to the end of the file is zero: the **end** of the log
+//!   in this segment;
 //! - the head's first sector is blank, or the file ends inside the group: the group is **torn**;
 //! - the head's check fails and its first sector is not blank: **corruption**;
 //! - the head's table fails its checksum: torn if one of the head's sectors is blank, else
@@ -182,7 +194,10 @@ fn scan_segment(
     let mut entry_index_max: Option<u64> = None;
 
     let torn: Option<Torn> = loop {
-        if complete_end == contents.len() {
+        // The end of the log in this segment: the file's end, or zeros up to it (preallocated,
+        // or a group of which a crash left nothing). `is_blank` stops at the first non-zero
+        // byte, which is the next group's head when there is one: cheap at every group.
+        if is_blank(&contents[complete_end..]) {
             break None;
         }
         let expected = last_group.map_or(expect_group, |group: u32| Some(group.wrapping_add(1)));
@@ -251,7 +266,7 @@ fn scan_segment(
         }
     };
     if torn_tail.is_none() {
-        assert_eq!(complete_end, contents.len());
+        assert!(is_blank(&contents[complete_end..]));
     }
     Ok(SegmentScan {
         complete_end,
@@ -308,7 +323,7 @@ fn check_group(
     if is_blank(&contents[start..first_sector_end]) {
         return torn(
             start,
-            "blank group head (a torn write, or the end of the log)".to_string(),
+            "blank group head with data after it (a torn write)".to_string(),
         );
     }
     let head = match record::decode_group_head(contents, start) {

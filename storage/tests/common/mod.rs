@@ -70,6 +70,17 @@ pub fn small_config(dir: &Path) -> WalConfig {
         dir: dir.to_path_buf(),
         segment_bytes_max: 32 * 1024,
         staged_bytes_max: 64 * 1024,
+        // Append mode: the crash tests place their damage by file length. Preallocated
+        // segments have their own tests (preallocated_config).
+        preallocate: false,
+    }
+}
+
+/// `small_config` with preallocated segments (each one a zero-filled spare of 32 KiB).
+pub fn preallocated_config(dir: &Path) -> WalConfig {
+    WalConfig {
+        preallocate: true,
+        ..small_config(dir)
     }
 }
 
