@@ -34,11 +34,24 @@ pub(crate) const SPARE_FILE_NAME: &str = "next-segment.spare";
 /// Zeros written per `pwrite` while making a spare.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
+/// What making a spare came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Made {
+    Zeroed,
+    /// Not made: the file system has less free space than [`FREE_SPACE_SEGMENTS_MIN`] segments.
+    NoRoom,
+}
+
+/// A spare is made only while the file system keeps this many segments' worth of space free
+/// besides it: preallocation must never take the last free space from the log itself (or from
+/// the snapshots beside it). With less, segments grow with each group, as without.
+const FREE_SPACE_SEGMENTS_MIN: u64 = 2;
+
 /// A spare being made, or made.
 pub(crate) struct Spare {
     path: PathBuf,
-    making: Option<glommio::Task<Result<(), StorageError>>>,
-    made: Option<Result<(), StorageError>>,
+    making: Option<glommio::Task<Result<Made, StorageError>>>,
+    made: Option<Result<Made, StorageError>>,
 }
 
 impl Spare {
@@ -91,10 +104,17 @@ impl Spare {
             return Ok(false);
         }
         match self.made.take().expect("made") {
-            Ok(()) => {
+            Ok(Made::Zeroed) => {
                 rename_no_replace(&self.path, segment)
                     .map_err(|e| StorageError::io("renaming the spare segment to", segment, e))?;
                 Ok(true)
+            }
+            Ok(Made::NoRoom) => {
+                tracing::info!(
+                    segment = %segment.display(),
+                    "WAL: too little free disk space for a preallocated segment; this one grows with its groups"
+                );
+                Ok(false)
             }
             Err(e) => Err(e),
         }
@@ -103,7 +123,37 @@ impl Spare {
 
 /// Creates `path` (replacing it) with `bytes` of zeros, durably: O_DIRECT writes where the file
 /// system takes them (no page cache to fill and flush), buffered ones where it does not (tmpfs).
-fn make_zeroed(path: &Path, bytes: u64) -> Result<(), StorageError> {
+/// Makes nothing when the file system would keep less than [`FREE_SPACE_SEGMENTS_MIN`] ×
+/// `bytes` free besides; a spare that fails half way is deleted, so that it gives back the
+/// space it took.
+fn make_zeroed(path: &Path, bytes: u64) -> Result<Made, StorageError> {
+    let _ = std::fs::remove_file(path);
+    let dir = path.parent().expect("a spare lives in the log's directory");
+    let free =
+        free_bytes(dir).map_err(|e| StorageError::io("reading the free space of", dir, e))?;
+    if free < bytes.saturating_mul(FREE_SPACE_SEGMENTS_MIN + 1) {
+        return Ok(Made::NoRoom);
+    }
+    write_zeros(path, bytes).inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })?;
+    Ok(Made::Zeroed)
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is a NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the kernel writes at most the struct.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
     let create = |direct: bool| {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -208,7 +258,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(SPARE_FILE_NAME);
         std::fs::write(&path, b"stale").unwrap();
-        make_zeroed(&path, 3 * ZERO_CHUNK_BYTES as u64 / 2).unwrap();
+        assert_eq!(
+            make_zeroed(&path, 3 * ZERO_CHUNK_BYTES as u64 / 2).unwrap(),
+            Made::Zeroed
+        );
         let contents = std::fs::read(&path).unwrap();
         assert_eq!(contents.len(), 3 * ZERO_CHUNK_BYTES / 2);
         assert!(contents.iter().all(|b| *b == 0));
@@ -219,6 +272,11 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
         assert_eq!(std::fs::read(&taken).unwrap(), b"x");
         rename_no_replace(&path, &dir.path().join("segment")).unwrap();
+        assert!(!path.exists());
+
+        // A spare that would leave less than its minimum of free space is not made.
+        let huge = (free_bytes(dir.path()).unwrap() / 2).next_multiple_of(BLOCK_BYTES as u64);
+        assert_eq!(make_zeroed(&path, huge).unwrap(), Made::NoRoom);
         assert!(!path.exists());
 
         remove_stale(dir.path()).unwrap(); // nothing there: fine
