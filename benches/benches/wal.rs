@@ -189,33 +189,9 @@ async fn open_rw(path: &Path) -> DmaFile {
         .expect("open raw segment")
 }
 
-/// Creates `path` with `bytes` of zeros written through O_DIRECT, and fsyncs it.
+/// Creates `path` with `bytes` of zeros, fsynced, as the WAL makes its spare segments.
 fn zero_fill(path: &Path, bytes: u64) {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .expect("create a zero-filled raw segment");
-    const CHUNK: usize = 1 << 20;
-    let layout = std::alloc::Layout::from_size_align(CHUNK, ALIGN as usize).expect("layout");
-    // SAFETY: the layout has a non-zero size; the buffer is freed below with the same layout.
-    let zeros = unsafe { std::alloc::alloc_zeroed(layout) };
-    assert!(!zeros.is_null());
-    // SAFETY: `zeros` holds CHUNK zeroed bytes until it is freed below.
-    let chunk = unsafe { std::slice::from_raw_parts(zeros, CHUNK) };
-    let mut offset = 0;
-    while offset < bytes {
-        let n = (bytes - offset).min(CHUNK as u64) as usize;
-        file.write_all_at(&chunk[..n], offset)
-            .expect("zero-fill a raw segment");
-        offset += n as u64;
-    }
-    // SAFETY: allocated above with this layout.
-    unsafe { std::alloc::dealloc(zeros, layout) };
-    file.sync_all().expect("sync a zero-filled raw segment");
+    aurigraph_storage::wal::write_zeros(path, bytes).expect("zero-fill a raw segment");
 }
 
 /// Bytes on disk vs payload bytes, for the printed framing overhead.

@@ -47,6 +47,7 @@ use crate::record::BLOCK_BYTES;
 
 pub use recovery::TornTail;
 use segment::SegmentInfo;
+pub use spare::write_zeros;
 use staging::Staging;
 
 /// The DMA buffer allocated and touched when the WAL opens: a group commit of a full entry

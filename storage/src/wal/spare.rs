@@ -153,7 +153,9 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
+/// Creates `path` (replacing it) with `bytes` of zeros, fsynced: what a spare segment is made
+/// of. Public for the WAL benchmark's zero-filled baseline.
+pub fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
     let create = |direct: bool| {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
