@@ -17,7 +17,7 @@
 //! - 1: still read (a data directory written before the upgrade); its missing sections load
 //!   empty.
 
-use crate::ledger::chunked::ChunkedQueue;
+use crate::ledger::chunked::{ChunkedQueue, QueueImage};
 use crate::ledger::{
     Account, BlockHeader, Decision, Receipt, ShardState, ASSETS_MAX, PEER_ADDRESSES_MAX,
     PEER_ADDRESS_BYTES_MAX, RECENT_BLOCKS_LIMIT, RECENT_TRANSACTIONS_LIMIT,
@@ -125,7 +125,11 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
 /// the state, on the shard's core; archiving it (`StateImage::encode`: sorting the accounts,
 /// rkyv) is most of a snapshot's cost and can run on another thread.
 pub struct StateImage {
+    /// Everything but the outboxes, copied.
     archive: StateArchive,
+    /// The outboxes, one per destination shard: their full chunks shared, not copied (they
+    /// can hold millions of receipts); turned into `archive.outbox` by `encode`.
+    outbox: Vec<QueueImage<Receipt>>,
 }
 
 impl StateImage {
@@ -133,6 +137,21 @@ impl StateImage {
     pub fn encode(mut self) -> Vec<u8> {
         // Sorted, so that identical states archive identically.
         self.archive.accounts.sort_unstable_by_key(|a| a.address);
+        self.archive.outbox = self
+            .outbox
+            .iter()
+            .map(|queue| {
+                queue
+                    .iter()
+                    .map(|r| ReceiptArchive {
+                        source_index: r.source_index,
+                        to: r.to.0,
+                        asset: r.asset,
+                        amount: r.amount,
+                    })
+                    .collect()
+            })
+            .collect();
         rkyv::to_bytes::<rkyv::rancor::Error>(&self.archive)
             .expect("archiving to memory cannot fail")
             .into_vec()
@@ -171,20 +190,8 @@ pub fn capture_state(state: &ShardState) -> StateImage {
         inbound_watermark: (0..state.shard_count())
             .map(|s| state.inbound_watermark(s))
             .collect(),
-        outbox: (0..state.shard_count())
-            .map(|d| {
-                state
-                    .outbox(d)
-                    .iter()
-                    .map(|r| ReceiptArchive {
-                        source_index: r.source_index,
-                        to: r.to.0,
-                        asset: r.asset,
-                        amount: r.amount,
-                    })
-                    .collect()
-            })
-            .collect(),
+        // Filled by `encode`, off the shard's core, from `StateImage::outbox`.
+        outbox: Vec::new(),
         block_hash: state.block_hash(),
         outbox_pruned_through: (0..state.shard_count())
             .map(|d| state.outbox_pruned_through(d))
@@ -221,7 +228,12 @@ pub fn capture_state(state: &ShardState) -> StateImage {
             })
             .collect(),
     };
-    StateImage { archive }
+    StateImage {
+        archive,
+        outbox: (0..state.shard_count())
+            .map(|d| state.outbox(d).image())
+            .collect(),
+    }
 }
 
 /// Validates and loads an archived shard state (format version 2, or 1).
