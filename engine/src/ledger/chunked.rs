@@ -7,7 +7,8 @@
 //! Full chunks are shared (`Arc`), never written again: a snapshot takes the queue with
 //! [`ChunkedQueue::image`], which clones the full chunks' handles and copies only the last,
 //! partial one (at most `CHUNK_LEN` elements), instead of copying every element on the shard's
-//! core (an outbox of 2.5M receipts took 0.45 s to copy: docs/benchmarks.md).
+//! core (copying the outboxes stalled a shard about 0.45 s per snapshot in a 9-second
+//! half-load run: docs/benchmarks.md).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
