@@ -131,7 +131,8 @@ fn a_torn_group_in_a_preallocated_segment_is_cut_and_a_blank_one_is_the_end() {
         let mut at = start;
         let after = commit_groups(&mut wal, 5, 1, &mut at).await;
         wal.close().await.unwrap();
-        let (_, recovered) = Wal::open(preallocated_config(&copy)).await.unwrap();
+        let (wal, recovered) = Wal::open(preallocated_config(&copy)).await.unwrap();
+        wal.close().await.unwrap();
         let mut expected = before.clone();
         expected.extend(after);
         assert_entries_eq(&recovered.entries, &expected);
@@ -191,4 +192,29 @@ fn copy_fresh(from: &Path, to: &Path) {
         std::fs::remove_dir_all(to).unwrap();
     }
     copy_dir(from, to);
+}
+
+#[test]
+fn a_dropped_log_leaves_no_spare_being_written() {
+    // The spare of a log that is dropped (not closed) stops and is deleted, or never starts:
+    // right after the drop, the directory can be removed and nothing appears in it.
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        for round in 0..10 {
+            let wal_dir = dir.path().join(format!("wal-{round}"));
+            let config = aurigraph_storage::WalConfig {
+                segment_bytes_max: 16 << 20,
+                ..preallocated_config(&wal_dir)
+            };
+            let (wal, _) = Wal::open(config).await.unwrap();
+            drop(wal);
+            assert!(
+                !wal_dir.join("next-segment.spare").exists(),
+                "round {round}"
+            );
+            std::fs::remove_dir_all(&wal_dir).unwrap();
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            assert!(!wal_dir.exists(), "round {round}: written after the drop");
+        }
+    });
 }

@@ -24,6 +24,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::StorageError;
@@ -38,6 +40,8 @@ const ZERO_CHUNK_BYTES: usize = 1 << 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Made {
     Zeroed,
+    /// Stopped because the spare was dropped (nothing left on disk).
+    Cancelled,
     /// Not made: the file system has less free space than [`FREE_SPACE_SEGMENTS_MIN`] segments.
     NoRoom,
 }
@@ -47,9 +51,16 @@ enum Made {
 /// the snapshots beside it). With less, segments grow with each group, as without.
 const FREE_SPACE_SEGMENTS_MIN: u64 = 2;
 
-/// A spare being made, or made.
+/// A spare being made, or made. Dropping it stops the making (the partial file is deleted)
+/// and waits for the blocking job to end: after a `Wal` is dropped, nothing writes into its
+/// directory (a test that removes the directory, a backup that copies it).
 pub(crate) struct Spare {
     path: PathBuf,
+    /// `cancel` is set when the spare is dropped (the job stops at its next chunk and deletes
+    /// its file); `running` by the job when it starts on a blocking thread.
+    flags: Arc<JobFlags>,
+    /// Closed (its sender dropped) when the job has ended.
+    job_ended: std::sync::mpsc::Receiver<()>,
     making: Option<glommio::Task<Result<Made, StorageError>>>,
     made: Option<Result<Made, StorageError>>,
 }
@@ -61,12 +72,22 @@ impl Spare {
         assert!(bytes > 0 && bytes.is_multiple_of(BLOCK_BYTES as u64));
         let path = dir.join(SPARE_FILE_NAME);
         let job_path = path.clone();
-        let making = glommio::executor().spawn_blocking(move || make_zeroed(&job_path, bytes));
+        let flags = Arc::new(JobFlags::default());
+        let job_flags = flags.clone();
+        let (ended, job_ended) = std::sync::mpsc::channel::<()>();
+        let making = glommio::executor().spawn_blocking(move || {
+            job_flags.running.store(true, Ordering::SeqCst);
+            let outcome = make_zeroed(&job_path, bytes, &job_flags.cancel);
+            drop(ended);
+            outcome
+        });
         // A task of its own: glommio hands the job to its blocking pool only when the future
         // is polled, and the log polls it only when it rolls.
         let making = glommio::spawn_local(making);
         Spare {
             path,
+            flags,
+            job_ended,
             making: Some(making),
             made: None,
         }
@@ -109,6 +130,7 @@ impl Spare {
                     .map_err(|e| StorageError::io("renaming the spare segment to", segment, e))?;
                 Ok(true)
             }
+            Ok(Made::Cancelled) => unreachable!("a spare that is still held is never cancelled"),
             Ok(Made::NoRoom) => {
                 tracing::info!(
                     segment = %segment.display(),
@@ -126,7 +148,10 @@ impl Spare {
 /// Makes nothing when the file system would keep less than [`FREE_SPACE_SEGMENTS_MIN`] ×
 /// `bytes` free besides; a spare that fails half way is deleted, so that it gives back the
 /// space it took.
-fn make_zeroed(path: &Path, bytes: u64) -> Result<Made, StorageError> {
+fn make_zeroed(path: &Path, bytes: u64, cancel: &AtomicBool) -> Result<Made, StorageError> {
+    if cancel.load(Ordering::SeqCst) {
+        return Ok(Made::Cancelled);
+    }
     let _ = std::fs::remove_file(path);
     let dir = path.parent().expect("a spare lives in the log's directory");
     let free =
@@ -134,9 +159,13 @@ fn make_zeroed(path: &Path, bytes: u64) -> Result<Made, StorageError> {
     if free < bytes.saturating_mul(FREE_SPACE_SEGMENTS_MIN + 1) {
         return Ok(Made::NoRoom);
     }
-    write_zeros(path, bytes).inspect_err(|_| {
+    let made = write_zeros_unless(path, bytes, cancel).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })?;
+    if !made {
+        let _ = std::fs::remove_file(path);
+        return Ok(Made::Cancelled);
+    }
     Ok(Made::Zeroed)
 }
 
@@ -156,6 +185,11 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// Creates `path` (replacing it) with `bytes` of zeros, fsynced: what a spare segment is made
 /// of. Public for the WAL benchmark's zero-filled baseline.
 pub fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
+    write_zeros_unless(path, bytes, &AtomicBool::new(false)).map(|_| ())
+}
+
+/// [`write_zeros`], stopping (false) before any chunk once `cancel` is set.
+fn write_zeros_unless(path: &Path, bytes: u64, cancel: &AtomicBool) -> Result<bool, StorageError> {
     let create = |direct: bool| {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -172,6 +206,9 @@ pub fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
     let zeros = AlignedZeros::new(ZERO_CHUNK_BYTES);
     let mut offset = 0u64;
     while offset < bytes {
+        if cancel.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         let chunk = (bytes - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
         file.write_all_at(&zeros.as_slice()[..chunk], offset)
             .map_err(|e| {
@@ -181,7 +218,28 @@ pub fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
     }
     // fsync, not fdatasync: the size is what changed.
     file.sync_all()
-        .map_err(|e| StorageError::io("syncing the spare segment", path, e))
+        .map_err(|e| StorageError::io("syncing the spare segment", path, e))?;
+    Ok(true)
+}
+
+#[derive(Default)]
+struct JobFlags {
+    cancel: AtomicBool,
+    running: AtomicBool,
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        // Either the job sees `cancel` before it touches the disk, or this sees `running` and
+        // waits for the job, which stops at its next chunk (one 1 MiB write at most) and
+        // deletes its file (both SeqCst: one of the two sees the other's store). The wait
+        // needs nothing from this executor: the job ends on its blocking thread. A job not
+        // running yet never writes.
+        self.flags.cancel.store(true, Ordering::SeqCst);
+        if self.flags.running.load(Ordering::SeqCst) {
+            let _ = self.job_ended.recv();
+        }
+    }
 }
 
 /// Deletes a spare that a previous run left (made or half made: either way not trusted).
@@ -261,7 +319,12 @@ mod tests {
         let path = dir.path().join(SPARE_FILE_NAME);
         std::fs::write(&path, b"stale").unwrap();
         assert_eq!(
-            make_zeroed(&path, 3 * ZERO_CHUNK_BYTES as u64 / 2).unwrap(),
+            make_zeroed(
+                &path,
+                3 * ZERO_CHUNK_BYTES as u64 / 2,
+                &AtomicBool::new(false)
+            )
+            .unwrap(),
             Made::Zeroed
         );
         let contents = std::fs::read(&path).unwrap();
@@ -278,7 +341,16 @@ mod tests {
 
         // A spare that would leave less than its minimum of free space is not made.
         let huge = (free_bytes(dir.path()).unwrap() / 2).next_multiple_of(BLOCK_BYTES as u64);
-        assert_eq!(make_zeroed(&path, huge).unwrap(), Made::NoRoom);
+        assert_eq!(
+            make_zeroed(&path, huge, &AtomicBool::new(false)).unwrap(),
+            Made::NoRoom
+        );
+        // A cancelled one leaves nothing.
+        assert_eq!(
+            make_zeroed(&path, 1 << 20, &AtomicBool::new(true)).unwrap(),
+            Made::Cancelled
+        );
+        assert!(!path.exists());
         assert!(!path.exists());
 
         remove_stale(dir.path()).unwrap(); // nothing there: fine
