@@ -220,18 +220,18 @@ impl Wal {
             .map_err(|e| StorageError::glommio("opening directory", &dir, e))?;
         let mut segments: VecDeque<SegmentInfo> = outcome.segments.into();
         let mut stats = WalStats::default();
+        let mut spare = config
+            .preallocate
+            .then(|| spare::Spare::start(&dir, config.segment_bytes_max));
         let active = match segments.back() {
             Some(last) => open_segment(&last.path, false).await?,
             None => {
                 let path = dir.join(segment::segment_file_name(0));
                 // A new log waits for its first spare: start-up, not the commit path.
-                let mut first = config
-                    .preallocate
-                    .then(|| spare::Spare::start(&dir, config.segment_bytes_max));
-                if let Some(first) = first.as_mut() {
+                if let Some(first) = spare.as_mut() {
                     first.wait().await;
                 }
-                let file = new_segment(&path, first.as_mut(), &mut stats).await?;
+                let file = new_segment(&path, spare.as_mut(), &mut stats).await?;
                 sync_directory(&directory, &dir).await?;
                 segments.push_back(SegmentInfo {
                     seq: 0,
@@ -258,9 +258,7 @@ impl Wal {
         };
         let mut staging = Staging::new(config.staged_bytes_max, next_group);
         staging.prefault(&active, PREFAULTED_DMA_BYTES);
-        let spare = config
-            .preallocate
-            .then(|| spare::Spare::start(&dir, config.segment_bytes_max));
+        restock(&mut spare, &dir, config.segment_bytes_max);
         let wal = Wal {
             dir,
             directory,
@@ -444,10 +442,7 @@ impl Wal {
         let file = new_segment(&path, self.spare.as_mut(), &mut self.stats).await?;
         // The new name must be durable before a group in it is acknowledged.
         sync_directory(&self.directory, &self.dir).await?;
-        if self.spare.as_ref().is_some_and(|s| !s.is_pending()) {
-            // Taken (or failed): make the next one.
-            self.spare = Some(spare::Spare::start(&self.dir, self.segment_bytes_max));
-        }
+        restock(&mut self.spare, &self.dir, self.segment_bytes_max);
         let previous = std::mem::replace(&mut self.active, Rc::new(file));
         let previous_path = self.active_segment().path.clone();
         // No group is in flight: the I/O that shared the file has ended.
@@ -666,6 +661,14 @@ async fn new_segment(
         }
     }
     open_segment(path, true).await
+}
+
+/// Starts the next spare once the last one was taken (or failed); nothing without
+/// preallocation, or while one is still being made.
+fn restock(spare: &mut Option<spare::Spare>, dir: &Path, segment_bytes_max: u64) {
+    if spare.as_ref().is_some_and(|s| !s.is_pending()) {
+        *spare = Some(spare::Spare::start(dir, segment_bytes_max));
+    }
 }
 
 /// glommio issues fdatasync on the directory descriptor; for a directory that flushes its
