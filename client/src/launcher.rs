@@ -382,8 +382,6 @@ pub fn ensure_peer_certs(exe: &Path, dir: &Path, nodes: u64) -> Result<PathBuf, 
     Ok(dir.to_path_buf())
 }
 
-/// A loopback address whose port and the `count - 1` ports after it are free now; the
-/// listeners stay in `taken` so that later picks do not collide with it.
 /// Picks the loopback ports of a local cluster and holds each (bound) until dropped, so that
 /// no two nodes get one port.
 ///
@@ -394,12 +392,35 @@ pub fn ensure_peer_certs(exe: &Path, dir: &Path, nodes: u64) -> Result<PathBuf, 
 /// validator from starting (seen on a 16-CPU host, where the peer ranges are wide).
 struct FreePorts {
     held: Vec<TcpListener>,
-    range: (u16, u16),
-    cursor: u16,
+    cursor: PortCursor,
 }
 
 impl FreePorts {
     fn new() -> FreePorts {
+        FreePorts {
+            held: Vec::new(),
+            cursor: PortCursor::new(),
+        }
+    }
+
+    /// `count` consecutive free ports (returns the first), bound until `self` is dropped.
+    fn take(&mut self, count: usize) -> Result<SocketAddr, LaunchError> {
+        let (first, group) = self.cursor.bind_next(count, |_| true)?;
+        self.held.extend(group);
+        Ok(SocketAddr::from(([127, 0, 0, 1], first)))
+    }
+}
+
+/// Walks [`node_port_range`] from a per-process starting point, wrapping at its end, for runs
+/// of consecutive loopback ports that bind now (the launcher's clusters, and the test kit's
+/// nodes).
+pub struct PortCursor {
+    range: (u16, u16),
+    cursor: u16,
+}
+
+impl PortCursor {
+    pub fn new() -> PortCursor {
         let range = node_port_range();
         // A per-process start, so that clusters started at once rarely try the same ports.
         let seed = u64::from(std::process::id()).wrapping_mul(7919)
@@ -407,21 +428,22 @@ impl FreePorts {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::from(d.subsec_nanos()));
         let cursor = range.0 + (seed % u64::from(range.1 - range.0)) as u16;
-        FreePorts {
-            held: Vec::new(),
-            range,
-            cursor,
-        }
+        PortCursor { range, cursor }
     }
 
-    /// `count` consecutive free ports (returns the first), bound until `self` is dropped.
-    fn take(&mut self, count: usize) -> Result<SocketAddr, LaunchError> {
+    /// The next `count` consecutive ports, each accepted by `usable` and free: returns the
+    /// first and their listeners, bound. One pass over the range at most.
+    pub fn bind_next(
+        &mut self,
+        count: usize,
+        usable: impl Fn(u16) -> bool,
+    ) -> Result<(u16, Vec<TcpListener>), LaunchError> {
         let (low, high) = self.range;
-        let none = LaunchError::NoFreePorts {
+        let none = || LaunchError::NoFreePorts {
             count,
             range: self.range,
         };
-        let count = u16::try_from(count).map_err(|_| none)?;
+        let count = u16::try_from(count).map_err(|_| none())?;
         for _ in 0..(high - low) {
             let first = self.cursor;
             if u32::from(first) + u32::from(count) > u32::from(high) {
@@ -429,18 +451,23 @@ impl FreePorts {
                 continue;
             }
             self.cursor = first + count;
+            if !(first..first + count).all(&usable) {
+                continue;
+            }
             let group: Option<Vec<TcpListener>> = (first..first + count)
                 .map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
                 .collect();
             if let Some(group) = group {
-                self.held.extend(group);
-                return Ok(SocketAddr::from(([127, 0, 0, 1], first)));
+                return Ok((first, group));
             }
         }
-        Err(LaunchError::NoFreePorts {
-            count: usize::from(count),
-            range: self.range,
-        })
+        Err(none())
+    }
+}
+
+impl Default for PortCursor {
+    fn default() -> Self {
+        PortCursor::new()
     }
 }
 

@@ -42,8 +42,11 @@ impl Custody {
     }
 
     /// Per record: whether `gateway` controls its source account (it needs no signature).
-    /// Empty when none does (every record is verified).
-    pub fn custodial(&self, gateway: GatewayId, records: &[Record]) -> Vec<bool> {
+    /// Empty when none does, or when no gateway submits (every record is verified).
+    pub fn custodial(&self, gateway: Option<GatewayId>, records: &[Record]) -> Vec<bool> {
+        let Some(gateway) = gateway else {
+            return Vec::new();
+        };
         let custodial: Vec<bool> = records
             .iter()
             .map(|r| self.controllers.get(&r.from()) == Some(&gateway))
@@ -94,8 +97,14 @@ mod tests {
         let acme = custody.gateway("acme").expect("named in the genesis");
         assert_eq!(custody.gateway("nobody"), None);
         let records = [record_from(a), record_from(b), record_from(c)];
-        assert_eq!(custody.custodial(acme, &records), vec![true, false, false]);
+        assert_eq!(
+            custody.custodial(Some(acme), &records),
+            vec![true, false, false]
+        );
         let other = custody.gateway("other").unwrap();
-        assert_eq!(custody.custodial(other, &records[2..]), Vec::<bool>::new());
+        assert_eq!(
+            custody.custodial(Some(other), &records[2..]),
+            Vec::<bool>::new()
+        );
     }
 }

@@ -106,10 +106,7 @@ impl Engine {
                 continue;
             }
             let (tx, rx) = oneshot::channel();
-            let custodial = match gateway {
-                Some(gateway) => self.inner.custody.custodial(gateway, &group),
-                None => Vec::new(),
-            };
+            let custodial = self.inner.custody.custodial(gateway, &group);
             let submission = Command::Submit {
                 records: Submitted::Records(group),
                 valid: Vec::new(),
@@ -175,10 +172,7 @@ impl Engine {
         let Some(shard) = self.own_single_shard(records) else {
             return self.submit_as(records, gateway).await;
         };
-        let custodial = match gateway {
-            Some(gateway) => self.inner.custody.custodial(gateway, records),
-            None => Vec::new(),
-        };
+        let custodial = self.inner.custody.custodial(gateway, records);
         let core = core_of_shard(shard, self.inner.cores);
         let (tx, rx) = oneshot::channel();
         let submission = Command::Submit {
