@@ -23,7 +23,8 @@ pub struct NodeArgs {
     /// header_read_timeout_ms, body_read_timeout_ms, body_rate_bytes_per_s_min,
     /// body_bytes_budget_per_core, requests_per_s_per_ip, request_burst_per_ip,
     /// requests_per_s_per_token, request_burst_per_token,
-    /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_piece_bytes,
+    /// snapshot_interval_entries, snapshot_interval_bytes, snapshot_write_bytes_per_sec,
+    /// snapshot_piece_bytes,
     /// ready_cycles_in_flight_max, archive_url, redis_url, redis_stream_len_max,
     /// redis_status_ttl_s, sink_retain_bytes_max, grpc_events_retain_bytes_max,
     /// recent_transactions_per_shard,
@@ -188,6 +189,9 @@ pub struct FileConfig {
     /// Bytes of applied entries between two snapshots (bounds the in-memory log; default
     /// 512 MiB, at least 1 MiB).
     pub snapshot_interval_bytes: Option<u64>,
+    /// How fast a shard writes its snapshot's file to the disk, in paced pieces so that the
+    /// WAL's group commits do not queue behind it (default 128 MiB/s; 0: unpaced).
+    pub snapshot_write_bytes_per_sec: Option<u64>,
     /// Pieces a snapshot travels to a lagging validator in (256 B ..= 1 MiB; default 1 MiB).
     pub snapshot_piece_bytes: Option<usize>,
     /// Ready cycles of a shard staged and not yet durable (1 ..= 64; default 8; 1: each write
@@ -272,6 +276,7 @@ pub struct NodeConfig {
     pub client_limits: ClientLimits,
     pub snapshot_interval_entries: u64,
     pub snapshot_interval_bytes: u64,
+    pub snapshot_write_bytes_per_sec: u64,
     pub snapshot_piece_bytes: usize,
     pub ready_cycles_in_flight_max: usize,
     pub recent_transactions_per_shard: usize,
@@ -603,6 +608,9 @@ impl NodeConfig {
                 .snapshot_interval_bytes
                 .unwrap_or(512 << 20)
                 .max(1 << 20),
+            snapshot_write_bytes_per_sec: file
+                .snapshot_write_bytes_per_sec
+                .unwrap_or(aurigraph_engine::runtime::SNAPSHOT_WRITE_BYTES_PER_SEC_DEFAULT),
             snapshot_piece_bytes,
             ready_cycles_in_flight_max,
             recent_transactions_per_shard,

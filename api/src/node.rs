@@ -236,6 +236,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     engine_config.pin_cores = config.pin_cores;
     engine_config.snapshot_interval_entries = config.snapshot_interval_entries;
     engine_config.snapshot_interval_bytes = config.snapshot_interval_bytes;
+    engine_config.snapshot_write_bytes_per_sec = config.snapshot_write_bytes_per_sec;
     engine_config.ready_cycles_in_flight_max = config.ready_cycles_in_flight_max;
     engine_config.verify_slice_signatures = config.verify_slice_signatures;
     engine_config.verify_slice_signatures_backlogged = config.verify_slice_signatures_backlogged;

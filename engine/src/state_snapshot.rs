@@ -122,14 +122,18 @@ pub fn encode_state(state: &ShardState) -> Vec<u8> {
 }
 
 /// A shard's state copied out for its snapshot and not archived yet. Taking it is one copy of
-/// the state, on the shard's core; archiving it (`StateImage::encode`: sorting the accounts,
-/// rkyv) is most of a snapshot's cost and can run on another thread.
+/// the accounts on the shard's core (the outboxes and the recent transfers are shared, not
+/// copied); archiving it (`StateImage::encode`: sorting the accounts, rkyv) is most of a
+/// snapshot's cost and can run on another thread.
 pub struct StateImage {
     /// Everything but the outboxes, copied.
     archive: StateArchive,
     /// The outboxes, one per destination shard: their full chunks shared, not copied (they
     /// can hold millions of receipts); turned into `archive.outbox` by `encode`.
     outbox: Vec<QueueImage<Receipt>>,
+    /// The recent transfers window, shared the same way; turned into
+    /// `archive.recent_transactions` by `encode`.
+    recent_transactions: QueueImage<(TxHash, Decision)>,
 }
 
 impl StateImage {
@@ -150,6 +154,15 @@ impl StateImage {
                         amount: r.amount,
                     })
                     .collect()
+            })
+            .collect();
+        self.archive.recent_transactions = self
+            .recent_transactions
+            .iter()
+            .map(|(hash, d)| DecisionArchive {
+                tx_hash: hash.0,
+                result: d.result as u8,
+                block: d.block,
             })
             .collect();
         rkyv::to_bytes::<rkyv::rancor::Error>(&self.archive)
@@ -205,14 +218,8 @@ pub fn capture_state(state: &ShardState) -> StateImage {
             })
             .collect(),
         recent_transactions_max: state.recent_bounds().0 as u64,
-        recent_transactions: state
-            .recent_decisions()
-            .map(|(hash, d)| DecisionArchive {
-                tx_hash: hash.0,
-                result: d.result as u8,
-                block: d.block,
-            })
-            .collect(),
+        // Filled by `encode`, off the shard's core, from `StateImage::recent_transactions`.
+        recent_transactions: Vec::new(),
         recent_blocks_max: state.recent_bounds().1 as u64,
         recent_blocks: state
             .recent_blocks()
@@ -233,6 +240,7 @@ pub fn capture_state(state: &ShardState) -> StateImage {
         outbox: (0..state.shard_count())
             .map(|d| state.outbox(d).image())
             .collect(),
+        recent_transactions: state.recent_decisions_image(),
     }
 }
 
@@ -398,7 +406,7 @@ fn decode_recent(
         decisions,
         blocks,
     );
-    assert_eq!(state.recent_decisions().len(), count);
+    assert_eq!(state.recent_decision_count(), count);
     assert_eq!(state.recent_blocks().len(), block_count);
     Ok(())
 }
@@ -517,7 +525,7 @@ mod tests {
         s.set_recent_bounds(100, 4);
         s.reserve_recent();
         assert_eq!(
-            s.recent_decisions().len(),
+            s.recent_decision_count(),
             0,
             "the pre-faulting placeholders are gone"
         );
@@ -525,7 +533,7 @@ mod tests {
             s.set_applied_index(u64::from(i) + 1);
             s.record_decision(TxHash([i; 32]), ResultCode::Ok, u64::from(i) + 1);
         }
-        assert_eq!(s.recent_decisions().len(), 100);
+        assert_eq!(s.recent_decision_count(), 100);
         assert!(
             s.recent_decision(&TxHash([0; 32])).is_none(),
             "oldest forgotten"
@@ -535,7 +543,7 @@ mod tests {
         let mut again = decode_state(&encode_state(&s)).unwrap();
         again.set_recent_bounds(100, 4);
         again.reserve_recent();
-        assert_eq!(again.recent_decisions().len(), 100);
+        assert_eq!(again.recent_decision_count(), 100);
     }
 
     fn archive_of(state: &ShardState) -> StateArchive {
@@ -719,7 +727,7 @@ mod tests {
     fn recent_windows_survive_a_round_trip_and_keep_their_bounds() {
         let s = state_with_windows();
         assert_eq!(
-            s.recent_decisions().len(),
+            s.recent_decision_count(),
             4,
             "the oldest transfer forgotten"
         );

@@ -248,7 +248,7 @@ impl ShardLog {
                 self.snapshot_index
             )));
         }
-        self.write_snapshot_file(index, term, conf.clone(), data)
+        self.write_snapshot_file(index, term, conf.clone(), data, None)
             .await?;
         self.compact_to_snapshot(index, term, conf).await
     }
@@ -258,17 +258,21 @@ impl ShardLog {
     /// written (an fsync behind a busy WAL took up to 0.3 s). The snapshot takes effect with
     /// [`ShardLog::compact_to_snapshot`] once the future is done; a crash in between leaves a
     /// newer snapshot file and a log that still holds its entries, which recovery accepts.
+    /// The data goes to the disk at no more than `bytes_per_sec` (`None`: unpaced; see
+    /// [`snapshot::write_snapshot_paced`]).
     pub fn write_snapshot_file(
         &self,
         index: u64,
         term: u64,
         conf: ConfState,
         data: Vec<u8>,
+        bytes_per_sec: Option<u64>,
     ) -> impl Future<Output = Result<(), StorageError>> + 'static {
         let meta = snapshot::snapshot_metadata(index, term, conf);
         let snap_dir = self.snap_dir.clone();
-        let written = glommio::executor()
-            .spawn_blocking(move || snapshot::write_snapshot(&snap_dir, &meta, &data));
+        let written = crate::background::spawn_background(move || {
+            snapshot::write_snapshot_paced(&snap_dir, &meta, &data, bytes_per_sec)
+        });
         async move { written.await.map(|_path| ()) }
     }
 

@@ -123,7 +123,7 @@ pub(crate) async fn run(
         .into_iter()
         .map(|client| tokio::spawn(worker(load.clone(), client, start, settings)))
         .collect();
-    let mut total = WorkerStats::new();
+    let mut total = WorkerStats::new(start);
     for w in workers {
         total.merge(w.await.map_err(|e| BenchError::Worker(e.to_string()))?);
     }
@@ -157,7 +157,7 @@ async fn worker(
         start,
         settings.format,
     ));
-    let mut stats = WorkerStats::new();
+    let mut stats = WorkerStats::new(start);
     let mut failure: Option<GrpcError> = None;
     while let Ok(batch) = in_flight.recv().await {
         let deadline = batch.sent + settings.timeout;
@@ -208,7 +208,7 @@ async fn worker(
         permits.close();
         sender.close();
         in_flight.close();
-        stats.merge(feeding.await.unwrap_or_else(|_| WorkerStats::new()));
+        stats.merge(feeding.await.unwrap_or_else(|_| WorkerStats::new(start)));
         while let Ok(batch) = in_flight.try_recv() {
             stats.record_failure(batch.records, e.short(), || e.to_string());
             load.progress.inc(batch.records as u64);
@@ -216,7 +216,7 @@ async fn worker(
         stats.aborted = Some(e.to_string());
         return stats;
     }
-    stats.merge(feeding.await.unwrap_or_else(|_| WorkerStats::new()));
+    stats.merge(feeding.await.unwrap_or_else(|_| WorkerStats::new(start)));
     drop(sender);
     // Every batch is answered and the requests have ended: the node closes the stream with
     // its status, which must be OK (anything else is loud, though every batch was answered).
@@ -265,7 +265,7 @@ async fn feed(
     start: Instant,
     format: ResultFormat,
 ) -> WorkerStats {
-    let mut stats = WorkerStats::new();
+    let mut stats = WorkerStats::new(start);
     loop {
         match permits.acquire().await {
             Ok(permit) => permit.forget(),

@@ -38,10 +38,13 @@ pub(crate) struct WorkerStats {
     pub last_reply: Option<Instant>,
     pub late_batches: u64,
     pub lag_max: Duration,
+    /// The slowest batch of each window of the run, by when it was sent.
+    pub timeline: Timeline,
 }
 
 impl WorkerStats {
-    pub fn new() -> WorkerStats {
+    /// Counts of a run whose clock started at `start` (the timeline's zero).
+    pub fn new(start: Instant) -> WorkerStats {
         WorkerStats {
             latency_us: new_histogram(),
             latency_max_us: 0,
@@ -58,6 +61,7 @@ impl WorkerStats {
             last_reply: None,
             late_batches: 0,
             lag_max: Duration::ZERO,
+            timeline: Timeline::new(start),
         }
     }
 
@@ -66,6 +70,7 @@ impl WorkerStats {
         let us = (received - sent).as_micros().max(1) as u64;
         self.latency_us.saturating_record(us);
         self.latency_max_us = self.latency_max_us.max(us);
+        self.timeline.record(sent, us);
         self.results += results.len() as u64;
         for r in results {
             if r.code.is_ok() {
@@ -130,6 +135,60 @@ impl WorkerStats {
         };
         self.late_batches += o.late_batches;
         self.lag_max = self.lag_max.max(o.lag_max);
+        self.timeline.merge(&o.timeline);
+    }
+}
+
+/// The slowest batch latency of each [`Timeline::WINDOW_MS`] window of a run, by when the batch
+/// was sent: a stall that hits the node every few seconds shows as a few slow windows among
+/// fast ones, where the percentiles only say that the tail is long. Bounded: windows past
+/// [`Timeline::WINDOWS_MAX`] (an hour) are not kept.
+#[derive(Clone, Debug)]
+pub(crate) struct Timeline {
+    start: Instant,
+    /// Per window: (batches sent, slowest latency in µs).
+    windows: Vec<(u32, u32)>,
+}
+
+impl Timeline {
+    pub const WINDOW_MS: u64 = 100;
+    pub const WINDOWS_MAX: usize = 36_000;
+
+    pub fn new(start: Instant) -> Timeline {
+        Timeline {
+            start,
+            windows: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, sent: Instant, latency_us: u64) {
+        let at_ms = sent.saturating_duration_since(self.start).as_millis() as u64;
+        let window = (at_ms / Self::WINDOW_MS) as usize;
+        if window >= Self::WINDOWS_MAX {
+            return;
+        }
+        if self.windows.len() <= window {
+            self.windows.resize(window + 1, (0, 0));
+        }
+        let (batches, slowest_us) = &mut self.windows[window];
+        *batches = batches.saturating_add(1);
+        *slowest_us = (*slowest_us).max(latency_us.min(u32::MAX as u64) as u32);
+    }
+
+    pub fn merge(&mut self, other: &Timeline) {
+        assert_eq!(self.start, other.start, "timelines of one run");
+        if self.windows.len() < other.windows.len() {
+            self.windows.resize(other.windows.len(), (0, 0));
+        }
+        for (mine, theirs) in self.windows.iter_mut().zip(&other.windows) {
+            mine.0 = mine.0.saturating_add(theirs.0);
+            mine.1 = mine.1.max(theirs.1);
+        }
+    }
+
+    /// Per window, oldest first: (batches sent, slowest latency in µs).
+    pub fn windows(&self) -> &[(u32, u32)] {
+        &self.windows
     }
 }
 
@@ -160,7 +219,7 @@ pub(crate) async fn load_worker(
     own: usize,
     start: Instant,
 ) -> WorkerStats {
-    let mut stats = WorkerStats::new();
+    let mut stats = WorkerStats::new(start);
     loop {
         if load.stop.load(Ordering::Relaxed) {
             break;
@@ -345,5 +404,33 @@ mod settled_tests {
         assert!(!leaders_settled(
             &json!({"shards": [{"shard": 0, "leader": null, "voters": [1]}]})
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_keeps_each_windows_slowest_batch_and_merges_by_window() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut one = Timeline::new(start);
+        one.record(at(10), 900);
+        one.record(at(99), 4_000);
+        one.record(at(250), 700);
+        assert_eq!(one.windows(), &[(2, 4_000), (0, 0), (1, 700)]);
+        let mut other = Timeline::new(start);
+        other.record(at(120), 30_000);
+        other.record(at(260), 800);
+        other.record(at(420), 1_000);
+        one.merge(&other);
+        assert_eq!(
+            one.windows(),
+            &[(2, 4_000), (1, 30_000), (2, 800), (0, 0), (1, 1_000)]
+        );
+        // Past the bound nothing is kept (an hour of windows).
+        one.record(at(Timeline::WINDOW_MS * Timeline::WINDOWS_MAX as u64), 5);
+        assert_eq!(one.windows().len(), 5);
     }
 }

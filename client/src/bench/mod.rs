@@ -626,7 +626,7 @@ pub fn run(
                 tokio::spawn(load_worker(load.clone(), senders.clone(), own, start))
             })
             .collect();
-        let mut total = WorkerStats::new();
+        let mut total = WorkerStats::new(start);
         for w in workers {
             total.merge(w.await.map_err(|e| BenchError::Worker(e.to_string()))?);
         }
@@ -670,6 +670,7 @@ pub fn run(
         node_cpus: placement
             .as_ref()
             .map(|(node, client)| (node.to_string(), client.to_string())),
+        timeline: stats.timeline.windows().to_vec(),
     };
     for line in report.summary_lines() {
         println!("{line}");

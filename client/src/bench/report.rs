@@ -1,6 +1,7 @@
 //! The figures of a benchmark run, as printed and as JSON, and the verification ceiling measured
 //! beside them.
 
+use super::load::Timeline;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub struct Report {
     pub ceiling: Option<VerifyCeiling>,
     /// With `--node-cpus`: the node's CPUs and the benchmark's, in the list format.
     pub node_cpus: Option<(String, String)>,
+    /// Per window of the run, by send time: (batches sent, slowest latency in µs).
+    pub timeline: Vec<(u32, u32)>,
 }
 
 /// The machine's signature-verification ceiling, measured in the same run as the load: raw
@@ -291,6 +294,11 @@ impl Report {
             .iter()
             .map(|(k, (n, first))| (k, serde_json::json!({"count": n, "first": first})))
             .collect();
+        let timeline = serde_json::json!({
+            "windowMs": Timeline::WINDOW_MS,
+            "batches": self.timeline.iter().map(|w| w.0).collect::<Vec<_>>(),
+            "slowestUs": self.timeline.iter().map(|w| w.1).collect::<Vec<_>>(),
+        });
         serde_json::json!({
             "mode": self.mode(),
             "protocol": self.protocol,
@@ -332,6 +340,7 @@ impl Report {
             "addresses": self.addresses,
             "lateBatches": self.late_batches,
             "scheduleLagMaxMs": self.lag_max.as_secs_f64() * 1000.0,
+            "timeline": timeline,
         })
     }
 }
@@ -393,6 +402,7 @@ mod tests {
             lag_max: Duration::ZERO,
             ceiling: None,
             node_cpus: None,
+            timeline: vec![(4, 2_000), (6, 100_400)],
         }
     }
 
@@ -460,6 +470,12 @@ mod tests {
         assert_eq!(json["okCount"], 998);
         assert_eq!(json["otherCodes"]["NONCE_TOO_OLD"], 2);
         assert_eq!(json["elapsedSeconds"], 0.4);
+        assert_eq!(json["timeline"]["windowMs"], 100);
+        assert_eq!(json["timeline"]["batches"], serde_json::json!([4, 6]));
+        assert_eq!(
+            json["timeline"]["slowestUs"],
+            serde_json::json!([2_000, 100_400])
+        );
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub struct ChunkedQueue<T> {
     chunks: VecDeque<Arc<Vec<T>>>,
     head: usize,
     len: usize,
-    /// An emptied chunk kept for reuse (at most one: the queue gives memory back as it shrinks).
-    spare: Option<Vec<T>>,
+    /// Emptied (or reserved) chunks kept for reuse, at most `spares_max` (1 unless
+    /// [`ChunkedQueue::reserve_touched`] said more): the queue gives memory back as it shrinks.
+    spares: Vec<Vec<T>>,
+    spares_max: usize,
 }
 
 impl<T> Default for ChunkedQueue<T> {
@@ -34,7 +36,8 @@ impl<T> Default for ChunkedQueue<T> {
             chunks: VecDeque::new(),
             head: 0,
             len: 0,
-            spare: None,
+            spares: Vec::new(),
+            spares_max: 1,
         }
     }
 }
@@ -55,8 +58,8 @@ impl<T: Copy + Send + Sync> ChunkedQueue<T> {
     pub fn push_back(&mut self, item: T) {
         if self.chunks.back().is_none_or(|c| c.len() == CHUNK_LEN) {
             let chunk = self
-                .spare
-                .take()
+                .spares
+                .pop()
                 .unwrap_or_else(|| Vec::with_capacity(CHUNK_LEN));
             debug_assert!(chunk.is_empty() && chunk.capacity() >= CHUNK_LEN);
             self.chunks.push_back(Arc::new(chunk));
@@ -67,6 +70,33 @@ impl<T: Copy + Send + Sync> ChunkedQueue<T> {
 
     pub fn front(&self) -> Option<&T> {
         self.chunks.front().and_then(|c| c.get(self.head))
+    }
+
+    /// Allocates now the chunks that `elements` more elements need and writes them end to end
+    /// (with `placeholder`), so that growing to that length neither allocates nor faults a
+    /// page in on the hot path; they are kept for reuse from then on.
+    pub fn reserve_touched(&mut self, elements: usize, placeholder: T) {
+        let chunks = elements.div_ceil(CHUNK_LEN) + 1;
+        self.spares_max = self.spares_max.max(chunks);
+        while self.spares.len() < chunks {
+            let mut chunk = Vec::with_capacity(CHUNK_LEN);
+            chunk.resize(CHUNK_LEN, placeholder);
+            chunk.clear();
+            self.spares.push(chunk);
+        }
+    }
+
+    pub fn back(&self) -> Option<&T> {
+        self.chunks.back().and_then(|c| c.last())
+    }
+
+    /// The `index`-th element counted from the front (O(1)).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        if index >= self.len {
+            return None;
+        }
+        let at = self.head + index;
+        self.chunks[at / CHUNK_LEN].get(at % CHUNK_LEN)
     }
 
     pub fn pop_front(&mut self) -> Option<T> {
@@ -81,8 +111,10 @@ impl<T: Copy + Send + Sync> ChunkedQueue<T> {
             self.head = 0;
             // Kept for reuse unless an image still holds it (it goes when the image does).
             if let Ok(mut used) = Arc::try_unwrap(used) {
-                used.clear();
-                self.spare = Some(used);
+                if self.spares.len() < self.spares_max {
+                    used.clear();
+                    self.spares.push(used);
+                }
             }
         }
         Some(item)
@@ -195,6 +227,10 @@ mod tests {
             }
             assert_eq!(queue.len(), model.len());
             assert_eq!(queue.front(), model.front());
+            assert_eq!(queue.back(), model.back());
+            for i in [0, 1, CHUNK_LEN - 1, CHUNK_LEN, model.len() / 2, model.len()] {
+                assert_eq!(queue.get(i), model.get(i), "get({i})");
+            }
             assert!(queue.iter().eq(model.iter()));
             // An image is the same elements, and stays so while the queue moves on.
             let image = queue.image();
@@ -215,5 +251,19 @@ mod tests {
         }
         assert!(queue.is_empty() && queue.pop_front().is_none());
         assert!(queue.chunks.is_empty(), "emptied chunks are not held");
+        assert!(queue.spares.len() <= 1, "one spare kept by default");
+    }
+
+    #[test]
+    fn reserved_chunks_are_used_and_kept() {
+        let mut queue = ChunkedQueue::new();
+        queue.reserve_touched(3 * CHUNK_LEN, 0u32);
+        assert_eq!(queue.spares.len(), 4);
+        for i in 0..3 * CHUNK_LEN as u32 {
+            queue.push_back(i);
+        }
+        assert_eq!(queue.spares.len(), 1, "three reserved chunks taken");
+        while queue.pop_front().is_some() {}
+        assert_eq!(queue.spares.len(), 4, "and given back, not freed");
     }
 }

@@ -9,6 +9,7 @@
 //! cache once per transfer as a hash map's removal did; a recorded transfer's slot is
 //! prefetched by apply the same way ([`ShardState::prefetch_decision`]).
 
+use super::chunked::{ChunkedQueue, QueueImage};
 use super::table::prefetch;
 use super::{BlockHeader, Decision, ShardState, RECENT_BLOCKS_LIMIT, RECENT_TRANSACTIONS_LIMIT};
 use crate::record::TxHash;
@@ -37,7 +38,9 @@ struct Slot {
 pub(super) struct RecentWindows {
     /// At most `transactions_max` distinct transfers, oldest first in `ring`.
     pub(super) transactions_max: usize,
-    ring: VecDeque<(TxHash, Decision)>,
+    /// Chunked, so that a snapshot shares its full chunks instead of copying 262,144 decisions
+    /// (12 MiB, about 30 ms) on the shard's core ([`ShardState::recent_decisions_image`]).
+    ring: ChunkedQueue<(TxHash, Decision)>,
     /// The sequence number of the ring's front.
     first_seq: u64,
     /// Power-of-two length, at least twice `transactions_max + 1` (empty while the window is
@@ -72,6 +75,13 @@ impl RecentWindows {
         self.hasher.hash_one(tag) as usize & self.mask()
     }
 
+    /// The decision with sequence number `seq`, which the window holds.
+    fn decision_at(&self, seq: u64) -> &(TxHash, Decision) {
+        self.ring
+            .get((seq - self.first_seq) as usize)
+            .expect("the index points into the ring")
+    }
+
     /// The sequence number of `hash`'s decision, if it is in the window.
     fn find(&self, hash: &TxHash) -> Option<u64> {
         if self.slots.is_empty() {
@@ -85,7 +95,7 @@ impl RecentWindows {
                 return None;
             }
             let seq = slot.seq_plus_one - 1;
-            if slot.tag == tag && self.ring[(seq - self.first_seq) as usize].0 == *hash {
+            if slot.tag == tag && self.decision_at(seq).0 == *hash {
                 return Some(seq);
             }
             at = (at + 1) & self.mask();
@@ -165,8 +175,8 @@ impl RecentWindows {
         let mut fresh = Vec::with_capacity(slots);
         fresh.resize(slots, Slot::default());
         self.slots = fresh;
-        for i in 0..self.ring.len() {
-            let tag = tag_of(&self.ring[i].0);
+        let tags: Vec<u64> = self.ring.iter().map(|(hash, _)| tag_of(hash)).collect();
+        for (i, tag) in tags.into_iter().enumerate() {
             self.insert_slot(tag, self.first_seq + i as u64);
         }
     }
@@ -223,12 +233,23 @@ impl ShardState {
     /// What the log decided for transfer `hash`, if it is in the window.
     pub fn recent_decision(&self, hash: &TxHash) -> Option<Decision> {
         let seq = self.recent.find(hash)?;
-        Some(self.recent.ring[(seq - self.recent.first_seq) as usize].1)
+        Some(self.recent.decision_at(seq).1)
     }
 
     /// The transfers window, oldest first.
-    pub fn recent_decisions(&self) -> impl ExactSizeIterator<Item = (&TxHash, Decision)> + '_ {
+    pub fn recent_decisions(&self) -> impl Iterator<Item = (&TxHash, Decision)> + '_ {
         self.recent.ring.iter().map(|(h, d)| (h, *d))
+    }
+
+    /// How many transfers the window holds.
+    pub fn recent_decision_count(&self) -> usize {
+        self.recent.ring.len()
+    }
+
+    /// The transfers window as it is now, for another thread (a snapshot): its full chunks
+    /// shared, not copied.
+    pub(crate) fn recent_decisions_image(&self) -> QueueImage<(TxHash, Decision)> {
+        self.recent.ring.image()
     }
 
     /// The blocks window, heights increasing.
@@ -257,25 +278,24 @@ impl ShardState {
     }
 
     /// Allocates the recent windows at their bounds now, so that filling them never grows
-    /// (copies) a large buffer on the hot path; empty windows are also written once end to end,
-    /// so that their pages fault in now and not under load (in a virtual machine a fault costs
-    /// tens of microseconds: the first 16 batches of 1,000 transfers on a fresh node waited
-    /// 500 ms for the 6,000 pages of a 262,144-transfer window). The index is written whole
-    /// whenever it is sized (`set_recent_bounds`).
+    /// (copies) a large buffer on the hot path; the transfers window's chunks are also written
+    /// once end to end, so that their pages fault in now and not under load (in a virtual
+    /// machine a fault costs tens of microseconds: the first 16 batches of 1,000 transfers on a
+    /// fresh node waited 500 ms for the 6,000 pages of a 262,144-transfer window). The index is
+    /// written whole whenever it is sized (`set_recent_bounds`).
     pub fn reserve_recent(&mut self) {
         let recent = &mut self.recent;
         let more = recent.transactions_max.saturating_sub(recent.ring.len());
         // One more than the bound: `record_decision` appends before it trims.
-        recent.ring.reserve(more + 1);
+        let placeholder = Decision {
+            result: ResultCode::Ok,
+            block: 0,
+        };
+        recent
+            .ring
+            .reserve_touched(more + 1, (TxHash([0; 32]), placeholder));
         let blocks = recent.blocks_max.saturating_sub(recent.blocks.len());
         recent.blocks.reserve(blocks + 1);
-        if recent.ring.is_empty() {
-            let placeholder = Decision {
-                result: ResultCode::Ok,
-                block: 0,
-            };
-            touch_capacity(&mut recent.ring, (TxHash([0; 32]), placeholder));
-        }
     }
 
     /// Restores the windows from a snapshot (checked by the decoder): bounds, then decisions

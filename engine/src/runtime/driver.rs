@@ -21,6 +21,7 @@ use crate::record::{Address, Record, TxHash};
 use crate::replica::{BlockHeader, Outcome, TxStatus};
 use crate::shard::ShardId;
 use aurigraph_net::transport::SendError;
+use aurigraph_storage::background::spawn_background;
 use aurigraph_storage::shard_log::ShardLog;
 use futures::channel::oneshot;
 use futures::future::Either;
@@ -427,6 +428,7 @@ impl ShardDriver {
             }
         }
         let (node, mut io) = self.split();
+        let finishing = Instant::now();
         let snapshot = node.finish_turn(&mut io);
         self.counters().lap(Stage::Answer, &mut stage_started);
         self.tap_applied();
@@ -440,7 +442,13 @@ impl ShardDriver {
                 conf,
                 image,
             } = snapshot;
-            let data = glommio::executor().spawn_blocking(move || image.encode());
+            tracing::debug!(
+                shard = self.node.shard(),
+                index,
+                turn_end_us = finishing.elapsed().as_micros() as u64,
+                "snapshot taken (state copied)"
+            );
+            let data = spawn_background(move || image.encode());
             assert!(self.archiving.is_none(), "one local snapshot at a time");
             self.archiving = Some(Archiving {
                 index,
@@ -613,6 +621,7 @@ impl ShardDriver {
                 archiving.term,
                 archiving.conf.clone(),
                 data,
+                Some(self.config.snapshot_write_bytes_per_sec).filter(|&rate| rate > 0),
             );
             archiving.writing = Some(Box::pin(write));
         }
@@ -628,14 +637,28 @@ impl ShardDriver {
         };
         written.map_err(|source| EngineError::Storage { shard, source })?;
         let Archiving {
-            index, term, conf, ..
+            index,
+            term,
+            conf,
+            started,
+            ..
         } = self.archiving.take().expect("archiving");
         // Compacting the WAL takes no group commit under way.
+        let compacting = Instant::now();
         self.drain_writes().await?;
+        let drained_us = compacting.elapsed().as_micros() as u64;
         self.log
             .compact_to_snapshot(index, term, conf)
             .await
             .map_err(|source| EngineError::Storage { shard, source })?;
+        tracing::debug!(
+            shard,
+            index,
+            saved_ms = started.elapsed().as_millis() as u64,
+            drained_us,
+            compact_us = compacting.elapsed().as_micros() as u64 - drained_us,
+            "snapshot saved, log compacted"
+        );
         self.counters().snapshots.fetch_add(1, Relaxed);
         let now = self.now();
         let (node, mut io) = self.split();
@@ -756,9 +779,7 @@ impl ShardDriver {
                 }) => {
                     let state_hash = node.replica().state().state_hash();
                     glommio::spawn_local(async move {
-                        let data = glommio::executor()
-                            .spawn_blocking(move || image.encode())
-                            .await;
+                        let data = spawn_background(move || image.encode()).await;
                         let _ = reply.send(Ok(ShardBackup {
                             index,
                             term,

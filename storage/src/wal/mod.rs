@@ -518,7 +518,7 @@ impl Wal {
         // leaves a contiguous run of segments, which recovery reads as before. Until the
         // unlinks are done the files are still there and nothing refers to them.
         let dir = self.dir.clone();
-        let deleting = glommio::executor().spawn_blocking(move || delete_segments(&paths, &dir));
+        let deleting = crate::background::spawn_background(move || delete_segments(&paths, &dir));
         self.deleting = Some(Box::pin(deleting));
         Ok(delete_count)
     }

@@ -75,7 +75,7 @@ impl Spare {
         let flags = Arc::new(JobFlags::default());
         let job_flags = flags.clone();
         let (ended, job_ended) = std::sync::mpsc::channel::<()>();
-        let making = glommio::executor().spawn_blocking(move || {
+        let making = crate::background::spawn_background(move || {
             job_flags.running.store(true, Ordering::SeqCst);
             let outcome = make_zeroed(&job_path, bytes, &job_flags.cancel);
             drop(ended);
