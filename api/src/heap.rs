@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 /// The host's memory (`MemTotal` of /proc/meminfo), if it can be read.
-pub(crate) fn host_memory_mib() -> Option<u64> {
+pub fn host_memory_mib() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kib: u64 = meminfo
         .lines()

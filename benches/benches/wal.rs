@@ -230,6 +230,8 @@ fn main() {
             segment_bytes_max: SEGMENT_BYTES_MAX,
             staged_bytes_max: STAGED_BYTES_MAX,
             preallocate: true,
+            // Unpaced: this measures what the WAL's own writes cost, spares included.
+            preallocate_bytes_per_sec: None,
         };
         let (mut wal, recovered) = executor.run(Wal::open(config)).expect("open the WAL");
         assert!(recovered.entries.is_empty(), "a fresh WAL directory");

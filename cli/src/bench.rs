@@ -84,9 +84,11 @@ pub struct BenchArgs {
     /// Without --addresses: heap each started validator touches at start, in MiB (its
     /// `--heap-prefault-mib`), so that the run measures a node whose memory is warm, as a
     /// long-running node's is; 0 turns it off. On a VM, runs without it alternate between a
-    /// fast and a slow mode (docs/benchmarks.md).
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
-    pub node_heap_prefault_mib: u64,
+    /// fast and a slow mode, and a long run whose node outgrows it slows down as it goes
+    /// (docs/benchmarks.md). [default: 4096, at most a quarter of the host's memory shared by
+    /// the validators]
+    #[arg(long, value_name = "MIB")]
+    pub node_heap_prefault_mib: Option<u64>,
     /// How the batches are sent. http: POST .../transactions/batch over HTTP/1.1, one request
     /// in flight per connection. grpc: TransactionService.SubmitStream over HTTP/2, one
     /// bidirectional stream per connection (--concurrency of them), each batch a binary-batch

@@ -120,6 +120,18 @@ enum CliError {
     Backup(#[from] backup::BackupCommandError),
 }
 
+/// The heap `aurigraph bench` has each validator it starts warm by default: 4 GiB, what a
+/// shard's in-memory log grows to between two snapshots under a gateway load (about twice
+/// `snapshot_interval_bytes` per shard, on two shards; docs/operations.md), and at most a
+/// quarter of the host's memory (`host_mib`, when known) shared by the `nodes` validators.
+fn bench_heap_prefault_mib(nodes: usize, host_mib: Option<u64>) -> u64 {
+    const DEFAULT_MIB: u64 = 4096;
+    match host_mib {
+        Some(host) => DEFAULT_MIB.min(host / 4 / nodes.max(1) as u64),
+        None => DEFAULT_MIB,
+    }
+}
+
 /// mimalloc's `purge_delay` option (its index in mimalloc v3's `mi_option_e`).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// mimalloc's documented default for `purge_delay`, in milliseconds.
@@ -250,8 +262,10 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Bench(args) => {
             node::init_logging(LogFormat::Human);
             let (nodes, plaintext_peers) = (args.nodes, args.plaintext_peers);
-            let heap_prefault_mib =
-                (args.node_heap_prefault_mib > 0).then_some(args.node_heap_prefault_mib);
+            let heap_prefault_mib = args.node_heap_prefault_mib.unwrap_or_else(|| {
+                bench_heap_prefault_mib(nodes, aurigraph_api::heap::host_memory_mib())
+            });
+            let heap_prefault_mib = (heap_prefault_mib > 0).then_some(heap_prefault_mib);
             aurigraph_client::bench::run(args.into(), move |genesis, dir, tokens| {
                 let exe = std::env::current_exe().map_err(LaunchError::OwnBinary)?;
                 let options = launcher::LaunchOptions {
@@ -273,4 +287,17 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Tune(_) => unreachable!("handled in main: it has exit statuses of its own"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bench_heap_prefault_mib;
+
+    #[test]
+    fn the_bench_warms_4_gib_within_a_quarter_of_the_host_shared_by_its_validators() {
+        assert_eq!(bench_heap_prefault_mib(1, Some(24 * 1024)), 4096);
+        assert_eq!(bench_heap_prefault_mib(3, Some(24 * 1024)), 2048);
+        assert_eq!(bench_heap_prefault_mib(1, Some(8 * 1024)), 2048);
+        assert_eq!(bench_heap_prefault_mib(2, None), 4096);
+    }
 }

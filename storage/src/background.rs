@@ -13,6 +13,7 @@
 //! truncates stays bounded.
 
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// The nice value of a blocking-pool thread while it runs background work (0 is the default;
 /// 19 the lowest priority). On Linux nice is a per-thread attribute.
@@ -49,6 +50,37 @@ fn lower_own_priority() {
     }
 }
 
+/// Paces a background job that writes in pieces: before each piece, [`Pace::wait_for`] sleeps
+/// (the job's pool thread, never an executor) until that piece is due at `bytes_per_sec`. A
+/// burst of background writes, even O_DIRECT and in 1 MiB pieces, fills the disk's queue, and
+/// every WAL group commit's fdatasync waits behind it (docs/benchmarks.md, "Background
+/// writes, paced").
+pub(crate) struct Pace {
+    started: Instant,
+    bytes_per_sec: Option<u64>,
+}
+
+impl Pace {
+    /// `None` (or 0): no pacing.
+    pub fn new(bytes_per_sec: Option<u64>) -> Pace {
+        Pace {
+            started: Instant::now(),
+            bytes_per_sec: bytes_per_sec.filter(|&rate| rate > 0),
+        }
+    }
+
+    /// Sleeps until the piece that starts after `written` bytes is due.
+    pub fn wait_for(&self, written: u64) {
+        let Some(rate) = self.bytes_per_sec else {
+            return;
+        };
+        let due = self.started + Duration::from_secs_f64(written as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 /// The calling thread's nice value.
 pub fn own_nice() -> i32 {
     // SAFETY: as above.
@@ -75,5 +107,16 @@ mod tests {
             })
             .expect("executor");
         ex.join().expect("executor ran");
+    }
+
+    #[test]
+    fn a_pace_sleeps_until_each_piece_is_due() {
+        let pace = Pace::new(Some(1000));
+        pace.wait_for(0);
+        pace.wait_for(100);
+        assert!(pace.started.elapsed() >= Duration::from_millis(100));
+        let unpaced = Pace::new(Some(0));
+        unpaced.wait_for(1 << 40);
+        assert!(unpaced.started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -179,16 +179,10 @@ fn write_in_pieces(
     bytes_per_sec: Option<u64>,
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let started = std::time::Instant::now();
+    let pace = crate::background::Pace::new(bytes_per_sec);
     let mut at = offset;
-    let mut written = 0u64;
     for piece in data.chunks(WRITE_PIECE_BYTES) {
-        if let Some(rate) = bytes_per_sec.filter(|&r| r > 0) {
-            let due = started + std::time::Duration::from_secs_f64(written as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
+        pace.wait_for(at - offset);
         file.write_all(piece)?;
         // SAFETY: a plain syscall on an open file descriptor.
         let rc = unsafe {
@@ -205,7 +199,6 @@ fn write_in_pieces(
             return Err(std::io::Error::last_os_error());
         }
         at += piece.len() as u64;
-        written += piece.len() as u64;
     }
     Ok(())
 }

@@ -293,6 +293,7 @@ async fn open_shard(
         segment_bytes_max: config.wal_segment_bytes_max,
         staged_bytes_max: config.wal_staged_bytes_max,
         preallocate: config.wal_preallocate,
+        preallocate_bytes_per_sec: Some(WalConfig::PREALLOCATE_BYTES_PER_SEC_DEFAULT),
     };
     // The founding validators (`--peers`, and this one) vote in every shard's group (a single
     // validator: itself alone). A joining validator starts with no configuration at all: the

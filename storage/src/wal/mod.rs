@@ -66,10 +66,18 @@ pub struct WalConfig {
     /// (`spare.rs`), so that group commits do not grow the file. Costs a spare segment of disk
     /// and writing every segment's bytes twice; off, segments grow with each group.
     pub preallocate: bool,
+    /// How fast a spare is zero-filled while the log runs (`None`: as fast as the disk takes
+    /// it): unpaced, its 64 MiB went to the disk as one burst after every roll and the group
+    /// commits of that moment waited behind it (spare.rs). The spare a log opens with is made
+    /// unpaced. Above the log's own write rate, so that a spare is ready by the next roll.
+    pub preallocate_bytes_per_sec: Option<u64>,
 }
 
 impl WalConfig {
     pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+    /// 256 MiB/s: a 64 MiB spare in a quarter of a second, while a shard writing 1M gateway
+    /// transfers a second fills a segment in about 0.7 s (docs/benchmarks.md).
+    pub const PREALLOCATE_BYTES_PER_SEC_DEFAULT: u64 = 256 << 20;
     pub const STAGED_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
     /// Keeps a group (records, closing Pad and head) within `record::GROUP_BYTES_MAX`.
     pub const STAGED_BYTES_MAX_LIMIT: usize = crate::record::GROUP_BYTES_MAX / 2;
@@ -80,6 +88,7 @@ impl WalConfig {
             segment_bytes_max: Self::SEGMENT_BYTES_MAX_DEFAULT,
             staged_bytes_max: Self::STAGED_BYTES_MAX_DEFAULT,
             preallocate: true,
+            preallocate_bytes_per_sec: Some(Self::PREALLOCATE_BYTES_PER_SEC_DEFAULT),
         }
     }
 
@@ -182,6 +191,8 @@ pub struct Wal {
     /// Kept open to fsync the directory after creating or deleting segments.
     directory: Directory,
     segment_bytes_max: u64,
+    /// `WalConfig::preallocate_bytes_per_sec`.
+    preallocate_bytes_per_sec: Option<u64>,
     /// Oldest first; the back one is the active segment. Never empty.
     segments: VecDeque<SegmentInfo>,
     /// Shared with the I/O of the group commit in flight.
@@ -222,7 +233,7 @@ impl Wal {
         let mut stats = WalStats::default();
         let mut spare = config
             .preallocate
-            .then(|| spare::Spare::start(&dir, config.segment_bytes_max));
+            .then(|| spare::Spare::start(&dir, config.segment_bytes_max, None));
         let active = match segments.back() {
             Some(last) => open_segment(&last.path, false).await?,
             None => {
@@ -258,11 +269,17 @@ impl Wal {
         };
         let mut staging = Staging::new(config.staged_bytes_max, next_group);
         staging.prefault(&active, PREFAULTED_DMA_BYTES);
-        restock(&mut spare, &dir, config.segment_bytes_max);
+        restock(
+            &mut spare,
+            &dir,
+            config.segment_bytes_max,
+            config.preallocate_bytes_per_sec,
+        );
         let wal = Wal {
             dir,
             directory,
             segment_bytes_max: config.segment_bytes_max,
+            preallocate_bytes_per_sec: config.preallocate_bytes_per_sec,
             segments,
             active: Rc::new(active),
             staging,
@@ -442,7 +459,12 @@ impl Wal {
         let file = new_segment(&path, self.spare.as_mut(), &mut self.stats).await?;
         // The new name must be durable before a group in it is acknowledged.
         sync_directory(&self.directory, &self.dir).await?;
-        restock(&mut self.spare, &self.dir, self.segment_bytes_max);
+        restock(
+            &mut self.spare,
+            &self.dir,
+            self.segment_bytes_max,
+            self.preallocate_bytes_per_sec,
+        );
         let previous = std::mem::replace(&mut self.active, Rc::new(file));
         let previous_path = self.active_segment().path.clone();
         // No group is in flight: the I/O that shared the file has ended.
@@ -665,9 +687,14 @@ async fn new_segment(
 
 /// Starts the next spare once the last one was taken (or failed); nothing without
 /// preallocation, or while one is still being made.
-fn restock(spare: &mut Option<spare::Spare>, dir: &Path, segment_bytes_max: u64) {
+fn restock(
+    spare: &mut Option<spare::Spare>,
+    dir: &Path,
+    segment_bytes_max: u64,
+    bytes_per_sec: Option<u64>,
+) {
     if spare.as_ref().is_some_and(|s| !s.is_pending()) {
-        *spare = Some(spare::Spare::start(dir, segment_bytes_max));
+        *spare = Some(spare::Spare::start(dir, segment_bytes_max, bytes_per_sec));
     }
 }
 

@@ -68,7 +68,7 @@ pub(crate) struct Spare {
 impl Spare {
     /// Starts making a spare of `bytes` (a multiple of `BLOCK_BYTES`) in `dir`, replacing any
     /// earlier one. Must run inside a glommio executor.
-    pub(crate) fn start(dir: &Path, bytes: u64) -> Spare {
+    pub(crate) fn start(dir: &Path, bytes: u64, bytes_per_sec: Option<u64>) -> Spare {
         assert!(bytes > 0 && bytes.is_multiple_of(BLOCK_BYTES as u64));
         let path = dir.join(SPARE_FILE_NAME);
         let job_path = path.clone();
@@ -77,7 +77,7 @@ impl Spare {
         let (ended, job_ended) = std::sync::mpsc::channel::<()>();
         let making = crate::background::spawn_background(move || {
             job_flags.running.store(true, Ordering::SeqCst);
-            let outcome = make_zeroed(&job_path, bytes, &job_flags.cancel);
+            let outcome = make_zeroed(&job_path, bytes, &job_flags.cancel, bytes_per_sec);
             drop(ended);
             outcome
         });
@@ -148,7 +148,12 @@ impl Spare {
 /// Makes nothing when the file system would keep less than [`FREE_SPACE_SEGMENTS_MIN`] ×
 /// `bytes` free besides; a spare that fails half way is deleted, so that it gives back the
 /// space it took.
-fn make_zeroed(path: &Path, bytes: u64, cancel: &AtomicBool) -> Result<Made, StorageError> {
+fn make_zeroed(
+    path: &Path,
+    bytes: u64,
+    cancel: &AtomicBool,
+    bytes_per_sec: Option<u64>,
+) -> Result<Made, StorageError> {
     if cancel.load(Ordering::SeqCst) {
         return Ok(Made::Cancelled);
     }
@@ -159,7 +164,7 @@ fn make_zeroed(path: &Path, bytes: u64, cancel: &AtomicBool) -> Result<Made, Sto
     if free < bytes.saturating_mul(FREE_SPACE_SEGMENTS_MIN + 1) {
         return Ok(Made::NoRoom);
     }
-    let made = write_zeros_unless(path, bytes, cancel).inspect_err(|_| {
+    let made = write_zeros_unless(path, bytes, cancel, bytes_per_sec).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })?;
     if !made {
@@ -185,11 +190,17 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// Creates `path` (replacing it) with `bytes` of zeros, fsynced: what a spare segment is made
 /// of. Public for the WAL benchmark's zero-filled baseline.
 pub fn write_zeros(path: &Path, bytes: u64) -> Result<(), StorageError> {
-    write_zeros_unless(path, bytes, &AtomicBool::new(false)).map(|_| ())
+    write_zeros_unless(path, bytes, &AtomicBool::new(false), None).map(|_| ())
 }
 
-/// [`write_zeros`], stopping (false) before any chunk once `cancel` is set.
-fn write_zeros_unless(path: &Path, bytes: u64, cancel: &AtomicBool) -> Result<bool, StorageError> {
+/// [`write_zeros`], stopping (false) before any chunk once `cancel` is set, the chunks paced to
+/// `bytes_per_sec`.
+fn write_zeros_unless(
+    path: &Path,
+    bytes: u64,
+    cancel: &AtomicBool,
+    bytes_per_sec: Option<u64>,
+) -> Result<bool, StorageError> {
     let create = |direct: bool| {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -204,8 +215,10 @@ fn write_zeros_unless(path: &Path, bytes: u64, cancel: &AtomicBool) -> Result<bo
     }
     .map_err(|e| StorageError::io("creating the spare segment", path, e))?;
     let zeros = AlignedZeros::new(ZERO_CHUNK_BYTES);
+    let pace = crate::background::Pace::new(bytes_per_sec);
     let mut offset = 0u64;
     while offset < bytes {
+        pace.wait_for(offset);
         if cancel.load(Ordering::SeqCst) {
             return Ok(false);
         }
@@ -322,7 +335,8 @@ mod tests {
             make_zeroed(
                 &path,
                 3 * ZERO_CHUNK_BYTES as u64 / 2,
-                &AtomicBool::new(false)
+                &AtomicBool::new(false),
+                Some(ZERO_CHUNK_BYTES as u64 * 10)
             )
             .unwrap(),
             Made::Zeroed
@@ -342,12 +356,12 @@ mod tests {
         // A spare that would leave less than its minimum of free space is not made.
         let huge = (free_bytes(dir.path()).unwrap() / 2).next_multiple_of(BLOCK_BYTES as u64);
         assert_eq!(
-            make_zeroed(&path, huge, &AtomicBool::new(false)).unwrap(),
+            make_zeroed(&path, huge, &AtomicBool::new(false), None).unwrap(),
             Made::NoRoom
         );
         // A cancelled one leaves nothing.
         assert_eq!(
-            make_zeroed(&path, 1 << 20, &AtomicBool::new(true)).unwrap(),
+            make_zeroed(&path, 1 << 20, &AtomicBool::new(true), None).unwrap(),
             Made::Cancelled
         );
         assert!(!path.exists());

@@ -73,6 +73,7 @@ pub fn small_config(dir: &Path) -> WalConfig {
         // Append mode: the crash tests place their damage by file length. Preallocated
         // segments have their own tests (preallocated_config).
         preallocate: false,
+        preallocate_bytes_per_sec: None,
     }
 }
 
