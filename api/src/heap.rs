@@ -44,5 +44,12 @@ pub fn prefault(bytes: usize) -> Duration {
         held.push(piece);
     }
     drop(held);
+    // Returns the freed pieces to the OS now (mimalloc purges with `MADV_FREE`: the pages stay
+    // mapped and warm unless the kernel runs short of memory). Left to mimalloc's purge delay,
+    // the purge of the whole prefaulted heap ran on the first executor to allocate after it,
+    // at the start of the load: the slowest batch of a run's first 100 ms was 64-87 ms with
+    // 4 GiB prefaulted, against 2-10 ms after it (docs/benchmarks.md).
+    // SAFETY: a plain call into the allocator; harmless when it is not the global one.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     started.elapsed()
 }
