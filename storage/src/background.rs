@@ -1,16 +1,20 @@
-//! Background work on glommio's blocking pool, below the shards' priority.
+//! Background work on glommio's blocking pool: below the shards' priority, and its writes paced.
 //!
 //! Everything the node hands to an executor's blocking pool is background work that no reply
 //! waits for: archiving a snapshot (sorting the accounts, rkyv, tens of MiB), writing and
-//! syncing its file, zero-filling the next WAL segment, unlinking compacted segments. A pool
-//! thread is an ordinary thread, so on a host whose cores are all running executors the
-//! scheduler gave it an equal share of a core: while both shards of the 2-core development VM
-//! archived their ~95 MB snapshots at once, every batch waited 30-90 ms
-//! (docs/benchmarks.md, "Background work below the shards"). The pool's threads therefore run
-//! niced ([`BACKGROUND_NICE`]): when a core is idle they take all of it, and under contention
-//! the executor comes first while background work still gets a bounded share (weight 110 of
-//! 1,134 at nice 10), so that a snapshot still ends under full load and the raft log it
-//! truncates stays bounded.
+//! syncing its file, zero-filling the next WAL segment, unlinking compacted segments.
+//!
+//! - **Its writes are paced** ([`Pace`]): what stalled the shards during a snapshot, and after
+//!   every WAL roll, was not the CPU but the disk. Written in a burst, a ~95 MB snapshot or a
+//!   64 MiB spare filled the disk's queue and every group commit's fdatasync waited behind it
+//!   (docs/benchmarks.md, "Background writes, paced: the long-run half-load tail").
+//! - **Its threads run niced** ([`BACKGROUND_NICE`]). A pool thread is an ordinary thread:
+//!   on a host whose cores all run executors, the scheduler would give it an equal share of a
+//!   core. Niced, it takes an idle core whole, and under contention the executor comes first
+//!   while background work keeps a bounded share (weight 110 of 1,134 at nice 10), so that a
+//!   snapshot still ends under full load and the log it truncates stays bounded. On the 2-core
+//!   development VM this made no visible difference to the half-load tail (the disk did; same
+//!   section); it is a bound on what background CPU can take, not a measured gain.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -54,7 +58,7 @@ fn lower_own_priority() {
 /// (the job's pool thread, never an executor) until that piece is due at `bytes_per_sec`. A
 /// burst of background writes, even O_DIRECT and in 1 MiB pieces, fills the disk's queue, and
 /// every WAL group commit's fdatasync waits behind it (docs/benchmarks.md, "Background
-/// writes, paced").
+/// writes, paced: the long-run half-load tail").
 pub(crate) struct Pace {
     started: Instant,
     bytes_per_sec: Option<u64>,

@@ -169,8 +169,8 @@ const WRITE_PIECE_BYTES: usize = 1 << 20;
 /// and waited for before the next is written, and the pieces paced to `bytes_per_sec`. Written
 /// whole and then synced, a snapshot of ~95 MB reached the disk as one burst that every WAL
 /// group commit queued behind (each one's fdatasync waits for the disk's queue): batch latency
-/// rose to 30-90 ms for the second it took (docs/benchmarks.md, "Background work: snapshots
-/// written in paced pieces"). In pieces, a group commit waits behind one piece at most; paced,
+/// rose to 30-90 ms for the second it took (docs/benchmarks.md, "Background writes, paced: the
+/// long-run half-load tail"). In pieces, a group commit waits behind one piece at most; paced,
 /// the disk is the WAL's most of the time.
 fn write_in_pieces(
     file: &mut std::fs::File,
