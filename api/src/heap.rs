@@ -48,7 +48,7 @@ pub fn prefault(bytes: usize) -> Duration {
     // mapped and warm unless the kernel runs short of memory). Left to mimalloc's purge delay,
     // the purge of the whole prefaulted heap ran on the first executor to allocate after it,
     // at the start of the load: the slowest batch of a run's first 100 ms was 64-87 ms with
-    // 4 GiB prefaulted, against 2-10 ms after it (docs/benchmarks.md).
+    // 4 GiB prefaulted, against 5-16 ms with this (docs/benchmarks.md).
     // SAFETY: a plain call into the allocator; harmless when it is not the global one.
     unsafe { libmimalloc_sys::mi_collect(true) };
     started.elapsed()
