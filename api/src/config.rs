@@ -817,10 +817,15 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), DEFAULT_HTTP_ADDR);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.node_id, 1);
+        assert_eq!(c.snapshot_write_bytes_per_sec, 128 << 20);
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("node.toml");
-        std::fs::write(&file, "http_addr = \"127.0.0.1:7000\"\ncores = 3\n").unwrap();
+        std::fs::write(
+            &file,
+            "http_addr = \"127.0.0.1:7000\"\ncores = 3\nsnapshot_write_bytes_per_sec = 0\n",
+        )
+        .unwrap();
         let mut args = NodeArgs {
             config: Some(file.clone()),
             ..Default::default()
@@ -828,6 +833,7 @@ mod tests {
         let c = NodeConfig::resolve(&args).unwrap();
         assert_eq!(c.http_addr.port(), 7000);
         assert_eq!(c.cores, 3);
+        assert_eq!(c.snapshot_write_bytes_per_sec, 0, "0: unpaced");
         args.cores = Some(2);
         assert_eq!(NodeConfig::resolve(&args).unwrap().cores, 2);
     }

@@ -191,6 +191,41 @@ fn compaction_deletes_whole_old_segments_only() {
 }
 
 #[test]
+fn a_compaction_never_waits_for_the_last_ones_unlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
+        for group in 0..30u64 {
+            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
+                .unwrap();
+            wal.commit().await.unwrap();
+        }
+        // The executor's one blocking thread is busy (as with a paced snapshot write): the
+        // first compaction's unlinks wait behind it.
+        let (release, busy) = std::sync::mpsc::channel::<()>();
+        let sleeper =
+            glommio::spawn_local(aurigraph_storage::background::spawn_background(move || {
+                let _ = busy.recv();
+            }));
+        glommio::yield_if_needed().await;
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        let before = wal.segment_count();
+        assert_eq!(wal.compact(20).await.unwrap(), 1);
+        // The second one returns at once, deleting nothing, though segments are due.
+        assert_eq!(wal.compact(45).await.unwrap(), 0);
+        release.send(()).unwrap();
+        sleeper.await;
+        wal.settle().await.unwrap();
+        assert_eq!(wal.segment_count(), before - 1);
+        // The next compaction deletes what the skipped one left.
+        assert_eq!(wal.compact(45).await.unwrap(), 2);
+        wal.settle().await.unwrap();
+        assert_eq!(wal.segment_count(), before - 3);
+        assert_eq!(segment_files(dir.path()), wal.segment_paths());
+    });
+}
+
+#[test]
 fn compaction_keeps_entries_above_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path());
