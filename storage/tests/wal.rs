@@ -190,16 +190,22 @@ fn compaction_deletes_whole_old_segments_only() {
     });
 }
 
+/// Commits `groups` groups of 3 entries of 2,000 bytes (indexes 1, 2, 3, then 4, 5, 6, ...):
+/// 4 groups to a segment of `small_config`.
+async fn commit_groups_of_three(wal: &mut Wal, groups: u64) {
+    for group in 0..groups {
+        wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
+            .unwrap();
+        wal.commit().await.unwrap();
+    }
+}
+
 #[test]
 fn a_compaction_never_waits_for_the_last_ones_unlinks() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
-        for group in 0..30u64 {
-            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
-                .unwrap();
-            wal.commit().await.unwrap();
-        }
+        commit_groups_of_three(&mut wal, 30).await;
         // The executor's one blocking thread is busy (as with a paced snapshot write): the
         // first compaction's unlinks wait behind it.
         let (release, busy) = std::sync::mpsc::channel::<()>();
@@ -355,11 +361,7 @@ fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
-        for group in 0..30u64 {
-            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
-                .unwrap();
-            wal.commit().await.unwrap();
-        }
+        commit_groups_of_three(&mut wal, 30).await;
         drop(wal);
         let files = segment_files(dir.path());
         assert!(files.len() >= 3);
@@ -391,11 +393,7 @@ fn group_numbers_are_checked_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let (mut wal, _) = Wal::open(small_config(dir.path())).await.unwrap();
-        for group in 0..30u64 {
-            wal.stage_entries(&entries(group * 3 + 1..=group * 3 + 3, 1, 2000))
-                .unwrap();
-            wal.commit().await.unwrap();
-        }
+        commit_groups_of_three(&mut wal, 30).await;
         drop(wal);
         // Swapping two sealed segments keeps every record valid but breaks the group sequence.
         let files = segment_files(dir.path());
