@@ -60,6 +60,7 @@ impl<R> ShardNode<R> {
                 // validator's, and the log before it is gone.
                 self.last_snapshot_index = index;
                 self.snapshot_applied_bytes = self.replica.applied_bytes();
+                self.snapshot_head_start_bytes = 0;
                 tracing::info!(
                     shard = self.replica.shard(),
                     index,

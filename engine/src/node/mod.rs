@@ -276,6 +276,11 @@ pub struct ShardNode<R> {
     last_snapshot_index: u64,
     /// The replica's `applied_bytes` when the last local snapshot was taken.
     snapshot_applied_bytes: u64,
+    /// Counted as applied towards the first local snapshot only: shard `s` of `n` starts
+    /// `(n - 1 - s) / n` of `snapshot_interval_bytes` ahead, so that shards under an even load
+    /// take their snapshots in turn rather than all at once (each snapshot's file write and
+    /// archive then share the disk and the cores with fewer others: docs/benchmarks.md).
+    snapshot_head_start_bytes: u64,
     /// Credit watermarks of the local snapshot handed out and not yet saved.
     snapshot_watermarks: Option<Vec<(ShardId, u64)>>,
     last_handover_ms: Option<u64>,
@@ -296,6 +301,14 @@ pub struct ShardNode<R> {
     counters: NodeCounters,
 }
 
+/// The head start of shard `shard` of `shards` towards its first local snapshot (see
+/// `ShardNode::snapshot_head_start_bytes`): `(shards - 1 - shard) / shards` of the interval.
+fn snapshot_head_start_bytes(interval_bytes: u64, shard: ShardId, shards: u32) -> u64 {
+    let shards = u64::from(shards.max(1));
+    let shard = u64::from(shard).min(shards - 1);
+    interval_bytes / shards * (shards - 1 - shard)
+}
+
 impl<R> ShardNode<R> {
     pub fn new(config: NodeConfig, replica: ShardReplica) -> ShardNode<R> {
         assert!(config.raft_piece_bytes > 0, "pieces carry bytes");
@@ -310,6 +323,11 @@ impl<R> ShardNode<R> {
             undelivered: VecDeque::new(),
             last_snapshot_index,
             snapshot_applied_bytes: 0,
+            snapshot_head_start_bytes: snapshot_head_start_bytes(
+                config.snapshot_interval_bytes,
+                replica.shard(),
+                replica.state().shard_count(),
+            ),
             snapshot_watermarks: None,
             last_handover_ms: None,
             spread_to: None,
@@ -670,7 +688,8 @@ impl<R> ShardNode<R> {
             .replica
             .applied_bytes()
             .saturating_sub(self.snapshot_applied_bytes);
-        let bytes_due = bytes_since >= self.config.snapshot_interval_bytes;
+        let bytes_due = bytes_since.saturating_add(self.snapshot_head_start_bytes)
+            >= self.config.snapshot_interval_bytes;
         if !(entries_due || bytes_due) || self.replica.membership_ahead() {
             return None;
         }
@@ -687,6 +706,7 @@ impl<R> ShardNode<R> {
         };
         self.snapshot_watermarks = Some(self.inbound_watermarks());
         self.snapshot_applied_bytes = self.replica.applied_bytes();
+        self.snapshot_head_start_bytes = 0;
         Some(snapshot)
     }
 

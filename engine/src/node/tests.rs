@@ -1457,3 +1457,18 @@ fn the_sink_tap_chains_every_applied_index_with_the_balances_each_entry_changed(
     let credited: Vec<u64> = tapped[0].balances.iter().map(|b| b.balance).collect();
     assert_eq!(credited, [10, 10], "both receipts credited to {to:?}");
 }
+
+#[test]
+fn shards_start_ahead_towards_their_first_snapshot_so_that_they_take_turns() {
+    use super::snapshot_head_start_bytes as head_start;
+    // Two shards: shard 0 snapshots after half the interval, shard 1 after all of it; from
+    // then on every interval, half an interval apart.
+    assert_eq!(head_start(512, 0, 2), 256);
+    assert_eq!(head_start(512, 1, 2), 0);
+    assert_eq!(head_start(400, 0, 4), 300);
+    assert_eq!(head_start(400, 3, 4), 0);
+    // One shard, and the simulator's "never": no head start, no overflow.
+    assert_eq!(head_start(512, 0, 1), 0);
+    assert_eq!(head_start(u64::MAX, 1, 2), 0);
+    assert!(head_start(u64::MAX, 0, 2) < u64::MAX);
+}
