@@ -85,15 +85,15 @@ impl Pace {
     }
 }
 
-/// The calling thread's nice value.
-pub fn own_nice() -> i32 {
-    // SAFETY: as above.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread's nice value.
+    fn own_nice() -> i32 {
+        // SAFETY: a plain syscall on the calling thread's own scheduling attribute.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
 
     #[test]
     fn background_jobs_run_niced_and_the_executor_is_not() {

@@ -119,8 +119,8 @@ pub fn write_snapshot(
     write_snapshot_paced(dir, meta, data, None)
 }
 
-/// [`write_snapshot`], sending the data to the disk at no more than `bytes_per_sec` (`None`:
-/// as fast as the disk takes it).
+/// [`write_snapshot`], sending the data to the disk at no more than `bytes_per_sec` (`None` or
+/// 0: as fast as the disk takes it).
 pub fn write_snapshot_paced(
     dir: &Path,
     meta: &SnapshotMetadata,

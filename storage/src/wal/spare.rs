@@ -19,14 +19,12 @@
 //! commit path. Recovery reads zeros up to a file's end as the end of its log
 //! (`recovery.rs`).
 
-use std::future::Future;
+use futures::FutureExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use crate::error::StorageError;
 use crate::record::BLOCK_BYTES;
@@ -100,12 +98,13 @@ impl Spare {
 
     /// Whether the spare is made (or failed), without waiting.
     fn poll_made(&mut self) -> bool {
-        if let Some(making) = self.making.as_mut() {
-            let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(outcome) = Pin::new(making).poll(&mut cx) {
-                self.made = Some(outcome);
-                self.making = None;
-            }
+        if let Some(outcome) = self
+            .making
+            .as_mut()
+            .and_then(|making| making.now_or_never())
+        {
+            self.made = Some(outcome);
+            self.making = None;
         }
         self.made.is_some()
     }
@@ -174,10 +173,15 @@ fn make_zeroed(
     Ok(Made::Zeroed)
 }
 
+/// `path` as a C string for a libc call.
+fn c_path(path: &Path) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+}
+
 /// Bytes an unprivileged writer may still use on the file system of `dir`.
 fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let c = c_path(dir)?;
     // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is a NUL-terminated path.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: as above; the kernel writes at most the struct.
@@ -271,11 +275,7 @@ pub(crate) fn remove_stale(dir: &Path) -> Result<(), StorageError> {
 
 /// `rename(from, to)` that fails with `EEXIST` instead of replacing `to`.
 fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
+    let (from, to) = (c_path(from)?, c_path(to)?);
     // SAFETY: both are valid NUL-terminated paths that live across the call.
     let rc = unsafe {
         libc::renameat2(
@@ -364,7 +364,6 @@ mod tests {
             make_zeroed(&path, 1 << 20, &AtomicBool::new(true), None).unwrap(),
             Made::Cancelled
         );
-        assert!(!path.exists());
         assert!(!path.exists());
 
         remove_stale(dir.path()).unwrap(); // nothing there: fine

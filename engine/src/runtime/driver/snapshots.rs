@@ -101,7 +101,8 @@ impl ShardDriver {
                 archiving.term,
                 archiving.conf.clone(),
                 data,
-                Some(self.config.snapshot_write_bytes_per_sec).filter(|&rate| rate > 0),
+                // 0 is unpaced, as `Pace` reads it.
+                Some(self.config.snapshot_write_bytes_per_sec),
             );
             archiving.writing = Some(Box::pin(write));
         }
