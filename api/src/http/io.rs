@@ -39,12 +39,12 @@ pub struct Activity {
 }
 
 impl Activity {
-    fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.progress.set(self.progress.get().wrapping_add(1));
     }
 
     /// Bytes arrived while no request runs: a request head has begun (if none had).
-    fn note_head_bytes(&self) {
+    pub(crate) fn note_head_bytes(&self) {
         if self.head_deadline_applies.get()
             && self.in_flight.get() == 0
             && self.head_since.get().is_none()

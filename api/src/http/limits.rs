@@ -61,7 +61,7 @@ impl BodyDeadline {
 }
 
 /// The error a [`WatchedBody`] ends with when its next byte is overdue.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct BodyTooSlow {
     pub received_bytes: u64,
     pub elapsed: Duration,
@@ -212,6 +212,23 @@ impl BudgetedBody<'_> {
         }
         self.bytes.extend_from_slice(data);
         Ok(())
+    }
+
+    /// The whole declared length reserved at once (counted), for the caller to fill within
+    /// that capacity: `Err` when there is no declared length or the budget cannot hold it.
+    pub fn reserve_whole(&mut self) -> Result<&mut Vec<u8>, OverBudget> {
+        let declared = self.declared_bytes.ok_or(OverBudget)?;
+        assert!(
+            self.bytes.capacity() == 0,
+            "a body is reserved whole before it is filled"
+        );
+        let held = self.budget.held_bytes.get();
+        if held.saturating_add(declared) > self.budget.max_bytes {
+            return Err(OverBudget);
+        }
+        self.bytes.reserve_exact(declared);
+        self.budget.held_bytes.set(held + self.bytes.capacity());
+        Ok(&mut self.bytes)
     }
 
     /// The bytes, no longer counted (the request is being worked on now).

@@ -30,6 +30,7 @@
 //! [`openapi`] (the document the route table describes).
 
 pub mod cors;
+mod direct;
 pub mod error;
 pub mod in_flight;
 pub mod io;

@@ -240,10 +240,10 @@ async fn watchdog(activity: Rc<Activity>, deadlines: Deadlines) -> &'static str 
 }
 
 /// Counts a request of this connection as running.
-struct RequestGuard(Rc<Activity>);
+pub(crate) struct RequestGuard(Rc<Activity>);
 
 impl RequestGuard {
-    fn enter(activity: &Rc<Activity>) -> RequestGuard {
+    pub(crate) fn enter(activity: &Rc<Activity>) -> RequestGuard {
         activity.in_flight.set(activity.in_flight.get() + 1);
         activity.head_since.set(None); // the head is complete: the request began
         RequestGuard(activity.clone())
@@ -295,7 +295,14 @@ async fn serve_connection<B: Backend>(
     activity.head_since.set(Some(Instant::now()));
     match ctx.settings.tls.clone() {
         None => {
-            // Plaintext: HTTP/2 with prior knowledge or HTTP/1.1, told by the first bytes.
+            // Plaintext: batch requests whose bodies go straight into their own buffer, until
+            // the connection sends anything else; then HTTP/2 with prior knowledge or HTTP/1.1,
+            // told by the first bytes.
+            let served = super::direct::serve(&ctx, stream, &activity, client.as_deref()).await?;
+            let stream = match served {
+                super::direct::Served::Closed => return Ok(()),
+                super::direct::Served::ToHyper(stream) => stream,
+            };
             let mut io = HyperIo::new(stream, activity.clone());
             let h2 = io.sniff_h2_preface().await?;
             serve_http(ctx, io, h2, activity, client).await

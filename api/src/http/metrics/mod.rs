@@ -76,6 +76,7 @@ struct CoreSlot {
     grpc_call_us: Box<[AtomicHistogram]>,
     /// Connections this core's listeners (HTTP and gRPC) accepted.
     connections_accepted: AtomicU64,
+    bodies_read_direct: AtomicU64,
 }
 
 /// gRPC status codes (0 OK to 16 UNAUTHENTICATED).
@@ -102,6 +103,7 @@ impl CoreSlot {
                 .map(|_| AtomicHistogram::new(REQUEST_BOUNDS_US))
                 .collect(),
             connections_accepted: AtomicU64::new(0),
+            bodies_read_direct: AtomicU64::new(0),
         }
     }
 
@@ -337,6 +339,19 @@ impl Metrics {
     /// Counts one connection accepted by a listener of `core`.
     pub fn count_connection_accepted(&self, core: usize) {
         self.slot(core).connections_accepted.fetch_add(1, Relaxed);
+    }
+
+    /// A request body received straight from the socket into its own buffer (`http::direct`).
+    pub fn record_direct_body(&self, core: usize) {
+        self.slot(core).bodies_read_direct.fetch_add(1, Relaxed);
+    }
+
+    /// Request bodies received straight into their own buffer so far, one count per slot.
+    pub fn bodies_read_direct(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .map(|s| s.bodies_read_direct.load(Relaxed))
+            .collect()
     }
 
     /// Connections accepted so far, one count per slot (index = core on a node whose slots

@@ -127,6 +127,7 @@ fn connections_accepted_are_counted_and_exported_per_core() {
     for core in [0, 2, 2, 5] {
         settings.metrics.count_connection_accepted(core);
     }
+    settings.metrics.record_direct_body(1);
     // Core 5 of a 3-slot count lands in slot 5 % 3 = 2.
     assert_eq!(settings.metrics.connections_accepted(), vec![1, 0, 3]);
     let text = render::render(&render::Scrape {
@@ -143,6 +144,9 @@ fn connections_accepted_are_counted_and_exported_per_core() {
         "aurigraph_http_connections_accepted_total{core=\"0\"} 1\n",
         "aurigraph_http_connections_accepted_total{core=\"1\"} 0\n",
         "aurigraph_http_connections_accepted_total{core=\"2\"} 3\n",
+        "# TYPE aurigraph_http_bodies_read_direct counter\n",
+        "aurigraph_http_bodies_read_direct_total{core=\"0\"} 0\n",
+        "aurigraph_http_bodies_read_direct_total{core=\"1\"} 1\n",
     ] {
         assert!(text.contains(line), "{line} not in\n{text}");
     }

@@ -1,6 +1,7 @@
 //! Reading requests: media types, query parameters, bodies within the size limit.
 
 use super::{Ctx, RequestBody};
+use crate::http::direct::ReadBody;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::limits::BodyTooSlow;
 use crate::http::types::RESULTS_MEDIA_TYPE;
@@ -76,8 +77,14 @@ pub fn wait_param<T>(request: &Request<T>) -> Result<bool, ApiError> {
 /// 408 `REQUEST_TIMEOUT` and closes the connection.
 pub async fn read_body<B, T: RequestBody>(
     ctx: &Ctx<B>,
-    request: Request<T>,
+    mut request: Request<T>,
 ) -> Result<Vec<u8>, ApiError> {
+    // Received already, straight from the socket (`http::direct`).
+    match request.extensions_mut().remove::<ReadBody>() {
+        Some(ReadBody::Whole(bytes)) => return Ok(bytes),
+        Some(ReadBody::TooSlow(slow)) => return Err(ApiError::request_timeout(&slow)),
+        None => {}
+    }
     let limit = ctx.settings.body_bytes_max;
     let declared = match request.headers().get(CONTENT_LENGTH) {
         Some(v) => Some(

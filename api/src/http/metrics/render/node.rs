@@ -91,6 +91,25 @@ pub(super) fn connections(e: &mut Exposition, settings: &HttpSettings, cores: us
             count,
         );
     }
+    e.family(
+        "aurigraph_http_bodies_read_direct_total",
+        "counter",
+        "Batch request bodies each core received straight from the socket into their own buffer \
+         (plaintext HTTP/1.1; the others are read through hyper's buffer).",
+    );
+    for (core, count) in settings
+        .metrics
+        .bodies_read_direct()
+        .into_iter()
+        .enumerate()
+        .take(cores)
+    {
+        e.sample(
+            "aurigraph_http_bodies_read_direct_total",
+            &[("core", &core.to_string())],
+            count,
+        );
+    }
 }
 
 /// Where each core sent the submissions it received (one per shard of a request): to its own
