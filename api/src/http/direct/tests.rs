@@ -152,6 +152,21 @@ fn batches_are_received_here_until_a_request_is_hypers_then_hyper_serves_the_res
     stream.write_all(rest).unwrap();
     assert_eq!(compact(&read_response(&mut stream).2), expected);
     assert_eq!(direct(), 5);
+    // A head longer than the first peek is received here too; one longer than the most is
+    // hyper's (on a connection of its own).
+    let long = format!("X-Padding: {}\r\n", "p".repeat(HEAD_PEEK_BYTES_FIRST));
+    stream
+        .write_all(&batch_request(BATCH, &body, &long))
+        .unwrap();
+    assert_eq!(compact(&read_response(&mut stream).2), expected);
+    assert_eq!(direct(), 6);
+    let mut longest = StdStream::connect(addr).unwrap();
+    let longer = format!("X-Padding: {}\r\n", "p".repeat(HEAD_PEEK_BYTES_MAX));
+    longest
+        .write_all(&batch_request(BATCH, &body, &longer))
+        .unwrap();
+    assert_eq!(compact(&read_response(&mut longest).2), expected);
+    assert_eq!(direct(), 6);
     // Another request: hyper's, and so is the connection from now on, batches included.
     write!(stream, "GET /api/v11/health HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut stream).0, 200);
@@ -159,7 +174,7 @@ fn batches_are_received_here_until_a_request_is_hypers_then_hyper_serves_the_res
     let (status, head, answer) = read_response(&mut stream);
     assert_eq!(status, 200, "{head}");
     assert_eq!(compact(&answer), expected);
-    assert_eq!(direct(), 5, "served by hyper");
+    assert_eq!(direct(), 6, "served by hyper");
     // A head that arrives in two writes is hyper's as well.
     let mut split = StdStream::connect(addr).unwrap();
     let request = batch_request(BATCH, &body, "");
@@ -167,7 +182,7 @@ fn batches_are_received_here_until_a_request_is_hypers_then_hyper_serves_the_res
     std::thread::sleep(Duration::from_millis(50));
     split.write_all(&request[20..]).unwrap();
     assert_eq!(compact(&read_response(&mut split).2), expected);
-    assert_eq!(direct(), 5);
+    assert_eq!(direct(), 6);
     settings
         .draining
         .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -238,6 +253,36 @@ fn errors_limits_and_closing_are_as_through_hyper() {
     let mut after = StdStream::connect(addr).unwrap();
     after.write_all(&batch_request(BATCH, &body, "")).unwrap();
     assert_eq!(read_response(&mut after).0, 200);
+    settings
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    handle.join().unwrap();
+}
+
+#[test]
+fn batches_count_in_their_clients_request_rate() {
+    let mut settings = settings();
+    settings.request_rate_per_ip = Some(crate::http::limits::RequestRate {
+        per_s: 0.5,
+        burst: 2.0,
+    });
+    let (addr, settings, handle) = start(settings);
+    let body = encode_batch(&[signed(1, 10)]);
+    let mut stream = StdStream::connect(addr).unwrap();
+    for _ in 0..2 {
+        stream.write_all(&batch_request(BATCH, &body, "")).unwrap();
+        assert_eq!(read_response(&mut stream).0, 200);
+    }
+    assert_eq!(settings.metrics.bodies_read_direct()[0], 2);
+    // The third is over the rate: hyper's to answer, 429 with Retry-After.
+    stream.write_all(&batch_request(BATCH, &body, "")).unwrap();
+    let (status, head, answer) = read_response(&mut stream);
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 2"),
+        "{head}"
+    );
+    assert_eq!(settings.metrics.bodies_read_direct()[0], 2);
     settings
         .draining
         .store(true, std::sync::atomic::Ordering::SeqCst);
