@@ -28,7 +28,7 @@ pub struct NodeArgs {
     /// ready_cycles_in_flight_max, archive_url, redis_url, redis_stream_len_max,
     /// redis_status_ttl_s, sink_retain_bytes_max, grpc_events_retain_bytes_max,
     /// recent_transactions_per_shard,
-    /// verify_slice_signatures, verify_slice_signatures_backlogged).
+    /// verify_slice_signatures, verify_slice_signatures_backlogged, verify_help_signatures_min).
     #[arg(long, env = "AURIGRAPH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (created on first start) [default: ./aurigraph-data].
@@ -214,6 +214,9 @@ pub struct FileConfig {
     pub verify_slice_signatures: Option<usize>,
     /// The same while submissions wait behind the one being verified (1 ..= 256; default 256).
     pub verify_slice_signatures_backlogged: Option<usize>,
+    /// Signatures a submission needs at least before its shard asks the other cores to verify
+    /// parts of it (0: never; else 128 ..= 65,536; default 128).
+    pub verify_help_signatures_min: Option<usize>,
     pub stall_report_ms: Option<u64>,
     /// `[[beacon]]` sections: randomness-beacon sources in priority order (none by default, so
     /// that a default node never reaches beyond loopback and serves the local fallback).
@@ -287,6 +290,7 @@ pub struct NodeConfig {
     pub grpc_events_retain_bytes_max: u64,
     pub verify_slice_signatures: usize,
     pub verify_slice_signatures_backlogged: usize,
+    pub verify_help_signatures_min: usize,
     /// Log a backtrace when a core's tasks overrun their quantum by this much (0: off).
     pub stall_report_ms: u64,
     /// Bearer tokens accepted (gateway mode), from `--tokens`; empty: gateway mode off.
@@ -480,6 +484,7 @@ impl NodeConfig {
         use aurigraph_engine::runtime::ingress::{
             VERIFY_SLICE_SIGNATURES_DEFAULT, VERIFY_SLICE_SIGNATURES_MAX,
         };
+        use aurigraph_engine::runtime::verify_help::VERIFY_HELP_SIGNATURES_MIN_DEFAULT;
         let slice = |key: &str, value: Option<usize>, default: usize| {
             let slice = value.unwrap_or(default);
             if (1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice) {
@@ -500,6 +505,16 @@ impl NodeConfig {
             file.verify_slice_signatures_backlogged,
             VERIFY_SLICE_SIGNATURES_MAX,
         )?;
+        let verify_help_signatures_min = file
+            .verify_help_signatures_min
+            .unwrap_or(VERIFY_HELP_SIGNATURES_MIN_DEFAULT);
+        if verify_help_signatures_min != 0 && !(128..=65_536).contains(&verify_help_signatures_min)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "verify_help_signatures_min {verify_help_signatures_min}: must be 0 (never) or \
+                 between 128 and 65536"
+            )));
+        }
         let ready_cycles_in_flight_max = file.ready_cycles_in_flight_max.unwrap_or(8);
         if !(1..=READY_CYCLES_IN_FLIGHT_LIMIT).contains(&ready_cycles_in_flight_max) {
             return Err(ConfigError::Invalid(format!(
@@ -620,6 +635,7 @@ impl NodeConfig {
             grpc_events_retain_bytes_max,
             verify_slice_signatures,
             verify_slice_signatures_backlogged,
+            verify_help_signatures_min,
             stall_report_ms: file.stall_report_ms.unwrap_or(0),
             tokens,
             tls,
@@ -922,6 +938,7 @@ mod tests {
         for (key, bad_values, with) in [
             ("verify_slice_signatures", [0, 257], ""),
             ("verify_slice_signatures_backlogged", [0, 257], ""),
+            ("verify_help_signatures_min", [1, 65_537], ""),
             ("ready_cycles_in_flight_max", [0, 65], ""),
             ("redis_stream_len_max", [0, 100_000_001], redis),
             ("redis_status_ttl_s", [0, 2_592_001], redis),

@@ -240,6 +240,7 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     engine_config.ready_cycles_in_flight_max = config.ready_cycles_in_flight_max;
     engine_config.verify_slice_signatures = config.verify_slice_signatures;
     engine_config.verify_slice_signatures_backlogged = config.verify_slice_signatures_backlogged;
+    engine_config.verify_help_signatures_min = config.verify_help_signatures_min;
     engine_config.stall_report_after = (config.stall_report_ms > 0)
         .then(|| std::time::Duration::from_millis(config.stall_report_ms));
     engine_config.raft_piece_bytes = config.snapshot_piece_bytes;

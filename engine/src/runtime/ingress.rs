@@ -4,6 +4,7 @@
 
 use super::counters::ShardCounters;
 use super::driver::Command;
+use super::verify_help::{HelpDesk, Part};
 use crate::record::Record;
 use crate::shard::ShardId;
 use crate::verify::SignatureVerifier;
@@ -58,12 +59,15 @@ impl Default for VerifySlices {
 /// A submission another validator forwarded with its signature verdicts is passed on as it is:
 /// each transfer is verified once in the cluster, by the validator its client talked to.
 /// Followers never verify what they apply: the leader's log holds only verified transfers.
+/// Large submissions that nothing waits behind are verified with the other cores' help
+/// (`verify_help`), whose answers for this shard arrive on `answers`.
 pub(super) async fn ingress(
     (rx, queue): (LocalReceiver<Command>, Rc<LocalSender<Command>>),
     tx: Rc<LocalSender<Command>>,
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
     slices: VerifySlices,
+    (help, answers): (Rc<HelpDesk>, LocalReceiver<Part>),
 ) {
     for slice in [slices.idle, slices.backlogged] {
         assert!((1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice));
@@ -77,17 +81,18 @@ pub(super) async fn ingress(
         // arrives with them (one per record, or they do not count).
         if let Some((records, valid, custodial)) = command.submission_mut() {
             if valid.len() != records.len() {
-                // What waits behind this submission decides the slice (`VerifySlices`).
+                // What waits behind this submission decides the slice (`VerifySlices`), and
+                // whether other cores are asked to help.
+                let backlogged = queue.len() > 0;
                 let slice_signatures = slices.for_backlog(queue.len());
-                *valid = verify_unless_custodial(
-                    &mut verifier,
-                    records,
-                    custodial,
-                    slice_signatures,
-                    &mut slice_valid,
+                let verifying = Verifying {
+                    help: (&help, shard, &answers),
+                    slice: (slice_signatures, backlogged),
                     counters,
-                )
-                .await;
+                };
+                *valid = verifying
+                    .verify_unless_custodial(&mut verifier, records, custodial, &mut slice_valid)
+                    .await;
                 let (hits, misses) = verifier.key_cache_stats();
                 counters.record_key_cache(hits - cache_counted.0, misses - cache_counted.1);
                 cache_counted = (hits, misses);
@@ -100,51 +105,52 @@ pub(super) async fn ingress(
     }
 }
 
-/// Verdicts for a submission some of whose records a gateway controls (`custodial`, empty:
-/// none): those need no signature; the others are verified as anyone's. Counts both.
-async fn verify_unless_custodial(
-    verifier: &mut SignatureVerifier,
-    records: &[Record],
-    custodial: &[bool],
-    slice_signatures: usize,
-    slice_valid: &mut Vec<bool>,
-    counters: &ShardCounters,
-) -> Vec<bool> {
-    if custodial.is_empty() {
-        let verdicts = verify_in_slices(verifier, records, slice_signatures, slice_valid).await;
-        counters.record_verified(&verdicts);
-        return verdicts;
-    }
-    assert_eq!(custodial.len(), records.len(), "one flag per record");
-    let signed: Vec<Record> = records
-        .iter()
-        .zip(custodial)
-        .filter(|(_, &c)| !c)
-        .map(|(r, _)| *r)
-        .collect();
-    let verdicts = verify_in_slices(verifier, &signed, slice_signatures, slice_valid).await;
-    counters.record_verified(&verdicts);
-    counters.record_custodial((records.len() - signed.len()) as u64);
-    let mut verdicts = verdicts.into_iter();
-    custodial
-        .iter()
-        .map(|&c| c || verdicts.next().expect("one verdict per signed record"))
-        .collect()
+/// How one submission is verified: with which help, in which slices, counted where.
+struct Verifying<'a> {
+    help: (&'a HelpDesk, ShardId, &'a LocalReceiver<Part>),
+    /// (signatures per slice, whether submissions wait behind this one).
+    slice: (usize, bool),
+    counters: &'a ShardCounters,
 }
 
-async fn verify_in_slices(
-    verifier: &mut SignatureVerifier,
-    records: &[Record],
-    slice_signatures: usize,
-    slice_valid: &mut Vec<bool>,
-) -> Vec<bool> {
-    let mut valid = Vec::with_capacity(records.len());
-    for slice in records.chunks(slice_signatures) {
-        verifier.verify(slice, slice_valid);
-        valid.extend_from_slice(slice_valid);
-        glommio::yield_if_needed().await;
+impl Verifying<'_> {
+    /// Verdicts for a submission some of whose records a gateway controls (`custodial`,
+    /// empty: none): those need no signature; the others are verified as anyone's. Counts
+    /// both.
+    async fn verify_unless_custodial(
+        &self,
+        verifier: &mut SignatureVerifier,
+        records: &[Record],
+        custodial: &[bool],
+        slice_valid: &mut Vec<bool>,
+    ) -> Vec<bool> {
+        let (desk, shard, answers) = self.help;
+        if custodial.is_empty() {
+            let verdicts = desk
+                .verify(shard, answers, verifier, records, self.slice, slice_valid)
+                .await;
+            self.counters.record_verified(&verdicts);
+            return verdicts;
+        }
+        assert_eq!(custodial.len(), records.len(), "one flag per record");
+        let signed: Vec<Record> = records
+            .iter()
+            .zip(custodial)
+            .filter(|(_, &c)| !c)
+            .map(|(r, _)| *r)
+            .collect();
+        let verdicts = desk
+            .verify(shard, answers, verifier, &signed, self.slice, slice_valid)
+            .await;
+        self.counters.record_verified(&verdicts);
+        self.counters
+            .record_custodial((records.len() - signed.len()) as u64);
+        let mut verdicts = verdicts.into_iter();
+        custodial
+            .iter()
+            .map(|&c| c || verdicts.next().expect("one verdict per signed record"))
+            .collect()
     }
-    valid
 }
 
 #[cfg(test)]

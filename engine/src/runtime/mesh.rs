@@ -282,6 +282,13 @@ pub struct CoreCounters {
     pub buffers_home: AtomicU64,
     /// Buffers of another core freed by this one: the ring home was full (never waits).
     pub buffers_freed_away: AtomicU64,
+    /// Parts of this core's shards' submissions offered to other cores to verify
+    /// (`verify_help`), and those of them taken back unstarted.
+    pub verify_parts_offered: AtomicU64,
+    pub verify_parts_taken_back: AtomicU64,
+    /// Parts of other cores' submissions this core verified, and their signatures.
+    pub verify_parts_helped: AtomicU64,
+    pub signatures_verified_for_others: AtomicU64,
 }
 
 /// Hands a command that arrived on a ring to its shard's ingress channel, waiting for room

@@ -22,6 +22,7 @@ mod peers;
 mod per_core;
 mod sinks;
 mod submit;
+pub mod verify_help;
 pub mod watchdog;
 
 pub use counters::{AtomicHistogram, HistogramCounts, ShardCounters, Stage, FSYNC_BOUNDS_NS};
@@ -107,6 +108,9 @@ pub struct EngineConfig {
     /// The slice while submissions wait behind the one being verified (the core is
     /// saturated; see `ingress::VerifySlices`).
     pub verify_slice_signatures_backlogged: usize,
+    /// Signatures a submission needs at least before its shard offers parts of it to the
+    /// engine's other cores to verify, when nothing waits behind it (`verify_help`); 0: never.
+    pub verify_help_signatures_min: usize,
     /// Transfers remembered per shard for lookups by hash.
     pub recent_transactions_per_shard: usize,
     /// Block headers remembered per shard.
@@ -179,6 +183,7 @@ impl EngineConfig {
             stall_report_after: None,
             verify_slice_signatures: ingress::VERIFY_SLICE_SIGNATURES_DEFAULT,
             verify_slice_signatures_backlogged: ingress::VERIFY_SLICE_SIGNATURES_MAX,
+            verify_help_signatures_min: verify_help::VERIFY_HELP_SIGNATURES_MIN_DEFAULT,
             recent_transactions_per_shard: 262_144,
             recent_blocks_per_shard: 4096,
             peers: Vec::new(),
@@ -277,6 +282,11 @@ impl Engine {
         let shard_count = data_dir.shard_count;
         let genesis = Arc::new(data_dir.genesis.clone());
         let (mesh_ends, foreign) = mesh::build(config.cores, config.shard_queue_depth);
+        let mut help_ends = verify_help::build(config.cores).into_iter();
+        let claim_board = Arc::new(verify_help::ClaimBoard::new(
+            shard_count as usize,
+            config.cores,
+        ));
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 node_id: config.node_id,
@@ -318,6 +328,8 @@ impl Engine {
             let service = service.clone();
             let handle = engine.clone();
             let core_shards = shards.len();
+            let help = help_ends.next().expect("help ends for every core");
+            let claim_board = claim_board.clone();
             let spawned = LocalExecutorBuilder::new(placement)
                 // "aurigraph/3": within Linux's 15-byte thread names, so that `top -H`, `ps -L`
                 // and /proc show which core a thread is.
@@ -337,6 +349,8 @@ impl Engine {
                         genesis,
                         shards,
                         ends,
+                        help,
+                        claim_board,
                     };
                     per_core::run_core(core_setup, handle, ready, go, service).await
                 });

@@ -6,6 +6,7 @@ use super::driver::{ShardDriver, Writes};
 use super::ingress::{ingress, VerifySlices};
 use super::mesh;
 use super::peers::{self, PeerLink};
+use super::verify_help::{self, ClaimBoard, HelpEnds, HelpSetup};
 use super::watchdog::HEARTBEAT_INTERVAL;
 use super::{CoreService, Engine, EngineConfig, EngineError};
 use crate::datadir::DataDir;
@@ -88,6 +89,9 @@ pub(super) struct Core {
     /// The shards this core owns (`s mod cores == core`).
     pub shards: Vec<ShardId>,
     pub ends: mesh::CoreEnds,
+    /// Its ends of the rings that share verification between cores, and the claim words.
+    pub help: HelpEnds,
+    pub claim_board: Arc<ClaimBoard>,
 }
 
 pub(super) async fn run_core(
@@ -103,6 +107,8 @@ pub(super) async fn run_core(
         genesis,
         shards,
         ends,
+        help,
+        claim_board,
     } = setup;
     let shard_count = engine.shard_count();
     let channels: Vec<ShardChannels> = shards
@@ -122,6 +128,20 @@ pub(super) async fn run_core(
         engine.inner.counters.clone(),
         engine.inner.core_counters.clone(),
     );
+    let (help_desk, help_answers) = verify_help::install(
+        HelpSetup {
+            core,
+            cores: config.cores,
+            signatures_min: config.verify_help_signatures_min,
+            slice_signatures: config.verify_slice_signatures,
+            board: claim_board,
+            core_counters: engine.inner.core_counters.clone(),
+            shards: shards.clone(),
+            shard_count: shard_count as usize,
+        },
+        help,
+    );
+    let mut help_answers = help_answers.into_iter();
     // This core's link to the same core of every other validator (none when single).
     let link = match PeerLink::start(core, &config, &genesis, shard_count) {
         Ok(link) => link,
@@ -160,6 +180,9 @@ pub(super) async fn run_core(
         // driver turn (`Instrument`, never a guard held across an await).
         let span = tracing::debug_span!("shard", shard, core);
         let ingress_span = span.clone();
+        let (answers_shard, answers) = help_answers.next().expect("answers for every shard");
+        assert_eq!(answers_shard, shard);
+        let help = (help_desk.clone(), answers);
         tasks.push(glommio::spawn_local(
             async move {
                 let opened = open_shard(core, &config, &genesis, shard, shard_count).await;
@@ -180,6 +203,7 @@ pub(super) async fn run_core(
                                     idle: config.verify_slice_signatures,
                                     backlogged: config.verify_slice_signatures_backlogged,
                                 },
+                                help,
                             )
                             .instrument(ingress_span),
                         )

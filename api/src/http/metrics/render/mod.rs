@@ -45,6 +45,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     node::api(&mut e, &h, scrape.settings);
     node::connections(&mut e, scrape.settings, scrape.cores);
     node::submissions(&mut e, scrape.core_counters);
+    node::verify_help(&mut e, scrape.core_counters);
     node::beacon(&mut e, scrape.settings);
     node::peers(&mut e, scrape.status);
     node::cores(&mut e, scrape.settings);

@@ -137,6 +137,47 @@ pub(super) fn submissions(e: &mut Exposition, counters: &[CoreCounters]) {
     }
 }
 
+/// Verification shared between cores (`aurigraph_engine::runtime::verify_help`): the parts
+/// of large submissions each core offered to others, took back unstarted, and verified for
+/// others, and those signatures.
+pub(super) fn verify_help(e: &mut Exposition, counters: &[CoreCounters]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    e.family(
+        "aurigraph_core_verify_parts_total",
+        "counter",
+        "Parts of large signed submissions that each core's shards offered to the other cores \
+         to verify (as=\"offered\"), and took back because no core had started on them \
+         (as=\"taken_back\"); parts each core verified for another core's shard \
+         (as=\"helped\").",
+    );
+    for (core, c) in counters.iter().enumerate() {
+        let core = core.to_string();
+        for (what, count) in [
+            ("offered", &c.verify_parts_offered),
+            ("taken_back", &c.verify_parts_taken_back),
+            ("helped", &c.verify_parts_helped),
+        ] {
+            e.sample(
+                "aurigraph_core_verify_parts_total",
+                &[("core", &core), ("as", what)],
+                count.load(Relaxed),
+            );
+        }
+    }
+    e.family(
+        "aurigraph_core_signatures_verified_for_others_total",
+        "counter",
+        "Signatures each core verified for other cores' shards.",
+    );
+    for (core, c) in counters.iter().enumerate() {
+        e.sample(
+            "aurigraph_core_signatures_verified_for_others_total",
+            &[("core", &core.to_string())],
+            c.signatures_verified_for_others.load(Relaxed),
+        );
+    }
+}
+
 /// The randomness beacon: pulses verified and health per source, fallback answers.
 pub(super) fn beacon(e: &mut Exposition, settings: &HttpSettings) {
     e.family(
