@@ -73,9 +73,9 @@ fn round_of(keys: &[SigningKey], round: u64) -> (Vec<Record>, Vec<ResultCode>) {
 }
 
 /// Runs `rounds` submissions one after the other (nothing waits behind any of them) on an
-/// engine of two cores; the core counters' (offered, taken back, helped, signatures verified
-/// for others), summed over the cores.
-fn run(help_signatures_min: usize, rounds: u64) -> [u64; 4] {
+/// engine of two cores; the core counters' (offered, joined, signatures verified for others),
+/// summed over the cores.
+fn run(help_signatures_min: usize, rounds: u64) -> [u64; 3] {
     let dir = tempfile::tempdir().unwrap();
     let keys = shard_zero_keys();
     let mut config = EngineConfig::new(dir.path(), 2);
@@ -92,9 +92,8 @@ fn run(help_signatures_min: usize, rounds: u64) -> [u64; 4] {
         engine.core_counters().iter().map(field).sum()
     };
     let counts = [
-        sum(|c| c.verify_parts_offered.load(Relaxed)),
-        sum(|c| c.verify_parts_taken_back.load(Relaxed)),
-        sum(|c| c.verify_parts_helped.load(Relaxed)),
+        sum(|c| c.verify_help_offered.load(Relaxed)),
+        sum(|c| c.verify_help_joined.load(Relaxed)),
         sum(|c| c.signatures_verified_for_others.load(Relaxed)),
     ];
     assert!(engine.shutdown().is_none());
@@ -104,18 +103,19 @@ fn run(help_signatures_min: usize, rounds: u64) -> [u64; 4] {
 #[test]
 fn large_submissions_are_verified_with_the_other_cores_help_and_the_same_verdicts() {
     let rounds = 6;
-    let [offered, taken_back, helped, signatures] = run(128, rounds);
-    assert_eq!(
-        offered, rounds,
-        "one part offered per submission (two cores)"
+    let [offered, joined, signatures] = run(128, rounds);
+    assert_eq!(offered, rounds, "one offer per submission (two cores)");
+    // The other core is idle: it takes chunks long before the shard's core has taken all of
+    // them (five chunks of 64).
+    assert!(joined >= 1, "joined {joined} of {offered}");
+    assert!(
+        signatures >= joined * 44,
+        "{signatures} signatures in {joined} offers"
     );
-    assert_eq!(helped + taken_back, offered, "every part verified once");
-    // The other core is idle: it starts on a part long before the shard's own 150 are done.
-    assert!(helped >= 1, "helped {helped}, taken back {taken_back}");
-    assert_eq!(signatures, helped * (SENDERS as u64 / 2));
+    assert!(signatures <= rounds * (SENDERS as u64 - 64));
 }
 
 #[test]
 fn with_help_off_every_signature_is_verified_on_its_shards_core() {
-    assert_eq!(run(0, 2), [0; 4]);
+    assert_eq!(run(0, 2), [0; 3]);
 }

@@ -4,7 +4,7 @@
 
 use super::counters::ShardCounters;
 use super::driver::Command;
-use super::verify_help::{HelpDesk, Part};
+use super::verify_help::{Answers, HelpDesk};
 use crate::record::Record;
 use crate::shard::ShardId;
 use crate::verify::SignatureVerifier;
@@ -67,7 +67,7 @@ pub(super) async fn ingress(
     counters: Arc<[ShardCounters]>,
     shard: ShardId,
     slices: VerifySlices,
-    (help, answers): (Rc<HelpDesk>, LocalReceiver<Part>),
+    (help, answers): (Rc<HelpDesk>, Answers),
 ) {
     for slice in [slices.idle, slices.backlogged] {
         assert!((1..=VERIFY_SLICE_SIGNATURES_MAX).contains(&slice));
@@ -107,7 +107,7 @@ pub(super) async fn ingress(
 
 /// How one submission is verified: with which help, in which slices, counted where.
 struct Verifying<'a> {
-    help: (&'a HelpDesk, ShardId, &'a LocalReceiver<Part>),
+    help: (&'a HelpDesk, ShardId, &'a Answers),
     /// (signatures per slice, whether submissions wait behind this one).
     slice: (usize, bool),
     counters: &'a ShardCounters,

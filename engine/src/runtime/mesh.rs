@@ -282,12 +282,12 @@ pub struct CoreCounters {
     pub buffers_home: AtomicU64,
     /// Buffers of another core freed by this one: the ring home was full (never waits).
     pub buffers_freed_away: AtomicU64,
-    /// Parts of this core's shards' submissions offered to other cores to verify
-    /// (`verify_help`), and those of them taken back unstarted.
-    pub verify_parts_offered: AtomicU64,
-    pub verify_parts_taken_back: AtomicU64,
-    /// Parts of other cores' submissions this core verified, and their signatures.
-    pub verify_parts_helped: AtomicU64,
+    /// Offers of this core's shards' large submissions to other cores, to verify chunks of
+    /// them (`verify_help`: one per other core and submission shared).
+    pub verify_help_offered: AtomicU64,
+    /// Offers of other cores this core joined (it verified at least one chunk), and the
+    /// signatures it verified for them.
+    pub verify_help_joined: AtomicU64,
     pub signatures_verified_for_others: AtomicU64,
 }
 

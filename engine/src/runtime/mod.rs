@@ -283,10 +283,6 @@ impl Engine {
         let genesis = Arc::new(data_dir.genesis.clone());
         let (mesh_ends, foreign) = mesh::build(config.cores, config.shard_queue_depth);
         let mut help_ends = verify_help::build(config.cores).into_iter();
-        let claim_board = Arc::new(verify_help::ClaimBoard::new(
-            shard_count as usize,
-            config.cores,
-        ));
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 node_id: config.node_id,
@@ -329,7 +325,6 @@ impl Engine {
             let handle = engine.clone();
             let core_shards = shards.len();
             let help = help_ends.next().expect("help ends for every core");
-            let claim_board = claim_board.clone();
             let spawned = LocalExecutorBuilder::new(placement)
                 // "aurigraph/3": within Linux's 15-byte thread names, so that `top -H`, `ps -L`
                 // and /proc show which core a thread is.
@@ -350,7 +345,6 @@ impl Engine {
                         shards,
                         ends,
                         help,
-                        claim_board,
                     };
                     per_core::run_core(core_setup, handle, ready, go, service).await
                 });

@@ -6,7 +6,7 @@ use super::driver::{ShardDriver, Writes};
 use super::ingress::{ingress, VerifySlices};
 use super::mesh;
 use super::peers::{self, PeerLink};
-use super::verify_help::{self, ClaimBoard, HelpEnds, HelpSetup};
+use super::verify_help::{self, HelpEnds, HelpSetup};
 use super::watchdog::HEARTBEAT_INTERVAL;
 use super::{CoreService, Engine, EngineConfig, EngineError};
 use crate::datadir::DataDir;
@@ -89,9 +89,8 @@ pub(super) struct Core {
     /// The shards this core owns (`s mod cores == core`).
     pub shards: Vec<ShardId>,
     pub ends: mesh::CoreEnds,
-    /// Its ends of the rings that share verification between cores, and the claim words.
+    /// Its ends of the rings that share verification between cores.
     pub help: HelpEnds,
-    pub claim_board: Arc<ClaimBoard>,
 }
 
 pub(super) async fn run_core(
@@ -108,7 +107,6 @@ pub(super) async fn run_core(
         shards,
         ends,
         help,
-        claim_board,
     } = setup;
     let shard_count = engine.shard_count();
     let channels: Vec<ShardChannels> = shards
@@ -133,8 +131,7 @@ pub(super) async fn run_core(
             core,
             cores: config.cores,
             signatures_min: config.verify_help_signatures_min,
-            slice_signatures: config.verify_slice_signatures,
-            board: claim_board,
+            chunk: config.verify_slice_signatures,
             core_counters: engine.inner.core_counters.clone(),
             shards: shards.clone(),
             shard_count: shard_count as usize,

@@ -137,28 +137,26 @@ pub(super) fn submissions(e: &mut Exposition, counters: &[CoreCounters]) {
     }
 }
 
-/// Verification shared between cores (`aurigraph_engine::runtime::verify_help`): the parts
-/// of large submissions each core offered to others, took back unstarted, and verified for
-/// others, and those signatures.
+/// Verification shared between cores (`aurigraph_engine::runtime::verify_help`): the offers
+/// of large submissions each core made to the others and joined for them, and the signatures
+/// it verified for them.
 pub(super) fn verify_help(e: &mut Exposition, counters: &[CoreCounters]) {
     use std::sync::atomic::Ordering::Relaxed;
     e.family(
-        "aurigraph_core_verify_parts_total",
+        "aurigraph_core_verify_help_total",
         "counter",
-        "Parts of large signed submissions that each core's shards offered to the other cores \
-         to verify (as=\"offered\"), and took back because no core had started on them \
-         (as=\"taken_back\"); parts each core verified for another core's shard \
-         (as=\"helped\").",
+        "Large signed submissions shared between cores: offers each core's shards made to the \
+         other cores (as=\"offered\", one per other core), and offers each core joined by \
+         verifying at least one chunk (as=\"joined\").",
     );
     for (core, c) in counters.iter().enumerate() {
         let core = core.to_string();
         for (what, count) in [
-            ("offered", &c.verify_parts_offered),
-            ("taken_back", &c.verify_parts_taken_back),
-            ("helped", &c.verify_parts_helped),
+            ("offered", &c.verify_help_offered),
+            ("joined", &c.verify_help_joined),
         ] {
             e.sample(
-                "aurigraph_core_verify_parts_total",
+                "aurigraph_core_verify_help_total",
                 &[("core", &core), ("as", what)],
                 count.load(Relaxed),
             );
