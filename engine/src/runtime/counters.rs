@@ -127,6 +127,10 @@ pub struct ShardCounters {
     /// Local snapshots saved although a sink had not written up to them (it stayed behind past
     /// `sink_retain_bytes_max`).
     pub snapshots_ahead_of_sinks: AtomicU64,
+    /// Commands waiting behind the submission the shard's ingress verifies now (0 once it took
+    /// the last one queued): the cores whose shards have none are offered other cores'
+    /// verification (`verify_help`).
+    pub ingress_backlog: AtomicU64,
 }
 
 impl Default for ShardCounters {
@@ -150,6 +154,7 @@ impl Default for ShardCounters {
             applied_tapped: Default::default(),
             applied_dropped: Default::default(),
             snapshots_ahead_of_sinks: AtomicU64::new(0),
+            ingress_backlog: AtomicU64::new(0),
         }
     }
 }

@@ -83,7 +83,11 @@ pub(super) async fn ingress(
             if valid.len() != records.len() {
                 // What waits behind this submission decides the slice (`VerifySlices`), and
                 // whether other cores are asked to help.
-                let backlogged = queue.len() > 0;
+                let backlog = queue.len();
+                counters
+                    .ingress_backlog
+                    .store(backlog as u64, std::sync::atomic::Ordering::Relaxed);
+                let backlogged = backlog > 0;
                 let slice_signatures = slices.for_backlog(queue.len());
                 let verifying = Verifying {
                     help: (&help, shard, &answers),

@@ -133,6 +133,7 @@ pub(super) async fn run_core(
             signatures_min: config.verify_help_signatures_min,
             chunk: config.verify_slice_signatures,
             core_counters: engine.inner.core_counters.clone(),
+            shard_counters: engine.inner.counters.clone(),
             shards: shards.clone(),
             shard_count: shard_count as usize,
         },

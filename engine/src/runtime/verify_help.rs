@@ -23,6 +23,7 @@
 //!   every chunk is verified, reading those answers as they come. A helper that found nothing
 //!   left sends its handle back without an answer (`Unused`), and no one waits for it.
 
+use super::counters::ShardCounters;
 use super::mesh::CoreCounters;
 use crate::record::Record;
 use crate::shard::ShardId;
@@ -155,6 +156,8 @@ pub(super) struct HelpDesk {
     outgoing: Vec<OnceCell<ConnectedSender<Message>>>,
     next_id: Cell<u64>,
     core_counters: Arc<[CoreCounters]>,
+    /// Every shard's counters: a core is offered work only while its shards have no backlog.
+    shard_counters: Arc<[ShardCounters]>,
 }
 
 /// What `install` needs besides the rings.
@@ -164,6 +167,7 @@ pub(super) struct HelpSetup {
     pub signatures_min: usize,
     pub chunk: usize,
     pub core_counters: Arc<[CoreCounters]>,
+    pub shard_counters: Arc<[ShardCounters]>,
     /// This core's shards.
     pub shards: Vec<ShardId>,
     pub shard_count: usize,
@@ -185,6 +189,7 @@ pub(super) fn install(setup: HelpSetup, ends: HelpEnds) -> (Rc<HelpDesk>, Vec<(S
         outgoing: (0..setup.cores).map(|_| OnceCell::new()).collect(),
         next_id: Cell::new(0),
         core_counters: setup.core_counters,
+        shard_counters: setup.shard_counters,
     });
     for (core, end) in ends.outgoing.into_iter().enumerate() {
         let Some(end) = end else { continue };
@@ -268,6 +273,14 @@ impl HelpDesk {
         }
     }
 
+    /// Whether `core`'s shards have nothing waiting behind what they verify: then it has time
+    /// to help (a backlogged core would only slow its own shards down).
+    fn may_help(&self, core: usize) -> bool {
+        (core..self.shard_counters.len())
+            .step_by(self.cores)
+            .all(|s| self.shard_counters[s].ingress_backlog.load(Relaxed) == 0)
+    }
+
     /// Whether `signatures` are shared with the other cores.
     fn shares(&self, signatures: usize, backlogged: bool) -> bool {
         self.cores > 1
@@ -308,6 +321,9 @@ impl HelpDesk {
         let counters = &self.core_counters[self.core];
         for i in 1..self.cores {
             let helper = (self.core + i) % self.cores;
+            if !self.may_help(helper) {
+                continue;
+            }
             let offer = Message::Offer(shared.clone());
             if let Some(ring) = self.outgoing[helper].get() {
                 if ring.try_send(offer).is_ok() {
@@ -405,6 +421,7 @@ mod tests {
             outgoing: (0..cores).map(|_| OnceCell::new()).collect(),
             next_id: Cell::new(0),
             core_counters: (0..cores).map(|_| CoreCounters::default()).collect(),
+            shard_counters: (0..cores).map(|_| ShardCounters::default()).collect(),
         }
     }
 
@@ -419,6 +436,11 @@ mod tests {
         );
         assert!(!self::desk(4, 0).shares(1000, false), "help off");
         assert!(!self::desk(1, 128).shares(1000, false), "no other core");
+        // Core 1 (shard 1 of 4 shards on 4 cores) may help while its shard has no backlog.
+        assert!(desk.may_help(1));
+        desk.shard_counters[1].ingress_backlog.store(2, Relaxed);
+        assert!(!desk.may_help(1));
+        assert!(desk.may_help(2));
     }
 
     #[test]
