@@ -20,7 +20,7 @@
 //! TLS connections go to hyper from the start (rustls decrypts into a buffer of its own anyway).
 
 use super::io::{Activity, H2_PREFACE};
-use super::limits::{BodyDeadline, BodyTooSlow, ClientGuard};
+use super::limits::{BodyDeadline, BodyTooSlow, BudgetedBody, ClientGuard};
 use super::routes::{self, Backend, Ctx, HttpResponse};
 use super::server::RequestGuard;
 use bytes::Bytes;
@@ -60,6 +60,8 @@ pub(crate) enum ReadBody {
     Whole(Vec<u8>),
     /// The body came too slowly (answered 408, and the connection closes).
     TooSlow(BodyTooSlow),
+    /// The body outgrew the core's body budget while it arrived (answered 503).
+    OverBudget,
 }
 
 /// A request head this module serves.
@@ -175,10 +177,15 @@ pub(crate) async fn serve<B: Backend>(
         if request.content_length > ctx.settings.body_bytes_max {
             return Ok(Served::ToHyper(stream)); // 413, in hyper's words
         }
+        // A body already here in full is received into a buffer of its length at once; one
+        // still on its way is gathered as it arrives (`gather`), so that memory is only taken
+        // by bytes that came, as through hyper.
+        let queued = queued_bytes(&stream)?;
+        let whole = queued >= request.head_bytes + request.content_length;
         let mut body = ctx.bodies.body(Some(request.content_length as u64));
-        let Ok(buffer) = body.reserve_whole() else {
+        if whole && body.reserve_whole().is_err() {
             return Ok(Served::ToHyper(stream)); // 503 over the budget
-        };
+        }
         if client.is_some_and(|client| client.take_request().is_err()) {
             drop(body);
             return Ok(Served::ToHyper(stream)); // 429
@@ -187,14 +194,24 @@ pub(crate) async fn serve<B: Backend>(
         stream.read_exact(&mut head[..request.head_bytes]).await?;
         activity.bump();
         let deadline = ctx.settings.body_deadline;
-        let read = match receive(&stream, buffer, request.content_length, deadline, activity).await
-        {
+        let received = receive(
+            &stream,
+            &mut body,
+            request.content_length,
+            deadline,
+            activity,
+        )
+        .await;
+        let read = match received {
             Received::Whole => ReadBody::Whole(body.into_bytes()),
             Received::TooSlow(slow) => ReadBody::TooSlow(slow),
+            Received::OverBudget => ReadBody::OverBudget,
             Received::Closed => return Ok(Served::Closed),
             Received::Failed(error) => return Err(error),
         };
-        ctx.settings.metrics.record_direct_body(ctx.core);
+        if whole {
+            ctx.settings.metrics.record_direct_body(ctx.core);
+        }
         let mut routed = hyper::Request::from_parts(request.parts, Empty::<Bytes>::new());
         routed.extensions_mut().insert(read);
         let response = routes::handle(ctx, routed).await;
@@ -225,43 +242,74 @@ async fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Bytes waiting in the connection's receive queue (`FIONREAD`).
+fn queued_bytes(stream: &TcpStream) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points to `queued`.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
 /// How receiving a body ended.
 enum Received {
     Whole,
     TooSlow(BodyTooSlow),
+    /// Gathered, it outgrew the core's body budget.
+    OverBudget,
     Closed,
     Failed(io::Error),
 }
 
-/// Receives `len` bytes into `buffer` (empty, with at least `len` bytes of capacity), each
-/// byte by the time `deadline` gives it.
+/// Bytes a gathered body is received in at a time, through one buffer per core.
+const GATHER_CHUNK_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    static GATHER_CHUNK: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0; GATHER_CHUNK_BYTES]);
+}
+
+/// Receives the `len` bytes of `body`, each by the time `deadline` gives it: straight into
+/// its buffer when it was reserved whole, else gathered through the core's chunk buffer,
+/// growing only as bytes arrive.
 async fn receive(
     stream: &TcpStream,
-    buffer: &mut Vec<u8>,
+    body: &mut BudgetedBody<'_>,
     len: usize,
     deadline: BodyDeadline,
     activity: &Activity,
 ) -> Received {
-    assert!(buffer.is_empty() && buffer.capacity() >= len);
+    assert!(body.is_empty());
     let start = Instant::now();
-    while buffer.len() < len {
-        let missing = len - buffer.len();
-        let spare = &mut buffer.spare_capacity_mut()[..missing];
-        match recv(
-            stream.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            0,
-        ) {
+    while body.len() < len {
+        let missing = len - body.len();
+        let received = match body.reserved_spare(missing) {
+            Some(spare) => match recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), missing, 0) {
+                Ok(n) if n > 0 => {
+                    assert!(n <= missing);
+                    // SAFETY: the kernel wrote `n` bytes into the reserved spare capacity.
+                    unsafe { body.filled(n) };
+                    Ok(n)
+                }
+                other => other,
+            },
+            None => GATHER_CHUNK.with(|chunk| {
+                let mut chunk = chunk.borrow_mut();
+                let want = missing.min(chunk.len());
+                let n = recv(stream.as_raw_fd(), chunk.as_mut_ptr(), want, 0)?;
+                match body.extend(&chunk[..n]) {
+                    Ok(()) => Ok(n),
+                    Err(_) => Err(io::Error::other(OverBudgetError)),
+                }
+            }),
+        };
+        match received {
             Ok(0) => return Received::Closed,
-            Ok(n) => {
-                assert!(n <= spare.len());
-                // SAFETY: the kernel wrote `n` bytes into the spare capacity just past `len()`.
-                unsafe { buffer.set_len(buffer.len() + n) };
-                activity.bump();
-            }
+            Ok(_) => activity.bump(),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let received_bytes = buffer.len() as u64;
+                let received_bytes = body.len() as u64;
                 let due = deadline.due(start, received_bytes);
                 let timer =
                     glommio::timer::Timer::new(due.saturating_duration_since(Instant::now()));
@@ -280,11 +328,26 @@ async fn receive(
                     }
                 }
             }
+            Err(e) if e.get_ref().is_some_and(|e| e.is::<OverBudgetError>()) => {
+                return Received::OverBudget
+            }
             Err(e) => return Received::Failed(e),
         }
     }
     Received::Whole
 }
+
+/// A gathered body outgrew the core's budget (carried through `io::Error` out of a closure).
+#[derive(Debug)]
+struct OverBudgetError;
+
+impl std::fmt::Display for OverBudgetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the core's body budget is spent")
+    }
+}
+
+impl std::error::Error for OverBudgetError {}
 
 /// `recv(2)` without blocking (`flags` added to `MSG_DONTWAIT`), retried when interrupted.
 fn recv(fd: RawFd, buf: *mut u8, len: usize, flags: libc::c_int) -> io::Result<usize> {

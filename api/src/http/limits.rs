@@ -171,6 +171,7 @@ impl BodyBudget {
             budget: self,
             bytes: Vec::new(),
             declared_bytes: declared_bytes.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            reserved_whole: false,
         }
     }
 }
@@ -181,6 +182,8 @@ pub struct BudgetedBody<'a> {
     budget: &'a BodyBudget,
     bytes: Vec<u8>,
     declared_bytes: Option<usize>,
+    /// Reserved at its declared length at once ([`BudgetedBody::reserve_whole`]).
+    reserved_whole: bool,
 }
 
 /// The core's body budget is spent.
@@ -214,9 +217,11 @@ impl BudgetedBody<'_> {
         Ok(())
     }
 
-    /// The whole declared length reserved at once (counted), for the caller to fill within
-    /// that capacity: `Err` when there is no declared length or the budget cannot hold it.
-    pub fn reserve_whole(&mut self) -> Result<&mut Vec<u8>, OverBudget> {
+    /// Reserves the whole declared length at once (counted), to be filled in place
+    /// ([`BudgetedBody::reserved_spare`]): `Err` when there is no declared length or the
+    /// budget cannot hold it. Only for a body whose bytes are all here already: a reservation
+    /// holds memory before bytes arrive.
+    pub fn reserve_whole(&mut self) -> Result<(), OverBudget> {
         let declared = self.declared_bytes.ok_or(OverBudget)?;
         assert!(
             self.bytes.capacity() == 0,
@@ -228,7 +233,36 @@ impl BudgetedBody<'_> {
         }
         self.bytes.reserve_exact(declared);
         self.budget.held_bytes.set(held + self.bytes.capacity());
-        Ok(&mut self.bytes)
+        self.reserved_whole = true;
+        Ok(())
+    }
+
+    /// Of a body reserved whole, the first `len` bytes of its unfilled capacity; `None` for
+    /// a body that grows as it arrives ([`BudgetedBody::extend`]).
+    pub fn reserved_spare(&mut self, len: usize) -> Option<&mut [std::mem::MaybeUninit<u8>]> {
+        if !self.reserved_whole {
+            return None;
+        }
+        Some(&mut self.bytes.spare_capacity_mut()[..len])
+    }
+
+    /// Counts `n` more bytes of a body reserved whole as filled.
+    ///
+    /// # Safety
+    /// The first `n` bytes of [`BudgetedBody::reserved_spare`] must have been written.
+    pub unsafe fn filled(&mut self, n: usize) {
+        assert!(self.reserved_whole && self.bytes.len() + n <= self.bytes.capacity());
+        // SAFETY: the caller wrote those bytes; they are within the capacity (asserted).
+        unsafe { self.bytes.set_len(self.bytes.len() + n) };
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     /// The bytes, no longer counted (the request is being worked on now).

@@ -83,6 +83,11 @@ pub async fn read_body<B, T: RequestBody>(
     match request.extensions_mut().remove::<ReadBody>() {
         Some(ReadBody::Whole(bytes)) => return Ok(bytes),
         Some(ReadBody::TooSlow(slow)) => return Err(ApiError::request_timeout(&slow)),
+        Some(ReadBody::OverBudget) => {
+            return Err(ApiError::bodies_over_budget(
+                ctx.settings.body_bytes_budget_per_core,
+            ))
+        }
         None => {}
     }
     let limit = ctx.settings.body_bytes_max;
