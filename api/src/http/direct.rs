@@ -5,11 +5,13 @@
 //! a transfer's 168 bytes are copied"). On a plaintext connection this module serves the batch
 //! endpoints itself, before hyper sees the connection:
 //! - it *peeks* at the socket (nothing is consumed) and parses the request head (`httparse`);
-//! - a head that is complete within [`HEAD_PEEK_BYTES`] and asks for nothing unusual (`POST` to
+//! - a head that is complete within [`HEAD_PEEK_BYTES_MAX`] and asks for nothing unusual (`POST` to
 //!   a batch endpoint, HTTP/1.1, one `Content-Length` within `body_bytes_max`, no
-//!   `Transfer-Encoding`, `Expect` or `Upgrade`) is consumed, and its body is received (`recv`)
-//!   into a buffer of exactly its length, counted in the core's body budget: the kernel's copy
-//!   is the only one;
+//!   `Transfer-Encoding`, `Expect` or `Upgrade`) is consumed, and its body, when at least half
+//!   of it is in the socket already, is received (`recv`) into a buffer of exactly its length,
+//!   counted in the core's body budget: the kernel's copy is the only one. A body less far
+//!   along is gathered as it arrives (one copy more, as through hyper), so that memory follows
+//!   the bytes that came;
 //! - the request then takes the route every request takes (`routes::handle`: authentication,
 //!   limits, metrics, CORS) with its body already read ([`ReadBody`]), and the answer is
 //!   written back;
@@ -177,11 +179,14 @@ pub(crate) async fn serve<B: Backend>(
         if request.content_length > ctx.settings.body_bytes_max {
             return Ok(Served::ToHyper(stream)); // 413, in hyper's words
         }
-        // A body already here in full is received into a buffer of its length at once; one
-        // still on its way is gathered as it arrives (`gather`), so that memory is only taken
-        // by bytes that came, as through hyper.
+        // A body at least half here already is received into a buffer of its length at once
+        // (the memory it holds is then at most twice the bytes that came, the bound of a
+        // buffer that doubles as bytes arrive through hyper); one less far along is gathered
+        // as it arrives, so that a client that declares a body and sends little of it holds
+        // no more memory here than through hyper.
         let queued = queued_bytes(&stream)?;
-        let whole = queued >= request.head_bytes + request.content_length;
+        let body_here = queued.saturating_sub(request.head_bytes);
+        let whole = body_here >= request.content_length.div_ceil(2);
         let mut body = ctx.bodies.body(Some(request.content_length as u64));
         if whole && body.reserve_whole().is_err() {
             return Ok(Served::ToHyper(stream)); // 503 over the budget
@@ -203,15 +208,16 @@ pub(crate) async fn serve<B: Backend>(
         )
         .await;
         let read = match received {
+            Received::Whole if whole => {
+                ctx.settings.metrics.record_direct_body(ctx.core);
+                ReadBody::Whole(body.into_bytes())
+            }
             Received::Whole => ReadBody::Whole(body.into_bytes()),
             Received::TooSlow(slow) => ReadBody::TooSlow(slow),
             Received::OverBudget => ReadBody::OverBudget,
             Received::Closed => return Ok(Served::Closed),
             Received::Failed(error) => return Err(error),
         };
-        if whole {
-            ctx.settings.metrics.record_direct_body(ctx.core);
-        }
         let mut routed = hyper::Request::from_parts(request.parts, Empty::<Bytes>::new());
         routed.extensions_mut().insert(read);
         let response = routes::handle(ctx, routed).await;

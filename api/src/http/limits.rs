@@ -219,8 +219,8 @@ impl BudgetedBody<'_> {
 
     /// Reserves the whole declared length at once (counted), to be filled in place
     /// ([`BudgetedBody::reserved_spare`]): `Err` when there is no declared length or the
-    /// budget cannot hold it. Only for a body whose bytes are all here already: a reservation
-    /// holds memory before bytes arrive.
+    /// budget cannot hold it. Only for a body at least half of which is here already: a
+    /// reservation holds memory before the bytes arrive.
     pub fn reserve_whole(&mut self) -> Result<(), OverBudget> {
         let declared = self.declared_bytes.ok_or(OverBudget)?;
         assert!(
