@@ -6,10 +6,10 @@
 //! behind (the shard is not backlogged) is shared: cut into chunks of one verification slice,
 //! offered to every other core of the engine, and verified by whichever core takes each chunk
 //! first: the shard's core from the first chunk on, each helper whenever its core gets to it
-//! (one shared chunk counter, `fetch_add`). A helper that is busy with its own shards takes few
-//! chunks or none, so the submission never waits much longer than its own core would have
-//! taken (one chunk at most, the last a helper took); idle helpers divide the wait by the
-//! cores that join. A backlogged shard keeps its work: every core is busy then, and sharing
+//! (one shared chunk counter, `fetch_add`). A helper takes no chunk while its own shards verify
+//! a submission (first come, first served), so the submission never waits much longer than its
+//! own core would have taken (one chunk at most, the last a helper took); idle helpers divide
+//! the wait by the cores that join. A backlogged shard keeps its work: every core is busy then, and sharing
 //! would only add the hand-over.
 //!
 //! - Offers and answers travel on rings of their own, one per ordered pair of cores, never
@@ -68,15 +68,20 @@ impl Shared {
         self.records.len().div_ceil(self.chunk)
     }
 
-    /// Takes and verifies chunks until none is left: how many signatures it verified.
+    /// Takes and verifies chunks until none is left, or until `stop` says so before a chunk
+    /// is taken: how many signatures it verified.
     async fn verify_chunks(
         &self,
         verifier: &mut SignatureVerifier,
         valid: &mut Vec<bool>,
+        stop: impl Fn() -> bool,
     ) -> usize {
         let chunks = self.chunks();
         let mut verified = 0;
         loop {
+            if stop() {
+                return verified;
+            }
             let c = self.next_chunk.fetch_add(1, Relaxed);
             if c >= chunks {
                 return verified;
@@ -155,6 +160,10 @@ pub(super) struct HelpDesk {
     /// Ring to each other core, once connected (index = core).
     outgoing: Vec<OnceCell<ConnectedSender<Message>>>,
     next_id: Cell<u64>,
+    /// Submissions this core's shards are verifying now: while there are any, its helper
+    /// takes no chunk of another core's (first come, first served: of two submissions that
+    /// overlap, one finishes in half the time, rather than both in the full time).
+    own_verifying: Cell<u32>,
     core_counters: Arc<[CoreCounters]>,
     /// Every shard's counters: a core is offered work only while its shards have no backlog.
     shard_counters: Arc<[ShardCounters]>,
@@ -188,6 +197,7 @@ pub(super) fn install(setup: HelpSetup, ends: HelpEnds) -> (Rc<HelpDesk>, Vec<(S
         chunk: setup.chunk,
         outgoing: (0..setup.cores).map(|_| OnceCell::new()).collect(),
         next_id: Cell::new(0),
+        own_verifying: Cell::new(0),
         core_counters: setup.core_counters,
         shard_counters: setup.shard_counters,
     });
@@ -302,6 +312,7 @@ impl HelpDesk {
         (slice_signatures, backlogged): (usize, bool),
         slice_valid: &mut Vec<bool>,
     ) -> Vec<bool> {
+        let _verifying = OwnVerifying::enter(&self.own_verifying);
         if !self.shares(records.len(), backlogged) {
             return verify_in_slices(verifier, records, slice_signatures, slice_valid).await;
         }
@@ -331,7 +342,7 @@ impl HelpDesk {
                 }
             }
         }
-        shared.verify_chunks(verifier, slice_valid).await;
+        shared.verify_chunks(verifier, slice_valid, || false).await;
         // Helpers still on their last chunks: each that took one says so when done.
         while !shared.all_done() {
             match answers.recv().await {
@@ -359,6 +370,22 @@ fn drop_late_answers(answers: &Answers) {
     }
 }
 
+/// Counts a submission of this core's shards as being verified, until dropped.
+struct OwnVerifying<'a>(&'a Cell<u32>);
+
+impl<'a> OwnVerifying<'a> {
+    fn enter(count: &'a Cell<u32>) -> OwnVerifying<'a> {
+        count.set(count.get() + 1);
+        OwnVerifying(count)
+    }
+}
+
+impl Drop for OwnVerifying<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// A core's helper: verifies chunks of the submissions other cores' shards share, while any
 /// is left, one submission at a time.
 async fn helper(offers: LocalReceiver<Arc<Shared>>, desk: Rc<HelpDesk>) {
@@ -366,7 +393,8 @@ async fn helper(offers: LocalReceiver<Arc<Shared>>, desk: Rc<HelpDesk>) {
     let mut valid = Vec::new();
     let counters = &desk.core_counters[desk.core];
     while let Some(shared) = offers.recv().await {
-        let signatures = shared.verify_chunks(&mut verifier, &mut valid).await;
+        let busy = || desk.own_verifying.get() > 0;
+        let signatures = shared.verify_chunks(&mut verifier, &mut valid, busy).await;
         let message = if signatures > 0 {
             counters.verify_help_joined.fetch_add(1, Relaxed);
             counters
@@ -420,6 +448,7 @@ mod tests {
             chunk: 64,
             outgoing: (0..cores).map(|_| OnceCell::new()).collect(),
             next_id: Cell::new(0),
+            own_verifying: Cell::new(0),
             core_counters: (0..cores).map(|_| CoreCounters::default()).collect(),
             shard_counters: (0..cores).map(|_| ShardCounters::default()).collect(),
         }
@@ -479,12 +508,24 @@ mod tests {
         let mut verifier = SignatureVerifier::new(64);
         let mut valid = Vec::new();
         // Two takers, one after the other: the first takes all three chunks, the second none.
-        let first =
-            glommio::LocalExecutor::default().run(shared.verify_chunks(&mut verifier, &mut valid));
+        let stopped = glommio::LocalExecutor::default().run(shared.verify_chunks(
+            &mut verifier,
+            &mut valid,
+            || true,
+        ));
+        assert_eq!(stopped, 0, "told to stop before the first chunk");
+        let first = glommio::LocalExecutor::default().run(shared.verify_chunks(
+            &mut verifier,
+            &mut valid,
+            || false,
+        ));
         assert_eq!(first, 150, "three chunks");
         assert!(shared.all_done());
-        let second =
-            glommio::LocalExecutor::default().run(shared.verify_chunks(&mut verifier, &mut valid));
+        let second = glommio::LocalExecutor::default().run(shared.verify_chunks(
+            &mut verifier,
+            &mut valid,
+            || false,
+        ));
         assert_eq!(second, 0);
         let verdicts: Vec<bool> = shared.verdicts.iter().map(|v| v.load(Relaxed)).collect();
         let expected: Vec<bool> = (0..150u64).map(|n| n % 40 != 3).collect();
