@@ -1,7 +1,8 @@
 //! Connection steering end to end: a connection from a source port of core `c`
 //! (`aurigraph_wire::steering`) is accepted by core `c` of a real node, and a batch of that
 //! core's shards sent over it reaches them without a message between cores (the node counts
-//! the submissions each core sends to another core's shards).
+//! the submissions each core sends to another core's shards); a batch of one shard sent to its
+//! core is received straight into its own buffer and becomes the log entry.
 
 use aurigraph_client::connector::Steer;
 use aurigraph_client::http::Client;
@@ -182,11 +183,18 @@ fn a_steered_connection_lands_on_its_core_and_its_batch_stays_there() {
         )
     };
     let home = core_of_shard(shard, CORES);
-    let before = (whole("entry"), whole("copied"));
+    // ...and its body was received straight from the socket into its own buffer.
+    let direct = |core: usize| {
+        scraper.sum(
+            "aurigraph_http_bodies_read_direct_total",
+            &format!("core=\"{core}\""),
+        )
+    };
+    let before = (whole("entry"), whole("copied"), direct(home));
     post_steered(&node, home, &batch(100));
     assert_eq!(
-        (whole("entry"), whole("copied")),
-        (before.0 + 1.0, before.1)
+        (whole("entry"), whole("copied"), direct(home)),
+        (before.0 + 1.0, before.1, before.2 + 1.0)
     );
     post_steered(&node, (home + 1) % CORES, &batch(200));
     assert_eq!(
