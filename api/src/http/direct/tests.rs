@@ -104,6 +104,14 @@ fn compact(body: &[u8]) -> Vec<(u8, u64)> {
     decode_compact_results(body).unwrap()
 }
 
+/// Drains the server `start` started and waits for its executor.
+fn stop(settings: &HttpSettings, handle: glommio::ExecutorJoinHandle<()>) {
+    settings
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    handle.join().unwrap();
+}
+
 fn settings() -> HttpSettings {
     HttpSettings::new("127.0.0.1:0".parse().unwrap())
 }
@@ -187,10 +195,7 @@ fn batches_are_received_here_until_a_request_is_hypers_then_hyper_serves_the_res
     split.write_all(&request[20..]).unwrap();
     assert_eq!(compact(&read_response(&mut split).2), expected);
     assert_eq!(direct(), 6);
-    settings
-        .draining
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    handle.join().unwrap();
+    stop(&settings, handle);
 }
 
 #[test]
@@ -257,10 +262,7 @@ fn errors_limits_and_closing_are_as_through_hyper() {
     let mut after = StdStream::connect(addr).unwrap();
     after.write_all(&batch_request(BATCH, &body, "")).unwrap();
     assert_eq!(read_response(&mut after).0, 200);
-    settings
-        .draining
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    handle.join().unwrap();
+    stop(&settings, handle);
 }
 
 #[test]
@@ -283,10 +285,7 @@ fn a_body_that_has_not_arrived_holds_none_of_the_cores_body_budget() {
     assert_eq!(read_response(&mut stream).0, 200);
     assert_eq!(settings.metrics.bodies_read_direct()[0], 1);
     drop(idle);
-    settings
-        .draining
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    handle.join().unwrap();
+    stop(&settings, handle);
 }
 
 #[test]
@@ -313,8 +312,5 @@ fn batches_count_in_their_clients_request_rate() {
         "{head}"
     );
     assert_eq!(settings.metrics.bodies_read_direct()[0], 2);
-    settings
-        .draining
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    handle.join().unwrap();
+    stop(&settings, handle);
 }
