@@ -8,8 +8,8 @@ pub enum TuneCommand {
     /// Report, per item, the current value, the recommended one and why: CPU governor and
     /// boost, clock source, transparent huge pages, locked-memory limit, kernel parameters
     /// (swappiness, map count, AIO contexts, listen and packet backlogs), each disk's I/O
-    /// scheduler and merging, IRQs on the executors' cores, core isolation (advice for
-    /// dedicated hosts). Reads only.
+    /// scheduler and merging, online discard on the data directory's file system, IRQs on the
+    /// executors' cores, core isolation (advice for dedicated hosts). Reads only.
     ///
     /// Exit status: 0 when every item is as recommended (advice and unreadable items do not
     /// count), 3 when some item differs, 2 on a usage error.
@@ -38,6 +38,15 @@ pub struct TuneArgs {
     /// Executor cores the node will run (`aurigraph node --cores`); default: every online CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     cores: Option<u16>,
+    /// The node's data directory (`aurigraph node --data-dir`), whose file system's mount
+    /// options are checked (online discard).
+    #[arg(
+        long,
+        env = "AURIGRAPH_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./aurigraph-data"
+    )]
+    data_dir: PathBuf,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -45,9 +54,13 @@ pub struct TuneArgs {
 
 impl TuneArgs {
     fn options(&self) -> Options {
+        // As the host names it: absolute, symbolic links resolved where it exists.
+        let absolute = std::path::absolute(&self.data_dir).unwrap_or(self.data_dir.clone());
+        let data_dir = std::fs::canonicalize(&absolute).unwrap_or(absolute);
         Options {
             root: self.root.clone(),
             cores: self.cores.map(usize::from),
+            data_dir: Some(data_dir),
         }
     }
 }

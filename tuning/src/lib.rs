@@ -34,6 +34,9 @@ pub struct Options {
     /// Executor cores the node runs (`aurigraph node --cores`): it pins executor i to CPU i.
     /// `None`: every online CPU, the node's default.
     pub cores: Option<usize>,
+    /// The node's data directory, as an absolute path on the host (its file system's mount
+    /// options are read from the root's `proc/self/mounts`); `None`: not checked.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Every finding of every tuner, in a fixed order.
@@ -67,6 +70,7 @@ pub fn check(options: &Options) -> Report {
         root: &root,
         online: &online,
         executor_cpus: &executor_cpus,
+        data_dir: options.data_dir.as_deref(),
     };
     Report {
         findings: tuners::all(&host),

@@ -63,6 +63,10 @@ fn fake_host(root: &Path) {
         ("proc/irq/25/smp_affinity_list", "3"),
         ("proc/irq/default_smp_affinity", "f"),
         ("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro"),
+        (
+            "proc/self/mounts",
+            "/dev/sda1 / ext4 rw,relatime 0 0\n/dev/nvme0n1p1 /var/lib ext4 rw,relatime,discard 0 0",
+        ),
     ];
     for (path, contents) in files {
         let path = root.join(path);
@@ -93,6 +97,7 @@ fn options(root: &Path) -> Options {
     Options {
         root: root.to_path_buf(),
         cores: Some(2),
+        data_dir: Some("/var/lib/aurigraph".into()),
     }
 }
 
@@ -126,6 +131,11 @@ fn check_reports_each_item_against_its_recommendation() {
     assert_eq!(state("irq_affinity", "irq 24"), State::Differs);
     assert!(report.findings.iter().all(|f| f.item != "irq 25"));
     assert_eq!(state("cpu_isolation", "kernel command line"), State::Advice);
+    // The data directory's file system trims online.
+    assert_eq!(
+        state("mount_discard", "/var/lib/aurigraph (on /var/lib)"),
+        State::Differs
+    );
     assert!(report.differs());
     // Only the governors that differ are written; every differing item says how to persist.
     let governor = report
@@ -204,7 +214,7 @@ fn a_dry_run_writes_nothing_and_apply_writes_exactly_what_differs() {
         .filter(|f| f.state == State::Differs)
         .map(|f| f.tuner)
         .collect();
-    assert_eq!(left, vec!["memlock"]);
+    assert_eq!(left, vec!["memlock", "mount_discard"]);
 }
 
 #[test]
@@ -213,6 +223,7 @@ fn an_empty_root_is_unknown_not_guessed_and_the_real_host_is_only_read() {
     let report = check(&Options {
         root: dir.path().to_path_buf(),
         cores: None,
+        data_dir: Some("/var/lib/aurigraph".into()),
     });
     assert!(!report.differs());
     assert!(report
@@ -223,6 +234,7 @@ fn an_empty_root_is_unknown_not_guessed_and_the_real_host_is_only_read() {
     let real = check(&Options {
         root: "/".into(),
         cores: None,
+        data_dir: Some(std::env::temp_dir()),
     });
     assert!(!real.findings.is_empty());
 }

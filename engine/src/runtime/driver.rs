@@ -34,7 +34,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod snapshots;
 pub(super) use snapshots::Archiving;
@@ -117,6 +117,10 @@ pub(super) enum Reply {
 
 /// Commands taken from the channel per turn (bounds one turn's work and latency).
 const COMMANDS_PER_TURN_MAX: usize = 1024;
+
+/// A group commit (write and fdatasync, from start to the shard hearing of it) that takes this
+/// long or longer is logged at debug level.
+const SLOW_COMMIT_LOGGED: Duration = Duration::from_millis(5);
 
 /// The node's actions, performed on this core.
 struct RuntimeIo<'a> {
@@ -500,6 +504,19 @@ impl ShardDriver {
         let stats = result.map_err(|source| EngineError::Storage { shard, source })?;
         self.counters().record_commit(&stats);
         if let Some(mut started) = self.writes.commit_started.take() {
+            let took = started.elapsed();
+            if took >= SLOW_COMMIT_LOGGED {
+                // At debug level: lined up with the snapshot lines, says what a tail was.
+                tracing::debug!(
+                    shard,
+                    took_us = took.as_micros() as u64,
+                    write_us = stats.write_duration.as_micros() as u64,
+                    fsync_us = stats.fsync_duration.as_micros() as u64,
+                    bytes = stats.bytes_written,
+                    rolled = stats.segment_rolled,
+                    "slow group commit"
+                );
+            }
             self.counters().lap(Stage::Persist, &mut started);
         }
         Ok(self.writes.committing_up_to.take())

@@ -4,6 +4,7 @@ mod cpu;
 mod disk;
 mod irq;
 mod memory;
+mod mount;
 mod sysctl;
 
 use crate::{Finding, Root};
@@ -15,6 +16,8 @@ pub(crate) struct Host<'a> {
     pub online: &'a [usize],
     /// CPUs the node's executors run on.
     pub executor_cpus: &'a [usize],
+    /// The node's data directory, as the host names it (`None`: not known).
+    pub data_dir: Option<&'a std::path::Path>,
 }
 
 /// Every tuner's findings, in a fixed order.
@@ -27,6 +30,7 @@ pub(crate) fn all(host: &Host<'_>) -> Vec<Finding> {
     findings.push(memory::memlock(host));
     findings.extend(sysctl::all(host));
     findings.extend(disk::all(host));
+    findings.extend(mount::discard(host));
     findings.extend(irq::affinity(host));
     findings.push(cpu::isolation(host));
     findings
