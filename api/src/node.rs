@@ -292,6 +292,14 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     if let Some(admin) = config.admin_addr {
         tracing::info!(%admin, "admin endpoints served on their own listener only");
     }
+    if let Some(mount) = aurigraph_tuning::online_discard_mount(&config.data_dir) {
+        tracing::warn!(
+            %mount,
+            "the data directory's file system is mounted with online discard: every WAL \
+             segment and snapshot the node deletes then holds up its group commits \
+             (`aurigraph tune check` says more; docs/operations.md, \"Host tuning\")"
+        );
+    }
     let notifier = Arc::new(crate::systemd::Notifier::from_env());
     notifier.notify("READY=1\nSTATUS=serving");
     let pinger = crate::systemd::watchdog_period()

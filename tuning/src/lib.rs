@@ -78,6 +78,13 @@ pub fn check(options: &Options) -> Report {
     }
 }
 
+/// The mount point of `path`'s file system when it is mounted with online `discard` (the
+/// `mount_discard` finding), read from the host's `/proc/self/mounts`: a node warns of it at
+/// start. `None` when it is not, or cannot be read.
+pub fn online_discard_mount(path: &std::path::Path) -> Option<String> {
+    tuners::mount::online_discard_mount(&Root::new(std::path::Path::new("/")), path)
+}
+
 /// What applying a report did (or, in a dry run, would do).
 #[derive(Clone, Debug)]
 pub struct Applied {

@@ -4,7 +4,7 @@ mod cpu;
 mod disk;
 mod irq;
 mod memory;
-mod mount;
+pub(crate) mod mount;
 mod sysctl;
 
 use crate::{Finding, Root};

@@ -51,6 +51,14 @@ pub(super) fn discard(host: &Host<'_>) -> Option<Finding> {
     Some(finding)
 }
 
+/// The mount point of the file system holding `path` when it is mounted with online
+/// `discard`, read from `root`'s `proc/self/mounts`; `None` otherwise, or when unreadable.
+pub(crate) fn online_discard_mount(root: &crate::Root, path: &Path) -> Option<String> {
+    let mounts = root.read("proc/self/mounts").ok()?;
+    let (point, options) = mount_of(&mounts, path)?;
+    options.split(',').any(|o| o == "discard").then_some(point)
+}
+
 /// The mount point and options of the mount that holds `path` (the longest mount point that
 /// is `path` or one of its ancestors), from the text of `/proc/self/mounts`.
 fn mount_of(mounts: &str, path: &Path) -> Option<(String, String)> {
@@ -114,5 +122,19 @@ mod tests {
             Some(("/srv/data disk".into(), "rw,discard".into()))
         );
         assert_eq!(mount_of("", Path::new("/x")), None);
+    }
+
+    #[test]
+    fn a_data_directory_on_a_discard_mount_is_named() {
+        let dir = std::env::temp_dir().join(format!("aurigraph-mount-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("proc/self")).unwrap();
+        std::fs::write(dir.join("proc/self/mounts"), MOUNTS).unwrap();
+        let root = crate::Root::new(&dir);
+        let on = |p: &str| online_discard_mount(&root, Path::new(p));
+        assert_eq!(on("/home/node/data"), Some("/".into()));
+        assert_eq!(on("/var/lib/aurigraph"), None);
+        assert_eq!(on("/srv/data disk/node"), Some("/srv/data disk".into()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(on("/home/node/data"), None, "unreadable: nothing said");
     }
 }
