@@ -85,9 +85,54 @@ impl Pace {
     }
 }
 
+/// Bytes a file is shrunk by at a time when it is freed gradually ([`free_gradually`]).
+pub const FREE_PIECE_BYTES: u64 = 8 << 20;
+/// Time between two pieces freed.
+pub const FREE_PIECE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Deletes the file at `path` a piece at a time: shrinks it by [`FREE_PIECE_BYTES`], makes
+/// that durable (which commits the freed blocks on their own), waits [`FREE_PIECE_INTERVAL`],
+/// and so on, then unlinks what is left. On a file system mounted with online discard, the
+/// blocks a journal commit frees are trimmed inside that commit, and the WAL's writes and
+/// fdatasyncs wait behind it: a 64 MiB segment or a 55 MB snapshot freed at once held group
+/// commits up for milliseconds to tens of them (docs/benchmarks.md, "Online discard"). Runs on
+/// a blocking thread. A file shrunk half-way by a crash is the caller's to recognise (a name
+/// nothing reads, or a file nothing needs).
+pub fn free_gradually(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut len = file.metadata()?.len();
+    while len > FREE_PIECE_BYTES {
+        len -= FREE_PIECE_BYTES;
+        file.set_len(len)?;
+        file.sync_data()?;
+        std::thread::sleep(FREE_PIECE_INTERVAL);
+    }
+    drop(file);
+    std::fs::remove_file(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_freed_gradually_is_gone_after_a_pause_per_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(20 << 20).unwrap();
+        drop(file);
+        let started = Instant::now();
+        free_gradually(&path).unwrap();
+        assert!(!path.exists());
+        // 20 MiB: shrunk to 12 and to 4 MiB (a pause after each), then unlinked.
+        assert!(
+            started.elapsed() >= 2 * FREE_PIECE_INTERVAL,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(free_gradually(&path).is_err(), "a missing file is an error");
+    }
 
     /// The calling thread's nice value.
     fn own_nice() -> i32 {

@@ -226,6 +226,7 @@ impl Wal {
         fs_util::create_dir_durable(&dir)?;
         let outcome = recovery::recover(&dir)?;
         spare::remove_stale(&dir)?;
+        segment::remove_doomed(&dir)?;
 
         let directory = Directory::open(&dir)
             .await
@@ -729,19 +730,24 @@ type Deleting = Pin<Box<dyn Future<Output = Result<(), StorageError>>>>;
 /// Time between two compacted segments' deletions (see [`delete_segments`]).
 const SEGMENT_DELETE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Unlinks `paths` in order, each made durable (the directory synced) before the next, and
-/// [`SEGMENT_DELETE_INTERVAL`] apart (on a blocking thread). A compaction frees eight 64 MiB
-/// segments at a time; freed in one journal commit, on a file system mounted with online
-/// discard, their TRIM held every group commit behind that commit for up to 57 ms on the
-/// development VM (docs/benchmarks.md, "Online discard"). One at a time, each commit frees
-/// one segment.
+/// Deletes `paths` in order, on a blocking thread, [`SEGMENT_DELETE_INTERVAL`] apart: each is
+/// first renamed out of the log's sight (`segment::doomed_name`) and the directory synced, so
+/// that recovery still finds a contiguous run of whole segments whatever a crash interrupts,
+/// then freed a piece at a time (`background::free_gradually`). A compaction frees eight
+/// 64 MiB segments at a time; freed in one journal commit, on a file system mounted with
+/// online discard, their TRIM held every group commit behind that commit for up to 57 ms on
+/// the development VM (docs/benchmarks.md, "Online discard").
 fn delete_segments(paths: &[PathBuf], dir: &Path) -> Result<(), StorageError> {
     for (i, path) in paths.iter().enumerate() {
         if i > 0 {
             std::thread::sleep(SEGMENT_DELETE_INTERVAL);
         }
-        std::fs::remove_file(path).map_err(|e| StorageError::io("deleting segment", path, e))?;
+        let doomed = segment::doomed_name(path);
+        std::fs::rename(path, &doomed)
+            .map_err(|e| StorageError::io("deleting segment", path, e))?;
         fs_util::fsync_dir(dir)?;
+        crate::background::free_gradually(&doomed)
+            .map_err(|e| StorageError::io("deleting segment", &doomed, e))?;
     }
     Ok(())
 }
@@ -813,6 +819,7 @@ mod tests {
         let started = std::time::Instant::now();
         delete_segments(&paths, dir.path()).unwrap();
         assert!(paths.iter().all(|p| !p.exists()));
+        assert!(paths.iter().all(|p| !segment::doomed_name(p).exists()));
         assert!(
             started.elapsed() >= 2 * SEGMENT_DELETE_INTERVAL,
             "three segments, two pauses: {:?}",

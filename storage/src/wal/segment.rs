@@ -31,6 +31,35 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Suffix of a compacted segment being deleted: the log never reads it.
+const DOOMED_SUFFIX: &str = ".deleting";
+
+/// The name a compacted segment takes while it is being deleted.
+pub(crate) fn doomed_name(segment: &Path) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(DOOMED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Deletes what a previous run left of compacted segments being deleted (whole or shrunk).
+pub(crate) fn remove_doomed(dir: &Path) -> Result<(), StorageError> {
+    let read_dir = std::fs::read_dir(dir).map_err(|e| StorageError::io("listing", dir, e))?;
+    for dir_entry in read_dir {
+        let dir_entry = dir_entry.map_err(|e| StorageError::io("listing", dir, e))?;
+        let name = dir_entry.file_name();
+        let doomed = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(DOOMED_SUFFIX))
+            .is_some_and(|n| parse_segment_file_name(n).is_some());
+        if doomed {
+            let path = dir_entry.path();
+            std::fs::remove_file(&path)
+                .map_err(|e| StorageError::io("deleting a compacted segment", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// The segment files of `dir`, oldest first. Segment numbers must be contiguous: a hole means a
 /// lost file, and replaying around it could resurrect overwritten entries.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
@@ -71,6 +100,27 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_doomed_segments_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join(segment_file_name(7));
+        let doomed = doomed_name(&dir.path().join(segment_file_name(6)));
+        let other = dir.path().join("notes.deleting");
+        for path in [&segment, &doomed, &other] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        remove_doomed(dir.path()).unwrap();
+        assert!(!doomed.exists());
+        assert!(segment.exists() && other.exists());
+        // The log does not read a doomed segment either.
+        let found: Vec<u64> = list_segments(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(found, vec![7]);
+    }
 
     #[test]
     fn names_round_trip() {
