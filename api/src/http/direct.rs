@@ -46,6 +46,10 @@ use std::time::Instant;
 pub(crate) const HEAD_PEEK_BYTES_FIRST: usize = 512;
 pub(crate) const HEAD_PEEK_BYTES_MAX: usize = 4096;
 
+/// The response buffer a connection keeps between requests at most (compact results of a
+/// batch of 8,192 are 72 KiB; JSON results of a large batch can be megabytes).
+const RESPONSE_BUFFER_KEPT_BYTES_MAX: usize = 256 * 1024;
+
 /// Header fields a head served here may have (more: hyper's, which has its own limit).
 const HEADER_FIELDS_MAX: usize = 32;
 
@@ -224,6 +228,10 @@ pub(crate) async fn serve<B: Backend>(
         drop(guard);
         let asked_to_close = write_response(&mut stream, response, &mut out).await?;
         activity.bump();
+        if out.capacity() > RESPONSE_BUFFER_KEPT_BYTES_MAX {
+            // A large answer (JSON results of a big batch): not kept for an idle connection.
+            out = Vec::new();
+        }
         if request.close || asked_to_close || ctx.settings.draining.load(Ordering::SeqCst) {
             let _ = stream.close().await;
             return Ok(Served::Closed);
