@@ -36,6 +36,33 @@ where
     })
 }
 
+/// Runs `job` on a thread of its own, niced like the blocking pool's jobs, for background
+/// work that sleeps between its steps (freeing deleted files gradually): on the executor's
+/// blocking pool, whose one thread also makes the WAL's spare segments and writes snapshots,
+/// seconds of it would hold those up. `Err` when no thread could be started.
+pub fn spawn_background_thread<T, F>(
+    name: &str,
+    job: F,
+) -> impl Future<Output = std::io::Result<T>> + use<T, F>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = futures::channel::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            lower_own_priority();
+            let _ = tx.send(job());
+        });
+    async move {
+        spawned?;
+        rx.await.map_err(|_| {
+            std::io::Error::other("the background job's thread ended without a result")
+        })
+    }
+}
+
 /// Raises the calling thread's nice value to [`BACKGROUND_NICE`] (never lowers it: an
 /// unprivileged thread could not take it back down, and an operator may have niced the node
 /// further).

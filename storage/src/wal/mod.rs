@@ -203,10 +203,11 @@ pub struct Wal {
     in_flight: Option<InFlight>,
     /// The last durable hard state and the segment holding it: compaction must not delete it.
     hard_state_durable: Option<(HardState, u64)>,
-    /// Compacted segments being unlinked, oldest first, then the directory synced, on glommio's
-    /// blocking pool (an unlink of a 64 MiB segment takes milliseconds on ext4, eight of them
-    /// took 90 ms: never on the reactor, never inside a shard's turn). At most one batch at a
-    /// time, so a crash still leaves a contiguous run of segments.
+    /// Compacted segments being deleted, oldest first, on a thread of their own (an unlink of a
+    /// 64 MiB segment takes milliseconds on ext4, and a gradual free seconds for eight: never
+    /// on the reactor, never inside a shard's turn, never ahead of the next spare on the
+    /// blocking pool; see `delete_segments`). At most one batch at a time, so a crash still
+    /// leaves a contiguous run of segments.
     deleting: Option<Deleting>,
     /// The next segment, being made or made (with `preallocate`).
     spare: Option<spare::Spare>,
@@ -486,7 +487,7 @@ impl Wal {
     }
 
     /// Deletes the oldest segments whose every entry index is `<= index_upto` (never the active
-    /// one), then fsyncs the directory, on the blocking pool. Returns how many it set out to
+    /// one), in the background (`delete_segments`). Returns how many it set out to
     /// delete: none while the last compaction's deletion is still under way (see
     /// [`Wal::settle`]).
     ///
@@ -499,8 +500,8 @@ impl Wal {
             self.in_flight.is_none(),
             "compacting under a group in flight"
         );
-        // The last compaction's unlinks still under way (their job queued on the blocking pool
-        // behind paced background writes: `background.rs`): this compaction deletes nothing,
+        // The last compaction's deletions still under way (freed gradually, they take seconds):
+        // this compaction deletes nothing,
         // and the next one deletes these segments with its own. The shard's turn, which
         // compacts after a snapshot, never waits on the pool: it waited about 300 ms at a time
         // with snapshots every 128 MiB of log (docs/benchmarks.md).
@@ -556,8 +557,17 @@ impl Wal {
         // Oldest first: if the file system reorders nothing (ext4's journal does not), a crash
         // leaves a contiguous run of segments, which recovery reads as before. Until the
         // unlinks are done the files are still there and nothing refers to them.
+        // On a thread of its own: freed gradually, a compaction's segments take seconds, which
+        // on the blocking pool would hold up the next spare segment.
         let dir = self.dir.clone();
-        let deleting = crate::background::spawn_background(move || delete_segments(&paths, &dir));
+        let job = crate::background::spawn_background_thread("wal-delete", move || {
+            delete_segments(&paths, &dir)
+        });
+        let path = self.dir.clone();
+        let deleting = async move {
+            job.await
+                .map_err(|e| StorageError::io("starting a thread to delete segments", &path, e))?
+        };
         self.deleting = Some(Box::pin(deleting));
         Ok(delete_count)
     }
@@ -730,7 +740,7 @@ type Deleting = Pin<Box<dyn Future<Output = Result<(), StorageError>>>>;
 /// Time between two compacted segments' deletions (see [`delete_segments`]).
 const SEGMENT_DELETE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Deletes `paths` in order, on a blocking thread, [`SEGMENT_DELETE_INTERVAL`] apart: each is
+/// Deletes `paths` in order, on a thread that may sleep, [`SEGMENT_DELETE_INTERVAL`] apart: each is
 /// first renamed out of the log's sight (`segment::doomed_name`) and the directory synced, so
 /// that recovery still finds a contiguous run of whole segments whatever a crash interrupts,
 /// then freed a piece at a time (`background::free_gradually`). A compaction frees eight
