@@ -89,25 +89,42 @@ pub(super) fn build(
     depth: usize,
 ) -> (Vec<CoreEnds>, Vec<async_channel::Sender<Foreign>>) {
     assert!(cores > 0 && depth > 0);
-    let mut ends: Vec<CoreEnds> = Vec::with_capacity(cores);
     let mut foreign_senders = Vec::with_capacity(cores);
-    for _ in 0..cores {
-        let (tx, rx) = async_channel::bounded(depth);
-        foreign_senders.push(tx);
-        ends.push(CoreEnds {
-            outgoing: (0..cores).map(|_| None).collect(),
-            incoming: Vec::with_capacity(cores - 1),
-            foreign: rx,
-        });
-    }
+    let ends = pairwise_rings(cores, depth)
+        .into_iter()
+        .map(|(outgoing, incoming)| {
+            let (tx, rx) = async_channel::bounded(depth);
+            foreign_senders.push(tx);
+            CoreEnds {
+                outgoing,
+                incoming,
+                foreign: rx,
+            }
+        })
+        .collect();
+    (ends, foreign_senders)
+}
+
+/// One bounded ring (`depth` items) per ordered pair of `cores` executors: for each core, its
+/// senders (index = destination core; `None` at its own index) and its receivers from every
+/// other core.
+pub(super) type RingEnds<T> = (Vec<Option<SharedSender<T>>>, Vec<SharedReceiver<T>>);
+
+pub(super) fn pairwise_rings<T: Send>(cores: usize, depth: usize) -> Vec<RingEnds<T>> {
+    let mut ends: Vec<RingEnds<T>> = (0..cores)
+        .map(|_| {
+            let outgoing = (0..cores).map(|_| None).collect();
+            (outgoing, Vec::with_capacity(cores.saturating_sub(1)))
+        })
+        .collect();
     for from in 0..cores {
         for to in (0..cores).filter(|&to| to != from) {
             let (tx, rx) = shared_channel::new_bounded(depth);
-            ends[from].outgoing[to] = Some(tx);
-            ends[to].incoming.push(rx);
+            ends[from].0[to] = Some(tx);
+            ends[to].1.push(rx);
         }
     }
-    (ends, foreign_senders)
+    ends
 }
 
 /// What an executor sends through: its shards' ingress channels and its rings to the other
@@ -313,7 +330,8 @@ async fn deliver(
     }
 }
 
-fn item<T>(error: GlommioError<T>) -> T {
+/// The item a failed channel send gives back.
+pub(super) fn item<T>(error: GlommioError<T>) -> T {
     match classify(error) {
         TrySendError::Full(c) | TrySendError::Closed(c) => c,
     }

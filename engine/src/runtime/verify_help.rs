@@ -24,12 +24,12 @@
 //!   left sends its handle back without an answer (`Unused`), and no one waits for it.
 
 use super::counters::ShardCounters;
-use super::mesh::CoreCounters;
+use super::mesh::{item, pairwise_rings, CoreCounters};
 use crate::record::Record;
 use crate::shard::ShardId;
 use crate::verify::SignatureVerifier;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 use std::sync::atomic::{
@@ -132,20 +132,10 @@ pub(super) struct HelpEnds {
 
 /// The help rings of `cores` executors: one per ordered pair of cores.
 pub(super) fn build(cores: usize) -> Vec<HelpEnds> {
-    let mut ends: Vec<HelpEnds> = (0..cores)
-        .map(|_| HelpEnds {
-            outgoing: (0..cores).map(|_| None).collect(),
-            incoming: Vec::with_capacity(cores.saturating_sub(1)),
-        })
-        .collect();
-    for from in 0..cores {
-        for to in (0..cores).filter(|&to| to != from) {
-            let (tx, rx) = shared_channel::new_bounded(HELP_RING_DEPTH);
-            ends[from].outgoing[to] = Some(tx);
-            ends[to].incoming.push(rx);
-        }
-    }
-    ends
+    pairwise_rings(cores, HELP_RING_DEPTH)
+        .into_iter()
+        .map(|(outgoing, incoming)| HelpEnds { outgoing, incoming })
+        .collect()
 }
 
 /// One core's side of the help: what its shards share through, and what its helper answers
@@ -254,7 +244,7 @@ impl HelpDesk {
         match message {
             Message::Offer(shared) => {
                 if let Err(error) = offers.try_send(shared) {
-                    self.send_home(Message::Unused(channel_item(error)));
+                    self.send_home(Message::Unused(item(error)));
                 }
             }
             Message::Joined(shared) => {
@@ -426,14 +416,6 @@ pub(super) async fn verify_in_slices(
         glommio::yield_if_needed().await;
     }
     valid
-}
-
-fn channel_item<T>(error: glommio::GlommioError<T>) -> T {
-    match error {
-        glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(item))
-        | glommio::GlommioError::Closed(glommio::ResourceType::Channel(item)) => item,
-        _ => unreachable!("a channel's send fails with WouldBlock or Closed"),
-    }
 }
 
 #[cfg(test)]
