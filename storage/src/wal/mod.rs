@@ -24,6 +24,7 @@
 //!
 //! Recovery (in [`Wal::open`]) is described in `recovery.rs`.
 
+mod deleting;
 mod dma_cache;
 
 mod recovery;
@@ -208,7 +209,7 @@ pub struct Wal {
     /// on the reactor, never inside a shard's turn, never ahead of the next spare on the
     /// blocking pool; see `delete_segments`). At most one batch at a time, so a crash still
     /// leaves a contiguous run of segments.
-    deleting: Option<Deleting>,
+    deleting: Option<deleting::Deleting>,
     /// The next segment, being made or made (with `preallocate`).
     spare: Option<spare::Spare>,
     poisoned: bool,
@@ -557,18 +558,7 @@ impl Wal {
         // Oldest first: if the file system reorders nothing (ext4's journal does not), a crash
         // leaves a contiguous run of segments, which recovery reads as before. Until the
         // unlinks are done the files are still there and nothing refers to them.
-        // On a thread of its own: freed gradually, a compaction's segments take seconds, which
-        // on the blocking pool would hold up the next spare segment.
-        let dir = self.dir.clone();
-        let job = crate::background::spawn_background_thread("wal-delete", move || {
-            delete_segments(&paths, &dir)
-        });
-        let path = self.dir.clone();
-        let deleting = async move {
-            job.await
-                .map_err(|e| StorageError::io("starting a thread to delete segments", &path, e))?
-        };
-        self.deleting = Some(Box::pin(deleting));
+        self.deleting = Some(deleting::start(paths, self.dir.clone()));
         Ok(delete_count)
     }
 
@@ -734,34 +724,6 @@ async fn sync_directory(directory: &Directory, dir: &Path) -> Result<(), Storage
         .map_err(|e| StorageError::glommio("syncing directory", dir, e))
 }
 
-/// Compacted segments being unlinked (see `Wal::deleting`).
-type Deleting = Pin<Box<dyn Future<Output = Result<(), StorageError>>>>;
-
-/// Time between two compacted segments' deletions (see [`delete_segments`]).
-const SEGMENT_DELETE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Deletes `paths` in order, on a thread that may sleep, [`SEGMENT_DELETE_INTERVAL`] apart: each is
-/// first renamed out of the log's sight (`segment::doomed_name`) and the directory synced, so
-/// that recovery still finds a contiguous run of whole segments whatever a crash interrupts,
-/// then freed a piece at a time (`background::free_gradually`). A compaction frees eight
-/// 64 MiB segments at a time; freed in one journal commit, on a file system mounted with
-/// online discard, their TRIM held every group commit behind that commit for up to 57 ms on
-/// the development VM (docs/benchmarks.md, "Online discard").
-fn delete_segments(paths: &[PathBuf], dir: &Path) -> Result<(), StorageError> {
-    for (i, path) in paths.iter().enumerate() {
-        if i > 0 {
-            std::thread::sleep(SEGMENT_DELETE_INTERVAL);
-        }
-        let doomed = segment::doomed_name(path);
-        std::fs::rename(path, &doomed)
-            .map_err(|e| StorageError::io("deleting segment", path, e))?;
-        fs_util::fsync_dir(dir)?;
-        crate::background::free_gradually(&doomed)
-            .map_err(|e| StorageError::io("deleting segment", &doomed, e))?;
-    }
-    Ok(())
-}
-
 /// A group commit's I/O: the write, then the fdatasync that makes it durable. Hands the buffer back for reuse.
 async fn write_and_sync(
     file: Rc<DmaFile>,
@@ -810,32 +772,4 @@ async fn write_and_sync(
         )
     })?;
     Ok((buffer, write_duration, fsync_start.elapsed()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compacted_segments_are_deleted_oldest_first_one_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths: Vec<PathBuf> = (0..3)
-            .map(|i| {
-                let path = dir.path().join(format!("segment-{i}"));
-                std::fs::write(&path, [0u8; 4096]).unwrap();
-                path
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        delete_segments(&paths, dir.path()).unwrap();
-        assert!(paths.iter().all(|p| !p.exists()));
-        assert!(paths.iter().all(|p| !segment::doomed_name(p).exists()));
-        assert!(
-            started.elapsed() >= 2 * SEGMENT_DELETE_INTERVAL,
-            "three segments, two pauses: {:?}",
-            started.elapsed()
-        );
-        // A segment already gone is an error (the log's bookkeeping went wrong), not skipped.
-        assert!(delete_segments(&paths[..1], dir.path()).is_err());
-    }
 }
