@@ -41,7 +41,7 @@ use std::time::Instant;
 /// Bytes of a connection first peeked at for a request head, and at most (a longer head goes
 /// to hyper). The peek also copies the body's first bytes (the peek's length less the head's),
 /// which are then received again into the body: the only bytes of a batch copied twice here.
-/// A batch client's head is 200-400 bytes, so the first peek is short; a head it does not
+/// `aurigraph bench`'s heads are 190-280 bytes, so the first peek is short; a head it does not
 /// hold is peeked again at the most.
 pub(crate) const HEAD_PEEK_BYTES_FIRST: usize = 512;
 pub(crate) const HEAD_PEEK_BYTES_MAX: usize = 4096;
