@@ -231,6 +231,10 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
             "heap prefaulted"
         );
     }
+    tracing::info!(
+        backend = aurigraph_wire::signature_backend::Ed25519Backend::detect().name(),
+        "ed25519 signature verification"
+    );
     let mut engine_config = EngineConfig::new(&config.data_dir, config.cores);
     engine_config.node_id = config.node_id;
     engine_config.pin_cores = config.pin_cores;

@@ -20,6 +20,8 @@ pub const VERIFY_CHUNK_DEFAULT: usize = 256;
 /// an LRU: no bookkeeping on the hot path).
 pub const KEY_CACHE_ENTRIES_MAX: usize = 16_384;
 
+pub use aurigraph_wire::signature_backend::Ed25519Backend;
+
 /// Reusable verification stage (keeps its scratch vectors and key cache between calls).
 #[derive(Debug)]
 pub struct SignatureVerifier {

@@ -60,7 +60,13 @@ pub enum KeyFileError {
 
 /// A fresh key from the operating system's random number generator.
 pub fn generate() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
+    // The secret key is 32 bytes from the OS; ed25519-dalek's own `generate` wants a newer
+    // `rand_core` than the rest of the workspace uses.
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    let key = SigningKey::from_bytes(&secret);
+    secret.fill(0);
+    key
 }
 
 /// The key file's JSON text for `key`.

@@ -7,6 +7,7 @@
 //! - [`compact`]: the compact results format and the media types of the binary endpoints.
 //! - [`genesis`]: the genesis file (chain id, shards, initial allocations).
 //! - [`shard`]: which shard owns an address (clients may compute it).
+//! - [`signature_backend`]: the arithmetic Ed25519 signatures are verified with here.
 //! - [`steering`]: which core owns a shard, and which core accepts a connection.
 //! - [`keyfile`]: the key file of `aurigraph keygen` (written by the node for a development chain).
 //! - [`limits`]: the limits a client must respect.
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod record;
 pub mod result;
 pub mod shard;
+pub mod signature_backend;
 pub mod steering;
 pub mod tokens;
 

@@ -58,6 +58,8 @@ pub struct Report {
 pub struct VerifyCeiling {
     pub per_core_per_sec: f64,
     pub cores: usize,
+    /// The arithmetic the verification ran on (`avx512ifma`, `avx2`, `serial`).
+    pub backend: &'static str,
 }
 
 impl VerifyCeiling {
@@ -126,6 +128,7 @@ pub fn measure_verify_ceiling(
     Some(VerifyCeiling {
         per_core_per_sec: rate / cores as f64,
         cores,
+        backend: aurigraph_wire::signature_backend::Ed25519Backend::detect().name(),
     })
 }
 
@@ -258,10 +261,11 @@ impl Report {
         if let Some(c) = &self.ceiling {
             lines.push(format!(
                 "verify ceiling = {:.0} tx/s (raw ed25519-dalek batch verify measured in this run \
-                 on {2} threads at once: {1:.0}/s per thread)",
+                 on {2} threads at once: {1:.0}/s per thread; {3})",
                 c.tx_per_sec(),
                 c.per_core_per_sec,
-                c.cores
+                c.cores,
+                c.backend
             ));
             lines.push(format!(
                 "load accepted / verify ceiling = {:.3}",
@@ -299,7 +303,8 @@ impl Report {
             "batches": self.timeline.iter().map(|w| w.0).collect::<Vec<_>>(),
             "slowestUs": self.timeline.iter().map(|w| w.1).collect::<Vec<_>>(),
         });
-        serde_json::json!({
+        // Built in two steps: one `json!` of every field exceeds the macro's recursion limit.
+        let mut value = serde_json::json!({
             "mode": self.mode(),
             "protocol": self.protocol,
             "streamDepth": self.stream_depth,
@@ -341,7 +346,9 @@ impl Report {
             "lateBatches": self.late_batches,
             "scheduleLagMaxMs": self.lag_max.as_secs_f64() * 1000.0,
             "timeline": timeline,
-        })
+        });
+        value["verifyBackend"] = serde_json::json!(self.ceiling.map(|c| c.backend));
+        value
     }
 }
 
