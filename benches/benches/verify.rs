@@ -113,6 +113,11 @@ fn main() {
     if !measuring() {
         return;
     }
+    // Which arithmetic these figures are of (chosen at run time; see .cargo/config.toml).
+    println!(
+        "verify: curve25519-dalek backend {}",
+        aurigraph_wire::signature_backend::Ed25519Backend::detect().name()
+    );
 
     let mut summary = Summary::new();
     let rate =

@@ -1,7 +1,7 @@
 //! Verification shared between cores.
 //!
 //! A shard verifies its clients' signatures on its own core (`ingress`). A batch of 1,000
-//! signed transfers then waits for one core to verify all of them (~14 ms on the development
+//! signed transfers then waits for one core to verify all of them (~9 ms on the development
 //! VM), even when the other cores have time to spare. So a large submission that nothing waits
 //! behind (the shard is not backlogged) is shared: cut into chunks of one verification slice,
 //! offered to every other core of the engine, and verified by whichever core takes each chunk
@@ -17,7 +17,7 @@
 //!   shard that waited for an answer behind that wait would never get it. The help routers
 //!   never wait: an offer the helper has no room for goes back at once.
 //! - A shared submission (`Shared`: a copy of its signed records, 168 bytes a signature against
-//!   ~14 µs to verify one, and one verdict slot per record) is allocated on the shard's core;
+//!   ~9 µs to verify one, and one verdict slot per record) is allocated on the shard's core;
 //!   every helper sends its handle back when it is done with it, so it is freed there.
 //! - A helper that verified chunks says so after its last one (`Joined`); the shard waits until
 //!   every chunk is verified, reading those answers as they come. A helper that found nothing
