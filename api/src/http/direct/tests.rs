@@ -314,3 +314,18 @@ fn batches_count_in_their_clients_request_rate() {
     assert_eq!(settings.metrics.bodies_read_direct()[0], 2);
     stop(&settings, handle);
 }
+
+#[test]
+fn acknowledging_now_works_on_tcp_sockets_only() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = StdStream::connect(listener.local_addr().expect("address")).expect("connect");
+    let (accepted, _) = listener.accept().expect("accept");
+    acknowledge_now(accepted.as_raw_fd()).expect("TCP_QUICKACK on an accepted connection");
+    acknowledge_now(client.as_raw_fd()).expect("TCP_QUICKACK on a connecting one");
+    let file = tempfile::tempfile().expect("a file");
+    assert!(
+        acknowledge_now(file.as_raw_fd()).is_err(),
+        "a file is not a socket"
+    );
+}
