@@ -9,19 +9,17 @@
 use crate::record::Record;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 
-/// Signatures per batch equation. Larger chunks amortise more (measured here: 256 verifies about a
-/// fifth more signatures per second than 64, with AVX2 or AVX-512 IFMA), but a failure costs a one-by-one pass over the chunk, so
-/// the chunk bounds what one bad signature can cost.
+/// Signatures per batch equation. Larger chunks amortise more (measured here: 256 verifies about
+/// a fifth more signatures per second than 64, with AVX2 or AVX-512 IFMA), but a failure costs a
+/// one-by-one pass over the chunk, so the chunk bounds what one bad signature can cost.
 pub const VERIFY_CHUNK_DEFAULT: usize = 256;
 
-/// Decompressed public keys kept per verifier. Decompressing a key (a field exponentiation,
-/// 3.1 µs here) costs a quarter (AVX2) to a third (AVX-512 IFMA) of a batched verification of
-/// the signature, and senders repeat, so the stage keeps
-/// the keys it decompressed. Bounded: when full, the cache is cleared and refills (an epoch, not
-/// an LRU: no bookkeeping on the hot path).
+/// Decompressed public keys kept per verifier. Decompressing a key (a field exponentiation, about
+/// 3 µs here) costs a quarter (AVX2) to a third (AVX-512 IFMA) of a batched verification of the
+/// signature, and senders repeat, so the stage keeps the keys it decompressed. Bounded: when
+/// full, the cache is cleared and refills (an epoch, not an LRU: no bookkeeping on the hot
+/// path).
 pub const KEY_CACHE_ENTRIES_MAX: usize = 16_384;
-
-pub use aurigraph_wire::signature_backend::Ed25519Backend;
 
 /// Reusable verification stage (keeps its scratch vectors and key cache between calls).
 #[derive(Debug)]

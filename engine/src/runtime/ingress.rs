@@ -16,9 +16,9 @@ use std::sync::Arc;
 /// while nothing waits behind the submission (`EngineConfig::verify_slice_signatures`): 64
 /// batched verifications take about 0.6 ms on the development VM's core with AVX-512 IFMA and
 /// 0.8 ms with AVX2, within the executor's task quantum (256 once took ~5 ms and held the
-/// core's raft and network tasks back that long). Each
-/// slice is one batch equation, so smaller slices cost verification throughput; a backlogged
-/// shard uses `VerifySlices::backlogged` instead (docs/benchmarks.md).
+/// core's raft and network tasks back that long). Each slice is one batch equation, so smaller
+/// slices cost verification throughput; a backlogged shard uses `VerifySlices::backlogged`
+/// instead (docs/benchmarks.md).
 pub const VERIFY_SLICE_SIGNATURES_DEFAULT: usize = 64;
 /// The largest slice allowed (one batch equation; a failed one is re-verified one by one).
 pub const VERIFY_SLICE_SIGNATURES_MAX: usize = 256;

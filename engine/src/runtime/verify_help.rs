@@ -9,8 +9,8 @@
 //! (one shared chunk counter, `fetch_add`). A helper takes no chunk while its own shards verify
 //! a submission (first come, first served), so the submission never waits much longer than its
 //! own core would have taken (one chunk at most, the last a helper took); idle helpers divide
-//! the wait by the cores that join. A backlogged shard keeps its work: every core is busy then, and sharing
-//! would only add the hand-over.
+//! the wait by the cores that join. A backlogged shard keeps its work: every core is busy then,
+//! and sharing would only add the hand-over.
 //!
 //! - Offers and answers travel on rings of their own, one per ordered pair of cores, never
 //!   behind commands: a command ring's router may wait for room in a shard's queue, and a
