@@ -22,7 +22,7 @@
 //! TLS connections go to hyper from the start (rustls decrypts into a buffer of its own anyway).
 
 use super::io::{Activity, H2_PREFACE};
-use super::limits::{BodyDeadline, BodyTooSlow, BudgetedBody, ClientGuard};
+use super::limits::{BodyDeadline, BodyTooSlow, BudgetedBody, ClientGuard, OverBudget};
 use super::routes::{self, Backend, Ctx, HttpResponse};
 use super::server::RequestGuard;
 use bytes::Bytes;
@@ -326,25 +326,30 @@ async fn receive(
     let start = Instant::now();
     while body.len() < len {
         let missing = len - body.len();
-        let received = match body.reserved_spare(missing) {
-            Some(spare) => match recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), missing, 0) {
-                Ok(n) if n > 0 => {
-                    assert!(n <= missing);
-                    // SAFETY: the kernel wrote `n` bytes into the reserved spare capacity.
-                    unsafe { body.filled(n) };
-                    Ok(n)
-                }
-                other => other,
-            },
+        // Outer `Err`: a gathered body outgrew the core's budget; inner: the `recv`.
+        let received: Result<io::Result<usize>, OverBudget> = match body.reserved_spare(missing) {
+            Some(spare) => Ok(
+                match recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), missing, 0) {
+                    Ok(n) if n > 0 => {
+                        assert!(n <= missing);
+                        // SAFETY: the kernel wrote `n` bytes into the reserved spare capacity.
+                        unsafe { body.filled(n) };
+                        Ok(n)
+                    }
+                    other => other,
+                },
+            ),
             None => GATHER_CHUNK.with(|chunk| {
                 let mut chunk = chunk.borrow_mut();
                 let want = missing.min(chunk.len());
-                let n = recv(stream.as_raw_fd(), chunk.as_mut_ptr(), want, 0)?;
-                match body.extend(&chunk[..n]) {
-                    Ok(()) => Ok(n),
-                    Err(_) => Err(io::Error::other(OverBudgetError)),
+                match recv(stream.as_raw_fd(), chunk.as_mut_ptr(), want, 0) {
+                    Ok(n) => body.extend(&chunk[..n]).map(|()| Ok(n)),
+                    Err(e) => Ok(Err(e)),
                 }
             }),
+        };
+        let Ok(received) = received else {
+            return Received::OverBudget;
         };
         match received {
             Ok(0) => return Received::Closed,
@@ -372,26 +377,11 @@ async fn receive(
                     }
                 }
             }
-            Err(e) if e.get_ref().is_some_and(|e| e.is::<OverBudgetError>()) => {
-                return Received::OverBudget
-            }
             Err(e) => return Received::Failed(e),
         }
     }
     Received::Whole
 }
-
-/// A gathered body outgrew the core's budget (carried through `io::Error` out of a closure).
-#[derive(Debug)]
-struct OverBudgetError;
-
-impl std::fmt::Display for OverBudgetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the core's body budget is spent")
-    }
-}
-
-impl std::error::Error for OverBudgetError {}
 
 /// `recv(2)` without blocking (`flags` added to `MSG_DONTWAIT`), retried when interrupted.
 fn recv(fd: RawFd, buf: *mut u8, len: usize, flags: libc::c_int) -> io::Result<usize> {
