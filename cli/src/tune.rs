@@ -54,13 +54,10 @@ pub struct TuneArgs {
 
 impl TuneArgs {
     fn options(&self) -> Options {
-        // As the host names it: absolute, symbolic links resolved where it exists.
-        let absolute = std::path::absolute(&self.data_dir).unwrap_or(self.data_dir.clone());
-        let data_dir = std::fs::canonicalize(&absolute).unwrap_or(absolute);
         Options {
             root: self.root.clone(),
             cores: self.cores.map(usize::from),
-            data_dir: Some(data_dir),
+            data_dir: Some(aurigraph_tuning::host_path(&self.data_dir)),
         }
     }
 }

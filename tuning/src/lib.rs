@@ -82,7 +82,14 @@ pub fn check(options: &Options) -> Report {
 /// `mount_discard` finding), read from the host's `/proc/self/mounts`: a node warns of it at
 /// start. `None` when it is not, or cannot be read.
 pub fn online_discard_mount(path: &std::path::Path) -> Option<String> {
-    tuners::mount::online_discard_mount(&Root::new(std::path::Path::new("/")), path)
+    tuners::mount::online_discard_mount(&Root::new(std::path::Path::new("/")), &host_path(path))
+}
+
+/// `path` as the host's mount table names it: absolute, and with symbolic links resolved
+/// where it exists (a data directory linked onto another disk is on that disk's mount).
+pub fn host_path(path: &std::path::Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    std::fs::canonicalize(&absolute).unwrap_or(absolute)
 }
 
 /// What applying a report did (or, in a dry run, would do).
@@ -113,4 +120,24 @@ pub fn apply(options: &Options, report: &Report, dry_run: bool) -> Vec<Applied> 
             Applied { write, error }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_path_is_absolute_with_links_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("disk");
+        std::fs::create_dir(&target).unwrap();
+        let link = dir.path().join("data");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let real = std::fs::canonicalize(&target).unwrap();
+        assert_eq!(host_path(&link), real);
+        // Not there yet: absolute, as given.
+        assert_eq!(host_path(&link.join("new")), link.join("new"));
+        let relative = host_path(std::path::Path::new("some-dir"));
+        assert!(relative.is_absolute() && relative.ends_with("some-dir"));
+    }
 }

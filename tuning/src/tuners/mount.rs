@@ -30,7 +30,7 @@ pub(super) fn discard(host: &Host<'_>) -> Option<Finding> {
             |_| true,
         ));
     };
-    let current = if options.split(',').any(|o| o == "discard") {
+    let current = if trims_online(&options) {
         "discard"
     } else {
         "nodiscard"
@@ -56,7 +56,12 @@ pub(super) fn discard(host: &Host<'_>) -> Option<Finding> {
 pub(crate) fn online_discard_mount(root: &crate::Root, path: &Path) -> Option<String> {
     let mounts = root.read("proc/self/mounts").ok()?;
     let (point, options) = mount_of(&mounts, path)?;
-    options.split(',').any(|o| o == "discard").then_some(point)
+    trims_online(&options).then_some(point)
+}
+
+/// Whether a mount's options (`rw,relatime,discard`) include online `discard`.
+fn trims_online(options: &str) -> bool {
+    options.split(',').any(|o| o == "discard")
 }
 
 /// The mount point and options of the mount that holds `path` (the longest mount point that
